@@ -1,0 +1,49 @@
+//! Where a file-backed dataset lives: a local path or an object-store URL.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{ConnectorError, Result};
+
+/// A resolved file location: the URL DataFusion lists, and the store and path that the key
+/// look-up reads directly.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub url: Url,
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+}
+
+impl Location {
+    /// Resolves `location`, which is either a URL with a scheme (`file:///…`, or any scheme the
+    /// build's object_store features support) or a file-system path, taken relative to
+    /// `base_dir` when it is relative.
+    pub fn resolve(location: &str, base_dir: &FsPath) -> Result<Self> {
+        let bad = |reason: String| ConnectorError::BadLocation { location: location.to_owned(), reason };
+        let url = match Url::parse(location) {
+            // A one-letter scheme is a Windows drive letter, not a URL.
+            Ok(url) if url.scheme().len() > 1 => url,
+            _ => {
+                let path = base_dir.join(location);
+                let path =
+                    std::fs::canonicalize(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                Url::from_file_path(&path).map_err(|()| bad("not an absolute path".into()))?
+            }
+        };
+        let (store, path) = object_store::parse_url(&url).map_err(|e| bad(e.to_string()))?;
+        Ok(Location { url, store: Arc::from(store), path })
+    }
+
+    /// The `scheme://authority` part that DataFusion's object-store registry is keyed by.
+    pub fn store_url(&self) -> Url {
+        let mut url = self.url.clone();
+        url.set_path("");
+        url.set_query(None);
+        url.set_fragment(None);
+        url
+    }
+}

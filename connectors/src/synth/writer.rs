@@ -1,0 +1,113 @@
+//! Parquet writers for the generated datasets, one thread each, fed through bounded channels
+//! so that generation and encoding overlap without queuing unbounded work.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::{HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE, SynthConfig, schema};
+use crate::error::{ConnectorError, Result};
+
+/// The key every dataset is sorted and looked up by.
+const KEY: &str = "id_number";
+
+/// Writer settings: sorted by key, with page-level statistics (the page index), a bloom
+/// filter and no dictionary on the key, and small pages so that a key look-up decodes little.
+fn properties(config: &SynthConfig) -> WriterProperties {
+    let key = ColumnPath::from(KEY);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_max_row_group_row_count(Some(config.row_group_rows))
+        .set_data_page_row_count_limit(config.page_rows)
+        .set_write_batch_size(config.page_rows.min(1024))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_dictionary_enabled(key.clone(), false)
+        .set_column_bloom_filter_enabled(key.clone(), true)
+        .set_column_bloom_filter_fpp(key.clone(), 0.01)
+        .set_column_bloom_filter_max_ndv(key, config.row_group_rows as u64)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_created_by("tongban generate".to_owned())
+        .build()
+}
+
+struct DatasetWriter {
+    sender: SyncSender<RecordBatch>,
+    thread: JoinHandle<Result<()>>,
+    partial: PathBuf,
+    final_name: &'static str,
+}
+
+impl DatasetWriter {
+    fn start(out: &Path, final_name: &'static str, schema: SchemaRef, config: &SynthConfig) -> Result<Self> {
+        let partial = out.join(format!("{final_name}.partial"));
+        let file = File::create(&partial)?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties(config)))?;
+        let (sender, receiver) = sync_channel::<RecordBatch>(4);
+        let thread = std::thread::Builder::new().name(format!("write-{final_name}")).spawn(move || {
+            for batch in receiver {
+                writer.write(&batch)?;
+            }
+            writer.close()?;
+            Ok(())
+        })?;
+        Ok(DatasetWriter { sender, thread, partial, final_name })
+    }
+
+    fn finish(self, out: &Path) -> Result<()> {
+        drop(self.sender);
+        self.thread
+            .join()
+            .map_err(|_| ConnectorError::Io(std::io::Error::other("writer thread panicked")))??;
+        fs::rename(&self.partial, out.join(self.final_name))?;
+        Ok(())
+    }
+}
+
+pub(super) struct Writers {
+    household: DatasetWriter,
+    social_insurance: DatasetWriter,
+    housing_fund: DatasetWriter,
+}
+
+impl Writers {
+    pub(super) fn start(out: &Path, config: &SynthConfig) -> Result<Self> {
+        Ok(Writers {
+            household: DatasetWriter::start(out, HOUSEHOLD_FILE, schema::household(), config)?,
+            social_insurance: DatasetWriter::start(
+                out,
+                SOCIAL_INSURANCE_FILE,
+                schema::social_insurance(),
+                config,
+            )?,
+            housing_fund: DatasetWriter::start(out, HOUSING_FUND_FILE, schema::housing_fund(), config)?,
+        })
+    }
+
+    pub(super) fn send(&self, household: RecordBatch, social: RecordBatch, fund: RecordBatch) -> Result<()> {
+        let closed = || ConnectorError::Io(std::io::Error::other("a Parquet writer stopped early"));
+        self.household.sender.send(household).map_err(|_| closed())?;
+        self.social_insurance.sender.send(social).map_err(|_| closed())?;
+        self.housing_fund.sender.send(fund).map_err(|_| closed())?;
+        Ok(())
+    }
+
+    pub(super) fn finish(self, out: &Path) -> Result<()> {
+        self.household.finish(out)?;
+        self.social_insurance.finish(out)?;
+        self.housing_fund.finish(out)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The gateway's configuration: a TOML file, with `TONGBAN_`-prefixed environment variables
+//! overriding it (`TONGBAN_SERVER__LISTEN=0.0.0.0:8443` sets `server.listen`). Only variables
+//! with a double underscore are read as configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use tongban_connectors::DatasetConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Shared datasets and where their rows come from.
+    #[serde(default)]
+    pub datasets: Vec<DatasetConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Plain HTTP is for loopback demos; production listeners use TLS.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long in-flight requests may take to finish after a shutdown signal, in seconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_grace() -> u64 {
+    20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), shutdown_grace_secs: default_grace() }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("configuration {path}: {source}")]
+    Invalid { path: PathBuf, source: Box<figment::Error> },
+}
+
+/// A loaded configuration and the directory relative paths in it are resolved against.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Loads `path`, applies environment overrides and checks every field.
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.to_owned()));
+        }
+        let config: Config = Figment::from(Serialized::default("server", ServerConfig::default()))
+            .merge(Toml::file(path))
+            // Only nested keys (`TONGBAN_SECTION__FIELD`) are configuration; other TONGBAN_
+            // variables (TONGBAN_LOG, TONGBAN_CONFIG) belong to the command line.
+            .merge(Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Invalid { path: path.to_owned(), source: Box::new(e) })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        Ok(LoadedConfig { config, base_dir })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the configuration serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_and_env_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tongban.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9000\"\nlisen = 1\n").expect("write");
+        let err = Config::load(&path).expect_err("typo is refused");
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n\n[[datasets]]\nname = \"household\"\nkey = \"id_number\"\n\
+             [datasets.source]\nkind = \"parquet\"\nlocation = \"data/household.parquet\"\n",
+        )
+        .expect("write");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TONGBAN_SERVER__LISTEN", "127.0.0.1:9100");
+            jail.set_env("TONGBAN_LOG", "debug");
+            let loaded = Config::load(&path).expect("valid");
+            assert_eq!(loaded.config.server.listen, "127.0.0.1:9100".parse().expect("addr"));
+            assert_eq!(loaded.config.datasets.len(), 1);
+            assert_eq!(loaded.base_dir, dir.path());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_dataset_source_with_an_unknown_kind_or_field_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tongban.toml");
+        for bad in
+            ["kind = \"excel\"\nlocation = \"x\"", "kind = \"parquet\"\nlocation = \"x\"\npasword = \"y\""]
+        {
+            std::fs::write(
+                &path,
+                format!("[[datasets]]\nname = \"d\"\nkey = \"k\"\n[datasets.source]\n{bad}\n"),
+            )
+            .expect("write");
+            assert!(Config::load(&path).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `tongban demo`: generate demo datasets on first run, write a default configuration, serve.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use tongban_connectors::synth::{self, SynthConfig};
+use tongban_connectors::{DatasetConfig, SourceConfig};
+
+use crate::config::{Config, LoadedConfig, ServerConfig};
+
+/// Where the demo keeps its generated datasets, under the data directory.
+pub const DATASETS_DIR: &str = "datasets";
+/// The configuration file the demo writes and then serves from.
+pub const CONFIG_FILE: &str = "tongban.toml";
+
+/// The configuration the demo serves: the three generated datasets, keyed by identity number.
+pub fn default_config(listen: SocketAddr) -> Config {
+    let parquet = |name: &str, file: &str| DatasetConfig {
+        name: name.to_owned(),
+        key: "id_number".to_owned(),
+        source: SourceConfig::Parquet { location: format!("{DATASETS_DIR}/{file}") },
+    };
+    Config {
+        server: ServerConfig { listen, ..ServerConfig::default() },
+        datasets: vec![
+            parquet("household", synth::HOUSEHOLD_FILE),
+            parquet("social_insurance", synth::SOCIAL_INSURANCE_FILE),
+            parquet("housing_fund", synth::HOUSING_FUND_FILE),
+        ],
+    }
+}
+
+/// Prepares `data_dir` (datasets and configuration, each only if absent) and returns the
+/// configuration to serve.
+pub async fn prepare(
+    listen: SocketAddr,
+    data_dir: &Path,
+    rows: u64,
+    seed: u64,
+) -> anyhow::Result<LoadedConfig> {
+    tokio::fs::create_dir_all(data_dir).await?;
+    let datasets = data_dir.join(DATASETS_DIR);
+    if !synth::is_generated(&datasets) {
+        let config = SynthConfig::new(rows, seed, today());
+        tracing::info!(rows, dir = %datasets.display(), "generating demo datasets");
+        let out = datasets.clone();
+        let report =
+            tokio::task::spawn_blocking(move || crate::cli::generate_with_progress(&config, &out)).await??;
+        tracing::info!(
+            household = report.household_rows,
+            social_insurance = report.social_insurance_rows,
+            housing_fund = report.housing_fund_rows,
+            seconds = report.elapsed.as_secs_f64(),
+            "demo datasets generated"
+        );
+    }
+    let config_path: PathBuf = data_dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        tokio::fs::write(&config_path, default_config(listen).to_toml()).await?;
+    }
+    let mut loaded = Config::load(&config_path)?;
+    // The command line names the address; the file may be from an earlier run.
+    loaded.config.server.listen = listen;
+    Ok(loaded)
+}
+
+fn today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}

@@ -1,0 +1,12 @@
+//! Tongban's gateway: the server, its HTTP API, configuration and commands.
+
+pub mod cli;
+pub mod config;
+pub mod datasets;
+pub mod demo;
+pub mod error;
+pub mod server;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use server::{AppState, app};

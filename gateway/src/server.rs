@@ -1,0 +1,221 @@
+//! The HTTP server: router, shared state, and the listener's lifecycle.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::config::LoadedConfig;
+use crate::datasets::DatasetRegistry;
+use crate::error::ApiError;
+
+/// Where dataset loading stands; `/readyz` reports it.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    Loading,
+    Ready(Arc<DatasetRegistry>),
+    Failed(String),
+}
+
+/// State shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    readiness: Arc<RwLock<Readiness>>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState { readiness: Arc::new(RwLock::new(Readiness::Loading)) }
+    }
+}
+
+impl AppState {
+    pub fn set_readiness(&self, readiness: Readiness) {
+        *self.readiness.write().expect("readiness lock is never poisoned") = readiness;
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.read().expect("readiness lock is never poisoned").clone()
+    }
+}
+
+/// The gateway's routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Liveness: the process answers. It says nothing about data sources.
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+#[derive(Debug, Serialize)]
+struct DatasetStatus {
+    name: String,
+    key: String,
+    rows: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Ready {
+    status: &'static str,
+    datasets: Vec<DatasetStatus>,
+}
+
+/// Readiness: every configured dataset is open and can answer.
+async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    match state.readiness() {
+        Readiness::Loading => Err(ApiError::not_ready("datasets are still loading")),
+        Readiness::Failed(reason) => Err(ApiError::not_ready(format!("datasets failed to load: {reason}"))),
+        Readiness::Ready(registry) => Ok(Json(Ready {
+            status: "ready",
+            datasets: registry
+                .datasets
+                .values()
+                .map(|d| DatasetStatus { name: d.name.clone(), key: d.key_column.clone(), rows: d.rows })
+                .collect(),
+        })),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// Binds the listener, announces the address, loads datasets in the background and serves
+/// until a shutdown signal, then drains in-flight requests for the configured grace period.
+#[allow(clippy::print_stdout)]
+pub async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(loaded.config.server.listen).await?;
+    let address = listener.local_addr()?;
+    // Printed on standard output so scripts and tests can find an ephemeral port.
+    println!("tongban listening on http://{address}");
+    tracing::info!(%address, "listening");
+
+    let state = AppState::default();
+    let loading = state.clone();
+    let datasets = loaded.config.datasets.clone();
+    let base_dir = loaded.base_dir.clone();
+    tokio::spawn(async move {
+        match DatasetRegistry::open(&datasets, &base_dir).await {
+            Ok(registry) => {
+                tracing::info!(datasets = registry.datasets.len(), "ready");
+                loading.set_readiness(Readiness::Ready(Arc::new(registry)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "datasets failed to load");
+                loading.set_readiness(Readiness::Failed(e.to_string()));
+            }
+        }
+    });
+
+    let grace = Duration::from_secs(loaded.config.server.shutdown_grace_secs);
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received, draining");
+        let _ = signalled_tx.send(());
+    });
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            let _ = signalled_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over, closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn call(state: AppState, uri: &str) -> (StatusCode, String, serde_json::Value) {
+        let response = app(state)
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, content_type, serde_json::from_slice(&body).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn health_is_up_while_readiness_waits_for_datasets() {
+        let state = AppState::default();
+        let (status, _, body) = call(state.clone(), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+
+        let (status, content_type, body) = call(state.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], "not_ready");
+        assert_eq!(body["type"], "urn:tongban:problem:not_ready");
+
+        state.set_readiness(Readiness::Failed("household: file missing".into()));
+        let (status, _, body) = call(state.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body["detail"].as_str().unwrap_or_default().contains("file missing"));
+
+        let registry = DatasetRegistry::open(&[], std::path::Path::new(".")).await.expect("empty registry");
+        state.set_readiness(Readiness::Ready(Arc::new(registry)));
+        let (status, _, body) = call(state, "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ready");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_get_a_problem_document() {
+        let (status, content_type, body) = call(AppState::default(), "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], "not_found");
+        assert_eq!(body["status"], 404);
+    }
+}

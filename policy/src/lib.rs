@@ -1,0 +1,12 @@
+//! Tongban's policy core: the catalog and workflow model, grants, decisions and masking.
+//!
+//! This crate is pure logic. It performs no I/O and knows nothing of HTTP, storage or query
+//! engines, so every rule here can be tested exhaustively and reused by every data path.
+
+pub mod credit_code;
+pub mod division;
+pub mod id_number;
+
+pub use credit_code::{CreditCode, CreditCodeError};
+pub use division::{Division, DivisionLevel};
+pub use id_number::{Gender, IdNumber, IdNumberError};

@@ -1,0 +1,95 @@
+//! `tongban demo` and `tongban serve` as a user runs them.
+
+use std::time::Duration;
+
+use tongban_e2e::Gateway;
+
+#[tokio::test]
+async fn demo_generates_data_once_and_serves_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_str().expect("utf-8 path");
+    let args = ["demo", "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--rows", "3000"];
+
+    let gateway = Gateway::start(&args, Duration::from_secs(180)).await.expect("demo starts");
+    let ready = gateway.wait_ready(Duration::from_secs(60)).await.expect("ready");
+    assert_eq!(ready["status"], "ready");
+    let datasets = ready["datasets"].as_array().expect("datasets");
+    let names: Vec<&str> = datasets.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["household", "housing_fund", "social_insurance"]);
+    assert_eq!(datasets[0]["rows"], 3000);
+
+    let health: serde_json::Value =
+        reqwest::get(gateway.url("/healthz")).await.expect("healthz").json().await.expect("json");
+    assert_eq!(health["status"], "ok");
+    let response = reqwest::get(gateway.url("/no/such/route")).await.expect("request");
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    gateway.stop().await.expect("stop");
+
+    for file in [
+        "household.parquet",
+        "social_insurance.parquet",
+        "housing_fund.parquet",
+        "defects.csv",
+        "manifest.json",
+    ] {
+        assert!(data.path().join("datasets").join(file).is_file(), "{file}");
+    }
+    assert!(data.path().join("tongban.toml").is_file());
+
+    // A second run reuses the data instead of generating it again.
+    let manifest = data.path().join("datasets/manifest.json");
+    let before = std::fs::metadata(&manifest).expect("manifest").modified().expect("mtime");
+    let gateway = Gateway::start(&args, Duration::from_secs(60)).await.expect("demo restarts");
+    gateway.wait_ready(Duration::from_secs(30)).await.expect("ready again");
+    let after = std::fs::metadata(&manifest).expect("manifest").modified().expect("mtime");
+    assert_eq!(before, after, "the datasets were not regenerated");
+    gateway.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn serve_reports_unloadable_datasets_as_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tongban.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[datasets]]\nname = \"household\"\nkey = \"id_number\"\n\
+         [datasets.source]\nkind = \"parquet\"\nlocation = \"missing/household.parquet\"\n",
+    )
+    .expect("write config");
+    let gateway =
+        Gateway::start(&["serve", "--config", config.to_str().expect("utf-8")], Duration::from_secs(30))
+            .await
+            .expect("serve starts");
+    let client = reqwest::Client::new();
+    let mut last = None;
+    for _ in 0..100 {
+        let response = client.get(gateway.url("/readyz")).send().await.expect("readyz");
+        assert_eq!(response.status(), 503);
+        let body: serde_json::Value = response.json().await.expect("problem json");
+        if body["detail"].as_str().unwrap_or_default().contains("failed") {
+            last = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = last.expect("readiness reports the failure");
+    assert_eq!(body["code"], "not_ready");
+    assert!(body["detail"].as_str().unwrap_or_default().contains("missing/household.parquet"), "{body}");
+    gateway.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_configuration_with_a_typo_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tongban.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").expect("write");
+    let output = tokio::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen_adress"), "{stderr}");
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every Tongban test on a fresh Debian machine.
+#
+# Installs what the tests need from Debian's packages (PostgreSQL), starts a throwaway
+# PostgreSQL server on loopback, builds the `tongban` binary the end-to-end tests run, and runs
+# the workspace's tests. Extra arguments go to the test runner.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# Builds are cached outside the checkout so repeated runs, and CI, reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tongban/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+pg_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+packages=()
+[ -n "$(pg_bin)" ] || packages+=(postgresql)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${packages[*]}" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+# A private PostgreSQL cluster on a free loopback port, removed on exit.
+PGBIN="$(pg_bin)"
+pgroot="$(mktemp -d /tmp/tongban-pg.XXXXXX)"
+if [ "$(id -u)" = 0 ]; then
+  chown postgres:postgres "$pgroot"
+  run_pg() { runuser -u postgres -- "$@"; }
+else
+  run_pg() { "$@"; }
+fi
+stop_pg() {
+  run_pg "$PGBIN/pg_ctl" -D "$pgroot/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$pgroot"
+}
+trap stop_pg EXIT
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+run_pg "$PGBIN/initdb" -D "$pgroot/data" -A trust -U tongban -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+run_pg "$PGBIN/pg_ctl" -D "$pgroot/data" -l "$pgroot/server.log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $pgroot -c fsync=off -c max_connections=200" start >/dev/null
+export TONGBAN_TEST_PG_URL="postgres://tongban@127.0.0.1:$port/postgres"
+# Tests that need PostgreSQL fail rather than skip when run from this script.
+export TONGBAN_REQUIRE_PG=1
+
+# The end-to-end tests start the real binary. Building every target at once keeps one feature
+# resolution (dev-dependencies included), so the binary and the tests share compiled crates.
+cargo build --workspace --all-targets
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
