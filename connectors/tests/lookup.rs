@@ -85,11 +85,11 @@ fn pruning(plan: &Arc<dyn ExecutionPlan>, name: &str) -> (usize, usize) {
     let mut sum = (0, 0);
     if let Some(metrics) = plan.metrics() {
         for metric in metrics.iter() {
-            if let MetricValue::PruningMetrics { name: n, pruning_metrics } = metric.value() {
-                if n == name {
-                    sum.0 += pruning_metrics.pruned() + pruning_metrics.matched();
-                    sum.1 += pruning_metrics.matched();
-                }
+            if let MetricValue::PruningMetrics { name: n, pruning_metrics } = metric.value()
+                && n == name
+            {
+                sum.0 += pruning_metrics.pruned() + pruning_metrics.matched();
+                sum.1 += pruning_metrics.matched();
             }
         }
     }

@@ -100,12 +100,11 @@ pub fn full_name(code: &str) -> Option<String> {
     if division.level != DivisionLevel::Province {
         parts.push(find(&format!("{}0000", &code[..2]))?.name);
     }
-    if division.level == DivisionLevel::County {
-        if let Some(prefecture) = find(&format!("{}00", &code[..4])) {
-            if !matches!(prefecture.name, "市辖区" | "省直辖县级行政区划") {
-                parts.push(prefecture.name);
-            }
-        }
+    if division.level == DivisionLevel::County
+        && let Some(prefecture) = find(&format!("{}00", &code[..4]))
+        && !matches!(prefecture.name, "市辖区" | "省直辖县级行政区划")
+    {
+        parts.push(prefecture.name);
     }
     parts.push(division.name);
     Some(parts.concat())

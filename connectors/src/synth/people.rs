@@ -36,16 +36,16 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
-fn pick_weighted<'a, T: Copy>(rng: &mut ChaCha8Rng, items: &'a [(T, u32)]) -> &'a T {
+fn pick_weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
     let mut roll = rng.random_range(0..total);
     for (item, weight) in items {
         if roll < *weight {
-            return item;
+            return *item;
         }
         roll -= weight;
     }
-    &items[items.len() - 1].0
+    items[items.len() - 1].0
 }
 
 /// Splits `rows` people over the leaf divisions, in code order, in proportion to province
@@ -179,6 +179,16 @@ struct Person {
     work: Work,
 }
 
+/// A household member before an identity number is issued.
+struct Member {
+    age: i32,
+    gender: Gender,
+    relation: &'static str,
+    marital: &'static str,
+    name: String,
+    moved_in: Option<NaiveDate>,
+}
+
 /// One county's generated rows, sorted by identity number, and the defects made in them.
 pub(super) struct County {
     pub(super) household: RecordBatch,
@@ -222,7 +232,7 @@ struct Generator<'a> {
 
 impl Generator<'_> {
     fn surname(&mut self) -> &'static str {
-        *pick_weighted(&mut self.rng, SURNAMES)
+        pick_weighted(&mut self.rng, SURNAMES)
     }
 
     fn given_name(&mut self, gender: Gender) -> String {
@@ -264,9 +274,9 @@ impl Generator<'_> {
     fn marital_status(&mut self, age: i32) -> &'static str {
         match age {
             ..22 => "10",
-            22..30 => *pick_weighted(&mut self.rng, &[("10", 45), ("20", 53), ("40", 2)]),
-            30..70 => *pick_weighted(&mut self.rng, &[("10", 6), ("20", 85), ("30", 3), ("40", 6)]),
-            _ => *pick_weighted(&mut self.rng, &[("20", 62), ("30", 35), ("40", 3)]),
+            22..30 => pick_weighted(&mut self.rng, &[("10", 45), ("20", 53), ("40", 2)]),
+            30..70 => pick_weighted(&mut self.rng, &[("10", 6), ("20", 85), ("30", 3), ("40", 6)]),
+            _ => pick_weighted(&mut self.rng, &[("20", 62), ("30", 35), ("40", 3)]),
         }
     }
 
@@ -374,27 +384,40 @@ impl County {
             }
             .into();
             let authority: Arc<str> = format!("{}公安局{station}派出所", g.full_name).into();
-            let ethnicity = *pick_weighted(&mut g.rng, ethnicities);
+            let ethnicity = pick_weighted(&mut g.rng, ethnicities);
 
             // The household: a head, perhaps a spouse, children, perhaps a parent of the head.
             let head_age = g.rng.random_range(22..88);
             let head_gender = if g.rng.random_bool(0.8) { Gender::Male } else { Gender::Female };
             let head_marital = g.marital_status(head_age);
             let family_name = g.surname();
-            let mut members: Vec<(i32, Gender, &'static str, &'static str, String, Option<NaiveDate>)> =
-                Vec::new();
+            let mut members: Vec<Member> = Vec::new();
             let head_name = format!("{family_name}{}", g.given_name(head_gender));
-            members.push((head_age, head_gender, "02", head_marital, head_name, None));
+            members.push(Member {
+                age: head_age,
+                gender: head_gender,
+                relation: "02",
+                marital: head_marital,
+                name: head_name,
+                moved_in: None,
+            });
             if head_marital == "20" {
                 let spouse_age = (head_age + g.rng.random_range(-5..=5)).max(20);
                 let spouse_gender = if head_gender == Gender::Male { Gender::Female } else { Gender::Male };
                 let spouse_name = format!("{}{}", g.surname(), g.given_name(spouse_gender));
                 let married_at = g.rng.random_range(20..=spouse_age.clamp(20, 35));
                 let moved_in = Some(birth_years_after(as_of, spouse_age, married_at));
-                members.push((spouse_age, spouse_gender, "10", "20", spouse_name, moved_in));
+                members.push(Member {
+                    age: spouse_age,
+                    gender: spouse_gender,
+                    relation: "10",
+                    marital: "20",
+                    name: spouse_name,
+                    moved_in,
+                });
             }
             if head_marital != "10" {
-                let children = *pick_weighted(&mut g.rng, &[(0usize, 20), (1, 40), (2, 30), (3, 10)]);
+                let children = pick_weighted(&mut g.rng, &[(0usize, 20), (1, 40), (2, 30), (3, 10)]);
                 for _ in 0..children {
                     let age = head_age - g.rng.random_range(22..36);
                     if age < 0 {
@@ -404,7 +427,7 @@ impl County {
                     let relation = if gender == Gender::Male { "20" } else { "30" };
                     let marital = if age >= 22 && g.rng.random_bool(0.3) { "20" } else { "10" };
                     let name = format!("{family_name}{}", g.given_name(gender));
-                    members.push((age, gender, relation, marital, name, None));
+                    members.push(Member { age, gender, relation, marital, name, moved_in: None });
                 }
             }
             if head_age < 60 && g.rng.random_bool(0.15) {
@@ -415,10 +438,10 @@ impl County {
                     if gender == Gender::Male { family_name } else { g.surname() },
                     g.given_name(gender)
                 );
-                members.push((age, gender, "50", "30", name, None));
+                members.push(Member { age, gender, relation: "50", marital: "30", name, moved_in: None });
             }
 
-            for (age, gender, relation, marital, name, moved_in) in members {
+            for Member { age, gender, relation, marital, name, moved_in } in members {
                 if people.len() as u64 >= count {
                     break;
                 }
@@ -432,7 +455,7 @@ impl County {
                 };
                 let work = g.work(age, gender, status, as_of, employers);
                 let ethnicity = if relation == "10" && g.rng.random_bool(0.1) {
-                    *pick_weighted(&mut g.rng, ethnicities)
+                    pick_weighted(&mut g.rng, ethnicities)
                 } else {
                     ethnicity
                 };
@@ -979,8 +1002,10 @@ fn insurance_batches(
         }
 
         // Housing fund accounts: every civil servant, most employees.
-        if let (Work::Employee { civil_servant, base, since, .. }, Some(employer)) = (p.work, &employer) {
-            if civil_servant || rng.random_bool(0.62) {
+        if let (Work::Employee { civil_servant, base, since, .. }, Some(employer)) = (p.work, &employer)
+            && (civil_servant || rng.random_bool(0.62))
+        {
+            {
                 accounts += 1;
                 let key_defect = defect_rng.random_bool((config.defect_rate / 3.0).clamp(0.0, 1.0));
                 let key = if key_defect { corrupt_check_digit(&p.id, defect_rng) } else { p.id.clone() };
@@ -997,7 +1022,7 @@ fn insurance_batches(
                 let deposit = base as f64 * rate * 2.0 / 100.0;
                 let opened = since.max(NaiveDate::from_ymd_opt(1999, 4, 3).expect("date"))
                     + chrono::Duration::days(rng.random_range(0..90));
-                let status = *pick_weighted(rng, &[("正常", 85), ("封存", 12), ("销户", 3)]);
+                let status = pick_weighted(rng, &[("正常", 85), ("封存", 12), ("销户", 3)]);
                 let paid_through = if status == "正常" {
                     last_month
                 } else {
@@ -1013,11 +1038,11 @@ fn insurance_batches(
                 } else {
                     deposit * months as f64 * rng.random_range(0.15..0.9)
                 };
-                let loans = *pick_weighted(rng, &[(0, 70), (1, 25), (2, 5)]);
+                let loans = pick_weighted(rng, &[(0, 70), (1, 25), (2, 5)]);
                 let loan_status = if loans == 0 {
                     "无贷款"
                 } else {
-                    *pick_weighted(rng, &[("正常还款", 80), ("已结清", 15), ("逾期", 5)])
+                    pick_weighted(rng, &[("正常还款", 80), ("已结清", 15), ("逾期", 5)])
                 };
 
                 f.id.append_value(&key);
