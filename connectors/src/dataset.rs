@@ -122,6 +122,9 @@ pub async fn open_dataset(config: &DatasetConfig, base_dir: &Path, ctx: &Session
     match &config.source {
         SourceConfig::Parquet { location } => {
             let location = Location::resolve(location, base_dir)?;
+            // The look-up source reads every footer first, and names what is wrong with the
+            // files (no files, mixed schemas, no key) before DataFusion plans anything.
+            let source = ParquetSource::open(&config.name, location.clone(), &config.key).await?;
             ctx.register_object_store(&location.store_url(), Arc::clone(&location.store));
             let table_url = ListingTableUrl::parse(location.url.as_str())?;
             // A single file is taken whatever its name; a directory contributes its *.parquet.
@@ -133,7 +136,6 @@ pub async fn open_dataset(config: &DatasetConfig, base_dir: &Path, ctx: &Session
                 .infer_schema(&ctx.state())
                 .await?;
             let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(listing)?);
-            let source = ParquetSource::open(&config.name, location, &config.key).await?;
             Ok(Dataset {
                 name: config.name.clone(),
                 key_column: config.key.clone(),

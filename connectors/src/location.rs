@@ -31,7 +31,11 @@ impl Location {
                 let path = base_dir.join(location);
                 let path =
                     std::fs::canonicalize(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                Url::from_file_path(&path).map_err(|()| bad("not an absolute path".into()))?
+                // A directory is a collection of files, which DataFusion and the look-up path
+                // recognise by the URL's trailing slash.
+                let url =
+                    if path.is_dir() { Url::from_directory_path(&path) } else { Url::from_file_path(&path) };
+                url.map_err(|()| bad("not an absolute path".into()))?
             }
         };
         let (store, path) = object_store::parse_url(&url).map_err(|e| bad(e.to_string()))?;

@@ -1,13 +1,13 @@
 //! Parquet datasets: SQL through DataFusion's listing table, and a key look-up that prunes by
 //! row-group statistics and the page index so that one key reads about one page per column.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::compute::kernels::cmp::eq;
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
-use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,13 +27,21 @@ use crate::error::{ConnectorError, Result};
 use crate::location::Location;
 use crate::lookup::{KeyLookup, LookupOutcome, LookupStats};
 
-/// An opened Parquet file with its footer and page index held in memory.
+/// A Parquet dataset: one file, or every `*.parquet` file under a directory URL (ending in
+/// `/`), with each file's footer and page index held in memory.
 #[derive(Debug)]
 pub struct ParquetSource {
-    location: Location,
-    metadata: ArrowReaderMetadata,
-    /// Index of the key column among the Arrow schema's top-level fields.
+    files: Vec<ParquetFile>,
+    schema: SchemaRef,
     key_field: usize,
+    rows: u64,
+}
+
+/// One file of a Parquet dataset.
+#[derive(Debug)]
+struct ParquetFile {
+    reader: ObjectReader,
+    metadata: ArrowReaderMetadata,
     /// Index of the key column among the Parquet leaf columns.
     key_leaf: usize,
     /// Minimum and maximum key of each row group, `None` where statistics are missing (such a
@@ -42,60 +50,88 @@ pub struct ParquetSource {
 }
 
 impl ParquetSource {
-    /// Reads the file's footer and page index and checks that `key_column` is a top-level
-    /// string column.
+    /// Reads every file's footer and page index, checks that the files share one schema and
+    /// that `key_column` is a top-level string column.
     pub async fn open(dataset: &str, location: Location, key_column: &str) -> Result<Self> {
-        let mut reader = ObjectReader::new(&location);
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+        let paths: Vec<Path> = if location.url.path().ends_with('/') {
+            let mut paths: Vec<Path> = location
+                .store
+                .list(Some(&location.path))
+                .map_ok(|meta| meta.location)
+                .try_filter(|path| futures::future::ready(path.as_ref().ends_with(".parquet")))
+                .try_collect()
+                .await?;
+            paths.sort();
+            paths
+        } else {
+            vec![location.path.clone()]
+        };
+        if paths.is_empty() {
+            return Err(ConnectorError::BadLocation {
+                location: location.url.to_string(),
+                reason: "the directory holds no .parquet files".into(),
+            });
+        }
 
         let bad_key = |problem| ConnectorError::BadKeyColumn {
             dataset: dataset.to_owned(),
             column: key_column.to_owned(),
             problem,
         };
-        let key_field = metadata.schema().index_of(key_column).map_err(|_| bad_key("is not in the file"))?;
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let mut reader = ObjectReader { store: Arc::clone(&location.store), path };
+            let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+            let metadata = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+            let key_leaf = metadata
+                .parquet_schema()
+                .columns()
+                .iter()
+                .position(|c| c.path().parts() == [key_column])
+                .ok_or(bad_key("must be a top-level column of every file"))?;
+            let key_ranges = metadata
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| match rg.column(key_leaf).statistics() {
+                    Some(Statistics::ByteArray(s)) => {
+                        Some((s.min_bytes_opt()?.to_vec(), s.max_bytes_opt()?.to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            files.push(ParquetFile { reader, metadata, key_leaf, key_ranges });
+        }
+
+        let schema = Arc::clone(files[0].metadata.schema());
+        if let Some(other) = files.iter().find(|f| f.metadata.schema().fields() != schema.fields()) {
+            return Err(ConnectorError::BadLocation {
+                location: location.url.to_string(),
+                reason: format!("{} has a different schema from the first file", other.reader.path),
+            });
+        }
+        let key_field = schema.index_of(key_column).map_err(|_| bad_key("is not in the files"))?;
         if !matches!(
-            metadata.schema().field(key_field).data_type(),
+            schema.field(key_field).data_type(),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
         ) {
             return Err(bad_key("must be a string column"));
         }
-        let key_leaf = metadata
-            .parquet_schema()
-            .columns()
-            .iter()
-            .position(|c| c.path().parts() == [key_column])
-            .ok_or(bad_key("must be a top-level column"))?;
-
-        let key_ranges = metadata
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| match rg.column(key_leaf).statistics() {
-                Some(Statistics::ByteArray(s)) => {
-                    Some((s.min_bytes_opt()?.to_vec(), s.max_bytes_opt()?.to_vec()))
-                }
-                _ => None,
-            })
-            .collect();
-
-        Ok(ParquetSource { location, metadata, key_field, key_leaf, key_ranges })
+        let rows = files.iter().map(|f| f.metadata.metadata().file_metadata().num_rows().max(0) as u64).sum();
+        Ok(ParquetSource { files, schema, key_field, rows })
     }
 
-    /// The file's Arrow schema.
+    /// The files' Arrow schema.
     pub fn schema(&self) -> SchemaRef {
-        Arc::clone(self.metadata.schema())
+        Arc::clone(&self.schema)
     }
 
     pub fn num_rows(&self) -> u64 {
-        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+        self.rows
     }
+}
 
-    pub fn location(&self) -> &Location {
-        &self.location
-    }
-
+impl ParquetFile {
     /// Row groups whose key range may hold `key`.
     fn candidate_row_groups(&self, key: &[u8]) -> Vec<usize> {
         self.key_ranges
@@ -150,40 +186,32 @@ impl ParquetSource {
         }
         Some((RowSelection::from(selectors), selected))
     }
-}
 
-#[async_trait]
-impl KeyLookup for ParquetSource {
-    async fn lookup(&self, key: &str, projection: Option<&[usize]>) -> Result<LookupOutcome> {
-        let schema = self.schema();
-        let wanted: Vec<usize> = match projection {
-            Some(p) => p.to_vec(),
-            None => (0..schema.fields().len()).collect(),
-        };
-        // The reader returns columns in file order; the key is read too, to filter on.
-        let mut read: Vec<usize> = wanted.iter().copied().chain([self.key_field]).collect();
-        read.sort_unstable();
-        read.dedup();
-        let key_position = read.binary_search(&self.key_field).expect("key is read");
-        let output_positions: Vec<usize> =
-            wanted.iter().map(|c| read.binary_search(c).expect("wanted columns are read")).collect();
-        let output_schema = Arc::new(schema.project(&wanted)?);
-
-        let mut stats = LookupStats { rows_total: Some(self.num_rows()), ..LookupStats::default() };
-        let mut found = Vec::new();
+    /// Appends to `found` the rows of this file whose key equals `key`, with the columns at
+    /// `output_positions` of the `read` columns.
+    async fn lookup_into(
+        &self,
+        key: &str,
+        read: &[usize],
+        key_position: usize,
+        output_positions: &[usize],
+        found: &mut Vec<arrow::record_batch::RecordBatch>,
+        stats: &mut LookupStats,
+    ) -> Result<()> {
         for rg in self.candidate_row_groups(key.as_bytes()) {
             let Some((selection, selected)) = self.page_selection(rg, key.as_bytes()) else { continue };
             stats.row_groups_read += 1;
             stats.rows_scanned += selected;
-            let reader = ObjectReader::new(&self.location);
             let mask = ProjectionMask::roots(self.metadata.parquet_schema(), read.iter().copied());
-            let mut stream =
-                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.metadata.clone())
-                    .with_projection(mask)
-                    .with_row_groups(vec![rg])
-                    .with_row_selection(selection)
-                    .with_batch_size(selected.clamp(1, 65_536) as usize)
-                    .build()?;
+            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                self.reader.clone(),
+                self.metadata.clone(),
+            )
+            .with_projection(mask)
+            .with_row_groups(vec![rg])
+            .with_row_selection(selection)
+            .with_batch_size(selected.clamp(1, 65_536) as usize)
+            .build()?;
             while let Some(batch) = stream.try_next().await? {
                 let keys = batch.column(key_position);
                 let needle: ArrayRef = cast(&StringArray::from(vec![key]), keys.data_type())?;
@@ -192,8 +220,33 @@ impl KeyLookup for ParquetSource {
                     continue;
                 }
                 let batch = filter_record_batch(&batch, &matches)?;
-                found.push(batch.project(&output_positions)?);
+                found.push(batch.project(output_positions)?);
             }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyLookup for ParquetSource {
+    async fn lookup(&self, key: &str, projection: Option<&[usize]>) -> Result<LookupOutcome> {
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.to_vec(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        // The reader returns columns in file order; the key is read too, to filter on.
+        let mut read: Vec<usize> = wanted.iter().copied().chain([self.key_field]).collect();
+        read.sort_unstable();
+        read.dedup();
+        let key_position = read.binary_search(&self.key_field).expect("key is read");
+        let output_positions: Vec<usize> =
+            wanted.iter().map(|c| read.binary_search(c).expect("wanted columns are read")).collect();
+        let output_schema = Arc::new(self.schema.project(&wanted)?);
+
+        let mut stats = LookupStats { rows_total: Some(self.rows), ..LookupStats::default() };
+        let mut found = Vec::new();
+        for file in &self.files {
+            file.lookup_into(key, &read, key_position, &output_positions, &mut found, &mut stats).await?;
         }
         let batch = concat_batches(&output_schema, &found)?;
         Ok(LookupOutcome { batch, stats })
@@ -206,12 +259,6 @@ impl KeyLookup for ParquetSource {
 struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
-}
-
-impl ObjectReader {
-    fn new(location: &Location) -> Self {
-        ObjectReader { store: Arc::clone(&location.store), path: location.path.clone() }
-    }
 }
 
 fn external(e: object_store::Error) -> ParquetError {

@@ -188,3 +188,66 @@ async fn missing_files_and_unsupported_schemes_are_clear_errors() {
         assert!(err.to_string().contains(location.trim_start_matches("s3://")), "{err}");
     }
 }
+
+#[tokio::test]
+async fn directories_of_files_and_file_urls_are_datasets_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::generate(dir.path(), 20_000, 13, 0.0);
+    let household = common::read(&dir.path().join(HOUSEHOLD_FILE));
+    let ids = keys(&household, "id_number");
+
+    // The same rows split over two files in a directory, as a supplier might deliver them.
+    let parts = dir.path().join("household-parts");
+    std::fs::create_dir(&parts).expect("mkdir");
+    let half = household.num_rows() / 2;
+    for (name, slice) in [
+        ("part-0.parquet", household.slice(0, half)),
+        ("part-1.parquet", household.slice(half, household.num_rows() - half)),
+    ] {
+        let file = std::fs::File::create(parts.join(name)).expect("create");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, slice.schema(), None).expect("writer");
+        writer.write(&slice).expect("write");
+        writer.close().expect("close");
+    }
+    std::fs::write(parts.join("README.txt"), "not parquet").expect("write");
+
+    let ctx = SessionContext::new_with_config(session_config());
+    let url = format!("file://{}", dir.path().join(HOUSEHOLD_FILE).display());
+    for (name, location) in [("from_url", url.as_str()), ("from_directory", "household-parts")] {
+        let config = DatasetConfig {
+            name: name.into(),
+            key: "id_number".into(),
+            source: SourceConfig::Parquet { location: location.into() },
+        };
+        let dataset =
+            open_dataset(&config, dir.path(), &ctx).await.unwrap_or_else(|e| panic!("{location}: {e}"));
+        assert_eq!(dataset.rows, Some(20_000), "{location}");
+        for key in [&ids[0], &ids[half - 1], &ids[half], &ids[ids.len() - 1]] {
+            let outcome = dataset.lookup.lookup(key, None).await.expect("lookup");
+            assert_eq!(keys(&outcome.batch, "id_number"), vec![key.clone()], "{location}");
+        }
+        ctx.register_table(name, Arc::clone(&dataset.table)).expect("register");
+        let batches = ctx
+            .sql(&format!("SELECT count(*) FROM {name}"))
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("run");
+        assert_eq!(
+            batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0),
+            20_000,
+            "{location}"
+        );
+    }
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let config = DatasetConfig {
+        name: "empty".into(),
+        key: "id_number".into(),
+        source: SourceConfig::Parquet { location: "empty".into() },
+    };
+    let err = open_dataset(&config, dir.path(), &ctx).await.expect_err("no files");
+    assert!(err.to_string().contains("no .parquet files"), "{err}");
+}
