@@ -138,7 +138,8 @@ mod tests {
 
     #[test]
     fn accepts_known_good_codes() {
-        // The specimen printed in GB 32100-2015's annex and a code composed from parts.
+        // Two codes in wide public use as examples, whose check characters were verified
+        // independently, and a code composed from parts.
         for good in ["91350100M000100Y43", "91110000802100433B"] {
             CreditCode::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
