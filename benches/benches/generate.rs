@@ -32,7 +32,11 @@ fn main() {
         bytes as f64 / (1024.0 * 1024.0),
         peak_rss_mib().unwrap_or(f64::NAN),
     );
-    let _ = std::fs::remove_dir_all(&out);
+    // Keep the output for the look-up benchmark when it has none for this size yet.
+    let keep = tongban_benches::data_dir().join(format!("synth-{rows}"));
+    if synth::is_generated(&keep) || std::fs::rename(&out, &keep).is_err() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
 
 fn tempdir() -> std::path::PathBuf {

@@ -118,7 +118,8 @@ async fn postgres_tables_answer_like_the_parquet_they_came_from() {
         run(&pg_ctx, &format!("EXPLAIN SELECT name FROM household WHERE id_number = '{probe}' LIMIT 1"))
             .await;
     assert!(!plan.contains("FilterExec"), "{plan}");
-    assert!(plan.contains("StreamingTableExec"), "{plan}");
+    assert!(plan.contains("StreamingTableExec") && plan.contains("fetch=1"), "{plan}");
+    assert!(!plan.contains("GlobalLimitExec") && !plan.contains("LocalLimitExec"), "{plan}");
     // A filter PostgreSQL cannot run exactly stays in DataFusion.
     let plan = run(&pg_ctx, "EXPLAIN SELECT name FROM household WHERE upper(name) = 'X'").await;
     assert!(plan.contains("FilterExec"), "{plan}");
