@@ -3,9 +3,12 @@
 //! This crate is pure logic. It performs no I/O and knows nothing of HTTP, storage or query
 //! engines, so every rule here can be tested exhaustively and reused by every data path.
 
+pub mod calendar;
+pub mod catalog;
 pub mod credit_code;
 pub mod division;
 pub mod id_number;
+pub mod workflow;
 
 pub use credit_code::{CreditCode, CreditCodeError};
 pub use division::{Division, DivisionLevel};
