@@ -27,7 +27,27 @@ fn main() {
 
     // Probe keys: existing identity numbers drawn at random from the whole file.
     let file = File::open(dir.join(HOUSEHOLD_FILE)).expect("household file");
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).expect("parquet");
+    // The layout a look-up works against: pages per column in the first row group.
+    let metadata = builder.metadata().clone();
+    if let Some(offsets) = metadata.offset_index() {
+        let pages: Vec<String> = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .zip(&offsets[0])
+            .map(|(c, o)| format!("{}:{}", c.name(), o.page_locations().len()))
+            .collect();
+        println!(
+            "layout rows={rows} row_groups={} rows_per_row_group={} pages_in_first_row_group=[{}]",
+            metadata.num_row_groups(),
+            metadata.row_group(0).num_rows(),
+            pages.join(" ")
+        );
+    }
     let mask = ProjectionMask::roots(builder.parquet_schema(), [0]);
     let mut ids = Vec::with_capacity(rows as usize);
     for batch in builder.with_projection(mask).build().expect("reader") {

@@ -274,7 +274,17 @@ impl AsyncFileReader for ObjectReader {
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+        // Each range on its own: object_store's `get_ranges` merges ranges up to 1 MiB apart,
+        // which for a look-up (one page in each of many column chunks) reads megabytes of
+        // other pages to return kilobytes.
+        let store = Arc::clone(&self.store);
+        let path = self.path.clone();
+        async move {
+            futures::future::try_join_all(ranges.into_iter().map(|range| store.get_range(&path, range)))
+                .await
+                .map_err(external)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(

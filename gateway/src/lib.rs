@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod demo;
 pub mod error;
 pub mod server;
+pub mod store;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -20,17 +20,37 @@ use crate::error::{ConnectorError, Result};
 /// The key every dataset is sorted and looked up by.
 const KEY: &str = "id_number";
 
+/// Low-cardinality code columns, the only ones dictionary-encoded. A dictionary page covers a
+/// whole column chunk, and reading any page of a column means decoding it: for names or
+/// addresses that is megabytes per key look-up.
+const DICTIONARY_COLUMNS: &[&str] = &[
+    "gender",
+    "ethnicity",
+    "relation_to_head",
+    "division_code",
+    "marital_status",
+    "status",
+    "insured_division_code",
+    "insurance_type",
+    "account_status",
+    "loan_status",
+];
+
 /// Writer settings: sorted by key, with page-level statistics (the page index), a bloom
-/// filter and no dictionary on the key, and small pages so that a key look-up decodes little.
+/// filter on the key, dictionaries only where they are small, and small pages, so that a key
+/// look-up decodes about one small page per column.
 fn properties(config: &SynthConfig) -> WriterProperties {
     let key = ColumnPath::from(KEY);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder().set_dictionary_enabled(false);
+    for column in DICTIONARY_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
+    }
+    builder
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_max_row_group_row_count(Some(config.row_group_rows))
         .set_data_page_row_count_limit(config.page_rows)
         .set_write_batch_size(config.page_rows.min(1024))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_column_dictionary_enabled(key.clone(), false)
         .set_column_bloom_filter_enabled(key.clone(), true)
         .set_column_bloom_filter_fpp(key.clone(), 0.01)
         .set_column_bloom_filter_max_ndv(key, config.row_group_rows as u64)
@@ -55,7 +75,9 @@ impl DatasetWriter {
         let partial = out.join(format!("{final_name}.partial"));
         let file = File::create(&partial)?;
         let mut writer = ArrowWriter::try_new(file, schema, Some(properties(config)))?;
-        let (sender, receiver) = sync_channel::<RecordBatch>(4);
+        // One batch in flight per dataset: enough to overlap generation and encoding on two
+        // cores, and each queued batch is a whole county, so a deeper queue costs memory.
+        let (sender, receiver) = sync_channel::<RecordBatch>(1);
         let thread = std::thread::Builder::new().name(format!("write-{final_name}")).spawn(move || {
             for batch in receiver {
                 writer.write(&batch)?;

@@ -1,0 +1,343 @@
+//! The gateway's store: embedded SQLite by default, PostgreSQL by URL, one set of portable
+//! migrations for both.
+//!
+//! Workflow records carry a version. A change names the version it was computed from and is
+//! written only if the record still has it, so two reviewers acting on one demand at once
+//! cannot overwrite each other: the second is told the demand changed and must look again.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tongban_policy::workflow::{Demand, DemandState, Transition};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} was changed by someone else; reload it and try again")]
+    Conflict(String),
+    #[error("store URL {0:?} names no supported database (sqlite: or postgres:)")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A connected, migrated store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// A demand as filed: who asks, for what, and why, with its workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDemand {
+    pub applicant_department: String,
+    pub applicant_system: Option<String>,
+    pub resource_code: String,
+    pub service_item: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub workflow: Demand,
+}
+
+/// A stored demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemandRecord {
+    pub id: String,
+    pub applicant_department: String,
+    pub applicant_system: Option<String>,
+    pub resource_code: String,
+    pub service_item: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    /// The version this record was read at; a change must name it.
+    pub version: i64,
+    pub workflow: Demand,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Which demands to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemandFilter {
+    pub state: Option<DemandState>,
+    pub applicant_department: Option<String>,
+    pub resource_code: Option<String>,
+}
+
+/// A page of a list, in creation order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
+
+fn time(value: NaiveDateTime) -> String {
+    value.format(TIME_FORMAT).to_string()
+}
+
+fn parse_time(text: &str) -> Result<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, TIME_FORMAT)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+}
+
+/// The serde name of a unit enum variant, as stored (`supplier_review`, `data_office`).
+fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn state_name(state: DemandState) -> String {
+    serde_name(&state)
+}
+
+const DEMAND_COLUMNS: &str = "id, applicant_department, applicant_system, resource_code, service_item, purpose, \
+    legal_basis, version, body, created_at, updated_at";
+
+fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
+    let body: String = row.try_get("body")?;
+    Ok(DemandRecord {
+        id: row.try_get("id")?,
+        applicant_department: row.try_get("applicant_department")?,
+        applicant_system: row.try_get("applicant_system")?,
+        resource_code: row.try_get("resource_code")?,
+        service_item: row.try_get("service_item")?,
+        purpose: row.try_get("purpose")?,
+        legal_basis: row.try_get("legal_basis")?,
+        version: row.try_get("version")?,
+        workflow: serde_json::from_str(&body)?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH?mode=rwc`, `sqlite::memory:`, or `postgres://…`) and
+    /// applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        sqlx::any::install_default_drivers();
+        let in_memory = url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            // An in-memory SQLite database exists per connection; keep exactly one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(std::time::Duration::from_secs(600)) })
+            .connect(url)
+            .await?;
+        if url.starts_with("sqlite:") {
+            // Concurrent readers with one writer, and waiting rather than failing on a busy
+            // database file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout = 5000").execute(&pool).await?;
+            sqlx::query("PRAGMA foreign_keys = ON").execute(&pool).await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Files a new demand.
+    pub async fn create_demand(&self, new: NewDemand, now: NaiveDateTime) -> Result<DemandRecord> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let body = serde_json::to_string(&new.workflow)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO demands (id, applicant_department, applicant_system, resource_code, service_item, purpose, \
+             legal_basis, state, deadline, version, body, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11)",
+        )
+        .bind(&id)
+        .bind(&new.applicant_department)
+        .bind(&new.applicant_system)
+        .bind(&new.resource_code)
+        .bind(&new.service_item)
+        .bind(&new.purpose)
+        .bind(&new.legal_basis)
+        .bind(state_name(new.workflow.state))
+        .bind(deadline_of(&new.workflow))
+        .bind(&body)
+        .bind(time(now))
+        .execute(&mut *tx)
+        .await?;
+        insert_transitions(&mut tx, &id, 0, &new.workflow.history).await?;
+        tx.commit().await?;
+        self.demand(&id).await
+    }
+
+    /// Reads one demand.
+    pub async fn demand(&self, id: &str) -> Result<DemandRecord> {
+        let row = sqlx::query(&format!("SELECT {DEMAND_COLUMNS} FROM demands WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("demand {id}")))?;
+        demand_from_row(&row)
+    }
+
+    /// Writes a demand's new workflow, if it is still at `expected_version`. Transitions the
+    /// workflow gained since then are appended to its history table in the same transaction.
+    pub async fn update_demand(
+        &self,
+        id: &str,
+        expected_version: i64,
+        workflow: &Demand,
+        now: NaiveDateTime,
+    ) -> Result<DemandRecord> {
+        let body = serde_json::to_string(workflow)?;
+        let mut tx = self.pool.begin().await?;
+        let stored: i64 = sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let updated = sqlx::query(
+            "UPDATE demands SET state = $1, deadline = $2, body = $3, version = version + 1, updated_at = $4 \
+             WHERE id = $5 AND version = $6",
+        )
+        .bind(state_name(workflow.state))
+        .bind(deadline_of(workflow))
+        .bind(&body)
+        .bind(time(now))
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            // Tell a missing demand from a changed one.
+            self.demand(id).await?;
+            return Err(StoreError::Conflict(format!("demand {id}")));
+        }
+        let new = workflow.history.get(stored as usize..).unwrap_or_default();
+        insert_transitions(&mut tx, id, stored, new).await?;
+        tx.commit().await?;
+        self.demand(id).await
+    }
+
+    /// Lists demands in creation order, `limit` at a time, after the item named by `after`.
+    pub async fn list_demands(
+        &self,
+        filter: &DemandFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<DemandRecord>> {
+        let limit = limit.clamp(1, 500);
+        let mut sql = format!("SELECT {DEMAND_COLUMNS} FROM demands WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut condition = |column: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+        };
+        if let Some(state) = filter.state {
+            condition("state", state_name(state));
+        }
+        if let Some(department) = &filter.applicant_department {
+            condition("applicant_department", department.clone());
+        }
+        if let Some(resource) = &filter.resource_code {
+            condition("resource_code", resource.clone());
+        }
+        if let Some(after) = after {
+            binds.push(after.to_owned());
+            // v7 identifiers sort in creation order.
+            sql.push_str(&format!(" AND id > ${}", binds.len()));
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(demand_from_row).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|d| d.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Demands whose running review stage is past its deadline on `today`.
+    pub async fn overdue_demands(&self, today: NaiveDate) -> Result<Vec<DemandRecord>> {
+        let running: Vec<String> =
+            [DemandState::Submitted, DemandState::SupplierReview, DemandState::Disputed]
+                .into_iter()
+                .map(state_name)
+                .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {DEMAND_COLUMNS} FROM demands WHERE state IN ($1, $2, $3) AND deadline < $4 ORDER BY deadline, id"
+        ))
+        .bind(&running[0])
+        .bind(&running[1])
+        .bind(&running[2])
+        .bind(today.format("%Y-%m-%d").to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(demand_from_row).collect()
+    }
+
+    /// The transitions recorded for a demand, oldest first.
+    pub async fn demand_transitions(&self, id: &str) -> Result<Vec<(i64, String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, actor, action, to_state FROM demand_transitions WHERE demand_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((r.try_get("seq")?, r.try_get("actor")?, r.try_get("action")?, r.try_get("to_state")?))
+            })
+            .collect()
+    }
+}
+
+/// The running stage's deadline, stored so overdue work is one indexed query.
+fn deadline_of(workflow: &Demand) -> Option<String> {
+    workflow.state.running_stage()?;
+    workflow.clock.map(|c| c.deadline.format("%Y-%m-%d").to_string())
+}
+
+async fn insert_transitions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    first_seq: i64,
+    transitions: &[Transition],
+) -> Result<()> {
+    for (offset, t) in transitions.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO demand_transitions (demand_id, seq, actor, role, action, from_state, to_state, at, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(first_seq + offset as i64 + 1)
+        .bind(&t.actor)
+        .bind(serde_name(&t.role))
+        .bind(serde_name(&t.kind))
+        .bind(state_name(t.from))
+        .bind(state_name(t.to))
+        .bind(time(t.at))
+        .bind(&t.reason)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

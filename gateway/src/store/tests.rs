@@ -1,0 +1,220 @@
+//! The store suite, run against embedded SQLite and against the PostgreSQL server the test
+//! script starts.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use tongban_policy::calendar::WorkingCalendar;
+use tongban_policy::workflow::{Action, Demand, DemandState, Reasoned, Role, StageLimits, Terms};
+
+use super::*;
+
+/// A fresh SQLite file, and a fresh PostgreSQL database when the test script provides a
+/// server.
+async fn stores() -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display()))
+        .await
+        .expect("sqlite store");
+    let mut stores = vec![("sqlite", sqlite, Some(dir))];
+    match std::env::var("TONGBAN_TEST_PG_URL") {
+        Ok(admin) => {
+            let name = format!("store_{}", uuid::Uuid::now_v7().simple());
+            let admin_pool = sqlx::PgPool::connect(&admin).await.expect("admin connection");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin_pool)
+                .await
+                .expect("create database");
+            let mut url = url::Url::parse(&admin).expect("url");
+            url.set_path(&name);
+            stores.push(("postgres", Store::connect(url.as_str()).await.expect("postgres store"), None));
+        }
+        Err(_) if std::env::var_os("TONGBAN_REQUIRE_PG").is_some() => {
+            panic!("TONGBAN_REQUIRE_PG is set but TONGBAN_TEST_PG_URL is not")
+        }
+        Err(_) => eprintln!("PostgreSQL not configured: running the store suite on SQLite only"),
+    }
+    stores
+}
+
+fn at(day: u32, hour: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 3, day).expect("date").and_hms_opt(hour, 0, 0).expect("time")
+}
+
+fn terms() -> Terms {
+    Terms {
+        items: vec!["id_number".into(), "name".into(), "status".into()],
+        division_prefix: "41".into(),
+        rate_per_second: 20,
+        daily_quota: 50_000,
+        valid_until: NaiveDate::from_ymd_opt(2027, 6, 30).expect("date"),
+    }
+}
+
+fn new_demand(department: &str, resource: &str) -> NewDemand {
+    NewDemand {
+        applicant_department: department.into(),
+        applicant_system: Some("一网通办受理系统".into()),
+        resource_code: resource.into(),
+        service_item: "11100000000013127D3120001".into(),
+        purpose: "户口迁移核验".into(),
+        legal_basis: "《户口登记条例》".into(),
+        workflow: Demand::draft(terms(), true),
+    }
+}
+
+fn act(record: &DemandRecord, role: Role, action: Action, now: NaiveDateTime) -> Demand {
+    let mut workflow = record.workflow.clone();
+    workflow
+        .apply("reviewer", role, action, now, &WorkingCalendar::default(), &StageLimits::default())
+        .expect("legal action");
+    workflow
+}
+
+#[tokio::test]
+async fn demands_round_trip_list_filter_and_paginate() {
+    for (backend, store, _dir) in stores().await {
+        let created =
+            store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
+        assert_eq!(created.version, 1, "{backend}");
+        assert_eq!(created.workflow.state, DemandState::Draft);
+        assert_eq!(store.demand(&created.id).await.expect("read"), created, "{backend}");
+        for i in 0..4 {
+            let department = if i % 2 == 0 { "住建厅" } else { "人社厅" };
+            store.create_demand(new_demand(department, "R-SOCIAL"), at(2, 10 + i)).await.expect("create");
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_demands(&DemandFilter::default(), after.as_deref(), 2).await.expect("list");
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.iter().map(|d| d.id.clone()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5, "{backend}: every demand once");
+        assert_eq!(seen.first(), Some(&created.id), "{backend}: creation order");
+        let filter =
+            DemandFilter { applicant_department: Some("人社厅".into()), ..DemandFilter::default() };
+        assert_eq!(store.list_demands(&filter, None, 50).await.expect("list").items.len(), 3, "{backend}");
+        let filter = DemandFilter {
+            resource_code: Some("R-SOCIAL".into()),
+            state: Some(DemandState::Draft),
+            ..DemandFilter::default()
+        };
+        assert_eq!(store.list_demands(&filter, None, 50).await.expect("list").items.len(), 4, "{backend}");
+        assert!(matches!(store.demand("no-such-id").await, Err(StoreError::NotFound(_))), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn changes_need_the_current_version_and_record_their_transitions() {
+    for (backend, store, _dir) in stores().await {
+        let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
+        let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
+        let stored =
+            store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("update");
+        assert_eq!((stored.version, stored.workflow.state), (2, DemandState::Submitted), "{backend}");
+
+        // Writing again from the version already replaced is refused and changes nothing.
+        let again = store.update_demand(&draft.id, draft.version, &submitted, at(2, 11)).await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
+        assert_eq!(store.demand(&draft.id).await.expect("read"), stored, "{backend}");
+        assert!(matches!(
+            store.update_demand("missing", 1, &submitted, at(2, 11)).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        let corrected = act(
+            &stored,
+            Role::DataOffice,
+            Action::RequestCorrection { reason: "请补充依据".into() },
+            at(3, 9),
+        );
+        let stored =
+            store.update_demand(&draft.id, stored.version, &corrected, at(3, 9)).await.expect("update");
+        let transitions = store.demand_transitions(&draft.id).await.expect("transitions");
+        let steps: Vec<(i64, &str, &str)> =
+            transitions.iter().map(|(seq, _, a, s)| (*seq, a.as_str(), s.as_str())).collect();
+        assert_eq!(
+            steps,
+            [(1, "submit", "submitted"), (2, "request_correction", "conformity_correction")],
+            "{backend}"
+        );
+        assert_eq!(stored.workflow.history.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn two_reviewers_acting_at_once_cannot_both_win() {
+    for (backend, store, _dir) in stores().await {
+        let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
+        let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
+        let current =
+            store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
+
+        // Both reviewers read the same version and decide differently, many times over.
+        let approve = act(&current, Role::DataOffice, Action::PassConformity { terms: terms() }, at(3, 9));
+        let refuse = act(
+            &current,
+            Role::DataOffice,
+            Action::RefuseConformity {
+                refusal: Reasoned { reason: "超出职责".into(), basis: "条例第十条".into() },
+            },
+            at(3, 9),
+        );
+        let (a, b) = tokio::join!(
+            store.update_demand(&current.id, current.version, &approve, at(3, 9)),
+            store.update_demand(&current.id, current.version, &refuse, at(3, 9)),
+        );
+        let outcomes = [a.is_ok(), b.is_ok()];
+        assert_eq!(
+            outcomes.iter().filter(|ok| **ok).count(),
+            1,
+            "{backend}: exactly one wins: {a:?} / {b:?}"
+        );
+        let loser = if a.is_ok() { b } else { a };
+        assert!(matches!(loser, Err(StoreError::Conflict(_))), "{backend}");
+
+        let stored = store.demand(&current.id).await.expect("read");
+        assert_eq!(stored.version, current.version + 1);
+        assert!(matches!(
+            stored.workflow.state,
+            DemandState::SupplierReview | DemandState::RefusedAtConformity
+        ));
+        assert_eq!(
+            store.demand_transitions(&current.id).await.expect("transitions").len(),
+            2,
+            "{backend}: one decision recorded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn overdue_reviews_are_one_query() {
+    for (backend, store, _dir) in stores().await {
+        let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
+        let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
+        store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
+        // Submitted Monday 2 March: two working days, due Wednesday the 4th.
+        assert!(
+            store
+                .overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 4).expect("date"))
+                .await
+                .expect("query")
+                .is_empty()
+        );
+        let overdue =
+            store.overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 5).expect("date")).await.expect("query");
+        assert_eq!(
+            overdue.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [draft.id.as_str()],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
+}
