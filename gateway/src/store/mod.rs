@@ -198,11 +198,9 @@ impl Store {
     ) -> Result<DemandRecord> {
         let body = serde_json::to_string(workflow)?;
         let mut tx = self.pool.begin().await?;
-        let stored: i64 = sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        // The version-checked write comes first: it takes the write lock (SQLite) or the row
+        // lock (PostgreSQL) before anything is read, so a concurrent writer waits for it and
+        // then finds the version changed, rather than failing on a stale snapshot.
         let updated = sqlx::query(
             "UPDATE demands SET state = $1, deadline = $2, body = $3, version = version + 1, updated_at = $4 \
              WHERE id = $5 AND version = $6",
@@ -222,6 +220,11 @@ impl Store {
             self.demand(id).await?;
             return Err(StoreError::Conflict(format!("demand {id}")));
         }
+        let stored: i64 = sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
         let new = workflow.history.get(stored as usize..).unwrap_or_default();
         insert_transitions(&mut tx, id, stored, new).await?;
         tx.commit().await?;

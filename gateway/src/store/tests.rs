@@ -145,48 +145,51 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reviewers_acting_at_once_cannot_both_win() {
     for (backend, store, _dir) in stores().await {
-        let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
-        let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
-        let current =
-            store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
+        for round in 0..10 {
+            let draft =
+                store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
+            let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
+            let current =
+                store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
 
-        // Both reviewers read the same version and decide differently, many times over.
-        let approve = act(&current, Role::DataOffice, Action::PassConformity { terms: terms() }, at(3, 9));
-        let refuse = act(
-            &current,
-            Role::DataOffice,
-            Action::RefuseConformity {
-                refusal: Reasoned { reason: "超出职责".into(), basis: "条例第十条".into() },
-            },
-            at(3, 9),
-        );
-        let (a, b) = tokio::join!(
-            store.update_demand(&current.id, current.version, &approve, at(3, 9)),
-            store.update_demand(&current.id, current.version, &refuse, at(3, 9)),
-        );
-        let outcomes = [a.is_ok(), b.is_ok()];
-        assert_eq!(
-            outcomes.iter().filter(|ok| **ok).count(),
-            1,
-            "{backend}: exactly one wins: {a:?} / {b:?}"
-        );
-        let loser = if a.is_ok() { b } else { a };
-        assert!(matches!(loser, Err(StoreError::Conflict(_))), "{backend}");
+            // Both reviewers read the same version and decide differently at the same moment.
+            let approve =
+                act(&current, Role::DataOffice, Action::PassConformity { terms: terms() }, at(3, 9));
+            let refusal = Reasoned { reason: "超出职责".into(), basis: "条例第十条".into() };
+            let refuse = act(&current, Role::DataOffice, Action::RefuseConformity { refusal }, at(3, 9));
+            let (a, b) = tokio::join!(
+                tokio::spawn({
+                    let store = store.clone();
+                    let id = current.id.clone();
+                    async move { store.update_demand(&id, current.version, &approve, at(3, 9)).await }
+                }),
+                tokio::spawn({
+                    let store = store.clone();
+                    let id = current.id.clone();
+                    async move { store.update_demand(&id, current.version, &refuse, at(3, 9)).await }
+                }),
+            );
+            let (a, b) = (a.expect("task"), b.expect("task"));
+            assert_eq!(
+                [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+                1,
+                "{backend} round {round}: exactly one wins: {a:?} / {b:?}"
+            );
+            let loser = if a.is_ok() { b } else { a };
+            assert!(matches!(loser, Err(StoreError::Conflict(_))), "{backend} round {round}: {loser:?}");
 
-        let stored = store.demand(&current.id).await.expect("read");
-        assert_eq!(stored.version, current.version + 1);
-        assert!(matches!(
-            stored.workflow.state,
-            DemandState::SupplierReview | DemandState::RefusedAtConformity
-        ));
-        assert_eq!(
-            store.demand_transitions(&current.id).await.expect("transitions").len(),
-            2,
-            "{backend}: one decision recorded"
-        );
+            let stored = store.demand(&current.id).await.expect("read");
+            assert_eq!(stored.version, current.version + 1);
+            assert!(matches!(
+                stored.workflow.state,
+                DemandState::SupplierReview | DemandState::RefusedAtConformity
+            ));
+            let recorded = store.demand_transitions(&current.id).await.expect("transitions").len();
+            assert_eq!(recorded, 2, "{backend} round {round}: one decision recorded");
+        }
     }
 }
 
