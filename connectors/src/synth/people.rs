@@ -507,6 +507,66 @@ fn roll_defect(rng: &mut ChaCha8Rng, rate: f64) -> Option<DefectKind> {
     })
 }
 
+/// A person's key as a dependent dataset (social insurance, housing fund) writes it. A wrong
+/// check character is a defect of the person, so it is on all of the person's rows there, which
+/// keeps the dataset sorted by key.
+fn dependent_key(id: &str, config: &SynthConfig, rng: &mut ChaCha8Rng) -> (String, bool) {
+    let defective = rng.random_bool((config.defect_rate / 3.0).clamp(0.0, 1.0));
+    let key = if defective { corrupt_check_digit(id, rng) } else { id.to_owned() };
+    (key, defective)
+}
+
+/// The defect of one row of a dependent dataset, and the required column it empties.
+#[derive(Debug, Clone, Copy)]
+struct RowDefect {
+    kind: Option<DefectKind>,
+    missing: &'static str,
+}
+
+impl RowDefect {
+    /// Draws the row's defect; `required` are the two columns a missing item may be in.
+    fn roll(config: &SynthConfig, rng: &mut ChaCha8Rng, required: [&'static str; 2]) -> Self {
+        let kind = match roll_defect(rng, config.defect_rate * 2.0 / 3.0) {
+            Some(DefectKind::BadCheckDigit) | None => None,
+            other => other,
+        };
+        let missing = if kind == Some(DefectKind::MissingRequired) {
+            if rng.random_bool(0.5) { required[0] } else { required[1] }
+        } else {
+            ""
+        };
+        RowDefect { kind, missing }
+    }
+
+    fn stale(self) -> bool {
+        self.kind == Some(DefectKind::StaleUpdate)
+    }
+
+    /// Lists the row's defects, and the person's key defect, in the sidecar.
+    fn record(
+        self,
+        defects: &mut Vec<Defect>,
+        dataset: &'static str,
+        key: &str,
+        original: &str,
+        key_defect: bool,
+    ) {
+        let defect = |kind, column| Defect {
+            dataset,
+            key: key.to_owned(),
+            original_key: original.to_owned(),
+            kind,
+            column,
+        };
+        if key_defect {
+            defects.push(defect("bad_check_digit", "id_number"));
+        }
+        if let Some(kind) = self.kind {
+            defects.push(defect(kind.label(), if self.stale() { "updated_on" } else { self.missing }));
+        }
+    }
+}
+
 /// The same number with a check character that is wrong.
 fn corrupt_check_digit(id: &str, rng: &mut ChaCha8Rng) -> String {
     let current = id.as_bytes()[17];
@@ -918,29 +978,18 @@ fn insurance_batches(
         if !policies.is_empty() {
             insured += 1;
             let personal_number = format!("{}{:06}", &g.county.code, insured);
-            // A wrong check digit is a defect of the person's key, so it applies to all the
-            // person's rows; this keeps every dataset sorted by key.
-            let key_defect = defect_rng.random_bool((config.defect_rate / 3.0).clamp(0.0, 1.0));
-            let key = if key_defect { corrupt_check_digit(&p.id, defect_rng) } else { p.id.clone() };
+            let (key, key_defect) = dependent_key(&p.id, config, defect_rng);
             for policy in policies {
-                let row_defect = match roll_defect(defect_rng, config.defect_rate * 2.0 / 3.0) {
-                    Some(DefectKind::BadCheckDigit) | None => None,
-                    other => other,
-                };
-                let missing = if row_defect == Some(DefectKind::MissingRequired) {
-                    if defect_rng.random_bool(0.5) { "name" } else { "insurance_type" }
-                } else {
-                    ""
-                };
+                let row_defect = RowDefect::roll(config, defect_rng, ["name", "insurance_type"]);
                 s.id.append_value(&key);
-                if missing == "name" {
+                if row_defect.missing == "name" {
                     s.name.append_null()
                 } else {
                     s.name.append_value(&p.name)
                 }
                 s.personal_number.append_value(&personal_number);
                 s.insured_division.append_value(insured_in.code);
-                if missing == "insurance_type" {
+                if row_defect.missing == "insurance_type" {
                     s.insurance_type.append_null()
                 } else {
                     s.insurance_type.append_value(policy.insurance_type)
@@ -974,30 +1023,8 @@ fn insurance_batches(
                         s.employer_name.append_null();
                     }
                 }
-                s.updated.append_value(updated_on(
-                    config,
-                    defect_rng,
-                    row_defect == Some(DefectKind::StaleUpdate),
-                ));
-                if key_defect {
-                    defects.push(Defect {
-                        dataset: "social_insurance",
-                        key: key.clone(),
-                        original_key: p.id.clone(),
-                        kind: "bad_check_digit",
-                        column: "id_number",
-                    });
-                }
-                if let Some(kind) = row_defect {
-                    let column = if kind == DefectKind::StaleUpdate { "updated_on" } else { missing };
-                    defects.push(Defect {
-                        dataset: "social_insurance",
-                        key: key.clone(),
-                        original_key: p.id.clone(),
-                        kind: kind.label(),
-                        column,
-                    });
-                }
+                s.updated.append_value(updated_on(config, defect_rng, row_defect.stale()));
+                row_defect.record(defects, "social_insurance", &key, &p.id, key_defect);
             }
         }
 
@@ -1005,95 +1032,56 @@ fn insurance_batches(
         if let (Work::Employee { civil_servant, base, since, .. }, Some(employer)) = (p.work, &employer)
             && (civil_servant || rng.random_bool(0.62))
         {
-            {
-                accounts += 1;
-                let key_defect = defect_rng.random_bool((config.defect_rate / 3.0).clamp(0.0, 1.0));
-                let key = if key_defect { corrupt_check_digit(&p.id, defect_rng) } else { p.id.clone() };
-                let row_defect = match roll_defect(defect_rng, config.defect_rate * 2.0 / 3.0) {
-                    Some(DefectKind::BadCheckDigit) | None => None,
-                    other => other,
-                };
-                let missing = if row_defect == Some(DefectKind::MissingRequired) {
-                    if defect_rng.random_bool(0.5) { "name" } else { "account_status" }
-                } else {
-                    ""
-                };
-                let rate = *pick(rng, &[5.0, 7.0, 8.0, 10.0, 12.0]);
-                let deposit = base as f64 * rate * 2.0 / 100.0;
-                let opened = since.max(NaiveDate::from_ymd_opt(1999, 4, 3).expect("date"))
-                    + chrono::Duration::days(rng.random_range(0..90));
-                let status = pick_weighted(rng, &[("正常", 85), ("封存", 12), ("销户", 3)]);
-                let paid_through = if status == "正常" {
-                    last_month
-                } else {
-                    as_of
-                        .checked_sub_months(Months::new(rng.random_range(2..48)))
-                        .unwrap_or(as_of)
-                        .max(opened)
-                };
-                let months = months_between(opened, paid_through) + 1;
-                let consecutive = if status == "正常" { rng.random_range(1..=months.max(1)) } else { 0 };
-                let balance = if status == "销户" {
-                    0.0
-                } else {
-                    deposit * months as f64 * rng.random_range(0.15..0.9)
-                };
-                let loans = pick_weighted(rng, &[(0, 70), (1, 25), (2, 5)]);
-                let loan_status = if loans == 0 {
-                    "无贷款"
-                } else {
-                    pick_weighted(rng, &[("正常还款", 80), ("已结清", 15), ("逾期", 5)])
-                };
+            accounts += 1;
+            let (key, key_defect) = dependent_key(&p.id, config, defect_rng);
+            let row_defect = RowDefect::roll(config, defect_rng, ["name", "account_status"]);
+            let rate = *pick(rng, &[5.0, 7.0, 8.0, 10.0, 12.0]);
+            let deposit = base as f64 * rate * 2.0 / 100.0;
+            let opened = since.max(NaiveDate::from_ymd_opt(1999, 4, 3).expect("date"))
+                + chrono::Duration::days(rng.random_range(0..90));
+            let status = pick_weighted(rng, &[("正常", 85), ("封存", 12), ("销户", 3)]);
+            let paid_through = if status == "正常" {
+                last_month
+            } else {
+                as_of.checked_sub_months(Months::new(rng.random_range(2..48))).unwrap_or(as_of).max(opened)
+            };
+            let months = months_between(opened, paid_through) + 1;
+            let consecutive = if status == "正常" { rng.random_range(1..=months.max(1)) } else { 0 };
+            let balance =
+                if status == "销户" { 0.0 } else { deposit * months as f64 * rng.random_range(0.15..0.9) };
+            let loans = pick_weighted(rng, &[(0, 70), (1, 25), (2, 5)]);
+            let loan_status = if loans == 0 {
+                "无贷款"
+            } else {
+                pick_weighted(rng, &[("正常还款", 80), ("已结清", 15), ("逾期", 5)])
+            };
 
-                f.id.append_value(&key);
-                if missing == "name" {
-                    f.name.append_null()
-                } else {
-                    f.name.append_value(&p.name)
-                }
-                f.account.append_value(format!("{}{:08}", &g.county.code, accounts));
-                f.employer_name.append_value(&*employer.name);
-                f.employer_code.append_value(&*employer.credit_code);
-                f.base.push(Some(fen(base as f64)));
-                f.employer_rate.push(Some(fen(rate)));
-                f.personal_rate.push(Some(fen(rate)));
-                f.deposit.push(Some(fen(deposit)));
-                f.balance.push(Some(fen(balance)));
-                f.opened.append_value(date32(opened));
-                f.paid_through.append_value(month_string(paid_through));
-                if missing == "account_status" {
-                    f.status.append_null()
-                } else {
-                    f.status.append_value(status)
-                }
-                f.consecutive.append_value(consecutive);
-                f.loans.append_value(loans);
-                f.loan_status.append_value(loan_status);
-                f.updated.append_value(updated_on(
-                    config,
-                    defect_rng,
-                    row_defect == Some(DefectKind::StaleUpdate),
-                ));
-                if key_defect {
-                    defects.push(Defect {
-                        dataset: "housing_fund",
-                        key: key.clone(),
-                        original_key: p.id.clone(),
-                        kind: "bad_check_digit",
-                        column: "id_number",
-                    });
-                }
-                if let Some(kind) = row_defect {
-                    let column = if kind == DefectKind::StaleUpdate { "updated_on" } else { missing };
-                    defects.push(Defect {
-                        dataset: "housing_fund",
-                        key,
-                        original_key: p.id.clone(),
-                        kind: kind.label(),
-                        column,
-                    });
-                }
+            f.id.append_value(&key);
+            if row_defect.missing == "name" {
+                f.name.append_null()
+            } else {
+                f.name.append_value(&p.name)
             }
+            f.account.append_value(format!("{}{:08}", &g.county.code, accounts));
+            f.employer_name.append_value(&*employer.name);
+            f.employer_code.append_value(&*employer.credit_code);
+            f.base.push(Some(fen(base as f64)));
+            f.employer_rate.push(Some(fen(rate)));
+            f.personal_rate.push(Some(fen(rate)));
+            f.deposit.push(Some(fen(deposit)));
+            f.balance.push(Some(fen(balance)));
+            f.opened.append_value(date32(opened));
+            f.paid_through.append_value(month_string(paid_through));
+            if row_defect.missing == "account_status" {
+                f.status.append_null()
+            } else {
+                f.status.append_value(status)
+            }
+            f.consecutive.append_value(consecutive);
+            f.loans.append_value(loans);
+            f.loan_status.append_value(loan_status);
+            f.updated.append_value(updated_on(config, defect_rng, row_defect.stale()));
+            row_defect.record(defects, "housing_fund", &key, &p.id, key_defect);
         }
     }
 
