@@ -39,7 +39,7 @@ pub struct Store {
 
 /// A demand as filed: who asks, for what, and why, with its workflow.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewDemand {
+pub struct DemandFiling {
     pub applicant_department: String,
     pub applicant_system: Option<String>,
     pub resource_code: String,
@@ -53,15 +53,9 @@ pub struct NewDemand {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemandRecord {
     pub id: String,
-    pub applicant_department: String,
-    pub applicant_system: Option<String>,
-    pub resource_code: String,
-    pub service_item: String,
-    pub purpose: String,
-    pub legal_basis: String,
     /// The version this record was read at; a change must name it.
     pub version: i64,
-    pub workflow: Demand,
+    pub filing: DemandFiling,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -109,14 +103,16 @@ fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
     let body: String = row.try_get("body")?;
     Ok(DemandRecord {
         id: row.try_get("id")?,
-        applicant_department: row.try_get("applicant_department")?,
-        applicant_system: row.try_get("applicant_system")?,
-        resource_code: row.try_get("resource_code")?,
-        service_item: row.try_get("service_item")?,
-        purpose: row.try_get("purpose")?,
-        legal_basis: row.try_get("legal_basis")?,
         version: row.try_get("version")?,
-        workflow: serde_json::from_str(&body)?,
+        filing: DemandFiling {
+            applicant_department: row.try_get("applicant_department")?,
+            applicant_system: row.try_get("applicant_system")?,
+            resource_code: row.try_get("resource_code")?,
+            service_item: row.try_get("service_item")?,
+            purpose: row.try_get("purpose")?,
+            legal_basis: row.try_get("legal_basis")?,
+            workflow: serde_json::from_str(&body)?,
+        },
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })
@@ -150,7 +146,7 @@ impl Store {
     }
 
     /// Files a new demand.
-    pub async fn create_demand(&self, new: NewDemand, now: NaiveDateTime) -> Result<DemandRecord> {
+    pub async fn create_demand(&self, new: DemandFiling, now: NaiveDateTime) -> Result<DemandRecord> {
         let id = uuid::Uuid::now_v7().to_string();
         let body = serde_json::to_string(&new.workflow)?;
         let mut tx = self.pool.begin().await?;

@@ -49,8 +49,8 @@ fn terms() -> Terms {
     }
 }
 
-fn new_demand(department: &str, resource: &str) -> NewDemand {
-    NewDemand {
+fn new_demand(department: &str, resource: &str) -> DemandFiling {
+    DemandFiling {
         applicant_department: department.into(),
         applicant_system: Some("一网通办受理系统".into()),
         resource_code: resource.into(),
@@ -62,7 +62,7 @@ fn new_demand(department: &str, resource: &str) -> NewDemand {
 }
 
 fn act(record: &DemandRecord, role: Role, action: Action, now: NaiveDateTime) -> Demand {
-    let mut workflow = record.workflow.clone();
+    let mut workflow = record.filing.workflow.clone();
     workflow
         .apply("reviewer", role, action, now, &WorkingCalendar::default(), &StageLimits::default())
         .expect("legal action");
@@ -75,7 +75,7 @@ async fn demands_round_trip_list_filter_and_paginate() {
         let created =
             store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
         assert_eq!(created.version, 1, "{backend}");
-        assert_eq!(created.workflow.state, DemandState::Draft);
+        assert_eq!(created.filing.workflow.state, DemandState::Draft);
         assert_eq!(store.demand(&created.id).await.expect("read"), created, "{backend}");
         for i in 0..4 {
             let department = if i % 2 == 0 { "住建厅" } else { "人社厅" };
@@ -114,7 +114,7 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
         let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
         let stored =
             store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("update");
-        assert_eq!((stored.version, stored.workflow.state), (2, DemandState::Submitted), "{backend}");
+        assert_eq!((stored.version, stored.filing.workflow.state), (2, DemandState::Submitted), "{backend}");
 
         // Writing again from the version already replaced is refused and changes nothing.
         let again = store.update_demand(&draft.id, draft.version, &submitted, at(2, 11)).await;
@@ -141,7 +141,7 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
             [(1, "submit", "submitted"), (2, "request_correction", "conformity_correction")],
             "{backend}"
         );
-        assert_eq!(stored.workflow.history.len(), 2);
+        assert_eq!(stored.filing.workflow.history.len(), 2);
     }
 }
 
@@ -184,7 +184,7 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
             let stored = store.demand(&current.id).await.expect("read");
             assert_eq!(stored.version, current.version + 1);
             assert!(matches!(
-                stored.workflow.state,
+                stored.filing.workflow.state,
                 DemandState::SupplierReview | DemandState::RefusedAtConformity
             ));
             let recorded = store.demand_transitions(&current.id).await.expect("transitions").len();
