@@ -7,8 +7,9 @@
 //!
 //! People are generated one county at a time, in division-code order. An identity number
 //! starts with its county code, so sorting each county's people in memory and writing counties
-//! in order yields files sorted by identity number, while memory stays bounded by the largest
-//! county rather than growing with the row count.
+//! in order yields files sorted by identity number, while memory holds one county at a time
+//! (the largest county, and so the peak, still grows with the row count; see
+//! docs/benchmarks.md).
 
 mod names;
 mod people;
