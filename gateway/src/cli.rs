@@ -70,11 +70,13 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let loaded = Config::load(&config)?;
-            runtime.block_on(crate::server::serve(loaded))
+            runtime.block_on(crate::server::serve(loaded, None))
         }
         Command::Demo { listen, data_dir, rows, seed } => runtime.block_on(async {
             let loaded = crate::demo::prepare(listen, &data_dir, rows, seed).await?;
-            crate::server::serve(loaded).await
+            let seed: crate::server::Seed =
+                Box::new(move |platform| Box::pin(async move { crate::seed::demo(&platform, &data_dir).await }));
+            crate::server::serve(loaded, Some(seed)).await
         }),
         Command::Generate { rows, seed, out, defect_rate, as_of, row_group_rows } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");

@@ -17,6 +17,88 @@ pub struct Config {
     /// Shared datasets and where their rows come from.
     #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub workflow: WorkflowConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH?mode=rwc` (a relative path is taken from the configuration file's
+    /// directory) or `postgres://…`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// How long a signed-in session lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+}
+
+fn default_store_url() -> String {
+    "sqlite://tongban.db?mode=rwc".to_owned()
+}
+
+fn default_session_hours() -> u32 {
+    8
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: default_store_url(), session_hours: default_session_hours() }
+    }
+}
+
+/// Review deadlines, in working days, and the calendar they are counted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    #[serde(default = "default_conformity_days")]
+    pub conformity_days: u32,
+    #[serde(default = "default_supplier_days")]
+    pub supplier_days: u32,
+    #[serde(default = "default_coordination_days")]
+    pub coordination_days: u32,
+    /// A calendar file (TOML with `holidays` and `makeup_working_days` date lists); the
+    /// published national schedule built into the gateway when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<PathBuf>,
+}
+
+fn default_conformity_days() -> u32 {
+    2
+}
+
+fn default_supplier_days() -> u32 {
+    10
+}
+
+fn default_coordination_days() -> u32 {
+    10
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        WorkflowConfig {
+            conformity_days: default_conformity_days(),
+            supplier_days: default_supplier_days(),
+            coordination_days: default_coordination_days(),
+            calendar: None,
+        }
+    }
+}
+
+impl LoadedConfig {
+    /// The store URL with a relative SQLite path taken from the configuration's directory.
+    pub fn store_url(&self) -> String {
+        let url = &self.config.store.url;
+        match url.strip_prefix("sqlite://") {
+            Some(rest) if !rest.starts_with('/') && !rest.starts_with(":memory:") => {
+                format!("sqlite://{}", self.base_dir.join(rest).display())
+            }
+            _ => url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use tongban_connectors::synth::{self, SynthConfig};
 use tongban_connectors::{DatasetConfig, SourceConfig};
 
-use crate::config::{Config, LoadedConfig, ServerConfig};
+use crate::config::{Config, LoadedConfig, ServerConfig, StoreConfig, WorkflowConfig};
 
 /// Where the demo keeps its generated datasets, under the data directory.
 pub const DATASETS_DIR: &str = "datasets";
@@ -28,6 +28,8 @@ pub fn default_config(listen: SocketAddr) -> Config {
             parquet("social_insurance", synth::SOCIAL_INSURANCE_FILE),
             parquet("housing_fund", synth::HOUSING_FUND_FILE),
         ],
+        store: StoreConfig::default(),
+        workflow: WorkflowConfig::default(),
     }
 }
 

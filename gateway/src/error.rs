@@ -3,6 +3,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tongban_policy::grant::GrantError;
+use tongban_policy::org::OrgError;
+use tongban_policy::workflow::WorkflowError;
+
+use crate::store::StoreError;
 
 /// An API error with a stable machine-readable code. The code is the contract; titles and
 /// details are for people and may change.
@@ -31,6 +36,170 @@ impl ApiError {
 
     pub fn not_ready(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", detail)
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail)
+    }
+
+    pub fn invalid_credentials() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Invalid credentials",
+            "the credentials are unknown, expired or wrong",
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "version_conflict", "Changed by someone else", detail)
+    }
+
+    /// A well-formed request whose content breaks a rule.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request", detail)
+    }
+
+    pub fn ungrantable(items: &[&str]) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ungrantable_items",
+            "Items cannot be granted",
+            format!("items {items:?} are unknown or not shared (不予共享) by the resource"),
+        )
+    }
+
+    /// A failure that is the platform's, not the caller's. The cause goes to the diagnostic
+    /// log; the caller gets an opaque detail.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the gateway could not complete the request; it has been logged",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
+            StoreError::Conflict(_) => ApiError::conflict(e.to_string()),
+            StoreError::Duplicate(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", "Already exists", e.to_string())
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        let detail = e.to_string();
+        match e {
+            WorkflowError::IllegalTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "illegal_transition", "Not possible in this state", detail)
+            }
+            WorkflowError::WrongRole { .. } => ApiError::new(StatusCode::FORBIDDEN, "wrong_role", "Wrong role", detail),
+            WorkflowError::MissingReason(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_reason", "Reason missing", detail)
+            }
+            WorkflowError::MissingBasis => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_basis", "Basis missing", detail)
+            }
+            WorkflowError::Widening(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "widening", "Wider than requested", detail)
+            }
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        let detail = e.to_string();
+        match e {
+            GrantError::Ungrantable(_) => {
+                ApiError::new(StatusCode::CONFLICT, "ungrantable_items", "Items cannot be granted", detail)
+            }
+            GrantError::Widening(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "widening", "Wider than granted", detail)
+            }
+            GrantError::IllegalChange { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "illegal_transition", "Not possible in this state", detail)
+            }
+            GrantError::EmptyValidity { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request", detail)
+            }
+        }
+    }
+}
+
+impl From<OrgError> for ApiError {
+    fn from(e: OrgError) -> Self {
+        ApiError::invalid(e.to_string())
+    }
+}
+
+/// A JSON request body whose rejections are problem documents: 415 without a JSON content
+/// type, 400 for malformed JSON, 422 for JSON of the wrong shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "JSON expected",
+                    "send the body as application/json",
+                ),
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON", e.body_text())
+                }
+                JsonRejection::JsonDataError(e) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "Invalid body", e.body_text())
+                }
+                other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Query parameters whose rejections are problem documents (400).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", e.body_text()))
     }
 }
 

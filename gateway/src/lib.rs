@@ -1,10 +1,14 @@
 //! Tongban's gateway: the server, its HTTP API, configuration and commands.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod platform;
+pub mod seed;
 pub mod server;
 pub mod store;
 

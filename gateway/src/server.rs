@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::LoadedConfig;
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
+use crate::platform::Platform;
 
 /// Where dataset loading stands; `/readyz` reports it.
 #[derive(Debug, Clone)]
@@ -25,15 +26,18 @@ pub enum Readiness {
 #[derive(Debug, Clone)]
 pub struct AppState {
     readiness: Arc<RwLock<Readiness>>,
-}
-
-impl Default for AppState {
-    fn default() -> Self {
-        AppState { readiness: Arc::new(RwLock::new(Readiness::Loading)) }
-    }
+    platform: Arc<Platform>,
 }
 
 impl AppState {
+    pub fn new(platform: Platform) -> Self {
+        AppState { readiness: Arc::new(RwLock::new(Readiness::Loading)), platform: Arc::new(platform) }
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
     pub fn set_readiness(&self, readiness: Readiness) {
         *self.readiness.write().expect("readiness lock is never poisoned") = readiness;
     }
@@ -48,6 +52,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/api/v1", crate::api::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -96,17 +101,35 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
 }
 
+/// Work to do on the store before serving, such as the demo's seed.
+pub type Seed = Box<dyn FnOnce(Platform) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send>;
+
 /// Binds the listener, announces the address, loads datasets in the background and serves
 /// until a shutdown signal, then drains in-flight requests for the configured grace period.
 #[allow(clippy::print_stdout)]
-pub async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
+pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(loaded.config.server.listen).await?;
     let address = listener.local_addr()?;
     // Printed on standard output so scripts and tests can find an ephemeral port.
     println!("tongban listening on http://{address}");
     tracing::info!(%address, "listening");
 
-    let state = AppState::default();
+    let platform = Platform::open(&loaded).await?;
+    platform.grants.reload(&platform.store).await?;
+    if let Some(seed) = seed {
+        seed(platform.clone()).await?;
+    }
+    let state = AppState::new(platform.clone());
+    // Grants changed by another instance on the same store reach this one within seconds.
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            if let Err(e) = platform.grants.refresh_if_changed(&platform.store).await {
+                tracing::warn!(error = %e, "grant refresh failed; serving the last grants loaded");
+            }
+        }
+    });
     let loading = state.clone();
     let datasets = loaded.config.datasets.clone();
     let base_dir = loaded.base_dir.clone();
@@ -169,6 +192,10 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
+    async fn state() -> AppState {
+        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"))
+    }
+
     async fn call(state: AppState, uri: &str) -> (StatusCode, String, serde_json::Value) {
         let response = app(state)
             .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
@@ -187,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_is_up_while_readiness_waits_for_datasets() {
-        let state = AppState::default();
+        let state = state().await;
         let (status, _, body) = call(state.clone(), "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
@@ -212,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_get_a_problem_document() {
-        let (status, content_type, body) = call(AppState::default(), "/nope").await;
+        let (status, content_type, body) = call(state().await, "/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(body["code"], "not_found");

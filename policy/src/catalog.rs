@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Share type (共享类型) of a resource or of one of its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ShareType {
     /// 无条件共享: any government department may obtain it once its demand passes the data
@@ -17,6 +18,7 @@ pub enum ShareType {
 
 /// Share method (共享方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ShareMethod {
     /// 接口: per-call API (verification, look-up, proxy).
@@ -29,6 +31,7 @@ pub enum ShareMethod {
 
 /// Data grade under GB/T 43697.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Sensitivity {
     /// 一般
@@ -41,6 +44,7 @@ pub enum Sensitivity {
 
 /// Update cycle (更新周期): how often the supplier refreshes the resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateCycle {
     RealTime,
@@ -66,6 +70,7 @@ impl UpdateCycle {
 
 /// How an item is masked by default when a grant does not say otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MaskRule {
     /// Shown as stored.
@@ -84,6 +89,7 @@ pub enum MaskRule {
 
 /// An information item (信息项) of a resource: one column of its dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InformationItem {
     /// The dataset column.
     pub name: String,
@@ -101,6 +107,7 @@ pub struct InformationItem {
 /// A catalog resource, at one version. Edits make a new version; grants name the version they
 /// were approved on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resource {
     /// Resource code: classification code and sequence code.
     pub code: String,
@@ -119,6 +126,10 @@ pub struct Resource {
     pub items: Vec<InformationItem>,
     /// Codes of the service items (事项) this resource serves.
     pub service_items: Vec<String>,
+    /// The item holding each record's GB/T 2260 division code, which row scopes (a division
+    /// prefix) apply to; a resource without one can only be granted whole.
+    #[serde(default)]
+    pub division_item: Option<String>,
 }
 
 impl Resource {
@@ -177,6 +188,7 @@ mod tests {
                 item("religion", ShareType::NotShared),
             ],
             service_items: vec![],
+            division_item: None,
         }
     }
 

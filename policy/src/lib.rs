@@ -7,7 +7,9 @@ pub mod calendar;
 pub mod catalog;
 pub mod credit_code;
 pub mod division;
+pub mod grant;
 pub mod id_number;
+pub mod org;
 pub mod workflow;
 
 pub use credit_code::{CreditCode, CreditCodeError};

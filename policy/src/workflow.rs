@@ -12,6 +12,7 @@ use crate::calendar::WorkingCalendar;
 
 /// Where a demand stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DemandState {
     /// Being written by the demanding department.
@@ -77,6 +78,7 @@ impl DemandState {
 
 /// A review stage with a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Conformity,
@@ -86,6 +88,7 @@ pub enum Stage {
 
 /// Who acts on a demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The demanding department.
@@ -99,6 +102,7 @@ pub enum Role {
 /// What a demand asks for, or what an approval grants. Approval may narrow every term, never
 /// widen one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Terms {
     /// Information items (dataset columns).
     pub items: Vec<String>,
@@ -142,6 +146,7 @@ impl Terms {
 
 /// A reason with its basis, as a refusal must give.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reasoned {
     pub reason: String,
     /// The legal or policy basis (依据).
@@ -150,6 +155,7 @@ pub struct Reasoned {
 
 /// Something done to a demand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Submit,
@@ -167,6 +173,7 @@ pub enum Action {
 
 /// The kinds of [`Action`], without their payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Submit,
@@ -276,6 +283,7 @@ pub fn next_state(
 /// Working-day limits per review stage. Defaults follow common provincial practice and are
 /// meant to be configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageLimits {
     pub conformity: u32,
     pub supplier: u32,
@@ -315,6 +323,7 @@ pub enum WorkflowError {
 
 /// One recorded step of a demand's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub actor: String,
     pub role: Role,
@@ -327,6 +336,7 @@ pub struct Transition {
 
 /// The clock of the running review stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageClock {
     pub stage: Stage,
     /// When the stage (re)started running.
@@ -338,6 +348,7 @@ pub struct StageClock {
 
 /// A demand's workflow: its state, what was asked and approved, its clock and history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Demand {
     pub state: DemandState,
     /// Whether any requested item is conditional, so the supplier must answer.

@@ -8,7 +8,15 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tongban_policy::grant::Grant;
 use tongban_policy::workflow::{Demand, DemandState, Transition};
+
+mod catalog;
+pub mod grants;
+mod org;
+
+pub use grants::{GrantFilter, GrantRecord};
+pub use org::{SystemRecord, UserRecord};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +25,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} was changed by someone else; reload it and try again")]
     Conflict(String),
+    #[error("{0} already exists")]
+    Duplicate(String),
     #[error("store URL {0:?} names no supported database (sqlite: or postgres:)")]
     UnsupportedUrl(String),
     #[error("database: {0}")]
@@ -43,6 +53,10 @@ pub struct DemandFiling {
     pub applicant_department: String,
     pub applicant_system: Option<String>,
     pub resource_code: String,
+    /// The catalog version the demand was filed against.
+    pub resource_version: i64,
+    /// The resource's supplying department, so suppliers find the demands they must answer.
+    pub supplier_department: String,
     pub service_item: String,
     pub purpose: String,
     pub legal_basis: String,
@@ -66,6 +80,7 @@ pub struct DemandFilter {
     pub state: Option<DemandState>,
     pub applicant_department: Option<String>,
     pub resource_code: Option<String>,
+    pub supplier_department: Option<String>,
 }
 
 /// A page of a list, in creation order.
@@ -96,8 +111,8 @@ fn state_name(state: DemandState) -> String {
     serde_name(&state)
 }
 
-const DEMAND_COLUMNS: &str = "id, applicant_department, applicant_system, resource_code, service_item, purpose, \
-    legal_basis, version, body, created_at, updated_at";
+const DEMAND_COLUMNS: &str = "id, applicant_department, applicant_system, resource_code, resource_version, \
+    supplier_department, service_item, purpose, legal_basis, version, body, created_at, updated_at";
 
 fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
     let body: String = row.try_get("body")?;
@@ -108,6 +123,8 @@ fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
             applicant_department: row.try_get("applicant_department")?,
             applicant_system: row.try_get("applicant_system")?,
             resource_code: row.try_get("resource_code")?,
+            resource_version: row.try_get::<Option<i64>, _>("resource_version")?.unwrap_or(1),
+            supplier_department: row.try_get::<Option<String>, _>("supplier_department")?.unwrap_or_default(),
             service_item: row.try_get("service_item")?,
             purpose: row.try_get("purpose")?,
             legal_basis: row.try_get("legal_basis")?,
@@ -151,14 +168,16 @@ impl Store {
         let body = serde_json::to_string(&new.workflow)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO demands (id, applicant_department, applicant_system, resource_code, service_item, purpose, \
-             legal_basis, state, deadline, version, body, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11)",
+            "INSERT INTO demands (id, applicant_department, applicant_system, resource_code, resource_version, \
+             supplier_department, service_item, purpose, legal_basis, state, deadline, version, body, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13)",
         )
         .bind(&id)
         .bind(&new.applicant_department)
         .bind(&new.applicant_system)
         .bind(&new.resource_code)
+        .bind(new.resource_version)
+        .bind(&new.supplier_department)
         .bind(&new.service_item)
         .bind(&new.purpose)
         .bind(&new.legal_basis)
@@ -190,6 +209,7 @@ impl Store {
         id: &str,
         expected_version: i64,
         workflow: &Demand,
+        grant: Option<(&Grant, &str)>,
         now: NaiveDateTime,
     ) -> Result<DemandRecord> {
         let body = serde_json::to_string(workflow)?;
@@ -223,6 +243,11 @@ impl Store {
             .try_get("n")?;
         let new = workflow.history.get(stored as usize..).unwrap_or_default();
         insert_transitions(&mut tx, id, stored, new).await?;
+        // An approval and its grant are one change: the grant exists exactly when the demand
+        // is approved.
+        if let Some((grant, actor)) = grant {
+            grants::insert_grant(&mut tx, grant, actor, now).await?;
+        }
         tx.commit().await?;
         self.demand(id).await
     }
@@ -249,6 +274,9 @@ impl Store {
         }
         if let Some(resource) = &filter.resource_code {
             condition("resource_code", resource.clone());
+        }
+        if let Some(supplier) = &filter.supplier_department {
+            condition("supplier_department", supplier.clone());
         }
         if let Some(after) = after {
             binds.push(after.to_owned());
@@ -303,6 +331,14 @@ impl Store {
                 Ok((r.try_get("seq")?, r.try_get("actor")?, r.try_get("action")?, r.try_get("to_state")?))
             })
             .collect()
+    }
+}
+
+/// Maps a unique-key violation to [`StoreError::Duplicate`] naming `what`.
+fn duplicate(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what()),
+        _ => StoreError::Database(e),
     }
 }
 

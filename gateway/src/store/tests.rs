@@ -54,6 +54,8 @@ fn new_demand(department: &str, resource: &str) -> DemandFiling {
         applicant_department: department.into(),
         applicant_system: Some("一网通办受理系统".into()),
         resource_code: resource.into(),
+        resource_version: 1,
+        supplier_department: "11410000MB0000000X".into(),
         service_item: "11100000000013127D3120001".into(),
         purpose: "户口迁移核验".into(),
         legal_basis: "《户口登记条例》".into(),
@@ -113,15 +115,15 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
         let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
         let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
         let stored =
-            store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("update");
+            store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("update");
         assert_eq!((stored.version, stored.filing.workflow.state), (2, DemandState::Submitted), "{backend}");
 
         // Writing again from the version already replaced is refused and changes nothing.
-        let again = store.update_demand(&draft.id, draft.version, &submitted, at(2, 11)).await;
+        let again = store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 11)).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
         assert_eq!(store.demand(&draft.id).await.expect("read"), stored, "{backend}");
         assert!(matches!(
-            store.update_demand("missing", 1, &submitted, at(2, 11)).await,
+            store.update_demand("missing", 1, &submitted, None, at(2, 11)).await,
             Err(StoreError::NotFound(_))
         ));
 
@@ -132,7 +134,7 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
             at(3, 9),
         );
         let stored =
-            store.update_demand(&draft.id, stored.version, &corrected, at(3, 9)).await.expect("update");
+            store.update_demand(&draft.id, stored.version, &corrected, None, at(3, 9)).await.expect("update");
         let transitions = store.demand_transitions(&draft.id).await.expect("transitions");
         let steps: Vec<(i64, &str, &str)> =
             transitions.iter().map(|(seq, _, a, s)| (*seq, a.as_str(), s.as_str())).collect();
@@ -153,7 +155,7 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
                 store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
             let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
             let current =
-                store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
+                store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("submit");
 
             // Both reviewers read the same version and decide differently at the same moment.
             let approve =
@@ -164,12 +166,12 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
                 tokio::spawn({
                     let store = store.clone();
                     let id = current.id.clone();
-                    async move { store.update_demand(&id, current.version, &approve, at(3, 9)).await }
+                    async move { store.update_demand(&id, current.version, &approve, None, at(3, 9)).await }
                 }),
                 tokio::spawn({
                     let store = store.clone();
                     let id = current.id.clone();
-                    async move { store.update_demand(&id, current.version, &refuse, at(3, 9)).await }
+                    async move { store.update_demand(&id, current.version, &refuse, None, at(3, 9)).await }
                 }),
             );
             let (a, b) = (a.expect("task"), b.expect("task"));
@@ -198,7 +200,7 @@ async fn overdue_reviews_are_one_query() {
     for (backend, store, _dir) in stores().await {
         let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
         let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
-        store.update_demand(&draft.id, draft.version, &submitted, at(2, 10)).await.expect("submit");
+        store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("submit");
         // Submitted Monday 2 March: two working days, due Wednesday the 4th.
         assert!(
             store

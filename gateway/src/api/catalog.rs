@@ -1,0 +1,147 @@
+//! Service items and the versioned catalog.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use tongban_policy::catalog::{Resource, ShareType};
+use tongban_policy::org::ServiceItem;
+
+use super::{Listing, Paging};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::platform::{Caller, ResourceInput};
+use crate::server::AppState;
+
+/// Lists service items (事项).
+#[utoipa::path(get, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),
+    responses((status = 200, body = Listing<ServiceItem>), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn list_service_items(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<Json<Listing<ServiceItem>>, ApiError> {
+    let items = state.platform().store.service_items().await?;
+    Ok(Json(paging.apply(items, |i| i.code.clone())))
+}
+
+/// Registers a service item (platform administrators).
+#[utoipa::path(post, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])),
+    request_body = ServiceItem,
+    responses((status = 201, body = ServiceItem), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema)))]
+pub(super) async fn create_service_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(item): ApiJson<ServiceItem>,
+) -> Result<(StatusCode, Json<ServiceItem>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.platform().create_service_item(&caller, item).await?)))
+}
+
+/// One service item.
+#[utoipa::path(get, path = "/api/v1/service-items/{code}", tag = "catalog", security(("bearer" = [])),
+    params(("code" = String, Path)),
+    responses((status = 200, body = ServiceItem), (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_service_item(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<ServiceItem>, ApiError> {
+    Ok(Json(state.platform().store.service_item(&code).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResourceQuery {
+    /// Only resources of this supplier (credit code).
+    supplier: Option<String>,
+    share_type: Option<ShareType>,
+    /// Only resources serving this service item.
+    service_item: Option<String>,
+    /// Only resources bound to this dataset.
+    dataset: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// Lists the catalog's resources at their newest versions.
+#[utoipa::path(get, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
+    params(ResourceQuery),
+    responses((status = 200, body = Listing<Resource>), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn list_resources(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<ResourceQuery>,
+) -> Result<Json<Listing<Resource>>, ApiError> {
+    let resources: Vec<Resource> = state
+        .platform()
+        .store
+        .resources(query.supplier.as_deref())
+        .await?
+        .into_iter()
+        .filter(|r| query.share_type.is_none_or(|t| r.share_type == t))
+        .filter(|r| query.service_item.as_ref().is_none_or(|s| r.service_items.contains(s)))
+        .filter(|r| query.dataset.as_ref().is_none_or(|d| &r.dataset == d))
+        .collect();
+    let paging = Paging { limit: query.limit, after: query.after };
+    Ok(Json(paging.apply(resources, |r| r.code.clone())))
+}
+
+/// Registers a resource of the caller's supplying department as version 1.
+#[utoipa::path(post, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
+    request_body = ResourceInput,
+    responses((status = 201, body = Resource), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn create_resource(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<ResourceInput>,
+) -> Result<(StatusCode, Json<Resource>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.platform().create_resource(&caller, input).await?)))
+}
+
+/// A resource at its newest version.
+#[utoipa::path(get, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
+    params(("code" = String, Path)),
+    responses((status = 200, body = Resource), (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_resource(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<Resource>, ApiError> {
+    Ok(Json(state.platform().store.resource(&code, None).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResourceEdit {
+    /// The version the edit was made from; an outdated one is a conflict.
+    version: u32,
+    resource: ResourceInput,
+}
+
+/// Edits a resource: stores the next version. Grants keep the version they were approved on.
+#[utoipa::path(put, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
+    params(("code" = String, Path)), request_body = ResourceEdit,
+    responses((status = 200, body = Resource), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn edit_resource(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    ApiJson(edit): ApiJson<ResourceEdit>,
+) -> Result<Json<Resource>, ApiError> {
+    Ok(Json(state.platform().edit_resource(&caller, &code, edit.version, edit.resource).await?))
+}
+
+/// A resource at a given version.
+#[utoipa::path(get, path = "/api/v1/catalog/resources/{code}/versions/{version}", tag = "catalog",
+    security(("bearer" = [])), params(("code" = String, Path), ("version" = u32, Path)),
+    responses((status = 200, body = Resource), (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_resource_version(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Json<Resource>, ApiError> {
+    let version: u32 = version.parse().map_err(|_| ApiError::not_found(format!("version {version:?}")))?;
+    Ok(Json(state.platform().store.resource(&code, Some(version)).await?))
+}

@@ -1,0 +1,132 @@
+//! Grants: reading them, and suspending, resuming, revoking or narrowing them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use tongban_policy::grant::{Effective, Grant, GrantChange};
+use tongban_policy::org::UserRole;
+
+use super::{Listing, Paging};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::platform::{Caller, Platform};
+use crate::server::AppState;
+use crate::store::GrantFilter;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct GrantView {
+    /// Name it when changing the grant.
+    version: i64,
+    /// Whether it allows calls today.
+    effective: Effective,
+    grant: Grant,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct GrantVersion {
+    grant: Grant,
+    changed_by: String,
+    reason: Option<String>,
+    at: NaiveDateTime,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct GrantDetail {
+    #[serde(flatten)]
+    current: GrantView,
+    /// Every version, oldest first.
+    versions: Vec<GrantVersion>,
+}
+
+/// Lists grants: a department's own and those on its resources; reviewers and those who
+/// oversee the platform see all.
+#[utoipa::path(get, path = "/api/v1/grants", tag = "grants", security(("bearer" = [])), params(Paging),
+    responses((status = 200, body = Listing<GrantView>), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn list_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<Json<Listing<GrantView>>, ApiError> {
+    let platform = state.platform();
+    let all = platform.store.grants(&GrantFilter::default()).await?;
+    let mut visible = Vec::new();
+    for grant in all {
+        if platform.may_read_grant(&caller, &grant).await? {
+            visible.push(grant);
+        }
+    }
+    let today = Platform::now().date();
+    let mut views = Vec::with_capacity(visible.len());
+    for grant in visible {
+        let version = platform.store.grant(&grant.id).await?.version;
+        views.push(GrantView { version, effective: grant.effective(today), grant });
+    }
+    Ok(Json(paging.apply(views, |v| v.grant.id.clone())))
+}
+
+/// The grants in force for the calling system, as the data plane sees them right now.
+#[utoipa::path(get, path = "/api/v1/grants/in-force", tag = "grants", security(("bearer" = [])),
+    responses((status = 200, body = Listing<Grant>), (status = 403, body = super::ProblemSchema)))]
+pub(super) async fn in_force(State(state): State<AppState>, caller: Caller) -> Result<Json<Listing<Grant>>, ApiError> {
+    let Caller::System { system, .. } = &caller else {
+        return Err(ApiError::forbidden("grants in force are asked for by a system, with its API key"));
+    };
+    let snapshot = state.platform().grants.snapshot();
+    let today = Platform::now().date();
+    let items = snapshot.in_force(&system.department_code, &system.id, today).cloned().collect();
+    Ok(Json(Listing { items, next: None }))
+}
+
+/// One grant with its versions.
+#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = GrantDetail), (status = 403, body = super::ProblemSchema),
+        (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<GrantDetail>, ApiError> {
+    let platform = state.platform();
+    let record = platform.store.grant(&id).await?;
+    if !platform.may_read_grant(&caller, &record.grant).await? {
+        return Err(ApiError::forbidden(format!("grant {id} is not the caller's to see")));
+    }
+    let versions = platform
+        .store
+        .grant_versions(&id)
+        .await?
+        .into_iter()
+        .map(|(grant, changed_by, reason, at)| GrantVersion { grant, changed_by, reason, at })
+        .collect();
+    let effective = record.grant.effective(Platform::now().date());
+    Ok(Json(GrantDetail { current: GrantView { version: record.version, effective, grant: record.grant }, versions }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ChangeRequest {
+    /// The version the change was decided on.
+    version: i64,
+    reason: String,
+    #[serde(flatten)]
+    change: GrantChange,
+}
+
+/// Suspends, resumes, revokes or narrows a grant (the supplier's administrators and the
+/// reviewers of its province). Takes effect on the data plane before the answer is sent.
+#[utoipa::path(post, path = "/api/v1/grants/{id}/changes", tag = "grants", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ChangeRequest,
+    responses((status = 200, body = GrantView), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn change_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<ChangeRequest>,
+) -> Result<Json<GrantView>, ApiError> {
+    caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;
+    let record =
+        state.platform().change_grant(&caller, &id, request.version, request.change, &request.reason).await?;
+    let effective = record.grant.effective(Platform::now().date());
+    Ok(Json(GrantView { version: record.version, effective, grant: record.grant }))
+}

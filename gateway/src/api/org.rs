@@ -1,0 +1,317 @@
+//! Sessions, departments, systems and users.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use tongban_policy::org::{Department, DepartmentRole, UserRole};
+
+use super::{Listing, Paging};
+use crate::auth;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::platform::{Caller, Platform};
+use crate::server::AppState;
+use crate::store::{SystemRecord, UserRecord};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SignIn {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Session {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    expires_at: NaiveDateTime,
+    user: UserRecord,
+}
+
+/// Signs a person in.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SignIn,
+    responses((status = 201, body = Session), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<SignIn>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let platform = state.platform();
+    let found = platform.store.user_with_password(&input.username).await?;
+    // Verify against a decoy when the user is unknown, so both answers take as long.
+    let hash = found.as_ref().map_or(auth::decoy_hash(), |(_, hash)| hash.as_str()).to_owned();
+    let password = input.password;
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let user = match found {
+        Some((user, _)) if matches && user.enabled => user,
+        _ => return Err(ApiError::invalid_credentials()),
+    };
+    let token = auth::new_secret(auth::SESSION_PREFIX);
+    let now = Platform::now();
+    let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
+    platform.store.create_session(&auth::digest(&token), &user.username, now, expires_at).await?;
+    Ok((StatusCode::CREATED, Json(Session { token, expires_at, user })))
+}
+
+/// Ends the caller's session.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn sign_out(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    if !matches!(caller, Caller::User { .. }) {
+        return Err(ApiError::forbidden("systems have no session"));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim();
+    state.platform().store.delete_session(&auth::digest(token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(super) enum Me {
+    User { user: UserRecord, department: Department },
+    System { system: SystemRecord, department: Department },
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn me(caller: Caller) -> Json<Me> {
+    Json(match caller {
+        Caller::User { user, department } => Me::User { user, department },
+        Caller::System { system, department } => Me::System { system, department },
+    })
+}
+
+/// Lists departments.
+#[utoipa::path(get, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
+    params(Paging, DepartmentQuery),
+    responses((status = 200, body = Listing<Department>), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn list_departments(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<DepartmentQuery>,
+) -> Result<Json<Listing<Department>>, ApiError> {
+    let departments: Vec<Department> = state
+        .platform()
+        .store
+        .departments()
+        .await?
+        .into_iter()
+        .filter(|d| query.role.is_none_or(|r| d.has_role(r)))
+        .filter(|d| query.region.as_ref().is_none_or(|p| d.region.starts_with(p.as_str())))
+        .collect();
+    Ok(Json(query.paging().apply(departments, |d| format!("{}{}", d.region, d.code))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DepartmentQuery {
+    /// Only departments with this role.
+    role: Option<DepartmentRole>,
+    /// Only departments whose region starts with this division prefix.
+    region: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+impl DepartmentQuery {
+    fn paging(&self) -> Paging {
+        Paging { limit: self.limit, after: self.after.clone() }
+    }
+}
+
+/// Registers a department (platform administrators).
+#[utoipa::path(post, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
+    request_body = Department,
+    responses((status = 201, body = Department), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn create_department(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(department): ApiJson<Department>,
+) -> Result<(StatusCode, Json<Department>), ApiError> {
+    caller.require(&[UserRole::PlatformAdmin])?;
+    department.validate()?;
+    state.platform().store.create_department(&department, Platform::now()).await?;
+    Ok((StatusCode::CREATED, Json(department)))
+}
+
+/// One department.
+#[utoipa::path(get, path = "/api/v1/departments/{code}", tag = "departments", security(("bearer" = [])),
+    params(("code" = String, Path, description = "统一社会信用代码")),
+    responses((status = 200, body = Department), (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_department(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<Department>, ApiError> {
+    Ok(Json(state.platform().store.department(&code).await?))
+}
+
+/// Lists systems: a department's own, or every system for those who oversee the platform.
+#[utoipa::path(get, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), params(Paging),
+    responses((status = 200, body = Listing<SystemRecord>), (status = 401, body = super::ProblemSchema)))]
+pub(super) async fn list_systems(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<Json<Listing<SystemRecord>>, ApiError> {
+    let department = (!caller.oversees()).then(|| caller.department().code.clone());
+    let systems = state.platform().store.systems(department.as_deref()).await?;
+    Ok(Json(paging.apply(systems, |s| s.id.clone())))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewSystem {
+    name: String,
+    /// Platform administrators register systems for any department; others for their own.
+    #[serde(default)]
+    department_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct RegisteredSystem {
+    system: SystemRecord,
+    /// Shown once; only its digest is stored.
+    api_key: String,
+}
+
+/// Registers a calling system and issues its API key.
+#[utoipa::path(post, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), request_body = NewSystem,
+    responses((status = 201, body = RegisteredSystem), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema)))]
+pub(super) async fn create_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<NewSystem>,
+) -> Result<(StatusCode, Json<RegisteredSystem>), ApiError> {
+    let user = caller.require(&[UserRole::Demander, UserRole::SupplierAdmin, UserRole::PlatformAdmin])?;
+    let own = &caller.department().code;
+    let department = match input.department_code {
+        Some(code) if &code != own && !user.roles.contains(&UserRole::PlatformAdmin) => {
+            return Err(ApiError::forbidden("only platform administrators register systems of other departments"));
+        }
+        Some(code) => code,
+        None => own.clone(),
+    };
+    if input.name.trim().is_empty() {
+        return Err(ApiError::invalid("name must not be empty"));
+    }
+    let platform = state.platform();
+    platform.store.department(&department).await?;
+    let api_key = auth::new_secret(auth::API_KEY_PREFIX);
+    let prefix: String = api_key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
+    let system = platform
+        .store
+        .create_system(&department, input.name.trim(), &auth::digest(&api_key), &prefix, Platform::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key })))
+}
+
+/// Lists people (platform administrators).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Paging),
+    responses((status = 200, body = Listing<UserRecord>), (status = 403, body = super::ProblemSchema)))]
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<Json<Listing<UserRecord>>, ApiError> {
+    caller.require(&[UserRole::PlatformAdmin])?;
+    let users = state.platform().store.users(None).await?;
+    Ok(Json(paging.apply(users, |u| u.username.clone())))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUser {
+    username: String,
+    display_name: String,
+    department_code: String,
+    roles: Vec<UserRole>,
+    /// At least 12 characters.
+    password: String,
+}
+
+/// Registers a person (platform administrators).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
+    responses((status = 201, body = UserRecord), (status = 403, body = super::ProblemSchema),
+        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<UserRecord>), ApiError> {
+    caller.require(&[UserRole::PlatformAdmin])?;
+    let user = create_user_record(state.platform(), input).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
+    let username = input.username.trim();
+    if username.is_empty()
+        || username.len() > 64
+        || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(ApiError::invalid("username: 1-64 of a-z, A-Z, 0-9, '.', '_' and '-'"));
+    }
+    if input.password.chars().count() < auth::MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(format!("password: at least {} characters", auth::MIN_PASSWORD_CHARS)));
+    }
+    if input.roles.is_empty() {
+        return Err(ApiError::invalid("roles: give at least one"));
+    }
+    let department = platform.store.department(&input.department_code).await.map_err(|_| {
+        ApiError::invalid(format!("department_code {} is not a registered department", input.department_code))
+    })?;
+    if let Some(role) = input.roles.iter().find(|r| r.required_department_role().is_some_and(|d| !department.has_role(d))) {
+        return Err(ApiError::invalid(format!("role {role:?} needs a department with role {:?}", role.required_department_role())));
+    }
+    let password = input.password;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let user = UserRecord {
+        username: username.to_owned(),
+        display_name: input.display_name,
+        department_code: department.code,
+        roles: input.roles,
+        enabled: true,
+        created_at: Platform::now(),
+    };
+    platform.store.create_user(&user, &hash).await?;
+    Ok(user)
+}
+
+/// Registers a person with a chosen password, for the demo seed.
+pub(crate) async fn register_user(
+    platform: &Platform,
+    username: &str,
+    display_name: &str,
+    department_code: &str,
+    roles: Vec<UserRole>,
+    password: &str,
+) -> Result<UserRecord, ApiError> {
+    create_user_record(
+        platform,
+        NewUser {
+            username: username.to_owned(),
+            display_name: display_name.to_owned(),
+            department_code: department_code.to_owned(),
+            roles,
+            password: password.to_owned(),
+        },
+    )
+    .await
+}

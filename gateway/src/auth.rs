@@ -1,0 +1,78 @@
+//! Credentials: Argon2id password hashes for people, random bearer tokens for sessions and
+//! API keys for systems.
+//!
+//! Tokens and keys carry 256 random bits, so the store keeps only their SHA-256 digest: a
+//! slow hash adds nothing against guessing such a secret, and every data-plane call checks a
+//! key. Passwords are chosen by people and get Argon2id.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+
+/// Prefix of session tokens.
+pub const SESSION_PREFIX: &str = "tbs_";
+/// Prefix of system API keys.
+pub const API_KEY_PREFIX: &str = "tbk_";
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes
+}
+
+/// A new secret: `prefix` and 256 random bits in hex.
+pub fn new_secret(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(random_bytes::<32>()))
+}
+
+/// The digest under which a token or key is stored and looked up.
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// An Argon2id PHC string for `password`, with a fresh salt.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes is a valid salt length");
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("default parameters hash any input").to_string()
+}
+
+/// Whether `password` matches `phc`. A malformed stored hash matches nothing.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A hash that no password matches, verified when a user does not exist so that the answer
+/// takes as long as for a wrong password.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&new_secret("decoy_")))
+}
+
+/// A readable random password for generated accounts.
+pub fn new_password() -> String {
+    // Without 0/O and 1/l/I, so it can be read off a screen.
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    random_bytes::<16>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_and_secrets() {
+        let hash = hash_password("correct horse battery");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterY", &hash));
+        assert!(!verify_password("anything", "not a hash"));
+        assert!(!verify_password("anything", decoy_hash()));
+        let (a, b) = (new_secret(API_KEY_PREFIX), new_secret(API_KEY_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), API_KEY_PREFIX.len() + 64);
+        assert_eq!(digest(&a).len(), 64);
+        assert_eq!(new_password().len(), 16);
+    }
+}

@@ -1,0 +1,562 @@
+//! The platform's operations on catalog, demands and grants, with their rules: who may do
+//! what, what is checked before anything is written, and how approvals become grants. The
+//! HTTP handlers and the demo seed both go through here, so the rules live in one place.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{NaiveDate, NaiveDateTime};
+use tongban_policy::calendar::WorkingCalendar;
+use tongban_policy::catalog::{Resource, ShareType};
+use tongban_policy::grant::{Grant, GrantChange, GrantSet, GrantSource};
+use tongban_policy::org::{Department, DepartmentRole, DemandParties, ServiceItem, UserRole, workflow_roles};
+use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
+
+use crate::error::ApiError;
+use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord, UserRecord};
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User { user: UserRecord, department: Department },
+    System { system: SystemRecord, department: Department },
+}
+
+impl Caller {
+    pub fn department(&self) -> &Department {
+        match self {
+            Caller::User { department, .. } | Caller::System { department, .. } => department,
+        }
+    }
+
+    /// The name recorded as actor in histories.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::User { user, .. } => format!("user:{}", user.username),
+            Caller::System { system, .. } => format!("system:{}", system.id),
+        }
+    }
+
+    pub fn has_role(&self, role: UserRole) -> bool {
+        matches!(self, Caller::User { user, .. } if user.roles.contains(&role))
+    }
+
+    /// Refuses with 403 unless the caller is a person holding one of `roles`.
+    pub fn require(&self, roles: &[UserRole]) -> Result<&UserRecord, ApiError> {
+        match self {
+            Caller::User { user, .. } if roles.iter().any(|r| user.roles.contains(r)) => Ok(user),
+            _ => Err(ApiError::forbidden(format!("this needs one of the roles {roles:?}"))),
+        }
+    }
+
+    /// Whether the caller oversees the whole platform: reads every record.
+    pub fn oversees(&self) -> bool {
+        self.has_role(UserRole::PlatformAdmin) || self.has_role(UserRole::Operator)
+    }
+}
+
+/// The grants in force, swapped whole when any grant changes, so the data plane never waits
+/// on the store and never sees half a change.
+#[derive(Debug, Clone, Default)]
+pub struct GrantRegistry {
+    current: Arc<RwLock<(i64, Arc<GrantSet>)>>,
+}
+
+impl GrantRegistry {
+    pub fn snapshot(&self) -> Arc<GrantSet> {
+        self.current.read().expect("grant registry lock is never poisoned").1.clone()
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.current.read().expect("grant registry lock is never poisoned").0
+    }
+
+    /// Reloads every grant from the store.
+    pub async fn reload(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        let revision = store.grant_revision().await?;
+        let grants = store.grants(&Default::default()).await?;
+        let set = Arc::new(GrantSet::new(grants));
+        let mut current = self.current.write().expect("grant registry lock is never poisoned");
+        // A slower reload must not replace a newer one.
+        if revision >= current.0 {
+            *current = (revision, set);
+        }
+        Ok(())
+    }
+
+    /// Reloads when grants changed elsewhere (another instance on the same store).
+    pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
+        if store.grant_revision().await? == self.revision() {
+            return Ok(false);
+        }
+        self.reload(store).await?;
+        Ok(true)
+    }
+}
+
+/// Everything the platform's operations need.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub store: Store,
+    pub calendar: Arc<WorkingCalendar>,
+    pub limits: StageLimits,
+    pub grants: GrantRegistry,
+    /// Names of the configured datasets a resource may be bound to.
+    pub datasets: Vec<String>,
+    pub session_hours: u32,
+}
+
+/// A new demand as a demanding department files it.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemandInput {
+    pub resource_code: String,
+    /// The calling system the grant will be for; any system of the department when absent.
+    #[serde(default)]
+    pub system_id: Option<String>,
+    pub service_item: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    /// Items wanted, rows, expected volume and requested validity.
+    pub terms: Terms,
+}
+
+/// A catalog entry as its supplier writes it; version and supplier are set by the platform.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceInput {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub summary: String,
+    pub share_type: ShareType,
+    #[serde(default)]
+    pub share_condition: Option<String>,
+    pub share_methods: Vec<tongban_policy::catalog::ShareMethod>,
+    pub update_cycle: tongban_policy::catalog::UpdateCycle,
+    pub dataset: String,
+    pub items: Vec<tongban_policy::catalog::InformationItem>,
+    #[serde(default)]
+    pub service_items: Vec<String>,
+    /// The item holding each record's division code, for row scopes.
+    #[serde(default)]
+    pub division_item: Option<String>,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::invalid(detail)
+}
+
+/// Checks terms a demand asks for: something to grant, rows named by a division prefix, a
+/// positive rate and quota, a validity in the future.
+fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
+    if terms.items.is_empty() {
+        return Err(invalid("terms.items: name at least one information item"));
+    }
+    let prefix = &terms.division_prefix;
+    if prefix.len() > 6 || prefix.len() % 2 != 0 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "terms.division_prefix {prefix:?}: give a GB/T 2260 prefix of 2, 4 or 6 digits, or \"\" for all rows"
+        )));
+    }
+    if !prefix.is_empty() && !tongban_policy::division::all().iter().any(|d| d.code.starts_with(prefix.as_str())) {
+        return Err(invalid(format!("terms.division_prefix {prefix:?} matches no known division")));
+    }
+    if terms.rate_per_second == 0 || terms.daily_quota == 0 {
+        return Err(invalid("terms.rate_per_second and terms.daily_quota must be at least 1"));
+    }
+    if terms.valid_until <= today {
+        return Err(invalid(format!("terms.valid_until {} is not in the future", terms.valid_until)));
+    }
+    Ok(())
+}
+
+/// The calendar built into the gateway: the published national schedules.
+const BUILTIN_CALENDAR: &str = include_str!("../data/calendar.toml");
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarFile {
+    holidays: Vec<NaiveDate>,
+    makeup_working_days: Vec<NaiveDate>,
+}
+
+/// Reads a calendar file (or the built-in one).
+pub fn load_calendar(path: Option<&std::path::Path>) -> anyhow::Result<WorkingCalendar> {
+    use anyhow::Context;
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("calendar {}", path.display()))?,
+        None => BUILTIN_CALENDAR.to_owned(),
+    };
+    let file: CalendarFile = toml::from_str(&text).context("calendar")?;
+    Ok(WorkingCalendar::new(file.holidays, file.makeup_working_days)?)
+}
+
+impl Platform {
+    /// Connects the store named by the configuration and loads the calendar.
+    pub async fn open(loaded: &crate::config::LoadedConfig) -> anyhow::Result<Platform> {
+        let config = &loaded.config;
+        let store = Store::connect(&loaded.store_url()).await?;
+        let calendar_path = config.workflow.calendar.as_ref().map(|p| loaded.base_dir.join(p));
+        Ok(Platform {
+            store,
+            calendar: Arc::new(load_calendar(calendar_path.as_deref())?),
+            limits: StageLimits {
+                conformity: config.workflow.conformity_days,
+                supplier: config.workflow.supplier_days,
+                coordination: config.workflow.coordination_days,
+            },
+            grants: GrantRegistry::default(),
+            datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
+            session_hours: config.store.session_hours,
+        })
+    }
+
+    /// A platform on an in-memory store, for tests.
+    pub async fn in_memory(datasets: Vec<String>) -> anyhow::Result<Platform> {
+        Ok(Platform {
+            store: Store::connect("sqlite::memory:").await?,
+            calendar: Arc::new(load_calendar(None)?),
+            limits: StageLimits::default(),
+            grants: GrantRegistry::default(),
+            datasets,
+            session_hours: 8,
+        })
+    }
+
+    pub fn now() -> NaiveDateTime {
+        chrono::Local::now().naive_local()
+    }
+
+    // ---- Catalog ------------------------------------------------------------------------
+
+    /// Checks a catalog entry before it is stored.
+    async fn check_resource(&self, input: &ResourceInput) -> Result<(), ApiError> {
+        if input.code.trim().is_empty() || input.name.trim().is_empty() {
+            return Err(invalid("code and name must not be empty"));
+        }
+        if input.items.is_empty() {
+            return Err(invalid("items: a resource has at least one information item"));
+        }
+        let mut names: Vec<&str> = input.items.iter().map(|i| i.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!("items: {} appears twice", pair[0])));
+        }
+        if input.share_type == ShareType::Conditional
+            && input.share_condition.as_deref().is_none_or(|c| c.trim().is_empty())
+        {
+            return Err(invalid("share_condition: a conditional resource states its condition"));
+        }
+        if let Some(item) = &input.division_item
+            && !input.items.iter().any(|i| &i.name == item)
+        {
+            return Err(invalid(format!("division_item {item:?} is not one of the resource's items")));
+        }
+        if input.share_methods.is_empty() {
+            return Err(invalid("share_methods: name at least one"));
+        }
+        if !self.datasets.contains(&input.dataset) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_dataset",
+                "Unknown dataset",
+                format!("dataset {:?} is not configured; known: {:?}", input.dataset, self.datasets),
+            ));
+        }
+        for code in &input.service_items {
+            self.store.service_item(code).await.map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_service_item",
+                    "Unknown service item",
+                    format!("service item {code} is not registered"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Registers a new resource of the caller's department as version 1.
+    pub async fn create_resource(&self, caller: &Caller, input: ResourceInput) -> Result<Resource, ApiError> {
+        caller.require(&[UserRole::SupplierAdmin])?;
+        let supplier = caller.department();
+        if !supplier.has_role(DepartmentRole::Supplier) {
+            return Err(ApiError::forbidden("the caller's department is not a supplier"));
+        }
+        self.check_resource(&input).await?;
+        if self.store.newest_resource_version(&input.code).await? > 0 {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "already_exists",
+                "Already exists",
+                format!("resource {} exists; edit it to make a new version", input.code),
+            ));
+        }
+        let resource = resource_from(input, 1, &supplier.code);
+        self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        Ok(resource)
+    }
+
+    /// Stores an edit of a resource as its next version. `base_version` is the version the
+    /// edit was made from; an edit of an outdated version is a conflict.
+    pub async fn edit_resource(
+        &self,
+        caller: &Caller,
+        code: &str,
+        base_version: u32,
+        input: ResourceInput,
+    ) -> Result<Resource, ApiError> {
+        caller.require(&[UserRole::SupplierAdmin])?;
+        let current = self.store.resource(code, None).await?;
+        if current.supplier != caller.department().code {
+            return Err(ApiError::forbidden(format!("resource {code} belongs to another supplier")));
+        }
+        if input.code != code {
+            return Err(invalid("code: a resource's code cannot change"));
+        }
+        if base_version != current.version {
+            return Err(ApiError::conflict(format!(
+                "resource {code} is at version {}, the edit was made on version {base_version}",
+                current.version
+            )));
+        }
+        self.check_resource(&input).await?;
+        let resource = resource_from(input, current.version + 1, &current.supplier);
+        self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        Ok(resource)
+    }
+
+    // ---- Demands ------------------------------------------------------------------------
+
+    /// Files a demand as a draft.
+    pub async fn file_demand(&self, caller: &Caller, input: DemandInput) -> Result<DemandRecord, ApiError> {
+        caller.require(&[UserRole::Demander])?;
+        let applicant = caller.department();
+        if !applicant.has_role(DepartmentRole::Demander) {
+            return Err(ApiError::forbidden("the caller's department is not a demanding department"));
+        }
+        for (field, value) in
+            [("purpose", &input.purpose), ("legal_basis", &input.legal_basis), ("service_item", &input.service_item)]
+        {
+            if value.trim().is_empty() {
+                return Err(invalid(format!("{field} must not be empty")));
+            }
+        }
+        let today = Self::now().date();
+        check_terms(&input.terms, today)?;
+        let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_resource",
+                "Unknown resource",
+                format!("resource {} is not in the catalog", input.resource_code),
+            ),
+            other => other.into(),
+        })?;
+        let ungrantable = resource.ungrantable(input.terms.items.iter().map(String::as_str));
+        if !ungrantable.is_empty() {
+            return Err(ApiError::ungrantable(&ungrantable));
+        }
+        if !input.terms.division_prefix.is_empty() && resource.division_item.is_none() {
+            return Err(invalid(format!(
+                "terms.division_prefix: resource {} has no division item to scope rows by; ask for \"\"",
+                resource.code
+            )));
+        }
+        if !resource.service_items.contains(&input.service_item) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "service_item_not_served",
+                "Service item not served",
+                format!(
+                    "resource {} does not serve service item {}; it serves {:?}",
+                    resource.code, input.service_item, resource.service_items
+                ),
+            ));
+        }
+        if let Some(system_id) = &input.system_id {
+            let system = self.store.system(system_id).await.ok().filter(|s| s.department_code == applicant.code);
+            if system.is_none() {
+                return Err(invalid(format!("system_id {system_id} is not a system of the caller's department")));
+            }
+        }
+        let workflow =
+            Demand::draft(input.terms.clone(), resource.needs_supplier_review(input.terms.items.iter().map(String::as_str)));
+        let filing = DemandFiling {
+            applicant_department: applicant.code.clone(),
+            applicant_system: input.system_id,
+            resource_code: resource.code.clone(),
+            resource_version: i64::from(resource.version),
+            supplier_department: resource.supplier.clone(),
+            service_item: input.service_item,
+            purpose: input.purpose,
+            legal_basis: input.legal_basis,
+            workflow,
+        };
+        Ok(self.store.create_demand(filing, Self::now()).await?)
+    }
+
+    /// The parties of a demand.
+    async fn parties(&self, demand: &DemandRecord) -> Result<(Department, Department), ApiError> {
+        let applicant = self.store.department(&demand.filing.applicant_department).await?;
+        let supplier = self.store.department(&demand.filing.supplier_department).await?;
+        Ok((applicant, supplier))
+    }
+
+    /// Whether the caller may read a demand: its parties, the reviewers of the supplier's
+    /// province, and those who oversee the platform.
+    pub async fn may_read_demand(&self, caller: &Caller, demand: &DemandRecord) -> Result<bool, ApiError> {
+        if caller.oversees() {
+            return Ok(true);
+        }
+        let Caller::User { user, department } = caller else { return Ok(false) };
+        let (applicant, supplier) = self.parties(demand).await?;
+        Ok(department.code == applicant.code
+            || department.code == supplier.code
+            || !workflow_roles(&user.roles, department, DemandParties { applicant: &applicant, supplier: &supplier })
+                .is_empty())
+    }
+
+    /// Takes `action` on demand `id` as read at `expected_version`. An approval compiles the
+    /// grant in the same write, and the grant registry is reloaded before this returns.
+    pub async fn act_on_demand(
+        &self,
+        caller: &Caller,
+        id: &str,
+        expected_version: i64,
+        action: Action,
+    ) -> Result<DemandRecord, ApiError> {
+        let Caller::User { user, department } = caller else {
+            return Err(ApiError::forbidden("systems do not take part in the workflow"));
+        };
+        let record = self.store.demand(id).await?;
+        let (applicant, supplier) = self.parties(&record).await?;
+        let held = workflow_roles(&user.roles, department, DemandParties { applicant: &applicant, supplier: &supplier });
+        let Some(&first) = held.first() else {
+            return Err(ApiError::forbidden(format!("{} has no part in demand {id}", user.username)));
+        };
+        if record.version != expected_version {
+            return Err(ApiError::conflict(format!(
+                "demand {id} is at version {}, the action was taken on version {expected_version}",
+                record.version
+            )));
+        }
+        let mut workflow = record.filing.workflow.clone();
+        let kind = action.kind();
+        // A person may hold several roles on one demand; act in the one the step belongs to.
+        let role: Role = held
+            .iter()
+            .copied()
+            .find(|r| next_state(workflow.state, kind, *r, workflow.supplier_review).is_some())
+            .unwrap_or(first);
+        let now = Self::now();
+        let actor = caller.actor();
+        workflow.apply(&actor, role, action, now, &self.calendar, &self.limits)?;
+        let grant = match (&workflow.approved, workflow.state) {
+            (Some(terms), tongban_policy::workflow::DemandState::Approved) => {
+                let resource = self.store.resource(&record.filing.resource_code, None).await?;
+                let source = GrantSource {
+                    demand_id: &record.id,
+                    consumer_department: &record.filing.applicant_department,
+                    consumer_system: record.filing.applicant_system.as_deref(),
+                    service_item: &record.filing.service_item,
+                    purpose: &record.filing.purpose,
+                };
+                Some(Grant::compile(uuid::Uuid::now_v7().to_string(), source, terms, &resource, now.date())?)
+            }
+            _ => None,
+        };
+        let updated =
+            self.store.update_demand(id, expected_version, &workflow, grant.as_ref().map(|g| (g, actor.as_str())), now).await?;
+        if grant.is_some() {
+            self.grants.reload(&self.store).await?;
+        }
+        Ok(updated)
+    }
+
+    // ---- Grants -------------------------------------------------------------------------
+
+    /// Whether the caller may read a grant.
+    pub async fn may_read_grant(&self, caller: &Caller, grant: &Grant) -> Result<bool, ApiError> {
+        if caller.oversees() || caller.has_role(UserRole::DataOfficeReviewer) {
+            return Ok(true);
+        }
+        let own = &caller.department().code;
+        if own == &grant.consumer_department {
+            return Ok(true);
+        }
+        let resource = self.store.resource(&grant.resource_code, Some(grant.resource_version)).await?;
+        Ok(&resource.supplier == own)
+    }
+
+    /// Suspends, resumes, revokes or narrows a grant: the supplier's administrators and the
+    /// reviewers of the supplier's province may.
+    pub async fn change_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        expected_version: i64,
+        change: GrantChange,
+        reason: &str,
+    ) -> Result<GrantRecord, ApiError> {
+        let user = caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;
+        if reason.trim().is_empty() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_reason",
+                "Reason missing",
+                "a grant change records its reason",
+            ));
+        }
+        let record = self.store.grant(id).await?;
+        let resource = self.store.resource(&record.grant.resource_code, Some(record.grant.resource_version)).await?;
+        let supplier = self.store.department(&resource.supplier).await?;
+        let department = caller.department();
+        let supplier_admin = user.roles.contains(&UserRole::SupplierAdmin) && department.code == supplier.code;
+        let reviewer = user.roles.contains(&UserRole::DataOfficeReviewer)
+            && department.has_role(DepartmentRole::DataOffice)
+            && department.province() == supplier.province();
+        if !(supplier_admin || reviewer) {
+            return Err(ApiError::forbidden(format!("{} may not change grant {id}", user.username)));
+        }
+        if record.version != expected_version {
+            return Err(ApiError::conflict(format!(
+                "grant {id} is at version {}, the change was made on version {expected_version}",
+                record.version
+            )));
+        }
+        let next = record.grant.change(&change)?;
+        let stored =
+            self.store.update_grant(&next, expected_version, &caller.actor(), Some(reason), Self::now()).await?;
+        self.grants.reload(&self.store).await?;
+        Ok(stored)
+    }
+
+    /// Service items, for the demo seed and the API alike.
+    pub async fn create_service_item(&self, caller: &Caller, item: ServiceItem) -> Result<ServiceItem, ApiError> {
+        caller.require(&[UserRole::PlatformAdmin])?;
+        if item.code.trim().is_empty() || item.name.trim().is_empty() || item.ministry.trim().is_empty() {
+            return Err(invalid("code, name and ministry must not be empty"));
+        }
+        self.store.create_service_item(&item).await?;
+        Ok(item)
+    }
+}
+
+fn resource_from(input: ResourceInput, version: u32, supplier: &str) -> Resource {
+    Resource {
+        code: input.code,
+        version,
+        name: input.name,
+        supplier: supplier.to_owned(),
+        summary: input.summary,
+        share_type: input.share_type,
+        share_condition: input.share_condition,
+        share_methods: input.share_methods,
+        update_cycle: input.update_cycle,
+        dataset: input.dataset,
+        items: input.items,
+        service_items: input.service_items,
+        division_item: input.division_item,
+    }
+}

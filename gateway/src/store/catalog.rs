@@ -1,0 +1,112 @@
+//! The versioned catalog and the service items it serves.
+
+use chrono::NaiveDateTime;
+use sqlx::Row;
+use tongban_policy::catalog::Resource;
+use tongban_policy::org::ServiceItem;
+
+use super::{Result, Store, StoreError, duplicate, time};
+
+impl Store {
+    pub async fn create_service_item(&self, item: &ServiceItem) -> Result<()> {
+        sqlx::query("INSERT INTO service_items (code, name, ministry, body) VALUES ($1, $2, $3, $4)")
+            .bind(&item.code)
+            .bind(&item.name)
+            .bind(&item.ministry)
+            .bind(serde_json::to_string(item)?)
+            .execute(&self.pool)
+            .await
+            .map_err(duplicate(|| format!("service item {}", item.code)))?;
+        Ok(())
+    }
+
+    pub async fn service_item(&self, code: &str) -> Result<ServiceItem> {
+        let row = sqlx::query("SELECT body FROM service_items WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("service item {code}")))?;
+        Ok(serde_json::from_str(&row.try_get::<String, _>("body")?)?)
+    }
+
+    pub async fn service_items(&self) -> Result<Vec<ServiceItem>> {
+        let rows = sqlx::query("SELECT body FROM service_items ORDER BY code").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
+    }
+
+    /// Stores `resource` as a new version. Its version must be one more than the newest
+    /// stored (1 for a new code); a concurrent edit that took the number first makes this one
+    /// a conflict rather than a silent overwrite.
+    pub async fn put_resource_version(&self, resource: &Resource, created_by: &str, now: NaiveDateTime) -> Result<()> {
+        let newest = self.newest_resource_version(&resource.code).await?;
+        if i64::from(resource.version) != newest + 1 {
+            return Err(if newest == 0 {
+                StoreError::NotFound(format!("resource {}", resource.code))
+            } else {
+                StoreError::Conflict(format!("resource {} (now at version {newest})", resource.code))
+            });
+        }
+        sqlx::query(
+            "INSERT INTO resource_versions (code, version, supplier, name, body, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&resource.code)
+        .bind(i64::from(resource.version))
+        .bind(&resource.supplier)
+        .bind(&resource.name)
+        .bind(serde_json::to_string(resource)?)
+        .bind(created_by)
+        .bind(time(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("resource {} version {}", resource.code, resource.version))
+            }
+            _ => StoreError::Database(e),
+        })?;
+        Ok(())
+    }
+
+    /// The newest version number of a resource, 0 when there is none.
+    pub async fn newest_resource_version(&self, code: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM resource_versions WHERE code = $1")
+            .bind(code)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("v")?)
+    }
+
+    /// A resource at `version`, or its newest version.
+    pub async fn resource(&self, code: &str, version: Option<u32>) -> Result<Resource> {
+        let version = match version {
+            Some(v) => i64::from(v),
+            None => self.newest_resource_version(code).await?,
+        };
+        let row = sqlx::query("SELECT body FROM resource_versions WHERE code = $1 AND version = $2")
+            .bind(code)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("resource {code} version {version}")))?;
+        Ok(serde_json::from_str(&row.try_get::<String, _>("body")?)?)
+    }
+
+    /// The newest version of every resource, optionally of one supplier only.
+    pub async fn resources(&self, supplier: Option<&str>) -> Result<Vec<Resource>> {
+        let mut sql = String::from(
+            "SELECT r.body FROM resource_versions r \
+             WHERE r.version = (SELECT MAX(version) FROM resource_versions n WHERE n.code = r.code)",
+        );
+        if supplier.is_some() {
+            sql.push_str(" AND r.supplier = $1");
+        }
+        sql.push_str(" ORDER BY r.code");
+        let mut query = sqlx::query(&sql);
+        if let Some(supplier) = supplier {
+            query = query.bind(supplier);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Grants and their version history.
+
+use chrono::NaiveDateTime;
+use sqlx::Row;
+use tongban_policy::grant::Grant;
+
+use super::{Result, Store, StoreError, serde_name, time};
+
+/// A stored grant and the store version a change must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    pub grant: Grant,
+    pub version: i64,
+}
+
+pub(super) async fn insert_grant(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    grant: &Grant,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let body = serde_json::to_string(grant)?;
+    sqlx::query(
+        "INSERT INTO grants (id, demand_id, consumer_department, resource_code, status, valid_until, version, body, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.demand_id)
+    .bind(&grant.consumer_department)
+    .bind(&grant.resource_code)
+    .bind(serde_name(&grant.status))
+    .bind(grant.valid_until.format("%Y-%m-%d").to_string())
+    .bind(i64::from(grant.version))
+    .bind(&body)
+    .bind(time(now))
+    .execute(&mut **tx)
+    .await?;
+    insert_version(tx, grant, &body, actor, Some("approved"), now).await
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    grant: &Grant,
+    body: &str,
+    actor: &str,
+    reason: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO grant_versions (grant_id, version, body, changed_by, reason, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&grant.id)
+    .bind(i64::from(grant.version))
+    .bind(body)
+    .bind(actor)
+    .bind(reason)
+    .bind(time(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Which grants to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub consumer_department: Option<String>,
+    pub resource_codes: Option<Vec<String>>,
+}
+
+impl Store {
+    pub async fn grant(&self, id: &str) -> Result<GrantRecord> {
+        let row = sqlx::query("SELECT body, version FROM grants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("grant {id}")))?;
+        Ok(GrantRecord { grant: serde_json::from_str(&row.try_get::<String, _>("body")?)?, version: row.try_get("version")? })
+    }
+
+    /// The grant an approved demand compiled into.
+    pub async fn grant_of_demand(&self, demand_id: &str) -> Result<Option<Grant>> {
+        let row = sqlx::query("SELECT body FROM grants WHERE demand_id = $1")
+            .bind(demand_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).transpose()
+    }
+
+    pub async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>> {
+        let rows = match &filter.consumer_department {
+            Some(department) => {
+                sqlx::query("SELECT body FROM grants WHERE consumer_department = $1 ORDER BY id")
+                    .bind(department)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT body FROM grants ORDER BY id").fetch_all(&self.pool).await?,
+        };
+        let grants: Vec<Grant> = rows
+            .iter()
+            .map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?))
+            .collect::<Result<_>>()?;
+        Ok(match &filter.resource_codes {
+            Some(codes) => grants.into_iter().filter(|g| codes.contains(&g.resource_code)).collect(),
+            None => grants,
+        })
+    }
+
+    /// Writes the grant's next version if the stored one is still `expected_version`.
+    pub async fn update_grant(
+        &self,
+        next: &Grant,
+        expected_version: i64,
+        actor: &str,
+        reason: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<GrantRecord> {
+        let body = serde_json::to_string(next)?;
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE grants SET status = $1, valid_until = $2, version = $3, body = $4, updated_at = $5 \
+             WHERE id = $6 AND version = $7",
+        )
+        .bind(serde_name(&next.status))
+        .bind(next.valid_until.format("%Y-%m-%d").to_string())
+        .bind(i64::from(next.version))
+        .bind(&body)
+        .bind(time(now))
+        .bind(&next.id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            self.grant(&next.id).await?;
+            return Err(StoreError::Conflict(format!("grant {}", next.id)));
+        }
+        insert_version(&mut tx, next, &body, actor, reason, now).await?;
+        tx.commit().await?;
+        self.grant(&next.id).await
+    }
+
+    /// Every version of a grant, oldest first, with who changed it and why.
+    pub async fn grant_versions(&self, id: &str) -> Result<Vec<(Grant, String, Option<String>, NaiveDateTime)>> {
+        let rows =
+            sqlx::query("SELECT body, changed_by, reason, at FROM grant_versions WHERE grant_id = $1 ORDER BY version")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    serde_json::from_str(&r.try_get::<String, _>("body")?)?,
+                    r.try_get("changed_by")?,
+                    r.try_get("reason")?,
+                    super::parse_time(&r.try_get::<String, _>("at")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A number that grows with every grant change, for instances to notice changes made
+    /// elsewhere.
+    pub async fn grant_revision(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM grant_versions").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+}

@@ -1,0 +1,233 @@
+//! Departments, their systems, people and sessions.
+
+use chrono::NaiveDateTime;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tongban_policy::org::{Department, UserRole};
+
+use super::{Result, Store, StoreError, duplicate, parse_time, time};
+
+/// A department's calling system. Its API key is stored only as a digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SystemRecord {
+    pub id: String,
+    pub department_code: String,
+    pub name: String,
+    /// The key's first characters, to tell keys apart; not enough to use it.
+    pub api_key_prefix: String,
+    pub enabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+/// A person who signs in to the API or the console.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct UserRecord {
+    pub username: String,
+    pub display_name: String,
+    pub department_code: String,
+    pub roles: Vec<UserRole>,
+    pub enabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+fn department_from_row(row: &AnyRow) -> Result<Department> {
+    Ok(Department {
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        region: row.try_get("region")?,
+        roles: serde_json::from_str(&row.try_get::<String, _>("roles")?)?,
+    })
+}
+
+fn system_from_row(row: &AnyRow) -> Result<SystemRecord> {
+    Ok(SystemRecord {
+        id: row.try_get("id")?,
+        department_code: row.try_get("department_code")?,
+        name: row.try_get("name")?,
+        api_key_prefix: row.try_get("api_key_prefix")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        department_code: row.try_get("department_code")?,
+        roles: serde_json::from_str(&row.try_get::<String, _>("roles")?)?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+const SYSTEM_COLUMNS: &str = "id, department_code, name, api_key_prefix, enabled, created_at";
+const USER_COLUMNS: &str = "username, display_name, department_code, roles, enabled, created_at";
+
+impl Store {
+    pub async fn create_department(&self, department: &Department, now: NaiveDateTime) -> Result<()> {
+        sqlx::query("INSERT INTO departments (code, name, region, roles, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&department.code)
+            .bind(&department.name)
+            .bind(&department.region)
+            .bind(serde_json::to_string(&department.roles)?)
+            .bind(time(now))
+            .execute(&self.pool)
+            .await
+            .map_err(duplicate(|| format!("department {}", department.code)))?;
+        Ok(())
+    }
+
+    pub async fn department(&self, code: &str) -> Result<Department> {
+        let row = sqlx::query("SELECT code, name, region, roles FROM departments WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("department {code}")))?;
+        department_from_row(&row)
+    }
+
+    pub async fn departments(&self) -> Result<Vec<Department>> {
+        let rows = sqlx::query("SELECT code, name, region, roles FROM departments ORDER BY region, code")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(department_from_row).collect()
+    }
+
+    /// Registers a system with the digest of its API key.
+    pub async fn create_system(
+        &self,
+        department_code: &str,
+        name: &str,
+        api_key_digest: &str,
+        api_key_prefix: &str,
+        now: NaiveDateTime,
+    ) -> Result<SystemRecord> {
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO systems (id, department_code, name, api_key_hash, api_key_prefix, enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6)",
+        )
+        .bind(&id)
+        .bind(department_code)
+        .bind(name)
+        .bind(api_key_digest)
+        .bind(api_key_prefix)
+        .bind(time(now))
+        .execute(&self.pool)
+        .await
+        .map_err(duplicate(|| format!("system {name:?} of department {department_code}")))?;
+        self.system(&id).await
+    }
+
+    pub async fn system(&self, id: &str) -> Result<SystemRecord> {
+        let row = sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("system {id}")))?;
+        system_from_row(&row)
+    }
+
+    pub async fn systems(&self, department_code: Option<&str>) -> Result<Vec<SystemRecord>> {
+        let rows = match department_code {
+            Some(code) => {
+                sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE department_code = $1 ORDER BY id"))
+                    .bind(code)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems ORDER BY id")).fetch_all(&self.pool).await?,
+        };
+        rows.iter().map(system_from_row).collect()
+    }
+
+    /// The enabled system whose API key has this digest.
+    pub async fn system_by_key_digest(&self, digest: &str) -> Result<Option<SystemRecord>> {
+        let row = sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE api_key_hash = $1 AND enabled = 1"))
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(system_from_row).transpose()
+    }
+
+    pub async fn create_user(&self, user: &UserRecord, password_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (username, display_name, department_code, roles, password_hash, enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(&user.department_code)
+        .bind(serde_json::to_string(&user.roles)?)
+        .bind(password_hash)
+        .bind(i64::from(user.enabled))
+        .bind(time(user.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(duplicate(|| format!("user {}", user.username)))?;
+        Ok(())
+    }
+
+    /// A user and the stored hash of their password.
+    pub async fn user_with_password(&self, username: &str) -> Result<Option<(UserRecord, String)>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
+    }
+
+    pub async fn users(&self, department_code: Option<&str>) -> Result<Vec<UserRecord>> {
+        let rows = match department_code {
+            Some(code) => {
+                sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE department_code = $1 ORDER BY username"
+                ))
+                .bind(code)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username")).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn create_session(
+        &self,
+        token_digest: &str,
+        username: &str,
+        now: NaiveDateTime,
+        expires_at: NaiveDateTime,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, username, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_digest)
+            .bind(username)
+            .bind(time(now))
+            .bind(time(expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The enabled user whose unexpired session has this token digest.
+    pub async fn session_user(&self, token_digest: &str, now: NaiveDateTime) -> Result<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT u.username, u.display_name, u.department_code, u.roles, u.enabled, u.created_at \
+             FROM sessions s JOIN users u ON u.username = s.username \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.enabled = 1",
+        )
+        .bind(token_digest)
+        .bind(time(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn delete_session(&self, token_digest: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_digest).execute(&self.pool).await?;
+        Ok(())
+    }
+}

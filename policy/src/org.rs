@@ -1,0 +1,189 @@
+//! Who takes part: departments, their calling systems, people and service items (事项), and
+//! which workflow role a person holds on a given demand.
+
+use serde::{Deserialize, Serialize};
+
+use crate::credit_code::CreditCode;
+use crate::division;
+use crate::workflow::Role;
+
+/// What a department does in data sharing. One department may hold several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DepartmentRole {
+    /// 数据提供方: registers resources in the catalog and answers conditional demands.
+    Supplier,
+    /// 数据需求方: files demands and calls the gateway through its systems.
+    Demander,
+    /// 数据管理部门: checks demands and coordinates disputes for its province.
+    DataOffice,
+}
+
+/// A government department, identified by its unified social credit code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Department {
+    /// 统一社会信用代码 (GB 32100).
+    pub code: String,
+    pub name: String,
+    /// GB/T 2260 division code of the department's seat.
+    pub region: String,
+    pub roles: Vec<DepartmentRole>,
+}
+
+/// Why a department record is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrgError {
+    #[error("credit code {code:?}: {reason}")]
+    CreditCode { code: String, reason: String },
+    #[error("region {0:?} is not a known GB/T 2260 division")]
+    UnknownRegion(String),
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("a department needs at least one role")]
+    NoRole,
+}
+
+impl Department {
+    /// Checks the credit code's check characters, the region and the name.
+    pub fn validate(&self) -> Result<(), OrgError> {
+        CreditCode::parse(&self.code)
+            .map_err(|e| OrgError::CreditCode { code: self.code.clone(), reason: e.to_string() })?;
+        if division::find(&self.region).is_none() {
+            return Err(OrgError::UnknownRegion(self.region.clone()));
+        }
+        if self.name.trim().is_empty() {
+            return Err(OrgError::Empty("name"));
+        }
+        if self.roles.is_empty() {
+            return Err(OrgError::NoRole);
+        }
+        Ok(())
+    }
+
+    pub fn has_role(&self, role: DepartmentRole) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The two-digit province code of the department's seat.
+    pub fn province(&self) -> &str {
+        self.region.get(..2).unwrap_or_default()
+    }
+}
+
+/// What a person may do on the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    /// Maintains a supplying department's catalog entries and answers its demands.
+    SupplierAdmin,
+    /// Files and follows a demanding department's demands; registers its systems.
+    Demander,
+    /// Checks demands and coordinates disputes for a data office.
+    DataOfficeReviewer,
+    /// Watches exchange quality; reads everything, changes nothing in the workflow.
+    Operator,
+    /// Registers departments, people and service items.
+    PlatformAdmin,
+}
+
+impl UserRole {
+    /// The department role a person with this role must belong to, if any.
+    pub fn required_department_role(self) -> Option<DepartmentRole> {
+        match self {
+            UserRole::SupplierAdmin => Some(DepartmentRole::Supplier),
+            UserRole::Demander => Some(DepartmentRole::Demander),
+            UserRole::DataOfficeReviewer => Some(DepartmentRole::DataOffice),
+            UserRole::Operator | UserRole::PlatformAdmin => None,
+        }
+    }
+}
+
+/// A national 跨省通办 service item (政务服务事项) that shared data serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceItem {
+    /// The item's code in the national list.
+    pub code: String,
+    pub name: String,
+    /// The ministry responsible for the item nationally.
+    pub ministry: String,
+    /// The kinds of data the item needs, as dataset names (household, social_insurance, …).
+    pub needs: Vec<String>,
+}
+
+/// The parties to one demand, as the rules for who acts on it need them.
+#[derive(Debug, Clone, Copy)]
+pub struct DemandParties<'a> {
+    pub applicant: &'a Department,
+    pub supplier: &'a Department,
+}
+
+/// The workflow roles that a person in `department` holding `roles` has on a demand between
+/// `parties`. Demanders act for their own department, supplier administrators for theirs, and
+/// reviewers for data offices of the supplier's province, whose data it is.
+pub fn workflow_roles(roles: &[UserRole], department: &Department, parties: DemandParties<'_>) -> Vec<Role> {
+    let mut held = Vec::new();
+    if roles.contains(&UserRole::Demander) && department.code == parties.applicant.code {
+        held.push(Role::Applicant);
+    }
+    if roles.contains(&UserRole::DataOfficeReviewer)
+        && department.has_role(DepartmentRole::DataOffice)
+        && department.province() == parties.supplier.province()
+    {
+        held.push(Role::DataOffice);
+    }
+    if roles.contains(&UserRole::SupplierAdmin) && department.code == parties.supplier.code {
+        held.push(Role::Supplier);
+    }
+    held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn department(code_seq: &str, region: &str, roles: &[DepartmentRole]) -> Department {
+        Department {
+            code: CreditCode::compose('1', '1', region, code_seq),
+            name: "部门".into(),
+            region: region.into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn departments_are_checked() {
+        let good = department("00000001", "410000", &[DepartmentRole::Supplier]);
+        assert_eq!(good.validate(), Ok(()));
+        let mut bad = good.clone();
+        bad.code.replace_range(17..18, if good.code.ends_with('0') { "1" } else { "0" });
+        assert!(matches!(bad.validate(), Err(OrgError::CreditCode { .. })));
+        let mut bad = good.clone();
+        bad.region = "999999".into();
+        assert_eq!(bad.validate(), Err(OrgError::UnknownRegion("999999".into())));
+        let mut bad = good;
+        bad.roles.clear();
+        assert_eq!(bad.validate(), Err(OrgError::NoRole));
+    }
+
+    #[test]
+    fn reviewers_act_only_for_their_province_and_departments_only_for_themselves() {
+        let henan_police = department("00000001", "410000", &[DepartmentRole::Supplier]);
+        let guangdong_bureau = department("00000002", "440000", &[DepartmentRole::Demander]);
+        let henan_office = department("00000003", "410000", &[DepartmentRole::DataOffice]);
+        let anhui_office = department("00000004", "340000", &[DepartmentRole::DataOffice]);
+        let parties = DemandParties { applicant: &guangdong_bureau, supplier: &henan_police };
+        assert_eq!(workflow_roles(&[UserRole::Demander], &guangdong_bureau, parties), vec![Role::Applicant]);
+        assert_eq!(workflow_roles(&[UserRole::Demander], &henan_police, parties), vec![]);
+        assert_eq!(
+            workflow_roles(&[UserRole::DataOfficeReviewer], &henan_office, parties),
+            vec![Role::DataOffice]
+        );
+        assert_eq!(workflow_roles(&[UserRole::DataOfficeReviewer], &anhui_office, parties), vec![]);
+        assert_eq!(workflow_roles(&[UserRole::SupplierAdmin], &henan_police, parties), vec![Role::Supplier]);
+        assert_eq!(workflow_roles(&[UserRole::Operator, UserRole::PlatformAdmin], &henan_office, parties), vec![]);
+    }
+}
