@@ -74,7 +74,7 @@ impl GrantRegistry {
     pub async fn reload(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let revision = store.grant_revision().await?;
         let grants = store.grants(&Default::default()).await?;
-        let set = Arc::new(GrantSet::new(grants));
+        let set = Arc::new(GrantSet::new(grants.into_iter().map(|r| r.grant)));
         let mut current = self.current.write().expect("grant registry lock is never poisoned");
         // A slower reload must not replace a newer one.
         if revision >= current.0 {
@@ -477,16 +477,24 @@ impl Platform {
     // ---- Grants -------------------------------------------------------------------------
 
     /// Whether the caller may read a grant.
+    /// Whether the caller may read a grant: its consumer, the supplier, the reviewers of the
+    /// supplier's province, and those who oversee the platform.
     pub async fn may_read_grant(&self, caller: &Caller, grant: &Grant) -> Result<bool, ApiError> {
-        if caller.oversees() || caller.has_role(UserRole::DataOfficeReviewer) {
+        if caller.oversees() {
             return Ok(true);
         }
-        let own = &caller.department().code;
-        if own == &grant.consumer_department {
+        let department = caller.department();
+        if department.code == grant.consumer_department {
             return Ok(true);
         }
         let resource = self.store.resource(&grant.resource_code, Some(grant.resource_version)).await?;
-        Ok(&resource.supplier == own)
+        if resource.supplier == department.code {
+            return Ok(true);
+        }
+        let supplier = self.store.department(&resource.supplier).await?;
+        Ok(caller.has_role(UserRole::DataOfficeReviewer)
+            && department.has_role(DepartmentRole::DataOffice)
+            && department.province() == supplier.province())
     }
 
     /// Suspends, resumes, revokes or narrows a grant: the supplier's administrators and the

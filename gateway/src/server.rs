@@ -108,17 +108,19 @@ pub type Seed = Box<dyn FnOnce(Platform) -> futures::future::BoxFuture<'static, 
 /// until a shutdown signal, then drains in-flight requests for the configured grace period.
 #[allow(clippy::print_stdout)]
 pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<()> {
+    // The store is ready (and seeded) before the address is announced, so a caller that sees
+    // it can use the API at once; datasets keep loading after.
+    let platform = Platform::open(&loaded).await?;
+    if let Some(seed) = seed {
+        seed(platform.clone()).await?;
+    }
+    platform.grants.reload(&platform.store).await?;
     let listener = TcpListener::bind(loaded.config.server.listen).await?;
     let address = listener.local_addr()?;
     // Printed on standard output so scripts and tests can find an ephemeral port.
     println!("tongban listening on http://{address}");
     tracing::info!(%address, "listening");
 
-    let platform = Platform::open(&loaded).await?;
-    platform.grants.reload(&platform.store).await?;
-    if let Some(seed) = seed {
-        seed(platform.clone()).await?;
-    }
     let state = AppState::new(platform.clone());
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {

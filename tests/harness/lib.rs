@@ -34,8 +34,18 @@ impl Gateway {
     /// Starts `tongban` with `args` (which must make it listen on `127.0.0.1:0`) and waits
     /// for it to announce its address.
     pub async fn start(args: &[&str], timeout: Duration) -> anyhow::Result<Gateway> {
+        Gateway::start_with_env(args, &[], timeout).await
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables.
+    pub async fn start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> anyhow::Result<Gateway> {
         let mut child = Command::new(tongban_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("TONGBAN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -83,5 +93,130 @@ impl Gateway {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+}
+
+/// A demo gateway with its generated sign-in details.
+#[derive(Debug)]
+pub struct Demo {
+    pub gateway: Gateway,
+    pub credentials: serde_json::Value,
+    _data: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Starts `tongban demo` on a fresh data directory with a small dataset.
+    pub async fn start() -> anyhow::Result<Demo> {
+        let data = tempfile::tempdir()?;
+        let data_dir = data.path().to_str().context("utf-8 path")?.to_owned();
+        let args = ["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", "2000"];
+        let gateway = Gateway::start(&args, Duration::from_secs(180)).await?;
+        let credentials = serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json"))?)?;
+        Ok(Demo { gateway, credentials, _data: data })
+    }
+
+    pub fn password(&self) -> String {
+        self.credentials["password"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// An API client signed in as `username`.
+    pub async fn sign_in(&self, username: &str) -> anyhow::Result<Api> {
+        Api::sign_in(&self.gateway.base_url, username, &self.password()).await
+    }
+
+    /// An API client for the demo system named `name`, with its API key.
+    pub fn system(&self, name: &str) -> anyhow::Result<(String, Api)> {
+        let systems = self.credentials["systems"].as_array().context("systems")?;
+        let system = systems.iter().find(|s| s["name"] == name).with_context(|| format!("system {name}"))?;
+        let id = system["id"].as_str().context("id")?.to_owned();
+        let key = system["api_key"].as_str().context("key")?.to_owned();
+        Ok((id, Api::new(&self.gateway.base_url, Some(key))))
+    }
+
+    /// An API client without credentials.
+    pub fn anonymous(&self) -> Api {
+        Api::new(&self.gateway.base_url, None)
+    }
+
+    /// The credit code of the department of the demo user `username`.
+    pub fn department_of(&self, username: &str) -> String {
+        self.credentials["users"]
+            .as_array()
+            .and_then(|users| users.iter().find(|u| u["username"] == username))
+            .and_then(|u| u["department"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A JSON client for `/api/v1`, answering each call with its status and body.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base_url: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base_url: &str, token: Option<String>) -> Api {
+        Api { base_url: base_url.to_owned(), token, client: reqwest::Client::new() }
+    }
+
+    pub async fn sign_in(base_url: &str, username: &str, password: &str) -> anyhow::Result<Api> {
+        let anonymous = Api::new(base_url, None);
+        let (status, body) = anonymous
+            .post("/sessions", &serde_json::json!({"username": username, "password": password}))
+            .await?;
+        anyhow::ensure!(status == 201, "sign-in of {username} answered {status}: {body}");
+        let token = body["token"].as_str().context("token")?.to_owned();
+        Ok(Api::new(base_url, Some(token)))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}/api/v1{path}", self.base_url));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let is_problem = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+        let text = response.text().await?;
+        let body = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? };
+        // Every error is a problem document.
+        anyhow::ensure!(status < 400 || is_problem, "{status} without problem+json: {text}");
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        Api::answer(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+        Api::answer(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+        Api::answer(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &'static str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        Api::answer(self.request(reqwest::Method::POST, path).header("content-type", content_type).body(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        Api::answer(self.request(reqwest::Method::DELETE, path)).await
     }
 }

@@ -83,8 +83,8 @@ pub(super) struct DemandQuery {
     after: Option<String>,
 }
 
-/// Lists demands the caller may see: a department sees its own and those it must answer;
-/// reviewers and those who oversee the platform see all.
+/// Lists demands the caller may see: a department sees its own and those it must answer,
+/// reviewers those on their province's data, and those who oversee the platform all.
 #[utoipa::path(get, path = "/api/v1/demands", tag = "demands", security(("bearer" = [])), params(DemandQuery),
     responses((status = 200, body = Listing<DemandView>), (status = 401, body = super::ProblemSchema),
         (status = 403, body = super::ProblemSchema)))]
@@ -105,8 +105,14 @@ pub(super) async fn list_demands(
         applicant_department: query.applicant,
         resource_code: query.resource,
         supplier_department: query.supplier,
+        supplier_province: None,
     };
-    if !(caller.oversees() || user.roles.contains(&UserRole::DataOfficeReviewer)) {
+    if caller.oversees() {
+        // Everything.
+    } else if user.roles.contains(&UserRole::DataOfficeReviewer) {
+        // A data office reviews the demands on its own province's data.
+        filter.supplier_province = Some(caller.department().province().to_owned());
+    } else {
         // Departments see their side of the workflow only.
         let own = caller.department().code.clone();
         if user.roles.contains(&UserRole::Demander) {

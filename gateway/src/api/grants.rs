@@ -49,17 +49,12 @@ pub(super) async fn list_grants(
 ) -> Result<Json<Listing<GrantView>>, ApiError> {
     let platform = state.platform();
     let all = platform.store.grants(&GrantFilter::default()).await?;
-    let mut visible = Vec::new();
-    for grant in all {
-        if platform.may_read_grant(&caller, &grant).await? {
-            visible.push(grant);
-        }
-    }
     let today = Platform::now().date();
-    let mut views = Vec::with_capacity(visible.len());
-    for grant in visible {
-        let version = platform.store.grant(&grant.id).await?.version;
-        views.push(GrantView { version, effective: grant.effective(today), grant });
+    let mut views = Vec::new();
+    for record in all {
+        if platform.may_read_grant(&caller, &record.grant).await? {
+            views.push(GrantView { version: record.version, effective: record.grant.effective(today), grant: record.grant });
+        }
     }
     Ok(Json(paging.apply(views, |v| v.grant.id.clone())))
 }

@@ -86,22 +86,27 @@ impl Store {
         row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).transpose()
     }
 
-    pub async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>> {
+    pub async fn grants(&self, filter: &GrantFilter) -> Result<Vec<GrantRecord>> {
         let rows = match &filter.consumer_department {
             Some(department) => {
-                sqlx::query("SELECT body FROM grants WHERE consumer_department = $1 ORDER BY id")
+                sqlx::query("SELECT body, version FROM grants WHERE consumer_department = $1 ORDER BY id")
                     .bind(department)
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query("SELECT body FROM grants ORDER BY id").fetch_all(&self.pool).await?,
+            None => sqlx::query("SELECT body, version FROM grants ORDER BY id").fetch_all(&self.pool).await?,
         };
-        let grants: Vec<Grant> = rows
+        let grants: Vec<GrantRecord> = rows
             .iter()
-            .map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?))
+            .map(|r| {
+                Ok(GrantRecord {
+                    grant: serde_json::from_str(&r.try_get::<String, _>("body")?)?,
+                    version: r.try_get("version")?,
+                })
+            })
             .collect::<Result<_>>()?;
         Ok(match &filter.resource_codes {
-            Some(codes) => grants.into_iter().filter(|g| codes.contains(&g.resource_code)).collect(),
+            Some(codes) => grants.into_iter().filter(|g| codes.contains(&g.grant.resource_code)).collect(),
             None => grants,
         })
     }

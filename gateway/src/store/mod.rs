@@ -81,6 +81,8 @@ pub struct DemandFilter {
     pub applicant_department: Option<String>,
     pub resource_code: Option<String>,
     pub supplier_department: Option<String>,
+    /// Only demands on data of suppliers seated in this province (two-digit code).
+    pub supplier_province: Option<String>,
 }
 
 /// A page of a list, in creation order.
@@ -277,6 +279,13 @@ impl Store {
         }
         if let Some(supplier) = &filter.supplier_department {
             condition("supplier_department", supplier.clone());
+        }
+        if let Some(province) = &filter.supplier_province {
+            binds.push(format!("{province}%"));
+            sql.push_str(&format!(
+                " AND supplier_department IN (SELECT code FROM departments WHERE region LIKE ${})",
+                binds.len()
+            ));
         }
         if let Some(after) = after {
             binds.push(after.to_owned());
