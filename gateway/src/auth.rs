@@ -5,8 +5,8 @@
 //! slow hash adds nothing against guessing such a secret, and every data-plane call checks a
 //! key. Passwords are chosen by people and get Argon2id.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};
 
 /// Prefix of session tokens.
@@ -35,12 +35,16 @@ pub fn digest(secret: &str) -> String {
 /// An Argon2id PHC string for `password`, with a fresh salt.
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes is a valid salt length");
-    Argon2::default().hash_password(password.as_bytes(), &salt).expect("default parameters hash any input").to_string()
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("default parameters hash any input")
+        .to_string()
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash matches nothing.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(phc)
+        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 /// A hash that no password matches, verified when a user does not exist so that the answer

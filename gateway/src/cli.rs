@@ -74,8 +74,9 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Demo { listen, data_dir, rows, seed } => runtime.block_on(async {
             let loaded = crate::demo::prepare(listen, &data_dir, rows, seed).await?;
-            let seed: crate::server::Seed =
-                Box::new(move |platform| Box::pin(async move { crate::seed::demo(&platform, &data_dir).await }));
+            let seed: crate::server::Seed = Box::new(move |platform| {
+                Box::pin(async move { crate::seed::demo(&platform, &data_dir).await })
+            });
             crate::server::serve(loaded, Some(seed)).await
         }),
         Command::Generate { rows, seed, out, defect_rate, as_of, row_group_rows } => {

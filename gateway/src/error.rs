@@ -103,10 +103,15 @@ impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
         let detail = e.to_string();
         match e {
-            WorkflowError::IllegalTransition { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "illegal_transition", "Not possible in this state", detail)
+            WorkflowError::IllegalTransition { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "illegal_transition",
+                "Not possible in this state",
+                detail,
+            ),
+            WorkflowError::WrongRole { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_role", "Wrong role", detail)
             }
-            WorkflowError::WrongRole { .. } => ApiError::new(StatusCode::FORBIDDEN, "wrong_role", "Wrong role", detail),
             WorkflowError::MissingReason(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_reason", "Reason missing", detail)
             }
@@ -130,9 +135,12 @@ impl From<GrantError> for ApiError {
             GrantError::Widening(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "widening", "Wider than granted", detail)
             }
-            GrantError::IllegalChange { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "illegal_transition", "Not possible in this state", detail)
-            }
+            GrantError::IllegalChange { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "illegal_transition",
+                "Not possible in this state",
+                detail,
+            ),
             GrantError::EmptyValidity { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request", detail)
             }
@@ -172,10 +180,15 @@ where
                 JsonRejection::JsonSyntaxError(e) => {
                     ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON", e.body_text())
                 }
-                JsonRejection::JsonDataError(e) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "Invalid body", e.body_text())
+                JsonRejection::JsonDataError(e) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "Invalid body",
+                    e.body_text(),
+                ),
+                other => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", other.body_text())
                 }
-                other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", other.body_text()),
             }),
         }
     }
@@ -199,7 +212,9 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", e.body_text()))
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", e.body_text())
+            })
     }
 }
 

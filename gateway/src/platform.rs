@@ -8,7 +8,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use tongban_policy::calendar::WorkingCalendar;
 use tongban_policy::catalog::{Resource, ShareType};
 use tongban_policy::grant::{Grant, GrantChange, GrantSet, GrantSource};
-use tongban_policy::org::{Department, DepartmentRole, DemandParties, ServiceItem, UserRole, workflow_roles};
+use tongban_policy::org::{DemandParties, Department, DepartmentRole, ServiceItem, UserRole, workflow_roles};
 use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
 
 use crate::error::ApiError;
@@ -153,12 +153,14 @@ fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
         return Err(invalid("terms.items: name at least one information item"));
     }
     let prefix = &terms.division_prefix;
-    if prefix.len() > 6 || prefix.len() % 2 != 0 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+    if prefix.len() > 6 || !prefix.len().is_multiple_of(2) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(format!(
             "terms.division_prefix {prefix:?}: give a GB/T 2260 prefix of 2, 4 or 6 digits, or \"\" for all rows"
         )));
     }
-    if !prefix.is_empty() && !tongban_policy::division::all().iter().any(|d| d.code.starts_with(prefix.as_str())) {
+    if !prefix.is_empty()
+        && !tongban_policy::division::all().iter().any(|d| d.code.starts_with(prefix.as_str()))
+    {
         return Err(invalid(format!("terms.division_prefix {prefix:?} matches no known division")));
     }
     if terms.rate_per_second == 0 || terms.daily_quota == 0 {
@@ -184,7 +186,9 @@ struct CalendarFile {
 pub fn load_calendar(path: Option<&std::path::Path>) -> anyhow::Result<WorkingCalendar> {
     use anyhow::Context;
     let text = match path {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("calendar {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("calendar {}", path.display()))?
+        }
         None => BUILTIN_CALENDAR.to_owned(),
     };
     let file: CalendarFile = toml::from_str(&text).context("calendar")?;
@@ -335,9 +339,11 @@ impl Platform {
         if !applicant.has_role(DepartmentRole::Demander) {
             return Err(ApiError::forbidden("the caller's department is not a demanding department"));
         }
-        for (field, value) in
-            [("purpose", &input.purpose), ("legal_basis", &input.legal_basis), ("service_item", &input.service_item)]
-        {
+        for (field, value) in [
+            ("purpose", &input.purpose),
+            ("legal_basis", &input.legal_basis),
+            ("service_item", &input.service_item),
+        ] {
             if value.trim().is_empty() {
                 return Err(invalid(format!("{field} must not be empty")));
             }
@@ -375,13 +381,18 @@ impl Platform {
             ));
         }
         if let Some(system_id) = &input.system_id {
-            let system = self.store.system(system_id).await.ok().filter(|s| s.department_code == applicant.code);
+            let system =
+                self.store.system(system_id).await.ok().filter(|s| s.department_code == applicant.code);
             if system.is_none() {
-                return Err(invalid(format!("system_id {system_id} is not a system of the caller's department")));
+                return Err(invalid(format!(
+                    "system_id {system_id} is not a system of the caller's department"
+                )));
             }
         }
-        let workflow =
-            Demand::draft(input.terms.clone(), resource.needs_supplier_review(input.terms.items.iter().map(String::as_str)));
+        let workflow = Demand::draft(
+            input.terms.clone(),
+            resource.needs_supplier_review(input.terms.items.iter().map(String::as_str)),
+        );
         let filing = DemandFiling {
             applicant_department: applicant.code.clone(),
             applicant_system: input.system_id,
@@ -413,8 +424,12 @@ impl Platform {
         let (applicant, supplier) = self.parties(demand).await?;
         Ok(department.code == applicant.code
             || department.code == supplier.code
-            || !workflow_roles(&user.roles, department, DemandParties { applicant: &applicant, supplier: &supplier })
-                .is_empty())
+            || !workflow_roles(
+                &user.roles,
+                department,
+                DemandParties { applicant: &applicant, supplier: &supplier },
+            )
+            .is_empty())
     }
 
     /// Takes `action` on demand `id` as read at `expected_version`. An approval compiles the
@@ -431,7 +446,11 @@ impl Platform {
         };
         let record = self.store.demand(id).await?;
         let (applicant, supplier) = self.parties(&record).await?;
-        let held = workflow_roles(&user.roles, department, DemandParties { applicant: &applicant, supplier: &supplier });
+        let held = workflow_roles(
+            &user.roles,
+            department,
+            DemandParties { applicant: &applicant, supplier: &supplier },
+        );
         let Some(&first) = held.first() else {
             return Err(ApiError::forbidden(format!("{} has no part in demand {id}", user.username)));
         };
@@ -466,8 +485,10 @@ impl Platform {
             }
             _ => None,
         };
-        let updated =
-            self.store.update_demand(id, expected_version, &workflow, grant.as_ref().map(|g| (g, actor.as_str())), now).await?;
+        let updated = self
+            .store
+            .update_demand(id, expected_version, &workflow, grant.as_ref().map(|g| (g, actor.as_str())), now)
+            .await?;
         if grant.is_some() {
             self.grants.reload(&self.store).await?;
         }
@@ -517,10 +538,12 @@ impl Platform {
             ));
         }
         let record = self.store.grant(id).await?;
-        let resource = self.store.resource(&record.grant.resource_code, Some(record.grant.resource_version)).await?;
+        let resource =
+            self.store.resource(&record.grant.resource_code, Some(record.grant.resource_version)).await?;
         let supplier = self.store.department(&resource.supplier).await?;
         let department = caller.department();
-        let supplier_admin = user.roles.contains(&UserRole::SupplierAdmin) && department.code == supplier.code;
+        let supplier_admin =
+            user.roles.contains(&UserRole::SupplierAdmin) && department.code == supplier.code;
         let reviewer = user.roles.contains(&UserRole::DataOfficeReviewer)
             && department.has_role(DepartmentRole::DataOffice)
             && department.province() == supplier.province();
@@ -534,14 +557,20 @@ impl Platform {
             )));
         }
         let next = record.grant.change(&change)?;
-        let stored =
-            self.store.update_grant(&next, expected_version, &caller.actor(), Some(reason), Self::now()).await?;
+        let stored = self
+            .store
+            .update_grant(&next, expected_version, &caller.actor(), Some(reason), Self::now())
+            .await?;
         self.grants.reload(&self.store).await?;
         Ok(stored)
     }
 
     /// Service items, for the demo seed and the API alike.
-    pub async fn create_service_item(&self, caller: &Caller, item: ServiceItem) -> Result<ServiceItem, ApiError> {
+    pub async fn create_service_item(
+        &self,
+        caller: &Caller,
+        item: ServiceItem,
+    ) -> Result<ServiceItem, ApiError> {
         caller.require(&[UserRole::PlatformAdmin])?;
         if item.code.trim().is_empty() || item.name.trim().is_empty() || item.ministry.trim().is_empty() {
             return Err(invalid("code, name and ministry must not be empty"));

@@ -138,7 +138,9 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                 name: "河南省户籍人口基本信息".into(),
                 summary: "常住户口登记的人口基本信息，按公民身份号码查询、核验。".into(),
                 share_type: C,
-                share_condition: Some("仅用于办理户籍迁移、户籍证明等跨省通办事项，限申请人本人或其授权范围".into()),
+                share_condition: Some(
+                    "仅用于办理户籍迁移、户籍证明等跨省通办事项，限申请人本人或其授权范围".into(),
+                ),
                 share_methods: vec![ShareMethod::Interface, ShareMethod::Table],
                 update_cycle: UpdateCycle::Daily,
                 dataset: "household".into(),
@@ -158,9 +160,18 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                     ("moved_in_date", "迁入日期", "Date32", G, true, M::None, C),
                     ("updated_on", "更新日期", "Date32", G, false, M::None, C),
                 ]),
-                service_items: ["KSTB-GA-001", "KSTB-GA-002", "KSTB-GA-003", "KSTB-GA-004", "KSTB-GA-005", "KSTB-RS-001", "KSTB-RS-004", "KSTB-YB-001"]
-                    .map(String::from)
-                    .to_vec(),
+                service_items: [
+                    "KSTB-GA-001",
+                    "KSTB-GA-002",
+                    "KSTB-GA-003",
+                    "KSTB-GA-004",
+                    "KSTB-GA-005",
+                    "KSTB-RS-001",
+                    "KSTB-RS-004",
+                    "KSTB-YB-001",
+                ]
+                .map(String::from)
+                .to_vec(),
                 division_item: Some("division_code".into()),
             },
         ),
@@ -192,9 +203,16 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                     ("employer_name", "单位名称", "Utf8", G, false, M::None, O),
                     ("updated_on", "更新日期", "Date32", G, false, M::None, O),
                 ]),
-                service_items: ["KSTB-RS-001", "KSTB-RS-002", "KSTB-RS-003", "KSTB-RS-004", "KSTB-JS-004", "KSTB-YB-001"]
-                    .map(String::from)
-                    .to_vec(),
+                service_items: [
+                    "KSTB-RS-001",
+                    "KSTB-RS-002",
+                    "KSTB-RS-003",
+                    "KSTB-RS-004",
+                    "KSTB-JS-004",
+                    "KSTB-YB-001",
+                ]
+                .map(String::from)
+                .to_vec(),
                 division_item: Some("insured_division_code".into()),
             },
         ),
@@ -228,7 +246,9 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                     ("loan_status", "贷款状态", "Utf8", I, true, M::None, C),
                     ("updated_on", "更新日期", "Date32", G, false, M::None, O),
                 ]),
-                service_items: ["KSTB-JS-001", "KSTB-JS-002", "KSTB-JS-003", "KSTB-JS-004"].map(String::from).to_vec(),
+                service_items: ["KSTB-JS-001", "KSTB-JS-002", "KSTB-JS-003", "KSTB-JS-004"]
+                    .map(String::from)
+                    .to_vec(),
                 division_item: None,
             },
         ),
@@ -247,7 +267,10 @@ pub async fn demo(platform: &Platform, data_dir: &Path) -> anyhow::Result<()> {
     } else {
         serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?
     };
-    println!("sign in with POST /api/v1/sessions {{\"username\": …, \"password\": …}}; every demo account has the password {}", credentials.password);
+    println!(
+        "sign in with POST /api/v1/sessions {{\"username\": …, \"password\": …}}; every demo account has the password {}",
+        credentials.password
+    );
     for user in &credentials.users {
         println!("  {:<28} {:?} at {}", user.username, user.roles, user.department);
     }
@@ -287,16 +310,35 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
     let password = auth::new_password();
     let mut users = Vec::new();
     for (username, display, department, roles) in USERS {
-        crate::api::register_user(platform, username, display, &code_of(department), roles.to_vec(), &password)
-            .await?;
-        users.push(DemoUser { username: (*username).into(), department: code_of(department), roles: roles.to_vec() });
+        crate::api::register_user(
+            platform,
+            username,
+            display,
+            &code_of(department),
+            roles.to_vec(),
+            &password,
+        )
+        .await?;
+        users.push(DemoUser {
+            username: (*username).into(),
+            department: code_of(department),
+            roles: roles.to_vec(),
+        });
     }
     let mut systems = Vec::new();
     for (department, name) in SYSTEMS {
         let api_key = auth::new_secret(auth::API_KEY_PREFIX);
         let prefix: String = api_key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
-        let system = platform.store.create_system(&code_of(department), name, &auth::digest(&api_key), &prefix, now).await?;
-        systems.push(DemoSystem { id: system.id, name: (*name).into(), department: code_of(department), api_key });
+        let system = platform
+            .store
+            .create_system(&code_of(department), name, &auth::digest(&api_key), &prefix, now)
+            .await?;
+        systems.push(DemoSystem {
+            id: system.id,
+            name: (*name).into(),
+            department: code_of(department),
+            api_key,
+        });
     }
     let admin = caller(platform, "admin").await?;
     for (code, name, ministry, needs) in SERVICE_ITEMS {
@@ -338,12 +380,23 @@ fn refusal(reason: &str, basis: &str) -> Reasoned {
 /// Demands standing in every state, each made by its scripted steps.
 async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Result<()> {
     let until = Platform::now().date() + Duration::days(365);
-    let household = terms(&["id_number", "name", "gender", "division_code", "address", "status"], "41", 20, 20_000, until);
-    let household_narrow = terms(&["id_number", "name", "division_code", "status"], "4115", 10, 10_000, until);
-    let insurance = terms(&["id_number", "name", "insurance_type", "status", "paid_months"], "44", 30, 50_000, until);
-    let fund = terms(&["id_number", "name", "account_status", "balance", "loan_status"], "", 10, 5_000, until);
+    let household = terms(
+        &["id_number", "name", "gender", "division_code", "address", "status"],
+        "41",
+        20,
+        20_000,
+        until,
+    );
+    let household_narrow =
+        terms(&["id_number", "name", "division_code", "status"], "4115", 10, 10_000, until);
+    let insurance =
+        terms(&["id_number", "name", "insurance_type", "status", "paid_months"], "44", 30, 50_000, until);
+    let fund =
+        terms(&["id_number", "name", "account_status", "balance", "loan_status"], "", 10, 5_000, until);
     let fund_narrow = terms(&["id_number", "name", "account_status", "balance"], "", 5, 2_000, until);
-    let correction = |who: &str| Action::RequestCorrection { reason: format!("{who}：请补充法律依据原文和办件量测算（一次性告知）") };
+    let correction = |who: &str| Action::RequestCorrection {
+        reason: format!("{who}：请补充法律依据原文和办件量测算（一次性告知）"),
+    };
     let basis = "《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）";
 
     use Action as A;
@@ -354,43 +407,202 @@ async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Re
     // (applicant, system name, resource, service item, purpose, requested terms, steps)
     type Script<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Terms, Vec<(&'a str, Action)>);
     let scripts: Vec<Script<'_>> = vec![
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-001", "核验迁出地户籍信息（草稿）", household.clone(), vec![]),
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-003", "夫妻投靠落户时核验迁出地户籍", household.clone(),
-            vec![("demander.guangdong-police", A::Submit)]),
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-004", "父母投靠子女落户核验", household.clone(),
-            vec![("demander.guangdong-police", A::Submit), (office_household, correction("河南省数据局"))]),
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-002", "大中专学生落户核验", household.clone(),
-            vec![("demander.guangdong-police", A::Submit), (office_household, A::PassConformity { terms: household.clone() })]),
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-005", "开具户籍证明时核验", household.clone(),
-            vec![("demander.guangdong-police", A::Submit), (office_household, A::PassConformity { terms: household.clone() }),
-                 (supplier_household, correction("河南省公安厅"))]),
-        ("demander.guangdong-police", "广东省公安厅跨省户籍业务系统", "A01-410000-0001", "KSTB-GA-001", "工作调动迁入时核验迁出地户籍", household.clone(),
-            vec![("demander.guangdong-police", A::Submit), (office_household, A::PassConformity { terms: household.clone() }),
-                 (supplier_household, A::SupplierApprove { terms: household_narrow.clone() })]),
-        ("demander.henan-hrss", "河南省社保经办系统", "B02-440000-0001", "KSTB-RS-002", "养老保险关系转入时核验转出地参保信息", insurance.clone(),
-            vec![("demander.henan-hrss", A::Submit), ("reviewer.guangdong", A::PassConformity { terms: insurance.clone() })]),
-        ("demander.henan-hrss", "河南省社保经办系统", "B02-440000-0001", "KSTB-RS-003", "城乡居民养老保险转移（用途与事项不符）", insurance.clone(),
-            vec![("demander.henan-hrss", A::Submit),
-                 ("reviewer.guangdong", A::RefuseConformity { refusal: refusal("申请用途与所列事项和信息项不对应", basis) })]),
-        ("demander.guangzhou-fund", "广州公积金业务系统", "C03-340000-0001", "KSTB-JS-002", "公积金转移接续时核验转出地账户", fund.clone(),
-            vec![("demander.guangzhou-fund", A::Submit), (office_fund, A::PassConformity { terms: fund.clone() }),
-                 (supplier_fund, A::SupplierRefuse { refusal: refusal("贷款状态不属于转移接续所需信息项", "《住房公积金管理条例》第十三条") })]),
-        ("demander.guangzhou-fund", "广州公积金业务系统", "C03-340000-0001", "KSTB-JS-003", "出具异地贷款缴存使用证明", fund.clone(),
-            vec![("demander.guangzhou-fund", A::Submit), (office_fund, A::PassConformity { terms: fund.clone() }),
-                 (supplier_fund, A::SupplierRefuse { refusal: refusal("余额信息需逐笔授权", "《住房公积金管理条例》") }),
-                 ("demander.guangzhou-fund", A::Dispute { reason: "异地贷款审批须核验账户余额，依据国办发〔2020〕35号".into() })]),
-        ("demander.hefei-fund", "合肥公积金业务系统", "C03-340000-0001", "KSTB-JS-001", "缴存信息变更（争议后驳回）", fund.clone(),
-            vec![("demander.hefei-fund", A::Submit), (office_fund, A::PassConformity { terms: fund.clone() }),
-                 (supplier_fund, A::SupplierRefuse { refusal: refusal("同省业务应走省内共享通道", "安徽省政务数据共享管理办法") }),
-                 ("demander.hefei-fund", A::Dispute { reason: "本中心业务需实时核验".into() }),
-                 (office_fund, A::DecideRefuse { refusal: refusal("省内数据应通过省级共享平台获取", "安徽省政务数据共享管理办法") })]),
-        ("demander.guangzhou-fund", "广州公积金业务系统", "C03-340000-0001", "KSTB-JS-004", "退休提取时核验缴存信息（争议后批准）", fund.clone(),
-            vec![("demander.guangzhou-fund", A::Submit), (office_fund, A::PassConformity { terms: fund.clone() }),
-                 (supplier_fund, A::SupplierRefuse { refusal: refusal("贷款信息不予提供", "《住房公积金管理条例》") }),
-                 ("demander.guangzhou-fund", A::Dispute { reason: "退休提取须确认无在贷".into() }),
-                 (office_fund, A::DecideApprove { terms: fund_narrow.clone() })]),
-        ("demander.henan-police", "河南省公安厅人口管理系统", "B02-440000-0001", "KSTB-RS-001", "社保卡申领协查（已撤回）", insurance.clone(),
-            vec![("demander.henan-police", A::Submit), ("demander.henan-police", A::Withdraw { reason: "改由人社部门申请".into() })]),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-001",
+            "核验迁出地户籍信息（草稿）",
+            household.clone(),
+            vec![],
+        ),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-003",
+            "夫妻投靠落户时核验迁出地户籍",
+            household.clone(),
+            vec![("demander.guangdong-police", A::Submit)],
+        ),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-004",
+            "父母投靠子女落户核验",
+            household.clone(),
+            vec![("demander.guangdong-police", A::Submit), (office_household, correction("河南省数据局"))],
+        ),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-002",
+            "大中专学生落户核验",
+            household.clone(),
+            vec![
+                ("demander.guangdong-police", A::Submit),
+                (office_household, A::PassConformity { terms: household.clone() }),
+            ],
+        ),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-005",
+            "开具户籍证明时核验",
+            household.clone(),
+            vec![
+                ("demander.guangdong-police", A::Submit),
+                (office_household, A::PassConformity { terms: household.clone() }),
+                (supplier_household, correction("河南省公安厅")),
+            ],
+        ),
+        (
+            "demander.guangdong-police",
+            "广东省公安厅跨省户籍业务系统",
+            "A01-410000-0001",
+            "KSTB-GA-001",
+            "工作调动迁入时核验迁出地户籍",
+            household.clone(),
+            vec![
+                ("demander.guangdong-police", A::Submit),
+                (office_household, A::PassConformity { terms: household.clone() }),
+                (supplier_household, A::SupplierApprove { terms: household_narrow.clone() }),
+            ],
+        ),
+        (
+            "demander.henan-hrss",
+            "河南省社保经办系统",
+            "B02-440000-0001",
+            "KSTB-RS-002",
+            "养老保险关系转入时核验转出地参保信息",
+            insurance.clone(),
+            vec![
+                ("demander.henan-hrss", A::Submit),
+                ("reviewer.guangdong", A::PassConformity { terms: insurance.clone() }),
+            ],
+        ),
+        (
+            "demander.henan-hrss",
+            "河南省社保经办系统",
+            "B02-440000-0001",
+            "KSTB-RS-003",
+            "城乡居民养老保险转移（用途与事项不符）",
+            insurance.clone(),
+            vec![
+                ("demander.henan-hrss", A::Submit),
+                (
+                    "reviewer.guangdong",
+                    A::RefuseConformity {
+                        refusal: refusal("申请用途与所列事项和信息项不对应", basis)
+                    },
+                ),
+            ],
+        ),
+        (
+            "demander.guangzhou-fund",
+            "广州公积金业务系统",
+            "C03-340000-0001",
+            "KSTB-JS-002",
+            "公积金转移接续时核验转出地账户",
+            fund.clone(),
+            vec![
+                ("demander.guangzhou-fund", A::Submit),
+                (office_fund, A::PassConformity { terms: fund.clone() }),
+                (
+                    supplier_fund,
+                    A::SupplierRefuse {
+                        refusal: refusal(
+                            "贷款状态不属于转移接续所需信息项",
+                            "《住房公积金管理条例》第十三条",
+                        ),
+                    },
+                ),
+            ],
+        ),
+        (
+            "demander.guangzhou-fund",
+            "广州公积金业务系统",
+            "C03-340000-0001",
+            "KSTB-JS-003",
+            "出具异地贷款缴存使用证明",
+            fund.clone(),
+            vec![
+                ("demander.guangzhou-fund", A::Submit),
+                (office_fund, A::PassConformity { terms: fund.clone() }),
+                (
+                    supplier_fund,
+                    A::SupplierRefuse {
+                        refusal: refusal("余额信息需逐笔授权", "《住房公积金管理条例》")
+                    },
+                ),
+                (
+                    "demander.guangzhou-fund",
+                    A::Dispute {
+                        reason: "异地贷款审批须核验账户余额，依据国办发〔2020〕35号".into()
+                    },
+                ),
+            ],
+        ),
+        (
+            "demander.hefei-fund",
+            "合肥公积金业务系统",
+            "C03-340000-0001",
+            "KSTB-JS-001",
+            "缴存信息变更（争议后驳回）",
+            fund.clone(),
+            vec![
+                ("demander.hefei-fund", A::Submit),
+                (office_fund, A::PassConformity { terms: fund.clone() }),
+                (
+                    supplier_fund,
+                    A::SupplierRefuse {
+                        refusal: refusal("同省业务应走省内共享通道", "安徽省政务数据共享管理办法"),
+                    },
+                ),
+                ("demander.hefei-fund", A::Dispute { reason: "本中心业务需实时核验".into() }),
+                (
+                    office_fund,
+                    A::DecideRefuse {
+                        refusal: refusal("省内数据应通过省级共享平台获取", "安徽省政务数据共享管理办法"),
+                    },
+                ),
+            ],
+        ),
+        (
+            "demander.guangzhou-fund",
+            "广州公积金业务系统",
+            "C03-340000-0001",
+            "KSTB-JS-004",
+            "退休提取时核验缴存信息（争议后批准）",
+            fund.clone(),
+            vec![
+                ("demander.guangzhou-fund", A::Submit),
+                (office_fund, A::PassConformity { terms: fund.clone() }),
+                (
+                    supplier_fund,
+                    A::SupplierRefuse {
+                        refusal: refusal("贷款信息不予提供", "《住房公积金管理条例》")
+                    },
+                ),
+                ("demander.guangzhou-fund", A::Dispute { reason: "退休提取须确认无在贷".into() }),
+                (office_fund, A::DecideApprove { terms: fund_narrow.clone() }),
+            ],
+        ),
+        (
+            "demander.henan-police",
+            "河南省公安厅人口管理系统",
+            "B02-440000-0001",
+            "KSTB-RS-001",
+            "社保卡申领协查（已撤回）",
+            insurance.clone(),
+            vec![
+                ("demander.henan-police", A::Submit),
+                ("demander.henan-police", A::Withdraw { reason: "改由人社部门申请".into() }),
+            ],
+        ),
     ];
     for (applicant, system_name, resource, service_item, purpose, requested, steps) in scripts {
         let applicant = caller(platform, applicant).await?;

@@ -105,8 +105,11 @@ impl Grant {
         resource: &Resource,
         today: NaiveDate,
     ) -> Result<Grant, GrantError> {
-        let ungrantable: Vec<String> =
-            resource.ungrantable(terms.items.iter().map(String::as_str)).into_iter().map(str::to_owned).collect();
+        let ungrantable: Vec<String> = resource
+            .ungrantable(terms.items.iter().map(String::as_str))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         if !ungrantable.is_empty() {
             return Err(GrantError::Ungrantable(ungrantable));
         }
@@ -203,7 +206,9 @@ pub enum GrantChange {
     Resume,
     Revoke,
     /// Narrows items, rows, rate, quota or validity.
-    Narrow { terms: Terms },
+    Narrow {
+        terms: Terms,
+    },
 }
 
 impl GrantChange {
@@ -241,7 +246,8 @@ impl GrantSet {
         today: NaiveDate,
     ) -> impl Iterator<Item = &'a Grant> + 'a {
         self.by_department.get(department).into_iter().flatten().filter(move |g| {
-            g.effective(today) == Effective::Active && g.consumer_system.as_deref().is_none_or(|s| s == system)
+            g.effective(today) == Effective::Active
+                && g.consumer_system.as_deref().is_none_or(|s| s == system)
         })
     }
 
@@ -317,7 +323,8 @@ mod tests {
     #[test]
     fn approvals_compile_into_grants_on_the_resource_version() {
         let grant =
-            Grant::compile("g1".into(), source(), &terms(&["id_number", "name"]), &resource(), day(1)).expect("grant");
+            Grant::compile("g1".into(), source(), &terms(&["id_number", "name"]), &resource(), day(1))
+                .expect("grant");
         assert_eq!(grant.resource_version, 3);
         assert_eq!(grant.items[0], GrantedItem { name: "id_number".into(), mask: MaskRule::IdNumber });
         assert_eq!(grant.effective(day(1)), Effective::Active);
@@ -331,7 +338,8 @@ mod tests {
     #[test]
     fn grants_change_as_new_versions_and_only_narrow() {
         let grant =
-            Grant::compile("g1".into(), source(), &terms(&["id_number", "name"]), &resource(), day(1)).expect("grant");
+            Grant::compile("g1".into(), source(), &terms(&["id_number", "name"]), &resource(), day(1))
+                .expect("grant");
         let suspended = grant.change(&GrantChange::Suspend).expect("suspend");
         assert_eq!((suspended.version, suspended.effective(day(2))), (2, Effective::Suspended));
         assert!(matches!(suspended.change(&GrantChange::Suspend), Err(GrantError::IllegalChange { .. })));

@@ -184,6 +184,9 @@ mod tests {
         );
         assert_eq!(workflow_roles(&[UserRole::DataOfficeReviewer], &anhui_office, parties), vec![]);
         assert_eq!(workflow_roles(&[UserRole::SupplierAdmin], &henan_police, parties), vec![Role::Supplier]);
-        assert_eq!(workflow_roles(&[UserRole::Operator, UserRole::PlatformAdmin], &henan_office, parties), vec![]);
+        assert_eq!(
+            workflow_roles(&[UserRole::Operator, UserRole::PlatformAdmin], &henan_office, parties),
+            vec![]
+        );
     }
 }

@@ -62,7 +62,8 @@ async fn an_approval_with_supplier_review_becomes_a_grant_that_takes_effect_at_o
     let grants_before = before["items"].as_array().expect("items").len();
 
     let requested = terms(&["id_number", "name", "address", "status"], "41", 20, 10_000);
-    let created = file(&applicant, &demand(HOUSEHOLD, "KSTB-GA-001", Some(&system_id), requested.clone())).await;
+    let created =
+        file(&applicant, &demand(HOUSEHOLD, "KSTB-GA-001", Some(&system_id), requested.clone())).await;
     let id = created["id"].as_str().expect("id");
     assert_eq!(created["supplier_review"], true, "the household resource is conditional");
 
@@ -73,10 +74,12 @@ async fn an_approval_with_supplier_review_becomes_a_grant_that_takes_effect_at_o
     // The office lets it through at a lower rate; the supplier drops the address and narrows
     // the rows to one prefecture.
     let through = terms(&["id_number", "name", "address", "status"], "41", 10, 10_000);
-    let (status, reviewed) = act(&office, &office, id, json!({"action": "pass_conformity", "terms": through})).await;
+    let (status, reviewed) =
+        act(&office, &office, id, json!({"action": "pass_conformity", "terms": through})).await;
     assert_eq!((status, reviewed["state"].as_str()), (200, Some("supplier_review")), "{reviewed}");
     let answer = terms(&["id_number", "name", "status"], "4115", 10, 5_000);
-    let (status, approved) = act(&supplier, &supplier, id, json!({"action": "supplier_approve", "terms": answer})).await;
+    let (status, approved) =
+        act(&supplier, &supplier, id, json!({"action": "supplier_approve", "terms": answer})).await;
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
     let history: Vec<&str> =
         approved["history"].as_array().expect("history").iter().filter_map(|t| t["kind"].as_str()).collect();
@@ -88,47 +91,68 @@ async fn an_approval_with_supplier_review_becomes_a_grant_that_takes_effect_at_o
     let items = in_force["items"].as_array().expect("items");
     assert_eq!(items.len(), grants_before + 1);
     let grant = items.iter().find(|g| g["demand_id"] == id).expect("the new grant");
-    let granted: Vec<&str> = grant["items"].as_array().expect("items").iter().filter_map(|i| i["name"].as_str()).collect();
+    let granted: Vec<&str> =
+        grant["items"].as_array().expect("items").iter().filter_map(|i| i["name"].as_str()).collect();
     assert_eq!(granted, ["id_number", "name", "status"]);
     assert_eq!(grant["items"][0]["mask"], "id_number");
-    assert_eq!((grant["division_prefix"].as_str(), grant["daily_quota"].as_u64()), (Some("4115"), Some(5_000)));
+    assert_eq!(
+        (grant["division_prefix"].as_str(), grant["daily_quota"].as_u64()),
+        (Some("4115"), Some(5_000))
+    );
     assert_eq!(grant["resource_version"], 1);
     assert_eq!(grant["consumer_system"], system_id);
     let grant_id = grant["id"].as_str().expect("grant id").to_owned();
 
     // Another system of the same department is not covered by a grant made for this one.
-    let (_, other) = demo.system("河南省社保经办系统").expect("system").1.get("/grants/in-force").await.expect("in force");
+    let (_, other) =
+        demo.system("河南省社保经办系统").expect("system").1.get("/grants/in-force").await.expect("in force");
     assert!(other["items"].as_array().expect("items").iter().all(|g| g["id"] != grant_id.as_str()));
 
     // Suspending, resuming and revoking take effect without restart; each is a new version.
-    let change = |action: &str, version: i64| json!({"action": action, "version": version, "reason": "专项检查"});
-    let (status, suspended) = supplier.post(&format!("/grants/{grant_id}/changes"), &change("suspend", 1)).await.expect("suspend");
+    let change =
+        |action: &str, version: i64| json!({"action": action, "version": version, "reason": "专项检查"});
+    let (status, suspended) =
+        supplier.post(&format!("/grants/{grant_id}/changes"), &change("suspend", 1)).await.expect("suspend");
     assert_eq!((status, suspended["effective"].as_str()), (200, Some("suspended")), "{suspended}");
     let (_, in_force) = system.get("/grants/in-force").await.expect("in force");
     assert!(in_force["items"].as_array().expect("items").iter().all(|g| g["id"] != grant_id.as_str()));
-    let (status, _) = supplier.post(&format!("/grants/{grant_id}/changes"), &change("resume", 2)).await.expect("resume");
+    let (status, _) =
+        supplier.post(&format!("/grants/{grant_id}/changes"), &change("resume", 2)).await.expect("resume");
     assert_eq!(status, 200);
     let (_, in_force) = system.get("/grants/in-force").await.expect("in force");
     assert!(in_force["items"].as_array().expect("items").iter().any(|g| g["id"] == grant_id.as_str()));
     let narrowed = json!({"action": "narrow", "version": 3, "reason": "最小必要", "terms": terms(&["id_number", "status"], "411526", 5, 1_000)});
-    let (status, changed) = office.post(&format!("/grants/{grant_id}/changes"), &narrowed).await.expect("narrow");
+    let (status, changed) =
+        office.post(&format!("/grants/{grant_id}/changes"), &narrowed).await.expect("narrow");
     assert_eq!(status, 200, "{changed}");
     let (_, in_force) = system.get("/grants/in-force").await.expect("in force");
-    let grant = in_force["items"].as_array().expect("items").iter().find(|g| g["id"] == grant_id.as_str()).expect("grant").clone();
+    let grant = in_force["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|g| g["id"] == grant_id.as_str())
+        .expect("grant")
+        .clone();
     assert_eq!((grant["items"].as_array().map(Vec::len), grant["version"].as_u64()), (Some(2), Some(4)));
     let widen = json!({"action": "narrow", "version": 4, "reason": "扩大", "terms": terms(&["id_number", "status", "name"], "41", 5, 1_000)});
     let (status, problem) = office.post(&format!("/grants/{grant_id}/changes"), &widen).await.expect("widen");
     assert_eq!((status, problem["code"].as_str()), (422, Some("widening")));
-    let (status, _) = supplier.post(&format!("/grants/{grant_id}/changes"), &change("revoke", 4)).await.expect("revoke");
+    let (status, _) =
+        supplier.post(&format!("/grants/{grant_id}/changes"), &change("revoke", 4)).await.expect("revoke");
     assert_eq!(status, 200);
     let (_, in_force) = system.get("/grants/in-force").await.expect("in force");
     assert!(in_force["items"].as_array().expect("items").iter().all(|g| g["id"] != grant_id.as_str()));
-    let (status, problem) = supplier.post(&format!("/grants/{grant_id}/changes"), &change("resume", 5)).await.expect("resume");
+    let (status, problem) =
+        supplier.post(&format!("/grants/{grant_id}/changes"), &change("resume", 5)).await.expect("resume");
     assert_eq!((status, problem["code"].as_str()), (409, Some("illegal_transition")));
 
     let (_, detail) = applicant.get(&format!("/grants/{grant_id}")).await.expect("grant");
-    let reasons: Vec<&str> =
-        detail["versions"].as_array().expect("versions").iter().filter_map(|v| v["reason"].as_str()).collect();
+    let reasons: Vec<&str> = detail["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["reason"].as_str())
+        .collect();
     assert_eq!(reasons, ["approved", "专项检查", "专项检查", "最小必要", "专项检查"]);
     assert_eq!(detail["effective"], "revoked");
 }
@@ -138,11 +162,26 @@ async fn unconditional_data_is_granted_by_the_conformity_check_alone() {
     let demo = Demo::start().await.expect("demo");
     let applicant = demo.sign_in("demander.henan-hrss").await.expect("sign in");
     let office = demo.sign_in("reviewer.guangdong").await.expect("sign in");
-    let created = file(&applicant, &demand(INSURANCE, "KSTB-RS-002", None, terms(&["id_number", "insurance_type", "status"], "4401", 5, 500))).await;
+    let created = file(
+        &applicant,
+        &demand(
+            INSURANCE,
+            "KSTB-RS-002",
+            None,
+            terms(&["id_number", "insurance_type", "status"], "4401", 5, 500),
+        ),
+    )
+    .await;
     assert_eq!(created["supplier_review"], false);
     let id = created["id"].as_str().expect("id");
     act(&applicant, &applicant, id, json!({"action": "submit"})).await;
-    let (status, approved) = act(&office, &office, id, json!({"action": "pass_conformity", "terms": terms(&["id_number", "status"], "4401", 5, 500)})).await;
+    let (status, approved) = act(
+        &office,
+        &office,
+        id,
+        json!({"action": "pass_conformity", "terms": terms(&["id_number", "status"], "4401", 5, 500)}),
+    )
+    .await;
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
     // Any system of the department may use a grant whose demand named none.
     let (_, system) = demo.system("河南省社保经办系统").expect("system");
@@ -160,33 +199,54 @@ async fn a_refusal_needs_a_basis_and_can_be_disputed_to_a_final_decision() {
     let created = file(&applicant, &demand(FUND, "KSTB-JS-003", None, requested.clone())).await;
     let id = created["id"].as_str().expect("id");
     act(&applicant, &applicant, id, json!({"action": "submit"})).await;
-    let (_, reviewed) = act(&office, &office, id, json!({"action": "pass_conformity", "terms": requested})).await;
+    let (_, reviewed) =
+        act(&office, &office, id, json!({"action": "pass_conformity", "terms": requested})).await;
     assert_eq!(reviewed["state"], "supplier_review");
 
-    let (status, problem) = act(&supplier, &supplier, id, json!({"action": "supplier_refuse", "refusal": {"reason": "不属于必要信息", "basis": " "}})).await;
+    let (status, problem) = act(
+        &supplier,
+        &supplier,
+        id,
+        json!({"action": "supplier_refuse", "refusal": {"reason": "不属于必要信息", "basis": " "}}),
+    )
+    .await;
     assert_eq!((status, problem["code"].as_str()), (422, Some("missing_basis")), "{problem}");
     let (_, unchanged) = applicant.get(&format!("/demands/{id}")).await.expect("read");
-    assert_eq!((unchanged["state"].as_str(), &unchanged["version"]), (Some("supplier_review"), &reviewed["version"]));
+    assert_eq!(
+        (unchanged["state"].as_str(), &unchanged["version"]),
+        (Some("supplier_review"), &reviewed["version"])
+    );
 
     let refusal = json!({"reason": "贷款信息不属于该事项所需", "basis": "《住房公积金管理条例》"});
-    let (status, refused) = act(&supplier, &supplier, id, json!({"action": "supplier_refuse", "refusal": refusal})).await;
+    let (status, refused) =
+        act(&supplier, &supplier, id, json!({"action": "supplier_refuse", "refusal": refusal})).await;
     assert_eq!((status, refused["state"].as_str()), (200, Some("refused_by_supplier")));
     assert_eq!(refused["refusal"], refusal);
-    let (status, disputed) = act(&applicant, &applicant, id, json!({"action": "dispute", "reason": "异地贷款证明须核验贷款状态"})).await;
+    let (status, disputed) =
+        act(&applicant, &applicant, id, json!({"action": "dispute", "reason": "异地贷款证明须核验贷款状态"}))
+            .await;
     assert_eq!((status, disputed["state"].as_str()), (200, Some("disputed")));
     assert!(disputed["clock"]["stage"] == "coordination", "{disputed}");
     // The office's decision may not widen what was asked, and grants a narrowed set.
     let wider = terms(&["id_number", "account_status", "balance", "loan_status", "name"], "", 5, 1_000);
-    let (status, problem) = act(&office, &office, id, json!({"action": "decide_approve", "terms": wider})).await;
+    let (status, problem) =
+        act(&office, &office, id, json!({"action": "decide_approve", "terms": wider})).await;
     assert_eq!((status, problem["code"].as_str()), (422, Some("widening")));
     let decided = terms(&["id_number", "account_status", "loan_status"], "", 2, 200);
-    let (status, approved) = act(&office, &office, id, json!({"action": "decide_approve", "terms": decided})).await;
+    let (status, approved) =
+        act(&office, &office, id, json!({"action": "decide_approve", "terms": decided})).await;
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
     let (_, grants) = applicant.get("/grants").await.expect("grants");
-    let grant = grants["items"].as_array().expect("items").iter().find(|g| g["grant"]["demand_id"] == id).expect("grant");
+    let grant = grants["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|g| g["grant"]["demand_id"] == id)
+        .expect("grant");
     assert_eq!(grant["grant"]["daily_quota"], 200);
     // A final state takes no more steps.
-    let (status, problem) = act(&applicant, &applicant, id, json!({"action": "withdraw", "reason": "不再需要"})).await;
+    let (status, problem) =
+        act(&applicant, &applicant, id, json!({"action": "withdraw", "reason": "不再需要"})).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("illegal_transition")));
 }
 
@@ -200,7 +260,9 @@ async fn a_correction_pauses_the_clock_and_resubmission_resumes_it() {
     let id = created["id"].as_str().expect("id");
     let (_, submitted) = act(&applicant, &applicant, id, json!({"action": "submit"})).await;
     let deadline = submitted["clock"]["deadline"].clone();
-    let (status, returned) = act(&office, &office, id, json!({"action": "request_correction", "reason": "请补充办件量测算"})).await;
+    let (status, returned) =
+        act(&office, &office, id, json!({"action": "request_correction", "reason": "请补充办件量测算"}))
+            .await;
     assert_eq!((status, returned["state"].as_str()), (200, Some("conformity_correction")), "{returned}");
     assert_eq!(returned["clock"]["stage"], "conformity", "the paused clock is kept");
     assert_eq!(returned["overdue"], false);
@@ -209,7 +271,8 @@ async fn a_correction_pauses_the_clock_and_resubmission_resumes_it() {
     assert!(overdue["items"].as_array().expect("items").iter().all(|d| d["id"] != id));
 
     let corrected = terms(&["id_number", "status"], "41", 5, 800);
-    let (status, resubmitted) = act(&applicant, &applicant, id, json!({"action": "resubmit", "terms": corrected})).await;
+    let (status, resubmitted) =
+        act(&applicant, &applicant, id, json!({"action": "resubmit", "terms": corrected})).await;
     assert_eq!((status, resubmitted["state"].as_str()), (200, Some("submitted")), "{resubmitted}");
     assert_eq!(resubmitted["requested"]["daily_quota"], 800);
     assert_eq!(resubmitted["clock"]["deadline"], deadline, "same-day round: no working day was used");
@@ -217,8 +280,12 @@ async fn a_correction_pauses_the_clock_and_resubmission_resumes_it() {
     assert!(overdue["items"].as_array().expect("items").iter().any(|d| d["id"] == id));
     let (_, overdue) = office.get("/demands/overdue").await.expect("overdue today");
     assert!(overdue["items"].as_array().expect("items").iter().all(|d| d["id"] != id));
-    let kinds: Vec<&str> =
-        resubmitted["history"].as_array().expect("history").iter().filter_map(|t| t["kind"].as_str()).collect();
+    let kinds: Vec<&str> = resubmitted["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
     assert_eq!(kinds, ["submit", "request_correction", "resubmit"]);
 }
 
@@ -226,7 +293,16 @@ async fn a_correction_pauses_the_clock_and_resubmission_resumes_it() {
 async fn every_route_checks_who_calls() {
     let demo = Demo::start().await.expect("demo");
     let anonymous = demo.anonymous();
-    for path in ["/me", "/demands", "/grants", "/departments", "/catalog/resources", "/users", "/systems", "/service-items"] {
+    for path in [
+        "/me",
+        "/demands",
+        "/grants",
+        "/departments",
+        "/catalog/resources",
+        "/users",
+        "/systems",
+        "/service-items",
+    ] {
         let (status, problem) = anonymous.get(path).await.expect("get");
         assert_eq!((status, problem["code"].as_str()), (401, Some("unauthenticated")), "{path}");
     }
@@ -235,8 +311,10 @@ async fn every_route_checks_who_calls() {
     let forged = Api::new(&demo.gateway.base_url, Some("tbs_0000".into()));
     let (status, problem) = forged.get("/me").await.expect("get");
     assert_eq!((status, problem["code"].as_str()), (401, Some("invalid_credentials")));
-    let (status, problem) =
-        anonymous.post("/sessions", &json!({"username": "admin", "password": "wrong password!"})).await.expect("post");
+    let (status, problem) = anonymous
+        .post("/sessions", &json!({"username": "admin", "password": "wrong password!"}))
+        .await
+        .expect("post");
     assert_eq!((status, problem["code"].as_str()), (401, Some("invalid_credentials")));
 
     let applicant = demo.sign_in("demander.guangdong-police").await.expect("sign in");
@@ -246,7 +324,8 @@ async fn every_route_checks_who_calls() {
     let (_, system) = demo.system(GD_POLICE_SYSTEM).expect("system");
 
     // Only platform administrators register departments and people.
-    let department = json!({"code": "11410000MB1234567X", "name": "x", "region": "410000", "roles": ["demander"]});
+    let department =
+        json!({"code": "11410000MB1234567X", "name": "x", "region": "410000", "roles": ["demander"]});
     for api in [&applicant, &operator, &system] {
         let (status, problem) = api.post("/departments", &department).await.expect("post");
         assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")));
@@ -277,12 +356,23 @@ async fn every_route_checks_who_calls() {
     let (_, listed) = wrong_office.get("/demands?limit=500").await.expect("list");
     let anhui_supplier = demo.department_of("supplier.anhui-housing");
     assert!(!listed["items"].as_array().expect("items").is_empty());
-    assert!(listed["items"].as_array().expect("items").iter().all(|d| d["supplier_department"] == anhui_supplier.as_str()));
+    assert!(
+        listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|d| d["supplier_department"] == anhui_supplier.as_str())
+    );
     // A demander lists only its own department's demands.
     let (_, listed) = applicant.get("/demands?limit=500").await.expect("list");
     let own = demo.department_of("demander.guangdong-police");
-    assert!(listed["items"].as_array().expect("items").iter().all(|d| d["applicant_department"] == own.as_str()));
-    let (status, _) = applicant.get(&format!("/demands?applicant={}", demo.department_of("demander.henan-hrss"))).await.expect("list");
+    assert!(
+        listed["items"].as_array().expect("items").iter().all(|d| d["applicant_department"] == own.as_str())
+    );
+    let (status, _) = applicant
+        .get(&format!("/demands?applicant={}", demo.department_of("demander.henan-hrss")))
+        .await
+        .expect("list");
     assert_eq!(status, 403);
     // Grants in force are a system's question.
     let (status, _) = applicant.get("/grants/in-force").await.expect("get");
@@ -314,7 +404,11 @@ async fn concurrent_reviewers_cannot_both_decide() {
     let applicant = demo.sign_in("demander.guangdong-police").await.expect("sign in");
 
     for round in 0..8 {
-        let created = file(&applicant, &demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "name"], "41", 5, 100))).await;
+        let created = file(
+            &applicant,
+            &demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "name"], "41", 5, 100)),
+        )
+        .await;
         let id = created["id"].as_str().expect("id").to_owned();
         let (_, submitted) = act(&applicant, &applicant, &id, json!({"action": "submit"})).await;
         let version = submitted["version"].clone();
@@ -329,7 +423,11 @@ async fn concurrent_reviewers_cannot_both_decide() {
         let loser = if a.0 == 409 { &a.1 } else { &b.1 };
         assert_eq!(loser["code"], "version_conflict");
         let (_, stored) = applicant.get(&format!("/demands/{id}")).await.expect("read");
-        assert_eq!(stored["history"].as_array().map(Vec::len), Some(2), "round {round}: one decision recorded");
+        assert_eq!(
+            stored["history"].as_array().map(Vec::len),
+            Some(2),
+            "round {round}: one decision recorded"
+        );
         let winner = if a.0 == 200 { "supplier_review" } else { "refused_at_conformity" };
         assert_eq!(stored["state"], winner);
     }
@@ -346,7 +444,8 @@ async fn bad_input_is_answered_with_problems_and_writes_nothing() {
     let demands_before = count(admin.clone(), "/demands?limit=500").await;
     let departments_before = count(admin.clone(), "/departments").await;
 
-    let (status, problem) = applicant.post_raw("/demands", "application/json", "{\"resource_code\": ").await.expect("post");
+    let (status, problem) =
+        applicant.post_raw("/demands", "application/json", "{\"resource_code\": ").await.expect("post");
     assert_eq!((status, problem["code"].as_str()), (400, Some("malformed_json")));
     let (status, problem) = applicant.post_raw("/demands", "text/plain", "{}").await.expect("post");
     assert_eq!((status, problem["code"].as_str()), (415, Some("unsupported_media_type")));
@@ -356,16 +455,31 @@ async fn bad_input_is_answered_with_problems_and_writes_nothing() {
     assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_body")), "{problem}");
 
     let cases: Vec<(Value, &str)> = vec![
-        (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "marital_status"], "41", 1, 1)), "ungrantable_items"),
-        (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "no_such_item"], "41", 1, 1)), "ungrantable_items"),
-        (demand("Z99-000000-0001", "KSTB-GA-001", None, terms(&["id_number"], "41", 1, 1)), "unknown_resource"),
-        (demand(HOUSEHOLD, "KSTB-JS-002", None, terms(&["id_number"], "41", 1, 1)), "service_item_not_served"),
+        (
+            demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "marital_status"], "41", 1, 1)),
+            "ungrantable_items",
+        ),
+        (
+            demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number", "no_such_item"], "41", 1, 1)),
+            "ungrantable_items",
+        ),
+        (
+            demand("Z99-000000-0001", "KSTB-GA-001", None, terms(&["id_number"], "41", 1, 1)),
+            "unknown_resource",
+        ),
+        (
+            demand(HOUSEHOLD, "KSTB-JS-002", None, terms(&["id_number"], "41", 1, 1)),
+            "service_item_not_served",
+        ),
         (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&[], "41", 1, 1)), "invalid_request"),
         (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number"], "4", 1, 1)), "invalid_request"),
         (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number"], "99", 1, 1)), "invalid_request"),
         (demand(HOUSEHOLD, "KSTB-GA-001", None, terms(&["id_number"], "41", 0, 1)), "invalid_request"),
         (demand(FUND, "KSTB-JS-002", None, terms(&["id_number"], "34", 1, 1)), "invalid_request"),
-        (demand(HOUSEHOLD, "KSTB-GA-001", Some("not-our-system"), terms(&["id_number"], "41", 1, 1)), "invalid_request"),
+        (
+            demand(HOUSEHOLD, "KSTB-GA-001", Some("not-our-system"), terms(&["id_number"], "41", 1, 1)),
+            "invalid_request",
+        ),
     ];
     for (body, code) in cases {
         let (status, problem) = applicant.post("/demands", &body).await.expect("post");
@@ -383,13 +497,19 @@ async fn bad_input_is_answered_with_problems_and_writes_nothing() {
 
     // Departments: a wrong check character, an unknown region, a duplicate.
     let (status, problem) = admin
-        .post("/departments", &json!({"code": "11410000MB0000000Y", "name": "x", "region": "410000", "roles": ["demander"]}))
+        .post(
+            "/departments",
+            &json!({"code": "11410000MB0000000Y", "name": "x", "region": "410000", "roles": ["demander"]}),
+        )
         .await
         .expect("post");
     assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_request")), "{problem}");
     let existing = demo.department_of("reviewer.henan");
     let (status, problem) = admin
-        .post("/departments", &json!({"code": existing, "name": "重复", "region": "410000", "roles": ["demander"]}))
+        .post(
+            "/departments",
+            &json!({"code": existing, "name": "重复", "region": "410000", "roles": ["demander"]}),
+        )
         .await
         .expect("post");
     assert_eq!((status, problem["code"].as_str()), (409, Some("already_exists")));
@@ -421,37 +541,69 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
         edit.as_object_mut().expect("object").remove(field);
     }
     edit["summary"] = json!("常住户口登记的人口基本信息（第二版）");
-    let (status, problem) = other.put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit})).await.expect("put");
+    let (status, problem) = other
+        .put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit}))
+        .await
+        .expect("put");
     assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")));
-    let (status, edited) = supplier.put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit})).await.expect("put");
+    let (status, edited) = supplier
+        .put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit}))
+        .await
+        .expect("put");
     assert_eq!((status, edited["version"].as_u64()), (200, Some(2)), "{edited}");
-    let (status, problem) = supplier.put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit})).await.expect("put");
+    let (status, problem) = supplier
+        .put(&format!("/catalog/resources/{HOUSEHOLD}"), &json!({"version": 1, "resource": edit}))
+        .await
+        .expect("put");
     assert_eq!((status, problem["code"].as_str()), (409, Some("version_conflict")));
     let (_, first) = supplier.get(&format!("/catalog/resources/{HOUSEHOLD}/versions/1")).await.expect("get");
     assert_eq!(first["summary"], resource["summary"]);
     // Grants approved before the edit still name version 1.
     let (_, grants) = operator.get("/grants").await.expect("grants");
-    let household: Vec<&Value> = grants["items"].as_array().expect("items").iter().filter(|g| g["grant"]["resource_code"] == HOUSEHOLD).collect();
+    let household: Vec<&Value> = grants["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|g| g["grant"]["resource_code"] == HOUSEHOLD)
+        .collect();
     assert!(!household.is_empty());
     assert!(household.iter().all(|g| g["grant"]["resource_version"] == 1));
 
     // Filters and pages.
     let (_, conditional) = operator.get("/catalog/resources?share_type=conditional").await.expect("get");
-    let codes: Vec<&str> = conditional["items"].as_array().expect("items").iter().filter_map(|r| r["code"].as_str()).collect();
+    let codes: Vec<&str> =
+        conditional["items"].as_array().expect("items").iter().filter_map(|r| r["code"].as_str()).collect();
     assert_eq!(codes, [HOUSEHOLD]);
     let mut seen = Vec::new();
     let mut path = "/demands?limit=4".to_owned();
     loop {
         let (status, page) = operator.get(&path).await.expect("page");
         assert_eq!(status, 200);
-        seen.extend(page["items"].as_array().expect("items").iter().map(|d| d["state"].as_str().unwrap_or_default().to_owned()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|d| d["state"].as_str().unwrap_or_default().to_owned()),
+        );
         match page["next"].as_str() {
             Some(next) => path = format!("/demands?limit=4&after={next}"),
             None => break,
         }
     }
-    for state in ["draft", "submitted", "conformity_correction", "supplier_review", "supplier_correction", "approved",
-                  "refused_at_conformity", "refused_by_supplier", "disputed", "finally_refused", "withdrawn"] {
+    for state in [
+        "draft",
+        "submitted",
+        "conformity_correction",
+        "supplier_review",
+        "supplier_correction",
+        "approved",
+        "refused_at_conformity",
+        "refused_by_supplier",
+        "disputed",
+        "finally_refused",
+        "withdrawn",
+    ] {
         assert!(seen.iter().any(|s| s == state), "the seed has a demand in state {state}: {seen:?}");
     }
     let (_, approved) = operator.get("/demands?state=approved").await.expect("get");
@@ -461,7 +613,12 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
     let (status, document) = demo.anonymous().get("/openapi.json").await.expect("openapi");
     assert_eq!(status, 200);
     assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
-    for path in ["/api/v1/demands/{id}/actions", "/api/v1/grants/{id}/changes", "/api/v1/catalog/resources/{code}", "/api/v1/sessions"] {
+    for path in [
+        "/api/v1/demands/{id}/actions",
+        "/api/v1/grants/{id}/changes",
+        "/api/v1/catalog/resources/{code}",
+        "/api/v1/sessions",
+    ] {
         assert!(document["paths"].get(path).is_some(), "{path} is documented");
     }
 }

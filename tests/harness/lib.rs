@@ -198,11 +198,19 @@ impl Api {
         Api::answer(self.request(reqwest::Method::GET, path)).await
     }
 
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         Api::answer(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
-    pub async fn put(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub async fn put(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         Api::answer(self.request(reqwest::Method::PUT, path).json(body)).await
     }
 
@@ -213,7 +221,8 @@ impl Api {
         content_type: &str,
         body: &'static str,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        Api::answer(self.request(reqwest::Method::POST, path).header("content-type", content_type).body(body)).await
+        Api::answer(self.request(reqwest::Method::POST, path).header("content-type", content_type).body(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {

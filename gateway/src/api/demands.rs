@@ -130,7 +130,10 @@ pub(super) async fn list_demands(
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let page = state.platform().store.list_demands(&filter, query.after.as_deref(), limit).await?;
     let today = Platform::now().date();
-    Ok(Json(Listing { items: page.items.into_iter().map(|d| DemandView::of(d, today)).collect(), next: page.next }))
+    Ok(Json(Listing {
+        items: page.items.into_iter().map(|d| DemandView::of(d, today)).collect(),
+        next: page.next,
+    }))
 }
 
 /// Files a demand as a draft (demanders).

@@ -53,7 +53,11 @@ pub(super) async fn list_grants(
     let mut views = Vec::new();
     for record in all {
         if platform.may_read_grant(&caller, &record.grant).await? {
-            views.push(GrantView { version: record.version, effective: record.grant.effective(today), grant: record.grant });
+            views.push(GrantView {
+                version: record.version,
+                effective: record.grant.effective(today),
+                grant: record.grant,
+            });
         }
     }
     Ok(Json(paging.apply(views, |v| v.grant.id.clone())))
@@ -62,7 +66,10 @@ pub(super) async fn list_grants(
 /// The grants in force for the calling system, as the data plane sees them right now.
 #[utoipa::path(get, path = "/api/v1/grants/in-force", tag = "grants", security(("bearer" = [])),
     responses((status = 200, body = Listing<Grant>), (status = 403, body = super::ProblemSchema)))]
-pub(super) async fn in_force(State(state): State<AppState>, caller: Caller) -> Result<Json<Listing<Grant>>, ApiError> {
+pub(super) async fn in_force(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Listing<Grant>>, ApiError> {
     let Caller::System { system, .. } = &caller else {
         return Err(ApiError::forbidden("grants in force are asked for by a system, with its API key"));
     };
@@ -95,7 +102,10 @@ pub(super) async fn get_grant(
         .map(|(grant, changed_by, reason, at)| GrantVersion { grant, changed_by, reason, at })
         .collect();
     let effective = record.grant.effective(Platform::now().date());
-    Ok(Json(GrantDetail { current: GrantView { version: record.version, effective, grant: record.grant }, versions }))
+    Ok(Json(GrantDetail {
+        current: GrantView { version: record.version, effective, grant: record.grant },
+        versions,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

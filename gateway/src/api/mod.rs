@@ -3,8 +3,8 @@
 //! caller's role; the OpenAPI 3.1 document is generated from these handlers.
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -73,9 +73,14 @@ impl utoipa::Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some(
-                "A session token from POST /api/v1/sessions (tbs_…) or a system's API key (tbk_…).",
-            )).build()),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token from POST /api/v1/sessions (tbs_…) or a system's API key (tbk_…).",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -131,8 +136,10 @@ impl Paging {
     /// Pages a list already sorted by `key`.
     pub fn apply<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Listing<T> {
         let limit = self.limit() as usize;
-        let mut rest: Vec<T> =
-            items.into_iter().filter(|item| self.after.as_ref().is_none_or(|after| key(item) > *after)).collect();
+        let mut rest: Vec<T> = items
+            .into_iter()
+            .filter(|item| self.after.as_ref().is_none_or(|after| key(item) > *after))
+            .collect();
         let next = if rest.len() > limit {
             rest.truncate(limit);
             rest.last().map(&key)
@@ -166,18 +173,19 @@ impl FromRequestParts<AppState> for Caller {
 async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiError> {
     let digest = auth::digest(token);
     if token.starts_with(auth::SESSION_PREFIX) {
-        let user =
-            platform.store.session_user(&digest, Platform::now()).await?.ok_or_else(ApiError::invalid_credentials)?;
+        let user = platform
+            .store
+            .session_user(&digest, Platform::now())
+            .await?
+            .ok_or_else(ApiError::invalid_credentials)?;
         let department = platform.store.department(&user.department_code).await?;
         Ok(Caller::User { user, department })
     } else if token.starts_with(auth::API_KEY_PREFIX) {
-        let system = platform.store.system_by_key_digest(&digest).await?.ok_or_else(ApiError::invalid_credentials)?;
+        let system =
+            platform.store.system_by_key_digest(&digest).await?.ok_or_else(ApiError::invalid_credentials)?;
         let department = platform.store.department(&system.department_code).await?;
         Ok(Caller::System { system, department })
     } else {
         Err(ApiError::invalid_credentials())
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -201,7 +201,9 @@ pub(super) async fn create_system(
     let own = &caller.department().code;
     let department = match input.department_code {
         Some(code) if &code != own && !user.roles.contains(&UserRole::PlatformAdmin) => {
-            return Err(ApiError::forbidden("only platform administrators register systems of other departments"));
+            return Err(ApiError::forbidden(
+                "only platform administrators register systems of other departments",
+            ));
         }
         Some(code) => code,
         None => own.clone(),
@@ -275,8 +277,13 @@ async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserR
     let department = platform.store.department(&input.department_code).await.map_err(|_| {
         ApiError::invalid(format!("department_code {} is not a registered department", input.department_code))
     })?;
-    if let Some(role) = input.roles.iter().find(|r| r.required_department_role().is_some_and(|d| !department.has_role(d))) {
-        return Err(ApiError::invalid(format!("role {role:?} needs a department with role {:?}", role.required_department_role())));
+    if let Some(role) =
+        input.roles.iter().find(|r| r.required_department_role().is_some_and(|d| !department.has_role(d)))
+    {
+        return Err(ApiError::invalid(format!(
+            "role {role:?} needs a department with role {:?}",
+            role.required_department_role()
+        )));
     }
     let password = input.password;
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))

@@ -37,7 +37,12 @@ impl Store {
     /// Stores `resource` as a new version. Its version must be one more than the newest
     /// stored (1 for a new code); a concurrent edit that took the number first makes this one
     /// a conflict rather than a silent overwrite.
-    pub async fn put_resource_version(&self, resource: &Resource, created_by: &str, now: NaiveDateTime) -> Result<()> {
+    pub async fn put_resource_version(
+        &self,
+        resource: &Resource,
+        created_by: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
         let newest = self.newest_resource_version(&resource.code).await?;
         if i64::from(resource.version) != newest + 1 {
             return Err(if newest == 0 {

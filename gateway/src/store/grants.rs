@@ -74,7 +74,10 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("grant {id}")))?;
-        Ok(GrantRecord { grant: serde_json::from_str(&row.try_get::<String, _>("body")?)?, version: row.try_get("version")? })
+        Ok(GrantRecord {
+            grant: serde_json::from_str(&row.try_get::<String, _>("body")?)?,
+            version: row.try_get("version")?,
+        })
     }
 
     /// The grant an approved demand compiled into.
@@ -147,12 +150,16 @@ impl Store {
     }
 
     /// Every version of a grant, oldest first, with who changed it and why.
-    pub async fn grant_versions(&self, id: &str) -> Result<Vec<(Grant, String, Option<String>, NaiveDateTime)>> {
-        let rows =
-            sqlx::query("SELECT body, changed_by, reason, at FROM grant_versions WHERE grant_id = $1 ORDER BY version")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+    pub async fn grant_versions(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(Grant, String, Option<String>, NaiveDateTime)>> {
+        let rows = sqlx::query(
+            "SELECT body, changed_by, reason, at FROM grant_versions WHERE grant_id = $1 ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok((

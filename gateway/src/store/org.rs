@@ -66,15 +66,17 @@ const USER_COLUMNS: &str = "username, display_name, department_code, roles, enab
 
 impl Store {
     pub async fn create_department(&self, department: &Department, now: NaiveDateTime) -> Result<()> {
-        sqlx::query("INSERT INTO departments (code, name, region, roles, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&department.code)
-            .bind(&department.name)
-            .bind(&department.region)
-            .bind(serde_json::to_string(&department.roles)?)
-            .bind(time(now))
-            .execute(&self.pool)
-            .await
-            .map_err(duplicate(|| format!("department {}", department.code)))?;
+        sqlx::query(
+            "INSERT INTO departments (code, name, region, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&department.code)
+        .bind(&department.name)
+        .bind(&department.region)
+        .bind(serde_json::to_string(&department.roles)?)
+        .bind(time(now))
+        .execute(&self.pool)
+        .await
+        .map_err(duplicate(|| format!("department {}", department.code)))?;
         Ok(())
     }
 
@@ -132,22 +134,30 @@ impl Store {
     pub async fn systems(&self, department_code: Option<&str>) -> Result<Vec<SystemRecord>> {
         let rows = match department_code {
             Some(code) => {
-                sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE department_code = $1 ORDER BY id"))
-                    .bind(code)
+                sqlx::query(&format!(
+                    "SELECT {SYSTEM_COLUMNS} FROM systems WHERE department_code = $1 ORDER BY id"
+                ))
+                .bind(code)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems ORDER BY id"))
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems ORDER BY id")).fetch_all(&self.pool).await?,
         };
         rows.iter().map(system_from_row).collect()
     }
 
     /// The enabled system whose API key has this digest.
     pub async fn system_by_key_digest(&self, digest: &str) -> Result<Option<SystemRecord>> {
-        let row = sqlx::query(&format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE api_key_hash = $1 AND enabled = 1"))
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SYSTEM_COLUMNS} FROM systems WHERE api_key_hash = $1 AND enabled = 1"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(system_from_row).transpose()
     }
 
@@ -171,10 +181,11 @@ impl Store {
 
     /// A user and the stored hash of their password.
     pub async fn user_with_password(&self, username: &str) -> Result<Option<(UserRecord, String)>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
     }
 
@@ -189,7 +200,9 @@ impl Store {
                 .await?
             }
             None => {
-                sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username")).fetch_all(&self.pool).await?
+                sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.iter().map(user_from_row).collect()
@@ -202,13 +215,15 @@ impl Store {
         now: NaiveDateTime,
         expires_at: NaiveDateTime,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, username, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_digest)
-            .bind(username)
-            .bind(time(now))
-            .bind(time(expires_at))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, username, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_digest)
+        .bind(username)
+        .bind(time(now))
+        .bind(time(expires_at))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -227,7 +242,10 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_digest: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_digest).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_digest)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

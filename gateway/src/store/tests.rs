@@ -154,8 +154,10 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
             let draft =
                 store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
             let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
-            let current =
-                store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("submit");
+            let current = store
+                .update_demand(&draft.id, draft.version, &submitted, None, at(2, 10))
+                .await
+                .expect("submit");
 
             // Both reviewers read the same version and decide differently at the same moment.
             let approve =
