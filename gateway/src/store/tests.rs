@@ -225,3 +225,176 @@ async fn overdue_reviews_are_one_query() {
 async fn unsupported_urls_are_refused() {
     assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
 }
+
+#[tokio::test]
+async fn departments_people_catalog_and_grants_round_trip() {
+    use tongban_policy::catalog::{
+        InformationItem, MaskRule, Resource, Sensitivity, ShareMethod, ShareType, UpdateCycle,
+    };
+    use tongban_policy::credit_code::CreditCode;
+    use tongban_policy::grant::{Grant, GrantChange, GrantSource};
+    use tongban_policy::org::{Department, DepartmentRole, ServiceItem, UserRole};
+
+    for (backend, store, _dir) in stores().await {
+        let supplier = Department {
+            code: CreditCode::compose('1', '1', "410000", "00410001"),
+            name: "河南省公安厅".into(),
+            region: "410000".into(),
+            roles: vec![DepartmentRole::Supplier],
+        };
+        let applicant = Department {
+            code: CreditCode::compose('1', '1', "440000", "00440002"),
+            name: "广东省公安厅".into(),
+            region: "440000".into(),
+            roles: vec![DepartmentRole::Demander],
+        };
+        store.create_department(&supplier, at(2, 9)).await.expect("department");
+        store.create_department(&applicant, at(2, 9)).await.expect("department");
+        assert!(
+            matches!(store.create_department(&supplier, at(2, 9)).await, Err(StoreError::Duplicate(_))),
+            "{backend}"
+        );
+        assert_eq!(store.department(&supplier.code).await.expect("read"), supplier, "{backend}");
+
+        let system = store
+            .create_system(&applicant.code, "户籍系统", "digest-1", "tbk_abc", at(2, 9))
+            .await
+            .expect("system");
+        assert_eq!(
+            store.system_by_key_digest("digest-1").await.expect("by key"),
+            Some(system.clone()),
+            "{backend}"
+        );
+        assert_eq!(store.system_by_key_digest("digest-2").await.expect("by key"), None);
+        let user = UserRecord {
+            username: "demander".into(),
+            display_name: "业务员".into(),
+            department_code: applicant.code.clone(),
+            roles: vec![UserRole::Demander],
+            enabled: true,
+            created_at: at(2, 9),
+        };
+        store.create_user(&user, "$argon2id$hash").await.expect("user");
+        assert!(matches!(store.create_user(&user, "x").await, Err(StoreError::Duplicate(_))), "{backend}");
+        store.create_session("session-1", "demander", at(2, 9), at(2, 17)).await.expect("session");
+        assert_eq!(
+            store.session_user("session-1", at(2, 12)).await.expect("session"),
+            Some(user.clone()),
+            "{backend}"
+        );
+        assert_eq!(store.session_user("session-1", at(2, 18)).await.expect("expired"), None, "{backend}");
+        store.delete_session("session-1").await.expect("sign out");
+        assert_eq!(store.session_user("session-1", at(2, 12)).await.expect("ended"), None);
+
+        store
+            .create_service_item(&ServiceItem {
+                code: "KSTB-GA-001".into(),
+                name: "工作调动户口迁移".into(),
+                ministry: "公安部".into(),
+                needs: vec!["household".into()],
+            })
+            .await
+            .expect("service item");
+        let item = |name: &str| InformationItem {
+            name: name.into(),
+            label: name.into(),
+            data_type: "Utf8".into(),
+            sensitivity: Sensitivity::Important,
+            personal: true,
+            default_mask: MaskRule::None,
+            share_type: ShareType::Conditional,
+        };
+        let mut resource = Resource {
+            code: "A01-410000-0001".into(),
+            version: 1,
+            name: "户籍".into(),
+            supplier: supplier.code.clone(),
+            summary: String::new(),
+            share_type: ShareType::Conditional,
+            share_condition: Some("限户籍事项".into()),
+            share_methods: vec![ShareMethod::Interface],
+            update_cycle: UpdateCycle::Daily,
+            dataset: "household".into(),
+            items: vec![item("id_number"), item("name"), item("status")],
+            service_items: vec!["KSTB-GA-001".into()],
+            division_item: None,
+        };
+        store.put_resource_version(&resource, "user:s", at(2, 9)).await.expect("v1");
+        resource.summary = "second".into();
+        resource.version = 2;
+        store.put_resource_version(&resource, "user:s", at(2, 10)).await.expect("v2");
+        assert!(
+            matches!(
+                store.put_resource_version(&resource, "user:s", at(2, 10)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        assert_eq!(store.resource(&resource.code, None).await.expect("newest").summary, "second");
+        assert_eq!(store.resource(&resource.code, Some(1)).await.expect("v1").summary, "");
+        assert_eq!(store.resources(Some(&supplier.code)).await.expect("list").len(), 1, "{backend}");
+
+        // A demand on the supplier's data, found by the supplier and by its province.
+        let mut filing = new_demand(&applicant.code, &resource.code);
+        filing.supplier_department = supplier.code.clone();
+        let demand = store.create_demand(filing, at(2, 9)).await.expect("demand");
+        for (province, expected) in [("41", 1), ("44", 0)] {
+            let filter = DemandFilter { supplier_province: Some(province.into()), ..DemandFilter::default() };
+            assert_eq!(
+                store.list_demands(&filter, None, 10).await.expect("list").items.len(),
+                expected,
+                "{backend}"
+            );
+        }
+
+        // The approval and its grant are one write.
+        let revision = store.grant_revision().await.expect("revision");
+        let submitted = act(&demand, Role::Applicant, Action::Submit, at(2, 10));
+        let demand = store
+            .update_demand(&demand.id, demand.version, &submitted, None, at(2, 10))
+            .await
+            .expect("submit");
+        let mut approved = demand.filing.workflow.clone();
+        approved.supplier_review = false;
+        approved
+            .apply(
+                "office",
+                Role::DataOffice,
+                Action::PassConformity { terms: terms() },
+                at(3, 9),
+                &WorkingCalendar::default(),
+                &StageLimits::default(),
+            )
+            .expect("approve");
+        let source = GrantSource {
+            demand_id: &demand.id,
+            consumer_department: &applicant.code,
+            consumer_system: Some(&system.id),
+            service_item: "KSTB-GA-001",
+            purpose: "核验",
+        };
+        let grant =
+            Grant::compile("g-1".into(), source, &terms(), &resource, at(3, 9).date()).expect("grant");
+        store
+            .update_demand(&demand.id, demand.version, &approved, Some((&grant, "user:office")), at(3, 9))
+            .await
+            .expect("approve");
+        assert_eq!(store.grant_of_demand(&demand.id).await.expect("grant"), Some(grant.clone()), "{backend}");
+        assert_eq!(store.grant_revision().await.expect("revision"), revision + 1);
+        let suspended = grant.change(&GrantChange::Suspend).expect("suspend");
+        let stored =
+            store.update_grant(&suspended, 1, "user:s", Some("检查"), at(3, 10)).await.expect("suspend");
+        assert_eq!(stored.version, 2, "{backend}");
+        assert!(
+            matches!(
+                store.update_grant(&suspended, 1, "user:s", Some("again"), at(3, 10)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{backend}: a stale change is refused"
+        );
+        let versions = store.grant_versions("g-1").await.expect("versions");
+        assert_eq!(versions.len(), 2, "{backend}");
+        assert_eq!(versions[1].2.as_deref(), Some("检查"));
+        assert_eq!(store.grants(&Default::default()).await.expect("grants").len(), 1);
+    }
+}
