@@ -27,6 +27,23 @@ pub fn new_secret(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<32>()))
 }
 
+/// A newly issued API key: the key, shown once; its digest, stored; and its first
+/// characters, stored so people can tell their keys apart.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key: String,
+    pub digest: String,
+    pub prefix: String,
+}
+
+/// Issues a new system API key.
+pub fn issue_api_key() -> IssuedKey {
+    let key = new_secret(API_KEY_PREFIX);
+    let digest = digest(&key);
+    let prefix = key.chars().take(API_KEY_PREFIX.len() + 6).collect();
+    IssuedKey { key, digest, prefix }
+}
+
 /// The digest under which a token or key is stored and looked up.
 pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

@@ -59,9 +59,14 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "version_conflict", "Changed by someone else", detail)
     }
 
-    /// A well-formed request whose content breaks a rule.
+    /// A well-formed request whose content breaks the rule named by `code`.
+    pub fn unprocessable(code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, title, detail)
+    }
+
+    /// A well-formed request whose content breaks a rule without a code of its own.
     pub fn invalid(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request", detail)
+        ApiError::unprocessable("invalid_request", "Invalid request", detail)
     }
 
     pub fn ungrantable(items: &[&str]) -> Self {

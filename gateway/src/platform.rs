@@ -8,7 +8,9 @@ use chrono::{NaiveDate, NaiveDateTime};
 use tongban_policy::calendar::WorkingCalendar;
 use tongban_policy::catalog::{Resource, ShareType};
 use tongban_policy::grant::{Grant, GrantChange, GrantSet, GrantSource};
-use tongban_policy::org::{DemandParties, Department, DepartmentRole, ServiceItem, UserRole, workflow_roles};
+use tongban_policy::org::{
+    DemandParties, Department, DepartmentRole, ServiceItem, UserRole, reviews_for, workflow_roles,
+};
 use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
 
 use crate::error::ApiError;
@@ -73,7 +75,7 @@ impl GrantRegistry {
     /// Reloads every grant from the store.
     pub async fn reload(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let revision = store.grant_revision().await?;
-        let grants = store.grants(&Default::default()).await?;
+        let grants = store.grants().await?;
         let set = Arc::new(GrantSet::new(grants.into_iter().map(|r| r.grant)));
         let mut current = self.current.write().expect("grant registry lock is never poisoned");
         // A slower reload must not replace a newer one.
@@ -260,8 +262,7 @@ impl Platform {
             return Err(invalid("share_methods: name at least one"));
         }
         if !self.datasets.contains(&input.dataset) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ApiError::unprocessable(
                 "unknown_dataset",
                 "Unknown dataset",
                 format!("dataset {:?} is not configured; known: {:?}", input.dataset, self.datasets),
@@ -269,8 +270,7 @@ impl Platform {
         }
         for code in &input.service_items {
             self.store.service_item(code).await.map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                ApiError::unprocessable(
                     "unknown_service_item",
                     "Unknown service item",
                     format!("service item {code} is not registered"),
@@ -351,8 +351,7 @@ impl Platform {
         let today = Self::now().date();
         check_terms(&input.terms, today)?;
         let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound(_) => ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            crate::store::StoreError::NotFound(_) => ApiError::unprocessable(
                 "unknown_resource",
                 "Unknown resource",
                 format!("resource {} is not in the catalog", input.resource_code),
@@ -370,8 +369,7 @@ impl Platform {
             )));
         }
         if !resource.service_items.contains(&input.service_item) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ApiError::unprocessable(
                 "service_item_not_served",
                 "Service item not served",
                 format!(
@@ -513,9 +511,7 @@ impl Platform {
             return Ok(true);
         }
         let supplier = self.store.department(&resource.supplier).await?;
-        Ok(caller.has_role(UserRole::DataOfficeReviewer)
-            && department.has_role(DepartmentRole::DataOffice)
-            && department.province() == supplier.province())
+        Ok(matches!(caller, Caller::User { user, .. } if reviews_for(&user.roles, department, &supplier)))
     }
 
     /// Suspends, resumes, revokes or narrows a grant: the supplier's administrators and the
@@ -530,8 +526,7 @@ impl Platform {
     ) -> Result<GrantRecord, ApiError> {
         let user = caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;
         if reason.trim().is_empty() {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ApiError::unprocessable(
                 "missing_reason",
                 "Reason missing",
                 "a grant change records its reason",
@@ -544,9 +539,7 @@ impl Platform {
         let department = caller.department();
         let supplier_admin =
             user.roles.contains(&UserRole::SupplierAdmin) && department.code == supplier.code;
-        let reviewer = user.roles.contains(&UserRole::DataOfficeReviewer)
-            && department.has_role(DepartmentRole::DataOffice)
-            && department.province() == supplier.province();
+        let reviewer = reviews_for(&user.roles, department, &supplier);
         if !(supplier_admin || reviewer) {
             return Err(ApiError::forbidden(format!("{} may not change grant {id}", user.username)));
         }

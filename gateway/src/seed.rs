@@ -327,17 +327,16 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
     }
     let mut systems = Vec::new();
     for (department, name) in SYSTEMS {
-        let api_key = auth::new_secret(auth::API_KEY_PREFIX);
-        let prefix: String = api_key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
+        let issued = auth::issue_api_key();
         let system = platform
             .store
-            .create_system(&code_of(department), name, &auth::digest(&api_key), &prefix, now)
+            .create_system(&code_of(department), name, &issued.digest, &issued.prefix, now)
             .await?;
         systems.push(DemoSystem {
             id: system.id,
             name: (*name).into(),
             department: code_of(department),
-            api_key,
+            api_key: issued.key,
         });
     }
     let admin = caller(platform, "admin").await?;
@@ -351,12 +350,11 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
         platform.create_service_item(&admin, item).await?;
     }
     for (supplier, resource) in resources() {
-        let supplier_key = supplier.split('-').next().unwrap_or_default();
         let username = USERS
             .iter()
             .find(|u| u.0.starts_with("supplier.") && u.2 == supplier)
             .map(|u| u.0)
-            .with_context(|| format!("a supplier administrator for {supplier_key}"))?;
+            .with_context(|| format!("a supplier administrator for {supplier}"))?;
         platform.create_resource(&caller(platform, username).await?, resource).await?;
     }
     seed_demands(platform, &systems).await?;

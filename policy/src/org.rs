@@ -121,6 +121,14 @@ pub struct DemandParties<'a> {
     pub supplier: &'a Department,
 }
 
+/// Whether a person in `department` holding `roles` reviews for the data office of
+/// `supplier`'s province: checks its demands and decides on its grants.
+pub fn reviews_for(roles: &[UserRole], department: &Department, supplier: &Department) -> bool {
+    roles.contains(&UserRole::DataOfficeReviewer)
+        && department.has_role(DepartmentRole::DataOffice)
+        && department.province() == supplier.province()
+}
+
 /// The workflow roles that a person in `department` holding `roles` has on a demand between
 /// `parties`. Demanders act for their own department, supplier administrators for theirs, and
 /// reviewers for data offices of the supplier's province, whose data it is.
@@ -129,10 +137,7 @@ pub fn workflow_roles(roles: &[UserRole], department: &Department, parties: Dema
     if roles.contains(&UserRole::Demander) && department.code == parties.applicant.code {
         held.push(Role::Applicant);
     }
-    if roles.contains(&UserRole::DataOfficeReviewer)
-        && department.has_role(DepartmentRole::DataOffice)
-        && department.province() == parties.supplier.province()
-    {
+    if reviews_for(roles, department, parties.supplier) {
         held.push(Role::DataOffice);
     }
     if roles.contains(&UserRole::SupplierAdmin) && department.code == parties.supplier.code {

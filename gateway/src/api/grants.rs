@@ -11,7 +11,6 @@ use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::platform::{Caller, Platform};
 use crate::server::AppState;
-use crate::store::GrantFilter;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct GrantView {
@@ -48,7 +47,7 @@ pub(super) async fn list_grants(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<GrantView>>, ApiError> {
     let platform = state.platform();
-    let all = platform.store.grants(&GrantFilter::default()).await?;
+    let all = platform.store.grants().await?;
     let today = Platform::now().date();
     let mut views = Vec::new();
     for record in all {

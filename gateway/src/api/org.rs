@@ -213,13 +213,12 @@ pub(super) async fn create_system(
     }
     let platform = state.platform();
     platform.store.department(&department).await?;
-    let api_key = auth::new_secret(auth::API_KEY_PREFIX);
-    let prefix: String = api_key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
+    let issued = auth::issue_api_key();
     let system = platform
         .store
-        .create_system(&department, input.name.trim(), &auth::digest(&api_key), &prefix, Platform::now())
+        .create_system(&department, input.name.trim(), &issued.digest, &issued.prefix, Platform::now())
         .await?;
-    Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key })))
+    Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key: issued.key })))
 }
 
 /// Lists people (platform administrators).

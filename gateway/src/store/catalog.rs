@@ -5,7 +5,7 @@ use sqlx::Row;
 use tongban_policy::catalog::Resource;
 use tongban_policy::org::ServiceItem;
 
-use super::{Result, Store, StoreError, duplicate, time};
+use super::{Result, Store, StoreError, duplicate, json_column, time, unique_as};
 
 impl Store {
     pub async fn create_service_item(&self, item: &ServiceItem) -> Result<()> {
@@ -26,12 +26,12 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("service item {code}")))?;
-        Ok(serde_json::from_str(&row.try_get::<String, _>("body")?)?)
+        json_column(&row, "body")
     }
 
     pub async fn service_items(&self) -> Result<Vec<ServiceItem>> {
         let rows = sqlx::query("SELECT body FROM service_items ORDER BY code").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
+        rows.iter().map(|r| json_column(r, "body")).collect()
     }
 
     /// Stores `resource` as a new version. Its version must be one more than the newest
@@ -64,12 +64,9 @@ impl Store {
         .bind(time(now))
         .execute(&self.pool)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(format!("resource {} version {}", resource.code, resource.version))
-            }
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(unique_as(|| {
+            StoreError::Conflict(format!("resource {} version {}", resource.code, resource.version))
+        }))?;
         Ok(())
     }
 
@@ -94,7 +91,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("resource {code} version {version}")))?;
-        Ok(serde_json::from_str(&row.try_get::<String, _>("body")?)?)
+        json_column(&row, "body")
     }
 
     /// The newest version of every resource, optionally of one supplier only.
@@ -112,6 +109,6 @@ impl Store {
             query = query.bind(supplier);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).collect()
+        rows.iter().map(|r| json_column(r, "body")).collect()
     }
 }

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use sqlx::Row;
 use tongban_policy::grant::Grant;
 
-use super::{Result, Store, StoreError, serde_name, time};
+use super::{Result, Store, StoreError, json_column, serde_name, time};
 
 /// A stored grant and the store version a change must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,13 +60,6 @@ async fn insert_version(
     Ok(())
 }
 
-/// Which grants to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GrantFilter {
-    pub consumer_department: Option<String>,
-    pub resource_codes: Option<Vec<String>>,
-}
-
 impl Store {
     pub async fn grant(&self, id: &str) -> Result<GrantRecord> {
         let row = sqlx::query("SELECT body, version FROM grants WHERE id = $1")
@@ -74,10 +67,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("grant {id}")))?;
-        Ok(GrantRecord {
-            grant: serde_json::from_str(&row.try_get::<String, _>("body")?)?,
-            version: row.try_get("version")?,
-        })
+        Ok(GrantRecord { grant: json_column(&row, "body")?, version: row.try_get("version")? })
     }
 
     /// The grant an approved demand compiled into.
@@ -86,32 +76,15 @@ impl Store {
             .bind(demand_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>("body")?)?)).transpose()
+        row.map(|r| json_column(&r, "body")).transpose()
     }
 
-    pub async fn grants(&self, filter: &GrantFilter) -> Result<Vec<GrantRecord>> {
-        let rows = match &filter.consumer_department {
-            Some(department) => {
-                sqlx::query("SELECT body, version FROM grants WHERE consumer_department = $1 ORDER BY id")
-                    .bind(department)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => sqlx::query("SELECT body, version FROM grants ORDER BY id").fetch_all(&self.pool).await?,
-        };
-        let grants: Vec<GrantRecord> = rows
-            .iter()
-            .map(|r| {
-                Ok(GrantRecord {
-                    grant: serde_json::from_str(&r.try_get::<String, _>("body")?)?,
-                    version: r.try_get("version")?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(match &filter.resource_codes {
-            Some(codes) => grants.into_iter().filter(|g| codes.contains(&g.grant.resource_code)).collect(),
-            None => grants,
-        })
+    /// Every grant, in identifier order.
+    pub async fn grants(&self) -> Result<Vec<GrantRecord>> {
+        let rows = sqlx::query("SELECT body, version FROM grants ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(GrantRecord { grant: json_column(r, "body")?, version: r.try_get("version")? }))
+            .collect()
     }
 
     /// Writes the grant's next version if the stored one is still `expected_version`.
@@ -163,7 +136,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
-                    serde_json::from_str(&r.try_get::<String, _>("body")?)?,
+                    json_column(r, "body")?,
                     r.try_get("changed_by")?,
                     r.try_get("reason")?,
                     super::parse_time(&r.try_get::<String, _>("at")?)?,

@@ -15,7 +15,7 @@ mod catalog;
 pub mod grants;
 mod org;
 
-pub use grants::{GrantFilter, GrantRecord};
+pub use grants::GrantRecord;
 pub use org::{SystemRecord, UserRecord};
 
 /// Why a store operation failed.
@@ -343,12 +343,23 @@ impl Store {
     }
 }
 
-/// Maps a unique-key violation to [`StoreError::Duplicate`] naming `what`.
-fn duplicate(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+/// Maps a unique-key violation to the error `on_unique` makes, any other failure to
+/// [`StoreError::Database`].
+fn unique_as(on_unique: impl FnOnce() -> StoreError) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => on_unique(),
         _ => StoreError::Database(e),
     }
+}
+
+/// Maps a unique-key violation to [`StoreError::Duplicate`] naming `what`.
+fn duplicate(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    unique_as(move || StoreError::Duplicate(what()))
+}
+
+/// A column holding JSON, decoded.
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
+    Ok(serde_json::from_str(&row.try_get::<String, _>(column)?)?)
 }
 
 /// The running stage's deadline, stored so overdue work is one indexed query.

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tongban_policy::org::{Department, UserRole};
 
-use super::{Result, Store, StoreError, duplicate, parse_time, time};
+use super::{Result, Store, StoreError, duplicate, json_column, parse_time, time};
 
 /// A department's calling system. Its API key is stored only as a digest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -35,7 +35,7 @@ fn department_from_row(row: &AnyRow) -> Result<Department> {
         code: row.try_get("code")?,
         name: row.try_get("name")?,
         region: row.try_get("region")?,
-        roles: serde_json::from_str(&row.try_get::<String, _>("roles")?)?,
+        roles: json_column(row, "roles")?,
     })
 }
 
@@ -55,7 +55,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
         username: row.try_get("username")?,
         display_name: row.try_get("display_name")?,
         department_code: row.try_get("department_code")?,
-        roles: serde_json::from_str(&row.try_get::<String, _>("roles")?)?,
+        roles: json_column(row, "roles")?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
     })
