@@ -251,6 +251,11 @@ impl GrantSet {
         })
     }
 
+    /// Every grant of `department`, in force or not, so a refusal can say why.
+    pub fn of_department<'a>(&'a self, department: &str) -> impl Iterator<Item = &'a Grant> + 'a {
+        self.by_department.get(department).into_iter().flatten()
+    }
+
     pub fn len(&self) -> usize {
         self.by_department.values().map(Vec::len).sum()
     }

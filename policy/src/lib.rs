@@ -6,9 +6,11 @@
 pub mod calendar;
 pub mod catalog;
 pub mod credit_code;
+pub mod decision;
 pub mod division;
 pub mod grant;
 pub mod id_number;
+pub mod mask;
 pub mod org;
 pub mod workflow;
 
