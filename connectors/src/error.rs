@@ -14,6 +14,8 @@ pub enum ConnectorError {
     MissingPostgresTable(String),
     #[error("CSV column type {0:?} is not an Arrow type name")]
     BadColumnType(String),
+    #[error("view: {0}")]
+    View(String),
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
     #[error("parquet: {0}")]

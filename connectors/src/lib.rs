@@ -15,7 +15,9 @@ pub mod lookup;
 pub mod parquet;
 pub mod postgres;
 pub mod synth;
+pub mod view;
 
 pub use dataset::{Dataset, DatasetConfig, SourceConfig, open_dataset, session_config};
 pub use error::ConnectorError;
 pub use lookup::{KeyLookup, LookupOutcome, LookupStats};
+pub use view::{GrantedView, ViewColumn, ViewScope, mask_array};

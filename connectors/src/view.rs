@@ -1,0 +1,412 @@
+//! Per-grant views: a dataset as one grant lets a caller see it.
+//!
+//! A [`GrantedView`] is a table provider over a dataset's table that has only the granted
+//! columns, masked as granted, and only the rows in the grant's scope. Masking and the row
+//! scope are applied inside the view's own scan, below anything a caller's query adds, so a
+//! query can only ever compute over masked, in-scope values: a filter, sort, join or function
+//! on a masked column sees the masked value, and rows out of scope never reach the caller's
+//! operators.
+//!
+//! For speed, caller filters are handed down to the dataset's scan (where Parquet can prune
+//! with them) only when they read unmasked columns and cannot fail: such a filter means the
+//! same on raw and on viewed values, and evaluating it on rows out of scope reveals nothing
+//! because it neither returns those rows nor raises an error that depends on them.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::expr::{InList, Like};
+use datafusion::logical_expr::{
+    Between, BinaryExpr, ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, TableProviderFilterPushDown, Volatility, col, lit,
+};
+use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use tongban_policy::catalog::MaskRule;
+
+use crate::error::{ConnectorError, Result};
+
+/// One column of a view: a dataset column and the mask the grant applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewColumn {
+    pub name: String,
+    pub mask: MaskRule,
+}
+
+/// A dataset's rows limited to those whose `column` starts with `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewScope {
+    pub column: String,
+    pub prefix: String,
+}
+
+/// A dataset table seen through one grant.
+#[derive(Debug)]
+pub struct GrantedView {
+    inner: Arc<dyn TableProvider>,
+    /// For each view column, its index in the dataset's schema and its mask.
+    columns: Vec<(usize, MaskRule)>,
+    scope: Option<(usize, String)>,
+    schema: SchemaRef,
+}
+
+impl GrantedView {
+    /// Builds the view. Every column must exist in the dataset; the scope prefix must be
+    /// digits, as division codes are.
+    pub fn try_new(
+        inner: Arc<dyn TableProvider>,
+        columns: &[ViewColumn],
+        scope: Option<&ViewScope>,
+    ) -> Result<Self> {
+        let dataset = inner.schema();
+        let index_of = |name: &str| {
+            dataset
+                .index_of(name)
+                .map_err(|_| ConnectorError::View(format!("the dataset has no column {name}")))
+        };
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut resolved = Vec::with_capacity(columns.len());
+        for column in columns {
+            let index = index_of(&column.name)?;
+            let field = dataset.field(index);
+            fields.push(if column.mask == MaskRule::None {
+                field.clone()
+            } else {
+                Field::new(field.name(), DataType::Utf8, true).with_metadata(field.metadata().clone())
+            });
+            resolved.push((index, column.mask));
+        }
+        let scope = match scope {
+            None => None,
+            Some(scope) if !scope.prefix.is_empty() && scope.prefix.bytes().all(|b| b.is_ascii_digit()) => {
+                Some((index_of(&scope.column)?, scope.prefix.clone()))
+            }
+            Some(scope) => {
+                return Err(ConnectorError::View(format!(
+                    "row scope prefix {:?} is not digits",
+                    scope.prefix
+                )));
+            }
+        };
+        Ok(GrantedView { inner, columns: resolved, scope, schema: Arc::new(Schema::new(fields)) })
+    }
+
+    fn mask_of(&self, name: &str) -> Option<MaskRule> {
+        let index = self.schema.index_of(name).ok()?;
+        Some(self.columns[index].1)
+    }
+
+    /// Whether `expr` may be evaluated on the dataset's raw rows: it reads only unmasked view
+    /// columns and is built only of comparisons, boolean logic, `IN`, `BETWEEN`, `LIKE` with a
+    /// literal pattern and null tests, none of which can raise an error.
+    fn pushable(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Column(c) => self.mask_of(&c.name) == Some(MaskRule::None),
+            Expr::Literal(..) => true,
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                matches!(
+                    op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::And
+                        | Operator::Or
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ) && self.pushable(left)
+                    && self.pushable(right)
+            }
+            Expr::Not(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => self.pushable(e),
+            Expr::Between(Between { expr, low, high, .. }) => {
+                self.pushable(expr) && self.pushable(low) && self.pushable(high)
+            }
+            Expr::InList(InList { expr, list, .. }) => {
+                self.pushable(expr) && list.iter().all(|e| self.pushable(e))
+            }
+            Expr::Like(Like { expr, pattern, escape_char: None, case_insensitive: false, .. }) => {
+                self.pushable(expr) && matches!(**pattern, Expr::Literal(ScalarValue::Utf8(Some(_)), _))
+            }
+            _ => false,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for GrantedView {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the caller's filter is still applied above the view, on viewed values.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.pushable(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        // A limit cannot go below the row scope: the dataset's first rows may all be out of
+        // scope. The caller's plan applies it above the view.
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.columns.len()).collect(),
+        };
+        // Dataset columns to read: the wanted ones, then the scope column if not among them.
+        let mut read: Vec<usize> = Vec::new();
+        for &w in &wanted {
+            let dataset_index = self.columns[w].0;
+            if !read.contains(&dataset_index) {
+                read.push(dataset_index);
+            }
+        }
+        if let Some((scope_index, _)) = &self.scope
+            && !read.contains(scope_index)
+        {
+            read.push(*scope_index);
+        }
+        let dataset = self.inner.schema();
+        let mut pushed: Vec<Expr> = filters.iter().filter(|f| self.pushable(f)).cloned().collect();
+        let scope_expr = self.scope.as_ref().map(|(index, prefix)| {
+            col(datafusion::common::Column::new_unqualified(dataset.field(*index).name()))
+                .like(lit(format!("{prefix}%")))
+        });
+        if let Some(scope) = &scope_expr {
+            pushed.push(scope.clone());
+        }
+        let mut plan = self.inner.scan(state, Some(&read), &pushed, None).await?;
+        let read_schema = plan.schema();
+        if let Some(scope) = scope_expr {
+            // The dataset's scan may apply pushed filters only in part; the scope is applied
+            // here again so that it holds whatever the source does.
+            let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+            let predicate = state.create_physical_expr(scope, &df_schema)?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+        }
+        let config = Arc::new(state.config_options().clone());
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for &w in &wanted {
+            let (dataset_index, mask) = self.columns[w];
+            let field = dataset.field(dataset_index);
+            let position = read.iter().position(|&r| r == dataset_index).expect("read above");
+            let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                Arc::new(Column::new(field.name(), position));
+            let expr = if mask == MaskRule::None {
+                column
+            } else {
+                let udf = Arc::new(mask_udf(mask));
+                Arc::new(ScalarFunctionExpr::try_new(
+                    udf,
+                    vec![column],
+                    read_schema.as_ref(),
+                    Arc::clone(&config),
+                )?)
+            };
+            exprs.push(ProjectionExpr { expr, alias: self.schema.field(w).name().clone() });
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+    }
+}
+
+/// Masks every value of `array` by `rule`. Unmasked columns are returned as they are; masked
+/// ones become text, with nulls kept (a redacted column is redacted everywhere, nulls too, so
+/// it shows nothing at all).
+pub fn mask_array(array: &ArrayRef, rule: MaskRule) -> Result<ArrayRef> {
+    if rule == MaskRule::None {
+        return Ok(Arc::clone(array));
+    }
+    if rule == MaskRule::Redact {
+        return Ok(Arc::new(StringArray::from(vec![tongban_policy::mask::REDACTED; array.len()])));
+    }
+    let text = cast(array, &DataType::Utf8)?;
+    let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
+    let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len());
+    for value in text.iter() {
+        match value {
+            Some(v) => out.append_value(rule.apply(v)),
+            None => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The query function that masks a column inside a view's scan. It is never registered by
+/// name, so a caller's SQL cannot call it (nor needs to).
+pub fn mask_udf(rule: MaskRule) -> ScalarUDF {
+    ScalarUDF::new_from_impl(MaskFunction { rule, signature: Signature::any(1, Volatility::Immutable) })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct MaskFunction {
+    rule: MaskRule,
+    signature: Signature,
+}
+
+impl Hash for MaskFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.rule.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for MaskFunction {
+    fn name(&self) -> &str {
+        match self.rule {
+            MaskRule::None => "tongban_mask_none",
+            MaskRule::IdNumber => "tongban_mask_id_number",
+            MaskRule::Phone => "tongban_mask_phone",
+            MaskRule::Name => "tongban_mask_name",
+            MaskRule::Address => "tongban_mask_address",
+            MaskRule::Redact => "tongban_mask_redact",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(datafusion::error::DataFusionError::Internal("mask takes one argument".into()));
+        };
+        let array = value.clone().into_array(args.number_rows)?;
+        let masked = mask_array(&array, self.rule)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(ColumnarValue::Array(masked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, RecordBatch};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    fn people() -> Arc<dyn TableProvider> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id_number", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("division_code", DataType::Utf8, true),
+            Field::new("marital_status", DataType::Utf8, true),
+            Field::new("age", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    "41010519491231002X",
+                    "410105199001011234",
+                    "440106198505050011",
+                    "110101197001010022",
+                ])),
+                Arc::new(StringArray::from(vec![Some("张三"), Some("李四"), Some("王五"), None])),
+                Arc::new(StringArray::from(vec![Some("410105"), Some("410105"), Some("440106"), None])),
+                Arc::new(StringArray::from(vec!["已婚", "未婚", "已婚", "离婚"])),
+                Arc::new(Int32Array::from(vec![76, 36, 41, 56])),
+            ],
+        )
+        .expect("batch");
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table"))
+    }
+
+    async fn query(sql: &str) -> String {
+        let ctx = SessionContext::new();
+        let view = GrantedView::try_new(
+            people(),
+            &[
+                ViewColumn { name: "id_number".into(), mask: MaskRule::IdNumber },
+                ViewColumn { name: "name".into(), mask: MaskRule::Name },
+                ViewColumn { name: "division_code".into(), mask: MaskRule::None },
+                ViewColumn { name: "age".into(), mask: MaskRule::None },
+            ],
+            Some(&ViewScope { column: "division_code".into(), prefix: "41".into() }),
+        )
+        .expect("view");
+        ctx.register_table("people", Arc::new(view)).expect("register");
+        match ctx.sql(sql).await {
+            Ok(df) => match df.collect().await {
+                Ok(batches) => pretty_format_batches(&batches).expect("format").to_string(),
+                Err(e) => format!("error: {e}"),
+            },
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn views_show_granted_columns_masked_and_rows_in_scope() {
+        let all = query("SELECT * FROM people ORDER BY age").await;
+        assert!(all.contains("410105********1234") && all.contains("李*"), "{all}");
+        assert!(!all.contains("440106") && !all.contains("110101"), "{all}");
+        assert!(!all.contains("已婚") && !all.contains("marital_status"), "{all}");
+        assert!(query("SELECT count(*) AS n FROM people").await.contains("| 2 |"));
+        // Filters on masked columns compare masked values; the raw value matches nothing.
+        assert!(
+            query("SELECT count(*) AS n FROM people WHERE id_number = '410105199001011234'")
+                .await
+                .contains("| 0 |")
+        );
+        assert!(query("SELECT count(*) AS n FROM people WHERE name = '张*'").await.contains("| 1 |"));
+        assert!(query("SELECT count(*) AS n FROM people WHERE name LIKE '张三%'").await.contains("| 0 |"));
+        // Out-of-scope rows are gone before any caller expression runs.
+        assert!(
+            query("SELECT count(*) AS n FROM people WHERE division_code = '440106'").await.contains("| 0 |")
+        );
+        assert!(query("SELECT sum(age) AS s FROM people").await.contains("| 112 |"));
+        assert!(query("SELECT marital_status FROM people").await.starts_with("error"));
+        assert!(query("SELECT * FROM people LIMIT 1").await.contains("410105"));
+    }
+
+    #[test]
+    fn arrays_are_masked_with_nulls_kept_and_redaction_total() {
+        let names: ArrayRef = Arc::new(StringArray::from(vec![Some("欧阳娜娜"), None]));
+        let masked = mask_array(&names, MaskRule::Name).expect("mask");
+        let masked = masked.as_any().downcast_ref::<StringArray>().expect("text");
+        assert_eq!((masked.value(0), masked.is_null(1)), ("欧阳**", true));
+        let redacted = mask_array(&names, MaskRule::Redact).expect("mask");
+        assert_eq!(redacted.null_count(), 0);
+        let ages: ArrayRef = Arc::new(Int32Array::from(vec![36]));
+        assert_eq!(mask_array(&ages, MaskRule::None).expect("same").data_type(), &DataType::Int32);
+    }
+
+    #[test]
+    fn scopes_must_be_division_digits() {
+        let scope = ViewScope { column: "division_code".into(), prefix: "41' OR '1".into() };
+        assert!(GrantedView::try_new(people(), &[], Some(&scope)).is_err());
+        let unknown = [ViewColumn { name: "religion".into(), mask: MaskRule::None }];
+        assert!(GrantedView::try_new(people(), &unknown, None).is_err());
+    }
+}
