@@ -21,6 +21,41 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub workflow: WorkflowConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+}
+
+/// Limits on the data plane's calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The largest request body a data call may send, in bytes.
+    pub max_body_bytes: usize,
+    /// The longest SQL text accepted, in bytes.
+    pub sql_max_bytes: usize,
+    /// The most rows a SQL result may have; a larger result is refused, not cut short.
+    pub sql_max_rows: usize,
+    /// How long a SQL query may run, in milliseconds.
+    pub sql_timeout_ms: u64,
+    /// How much memory one SQL query may hold for sorts, joins and aggregates, in MiB. Nothing
+    /// spills to disk: a query that needs more is refused.
+    pub sql_memory_mib: usize,
+    /// Where exchange records are appended as JSON lines (relative to the configuration
+    /// file's directory).
+    pub exchange_log: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            max_body_bytes: 64 * 1024,
+            sql_max_bytes: 16 * 1024,
+            sql_max_rows: 100_000,
+            sql_timeout_ms: 10_000,
+            sql_memory_mib: 256,
+            exchange_log: PathBuf::from("exchange.jsonl"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

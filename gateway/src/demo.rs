@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use tongban_connectors::synth::{self, SynthConfig};
 use tongban_connectors::{DatasetConfig, SourceConfig};
 
-use crate::config::{Config, LoadedConfig, ServerConfig, StoreConfig, WorkflowConfig};
+use crate::config::{Config, DataConfig, LoadedConfig, ServerConfig, StoreConfig, WorkflowConfig};
 
 /// Where the demo keeps its generated datasets, under the data directory.
 pub const DATASETS_DIR: &str = "datasets";
@@ -30,6 +30,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         ],
         store: StoreConfig::default(),
         workflow: WorkflowConfig::default(),
+        data: DataConfig::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tongban_policy::decision::Reason;
 use tongban_policy::grant::GrantError;
 use tongban_policy::org::OrgError;
 use tongban_policy::workflow::WorkflowError;
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// Why a policy decision refused the call, as stable codes; empty for other errors.
+    pub reasons: Vec<Reason>,
 }
 
 impl ApiError {
@@ -27,7 +30,24 @@ impl ApiError {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
-        ApiError { status, code, title, detail: detail.into() }
+        ApiError { status, code, title, detail: detail.into(), reasons: Vec::new() }
+    }
+
+    /// A refusal with the policy's reasons.
+    pub fn denied(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+        reasons: Vec<Reason>,
+    ) -> Self {
+        ApiError { status, code, title, detail: detail.into(), reasons }
+    }
+
+    /// The same error under a more specific code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -191,6 +211,12 @@ where
                     "Invalid body",
                     e.body_text(),
                 ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "Body too large",
+                    other.body_text(),
+                ),
                 other => {
                     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", other.body_text())
                 }
@@ -233,6 +259,8 @@ struct Problem<'a> {
     status: u16,
     code: &'a str,
     detail: &'a str,
+    #[serde(skip_serializing_if = "<[Reason]>::is_empty")]
+    reasons: &'a [Reason],
 }
 
 impl IntoResponse for ApiError {
@@ -243,6 +271,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             code: self.code,
             detail: &self.detail,
+            reasons: &self.reasons,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response

@@ -2,6 +2,7 @@
 //! what, what is checked before anything is written, and how approvals become grants. The
 //! HTTP handlers and the demo seed both go through here, so the rules live in one place.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -56,15 +57,23 @@ impl Caller {
     }
 }
 
-/// The grants in force, swapped whole when any grant changes, so the data plane never waits
-/// on the store and never sees half a change.
+/// What the data plane decides with: every grant and the current version of every catalog
+/// resource, read together.
+#[derive(Debug, Default)]
+pub struct PolicySnapshot {
+    pub grants: GrantSet,
+    pub resources: HashMap<String, Resource>,
+}
+
+/// The grants and catalog in force, swapped whole when either changes, so the data plane never
+/// waits on the store and never sees half a change.
 #[derive(Debug, Clone, Default)]
 pub struct GrantRegistry {
-    current: Arc<RwLock<(i64, Arc<GrantSet>)>>,
+    current: Arc<RwLock<(i64, Arc<PolicySnapshot>)>>,
 }
 
 impl GrantRegistry {
-    pub fn snapshot(&self) -> Arc<GrantSet> {
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
         self.current.read().expect("grant registry lock is never poisoned").1.clone()
     }
 
@@ -72,22 +81,26 @@ impl GrantRegistry {
         self.current.read().expect("grant registry lock is never poisoned").0
     }
 
-    /// Reloads every grant from the store.
+    /// Reloads every grant and resource from the store.
     pub async fn reload(&self, store: &Store) -> Result<(), crate::store::StoreError> {
-        let revision = store.grant_revision().await?;
+        let revision = store.policy_revision().await?;
         let grants = store.grants().await?;
-        let set = Arc::new(GrantSet::new(grants.into_iter().map(|r| r.grant)));
+        let resources = store.resources(None).await?;
+        let snapshot = Arc::new(PolicySnapshot {
+            grants: GrantSet::new(grants.into_iter().map(|r| r.grant)),
+            resources: resources.into_iter().map(|r| (r.code.clone(), r)).collect(),
+        });
         let mut current = self.current.write().expect("grant registry lock is never poisoned");
         // A slower reload must not replace a newer one.
         if revision >= current.0 {
-            *current = (revision, set);
+            *current = (revision, snapshot);
         }
         Ok(())
     }
 
-    /// Reloads when grants changed elsewhere (another instance on the same store).
+    /// Reloads when grants or the catalog changed elsewhere (another instance on the store).
     pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
-        if store.grant_revision().await? == self.revision() {
+        if store.policy_revision().await? == self.revision() {
             return Ok(false);
         }
         self.reload(store).await?;
@@ -298,6 +311,7 @@ impl Platform {
         }
         let resource = resource_from(input, 1, &supplier.code);
         self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        self.grants.reload(&self.store).await?;
         Ok(resource)
     }
 
@@ -327,6 +341,8 @@ impl Platform {
         self.check_resource(&input).await?;
         let resource = resource_from(input, current.version + 1, &current.supplier);
         self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        // Items withdrawn from sharing stop flowing at once, under every grant.
+        self.grants.reload(&self.store).await?;
         Ok(resource)
     }
 

@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::config::LoadedConfig;
 use crate::datasets::DatasetRegistry;
+use crate::data::DataPlane;
 use crate::error::ApiError;
+use crate::exchange::ExchangeLog;
 use crate::platform::Platform;
 
 /// Where dataset loading stands; `/readyz` reports it.
@@ -27,11 +29,20 @@ pub enum Readiness {
 pub struct AppState {
     readiness: Arc<RwLock<Readiness>>,
     platform: Arc<Platform>,
+    data: Arc<DataPlane>,
 }
 
 impl AppState {
-    pub fn new(platform: Platform) -> Self {
-        AppState { readiness: Arc::new(RwLock::new(Readiness::Loading)), platform: Arc::new(platform) }
+    pub fn new(platform: Platform, data: DataPlane) -> Self {
+        AppState {
+            readiness: Arc::new(RwLock::new(Readiness::Loading)),
+            platform: Arc::new(platform),
+            data: Arc::new(data),
+        }
+    }
+
+    pub fn data(&self) -> &DataPlane {
+        &self.data
     }
 
     pub fn platform(&self) -> &Platform {
@@ -49,10 +60,11 @@ impl AppState {
 
 /// The gateway's routes.
 pub fn app(state: AppState) -> Router {
+    let data_routes = crate::data::routes(state.data.sql.max_body_bytes);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1", crate::api::routes())
+        .nest("/api/v1", crate::api::routes().merge(data_routes))
         .fallback(not_found)
         .with_state(state)
 }
@@ -121,7 +133,12 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     println!("tongban listening on http://{address}");
     tracing::info!(%address, "listening");
 
-    let state = AppState::new(platform.clone());
+    let log_path = loaded.base_dir.join(&loaded.config.data.exchange_log);
+    let log = ExchangeLog::open(&log_path)
+        .await
+        .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_path.display()))?;
+    let data = DataPlane { sql: loaded.config.data.clone(), log };
+    let state = AppState::new(platform.clone(), data);
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));
@@ -195,7 +212,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn state() -> AppState {
-        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"))
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = ExchangeLog::open(&dir.keep().join("exchange.jsonl")).await.expect("exchange log");
+        let data = DataPlane { sql: crate::config::DataConfig::default(), log };
+        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 
     async fn call(state: AppState, uri: &str) -> (StatusCode, String, serde_json::Value) {

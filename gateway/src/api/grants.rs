@@ -74,7 +74,7 @@ pub(super) async fn in_force(
     };
     let snapshot = state.platform().grants.snapshot();
     let today = Platform::now().date();
-    let items = snapshot.in_force(&system.department_code, &system.id, today).cloned().collect();
+    let items = snapshot.grants.in_force(&system.department_code, &system.id, today).cloned().collect();
     Ok(Json(Listing { items, next: None }))
 }
 

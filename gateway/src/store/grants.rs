@@ -151,4 +151,15 @@ impl Store {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM grant_versions").fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
+
+    /// A number that grows with every grant change and every catalog edit. Both tables are
+    /// insert-only, so the sum of their row counts only grows.
+    pub async fn policy_revision(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM grant_versions) + (SELECT COUNT(*) FROM resource_versions) AS n",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
 }

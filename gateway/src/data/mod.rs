@@ -1,0 +1,368 @@
+//! The data plane: verification (核验), record look-up and SQL over shared datasets, each
+//! decided by policy against the caller's grants.
+//!
+//! Every call runs the same lifecycle, written out in [`serve`]: **authenticate** (a system's
+//! API key) → **resolve grant** (purpose fields, then a policy decision per resource) →
+//! **execute** (key look-up, or SQL over per-grant views) → **mask** (each item by its grant's
+//! rule) → **log** (one exchange record, on every outcome, before the response is released).
+//! Rate limits and the answer cache will sit between resolve grant and execute.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
+use tongban_policy::grant::Grant;
+
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
+use crate::platform::{Caller, Platform, PolicySnapshot};
+use crate::server::{AppState, Readiness};
+
+mod records;
+mod sql;
+
+pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
+pub use sql::SqlRequest;
+
+/// Header carrying the service item (事项编码) a call serves.
+pub const SERVICE_ITEM_HEADER: &str = "x-tongban-service-item";
+/// Header carrying the case number (办件编号).
+pub const CASE_NUMBER_HEADER: &str = "x-tongban-case-number";
+/// Header carrying the operator (经办人) handling the case.
+pub const OPERATOR_HEADER: &str = "x-tongban-operator";
+/// Response header naming the exchange record of the call.
+pub const EXCHANGE_ID_HEADER: &str = "x-tongban-exchange-id";
+
+/// The data plane's routes, to be nested at `/api/v1`.
+pub fn routes(max_body_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/data/verify", post(verify))
+        .route("/data/{resource}/records/{key}", get(lookup))
+        .route("/data/sql", post(run_sql))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+/// What a call asks for, as the handlers received it. Rejections of the body are kept, so
+/// that a malformed call is logged like any other.
+enum CallBody {
+    Verify(Result<VerifyRequest, ApiError>),
+    Lookup { resource: String, key: String, query: Result<LookupQuery, ApiError> },
+    Sql { request: Result<SqlRequest, ApiError>, accept: Option<String> },
+}
+
+impl CallBody {
+    fn operation(&self) -> Operation {
+        match self {
+            CallBody::Verify(_) => Operation::Verify,
+            CallBody::Lookup { .. } => Operation::Lookup,
+            CallBody::Sql { .. } => Operation::Sql,
+        }
+    }
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Result<ApiJson<VerifyRequest>, ApiError>,
+) -> Response {
+    serve(&state, caller, &headers, CallBody::Verify(body.map(|ApiJson(b)| b))).await
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path((resource, key)): Path<(String, String)>,
+    query: Result<ApiQuery<LookupQuery>, ApiError>,
+) -> Response {
+    let body = CallBody::Lookup { resource, key, query: query.map(|ApiQuery(q)| q) };
+    serve(&state, caller, &headers, body).await
+}
+
+async fn run_sql(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    body: Result<ApiJson<SqlRequest>, ApiError>,
+) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    serve(&state, caller, &headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
+}
+
+/// A call's answer before it is encoded: masked values only.
+pub(crate) struct Answer {
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub rows: u64,
+}
+
+/// The calling system, once authenticated.
+struct System {
+    id: String,
+    department: String,
+}
+
+/// What resolve grant hands on: the purpose and, per resource read, the permit.
+struct Resolved<'s> {
+    permits: Vec<(&'s tongban_policy::catalog::Resource, Permit<'s>)>,
+}
+
+/// Times the phases of one call into its exchange record.
+struct Phases<'r> {
+    record: &'r mut ExchangeRecord,
+    at: Instant,
+}
+
+impl Phases<'_> {
+    fn end(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.record.phases.push((phase, u64::try_from((now - self.at).as_micros()).unwrap_or(u64::MAX)));
+        self.at = now;
+    }
+}
+
+/// The lifecycle of every data call. The log phase runs whatever the outcome, and the
+/// response is released only once the record is written.
+async fn serve(state: &AppState, caller: Result<Caller, ApiError>, headers: &HeaderMap, body: CallBody) -> Response {
+    let data = state.data();
+    let mut record = ExchangeRecord::begin(body.operation());
+    let snapshot = state.platform().grants.snapshot();
+    let mut phases = Phases { record: &mut record, at: Instant::now() };
+
+    let outcome: Result<Answer, ApiError> = async {
+        // Authenticate: data calls are made by systems with their API keys.
+        let system = authenticate(caller)?;
+        phases.record.system = Some(system.id.clone());
+        phases.record.department = Some(system.department.clone());
+        phases.end(Phase::Authenticate);
+
+        // Resolve grant: the purpose is checked before the body, so that a call without one
+        // learns nothing about what it asked for.
+        let purpose = purpose(headers, data.log.salt(), phases.record)?;
+        let registry = ready_datasets(state)?;
+        let resolved = resolve(&snapshot, &registry, &system, &purpose, &body, phases.record)?;
+        phases.end(Phase::ResolveGrant);
+
+        // Execute and mask.
+        let answer = match &body {
+            CallBody::Verify(request) => {
+                let request = request.as_ref().map_err(Clone::clone)?;
+                let (resource, permit) = &resolved.permits[0];
+                let answer = records::verify(&registry, resource, permit, request).await?;
+                phases.end(Phase::Execute);
+                answer
+            }
+            CallBody::Lookup { key, .. } => {
+                let (resource, permit) = &resolved.permits[0];
+                let found = records::lookup(&registry, resource, permit, key).await?;
+                phases.end(Phase::Execute);
+                let answer = found.mask(permit)?;
+                phases.end(Phase::Mask);
+                answer
+            }
+            CallBody::Sql { request, accept } => {
+                let request = request.as_ref().map_err(Clone::clone)?;
+                // Masks are applied inside each per-grant view, below the caller's query, so
+                // execute and mask are one phase here.
+                let answer = sql::run(&registry, &data.sql, &resolved.permits, request, accept.as_deref()).await?;
+                phases.end(Phase::Execute);
+                answer
+            }
+        };
+        Ok(answer)
+    }
+    .await;
+
+    // Log: every outcome, before anything is released.
+    match &outcome {
+        Ok(answer) => {
+            phases.record.rows = answer.rows;
+            phases.record.bytes_out = answer.body.len() as u64;
+            phases.record.status = StatusCode::OK.as_u16();
+        }
+        Err(error) => {
+            phases.record.status = error.status.as_u16();
+            phases.record.code = Some(error.code);
+            phases.record.reasons.clone_from(&error.reasons);
+        }
+    }
+    phases.end(Phase::Log);
+    record.finished_at = Some(chrono::Utc::now());
+    let exchange_id = record.id.clone();
+    let mut response = match data.log.write(record).await {
+        Ok(()) => match outcome {
+            Ok(answer) => ([(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))], answer.body)
+                .into_response(),
+            Err(error) => error.into_response(),
+        },
+        Err(e) => {
+            // Fail closed: no data leaves without its record.
+            tracing::error!(error = %e, "refusing a data call whose exchange record could not be written");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "exchange_log_unavailable",
+                "Exchange log unavailable",
+                "the call could not be recorded, so no data is released",
+            )
+            .into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&exchange_id) {
+        response.headers_mut().insert(EXCHANGE_ID_HEADER, value);
+    }
+    response
+}
+
+fn authenticate(caller: Result<Caller, ApiError>) -> Result<System, ApiError> {
+    match caller? {
+        Caller::System { system, .. } => Ok(System { id: system.id, department: system.department_code }),
+        Caller::User { .. } => Err(ApiError::forbidden("data calls are made by systems with their API keys")),
+    }
+}
+
+fn purpose(headers: &HeaderMap, salt: &[u8], record: &mut ExchangeRecord) -> Result<Purpose, ApiError> {
+    // Header values are read as UTF-8, so an operator may be named in Chinese; bytes that are
+    // not UTF-8 make the field malformed.
+    let field = |name: &str| headers.get(name).map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or("\u{0}"));
+    let purpose = Purpose::parse(field(SERVICE_ITEM_HEADER), field(CASE_NUMBER_HEADER), field(OPERATOR_HEADER))
+        .map_err(|reasons| {
+            ApiError::denied(
+                StatusCode::BAD_REQUEST,
+                "purpose_required",
+                "Purpose required",
+                format!(
+                    "every data call names its purpose in the {SERVICE_ITEM_HEADER}, {CASE_NUMBER_HEADER} and \
+                     {OPERATOR_HEADER} headers (ASCII code, case number, operator)"
+                ),
+                reasons,
+            )
+        })?;
+    record.service_item = Some(purpose.service_item.clone());
+    record.case_digest = Some(purpose_digest(salt, &purpose.case_number));
+    record.operator_digest = Some(purpose_digest(salt, &purpose.operator));
+    Ok(purpose)
+}
+
+/// Decides the call: one resource for a verification or look-up; for SQL, every resource the
+/// system holds a grant on for the call's service item.
+fn resolve<'s>(
+    snapshot: &'s PolicySnapshot,
+    registry: &crate::datasets::DatasetRegistry,
+    system: &System,
+    purpose: &Purpose,
+    body: &CallBody,
+    record: &mut ExchangeRecord,
+) -> Result<Resolved<'s>, ApiError> {
+    let today = Platform::now().date();
+    let ask = |resource_code: &str, items: &[String]| -> Result<(&'s tongban_policy::catalog::Resource, Permit<'s>), ApiError> {
+        let resource = snapshot
+            .resources
+            .get(resource_code)
+            .ok_or_else(|| ApiError::not_found(format!("there is no catalog resource {resource_code}")).with_code("unknown_resource"))?;
+        let request = AccessRequest {
+            department: &system.department,
+            system: &system.id,
+            resource,
+            operation: body.operation(),
+            items,
+            purpose,
+            today,
+        };
+        decide(&snapshot.grants, &request).map(|permit| (resource, permit)).map_err(denied)
+    };
+    let permits = match body {
+        CallBody::Verify(request) => {
+            let request = request.as_ref().map_err(Clone::clone)?;
+            record.resources.push(request.resource.clone());
+            let resource = snapshot.resources.get(&request.resource);
+            let items = records::verify_items(registry, resource, request)?;
+            vec![ask(&request.resource, &items)?]
+        }
+        CallBody::Lookup { resource, query, .. } => {
+            record.resources.push(resource.clone());
+            let query = query.as_ref().map_err(Clone::clone)?;
+            vec![ask(resource, &query.items())?]
+        }
+        CallBody::Sql { request, .. } => {
+            request.as_ref().map_err(Clone::clone)?;
+            let mut codes: Vec<&str> = snapshot
+                .grants
+                .of_department(&system.department)
+                .filter(|g| g.service_item == purpose.service_item)
+                .map(|g: &Grant| g.resource_code.as_str())
+                .collect();
+            codes.sort_unstable();
+            codes.dedup();
+            if codes.is_empty() {
+                return Err(denied(Denial {
+                    reasons: vec![Reason::WrongPurpose { service_item: purpose.service_item.clone() }],
+                }));
+            }
+            let mut permits = Vec::new();
+            let mut reasons = Vec::new();
+            for code in codes {
+                record.resources.push(code.to_owned());
+                match ask(code, &[]) {
+                    Ok(permit) => permits.push(permit),
+                    Err(e) => reasons.extend(e.reasons),
+                }
+            }
+            if permits.is_empty() {
+                return Err(denied(Denial { reasons }));
+            }
+            record.resources = permits.iter().map(|(r, _)| r.code.clone()).collect();
+            permits
+        }
+    };
+    for (_, permit) in &permits {
+        record.grants.push(permit.grant.id.clone());
+        record.items.extend(permit.items.iter().map(|i| i.name.clone()));
+    }
+    Ok(Resolved { permits })
+}
+
+fn denied(denial: Denial) -> ApiError {
+    let detail = denial.reasons.iter().map(reason_text).collect::<Vec<_>>().join("; ");
+    ApiError::denied(StatusCode::FORBIDDEN, "access_denied", "Access denied", detail, denial.reasons)
+}
+
+/// A sentence per reason, for people; the `reasons` member carries the codes.
+fn reason_text(reason: &Reason) -> String {
+    match reason {
+        Reason::PurposeMissing { field } => format!("the purpose field {field} is missing"),
+        Reason::PurposeInvalid { field } => format!("the purpose field {field} is malformed"),
+        Reason::NoGrant => "the department holds no grant on this resource".into(),
+        Reason::WrongSystem => "the department's grants on this resource are for other systems".into(),
+        Reason::WrongPurpose { service_item } => format!("no grant covers service item {service_item}"),
+        Reason::GrantSuspended { grant } => format!("grant {grant} is suspended"),
+        Reason::GrantRevoked { grant } => format!("grant {grant} is revoked"),
+        Reason::GrantExpired { grant, valid_until } => format!("grant {grant} expired after {valid_until}"),
+        Reason::GrantNotYetValid { grant, valid_from } => format!("grant {grant} is valid from {valid_from}"),
+        Reason::ItemsNotGranted { grant, items } => format!("grant {grant} does not cover {}", items.join(", ")),
+        Reason::ItemsWithdrawn { items } => format!("the catalog no longer shares {}", items.join(", ")),
+        Reason::ItemsRedacted { items } => format!("{} are granted redacted and cannot be verified", items.join(", ")),
+        Reason::ScopeUnenforceable { grant } => format!("grant {grant} limits rows the resource cannot be scoped by"),
+        Reason::OperationNotOffered { operation } => format!("the resource is not offered for {operation:?} calls"),
+    }
+}
+
+fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegistry>, ApiError> {
+    match state.readiness() {
+        Readiness::Ready(registry) => Ok(registry),
+        Readiness::Loading => Err(ApiError::not_ready("datasets are still loading")),
+        Readiness::Failed(_) => Err(ApiError::not_ready("datasets failed to load; see /readyz")),
+    }
+}
+
+/// The data plane's own state: its limits and its exchange log.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    pub sql: crate::config::DataConfig,
+    pub log: ExchangeLog,
+}

@@ -1,0 +1,282 @@
+//! SQL over per-grant views, in a sandbox built for each call.
+//!
+//! DataFusion is not the authorization boundary; the views are. Each call gets a fresh
+//! session whose only tables are the caller's per-grant views (granted columns, masked, rows
+//! in scope). The session has no table functions, no URL tables, no file formats, no
+//! information schema and no recursive CTEs; the text must be exactly one query (not DDL, DML,
+//! `EXPLAIN`, `SET`, `SHOW` or any other statement). Memory is capped with nothing spilled to
+//! disk, the run time is capped, and results over the row limit are refused, not cut.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+    SchemaProvider,
+};
+use datafusion::config::Dialect;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateDefaults;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{DataFrame, SessionConfig};
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use tongban_connectors::{GrantedView, ViewColumn, ViewScope, session_config};
+use tongban_policy::catalog::Resource;
+use tongban_policy::decision::Permit;
+
+use super::Answer;
+use crate::config::DataConfig;
+use crate::datasets::DatasetRegistry;
+use crate::error::ApiError;
+
+/// A SQL call.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One `SELECT` (or `WITH … SELECT`) over the views the caller's grants give: each named
+    /// after its dataset, such as `household`.
+    pub query: String,
+}
+
+/// Result encodings, chosen by `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    ArrowIpc,
+    Parquet,
+}
+
+impl Format {
+    fn from_accept(accept: Option<&str>) -> Result<Format, ApiError> {
+        let Some(accept) = accept else { return Ok(Format::Json) };
+        for media in accept.split(',').map(|m| m.split(';').next().unwrap_or("").trim()) {
+            match media {
+                "application/json" | "application/*" | "*/*" | "" => return Ok(Format::Json),
+                "text/csv" => return Ok(Format::Csv),
+                "application/vnd.apache.arrow.stream" => return Ok(Format::ArrowIpc),
+                "application/vnd.apache.parquet" => return Ok(Format::Parquet),
+                _ => {}
+            }
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "Not acceptable",
+            "results come as application/json, text/csv, application/vnd.apache.arrow.stream or \
+             application/vnd.apache.parquet",
+        ))
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::ArrowIpc => "application/vnd.apache.arrow.stream",
+            Format::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+/// Runs `request` over the views of `permits`.
+pub(super) async fn run(
+    registry: &DatasetRegistry,
+    limits: &DataConfig,
+    permits: &[(&Resource, Permit<'_>)],
+    request: &SqlRequest,
+    accept: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let format = Format::from_accept(accept)?;
+    if request.query.len() > limits.sql_max_bytes {
+        return Err(ApiError::unprocessable(
+            "query_too_long",
+            "Query too long",
+            format!("queries are at most {} bytes", limits.sql_max_bytes),
+        ));
+    }
+    let state = sandbox(registry, limits, permits)?;
+    let statement = state.sql_to_statement(&request.query, &Dialect::Generic).map_err(invalid_sql)?;
+    // Only a query: the parser also reads EXPLAIN, SHOW, SET, COPY, CREATE and the like.
+    if !matches!(&statement, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
+        return Err(ApiError::unprocessable(
+            "statement_not_allowed",
+            "Only queries",
+            "send one SELECT query; other statements are not run",
+        ));
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(invalid_sql)?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|_| {
+            ApiError::unprocessable("statement_not_allowed", "Only queries", "the query would change or configure state")
+        })?;
+    // One row past the limit tells a result that is too large from one that just fits.
+    let limit = limits.sql_max_rows;
+    let frame = DataFrame::new(state, plan).limit(0, Some(limit + 1)).map_err(invalid_sql)?;
+    let timeout = Duration::from_millis(limits.sql_timeout_ms);
+    let collected = tokio::time::timeout(timeout, async {
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame.execute_stream().await?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        Ok::<_, DataFusionError>((schema, batches))
+    })
+    .await;
+    let (schema, batches) = match collected {
+        Err(_) => {
+            return Err(ApiError::unprocessable(
+                "query_timeout",
+                "Query took too long",
+                format!("queries may run for {} ms; narrow or aggregate it", limits.sql_timeout_ms),
+            ));
+        }
+        Ok(Err(e)) => return Err(execution_error(e)),
+        Ok(Ok(result)) => result,
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows > limit {
+        return Err(ApiError::unprocessable(
+            "result_too_large",
+            "Result too large",
+            format!("results have at most {limit} rows; add LIMIT, a filter or an aggregate"),
+        ));
+    }
+    let body = encode(format, &schema, &batches).map_err(|e| ApiError::internal(&e))?;
+    Ok(Answer { content_type: format.content_type(), body, rows: rows as u64 })
+}
+
+/// A session whose catalog holds only the caller's views.
+fn sandbox(
+    registry: &DatasetRegistry,
+    limits: &DataConfig,
+    permits: &[(&Resource, Permit<'_>)],
+) -> Result<datafusion::execution::session_state::SessionState, ApiError> {
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for (resource, permit) in permits {
+        let dataset = registry.datasets.get(&resource.dataset).ok_or_else(|| {
+            ApiError::not_ready(format!("dataset {} of {} is not configured", resource.dataset, resource.code))
+        })?;
+        let columns: Vec<ViewColumn> =
+            permit.items.iter().map(|i| ViewColumn { name: i.name.clone(), mask: i.mask }).collect();
+        let scope = permit.scope.as_ref().map(|s| ViewScope { column: s.item.clone(), prefix: s.prefix.clone() });
+        let view = GrantedView::try_new(Arc::clone(&dataset.table), &columns, scope.as_ref())
+            .map_err(|e| ApiError::internal(&e))?;
+        // Two grants on one dataset (through two resources) keep the first view: names are
+        // unique and a caller cannot widen one view with another's columns.
+        if schema.table_exist(&resource.dataset) {
+            continue;
+        }
+        schema.register_table(resource.dataset.clone(), Arc::new(view))
+            .map_err(|e| ApiError::internal(&e))?;
+    }
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    catalog.register_schema("public", schema).map_err(|e| ApiError::internal(&e))?;
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog("datafusion".into(), catalog);
+
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.sql_memory_mib * 1024 * 1024, 1.0)
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_object_store_registry(Arc::clone(&registry.ctx.runtime_env().object_store_registry))
+        .build_arc()
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut config: SessionConfig = session_config().with_create_default_catalog_and_schema(false);
+    config.options_mut().execution.enable_recursive_ctes = false;
+    Ok(SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_catalog_list(catalogs)
+        .with_expr_planners(SessionStateDefaults::default_expr_planners())
+        .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
+        .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
+        .with_window_functions(SessionStateDefaults::default_window_functions())
+        .build())
+}
+
+fn invalid_sql(e: DataFusionError) -> ApiError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => too_expensive(),
+        root => ApiError::unprocessable("invalid_sql", "Invalid query", first_line(&root.to_string())),
+    }
+}
+
+fn execution_error(e: DataFusionError) -> ApiError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => too_expensive(),
+        root => ApiError::unprocessable("query_failed", "Query failed", first_line(&root.to_string())),
+    }
+}
+
+fn too_expensive() -> ApiError {
+    ApiError::unprocessable(
+        "query_too_expensive",
+        "Query needs too much memory",
+        "the query needs more memory than a call may use; narrow or aggregate it",
+    )
+}
+
+/// DataFusion's messages can run to a backtrace; the first line says what went wrong.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().chars().take(500).collect()
+}
+
+fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, DataFusionError> {
+    let mut out = Vec::new();
+    match format {
+        Format::Json => {
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            out.extend_from_slice(b"{\"columns\":");
+            let columns: Vec<serde_json::Value> = schema
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect();
+            serde_json::to_writer(&mut out, &columns).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            out.extend_from_slice(format!(",\"row_count\":{rows},\"rows\":").as_bytes());
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            drop(writer);
+            if rows == 0 {
+                // The JSON array writer writes nothing for no rows.
+                out.extend_from_slice(b"[]");
+            }
+            out.push(b'}');
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        Format::ArrowIpc => {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+        Format::Parquet => {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(schema), None)?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+        }
+    }
+    Ok(out)
+}
