@@ -128,7 +128,10 @@ impl ExchangeLog {
     /// Writes `record` and waits until it is in the file.
     pub async fn write(&self, record: ExchangeRecord) -> Result<(), LogUnavailable> {
         let (done, written) = oneshot::channel();
-        self.sender.send((record, done)).await.map_err(|_| LogUnavailable("the writer has stopped".into()))?;
+        self.sender
+            .send((record, done))
+            .await
+            .map_err(|_| LogUnavailable("the writer has stopped".into()))?;
         match tokio::time::timeout(Duration::from_secs(10), written).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(LogUnavailable(e)),

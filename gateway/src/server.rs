@@ -10,8 +10,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::config::LoadedConfig;
-use crate::datasets::DatasetRegistry;
 use crate::data::DataPlane;
+use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
 use crate::exchange::ExchangeLog;
 use crate::platform::Platform;

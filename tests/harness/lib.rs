@@ -107,12 +107,24 @@ pub struct Demo {
 impl Demo {
     /// Starts `tongban demo` on a fresh data directory with a small dataset.
     pub async fn start() -> anyhow::Result<Demo> {
+        Demo::start_with(2000, &[]).await
+    }
+
+    /// Starts `tongban demo` with `rows` people and extra `TONGBAN_…` environment settings.
+    pub async fn start_with(rows: u64, env: &[(&str, &str)]) -> anyhow::Result<Demo> {
         let data = tempfile::tempdir()?;
         let data_dir = data.path().to_str().context("utf-8 path")?.to_owned();
-        let args = ["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", "2000"];
-        let gateway = Gateway::start(&args, Duration::from_secs(180)).await?;
+        let rows = rows.to_string();
+        let args = ["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", &rows];
+        let gateway = Gateway::start_with_env(&args, env, Duration::from_secs(180)).await?;
+        gateway.wait_ready(Duration::from_secs(60)).await?;
         let credentials = serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json"))?)?;
         Ok(Demo { gateway, credentials, _data: data })
+    }
+
+    /// The demo's data directory: generated datasets, configuration, store and exchange log.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
     }
 
     pub fn password(&self) -> String {
@@ -154,12 +166,55 @@ impl Demo {
 pub struct Api {
     base_url: String,
     token: Option<String>,
+    headers: Vec<(String, String)>,
     client: reqwest::Client,
+}
+
+/// A raw answer: status, content type and body bytes.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 impl Api {
     pub fn new(base_url: &str, token: Option<String>) -> Api {
-        Api { base_url: base_url.to_owned(), token, client: reqwest::Client::new() }
+        Api { base_url: base_url.to_owned(), token, headers: Vec::new(), client: reqwest::Client::new() }
+    }
+
+    /// The same client sending `headers` with every call (such as a data call's purpose).
+    pub fn with_headers(&self, headers: &[(&str, &str)]) -> Api {
+        let mut api = self.clone();
+        api.headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        api
+    }
+
+    /// Sends `body` (JSON when given) with an `Accept` header and returns the raw answer.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        accept: Option<&str>,
+    ) -> anyhow::Result<RawAnswer> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.bytes().await?.to_vec();
+        Ok(RawAnswer { status, content_type, body })
     }
 
     pub async fn sign_in(base_url: &str, username: &str, password: &str) -> anyhow::Result<Api> {
@@ -173,7 +228,10 @@ impl Api {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, format!("{}/api/v1{path}", self.base_url));
+        let mut request = self.client.request(method, format!("{}/api/v1{path}", self.base_url));
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -188,7 +246,12 @@ impl Api {
             .get("content-type")
             .is_some_and(|v| v.as_bytes() == b"application/problem+json");
         let text = response.text().await?;
-        let body = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? };
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{status} with a body that is not JSON: {text}"))?
+        };
         // Every error is a problem document.
         anyhow::ensure!(status < 400 || is_problem, "{status} without problem+json: {text}");
         Ok((status, body))
@@ -219,7 +282,7 @@ impl Api {
         &self,
         path: &str,
         content_type: &str,
-        body: &'static str,
+        body: impl Into<reqwest::Body>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
         Api::answer(self.request(reqwest::Method::POST, path).header("content-type", content_type).body(body))
             .await

@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
 use tongban_policy::grant::Grant;
 
@@ -129,7 +129,12 @@ impl Phases<'_> {
 
 /// The lifecycle of every data call. The log phase runs whatever the outcome, and the
 /// response is released only once the record is written.
-async fn serve(state: &AppState, caller: Result<Caller, ApiError>, headers: &HeaderMap, body: CallBody) -> Response {
+async fn serve(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    body: CallBody,
+) -> Response {
     let data = state.data();
     let mut record = ExchangeRecord::begin(body.operation());
     let snapshot = state.platform().grants.snapshot();
@@ -170,7 +175,8 @@ async fn serve(state: &AppState, caller: Result<Caller, ApiError>, headers: &Hea
                 let request = request.as_ref().map_err(Clone::clone)?;
                 // Masks are applied inside each per-grant view, below the caller's query, so
                 // execute and mask are one phase here.
-                let answer = sql::run(&registry, &data.sql, &resolved.permits, request, accept.as_deref()).await?;
+                let answer =
+                    sql::run(&registry, &data.sql, &resolved.permits, request, accept.as_deref()).await?;
                 phases.end(Phase::Execute);
                 answer
             }
@@ -197,8 +203,10 @@ async fn serve(state: &AppState, caller: Result<Caller, ApiError>, headers: &Hea
     let exchange_id = record.id.clone();
     let mut response = match data.log.write(record).await {
         Ok(()) => match outcome {
-            Ok(answer) => ([(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))], answer.body)
-                .into_response(),
+            Ok(answer) => {
+                ([(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))], answer.body)
+                    .into_response()
+            }
             Err(error) => error.into_response(),
         },
         Err(e) => {
@@ -230,19 +238,23 @@ fn purpose(headers: &HeaderMap, salt: &[u8], record: &mut ExchangeRecord) -> Res
     // Header values are read as UTF-8, so an operator may be named in Chinese; bytes that are
     // not UTF-8 make the field malformed.
     let field = |name: &str| headers.get(name).map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or("\u{0}"));
-    let purpose = Purpose::parse(field(SERVICE_ITEM_HEADER), field(CASE_NUMBER_HEADER), field(OPERATOR_HEADER))
-        .map_err(|reasons| {
-            ApiError::denied(
-                StatusCode::BAD_REQUEST,
-                "purpose_required",
-                "Purpose required",
-                format!(
-                    "every data call names its purpose in the {SERVICE_ITEM_HEADER}, {CASE_NUMBER_HEADER} and \
+    let purpose = Purpose::parse(
+        field(SERVICE_ITEM_HEADER),
+        field(CASE_NUMBER_HEADER),
+        field(OPERATOR_HEADER),
+    )
+    .map_err(|reasons| {
+        ApiError::denied(
+            StatusCode::BAD_REQUEST,
+            "purpose_required",
+            "Purpose required",
+            format!(
+                "every data call names its purpose in the {SERVICE_ITEM_HEADER}, {CASE_NUMBER_HEADER} and \
                      {OPERATOR_HEADER} headers (ASCII code, case number, operator)"
-                ),
-                reasons,
-            )
-        })?;
+            ),
+            reasons,
+        )
+    })?;
     record.service_item = Some(purpose.service_item.clone());
     record.case_digest = Some(purpose_digest(salt, &purpose.case_number));
     record.operator_digest = Some(purpose_digest(salt, &purpose.operator));
@@ -260,11 +272,13 @@ fn resolve<'s>(
     record: &mut ExchangeRecord,
 ) -> Result<Resolved<'s>, ApiError> {
     let today = Platform::now().date();
-    let ask = |resource_code: &str, items: &[String]| -> Result<(&'s tongban_policy::catalog::Resource, Permit<'s>), ApiError> {
-        let resource = snapshot
-            .resources
-            .get(resource_code)
-            .ok_or_else(|| ApiError::not_found(format!("there is no catalog resource {resource_code}")).with_code("unknown_resource"))?;
+    let ask = |resource_code: &str,
+               items: &[String]|
+     -> Result<(&'s tongban_policy::catalog::Resource, Permit<'s>), ApiError> {
+        let resource = snapshot.resources.get(resource_code).ok_or_else(|| {
+            ApiError::not_found(format!("there is no catalog resource {resource_code}"))
+                .with_code("unknown_resource")
+        })?;
         let request = AccessRequest {
             department: &system.department,
             system: &system.id,
@@ -344,11 +358,19 @@ fn reason_text(reason: &Reason) -> String {
         Reason::GrantRevoked { grant } => format!("grant {grant} is revoked"),
         Reason::GrantExpired { grant, valid_until } => format!("grant {grant} expired after {valid_until}"),
         Reason::GrantNotYetValid { grant, valid_from } => format!("grant {grant} is valid from {valid_from}"),
-        Reason::ItemsNotGranted { grant, items } => format!("grant {grant} does not cover {}", items.join(", ")),
+        Reason::ItemsNotGranted { grant, items } => {
+            format!("grant {grant} does not cover {}", items.join(", "))
+        }
         Reason::ItemsWithdrawn { items } => format!("the catalog no longer shares {}", items.join(", ")),
-        Reason::ItemsRedacted { items } => format!("{} are granted redacted and cannot be verified", items.join(", ")),
-        Reason::ScopeUnenforceable { grant } => format!("grant {grant} limits rows the resource cannot be scoped by"),
-        Reason::OperationNotOffered { operation } => format!("the resource is not offered for {operation:?} calls"),
+        Reason::ItemsRedacted { items } => {
+            format!("{} are granted redacted and cannot be verified", items.join(", "))
+        }
+        Reason::ScopeUnenforceable { grant } => {
+            format!("grant {grant} limits rows the resource cannot be scoped by")
+        }
+        Reason::OperationNotOffered { operation } => {
+            format!("the resource is not offered for {operation:?} calls")
+        }
     }
 }
 

@@ -73,7 +73,11 @@ pub(super) fn verify_items(
     request: &VerifyRequest,
 ) -> Result<Vec<String>, ApiError> {
     if request.claims.is_empty() {
-        return Err(ApiError::unprocessable("no_claims", "Nothing to verify", "claims must name at least one item"));
+        return Err(ApiError::unprocessable(
+            "no_claims",
+            "Nothing to verify",
+            "claims must name at least one item",
+        ));
     }
     if request.claims.len() > MAX_CLAIMS {
         return Err(ApiError::unprocessable(
@@ -100,22 +104,27 @@ pub(super) fn verify_items(
 fn check_key(resource: &Resource, dataset: &Dataset, key: &str) -> Result<String, ApiError> {
     let key = key.trim();
     if key.is_empty() || key.len() > 64 || key.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable("invalid_key", "Invalid key", "the key must be 1 to 64 printable characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_key",
+            "Invalid key",
+            "the key must be 1 to 64 printable characters",
+        ));
     }
-    let is_identity = resource.items.iter().any(|i| i.name == dataset.key_column && i.default_mask == MaskRule::IdNumber);
+    let is_identity =
+        resource.items.iter().any(|i| i.name == dataset.key_column && i.default_mask == MaskRule::IdNumber);
     if is_identity {
-        let id = IdNumber::parse(key)
-            .map_err(|e| ApiError::unprocessable("invalid_id_number", "Invalid identity number", e.to_string()))?;
+        let id = IdNumber::parse(key).map_err(|e| {
+            ApiError::unprocessable("invalid_id_number", "Invalid identity number", e.to_string())
+        })?;
         return Ok(id.to_string());
     }
     Ok(key.to_owned())
 }
 
 fn dataset<'r>(registry: &'r DatasetRegistry, resource: &Resource) -> Result<&'r Dataset, ApiError> {
-    registry
-        .datasets
-        .get(&resource.dataset)
-        .ok_or_else(|| ApiError::not_ready(format!("dataset {} of {} is not configured", resource.dataset, resource.code)))
+    registry.datasets.get(&resource.dataset).ok_or_else(|| {
+        ApiError::not_ready(format!("dataset {} of {} is not configured", resource.dataset, resource.code))
+    })
 }
 
 /// Reads the rows with `key`, with `items` (dataset column names), keeping only rows in
@@ -128,7 +137,10 @@ async fn read(
 ) -> Result<RecordBatch, ApiError> {
     let column = |name: &str| {
         dataset.schema.index_of(name).map_err(|_| {
-            ApiError::internal(&format!("dataset {} has no column {name} that the catalog names", dataset.name))
+            ApiError::internal(&format!(
+                "dataset {} has no column {name} that the catalog names",
+                dataset.name
+            ))
         })
     };
     let mut projection: Vec<usize> = items.iter().map(|i| column(i)).collect::<Result<_, _>>()?;
@@ -146,8 +158,9 @@ async fn read(
         let codes = arrow::compute::cast(batch.column(position), &arrow::datatypes::DataType::Utf8)
             .map_err(|e| ApiError::internal(&e))?;
         let codes = codes.as_string::<i32>();
-        let keep: arrow::array::BooleanArray =
-            (0..codes.len()).map(|i| Some(scope.admits((!codes.is_null(i)).then(|| codes.value(i))))).collect();
+        let keep: arrow::array::BooleanArray = (0..codes.len())
+            .map(|i| Some(scope.admits((!codes.is_null(i)).then(|| codes.value(i)))))
+            .collect();
         batch = filter_record_batch(&batch, &keep).map_err(|e| ApiError::internal(&e))?;
         batch = batch.project(&(0..items.len()).collect::<Vec<_>>()).map_err(|e| ApiError::internal(&e))?;
     }
@@ -170,11 +183,14 @@ pub(super) async fn verify(
     let mut results = BTreeMap::new();
     for (position, (item, claimed)) in request.claims.iter().enumerate() {
         let column = batch.column(position);
-        let formatter = ArrayFormatter::try_new(column.as_ref(), &options).map_err(|e| ApiError::internal(&e))?;
-        let matched = (0..column.len()).any(|row| column.is_valid(row) && same(&formatter.value(row).to_string(), claimed));
+        let formatter =
+            ArrayFormatter::try_new(column.as_ref(), &options).map_err(|e| ApiError::internal(&e))?;
+        let matched = (0..column.len())
+            .any(|row| column.is_valid(row) && same(&formatter.value(row).to_string(), claimed));
         results.insert(item.clone(), if matched { Verdict::Match } else { Verdict::NoMatch });
     }
-    let answer = VerifyAnswer { resource: resource.code.clone(), record_found: batch.num_rows() > 0, results };
+    let answer =
+        VerifyAnswer { resource: resource.code.clone(), record_found: batch.num_rows() > 0, results };
     Ok(Answer {
         content_type: "application/json",
         body: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?,
@@ -212,7 +228,9 @@ pub(super) async fn lookup(
     let batch = read(dataset, &key, &items, permit.scope.as_ref()).await?;
     if batch.num_rows() == 0 {
         // The same answer whether the record is absent or out of the grant's rows.
-        return Err(ApiError::not_found("no record with this key within the grant").with_code("record_not_found"));
+        return Err(
+            ApiError::not_found("no record with this key within the grant").with_code("record_not_found")
+        );
     }
     Ok(Found { resource: resource.code.clone(), batch })
 }

@@ -1,0 +1,539 @@
+//! The data plane end to end: verification, record look-up and SQL against the demo's grants,
+//! with the attack suite in `tests/attacks/sql.tsv` checked against the dataset itself.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+
+use anyhow::Context;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+use tongban_e2e::{Api, Demo};
+use tongban_policy::catalog::MaskRule;
+
+const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
+const HOUSEHOLD: &str = "A01-410000-0001";
+const SCOPE: &str = "4115";
+/// People in the demo's household file: enough that the grant's county scope holds hundreds.
+const ROWS: u64 = 20_000;
+
+fn purpose(service_item: &str) -> [(&'static str, String); 3] {
+    [
+        ("x-tongban-service-item", service_item.to_owned()),
+        ("x-tongban-case-number", "GD-2026-000731".to_owned()),
+        ("x-tongban-operator", "警员0031".to_owned()),
+    ]
+}
+
+fn with_purpose(api: &Api, service_item: &str) -> Api {
+    let headers = purpose(service_item);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    api.with_headers(&headers)
+}
+
+/// One person of the household file, raw.
+#[derive(Debug, Clone)]
+struct Person {
+    id_number: String,
+    name: Option<String>,
+    division_code: Option<String>,
+    status: Option<String>,
+    denied: Vec<String>,
+}
+
+/// The household file as the test reads it, without the gateway.
+struct Truth {
+    people: Vec<Person>,
+    /// Approved rows: the granted columns, masked, of rows in scope.
+    approved: Vec<HashMap<&'static str, String>>,
+    raw_ids: HashSet<String>,
+    raw_names: HashSet<String>,
+    denied_values: HashSet<String>,
+    out_of_scope_divisions: HashSet<String>,
+    out_of_scope_masked_ids: HashSet<String>,
+}
+
+fn text(batch: &RecordBatch, name: &str, row: usize) -> Option<String> {
+    let column = batch.column_by_name(name)?;
+    if column.is_null(row) {
+        return None;
+    }
+    let column = arrow::compute::cast(column, &DataType::Utf8).ok()?;
+    Some(column.as_string::<i32>().value(row).to_owned())
+}
+
+impl Truth {
+    fn read(demo: &Demo) -> anyhow::Result<Truth> {
+        let file = File::open(demo.data_dir().join("datasets/household.parquet"))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        let denied_columns = [
+            "household_number",
+            "address",
+            "registration_authority",
+            "marital_status",
+            "ethnicity",
+            "relation_to_head",
+        ];
+        let mut people = Vec::new();
+        for batch in reader {
+            let batch = batch?;
+            for row in 0..batch.num_rows() {
+                people.push(Person {
+                    id_number: text(&batch, "id_number", row).context("id")?,
+                    name: text(&batch, "name", row),
+                    division_code: text(&batch, "division_code", row),
+                    status: text(&batch, "status", row),
+                    denied: denied_columns.iter().filter_map(|c| text(&batch, c, row)).collect(),
+                });
+            }
+        }
+        let in_scope = |p: &Person| p.division_code.as_deref().is_some_and(|d| d.starts_with(SCOPE));
+        let approved: Vec<HashMap<&str, String>> = people
+            .iter()
+            .filter(|p| in_scope(p))
+            .map(|p| {
+                let mut row = HashMap::new();
+                row.insert("id_number", MaskRule::IdNumber.apply(&p.id_number).into_owned());
+                if let Some(name) = &p.name {
+                    row.insert("name", MaskRule::Name.apply(name).into_owned());
+                }
+                if let Some(code) = &p.division_code {
+                    row.insert("division_code", code.clone());
+                }
+                if let Some(status) = &p.status {
+                    row.insert("status", status.clone());
+                }
+                row
+            })
+            .collect();
+        Ok(Truth {
+            raw_ids: people.iter().map(|p| p.id_number.clone()).collect(),
+            raw_names: people
+                .iter()
+                .filter_map(|p| p.name.clone())
+                .filter(|n| n.chars().count() > 1)
+                .collect(),
+            // Values of the denied columns that no granted column can hold.
+            // Values of the denied columns that no granted column or count can hold: short
+            // numeric codes (marital status and relation to the head are coded) could be a count.
+            denied_values: people
+                .iter()
+                .flat_map(|p| p.denied.iter().cloned())
+                .filter(|v| v.chars().count() > 1 && !(v.len() < 8 && v.bytes().all(|b| b.is_ascii_digit())))
+                .collect(),
+            out_of_scope_divisions: people
+                .iter()
+                .filter(|p| !in_scope(p))
+                .filter_map(|p| p.division_code.clone())
+                .filter(|d| !d.starts_with(SCOPE))
+                .collect(),
+            // Masked numbers can coincide; only those no in-scope person shares tell of a row out
+            // of scope.
+            out_of_scope_masked_ids: people
+                .iter()
+                .filter(|p| !in_scope(p))
+                .map(|p| MaskRule::IdNumber.apply(&p.id_number).into_owned())
+                .filter(|masked| !approved.iter().any(|a| a.get("id_number") == Some(masked)))
+                .collect(),
+            approved,
+            people,
+        })
+    }
+
+    fn in_scope(&self) -> impl Iterator<Item = &Person> {
+        self.people.iter().filter(|p| p.division_code.as_deref().is_some_and(|d| d.starts_with(SCOPE)))
+    }
+
+    fn out_of_scope(&self) -> &Person {
+        self.people
+            .iter()
+            .find(|p| p.division_code.as_deref().is_some_and(|d| !d.starts_with("41")))
+            .expect("people outside Henan")
+    }
+
+    /// Problems with one cell of a successful answer.
+    fn leaks_in(&self, cell: &str) -> Option<String> {
+        if self.raw_ids.iter().any(|id| cell.contains(id.as_str())) {
+            return Some(format!("raw identity number in {cell:?}"));
+        }
+        if self.raw_names.contains(cell) {
+            return Some(format!("raw name {cell:?}"));
+        }
+        if self.denied_values.contains(cell) {
+            return Some(format!("value of a denied column {cell:?}"));
+        }
+        if self.out_of_scope_divisions.contains(cell) || self.out_of_scope_masked_ids.contains(cell) {
+            return Some(format!("out-of-scope row's value {cell:?}"));
+        }
+        None
+    }
+
+    fn agrees_with_an_approved_row(&self, row: &serde_json::Map<String, Value>) -> bool {
+        let granted: Vec<(&str, Option<String>)> = ["id_number", "name", "division_code", "status"]
+            .into_iter()
+            .filter(|c| row.contains_key(*c))
+            .map(|c| (c, cell(&row[c])))
+            .collect();
+        self.approved.iter().any(|approved| granted.iter().all(|(c, v)| approved.get(c).cloned() == *v))
+    }
+}
+
+fn cell(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn fill(query: &str, truth: &Truth, dataset_path: &str) -> String {
+    let person =
+        truth.in_scope().find(|p| p.name.as_deref().is_some_and(|n| n.chars().count() >= 2)).expect("person");
+    let name = person.name.clone().expect("name");
+    let out = truth.out_of_scope();
+    query
+        .replace("\\n", "\n")
+        .replace("{in_id}", &person.id_number)
+        .replace("{in_name}", &name)
+        .replace("{in_given}", &name.chars().skip(1).collect::<String>())
+        .replace("{in_birth}", &person.id_number[6..14])
+        .replace("{out_id}", &out.id_number)
+        .replace("{out_division}", out.division_code.as_deref().expect("division"))
+        .replace("{out_prefix6}", &out.id_number[..6])
+        .replace("{dataset_path}", dataset_path)
+}
+
+#[tokio::test]
+async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<()> {
+    let demo = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "3000")]).await?;
+    let truth = Truth::read(&demo)?;
+    let in_scope_count = truth.approved.len();
+    assert!(in_scope_count > 100, "the scope holds {in_scope_count} people");
+    let (_, police) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&police, "KSTB-GA-001");
+    let dataset_path = demo.data_dir().join("datasets/household.parquet").display().to_string();
+
+    let cases: Vec<(&str, &str)> = include_str!("../attacks/sql.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_once('\t').unwrap_or((l, "")))
+        .collect();
+    assert!(cases.len() >= 150, "{} attack queries", cases.len());
+    let mut failures = Vec::new();
+    let mut outcomes: HashMap<&str, usize> = HashMap::new();
+    for (expect, query) in &cases {
+        let sql = fill(query, &truth, &dataset_path);
+        let (status, body) = police.post("/data/sql", &json!({ "query": sql })).await?;
+        let mut fail = |why: String| failures.push(format!("[{expect}] {query}\n    {why}"));
+        if status >= 500 {
+            fail(format!("server error {status}: {body}"));
+            continue;
+        }
+        if status != 200 {
+            if !(400..500).contains(&status) || body["code"].as_str().is_none() {
+                fail(format!("refusal without a problem code: {status} {body}"));
+            }
+            *outcomes.entry("refused").or_default() += 1;
+            if matches!(*expect, "rows" | "count") {
+                fail(format!("refused ({status} {}): {}", body["code"], body["detail"]));
+            }
+            continue;
+        }
+        *outcomes.entry("answered").or_default() += 1;
+        let rows = body["rows"].as_array().context("rows")?;
+        // Every answer is checked for leaks, whatever the expectation.
+        let leak = rows
+            .iter()
+            .filter_map(Value::as_object)
+            .flat_map(|row| row.values())
+            .find_map(|value| cell(value).and_then(|c| truth.leaks_in(&c)));
+        if let Some(leak) = leak {
+            fail(leak);
+        }
+        match *expect {
+            "refused" => fail(format!("answered with {} rows", rows.len())),
+            "none" if !rows.is_empty() => fail(format!("answered with {} rows", rows.len())),
+            "rows" => {
+                if rows.is_empty() {
+                    fail("no rows".into());
+                }
+                if let Some(row) = rows
+                    .iter()
+                    .find(|row| row.as_object().is_none_or(|r| !truth.agrees_with_an_approved_row(r)))
+                {
+                    fail(format!("row matches no approved row: {row}"));
+                }
+            }
+            "count" => {
+                let value =
+                    rows.first().and_then(|r| r.as_object()).and_then(|r| r.values().next()).and_then(cell);
+                if value.as_deref() != Some(in_scope_count.to_string().as_str()) {
+                    fail(format!("count {value:?}, expected {in_scope_count}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} attacks failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} attacks: {outcomes:?}", cases.len());
+
+    // Oversized and deeply nested queries are refused with codes of their own.
+    let long = format!("SELECT * FROM household WHERE {}", vec!["status = 'x'"; 2000].join(" OR "));
+    let (status, body) = police.post("/data/sql", &json!({ "query": long })).await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("query_too_long")));
+    let nested = format!("SELECT {}1{} FROM household", "(".repeat(300), ")".repeat(300));
+    let (status, _) = police.post("/data/sql", &json!({ "query": nested })).await?;
+    assert_eq!(status, 422);
+    // The gateway is still healthy after the bombs.
+    let (status, _) = police.post("/data/sql", &json!({"query": "SELECT count(*) FROM household"})).await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn verification_and_look_up_answer_only_what_is_granted() -> anyhow::Result<()> {
+    let demo = Demo::start_with(ROWS, &[]).await?;
+    let truth = Truth::read(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    let person = truth.in_scope().find(|p| p.name.is_some() && p.status.is_some()).expect("person").clone();
+    let name = person.name.clone().expect("name");
+
+    // Verification: match / no match per claim, never a stored value.
+    let claims = json!({"resource": HOUSEHOLD, "key": person.id_number,
+        "claims": {"name": name, "status": "不存在的状态"}});
+    let (status, body) = police.post("/data/verify", &claims).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"resource": HOUSEHOLD, "record_found": true,
+        "results": {"name": "match", "status": "no_match"}})
+    );
+    let lower_x = person.id_number.to_lowercase();
+    let (status, body) = police
+        .post("/data/verify", &json!({"resource": HOUSEHOLD, "key": lower_x, "claims": {"name": name}}))
+        .await?;
+    assert_eq!((status, body["results"]["name"].as_str()), (200, Some("match")));
+
+    // Look-up: the granted items, masked.
+    let (status, body) = police.get(&format!("/data/{HOUSEHOLD}/records/{}", person.id_number)).await?;
+    assert_eq!(status, 200, "{body}");
+    let record = &body["records"][0];
+    assert_eq!(record["id_number"], MaskRule::IdNumber.apply(&person.id_number).as_ref());
+    assert_eq!(record["name"], MaskRule::Name.apply(&name).as_ref());
+    assert_eq!(record["status"], person.status.clone().expect("status"));
+    assert_eq!(record.as_object().map(|r| r.len()), Some(4), "only granted items: {record}");
+    let (status, body) =
+        police.get(&format!("/data/{HOUSEHOLD}/records/{}?items=name,status", person.id_number)).await?;
+    assert_eq!((status, body["records"][0].as_object().map(|r| r.len())), (200, Some(2)));
+
+    // A record out of the grant's rows looks exactly like one that does not exist.
+    let outsider = truth.out_of_scope();
+    let (status, out_of_scope) =
+        police.get(&format!("/data/{HOUSEHOLD}/records/{}", outsider.id_number)).await?;
+    assert_eq!((status, out_of_scope["code"].as_str()), (404, Some("record_not_found")));
+    let absent = tongban_policy::IdNumber::parse("11010519491231002X")?;
+    let (status, missing) = police.get(&format!("/data/{HOUSEHOLD}/records/{absent}")).await?;
+    assert_eq!((status, &missing["detail"]), (404, &out_of_scope["detail"]));
+    let (status, body) = police
+        .post(
+            "/data/verify",
+            &json!({"resource": HOUSEHOLD, "key": outsider.id_number, "claims": {"name": "x"}}),
+        )
+        .await?;
+    assert_eq!((status, &body["record_found"]), (200, &json!(false)));
+
+    // Refusals carry their reasons.
+    let refused = |status: u16, body: &Value, code: &str, reason: Option<&str>| {
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (if code == "access_denied" { 403 } else { status }, Some(code)),
+            "{body}"
+        );
+        if let Some(reason) = reason {
+            let reasons: Vec<&str> =
+                body["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect();
+            assert!(reasons.contains(&reason), "{reason} not in {body}");
+        }
+    };
+    let path = format!("/data/{HOUSEHOLD}/records/{}", person.id_number);
+    let (status, body) = police.get(&format!("{path}?items=marital_status")).await?;
+    refused(status, &body, "access_denied", Some("items_not_granted"));
+    let (status, body) = police
+        .post(
+            "/data/verify",
+            &json!({"resource": HOUSEHOLD, "key": person.id_number, "claims": {"gender": "男"}}),
+        )
+        .await?;
+    refused(status, &body, "access_denied", Some("items_not_granted"));
+    let (status, body) = with_purpose(&system, "KSTB-GA-003").get(&path).await?;
+    refused(status, &body, "access_denied", Some("wrong_purpose"));
+    let (status, body) = system.get(&path).await?;
+    assert_eq!((status, body["code"].as_str()), (400, Some("purpose_required")));
+    assert_eq!(body["reasons"].as_array().map(Vec::len), Some(3));
+    let (_, other) = demo.system("河南省社保经办系统")?;
+    let (status, body) = with_purpose(&other, "KSTB-GA-001").get(&path).await?;
+    refused(status, &body, "access_denied", Some("no_grant"));
+    let (_, fund) = demo.system("广州公积金业务系统")?;
+    let (status, body) = with_purpose(&fund, "KSTB-JS-004")
+        .post("/data/sql", &json!({"query": "SELECT count(*) FROM housing_fund"}))
+        .await?;
+    refused(status, &body, "access_denied", Some("operation_not_offered"));
+
+    // People use the management API; data calls are made by systems.
+    let reviewer = demo.sign_in("reviewer.henan").await?;
+    let (status, _) = with_purpose(&reviewer, "KSTB-GA-001").get(&path).await?;
+    assert_eq!(status, 403);
+    let (status, _) = with_purpose(&demo.anonymous(), "KSTB-GA-001").get(&path).await?;
+    assert_eq!(status, 401);
+
+    // Suspending the grant stops calls at once; resuming restores them.
+    let admin = demo.sign_in("reviewer.henan").await?;
+    let (_, grants) = admin.get("/grants").await?;
+    let grant = grants["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["grant"]["resource_code"] == HOUSEHOLD && g["grant"]["status"] == "active")
+        .context("grant")?
+        .clone();
+    let id = grant["grant"]["id"].as_str().context("id")?;
+    let change = |version: &Value, action: &str| json!({"version": version, "action": action, "reason": "核查调用异常"});
+    let (status, changed) =
+        admin.post(&format!("/grants/{id}/changes"), &change(&grant["version"], "suspend")).await?;
+    assert_eq!(status, 200, "{changed}");
+    let (status, body) = police.get(&path).await?;
+    refused(status, &body, "access_denied", Some("grant_suspended"));
+    let (status, _) =
+        admin.post(&format!("/grants/{id}/changes"), &change(&changed["version"], "resume")).await?;
+    assert_eq!(status, 200);
+    assert_eq!(police.get(&path).await?.0, 200);
+
+    // Bad input gets problem documents, never a server error.
+    let verify = |body: &'static str| police.post_raw("/data/verify", "application/json", body);
+    let (status, body) = verify("{\"resource\": ").await?;
+    assert_eq!((status, body["code"].as_str()), (400, Some("malformed_json")));
+    let (status, body) = verify("{\"resource\": 1, \"key\": [], \"claims\": {}}").await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_body")));
+    let (status, body) =
+        verify("{\"resource\": \"A01-410000-0001\", \"key\": \"1\", \"claims\": {}, \"x\": 1}").await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_body")));
+    let big = format!(
+        "{{\"resource\": \"{HOUSEHOLD}\", \"key\": \"{}\", \"claims\": {{\"name\": \"{}\"}}}}",
+        person.id_number,
+        "张".repeat(40_000)
+    );
+    let (status, body) = police.post_raw("/data/verify", "application/json", big).await?;
+    assert_eq!((status, body["code"].as_str()), (413, Some("body_too_large")));
+    let (status, body) = police.post_raw("/data/verify", "text/plain", "hello").await?;
+    assert_eq!((status, body["code"].as_str()), (415, Some("unsupported_media_type")));
+    let (status, body) = police
+        .post(
+            "/data/verify",
+            &json!({"resource": HOUSEHOLD, "key": "110105194912310021", "claims": {"name": "x"}}),
+        )
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_id_number")));
+    let (status, body) = police
+        .post("/data/verify", &json!({"resource": HOUSEHOLD, "key": person.id_number, "claims": {}}))
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("no_claims")));
+    let (status, body) = police
+        .post(
+            "/data/verify",
+            &json!({"resource": "Z99-000000-0000", "key": person.id_number, "claims": {"name": "x"}}),
+        )
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_resource")));
+    let (status, body) = police.get(&format!("/data/{HOUSEHOLD}/records/not-an-id")).await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_id_number")));
+    let (status, body) = police.get(&format!("{path}?items=name&bogus=1")).await?;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")));
+
+    // Every call above was recorded, refusals with their reasons, and no record holds the
+    // raw key, the name, the case number or the operator.
+    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
+    let records: Vec<Value> = log.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(records.len() >= 25, "{} exchange records", records.len());
+    assert!(records.iter().any(|r| r["status"] == 403 && r["reasons"][0]["code"] == "grant_suspended"));
+    assert!(records.iter().any(|r| r["status"] == 400 && r["code"] == "malformed_json"));
+    assert!(records.iter().any(|r| r["status"] == 200 && r["operation"] == "lookup" && r["rows"] == 1));
+    for secret in
+        [person.id_number.as_str(), name.as_str(), "GD-2026-000731", "警员0031", outsider.id_number.as_str()]
+    {
+        assert!(!log.contains(secret), "the exchange log holds {secret}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sql_results_come_in_four_formats_masked_alike() -> anyhow::Result<()> {
+    let demo = Demo::start_with(ROWS, &[]).await?;
+    let truth = Truth::read(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    let query = json!({"query": "SELECT id_number, name, status FROM household ORDER BY id_number"});
+    let expected: HashSet<String> = truth.approved.iter().map(|r| r["id_number"].clone()).collect();
+    let post = reqwest::Method::POST;
+
+    let json_answer = police.send(post.clone(), "/data/sql", Some(&query), None).await?;
+    assert_eq!((json_answer.status, json_answer.content_type.as_str()), (200, "application/json"));
+    let body: Value = serde_json::from_slice(&json_answer.body)?;
+    assert_eq!(body["row_count"], truth.approved.len());
+    let ids: HashSet<String> =
+        body["rows"].as_array().into_iter().flatten().filter_map(|r| cell(&r["id_number"])).collect();
+    assert_eq!(ids, expected);
+
+    let csv = police.send(post.clone(), "/data/sql", Some(&query), Some("text/csv")).await?;
+    assert!(csv.content_type.starts_with("text/csv"));
+    let csv = String::from_utf8(csv.body)?;
+    assert_eq!(csv.lines().next(), Some("id_number,name,status"));
+    let ids: HashSet<String> =
+        csv.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).collect();
+    assert_eq!(ids, expected);
+
+    let ipc = police
+        .send(post.clone(), "/data/sql", Some(&query), Some("application/vnd.apache.arrow.stream"))
+        .await?;
+    assert_eq!(ipc.content_type, "application/vnd.apache.arrow.stream");
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc.body), None)?;
+    let mut ids = HashSet::new();
+    for batch in reader {
+        let batch = batch?;
+        for row in 0..batch.num_rows() {
+            ids.insert(text(&batch, "id_number", row).context("id")?);
+        }
+    }
+    assert_eq!(ids, expected);
+
+    let file =
+        police.send(post.clone(), "/data/sql", Some(&query), Some("application/vnd.apache.parquet")).await?;
+    assert_eq!(file.content_type, "application/vnd.apache.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.body))?.build()?;
+    let mut ids = HashSet::new();
+    for batch in reader {
+        let batch = batch?;
+        for row in 0..batch.num_rows() {
+            ids.insert(text(&batch, "id_number", row).context("id")?);
+        }
+    }
+    assert_eq!(ids, expected);
+
+    let refused = police.send(post.clone(), "/data/sql", Some(&query), Some("application/xml")).await?;
+    assert_eq!(refused.status, 406);
+    // A result over the row limit is refused, not cut short.
+    let demo_small = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_MAX_ROWS", "5")]).await?;
+    let (_, system) = demo_small.system(POLICE_SYSTEM)?;
+    let (status, body) = with_purpose(&system, "KSTB-GA-001")
+        .post("/data/sql", &json!({"query": "SELECT name FROM household"}))
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("result_too_large")), "{body}");
+    Ok(())
+}
