@@ -11,3 +11,16 @@ for rows in 1000000 10000000; do
 done
 # Key look-up over 10 million people (the dataset is generated once and kept).
 TONGBAN_BENCH_ROWS=10000000 cargo bench -p tongban-benches --bench lookup
+
+# Policy decisions (criterion).
+cargo bench -p tongban-benches --bench decision -- --noplot
+
+# The data plane: verification against DuckDB (from PyPI, in a virtual environment beside
+# the build cache) and SQL through per-grant views against direct DataFusion.
+venv="${TONGBAN_BENCH_VENV:-$HOME/.cache/tongban/venv}"
+if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet duckdb
+fi
+TONGBAN_BENCH_PYTHON="$venv/bin/python" TONGBAN_BENCH_ROWS=10000000 \
+  cargo bench -p tongban-benches --bench dataplane
