@@ -17,8 +17,8 @@ use axum::body::Body;
 use axum::http::Request;
 use datafusion::prelude::SessionContext;
 use http_body_util::BodyExt;
-use rand::seq::IndexedRandom;
 use rand::SeedableRng;
+use rand::seq::IndexedRandom;
 use tongban_benches::{ensure_dataset, micros, percentiles, rows_from_env};
 use tongban_connectors::synth::{HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE};
 use tongban_connectors::{DatasetConfig, GrantedView, SourceConfig, ViewColumn, ViewScope, session_config};
@@ -71,24 +71,39 @@ async fn run(rows: u64, dir: &Path) {
         .expect("probes");
     let mut candidates = Vec::new();
     for batch in &people {
-        let text = |i: usize| arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).expect("text");
+        let text = |i: usize| {
+            arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).expect("text")
+        };
         let (ids, names, statuses) = (text(0), text(1), text(2));
-        let (ids, names, statuses) = (ids.as_string::<i32>(), names.as_string::<i32>(), statuses.as_string::<i32>());
+        let (ids, names, statuses) =
+            (ids.as_string::<i32>(), names.as_string::<i32>(), statuses.as_string::<i32>());
         for row in 0..batch.num_rows() {
             if names.is_valid(row) && statuses.is_valid(row) {
-                candidates.push((ids.value(row).to_owned(), names.value(row).to_owned(), statuses.value(row).to_owned()));
+                candidates.push((
+                    ids.value(row).to_owned(),
+                    names.value(row).to_owned(),
+                    statuses.value(row).to_owned(),
+                ));
             }
         }
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let probes: Vec<_> = (0..PROBES).map(|_| candidates.choose(&mut rng).expect("people in scope").clone()).collect();
+    let probes: Vec<_> =
+        (0..PROBES).map(|_| candidates.choose(&mut rng).expect("people in scope").clone()).collect();
     println!("dataset rows={rows} people_in_scope={} probes={PROBES}", candidates.len());
 
     // The gateway, as `tongban serve` builds it, with the demo's store and grants.
-    let platform = Platform::in_memory(configs.iter().map(|c| c.name.clone()).collect()).await.expect("platform");
+    let platform =
+        Platform::in_memory(configs.iter().map(|c| c.name.clone()).collect()).await.expect("platform");
     let credentials = tongban_gateway::seed::seed(&platform).await.expect("seed");
     platform.grants.reload(&platform.store).await.expect("grants");
-    let key = credentials.systems.iter().find(|s| s.name == "广东省公安厅跨省户籍业务系统").expect("system").api_key.clone();
+    let key = credentials
+        .systems
+        .iter()
+        .find(|s| s.name == "广东省公安厅跨省户籍业务系统")
+        .expect("system")
+        .api_key
+        .clone();
     let log_dir = tempfile::tempdir().expect("temporary directory");
     let log = ExchangeLog::open(&log_dir.path().join("exchange.jsonl")).await.expect("exchange log");
     let state = AppState::new(platform, DataPlane { sql: DataConfig::default(), log });
@@ -115,7 +130,8 @@ async fn run(rows: u64, dir: &Path) {
             "claims": {"name": name, "status": if round % 2 == 0 { status.as_str() } else { "迁出" }}})
         .to_string();
         let started = Instant::now();
-        let response = app.clone().oneshot(call("POST", "/api/v1/data/verify", body)).await.expect("infallible");
+        let response =
+            app.clone().oneshot(call("POST", "/api/v1/data/verify", body)).await.expect("infallible");
         let status_code = response.status();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
         latencies.push(started.elapsed());
@@ -135,7 +151,8 @@ async fn run(rows: u64, dir: &Path) {
 
     // DuckDB on the same file and keys, one thread.
     let probe_file = log_dir.path().join("probes.txt");
-    std::fs::write(&probe_file, probes.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join("\n")).expect("probes");
+    std::fs::write(&probe_file, probes.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join("\n"))
+        .expect("probes");
     let python = std::env::var("TONGBAN_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb_point.py");
     let output = std::process::Command::new(&python)
@@ -145,7 +162,11 @@ async fn run(rows: u64, dir: &Path) {
         .output()
         .expect("run the DuckDB baseline");
     let duck = String::from_utf8_lossy(&output.stdout);
-    match duck.lines().find(|l| l.starts_with("{")).and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+    match duck
+        .lines()
+        .find(|l| l.starts_with("{"))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
         Some(d) => {
             let p = |k: &str| d[k].as_f64().unwrap_or(f64::NAN);
             println!(
@@ -184,7 +205,9 @@ async fn run(rows: u64, dir: &Path) {
         (
             "aggregate over unmasked items",
             "SELECT status, count(*) AS n FROM household GROUP BY status".to_owned(),
-            format!("SELECT status, count(*) AS n FROM household WHERE division_code LIKE '{SCOPE}%' GROUP BY status"),
+            format!(
+                "SELECT status, count(*) AS n FROM household WHERE division_code LIKE '{SCOPE}%' GROUP BY status"
+            ),
         ),
         (
             "rows of one county, masked",
@@ -226,7 +249,8 @@ async fn run(rows: u64, dir: &Path) {
         for round in 0..SQL_RUNS + 3 {
             let body = serde_json::json!({ "query": through_view }).to_string();
             let started = Instant::now();
-            let response = app.clone().oneshot(call("POST", "/api/v1/data/sql", body)).await.expect("infallible");
+            let response =
+                app.clone().oneshot(call("POST", "/api/v1/data/sql", body)).await.expect("infallible");
             let status = response.status();
             let bytes = response.into_body().collect().await.expect("body").to_bytes();
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));

@@ -5,7 +5,9 @@ use std::hint::black_box;
 
 use chrono::NaiveDate;
 use criterion::{Criterion, criterion_group, criterion_main};
-use tongban_policy::catalog::{InformationItem, MaskRule, Resource, Sensitivity, ShareMethod, ShareType, UpdateCycle};
+use tongban_policy::catalog::{
+    InformationItem, MaskRule, Resource, Sensitivity, ShareMethod, ShareType, UpdateCycle,
+};
 use tongban_policy::decision::{AccessRequest, Operation, Purpose, decide};
 use tongban_policy::grant::{Grant, GrantSet, GrantStatus, GrantedItem};
 
@@ -57,7 +59,10 @@ fn grants() -> GrantSet {
                 dataset: "household".into(),
                 service_item: format!("KSTB-{n:03}"),
                 purpose: String::new(),
-                items: ITEMS[..6].iter().map(|i| GrantedItem { name: (*i).into(), mask: MaskRule::IdNumber }).collect(),
+                items: ITEMS[..6]
+                    .iter()
+                    .map(|i| GrantedItem { name: (*i).into(), mask: MaskRule::IdNumber })
+                    .collect(),
                 division_prefix: "41".into(),
                 rate_per_second: 10,
                 daily_quota: 1000,
@@ -93,7 +98,13 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| decide(black_box(&grants), black_box(&request(&denied))).is_err())
     });
     c.bench_function("purpose: parse and check three fields", |b| {
-        b.iter(|| Purpose::parse(black_box(Some("KSTB-003")), black_box(Some("BJ-2026-000123")), black_box(Some("王五"))))
+        b.iter(|| {
+            Purpose::parse(
+                black_box(Some("KSTB-003")),
+                black_box(Some("BJ-2026-000123")),
+                black_box(Some("王五")),
+            )
+        })
     });
 }
 

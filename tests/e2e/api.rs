@@ -618,6 +618,9 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
         "/api/v1/grants/{id}/changes",
         "/api/v1/catalog/resources/{code}",
         "/api/v1/sessions",
+        "/api/v1/data/verify",
+        "/api/v1/data/{resource}/records/{key}",
+        "/api/v1/data/sql",
     ] {
         assert!(document["paths"].get(path).is_some(), "{path} is documented");
     }

@@ -50,7 +50,7 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tongban management API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway."),
+    info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
     paths(
         org::sign_in, org::sign_out, org::me, org::list_departments, org::create_department, org::get_department,
         org::list_systems, org::create_system, org::list_users, org::create_user,
@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         catalog::get_resource_version,
         demands::list_demands, demands::file_demand, demands::overdue_demands, demands::get_demand, demands::act,
         grants::list_grants, grants::in_force, grants::get_grant, grants::change_grant,
+        crate::data::verify, crate::data::lookup, crate::data::run_sql,
     ),
     components(schemas(ProblemSchema)),
     modifiers(&Security),
@@ -98,7 +99,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Problem)]
 #[allow(dead_code)]
-struct ProblemSchema {
+pub(crate) struct ProblemSchema {
     /// `urn:tongban:problem:{code}`.
     #[serde(rename = "type")]
     type_uri: String,
@@ -107,6 +108,8 @@ struct ProblemSchema {
     /// The stable machine-readable code.
     code: String,
     detail: String,
+    /// Why a policy decision refused a data call, when it did.
+    reasons: Option<Vec<tongban_policy::decision::Reason>>,
 }
 
 /// A page of a list.

@@ -47,6 +47,22 @@ pub fn routes(max_body_bytes: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
+/// The purpose every data call names, as headers.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct PurposeHeaders {
+    /// The service item (事项编码) the call serves.
+    #[param(rename = "X-Tongban-Service-Item")]
+    service_item: String,
+    /// The case number (办件编号).
+    #[param(rename = "X-Tongban-Case-Number")]
+    case_number: String,
+    /// The operator (经办人) handling the case.
+    #[param(rename = "X-Tongban-Operator")]
+    operator: String,
+}
+
 /// What a call asks for, as the handlers received it. Rejections of the body are kept, so
 /// that a malformed call is logged like any other.
 enum CallBody {
@@ -65,7 +81,13 @@ impl CallBody {
     }
 }
 
-async fn verify(
+/// Verifies claimed values against the record with a key (核验): match or no match per item.
+#[utoipa::path(post, path = "/api/v1/data/verify", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders), request_body = VerifyRequest,
+    responses((status = 200, body = VerifyAnswer), (status = 400, body = crate::api::ProblemSchema),
+        (status = 403, description = "access_denied, with reasons", body = crate::api::ProblemSchema),
+        (status = 422, body = crate::api::ProblemSchema)))]
+pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
@@ -74,7 +96,13 @@ async fn verify(
     serve(&state, caller, &headers, CallBody::Verify(body.map(|ApiJson(b)| b))).await
 }
 
-async fn lookup(
+/// The granted items of the records with a key, masked.
+#[utoipa::path(get, path = "/api/v1/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders, ("resource" = String, Path), ("key" = String, Path),
+        ("items" = Option<String>, Query, description = "comma-separated items; every granted item when absent")),
+    responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}"),
+        (status = 403, body = crate::api::ProblemSchema), (status = 404, body = crate::api::ProblemSchema)))]
+pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
@@ -85,7 +113,13 @@ async fn lookup(
     serve(&state, caller, &headers, body).await
 }
 
-async fn run_sql(
+/// Runs one query over the caller's per-grant views.
+#[utoipa::path(post, path = "/api/v1/data/sql", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders), request_body = SqlRequest,
+    responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
+        (status = 403, body = crate::api::ProblemSchema), (status = 406, body = crate::api::ProblemSchema),
+        (status = 422, body = crate::api::ProblemSchema)))]
+pub(crate) async fn run_sql(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
