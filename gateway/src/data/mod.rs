@@ -142,7 +142,8 @@ struct System {
     department: String,
 }
 
-/// What resolve grant hands on: the purpose and, per resource read, the permit.
+/// What resolve grant hands on: per resource the call reads, its current catalog entry and
+/// the permit deciding it.
 struct Resolved<'s> {
     permits: Vec<(&'s tongban_policy::catalog::Resource, Permit<'s>)>,
 }
@@ -421,4 +422,61 @@ fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegist
 pub struct DataPlane {
     pub sql: crate::config::DataConfig,
     pub log: ExchangeLog,
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn state(log_path: &std::path::Path) -> AppState {
+        let log = ExchangeLog::open(log_path).await.expect("exchange log");
+        let data = DataPlane { sql: crate::config::DataConfig::default(), log };
+        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
+    }
+
+    fn verify_call() -> Request<Body> {
+        Request::post("/api/v1/data/verify")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"resource": "A01", "key": "11010519491231002X", "claims": {"name": "张三"}}"#,
+            ))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn refused_calls_are_recorded_before_the_answer_is_released() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("exchange.jsonl");
+        let response = crate::app(state(&path).await).oneshot(verify_call()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let exchange_id = response.headers()[EXCHANGE_ID_HEADER].to_str().expect("ascii").to_owned();
+        // The record is in the file by the time the answer is out.
+        let log = std::fs::read_to_string(&path).expect("log");
+        let record: serde_json::Value =
+            serde_json::from_str(log.lines().next().expect("a record")).expect("json");
+        assert_eq!(record["id"], exchange_id);
+        assert_eq!(
+            (record["status"].as_u64(), record["code"].as_str()),
+            (Some(401), Some("unauthenticated"))
+        );
+        assert_eq!(record["operation"], "verify");
+        assert!(!log.contains("11010519491231002X") && !log.contains("张三"), "no key or claim in {log}");
+    }
+
+    #[tokio::test]
+    async fn calls_fail_closed_when_their_record_cannot_be_written() {
+        // Every write to /dev/full fails (no space left on device).
+        let full = std::path::Path::new("/dev/full");
+        assert!(full.exists(), "the test needs Linux's /dev/full");
+        let response = crate::app(state(full).await).oneshot(verify_call()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem");
+        assert_eq!(problem["code"], "exchange_log_unavailable");
+    }
 }

@@ -172,13 +172,13 @@ async fn read(
 pub(super) async fn verify(
     registry: &DatasetRegistry,
     resource: &Resource,
-    _permit: &Permit<'_>,
+    permit: &Permit<'_>,
     request: &VerifyRequest,
 ) -> Result<Answer, ApiError> {
     let dataset = dataset(registry, resource)?;
     let key = check_key(resource, dataset, &request.key)?;
     let items: Vec<&str> = request.claims.keys().map(String::as_str).collect();
-    let batch = read(dataset, &key, &items, _permit.scope.as_ref()).await?;
+    let batch = read(dataset, &key, &items, permit.scope.as_ref()).await?;
     let options = FormatOptions::default();
     let mut results = BTreeMap::new();
     for (position, (item, claimed)) in request.claims.iter().enumerate() {
