@@ -106,7 +106,13 @@ async fn run(rows: u64, dir: &Path) {
         .clone();
     let log_dir = tempfile::tempdir().expect("temporary directory");
     let log = ExchangeLog::open(&log_dir.path().join("exchange.jsonl")).await.expect("exchange log");
-    let state = AppState::new(platform, DataPlane { sql: DataConfig::default(), log });
+    // Rate limits high enough not to interfere with a latency run; the cache is off, so every
+    // verification reads the dataset.
+    let mut config = DataConfig::default();
+    config.limits.system_per_second = 1_000_000;
+    config.limits.resource_per_second = 1_000_000;
+    config.cache.max_ttl_secs = 0;
+    let state = AppState::new(platform, DataPlane::new(config, log));
     state.set_readiness(Readiness::Ready(Arc::clone(&registry)));
     let app = tongban_gateway::app(state);
     let call = |method: &str, uri: &str, body: String| {

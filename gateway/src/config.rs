@@ -43,6 +43,8 @@ pub struct DataConfig {
     /// Where exchange records are appended as JSON lines (relative to the configuration
     /// file's directory).
     pub exchange_log: PathBuf,
+    pub limits: crate::data::LimitsConfig,
+    pub cache: crate::data::CacheConfig,
 }
 
 impl Default for DataConfig {
@@ -54,6 +56,8 @@ impl Default for DataConfig {
             sql_timeout_ms: 10_000,
             sql_memory_mib: 256,
             exchange_log: PathBuf::from("exchange.jsonl"),
+            limits: crate::data::LimitsConfig::default(),
+            cache: crate::data::CacheConfig::default(),
         }
     }
 }

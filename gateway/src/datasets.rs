@@ -10,7 +10,12 @@ use tongban_connectors::{Dataset, DatasetConfig, open_dataset, session_config};
 pub struct DatasetRegistry {
     pub datasets: BTreeMap<String, Dataset>,
     pub ctx: SessionContext,
+    /// Distinct for every registry opened in this process, so answers cached from one set of
+    /// opened datasets are never served from another.
+    pub generation: u64,
 }
+
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for DatasetRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,6 +36,7 @@ impl DatasetRegistry {
             tracing::info!(dataset = %config.name, rows = ?dataset.rows, "dataset opened");
             datasets.insert(config.name.clone(), dataset);
         }
-        Ok(DatasetRegistry { datasets, ctx })
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(DatasetRegistry { datasets, ctx, generation })
     }
 }

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub detail: String,
     /// Why a policy decision refused the call, as stable codes; empty for other errors.
     pub reasons: Vec<Reason>,
+    /// Seconds after which a rate-limited call may be tried again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,7 +32,7 @@ impl ApiError {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
-        ApiError { status, code, title, detail: detail.into(), reasons: Vec::new() }
+        ApiError { status, code, title, detail: detail.into(), reasons: Vec::new(), retry_after: None }
     }
 
     /// A refusal with the policy's reasons.
@@ -41,7 +43,28 @@ impl ApiError {
         detail: impl Into<String>,
         reasons: Vec<Reason>,
     ) -> Self {
-        ApiError { status, code, title, detail: detail.into(), reasons }
+        ApiError { status, code, title, detail: detail.into(), reasons, retry_after: None }
+    }
+
+    /// A call refused by a rate limit or quota, with when to try again.
+    pub fn rate_limited(limited: crate::data::Limited) -> Self {
+        use crate::data::Limit;
+        let what = match limited.limit {
+            Limit::System => "the calling system's rate limit",
+            Limit::Grant => "the grant's approved rate",
+            Limit::DailyQuota => "the grant's daily quota",
+            Limit::Resource => "the resource's rate limit, which protects its supplier",
+        };
+        // Whole seconds, rounded up, and never zero: a client told 0 would retry at once.
+        let seconds = limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            format!("{what} is used up; try again in {} s", seconds.max(1)),
+        );
+        error.retry_after = Some(seconds.max(1));
+        error
     }
 
     /// The same error under a more specific code.
@@ -277,6 +300,9 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

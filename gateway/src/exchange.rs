@@ -19,6 +19,8 @@ use tongban_policy::decision::{Operation, Reason};
 pub enum Phase {
     Authenticate,
     ResolveGrant,
+    RateLimit,
+    Cache,
     Execute,
     Mask,
     Log,
@@ -49,6 +51,10 @@ pub struct ExchangeRecord {
     /// The problem code of a refused or failed call.
     pub code: Option<&'static str>,
     pub reasons: Vec<Reason>,
+    /// The limit that refused the call, if one did.
+    pub rate_limit: Option<crate::data::Limit>,
+    /// Whether the answer came from the cache.
+    pub cache: Option<crate::data::CacheOutcome>,
     /// Microseconds spent in each phase that ran.
     pub phases: Vec<(Phase, u64)>,
 }
@@ -73,6 +79,8 @@ impl ExchangeRecord {
             status: 0,
             code: None,
             reasons: Vec::new(),
+            rate_limit: None,
+            cache: None,
             phases: Vec::new(),
         }
     }

@@ -61,6 +61,8 @@ impl Caller {
 /// resource, read together.
 #[derive(Debug, Default)]
 pub struct PolicySnapshot {
+    /// The store's policy revision the snapshot was read at.
+    pub revision: i64,
     pub grants: GrantSet,
     pub resources: HashMap<String, Resource>,
 }
@@ -87,6 +89,7 @@ impl GrantRegistry {
         let grants = store.grants().await?;
         let resources = store.resources(None).await?;
         let snapshot = Arc::new(PolicySnapshot {
+            revision,
             grants: GrantSet::new(grants.into_iter().map(|r| r.grant)),
             resources: resources.into_iter().map(|r| (r.code.clone(), r)).collect(),
         });

@@ -137,7 +137,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     let log = ExchangeLog::open(&log_path)
         .await
         .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_path.display()))?;
-    let data = DataPlane { sql: loaded.config.data.clone(), log };
+    let data = DataPlane::new(loaded.config.data.clone(), log);
     let state = AppState::new(platform.clone(), data);
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
@@ -147,6 +147,15 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             if let Err(e) = platform.grants.refresh_if_changed(&platform.store).await {
                 tracing::warn!(error = %e, "grant refresh failed; serving the last grants loaded");
             }
+        }
+    });
+    // Rate limiters forget keys that have been idle, so their memory stays bounded.
+    let sweeping = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            sweeping.data().limits.sweep();
         }
     });
     let loading = state.clone();
@@ -214,7 +223,7 @@ mod tests {
     async fn state() -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open(&dir.keep().join("exchange.jsonl")).await.expect("exchange log");
-        let data = DataPlane { sql: crate::config::DataConfig::default(), log };
+        let data = DataPlane::new(crate::config::DataConfig::default(), log);
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

@@ -224,7 +224,14 @@ async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<
     let mut outcomes: HashMap<&str, usize> = HashMap::new();
     for (expect, query) in &cases {
         let sql = fill(query, &truth, &dataset_path);
-        let (status, body) = police.post("/data/sql", &json!({ "query": sql })).await?;
+        // The grant allows 10 calls a second; like any client, the suite waits when told to.
+        let (status, body) = loop {
+            let (status, body) = police.post("/data/sql", &json!({ "query": sql })).await?;
+            if status != 429 {
+                break (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
         let mut fail = |why: String| failures.push(format!("[{expect}] {query}\n    {why}"));
         if status >= 500 {
             fail(format!("server error {status}: {body}"));
@@ -535,5 +542,119 @@ async fn sql_results_come_in_four_formats_masked_alike() -> anyhow::Result<()> {
         .post("/data/sql", &json!({"query": "SELECT name FROM household"}))
         .await?;
     assert_eq!((status, body["code"].as_str()), (422, Some("result_too_large")), "{body}");
+    Ok(())
+}
+
+/// The police system's grant on 户籍, as the reviewer sees it: (id, version, grant).
+async fn police_grant(reviewer: &Api) -> anyhow::Result<(String, Value, Value)> {
+    let (_, grants) = reviewer.get("/grants").await?;
+    let view = grants["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["grant"]["resource_code"] == HOUSEHOLD && g["grant"]["status"] == "active")
+        .context("grant")?
+        .clone();
+    Ok((
+        view["grant"]["id"].as_str().context("id")?.to_owned(),
+        view["version"].clone(),
+        view["grant"].clone(),
+    ))
+}
+
+async fn narrow(reviewer: &Api, items: &[&str], rate: u32, quota: u32) -> anyhow::Result<()> {
+    let (id, version, grant) = police_grant(reviewer).await?;
+    let terms = json!({"items": items, "division_prefix": grant["division_prefix"], "rate_per_second": rate,
+        "daily_quota": quota, "valid_until": grant["valid_until"]});
+    let (status, body) = reviewer
+        .post(
+            &format!("/grants/{id}/changes"),
+            &json!({"version": version, "action": "narrow", "reason": "压降调用量", "terms": terms}),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "narrowing answered {status}: {body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn answers_are_cached_per_grant_and_calls_are_rate_limited() -> anyhow::Result<()> {
+    let demo = Demo::start_with(ROWS, &[]).await?;
+    let truth = Truth::read(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    let reviewer = demo.sign_in("reviewer.henan").await?;
+    let mut people = truth.in_scope().filter(|p| p.name.is_some());
+    let person = people.next().context("person")?.clone();
+    let path = format!("/data/{HOUSEHOLD}/records/{}", person.id_number);
+    let get = reqwest::Method::GET;
+    let cache_of = |answer: &tongban_e2e::RawAnswer| answer.header("x-tongban-cache");
+
+    // A miss, then a hit with the same masked answer.
+    let first = police.send(get.clone(), &path, None, None).await?;
+    let second = police.send(get.clone(), &path, None, None).await?;
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!((cache_of(&first).as_deref(), cache_of(&second).as_deref()), (Some("miss"), Some("hit")));
+    assert_eq!(first.body, second.body);
+    // SQL is never cached.
+    let sql = police
+        .send(
+            reqwest::Method::POST,
+            "/data/sql",
+            Some(&json!({"query": "SELECT count(*) FROM household"})),
+            None,
+        )
+        .await?;
+    assert_eq!(cache_of(&sql).as_deref(), Some("bypass"));
+
+    // Concurrent misses for one key read the dataset once.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let other = people.next().context("another person")?;
+    let other_path = format!("/data/{HOUSEHOLD}/records/{}", other.id_number);
+    let calls = (0..6).map(|_| police.send(get.clone(), &other_path, None, None));
+    let answers = futures::future::join_all(calls).await;
+    let outcomes: Vec<String> =
+        answers.into_iter().map(|a| a.map(|a| cache_of(&a).unwrap_or_default())).collect::<Result<_, _>>()?;
+    assert_eq!(outcomes.iter().filter(|o| *o == "miss").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "hit").count(), 5, "{outcomes:?}");
+
+    // Narrowing the grant leaves the cached answer behind: the next answer is fresh and
+    // narrower.
+    narrow(&reviewer, &["id_number", "division_code", "status"], 10, 10_000).await?;
+    let narrowed = police.send(get.clone(), &path, None, None).await?;
+    assert_eq!(cache_of(&narrowed).as_deref(), Some("miss"));
+    let body: Value = serde_json::from_slice(&narrowed.body)?;
+    assert!(body["records"][0].get("name").is_none(), "{body}");
+
+    // A burst over the approved rate gets 429 with Retry-After.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let burst = (0..25).map(|_| police.send(get.clone(), &path, None, None));
+    let answers = futures::future::join_all(burst).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let limited: Vec<&tongban_e2e::RawAnswer> = answers.iter().filter(|a| a.status == 429).collect();
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    assert!((8..=12).contains(&passed), "{passed} of 25 passed a 10/s grant");
+    assert_eq!(limited.len() + passed, 25);
+    let problem: Value = serde_json::from_slice(&limited[0].body)?;
+    assert_eq!(problem["code"], "rate_limited");
+    assert_eq!(limited[0].header("retry-after").as_deref(), Some("1"));
+
+    // A daily quota narrowed below today's calls refuses until midnight.
+    narrow(&reviewer, &["id_number", "division_code", "status"], 10, 3).await?;
+    let refused = police.send(get.clone(), &path, None, None).await?;
+    assert_eq!(refused.status, 429);
+    let problem: Value = serde_json::from_slice(&refused.body)?;
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("daily quota")), "{problem}");
+    let wait: u64 = refused.header("retry-after").context("retry-after")?.parse()?;
+    assert!((1..=86_400).contains(&wait), "{wait}");
+
+    // The exchange log says which calls hit the cache and which limit refused which call.
+    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
+    let records: Vec<Value> = log.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(records.iter().any(|r| r["cache"] == "hit" && r["status"] == 200));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["rate_limit"] == "grant" && r["status"] == 429 && r["code"] == "rate_limited")
+    );
+    assert!(records.iter().any(|r| r["rate_limit"] == "daily_quota"));
     Ok(())
 }

@@ -170,12 +170,19 @@ pub struct Api {
     client: reqwest::Client,
 }
 
-/// A raw answer: status, content type and body bytes.
+/// A raw answer: status, content type, headers and body bytes.
 #[derive(Debug)]
 pub struct RawAnswer {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
 }
 
 impl Api {
@@ -213,8 +220,9 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
-        Ok(RawAnswer { status, content_type, body })
+        Ok(RawAnswer { status, content_type, headers, body })
     }
 
     pub async fn sign_in(base_url: &str, username: &str, password: &str) -> anyhow::Result<Api> {

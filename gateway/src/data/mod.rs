@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
@@ -23,8 +23,13 @@ use crate::exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
 use crate::platform::{Caller, Platform, PolicySnapshot};
 use crate::server::{AppState, Readiness};
 
+mod cache;
+mod limits;
 mod records;
 mod sql;
+
+pub use cache::{AnswerCache, CacheConfig, CacheOutcome};
+pub use limits::{Limit, Limited, Limiters, LimitsConfig};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
@@ -37,6 +42,8 @@ pub const CASE_NUMBER_HEADER: &str = "x-tongban-case-number";
 pub const OPERATOR_HEADER: &str = "x-tongban-operator";
 /// Response header naming the exchange record of the call.
 pub const EXCHANGE_ID_HEADER: &str = "x-tongban-exchange-id";
+/// Response header saying whether the answer came from the cache (`hit`, `miss`, `bypass`).
+pub const CACHE_HEADER: &str = "x-tongban-cache";
 
 /// The data plane's routes, to be nested at `/api/v1`.
 pub fn routes(max_body_bytes: usize) -> Router<AppState> {
@@ -129,10 +136,10 @@ pub(crate) async fn run_sql(
     serve(&state, caller, &headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
 }
 
-/// A call's answer before it is encoded: masked values only.
+/// A call's answer, encoded: masked values only.
 pub(crate) struct Answer {
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     pub rows: u64,
 }
 
@@ -175,7 +182,7 @@ async fn serve(
     let snapshot = state.platform().grants.snapshot();
     let mut phases = Phases { record: &mut record, at: Instant::now() };
 
-    let outcome: Result<Answer, ApiError> = async {
+    let outcome: Result<(Answer, CacheOutcome), ApiError> = async {
         // Authenticate: data calls are made by systems with their API keys.
         let system = authenticate(caller)?;
         phases.record.system = Some(system.id.clone());
@@ -189,40 +196,78 @@ async fn serve(
         let resolved = resolve(&snapshot, &registry, &system, &purpose, &body, phases.record)?;
         phases.end(Phase::ResolveGrant);
 
-        // Execute and mask.
+        // Rate limit: per system, per grant (rate and daily quota), per resource.
+        let grants: Vec<&Grant> = resolved.permits.iter().map(|(_, p)| p.grant).collect();
+        let resources: Vec<&str> = resolved.permits.iter().map(|(r, _)| r.code.as_str()).collect();
+        if let Err(limited) = data.limits.check(&system.id, &grants, &resources, Platform::now()) {
+            phases.record.rate_limit = Some(limited.limit);
+            return Err(ApiError::rate_limited(limited));
+        }
+        phases.end(Phase::RateLimit);
+
+        // Cache, then execute and mask on a miss.
         let answer = match &body {
             CallBody::Verify(request) => {
                 let request = request.as_ref().map_err(Clone::clone)?;
                 let (resource, permit) = &resolved.permits[0];
-                let answer = records::verify(&registry, resource, permit, request).await?;
-                phases.end(Phase::Execute);
-                answer
+                let claims = serde_json::to_vec(&request.claims).map_err(|e| ApiError::internal(&e))?;
+                let key = cache_key(
+                    "verify",
+                    &snapshot,
+                    &registry,
+                    resource,
+                    permit,
+                    &[request.key.as_bytes(), &claims],
+                );
+                let execute = async {
+                    let answer = records::verify(&registry, resource, permit, request).await?;
+                    phases.end(Phase::Execute);
+                    Ok(answer)
+                };
+                cached(&data.cache, data.cache.ttl(resource.update_cycle), key, execute).await?
             }
-            CallBody::Lookup { key, .. } => {
+            CallBody::Lookup { key: record_key, .. } => {
                 let (resource, permit) = &resolved.permits[0];
-                let found = records::lookup(&registry, resource, permit, key).await?;
-                phases.end(Phase::Execute);
-                let answer = found.mask(permit)?;
-                phases.end(Phase::Mask);
-                answer
+                let items: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
+                let items = items.join(",");
+                let key = cache_key(
+                    "lookup",
+                    &snapshot,
+                    &registry,
+                    resource,
+                    permit,
+                    &[record_key.as_bytes(), items.as_bytes()],
+                );
+                let execute = async {
+                    let found = records::lookup(&registry, resource, permit, record_key).await?;
+                    phases.end(Phase::Execute);
+                    let answer = found.mask(permit)?;
+                    phases.end(Phase::Mask);
+                    Ok(answer)
+                };
+                cached(&data.cache, data.cache.ttl(resource.update_cycle), key, execute).await?
             }
             CallBody::Sql { request, accept } => {
                 let request = request.as_ref().map_err(Clone::clone)?;
                 // Masks are applied inside each per-grant view, below the caller's query, so
-                // execute and mask are one phase here.
+                // execute and mask are one phase here. Queries are not cached.
                 let answer =
                     sql::run(&registry, &data.sql, &resolved.permits, request, accept.as_deref()).await?;
                 phases.end(Phase::Execute);
-                answer
+                (answer, CacheOutcome::Bypass)
             }
         };
+        if answer.1 == CacheOutcome::Hit {
+            phases.end(Phase::Cache);
+        }
+        phases.record.cache = Some(answer.1);
         Ok(answer)
     }
     .await;
 
     // Log: every outcome, before anything is released.
     match &outcome {
-        Ok(answer) => {
+        Ok((answer, _)) => {
             phases.record.rows = answer.rows;
             phases.record.bytes_out = answer.body.len() as u64;
             phases.record.status = StatusCode::OK.as_u16();
@@ -238,10 +283,14 @@ async fn serve(
     let exchange_id = record.id.clone();
     let mut response = match data.log.write(record).await {
         Ok(()) => match outcome {
-            Ok(answer) => {
-                ([(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))], answer.body)
-                    .into_response()
-            }
+            Ok((answer, cache)) => (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type)),
+                    (HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(cache.as_str())),
+                ],
+                answer.body,
+            )
+                .into_response(),
             Err(error) => error.into_response(),
         },
         Err(e) => {
@@ -409,6 +458,41 @@ fn reason_text(reason: &Reason) -> String {
     }
 }
 
+/// The cache key of a verification or look-up: everything that decides its answer.
+fn cache_key(
+    operation: &str,
+    snapshot: &PolicySnapshot,
+    registry: &crate::datasets::DatasetRegistry,
+    resource: &tongban_policy::catalog::Resource,
+    permit: &Permit<'_>,
+    request: &[&[u8]],
+) -> [u8; 32] {
+    let mut key = cache::KeyBuilder::new(operation);
+    key.part(&snapshot.revision.to_le_bytes())
+        .part(&registry.generation.to_le_bytes())
+        .part(resource.code.as_bytes())
+        .part(&resource.version.to_le_bytes())
+        .part(permit.grant.id.as_bytes())
+        .part(&permit.grant.version.to_le_bytes());
+    for part in request {
+        key.part(part);
+    }
+    key.finish()
+}
+
+/// Runs `execute` through the cache when answers may be cached for `ttl`.
+async fn cached(
+    cache: &AnswerCache,
+    ttl: Option<std::time::Duration>,
+    key: [u8; 32],
+    execute: impl std::future::Future<Output = Result<Answer, ApiError>>,
+) -> Result<(Answer, CacheOutcome), ApiError> {
+    match ttl {
+        None => Ok((execute.await?, CacheOutcome::Bypass)),
+        Some(ttl) => cache.get_or_compute(key, ttl, execute).await.map_err(|e| (*e).clone()),
+    }
+}
+
 fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegistry>, ApiError> {
     match state.readiness() {
         Readiness::Ready(registry) => Ok(registry),
@@ -417,11 +501,24 @@ fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegist
     }
 }
 
-/// The data plane's own state: its limits and its exchange log.
-#[derive(Debug, Clone)]
+/// The data plane's own state: its limits, rate limiters, answer cache and exchange log.
+#[derive(Debug)]
 pub struct DataPlane {
     pub sql: crate::config::DataConfig,
     pub log: ExchangeLog,
+    pub limits: Limiters,
+    pub cache: AnswerCache,
+}
+
+impl DataPlane {
+    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Self {
+        DataPlane {
+            limits: Limiters::new(&config.limits),
+            cache: AnswerCache::new(&config.cache),
+            sql: config,
+            log,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +532,7 @@ mod tests {
 
     async fn state(log_path: &std::path::Path) -> AppState {
         let log = ExchangeLog::open(log_path).await.expect("exchange log");
-        let data = DataPlane { sql: crate::config::DataConfig::default(), log };
+        let data = DataPlane::new(crate::config::DataConfig::default(), log);
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

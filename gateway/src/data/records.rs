@@ -193,7 +193,7 @@ pub(super) async fn verify(
         VerifyAnswer { resource: resource.code.clone(), record_found: batch.num_rows() > 0, results };
     Ok(Answer {
         content_type: "application/json",
-        body: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?,
+        body: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
         rows: 0,
     })
 }
@@ -258,6 +258,6 @@ impl Found {
         writer.finish().map_err(|e| ApiError::internal(&e))?;
         drop(writer);
         body.push(b'}');
-        Ok(Answer { content_type: "application/json", body, rows: masked.num_rows() as u64 })
+        Ok(Answer { content_type: "application/json", body: body.into(), rows: masked.num_rows() as u64 })
     }
 }

@@ -1,0 +1,163 @@
+//! The answer cache for verifications and look-ups.
+//!
+//! An entry is keyed by a digest of everything that decides the answer: the operation, the
+//! resource and its catalog version, the grant and its version (and so its items, masks and
+//! rows), the policy revision, the dataset generation, and the request itself. Two grants never
+//! share an entry, and any change to grants, the catalog or the datasets leaves old entries
+//! unreachable (they age out). Keys are digests, so the cache holds no identity numbers; values
+//! are answers already masked. Concurrent misses for one key run the look-up once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tongban_policy::catalog::UpdateCycle;
+
+use super::Answer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// The most bytes of answers kept.
+    pub max_bytes: u64,
+    /// The longest an answer is kept, in seconds; shorter for resources updated more often
+    /// than that, and never for real-time resources.
+    pub max_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_bytes: 64 * 1024 * 1024, max_ttl_secs: 300 }
+    }
+}
+
+/// Whether a call's answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    /// Not cacheable: SQL, real-time resources, or the cache is off.
+    Bypass,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Bypass => "bypass",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    content_type: &'static str,
+    body: bytes::Bytes,
+    rows: u64,
+    ttl: Duration,
+}
+
+struct EntryTtl;
+
+impl moka::Expiry<[u8; 32], Arc<Entry>> for EntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+#[derive(Clone)]
+pub struct AnswerCache {
+    entries: moka::future::Cache<[u8; 32], Arc<Entry>>,
+    max_ttl: Duration,
+}
+
+impl std::fmt::Debug for AnswerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerCache").field("entries", &self.entries.entry_count()).finish_non_exhaustive()
+    }
+}
+
+/// A cache key under construction: every part is length-prefixed, so parts cannot run into
+/// each other.
+pub(super) struct KeyBuilder(Sha256);
+
+impl KeyBuilder {
+    pub(super) fn new(operation: &str) -> Self {
+        let mut builder = KeyBuilder(Sha256::new());
+        builder.part(operation.as_bytes());
+        builder
+    }
+
+    pub(super) fn part(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub(super) fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+impl AnswerCache {
+    pub fn new(config: &CacheConfig) -> Self {
+        AnswerCache {
+            entries: moka::future::Cache::builder()
+                .max_capacity(config.max_bytes)
+                .weigher(|_, entry: &Arc<Entry>| u32::try_from(entry.body.len() + 96).unwrap_or(u32::MAX))
+                .expire_after(EntryTtl)
+                .build(),
+            max_ttl: Duration::from_secs(config.max_ttl_secs),
+        }
+    }
+
+    /// How long answers of a resource updated every `cycle` may be kept; `None` when they
+    /// may not be cached at all.
+    pub fn ttl(&self, cycle: UpdateCycle) -> Option<Duration> {
+        let cycle_length = match cycle {
+            UpdateCycle::RealTime => return None,
+            UpdateCycle::Daily => Duration::from_secs(24 * 3600),
+            _ => Duration::from_secs(u64::from(cycle.max_age_days()) * 24 * 3600),
+        };
+        let ttl = self.max_ttl.min(cycle_length);
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// The cached answer for `key`, or the one `compute` gives, cached for `ttl` when it
+    /// succeeds. Concurrent callers with one key wait for a single `compute`.
+    pub(super) async fn get_or_compute<F, E>(
+        &self,
+        key: [u8; 32],
+        ttl: Duration,
+        compute: F,
+    ) -> Result<(Answer, CacheOutcome), Arc<E>>
+    where
+        F: std::future::Future<Output = Result<Answer, E>>,
+        E: Send + Sync + 'static,
+    {
+        let entry = self
+            .entries
+            .entry(key)
+            .or_try_insert_with(async {
+                let answer = compute.await?;
+                Ok(Arc::new(Entry {
+                    content_type: answer.content_type,
+                    body: answer.body,
+                    rows: answer.rows,
+                    ttl,
+                }))
+            })
+            .await?;
+        let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
+        let value = entry.into_value();
+        Ok((Answer { content_type: value.content_type, body: value.body.clone(), rows: value.rows }, outcome))
+    }
+}
