@@ -179,6 +179,8 @@ pub enum ConfigError {
 pub struct LoadedConfig {
     pub config: Config,
     pub base_dir: PathBuf,
+    /// The file the configuration was read from, read again on reload.
+    pub source: PathBuf,
 }
 
 impl Config {
@@ -196,7 +198,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid { path: path.to_owned(), source: Box::new(e) })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-        Ok(LoadedConfig { config, base_dir })
+        Ok(LoadedConfig { config, base_dir, source: path.to_owned() })
     }
 
     pub fn to_toml(&self) -> String {

@@ -173,6 +173,8 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             }
         }
     });
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(state.clone(), loaded.source.clone()));
 
     let grace = Duration::from_secs(loaded.config.server.shutdown_grace_secs);
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -189,6 +191,44 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         } => tracing::warn!("grace period over, closing remaining connections"),
     }
     Ok(())
+}
+
+/// On SIGHUP, reads the configuration file again, reopens the datasets it names and reloads
+/// grants and the catalog, without dropping a connection. The new datasets replace the old
+/// only once all of them are open; if any fails, the gateway keeps serving the old ones.
+/// Listener, store, limit and cache settings take effect at the next start.
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState, source: std::path::PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload needs a restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %source.display(), "SIGHUP: reloading datasets and grants");
+        let loaded = match crate::config::Config::load(&source) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration does not load");
+                continue;
+            }
+        };
+        match DatasetRegistry::open(&loaded.config.datasets, &loaded.base_dir).await {
+            Ok(registry) => {
+                tracing::info!(
+                    datasets = registry.datasets.len(),
+                    generation = registry.generation,
+                    "datasets reloaded"
+                );
+                state.set_readiness(Readiness::Ready(Arc::new(registry)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: datasets failed to open; serving the previous ones")
+            }
+        }
+        if let Err(e) = state.platform().grants.reload(&state.platform().store).await {
+            tracing::error!(error = %e, "grant reload failed; serving the last grants loaded");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -658,3 +658,65 @@ async fn answers_are_cached_per_grant_and_calls_are_rate_limited() -> anyhow::Re
     assert!(records.iter().any(|r| r["rate_limit"] == "daily_quota"));
     Ok(())
 }
+
+#[tokio::test]
+async fn datasets_reload_on_hangup_and_take_their_cached_answers_with_them() -> anyhow::Result<()> {
+    let demo = Demo::start_with(ROWS, &[]).await?;
+    let truth = Truth::read(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    let person = truth.in_scope().next().context("person")?;
+    let path = format!("/data/{HOUSEHOLD}/records/{}", person.id_number);
+    let get = reqwest::Method::GET;
+    assert_eq!(
+        police.send(get.clone(), &path, None, None).await?.header("x-tongban-cache").as_deref(),
+        Some("miss")
+    );
+    assert_eq!(
+        police.send(get.clone(), &path, None, None).await?.header("x-tongban-cache").as_deref(),
+        Some("hit")
+    );
+
+    demo.gateway.signal("HUP")?;
+    // The reload swaps in newly opened datasets; answers cached from the old ones are not
+    // served again, and the gateway stays ready throughout.
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let ready = reqwest::get(demo.gateway.url("/readyz")).await?.status();
+        assert_eq!(ready, 200, "ready throughout the reload");
+        let answer = police.send(get.clone(), &path, None, None).await?;
+        if answer.status == 429 {
+            continue;
+        }
+        assert_eq!(answer.status, 200);
+        if answer.header("x-tongban-cache").as_deref() == Some("miss") {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "no fresh answer after SIGHUP");
+    assert_eq!(
+        police.send(get.clone(), &path, None, None).await?.header("x-tongban-cache").as_deref(),
+        Some("hit")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_drains_calls_in_flight() -> anyhow::Result<()> {
+    let mut demo = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "2000")]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    // A query that runs until its time limit, then answers 422.
+    let slow = json!({"query": "SELECT count(*) FROM household a, household b, household c, household d"});
+    let call = tokio::spawn(async move { police.post("/data/sql", &slow).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    demo.gateway.signal("TERM")?;
+    // The call in flight still gets its whole answer.
+    let (status, body) = call.await??;
+    assert_eq!((status, body["code"].as_str()), (422, Some("query_timeout")), "{body}");
+    let exit = demo.gateway.wait_exit(std::time::Duration::from_secs(30)).await?;
+    assert!(exit.success(), "{exit:?}");
+    Ok(())
+}

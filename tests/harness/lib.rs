@@ -94,6 +94,19 @@ impl Gateway {
         self.child.kill().await?;
         Ok(())
     }
+
+    /// Sends the process a signal by name (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the process has exited")?;
+        let status = std::process::Command::new("kill").args(["-s", name, &pid.to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -s {name} {pid} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(timeout, self.child.wait()).await.context("the process did not exit")??)
+    }
 }
 
 /// A demo gateway with its generated sign-in details.

@@ -16,6 +16,7 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateDefaults;
@@ -23,6 +24,8 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -131,7 +134,9 @@ pub(super) async fn run(
     let timeout = Duration::from_millis(limits.sql_timeout_ms);
     let collected = tokio::time::timeout(timeout, async {
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let stream = frame.execute_stream().await?;
+        let task = Arc::new(frame.task_ctx());
+        let plan = yielding(frame.create_physical_plan().await?)?;
+        let stream = datafusion::physical_plan::execute_stream(plan, task)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await?;
         Ok::<_, DataFusionError>((schema, batches))
     })
@@ -219,6 +224,23 @@ fn sandbox(
         .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
         .with_window_functions(SessionStateDefaults::default_window_functions())
         .build())
+}
+
+/// Makes every operator of `plan` spend the task's scheduling budget on each batch it emits.
+/// DataFusion yields at its sources and exchanges, but an operator that makes many batches
+/// from few (a join exploding into a cross product feeding an aggregate) can run for minutes
+/// inside one poll; then neither the time limit nor cancellation can stop it, and it holds a
+/// worker thread. With a budget spent per batch, every operator yields regularly, so a query
+/// past its time limit is dropped at its next batch.
+fn yielding(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    plan.transform_up(|node| {
+        if node.children().is_empty() || node.as_ref().is::<CooperativeExec>() {
+            Ok(Transformed::no(node))
+        } else {
+            Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>))
+        }
+    })
+    .map(|transformed| transformed.data)
 }
 
 fn invalid_sql(e: DataFusionError) -> ApiError {
