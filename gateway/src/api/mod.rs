@@ -156,12 +156,36 @@ impl Paging {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    /// Authenticates `Authorization: Bearer …`: a session token for people, an API key for
-    /// systems. No credentials is 401 `unauthenticated`; wrong ones 401 `invalid_credentials`.
+    /// Authenticates `Authorization: Bearer …` (a session token for people, an API key for
+    /// systems) or a system's client certificate, verified by the TLS layer. No credentials is
+    /// 401 `unauthenticated`; wrong ones 401 `invalid_credentials`; a certificate no system
+    /// registered 401 `unknown_certificate`; a certificate and a key of different systems 401
+    /// `identity_mismatch`.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let platform = state.platform();
+        let certified = match parts.extensions.get::<ClientCertificate>() {
+            Some(certificate) => {
+                Some(platform.store.system_by_certificate(&certificate.sha256).await?.ok_or_else(|| {
+                    ApiError::new(
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "unknown_certificate",
+                        "Unknown certificate",
+                        "the client certificate is not registered to any enabled system",
+                    )
+                })?)
+            }
+            None => None,
+        };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthenticated("send Authorization: Bearer <session token or API key>"));
+            return match certified {
+                Some(system) => {
+                    let department = platform.store.department(&system.department_code).await?;
+                    Ok(Caller::System { system, department })
+                }
+                None => {
+                    Err(ApiError::unauthenticated("send Authorization: Bearer <session token or API key>"))
+                }
+            };
         };
         let token = value
             .to_str()
@@ -169,8 +193,26 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(ApiError::invalid_credentials)?;
-        authenticate(platform, token).await
+        let caller = authenticate(platform, token).await?;
+        if let (Some(certified), Caller::System { system, .. }) = (&certified, &caller)
+            && certified.id != system.id
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "identity_mismatch",
+                "Identity mismatch",
+                "the client certificate and the API key belong to different systems",
+            ));
+        }
+        Ok(caller)
     }
+}
+
+/// The SHA-256 (hex) of the client certificate the TLS layer verified for a connection, put
+/// in each request's extensions by the listener.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    pub sha256: String,
 }
 
 async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiError> {

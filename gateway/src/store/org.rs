@@ -161,6 +161,31 @@ impl Store {
         row.as_ref().map(system_from_row).transpose()
     }
 
+    /// The enabled system whose client certificate has this SHA-256 (hex) digest.
+    pub async fn system_by_certificate(&self, sha256: &str) -> Result<Option<SystemRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SYSTEM_COLUMNS} FROM systems WHERE cert_sha256 = $1 AND enabled = 1"
+        ))
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(system_from_row).transpose()
+    }
+
+    /// Registers (or replaces) the client certificate a system authenticates with.
+    pub async fn set_system_certificate(&self, id: &str, sha256: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE systems SET cert_sha256 = $1 WHERE id = $2")
+            .bind(sha256)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(super::duplicate(|| "a system with this certificate".to_owned()))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("system {id}")));
+        }
+        Ok(())
+    }
+
     pub async fn create_user(&self, user: &UserRecord, password_hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO users (username, display_name, department_code, roles, password_hash, enabled, created_at) \

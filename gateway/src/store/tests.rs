@@ -266,6 +266,22 @@ async fn departments_people_catalog_and_grants_round_trip() {
             "{backend}"
         );
         assert_eq!(store.system_by_key_digest("digest-2").await.expect("by key"), None);
+        // Client certificates: registered by digest, unique across systems.
+        assert_eq!(store.system_by_certificate("cert-1").await.expect("by certificate"), None, "{backend}");
+        store.set_system_certificate(&system.id, "cert-1").await.expect("register");
+        assert_eq!(
+            store.system_by_certificate("cert-1").await.expect("by certificate"),
+            Some(system.clone())
+        );
+        let other = store
+            .create_system(&applicant.code, "社保系统", "digest-3", "tbk_def", at(2, 9))
+            .await
+            .expect("system");
+        assert!(
+            matches!(store.set_system_certificate(&other.id, "cert-1").await, Err(StoreError::Duplicate(_))),
+            "{backend}"
+        );
+        assert!(matches!(store.set_system_certificate("nope", "cert-2").await, Err(StoreError::NotFound(_))));
         let user = UserRecord {
             username: "demander".into(),
             display_name: "业务员".into(),
