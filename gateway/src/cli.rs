@@ -40,6 +40,21 @@ enum Command {
         rows: u64,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Serve HTTPS with development certificates (made on first use in DATA_DIR/certs),
+        /// and register a client certificate for every demo system.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Write a development CA, a server certificate and client certificates (PEM).
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        /// Names the server certificate is valid for.
+        #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        hosts: Vec<String>,
+        /// A client certificate is made for each (the common name: a system's name).
+        #[arg(long = "client")]
+        clients: Vec<String>,
     },
     /// Generate the synthetic shared datasets as Parquet.
     Generate {
@@ -72,13 +87,27 @@ pub fn main() -> anyhow::Result<()> {
             let loaded = Config::load(&config)?;
             runtime.block_on(crate::server::serve(loaded, None))
         }
-        Command::Demo { listen, data_dir, rows, seed } => runtime.block_on(async {
-            let loaded = crate::demo::prepare(listen, &data_dir, rows, seed).await?;
+        Command::Demo { listen, data_dir, rows, seed, tls } => runtime.block_on(async {
+            let loaded = crate::demo::prepare(listen, &data_dir, rows, seed, tls).await?;
             let seed: crate::server::Seed = Box::new(move |platform| {
-                Box::pin(async move { crate::seed::demo(&platform, &data_dir).await })
+                Box::pin(async move {
+                    crate::seed::demo(&platform, &data_dir).await?;
+                    if tls {
+                        crate::seed::demo_certificates(&platform, &data_dir).await?;
+                    }
+                    Ok(())
+                })
             });
             crate::server::serve(loaded, Some(seed)).await
         }),
+        Command::Certs { out, hosts, clients } => {
+            let issued = crate::certs::generate(&out, &hosts, &clients)?;
+            #[allow(clippy::print_stdout)]
+            for client in &issued {
+                println!("{}  sha256={}  {}", client.cert.display(), client.sha256, client.name);
+            }
+            Ok(())
+        }
         Command::Generate { rows, seed, out, defect_rate, as_of, row_group_rows } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((0.0..=1.0).contains(&defect_rate), "--defect-rate must be between 0 and 1");

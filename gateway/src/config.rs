@@ -149,6 +149,13 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after a shutdown signal, in seconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// TLS for the listener. Without it the gateway serves plain HTTP only when `plaintext`
+    /// says so: a listener never falls back to plain HTTP by omission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Serve plain HTTP (for a loopback demo, or behind a terminating proxy on a private link).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -161,7 +168,12 @@ fn default_grace() -> u64 {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), shutdown_grace_secs: default_grace() }
+        ServerConfig {
+            listen: default_listen(),
+            shutdown_grace_secs: default_grace(),
+            tls: None,
+            plaintext: false,
+        }
     }
 }
 

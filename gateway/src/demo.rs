@@ -13,6 +13,8 @@ use crate::config::{Config, DataConfig, LoadedConfig, ServerConfig, StoreConfig,
 pub const DATASETS_DIR: &str = "datasets";
 /// The configuration file the demo writes and then serves from.
 pub const CONFIG_FILE: &str = "tongban.toml";
+/// Where `--tls` keeps the demo's development certificates, under the data directory.
+pub const CERTS_DIR: &str = "certs";
 
 /// The configuration the demo serves: the three generated datasets, keyed by identity number.
 pub fn default_config(listen: SocketAddr) -> Config {
@@ -22,7 +24,8 @@ pub fn default_config(listen: SocketAddr) -> Config {
         source: SourceConfig::Parquet { location: format!("{DATASETS_DIR}/{file}") },
     };
     Config {
-        server: ServerConfig { listen, ..ServerConfig::default() },
+        // The demo listens on loopback; plain HTTP there is a deliberate choice.
+        server: ServerConfig { listen, plaintext: true, ..ServerConfig::default() },
         datasets: vec![
             parquet("household", synth::HOUSEHOLD_FILE),
             parquet("social_insurance", synth::SOCIAL_INSURANCE_FILE),
@@ -41,6 +44,7 @@ pub async fn prepare(
     data_dir: &Path,
     rows: u64,
     seed: u64,
+    tls: bool,
 ) -> anyhow::Result<LoadedConfig> {
     tokio::fs::create_dir_all(data_dir).await?;
     let datasets = data_dir.join(DATASETS_DIR);
@@ -63,8 +67,19 @@ pub async fn prepare(
         tokio::fs::write(&config_path, default_config(listen).to_toml()).await?;
     }
     let mut loaded = Config::load(&config_path)?;
-    // The command line names the address; the file may be from an earlier run.
+    // The command line names the address; the file may be from an earlier run, written before
+    // plain HTTP had to be chosen explicitly.
     loaded.config.server.listen = listen;
+    if tls {
+        loaded.config.server.tls = Some(crate::tls::TlsConfig {
+            cert: PathBuf::from(CERTS_DIR).join(crate::certs::SERVER_CERT_FILE),
+            key: PathBuf::from(CERTS_DIR).join(crate::certs::SERVER_KEY_FILE),
+            client_ca: Some(PathBuf::from(CERTS_DIR).join(crate::certs::CA_FILE)),
+        });
+        loaded.config.server.plaintext = false;
+    } else if loaded.config.server.tls.is_none() {
+        loaded.config.server.plaintext = true;
+    }
     Ok(loaded)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -13,6 +14,7 @@ pub mod platform;
 pub mod seed;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use error::ApiError;

@@ -278,6 +278,24 @@ pub async fn demo(platform: &Platform, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes the demo's development certificates (once) and registers a client certificate for
+/// every demo system, so systems can authenticate by mutual TLS as well as by API key.
+pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::Result<()> {
+    let dir = data_dir.join(crate::demo::CERTS_DIR);
+    if dir.join(crate::certs::CA_FILE).is_file() {
+        return Ok(());
+    }
+    let credentials: DemoCredentials =
+        serde_json::from_slice(&std::fs::read(data_dir.join(CREDENTIALS_FILE))?)?;
+    let names: Vec<String> = credentials.systems.iter().map(|s| s.name.clone()).collect();
+    let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let issued = crate::certs::generate(&dir, &hosts, &names)?;
+    for (system, files) in credentials.systems.iter().zip(&issued) {
+        platform.store.set_system_certificate(&system.id, &files.sha256).await?;
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();

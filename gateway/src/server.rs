@@ -127,11 +127,21 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         seed(platform.clone()).await?;
     }
     platform.grants.reload(&platform.store).await?;
-    let listener = TcpListener::bind(loaded.config.server.listen).await?;
+    let server_config = &loaded.config.server;
+    let acceptor = match (&server_config.tls, server_config.plaintext) {
+        (Some(tls), _) => Some(crate::tls::acceptor(tls, &loaded.base_dir)?),
+        (None, true) => None,
+        (None, false) => anyhow::bail!(
+            "no TLS configured: set [server.tls] (cert, key, client_ca), or server.plaintext = true to serve \
+             plain HTTP deliberately"
+        ),
+    };
+    let listener = TcpListener::bind(server_config.listen).await?;
     let address = listener.local_addr()?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     // Printed on standard output so scripts and tests can find an ephemeral port.
-    println!("tongban listening on http://{address}");
-    tracing::info!(%address, "listening");
+    println!("tongban listening on {scheme}://{address}");
+    tracing::info!(%address, scheme, "listening");
 
     let log_path = loaded.base_dir.join(&loaded.config.data.exchange_log);
     let log = ExchangeLog::open(&log_path)
@@ -178,11 +188,18 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
 
     let grace = Duration::from_secs(loaded.config.server.shutdown_grace_secs);
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let signalled = async move {
         shutdown_signal().await;
         tracing::info!("shutdown signal received, draining");
         let _ = signalled_tx.send(());
-    });
+    };
+    let server: futures::future::BoxFuture<'static, anyhow::Result<()>> = match acceptor {
+        Some(acceptor) => Box::pin(crate::tls::serve(listener, acceptor, app(state), signalled)),
+        None => Box::pin(async move {
+            axum::serve(listener, app(state)).with_graceful_shutdown(signalled).await?;
+            Ok(())
+        }),
+    };
     tokio::select! {
         result = server => result?,
         () = async {

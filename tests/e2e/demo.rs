@@ -53,7 +53,7 @@ async fn serve_reports_unloadable_datasets_as_not_ready() {
     let config = dir.path().join("tongban.toml");
     std::fs::write(
         &config,
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[datasets]]\nname = \"household\"\nkey = \"id_number\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n\n[[datasets]]\nname = \"household\"\nkey = \"id_number\"\n\
          [datasets.source]\nkind = \"parquet\"\nlocation = \"missing/household.parquet\"\n",
     )
     .expect("write config");

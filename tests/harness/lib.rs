@@ -125,12 +125,24 @@ impl Demo {
 
     /// Starts `tongban demo` with `rows` people and extra `TONGBAN_…` environment settings.
     pub async fn start_with(rows: u64, env: &[(&str, &str)]) -> anyhow::Result<Demo> {
+        let demo = Demo::launch(rows, env, &[]).await?;
+        demo.gateway.wait_ready(Duration::from_secs(60)).await?;
+        Ok(demo)
+    }
+
+    /// Starts `tongban demo --tls`: HTTPS with development certificates in `certs/` of the
+    /// data directory, and a client certificate registered for every demo system.
+    pub async fn start_tls(rows: u64) -> anyhow::Result<Demo> {
+        Demo::launch(rows, &[], &["--tls"]).await
+    }
+
+    async fn launch(rows: u64, env: &[(&str, &str)], extra: &[&str]) -> anyhow::Result<Demo> {
         let data = tempfile::tempdir()?;
         let data_dir = data.path().to_str().context("utf-8 path")?.to_owned();
         let rows = rows.to_string();
-        let args = ["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", &rows];
+        let mut args = vec!["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", &rows];
+        args.extend_from_slice(extra);
         let gateway = Gateway::start_with_env(&args, env, Duration::from_secs(180)).await?;
-        gateway.wait_ready(Duration::from_secs(60)).await?;
         let credentials = serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json"))?)?;
         Ok(Demo { gateway, credentials, _data: data })
     }
@@ -201,6 +213,11 @@ impl RawAnswer {
 impl Api {
     pub fn new(base_url: &str, token: Option<String>) -> Api {
         Api { base_url: base_url.to_owned(), token, headers: Vec::new(), client: reqwest::Client::new() }
+    }
+
+    /// A client over a given `reqwest::Client` (for TLS roots and client certificates).
+    pub fn with_client(base_url: &str, token: Option<String>, client: reqwest::Client) -> Api {
+        Api { base_url: base_url.to_owned(), token, headers: Vec::new(), client }
     }
 
     /// The same client sending `headers` with every call (such as a data call's purpose).
