@@ -106,6 +106,13 @@ impl GrantedView {
         Some(self.columns[index].1)
     }
 
+    /// Whether `expr` is a column of a string type.
+    fn is_text(&self, expr: &Expr) -> bool {
+        matches!(expr, Expr::Column(c) if self.schema.field_with_name(&c.name).is_ok_and(|f| {
+            matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+        }))
+    }
+
     /// Whether `expr` may be evaluated on the dataset's raw rows: it reads only unmasked view
     /// columns and is built only of comparisons, boolean logic, `IN`, `BETWEEN`, `LIKE` with a
     /// literal pattern and null tests, none of which can raise an error.
@@ -135,6 +142,13 @@ impl GrantedView {
             }
             Expr::InList(InList { expr, list, .. }) => {
                 self.pushable(expr) && list.iter().all(|e| self.pushable(e))
+            }
+            // Casts between string types cannot fail (type coercion adds them when a literal
+            // and a column differ only in string representation).
+            Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+                if matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) =>
+            {
+                self.pushable(expr) && self.is_text(expr)
             }
             Expr::Like(Like { expr, pattern, escape_char: None, case_insensitive: false, .. }) => {
                 self.pushable(expr) && matches!(**pattern, Expr::Literal(ScalarValue::Utf8(Some(_)), _))
