@@ -403,18 +403,10 @@ async fn verification_and_look_up_answer_only_what_is_granted() -> anyhow::Resul
 
     // Suspending the grant stops calls at once; resuming restores them.
     let admin = demo.sign_in("reviewer.henan").await?;
-    let (_, grants) = admin.get("/grants").await?;
-    let grant = grants["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["grant"]["resource_code"] == HOUSEHOLD && g["grant"]["status"] == "active")
-        .context("grant")?
-        .clone();
-    let id = grant["grant"]["id"].as_str().context("id")?;
+    let (id, version, _) = police_grant(&admin).await?;
     let change = |version: &Value, action: &str| json!({"version": version, "action": action, "reason": "核查调用异常"});
     let (status, changed) =
-        admin.post(&format!("/grants/{id}/changes"), &change(&grant["version"], "suspend")).await?;
+        admin.post(&format!("/grants/{id}/changes"), &change(&version, "suspend")).await?;
     assert_eq!(status, 200, "{changed}");
     let (status, body) = police.get(&path).await?;
     refused(status, &body, "access_denied", Some("grant_suspended"));

@@ -121,7 +121,10 @@ fn check_key(resource: &Resource, dataset: &Dataset, key: &str) -> Result<String
     Ok(key.to_owned())
 }
 
-fn dataset<'r>(registry: &'r DatasetRegistry, resource: &Resource) -> Result<&'r Dataset, ApiError> {
+pub(super) fn dataset<'r>(
+    registry: &'r DatasetRegistry,
+    resource: &Resource,
+) -> Result<&'r Dataset, ApiError> {
     registry.datasets.get(&resource.dataset).ok_or_else(|| {
         ApiError::not_ready(format!("dataset {} of {} is not configured", resource.dataset, resource.code))
     })

@@ -176,12 +176,7 @@ fn sandbox(
 ) -> Result<datafusion::execution::session_state::SessionState, ApiError> {
     let schema = Arc::new(MemorySchemaProvider::new());
     for (resource, permit) in permits {
-        let dataset = registry.datasets.get(&resource.dataset).ok_or_else(|| {
-            ApiError::not_ready(format!(
-                "dataset {} of {} is not configured",
-                resource.dataset, resource.code
-            ))
-        })?;
+        let dataset = super::records::dataset(registry, resource)?;
         let columns: Vec<ViewColumn> =
             permit.items.iter().map(|i| ViewColumn { name: i.name.clone(), mask: i.mask }).collect();
         let scope =
