@@ -15,11 +15,12 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::expr::{InList, Like};
@@ -209,21 +210,47 @@ impl TableProvider for GrantedView {
             read.push(*scope_index);
         }
         let dataset = self.inner.schema();
-        let mut pushed: Vec<Expr> = filters.iter().filter(|f| self.pushable(f)).cloned().collect();
+        // Pushed filters name view columns, which are the dataset's unmasked columns under
+        // the same names; they are read too (the plan above asks for them anyway, as the
+        // filters stay there as well).
+        let mut pushed = Vec::new();
+        for filter in filters.iter().filter(|f| self.pushable(f)) {
+            let unqualified = filter
+                .clone()
+                .transform(|e| {
+                    Ok(match e {
+                        Expr::Column(c) => {
+                            Transformed::yes(col(datafusion::common::Column::new_unqualified(c.name)))
+                        }
+                        other => Transformed::no(other),
+                    })
+                })?
+                .data;
+            for column in unqualified.column_refs() {
+                let index = self.inner.schema().index_of(&column.name)?;
+                if !read.contains(&index) {
+                    read.push(index);
+                }
+            }
+            pushed.push(unqualified);
+        }
         let scope_expr = self.scope.as_ref().map(|(index, prefix)| {
             col(datafusion::common::Column::new_unqualified(dataset.field(*index).name()))
                 .like(lit(format!("{prefix}%")))
         });
-        if let Some(scope) = &scope_expr {
-            pushed.push(scope.clone());
+        if let Some(scope) = scope_expr {
+            pushed.push(scope);
         }
         let mut plan = self.inner.scan(state, Some(&read), &pushed, None).await?;
         let read_schema = plan.schema();
-        if let Some(scope) = scope_expr {
-            // The dataset's scan may apply pushed filters only in part; the scope is applied
-            // here again so that it holds whatever the source does.
+        // The dataset's scan may use pushed filters only to prune (Parquet skips row groups
+        // and pages but keeps the other rows of those it reads). They are applied here in
+        // full, with the scope, so that only the rows the caller's filters keep are masked:
+        // masking is the costly step, and a pushed filter reads only unmasked columns, so
+        // it means the same below the masks as above them.
+        if let Some(predicate) = pushed.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
-            let predicate = state.create_physical_expr(scope, &df_schema)?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
         }
         let config = Arc::new(state.config_options().clone());
@@ -261,14 +288,22 @@ pub fn mask_array(array: &ArrayRef, rule: MaskRule) -> Result<ArrayRef> {
     if rule == MaskRule::Redact {
         return Ok(Arc::new(StringArray::from(vec![tongban_policy::mask::REDACTED; array.len()])));
     }
-    let text = cast(array, &DataType::Utf8)?;
-    let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray");
-    let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len());
-    for value in text.iter() {
-        match value {
-            Some(v) => out.append_value(rule.apply(v)),
-            None => out.append_null(),
+    let mut out = StringBuilder::with_capacity(array.len(), array.get_buffer_memory_size());
+    let mut buffer = String::new();
+    let mut push = |value: Option<&str>| match value {
+        Some(v) => {
+            buffer.clear();
+            rule.apply_into(v, &mut buffer);
+            out.append_value(&buffer);
         }
+        None => out.append_null(),
+    };
+    // Text columns are read where they lie; others are first written out as text.
+    match array.data_type() {
+        DataType::Utf8View => array.as_string_view().iter().for_each(&mut push),
+        DataType::Utf8 => array.as_string::<i32>().iter().for_each(&mut push),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().for_each(&mut push),
+        _ => cast(array, &DataType::Utf8)?.as_string::<i32>().iter().for_each(&mut push),
     }
     Ok(Arc::new(out.finish()))
 }

@@ -36,46 +36,78 @@ impl MaskRule {
         match self {
             MaskRule::None => Cow::Borrowed(value),
             MaskRule::Redact => Cow::Borrowed(REDACTED),
-            MaskRule::IdNumber => keep_ends(value, 6, 4, 15),
-            MaskRule::Phone => keep_ends(value, 3, 4, 11),
-            MaskRule::Name => Cow::Owned(mask_name(value)),
-            MaskRule::Address => Cow::Owned(cut_address(value)),
+            _ => {
+                let mut out = String::with_capacity(value.len());
+                self.apply_into(value, &mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Appends the masked `value` to `out`: the same result as [`MaskRule::apply`] without an
+    /// allocation per value, for masking whole columns.
+    pub fn apply_into(self, value: &str, out: &mut String) {
+        match self {
+            MaskRule::None => out.push_str(value),
+            MaskRule::Redact => out.push_str(REDACTED),
+            MaskRule::IdNumber => keep_ends(value, 6, 4, 15, out),
+            MaskRule::Phone => keep_ends(value, 3, 4, 11, out),
+            MaskRule::Name => mask_name(value, out),
+            MaskRule::Address => cut_address(value, out),
         }
     }
 }
 
+/// Appends `count` stars.
+fn push_stars(out: &mut String, count: usize) {
+    out.extend(std::iter::repeat_n('*', count));
+}
+
 /// Keeps the first `head` and last `tail` characters and stars the rest; values shorter than
 /// `min_len` would show too much of themselves and are redacted.
-fn keep_ends(value: &str, head: usize, tail: usize, min_len: usize) -> Cow<'_, str> {
-    let chars: Vec<char> = value.trim().chars().collect();
-    if chars.len() < min_len {
-        return Cow::Borrowed(REDACTED);
+fn keep_ends(value: &str, head: usize, tail: usize, min_len: usize, out: &mut String) {
+    let value = value.trim();
+    if value.is_ascii() {
+        // Identity numbers and phones are ASCII: characters are bytes, no decoding needed.
+        if value.len() < min_len {
+            out.push_str(REDACTED);
+            return;
+        }
+        out.push_str(&value[..head]);
+        push_stars(out, value.len() - head - tail);
+        out.push_str(&value[value.len() - tail..]);
+        return;
     }
-    let mut out = String::with_capacity(chars.len());
-    out.extend(&chars[..head]);
-    out.extend(std::iter::repeat_n('*', chars.len() - head - tail));
-    out.extend(&chars[chars.len() - tail..]);
-    Cow::Owned(out)
+    let total = value.chars().count();
+    if total < min_len {
+        out.push_str(REDACTED);
+        return;
+    }
+    let head_end = value.char_indices().nth(head).map_or(value.len(), |(i, _)| i);
+    let tail_start = value.char_indices().nth(total - tail).map_or(value.len(), |(i, _)| i);
+    out.push_str(&value[..head_end]);
+    push_stars(out, total - head - tail);
+    out.push_str(&value[tail_start..]);
 }
 
 /// Keeps the surname (one character, or two for a compound surname) and stars the rest.
-fn mask_name(value: &str) -> String {
+fn mask_name(value: &str, out: &mut String) {
     let name = value.trim();
-    let surname_len =
-        if COMPOUND_SURNAMES.iter().any(|s| name.starts_with(s)) && name.chars().count() > 2 { 2 } else { 1 };
     let total = name.chars().count();
     if total <= 1 {
-        return REDACTED.to_owned();
+        out.push_str(REDACTED);
+        return;
     }
-    let mut out: String = name.chars().take(surname_len).collect();
-    out.extend(std::iter::repeat_n('*', total - surname_len));
-    out
+    let surname_len = if total > 2 && COMPOUND_SURNAMES.iter().any(|s| name.starts_with(s)) { 2 } else { 1 };
+    let surname_end = name.char_indices().nth(surname_len).map_or(name.len(), |(i, _)| i);
+    out.push_str(&name[..surname_end]);
+    push_stars(out, total - surname_len);
 }
 
 /// Cuts an address after the deepest division (at most the county) its text starts with.
 /// An address that starts with no known division is redacted whole: guessing where its
 /// district ends could show the street.
-fn cut_address(value: &str) -> String {
+fn cut_address(value: &str, out: &mut String) {
     let address = value.trim();
     let longest = address
         .char_indices()
@@ -84,9 +116,13 @@ fn cut_address(value: &str) -> String {
         .filter(|&end| DIVISION_NAMES.contains(&address[..end]))
         .last();
     match longest {
-        Some(end) if end < address.len() => format!("{}{REDACTED}", &address[..end]),
-        Some(end) => address[..end].to_owned(),
-        None => REDACTED.to_owned(),
+        Some(end) => {
+            out.push_str(&address[..end]);
+            if end < address.len() {
+                out.push_str(REDACTED);
+            }
+        }
+        None => out.push_str(REDACTED),
     }
 }
 
@@ -94,6 +130,20 @@ fn cut_address(value: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn keep_ends_by_characters(value: &str, head: usize, tail: usize, min_len: usize) -> String {
+        let chars: Vec<char> = value.trim().chars().collect();
+        if chars.len() < min_len {
+            return REDACTED.to_owned();
+        }
+        let stars = std::iter::repeat_n('*', chars.len() - head - tail);
+        chars[..head]
+            .iter()
+            .copied()
+            .chain(stars)
+            .chain(chars[chars.len() - tail..].iter().copied())
+            .collect()
+    }
 
     #[test]
     fn identity_numbers_keep_six_and_four() {
@@ -145,6 +195,25 @@ mod tests {
             prop_assert_eq!(&masked[..6], &id[..6]);
             prop_assert_eq!(&masked[14..], &id[14..]);
             prop_assert!(masked[6..14].chars().all(|c| c == '*'));
+        }
+
+        // The byte-level fast paths agree with the plain definition by characters.
+        #[test]
+        fn masks_agree_with_their_definition_by_characters(value in "\\PC{0,24}|[0-9]{15,18}X?| ?[０-９]{15,18} ?") {
+            prop_assert_eq!(MaskRule::IdNumber.apply(&value), keep_ends_by_characters(&value, 6, 4, 15));
+            prop_assert_eq!(MaskRule::Phone.apply(&value), keep_ends_by_characters(&value, 3, 4, 11));
+            let name: Vec<char> = value.trim().chars().collect();
+            let surname = if name.len() > 2 && COMPOUND_SURNAMES.iter().any(|s| value.trim().starts_with(s)) { 2 } else { 1 };
+            let expected_name = if name.len() <= 1 {
+                REDACTED.to_owned()
+            } else {
+                name[..surname].iter().chain(std::iter::repeat_n(&'*', name.len() - surname)).collect()
+            };
+            prop_assert_eq!(MaskRule::Name.apply(&value), expected_name);
+            // One buffer reused across values holds each value's mask in turn.
+            let mut buffer = String::from("前");
+            MaskRule::Name.apply_into(&value, &mut buffer);
+            prop_assert_eq!(&buffer[3..], MaskRule::Name.apply(&value).into_owned());
         }
 
         #[test]
