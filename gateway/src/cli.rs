@@ -45,6 +45,18 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// Serve the demo housing fund centre's own API (a supplier the gateway proxies to) from a
+    /// generated housing fund Parquet file.
+    Supplier {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// The housing fund dataset, e.g. tongban-demo/datasets/housing_fund.parquet.
+        #[arg(long)]
+        parquet: PathBuf,
+        /// The bearer token callers (the gateway) must present.
+        #[arg(long, env = "TONGBAN_SUPPLIER_TOKEN")]
+        token: String,
+    },
     /// Write a development CA, a server certificate and client certificates (PEM).
     Certs {
         #[arg(long)]
@@ -88,7 +100,8 @@ pub fn main() -> anyhow::Result<()> {
             runtime.block_on(crate::server::serve(loaded, None))
         }
         Command::Demo { listen, data_dir, rows, seed, tls } => runtime.block_on(async {
-            let loaded = crate::demo::prepare(listen, &data_dir, rows, seed, tls).await?;
+            let mut loaded = crate::demo::prepare(listen, &data_dir, rows, seed, tls).await?;
+            crate::demo::start_supplier(&mut loaded, &data_dir).await?;
             let seed: crate::server::Seed = Box::new(move |platform| {
                 Box::pin(async move {
                     crate::seed::demo(&platform, &data_dir).await?;
@@ -99,6 +112,13 @@ pub fn main() -> anyhow::Result<()> {
                 })
             });
             crate::server::serve(loaded, Some(seed)).await
+        }),
+        Command::Supplier { listen, parquet, token } => runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let app = crate::supplier::app(&parquet, &token).await?;
+            tracing::info!(%listen, "supplier API listening");
+            axum::serve(listener, app).await?;
+            Ok(())
         }),
         Command::Certs { out, hosts, clients } => {
             let issued = crate::certs::generate(&out, &hosts, &clients)?;

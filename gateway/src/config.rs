@@ -45,6 +45,8 @@ pub struct DataConfig {
     pub exchange_log: PathBuf,
     pub limits: crate::data::LimitsConfig,
     pub cache: crate::data::CacheConfig,
+    /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
+    pub upstreams: Vec<crate::data::UpstreamConfig>,
 }
 
 impl Default for DataConfig {
@@ -58,6 +60,7 @@ impl Default for DataConfig {
             exchange_log: PathBuf::from("exchange.jsonl"),
             limits: crate::data::LimitsConfig::default(),
             cache: crate::data::CacheConfig::default(),
+            upstreams: Vec::new(),
         }
     }
 }

@@ -83,6 +83,34 @@ pub async fn prepare(
     Ok(loaded)
 }
 
+/// The catalog resource the demo's supplier service serves: Anhui's housing fund deposits.
+pub const SUPPLIER_RESOURCE: &str = "C03-340000-0001";
+
+/// Starts the housing fund centre's own API on a loopback port and binds the demo's housing
+/// fund resource to it, unless the configuration already binds that resource elsewhere.
+pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyhow::Result<()> {
+    if loaded.config.data.upstreams.iter().any(|u| u.resource == SUPPLIER_RESOURCE) {
+        return Ok(());
+    }
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let token = hex::encode(token);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let parquet = data_dir.join(DATASETS_DIR).join(synth::HOUSING_FUND_FILE);
+    let address = crate::supplier::spawn(listener, &parquet, &token).await?;
+    tracing::info!(%address, resource = SUPPLIER_RESOURCE, "demo supplier API started");
+    let mut binding = crate::data::UpstreamConfig::new(SUPPLIER_RESOURCE, format!("http://{address}"));
+    binding.credential_header = Some("authorization".into());
+    binding.credential = Some(format!("Bearer {token}"));
+    binding.envelope = ["code", "message", "data"].map(String::from).to_vec();
+    binding.document_items =
+        ["account_number", "id_number", "employer_credit_code", "account_status", "paid_through_month"]
+            .map(String::from)
+            .to_vec();
+    loaded.config.data.upstreams.push(binding);
+    Ok(())
+}
+
 fn today() -> NaiveDate {
     chrono::Local::now().date_naive()
 }

@@ -57,6 +57,11 @@ pub struct ExchangeRecord {
     pub cache: Option<crate::data::CacheOutcome>,
     /// Microseconds spent in each phase that ran.
     pub phases: Vec<(Phase, u64)>,
+    /// For a proxied call: the supplier's status, how many attempts were made, and the
+    /// microseconds from the first attempt to the supplier's answer.
+    pub upstream_status: Option<u16>,
+    pub upstream_attempts: u32,
+    pub upstream_us: Option<u64>,
 }
 
 impl ExchangeRecord {
@@ -78,6 +83,9 @@ impl ExchangeRecord {
             bytes_out: 0,
             status: 0,
             code: None,
+            upstream_status: None,
+            upstream_attempts: 0,
+            upstream_us: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,

@@ -14,6 +14,7 @@ pub mod platform;
 pub mod seed;
 pub mod server;
 pub mod store;
+pub mod supplier;
 pub mod tls;
 
 pub use config::Config;

@@ -147,7 +147,8 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     let log = ExchangeLog::open(&log_path)
         .await
         .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_path.display()))?;
-    let data = DataPlane::new(loaded.config.data.clone(), log);
+    let data = DataPlane::new(loaded.config.data.clone(), log)
+        .map_err(|e| anyhow::anyhow!("binding supplier APIs: {e}"))?;
     let state = AppState::new(platform.clone(), data);
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
@@ -280,7 +281,7 @@ mod tests {
     async fn state() -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open(&dir.keep().join("exchange.jsonl")).await.expect("exchange log");
-        let data = DataPlane::new(crate::config::DataConfig::default(), log);
+        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

@@ -24,13 +24,16 @@ pub enum Operation {
     Lookup,
     /// SQL over the per-grant view.
     Sql,
+    /// A call passed on to the supplier's own HTTP API (接口), its answer filtered to the
+    /// granted items, masked.
+    Proxy,
 }
 
 impl Operation {
     /// The catalog share method a resource must offer for this operation.
     pub fn share_method(self) -> ShareMethod {
         match self {
-            Operation::Verify | Operation::Lookup => ShareMethod::Interface,
+            Operation::Verify | Operation::Lookup | Operation::Proxy => ShareMethod::Interface,
             Operation::Sql => ShareMethod::Table,
         }
     }
@@ -133,6 +136,11 @@ pub enum Reason {
     ScopeUnenforceable {
         grant: String,
     },
+    /// The supplier answers with a document the gateway cannot mask or scope, and the grant
+    /// masks these items (or limits rows), so the document may not be passed on.
+    DocumentUnmaskable {
+        items: Vec<String>,
+    },
     /// The resource is not offered for this kind of call (共享方式).
     OperationNotOffered {
         operation: Operation,
@@ -148,6 +156,33 @@ pub struct Permit<'g> {
     pub items: Vec<GrantedItem>,
     /// The rows in scope, when the grant limits them.
     pub scope: Option<RowScope>,
+}
+
+impl Permit<'_> {
+    /// Whether a document holding `items` may be passed on whole under this permit. A
+    /// document cannot be masked or scoped, so every item it holds must be granted unmasked
+    /// and the grant must not limit rows.
+    pub fn admits_document(&self, items: &[String]) -> Result<(), Denial> {
+        let mut reasons = Vec::new();
+        let missing: Vec<String> =
+            items.iter().filter(|name| !self.items.iter().any(|i| &i.name == *name)).cloned().collect();
+        if !missing.is_empty() {
+            reasons.push(Reason::ItemsNotGranted { grant: self.grant.id.clone(), items: missing });
+        }
+        let masked: Vec<String> = self
+            .items
+            .iter()
+            .filter(|i| i.mask != MaskRule::None && items.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect();
+        if !masked.is_empty() {
+            reasons.push(Reason::DocumentUnmaskable { items: masked });
+        }
+        if self.scope.is_some() {
+            reasons.push(Reason::ScopeUnenforceable { grant: self.grant.id.clone() });
+        }
+        if reasons.is_empty() { Ok(()) } else { Err(Denial { reasons }) }
+    }
 }
 
 /// Rows whose division item starts with a prefix. Records with no division code are out of

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tongban_policy::catalog::UpdateCycle;
 
-use super::Answer;
+use super::{Answer, Payload};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,7 +54,8 @@ impl CacheOutcome {
 
 #[derive(Debug)]
 struct Entry {
-    content_type: &'static str,
+    status: axum::http::StatusCode,
+    headers: axum::http::HeaderMap,
     body: bytes::Bytes,
     rows: u64,
     ttl: Duration,
@@ -148,9 +149,23 @@ impl AnswerCache {
             .entry(key)
             .or_try_insert_with(async {
                 let answer = compute.await?;
+                // Only whole 200 answers are kept, no longer than their source allows. An
+                // answer that may not be kept still goes to every caller that waited for it.
+                let ttl = match (&answer.body, answer.status) {
+                    (Payload::Bytes(_), axum::http::StatusCode::OK) => {
+                        answer.max_age.map_or(ttl, |age| age.min(ttl))
+                    }
+                    _ => Duration::ZERO,
+                };
+                let body = match answer.body {
+                    Payload::Bytes(bytes) => bytes,
+                    // Streams are produced only for calls that bypass the cache.
+                    Payload::Stream { .. } => bytes::Bytes::new(),
+                };
                 Ok(Arc::new(Entry {
-                    content_type: answer.content_type,
-                    body: answer.body,
+                    status: answer.status,
+                    headers: answer.headers,
+                    body,
                     rows: answer.rows,
                     ttl,
                 }))
@@ -158,6 +173,13 @@ impl AnswerCache {
             .await?;
         let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
         let value = entry.into_value();
-        Ok((Answer { content_type: value.content_type, body: value.body.clone(), rows: value.rows }, outcome))
+        let answer = Answer {
+            status: value.status,
+            headers: value.headers.clone(),
+            body: Payload::Bytes(value.body.clone()),
+            rows: value.rows,
+            max_age: None,
+        };
+        Ok((answer, outcome))
     }
 }

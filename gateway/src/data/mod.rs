@@ -1,20 +1,20 @@
-//! The data plane: verification (核验), record look-up and SQL over shared datasets, each
-//! decided by policy against the caller's grants.
+//! The data plane: verification (核验), record look-up, SQL over shared datasets and calls
+//! passed on to suppliers' own APIs, each decided by policy against the caller's grants.
 //!
 //! Every call runs the same lifecycle, written out in [`serve`]: **authenticate** (a system's
-//! API key) → **resolve grant** (purpose fields, then a policy decision per resource) →
-//! **execute** (key look-up, or SQL over per-grant views) → **mask** (each item by its grant's
-//! rule) → **log** (one exchange record, on every outcome, before the response is released).
-//! Rate limits and the answer cache will sit between resolve grant and execute.
+//! API key or client certificate) → **resolve grant** (purpose fields, then a policy decision
+//! per resource) → **rate limit** → **cache** → **execute** (key look-up, SQL over per-grant
+//! views, or the supplier's API) → **mask** (each item by its grant's rule) → **log** (one
+//! exchange record, on every outcome, before the response is released).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
 use tongban_policy::grant::Grant;
 
@@ -25,11 +25,13 @@ use crate::server::{AppState, Readiness};
 
 mod cache;
 mod limits;
+mod proxy;
 mod records;
 mod sql;
 
 pub use cache::{AnswerCache, CacheConfig, CacheOutcome};
 pub use limits::{Limit, Limited, Limiters, LimitsConfig};
+pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
@@ -52,6 +54,8 @@ pub fn routes(max_body_bytes: usize) -> Router<AppState> {
         .route("/data/{resource}/records/{key}", get(lookup))
         .route("/data/sql", post(run_sql))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Proxied bodies are streamed and limited per upstream, not by the JSON body limit.
+        .route("/proxy/{resource}/{*path}", any(proxy_call))
 }
 
 /// The purpose every data call names, as headers.
@@ -76,6 +80,7 @@ enum CallBody {
     Verify(Result<VerifyRequest, ApiError>),
     Lookup { resource: String, key: String, query: Result<LookupQuery, ApiError> },
     Sql { request: Result<SqlRequest, ApiError>, accept: Option<String> },
+    Proxy(proxy::ProxyCall),
 }
 
 impl CallBody {
@@ -84,6 +89,7 @@ impl CallBody {
             CallBody::Verify(_) => Operation::Verify,
             CallBody::Lookup { .. } => Operation::Lookup,
             CallBody::Sql { .. } => Operation::Sql,
+            CallBody::Proxy(_) => Operation::Proxy,
         }
     }
 }
@@ -136,11 +142,74 @@ pub(crate) async fn run_sql(
     serve(&state, caller, &headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
 }
 
+/// Passes a call on to the supplier API bound to a resource (the 接口 share method). The
+/// answer keeps only granted items, masked; documents pass only when granted whole.
+#[utoipa::path(get, path = "/api/v1/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders, ("resource" = String, Path), ("path" = String, Path, description = "the supplier API's path")),
+    responses((status = 200, description = "the supplier's answer, filtered and masked by the grant"),
+        (status = 403, body = crate::api::ProblemSchema), (status = 404, body = crate::api::ProblemSchema),
+        (status = 502, description = "upstream_unreachable, upstream_failed, upstream_response_too_large", body = crate::api::ProblemSchema),
+        (status = 503, description = "upstream_circuit_open, with Retry-After", body = crate::api::ProblemSchema),
+        (status = 504, description = "upstream_timeout", body = crate::api::ProblemSchema)))]
+pub(crate) async fn proxy_call(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path((resource, _)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
+    // an encoded `?` or `/` into structure.
+    let raw_path = parts.uri.path();
+    let path = raw_path
+        .find("/proxy/")
+        .map(|at| &raw_path[at + "/proxy/".len()..])
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, tail)| tail.to_owned())
+        .unwrap_or_default();
+    let call = proxy::ProxyCall {
+        resource,
+        path,
+        query: parts.uri.query().map(str::to_owned),
+        method: parts.method,
+        headers: parts.headers,
+        body: std::sync::Mutex::new(Some(body)),
+    };
+    let headers = call.headers.clone();
+    serve(&state, caller, &headers, CallBody::Proxy(call)).await
+}
+
 /// A call's answer, encoded: masked values only.
 pub(crate) struct Answer {
-    pub content_type: &'static str,
-    pub body: bytes::Bytes,
+    pub status: StatusCode,
+    /// Content type and any other headers of the answer.
+    pub headers: HeaderMap,
+    pub body: Payload,
     pub rows: u64,
+    /// How long the source lets the answer be kept, when it says.
+    pub max_age: Option<std::time::Duration>,
+}
+
+/// An answer's body: whole, or streamed from a supplier with a known length.
+pub(crate) enum Payload {
+    Bytes(bytes::Bytes),
+    Stream { body: axum::body::Body, length: u64 },
+}
+
+impl Answer {
+    /// A 200 answer of `content_type`.
+    pub(crate) fn ok(content_type: &'static str, body: bytes::Bytes, rows: u64) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Answer { status: StatusCode::OK, headers, body: Payload::Bytes(body), rows, max_age: None }
+    }
+
+    fn len(&self) -> u64 {
+        match &self.body {
+            Payload::Bytes(bytes) => bytes.len() as u64,
+            Payload::Stream { length, .. } => *length,
+        }
+    }
 }
 
 /// The calling system, once authenticated.
@@ -193,7 +262,8 @@ async fn serve(
         // learns nothing about what it asked for.
         let purpose = purpose(headers, data.log.salt(), phases.record)?;
         let registry = ready_datasets(state)?;
-        let resolved = resolve(&snapshot, &registry, &system, &purpose, &body, phases.record)?;
+        let resolved =
+            resolve(&snapshot, &registry, &system, &purpose, &body, &data.upstreams, phases.record)?;
         phases.end(Phase::ResolveGrant);
 
         // Rate limit: per system, per grant (rate and daily quota), per resource.
@@ -256,6 +326,40 @@ async fn serve(
                 phases.end(Phase::Execute);
                 (answer, CacheOutcome::Bypass)
             }
+            CallBody::Proxy(call) => {
+                let (resource, permit) = &resolved.permits[0];
+                let exchange_id = phases.record.id.clone();
+                let context = proxy::CallContext {
+                    exchange_id: &exchange_id,
+                    system: &system.id,
+                    department: &system.department,
+                    purpose: &purpose,
+                };
+                let mut upstream = proxy::UpstreamOutcome::default();
+                let execute = async {
+                    let answer =
+                        proxy::forward(&data.upstreams, resource, permit, call, &context, &mut upstream)
+                            .await;
+                    phases.end(Phase::Execute);
+                    answer
+                };
+                let ttl = if call.cacheable() { data.cache.ttl(resource.update_cycle) } else { None };
+                let accept = headers.get(header::ACCEPT).map(HeaderValue::as_bytes).unwrap_or_default();
+                let key = cache_key(
+                    "proxy",
+                    &snapshot,
+                    &registry,
+                    resource,
+                    permit,
+                    &[call.path.as_bytes(), call.query.as_deref().unwrap_or_default().as_bytes(), accept],
+                );
+                let answer = cached(&data.cache, ttl, key, execute).await;
+                phases.record.upstream_status = upstream.status;
+                phases.record.upstream_attempts = upstream.attempts;
+                phases.record.upstream_us = (upstream.attempts > 0)
+                    .then(|| u64::try_from(upstream.latency.as_micros()).unwrap_or(u64::MAX));
+                answer?
+            }
         };
         if answer.1 == CacheOutcome::Hit {
             phases.end(Phase::Cache);
@@ -269,8 +373,8 @@ async fn serve(
     match &outcome {
         Ok((answer, _)) => {
             phases.record.rows = answer.rows;
-            phases.record.bytes_out = answer.body.len() as u64;
-            phases.record.status = StatusCode::OK.as_u16();
+            phases.record.bytes_out = answer.len();
+            phases.record.status = answer.status.as_u16();
         }
         Err(error) => {
             phases.record.status = error.status.as_u16();
@@ -283,14 +387,15 @@ async fn serve(
     let exchange_id = record.id.clone();
     let mut response = match data.log.write(record).await {
         Ok(()) => match outcome {
-            Ok((answer, cache)) => (
-                [
-                    (header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type)),
-                    (HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(cache.as_str())),
-                ],
-                answer.body,
-            )
-                .into_response(),
+            Ok((answer, cache)) => {
+                let body = match answer.body {
+                    Payload::Bytes(bytes) => axum::body::Body::from(bytes),
+                    Payload::Stream { body, .. } => body,
+                };
+                let mut response = (answer.status, answer.headers, body).into_response();
+                response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache.as_str()));
+                response
+            }
             Err(error) => error.into_response(),
         },
         Err(e) => {
@@ -353,6 +458,7 @@ fn resolve<'s>(
     system: &System,
     purpose: &Purpose,
     body: &CallBody,
+    upstreams: &Upstreams,
     record: &mut ExchangeRecord,
 ) -> Result<Resolved<'s>, ApiError> {
     let today = Platform::now().date();
@@ -386,6 +492,20 @@ fn resolve<'s>(
             record.resources.push(resource.clone());
             let query = query.as_ref().map_err(Clone::clone)?;
             vec![ask(resource, &query.items())?]
+        }
+        CallBody::Proxy(call) => {
+            record.resources.push(call.resource.clone());
+            call.check_path()?;
+            let (resource, permit) = ask(&call.resource, &[])?;
+            if !upstreams.is_bound(&resource.code) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "proxy_not_bound",
+                    "No supplier API",
+                    format!("resource {} is not bound to a supplier API", resource.code),
+                ));
+            }
+            vec![(resource, permit)]
         }
         CallBody::Sql { request, .. } => {
             request.as_ref().map_err(Clone::clone)?;
@@ -425,7 +545,7 @@ fn resolve<'s>(
     Ok(Resolved { permits })
 }
 
-fn denied(denial: Denial) -> ApiError {
+pub(crate) fn denied(denial: Denial) -> ApiError {
     let detail = denial.reasons.iter().map(reason_text).collect::<Vec<_>>().join("; ");
     ApiError::denied(StatusCode::FORBIDDEN, "access_denied", "Access denied", detail, denial.reasons)
 }
@@ -451,6 +571,9 @@ fn reason_text(reason: &Reason) -> String {
         }
         Reason::ScopeUnenforceable { grant } => {
             format!("grant {grant} limits rows the resource cannot be scoped by")
+        }
+        Reason::DocumentUnmaskable { items } => {
+            format!("the supplier's document shows {} whole, which the grant masks", items.join(", "))
         }
         Reason::OperationNotOffered { operation } => {
             format!("the resource is not offered for {operation:?} calls")
@@ -508,16 +631,18 @@ pub struct DataPlane {
     pub log: ExchangeLog,
     pub limits: Limiters,
     pub cache: AnswerCache,
+    pub upstreams: Upstreams,
 }
 
 impl DataPlane {
-    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Self {
-        DataPlane {
+    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, UpstreamError> {
+        Ok(DataPlane {
             limits: Limiters::new(&config.limits),
             cache: AnswerCache::new(&config.cache),
+            upstreams: Upstreams::new(&config.upstreams)?,
             sql: config,
             log,
-        }
+        })
     }
 }
 
@@ -532,7 +657,7 @@ mod tests {
 
     async fn state(log_path: &std::path::Path) -> AppState {
         let log = ExchangeLog::open(log_path).await.expect("exchange log");
-        let data = DataPlane::new(crate::config::DataConfig::default(), log);
+        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

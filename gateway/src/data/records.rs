@@ -194,11 +194,11 @@ pub(super) async fn verify(
     }
     let answer =
         VerifyAnswer { resource: resource.code.clone(), record_found: batch.num_rows() > 0, results };
-    Ok(Answer {
-        content_type: "application/json",
-        body: serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
-        rows: 0,
-    })
+    Ok(Answer::ok(
+        "application/json",
+        serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
+        0,
+    ))
 }
 
 /// Whether a stored value (as text) and a claimed one are the same: equal after trimming, or
@@ -261,6 +261,6 @@ impl Found {
         writer.finish().map_err(|e| ApiError::internal(&e))?;
         drop(writer);
         body.push(b'}');
-        Ok(Answer { content_type: "application/json", body: body.into(), rows: masked.num_rows() as u64 })
+        Ok(Answer::ok("application/json", body.into(), masked.num_rows() as u64))
     }
 }

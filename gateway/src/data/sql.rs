@@ -161,7 +161,7 @@ pub(super) async fn run(
         ));
     }
     let body = encode(format, &schema, &batches).map_err(|e| ApiError::internal(&e))?;
-    Ok(Answer { content_type: format.content_type(), body: body.into(), rows: rows as u64 })
+    Ok(Answer::ok(format.content_type(), body.into(), rows as u64))
 }
 
 /// Functions whose output size is set by an argument rather than by the data, so one call
