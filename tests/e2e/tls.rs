@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tongban_e2e::{Api, Demo};
 
 const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
+const FUND_SYSTEM: &str = "广州公积金业务系统";
 
 fn client(ca: &[u8], identity: Option<Vec<u8>>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
@@ -18,6 +19,15 @@ fn client(ca: &[u8], identity: Option<Vec<u8>>) -> anyhow::Result<reqwest::Clien
         builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
     }
     Ok(builder.build()?)
+}
+
+/// A file (`cert` or `key`) of a demo system's client certificate.
+fn clients_file(demo: &Demo, system: &str, which: &str) -> anyhow::Result<String> {
+    let clients: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(demo.data_dir().join("certs/clients.json"))?)?;
+    let files =
+        clients.iter().find(|c| c["name"] == system).with_context(|| format!("certificate of {system}"))?;
+    Ok(files[which].as_str().context("file")?.to_owned())
 }
 
 /// The PEM certificate and key of a demo system's client certificate.
@@ -102,6 +112,69 @@ async fn systems_authenticate_by_client_certificate_or_key_over_tls() -> anyhow:
         impostor.get(format!("{base}/api/v1/grants/in-force")).send().await.is_err(),
         "a foreign certificate was accepted"
     );
+
+    // The proxy over mutual TLS: the housing fund system reaches its supplier's API.
+    let fund =
+        Api::with_client(&base, None, client(&ca, Some(identity(&demo, FUND_SYSTEM)?))?).with_headers(&[
+            ("x-tongban-service-item", "KSTB-JS-004"),
+            ("x-tongban-case-number", "GZ-2026-000118"),
+            ("x-tongban-operator", "0118"),
+        ]);
+    let file = std::fs::File::open(demo.data_dir().join("datasets/housing_fund.parquet"))?;
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .build()?
+        .next()
+        .context("a batch")??;
+    let ids = arrow::compute::cast(
+        batch.column_by_name("id_number").context("ids")?,
+        &arrow::datatypes::DataType::Utf8,
+    )?;
+    let id_number = arrow::array::AsArray::as_string::<i32>(&ids).value(0).to_owned();
+    let deposit = fund
+        .send(reqwest::Method::GET, &format!("/proxy/C03-340000-0001/deposits/{id_number}"), None, None)
+        .await?;
+    assert_eq!(deposit.status, 200, "{}", String::from_utf8_lossy(&deposit.body));
+    let deposit: Value = serde_json::from_slice(&deposit.body)?;
+    assert!(
+        deposit["data"]["account_status"].is_string() && deposit["data"]["id_number"] != id_number.as_str()
+    );
+
+    // Certificates are registered through the API. A certificate already held by another
+    // system is refused; moving the police system to a new certificate makes its old one,
+    // though issued by the trusted CA, unknown.
+    let admin = Api::with_client(&base, None, client(&ca, None)?);
+    let admin = Api::sign_in_with(admin, "admin", &demo.password()).await?;
+    let (police_id, _) = demo.system(POLICE_SYSTEM)?;
+    let (fund_id, _) = demo.system(FUND_SYSTEM)?;
+    let police_pem = String::from_utf8(std::fs::read(clients_file(&demo, POLICE_SYSTEM, "cert")?)?)?;
+    let (status, body) =
+        admin.put(&format!("/systems/{fund_id}/certificate"), &json!({"certificate": police_pem})).await?;
+    assert_eq!((status, body["code"].as_str()), (409, Some("certificate_in_use")), "{body}");
+    let (status, body) = admin
+        .put(&format!("/systems/{fund_id}/certificate"), &json!({"certificate": "not a certificate"}))
+        .await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_certificate")), "{body}");
+    let other_pem = std::fs::read_to_string(foreign.path().join("client-0.pem"))?;
+    let (status, body) =
+        admin.put(&format!("/systems/{police_id}/certificate"), &json!({"certificate": other_pem})).await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = police.get("/grants/in-force").await?;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unknown_certificate")), "{body}");
+    let (status, body) =
+        admin.put(&format!("/systems/{police_id}/certificate"), &json!({"certificate": police_pem})).await?;
+    assert_eq!((status, body["sha256"].as_str().map(str::len)), (200, Some(64)), "{body}");
+    assert_eq!(police.get("/grants/in-force").await?.0, 200);
+    // Someone of another department may not touch the police system's certificate.
+    let stranger = Api::sign_in_with(
+        Api::with_client(&base, None, client(&ca, None)?),
+        "demander.guangzhou-fund",
+        &demo.password(),
+    )
+    .await?;
+    let (status, _) = stranger
+        .put(&format!("/systems/{police_id}/certificate"), &json!({"certificate": police_pem}))
+        .await?;
+    assert_eq!(status, 403);
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = base.replacen("https://", "http://", 1);

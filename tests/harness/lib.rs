@@ -265,6 +265,16 @@ impl Api {
         Ok(Api::new(base_url, Some(token)))
     }
 
+    /// Signs in as `username` over `api`'s client (for TLS roots), returning a client with the
+    /// session token.
+    pub async fn sign_in_with(api: Api, username: &str, password: &str) -> anyhow::Result<Api> {
+        let (status, body) =
+            api.post("/sessions", &serde_json::json!({"username": username, "password": password})).await?;
+        anyhow::ensure!(status == 201, "sign-in of {username} answered {status}: {body}");
+        let token = body["token"].as_str().context("token")?.to_owned();
+        Ok(Api { token: Some(token), ..api })
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self.client.request(method, format!("{}/api/v1{path}", self.base_url));
         for (name, value) in &self.headers {

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/departments", get(org::list_departments).post(org::create_department))
         .route("/departments/{code}", get(org::get_department))
         .route("/systems", get(org::list_systems).post(org::create_system))
+        .route("/systems/{id}/certificate", axum::routing::put(org::register_certificate))
         .route("/users", get(org::list_users).post(org::create_user))
         .route("/service-items", get(catalog::list_service_items).post(catalog::create_service_item))
         .route("/service-items/{code}", get(catalog::get_service_item))
@@ -53,13 +54,13 @@ pub fn routes() -> Router<AppState> {
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
     paths(
         org::sign_in, org::sign_out, org::me, org::list_departments, org::create_department, org::get_department,
-        org::list_systems, org::create_system, org::list_users, org::create_user,
+        org::list_systems, org::create_system, org::register_certificate, org::list_users, org::create_user,
         catalog::list_service_items, catalog::create_service_item, catalog::get_service_item,
         catalog::list_resources, catalog::create_resource, catalog::get_resource, catalog::edit_resource,
         catalog::get_resource_version,
         demands::list_demands, demands::file_demand, demands::overdue_demands, demands::get_demand, demands::act,
         grants::list_grants, grants::in_force, grants::get_grant, grants::change_grant,
-        crate::data::verify, crate::data::lookup, crate::data::run_sql,
+        crate::data::verify, crate::data::lookup, crate::data::run_sql, crate::data::proxy_call,
     ),
     components(schemas(ProblemSchema)),
     modifiers(&Security),

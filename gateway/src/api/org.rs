@@ -221,6 +221,63 @@ pub(super) async fn create_system(
     Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key: issued.key })))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemCertificate {
+    /// The system's client certificate (PEM, one `CERTIFICATE` block). Only its SHA-256
+    /// fingerprint is kept; the TLS handshake checks that it chains to the client CA.
+    certificate: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct RegisteredCertificate {
+    system_id: String,
+    /// SHA-256 of the certificate's DER encoding, hex.
+    sha256: String,
+}
+
+/// Registers the client certificate a system authenticates with over mutual TLS, replacing
+/// any earlier one.
+#[utoipa::path(put, path = "/api/v1/systems/{id}/certificate", tag = "systems", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = SystemCertificate,
+    responses((status = 200, body = RegisteredCertificate), (status = 403, body = super::ProblemSchema),
+        (status = 404, body = super::ProblemSchema), (status = 409, body = super::ProblemSchema),
+        (status = 422, description = "invalid_certificate", body = super::ProblemSchema)))]
+pub(super) async fn register_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<SystemCertificate>,
+) -> Result<Json<RegisteredCertificate>, ApiError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let user = caller.require(&[UserRole::Demander, UserRole::SupplierAdmin, UserRole::PlatformAdmin])?;
+    let platform = state.platform();
+    let system = platform.store.system(&id).await?;
+    if system.department_code != caller.department().code && !user.roles.contains(&UserRole::PlatformAdmin) {
+        return Err(ApiError::forbidden("only platform administrators manage systems of other departments"));
+    }
+    let invalid =
+        |detail: &str| ApiError::unprocessable("invalid_certificate", "Invalid certificate", detail);
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(input.certificate.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| invalid("certificate is not PEM"))?;
+    let [certificate] = certificates.as_slice() else {
+        return Err(invalid("give exactly one CERTIFICATE block"));
+    };
+    let sha256 = crate::certs::fingerprint(certificate);
+    if let Some(holder) = platform.store.system_by_certificate(&sha256).await?
+        && holder.id != system.id
+    {
+        return Err(ApiError::conflict("this certificate is registered to another system")
+            .with_code("certificate_in_use"));
+    }
+    platform.store.set_system_certificate(&system.id, &sha256).await?;
+    tracing::info!(system = %system.id, %sha256, "client certificate registered");
+    Ok(Json(RegisteredCertificate { system_id: system.id, sha256 }))
+}
+
 /// Lists people (platform administrators).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<UserRecord>), (status = 403, body = super::ProblemSchema)))]
