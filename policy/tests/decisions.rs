@@ -364,3 +364,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn documents_pass_only_when_granted_whole_and_unscoped() {
+    let grants = grants();
+    let resources = resources();
+    let permit_for = |service_item: &str| {
+        let purpose = purpose(service_item);
+        decide(
+            &grants,
+            &AccessRequest {
+                department: "dept-a",
+                system: "s1",
+                resource: &resources[0],
+                operation: Operation::Proxy,
+                items: &[],
+                purpose: &purpose,
+                today: today(),
+            },
+        )
+        .expect("permitted")
+    };
+    let reasons = |permit: &tongban_policy::decision::Permit<'_>, items: &[&str]| -> Vec<String> {
+        let items: Vec<String> = items.iter().map(|s| (*s).to_owned()).collect();
+        permit.admits_document(&items).err().map(|d| d.reasons.iter().map(code).collect()).unwrap_or_default()
+    };
+    // g-anysys: id_number (masked) and status, no row scope.
+    let unscoped = permit_for("KSTB-GA-002");
+    assert!(reasons(&unscoped, &["status"]).is_empty());
+    assert_eq!(reasons(&unscoped, &["status", "id_number"]), ["document_unmaskable"]);
+    assert_eq!(reasons(&unscoped, &["status", "household_number"]), ["items_not_granted"]);
+    // g-active limits rows to division 41: no document can be scoped.
+    let scoped = permit_for("KSTB-GA-001");
+    assert_eq!(reasons(&scoped, &["status"]), ["scope_unenforceable"]);
+}
