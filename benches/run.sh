@@ -24,3 +24,12 @@ if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
 fi
 TONGBAN_BENCH_PYTHON="$venv/bin/python" TONGBAN_BENCH_ROWS=10000000 \
   cargo bench -p tongban-benches --bench dataplane
+
+# Load over real sockets: Tongban's proxy against nginx's bare proxy_pass, and cached
+# verification against a bare hyper server, with wrk (both from Debian, installed if absent).
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light
+fi
+cargo build --release -p tongban-gateway --bin tongban
+TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" cargo bench -p tongban-benches --bench load

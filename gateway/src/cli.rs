@@ -56,6 +56,9 @@ enum Command {
         /// The bearer token callers (the gateway) must present.
         #[arg(long, env = "TONGBAN_SUPPLIER_TOKEN")]
         token: String,
+        /// The Cache-Control its answers carry (`no-store` keeps them out of shared caches).
+        #[arg(long, default_value = crate::supplier::CACHE_CONTROL)]
+        cache_control: String,
     },
     /// Write a development CA, a server certificate and client certificates (PEM).
     Certs {
@@ -113,9 +116,9 @@ pub fn main() -> anyhow::Result<()> {
             });
             crate::server::serve(loaded, Some(seed)).await
         }),
-        Command::Supplier { listen, parquet, token } => runtime.block_on(async {
+        Command::Supplier { listen, parquet, token, cache_control } => runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            let app = crate::supplier::app(&parquet, &token).await?;
+            let app = crate::supplier::app(&parquet, &token, &cache_control).await?;
             tracing::info!(%listen, "supplier API listening");
             axum::serve(listener, app).await?;
             Ok(())

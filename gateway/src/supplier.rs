@@ -23,18 +23,19 @@ use datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 use tongban_connectors::{Dataset, DatasetConfig, SourceConfig, open_dataset, session_config};
 
-/// How long a shared cache may keep an answer.
-const CACHE_CONTROL: &str = "max-age=60";
+/// How long a shared cache may keep an answer, unless told otherwise.
+pub const CACHE_CONTROL: &str = "max-age=60";
 
 #[derive(Clone)]
 struct Supplier {
     dataset: Arc<Dataset>,
     credential: Arc<str>,
+    cache_control: Arc<str>,
 }
 
 /// Opens the housing fund dataset at `parquet` and returns the service's routes. Calls must
-/// carry `Authorization: Bearer {token}`.
-pub async fn app(parquet: &Path, token: &str) -> anyhow::Result<Router> {
+/// carry `Authorization: Bearer {token}`; answers carry `Cache-Control: {cache_control}`.
+pub async fn app(parquet: &Path, token: &str, cache_control: &str) -> anyhow::Result<Router> {
     let config = DatasetConfig {
         name: "housing_fund".into(),
         key: "id_number".into(),
@@ -42,7 +43,11 @@ pub async fn app(parquet: &Path, token: &str) -> anyhow::Result<Router> {
     };
     let ctx = SessionContext::new_with_config(session_config());
     let dataset = open_dataset(&config, Path::new("."), &ctx).await?;
-    let supplier = Supplier { dataset: Arc::new(dataset), credential: format!("Bearer {token}").into() };
+    let supplier = Supplier {
+        dataset: Arc::new(dataset),
+        credential: format!("Bearer {token}").into(),
+        cache_control: cache_control.into(),
+    };
     Ok(Router::new()
         .route("/deposits/{id_number}", get(deposit))
         .route("/certificates/{id_number}", get(certificate))
@@ -56,7 +61,7 @@ pub async fn spawn(
     token: &str,
 ) -> anyhow::Result<SocketAddr> {
     let address = listener.local_addr()?;
-    let app = app(parquet, token).await?;
+    let app = app(parquet, token, CACHE_CONTROL).await?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the demo supplier service stopped");
@@ -67,7 +72,7 @@ pub async fn spawn(
 
 fn envelope(status: StatusCode, code: u16, message: &str, data: Value) -> Response {
     let body = json!({ "code": code, "message": message, "data": data });
-    (status, [(header::CACHE_CONTROL, CACHE_CONTROL)], axum::Json(body)).into_response()
+    (status, axum::Json(body)).into_response()
 }
 
 impl Supplier {
@@ -116,10 +121,14 @@ async fn deposit(
     headers: HeaderMap,
     UrlPath(id_number): UrlPath<String>,
 ) -> Response {
-    match supplier.account(&headers, &id_number).await {
+    let mut response = match supplier.account(&headers, &id_number).await {
         Ok(account) => envelope(StatusCode::OK, 0, "成功", Value::Object(account)),
         Err(response) => response,
+    };
+    if let Ok(value) = header::HeaderValue::from_str(&supplier.cache_control) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
+    response
 }
 
 async fn certificate(
@@ -150,7 +159,7 @@ async fn certificate(
         [
             (header::CONTENT_TYPE, "application/pdf".to_owned()),
             (header::CONTENT_DISPOSITION, "attachment; filename=\"deposit-certificate.pdf\"".to_owned()),
-            (header::CACHE_CONTROL, CACHE_CONTROL.to_owned()),
+            (header::CACHE_CONTROL, supplier.cache_control.to_string()),
         ],
         pdf,
     )

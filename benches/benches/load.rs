@@ -1,0 +1,401 @@
+//! Load over real sockets, in one run on one machine, with wrk as the load generator:
+//!
+//! 1. the demo housing fund supplier's API, directly;
+//! 2. the same API through nginx as a bare `proxy_pass` (the Debian package);
+//! 3. the same API through Tongban's proxy, with the full policy path (API key, purpose,
+//!    decision, rate limits, JSON filtering and masking, exchange record), uncached;
+//! 4. a bare hyper server answering a fixed verification answer;
+//! 5. Tongban answering that verification from its cache (the full lifecycle but execute).
+//!
+//! Every server runs as its own process (the hyper baseline as a thread pool of this one) on
+//! loopback; wrk runs with one thread and a fixed number of connections for a fixed time.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CONNECTIONS: &str = "32";
+const SECONDS: &str = "10";
+const SUPPLIER_TOKEN: &str = "load-bench-token";
+const HOUSING_FUND: &str = "C03-340000-0001";
+const SERVICE_ITEM: &str = "KSTB-JS-002";
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(run());
+}
+
+/// A process that is killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn tongban_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TONGBAN_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release/tongban")
+}
+
+async fn wait_for(url: &str, client: &reqwest::Client) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if client.get(url).send().await.is_ok_and(|r| r.status().as_u16() < 500) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+/// One wrk run: requests per second and latency percentiles.
+#[derive(Debug)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: String,
+}
+
+fn wrk(url: &str, script: &Path) -> Load {
+    let output = Command::new("wrk")
+        .args(["-t1", "-c", CONNECTIONS, "-d", &format!("{SECONDS}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk (benches/run.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let field = |prefix: &str| -> Option<String> {
+        text.lines().find(|l| l.trim_start().starts_with(prefix)).map(|l| l.trim().to_owned())
+    };
+    let millis = |value: &str| -> f64 {
+        let value = value.trim();
+        if let Some(us) = value.strip_suffix("us") {
+            us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+        } else if let Some(ms) = value.strip_suffix("ms") {
+            ms.parse().unwrap_or(f64::NAN)
+        } else if let Some(s) = value.strip_suffix('s') {
+            s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+        } else {
+            f64::NAN
+        }
+    };
+    let percentile =
+        |p: &str| field(p).and_then(|l| l.split_whitespace().nth(1).map(millis)).unwrap_or(f64::NAN);
+    let rps = field("Requests/sec:")
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN);
+    let errors =
+        [field("Non-2xx"), field("Socket errors")].into_iter().flatten().collect::<Vec<_>>().join("; ");
+    Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%"), errors }
+}
+
+/// A wrk script sending `method` with `headers` and `body`.
+fn script(dir: &Path, name: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> PathBuf {
+    let lua_string = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut lua = format!("wrk.method = {}\n", lua_string(method));
+    for (name, value) in headers {
+        lua.push_str(&format!("wrk.headers[{}] = {}\n", lua_string(name), lua_string(value)));
+    }
+    if let Some(body) = body {
+        lua.push_str(&format!("wrk.body = {}\n", lua_string(body)));
+    }
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, lua).expect("write the wrk script");
+    path
+}
+
+async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    let answer: Value = client
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("sign in")
+        .json()
+        .await
+        .expect("session");
+    answer["token"].as_str().expect("token").to_owned()
+}
+
+/// Files and approves, through the workflow API, a grant on the housing fund resource for the
+/// Guangzhou fund system with a rate that does not limit the benchmark.
+async fn approve_grant(client: &reqwest::Client, base: &str, password: &str, system_id: &str) {
+    let terms = json!({
+        "items": ["id_number", "name", "account_status", "balance", "paid_through_month"],
+        "division_prefix": "",
+        "rate_per_second": 1_000_000,
+        "daily_quota": 1_000_000_000,
+        "valid_until": (chrono::Local::now().date_naive() + chrono::Duration::days(30)).to_string(),
+    });
+    let applicant = sign_in(client, base, "demander.guangzhou-fund", password).await;
+    let demand: Value = client
+        .post(format!("{base}/api/v1/demands"))
+        .bearer_auth(&applicant)
+        .json(&json!({"resource_code": HOUSING_FUND, "system_id": system_id, "service_item": SERVICE_ITEM,
+            "purpose": "负载基准", "legal_basis": "负载基准", "terms": terms}))
+        .send()
+        .await
+        .expect("file")
+        .json()
+        .await
+        .expect("demand");
+    let id = demand["id"].as_str().expect("demand id").to_owned();
+    let mut version = demand["version"].clone();
+    let steps = [
+        ("demander.guangzhou-fund", json!({"action": "submit"})),
+        ("reviewer.anhui", json!({"action": "pass_conformity", "terms": terms})),
+        ("supplier.anhui-housing", json!({"action": "supplier_approve", "terms": terms})),
+    ];
+    for (who, action) in steps {
+        let token = sign_in(client, base, who, password).await;
+        let mut body = action;
+        body["version"] = version.clone();
+        let answer = client
+            .post(format!("{base}/api/v1/demands/{id}/actions"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("act");
+        let status = answer.status();
+        let record: Value = answer.json().await.expect("record");
+        assert!(status.is_success(), "{who}: {status} {record}");
+        version = record["version"].clone();
+    }
+}
+
+/// The bare hyper baseline: answers every request with `body`, as the gateway's cache would.
+fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes) {
+    use hyper::service::service_fn;
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request| {
+                        let body = body.clone();
+                        async move {
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(body))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+}
+
+async fn run() {
+    let work = tempfile::tempdir().expect("temporary directory");
+    let data_dir = work.path().join("demo");
+    let client = reqwest::Client::new();
+    let (gateway_port, supplier_port, nginx_port) = (free_port(), free_port(), free_port());
+    let supplier = SocketAddr::from(([127, 0, 0, 1], supplier_port));
+    let rows: u64 = std::env::var("TONGBAN_BENCH_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(200_000);
+
+    // Tongban: the demo, its housing fund resource bound to the supplier started below, answers
+    // cached for verification, and limits raised out of the way.
+    let binding = format!(
+        "[{{resource=\"{HOUSING_FUND}\", url=\"http://{supplier}\", credential_header=\"authorization\", \
+         credential=\"Bearer {SUPPLIER_TOKEN}\", envelope=[\"code\", \"message\", \"data\"]}}]"
+    );
+    let gateway = Process(
+        Command::new(tongban_bin())
+            .args(["demo", "--listen", &format!("127.0.0.1:{gateway_port}"), "--rows", &rows.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("TONGBAN_DATA__UPSTREAMS", &binding)
+            .env("TONGBAN_DATA__LIMITS__SYSTEM_PER_SECOND", "10000000")
+            .env("TONGBAN_DATA__LIMITS__RESOURCE_PER_SECOND", "10000000")
+            .env("TONGBAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the gateway (benches/run.sh builds it)"),
+    );
+    let base = format!("http://127.0.0.1:{gateway_port}");
+    wait_for(&format!("{base}/readyz"), &client).await;
+    let credentials: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("demo-credentials.json")).expect("credentials"))
+            .expect("credentials json");
+    let password = credentials["password"].as_str().expect("password");
+    let system = credentials["systems"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "广州公积金业务系统"))
+        .expect("the fund system");
+    let (system_id, api_key) = (system["id"].as_str().expect("id"), system["api_key"].as_str().expect("key"));
+    approve_grant(&client, &base, password, system_id).await;
+
+    // The supplier, its answers marked not to be kept, so the proxy path is never cached.
+    let parquet = data_dir.join("datasets/housing_fund.parquet");
+    let _supplier = Process(
+        Command::new(tongban_bin())
+            .args([
+                "supplier",
+                "--listen",
+                &supplier.to_string(),
+                "--token",
+                SUPPLIER_TOKEN,
+                "--cache-control",
+                "no-store",
+            ])
+            .arg("--parquet")
+            .arg(&parquet)
+            .env("TONGBAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the supplier"),
+    );
+    wait_for(&format!("http://{supplier}/deposits/x"), &client).await;
+
+    // nginx as a bare reverse proxy to the supplier (defaults: HTTP/1.0 upstream, no cache),
+    // as many workers as cores, access log off.
+    let nginx_dir = work.path().join("nginx");
+    std::fs::create_dir_all(nginx_dir.join("logs")).expect("nginx dir");
+    let conf = format!(
+        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
+          fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
+          server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://{supplier}; }} }} }}\n",
+        dir = nginx_dir.display()
+    );
+    std::fs::write(nginx_dir.join("nginx.conf"), conf).expect("nginx conf");
+    let _nginx = Process(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&nginx_dir)
+            .arg("-c")
+            .arg(nginx_dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx (benches/run.sh installs it)"),
+    );
+    wait_for(&format!("http://127.0.0.1:{nginx_port}/deposits/x"), &client).await;
+
+    // An account the supplier holds.
+    let id_number = {
+        let file = std::fs::File::open(&parquet).expect("housing fund file");
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("reader")
+            .build()
+            .expect("reader")
+            .next()
+            .expect("a batch")
+            .expect("batch");
+        let ids = arrow::compute::cast(
+            batch.column_by_name("id_number").expect("ids"),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .expect("text");
+        arrow::array::AsArray::as_string::<i32>(&ids).value(0).to_owned()
+    };
+
+    let scripts = work.path();
+    let supplier_auth = format!("Bearer {SUPPLIER_TOKEN}");
+    let caller_auth = format!("Bearer {api_key}");
+    let purpose = [
+        ("Authorization", caller_auth.as_str()),
+        ("X-Tongban-Service-Item", SERVICE_ITEM),
+        ("X-Tongban-Case-Number", "GZ-2026-000118"),
+        ("X-Tongban-Operator", "0118"),
+    ];
+    let direct_script = script(scripts, "direct", "GET", &[("Authorization", &supplier_auth)], None);
+    let proxy_script = script(scripts, "proxy", "GET", &purpose, None);
+    let verify_body =
+        json!({"resource": HOUSING_FUND, "key": id_number, "claims": {"account_status": "正常"}}).to_string();
+    let mut verify_headers = purpose.to_vec();
+    verify_headers.push(("Content-Type", "application/json"));
+    let verify_script = script(scripts, "verify", "POST", &verify_headers, Some(&verify_body));
+
+    // Check each path answers 200 once before loading it, and take the cached answer's body
+    // for the hyper baseline.
+    let check = |request: reqwest::RequestBuilder| async move {
+        let answer = request.send().await.expect("call");
+        let status = answer.status();
+        let body = answer.bytes().await.expect("body");
+        assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+        body
+    };
+    let deposit_path = format!("/deposits/{id_number}");
+    check(client.get(format!("http://{supplier}{deposit_path}")).header("authorization", &supplier_auth))
+        .await;
+    check(
+        client
+            .get(format!("http://127.0.0.1:{nginx_port}{deposit_path}"))
+            .header("authorization", &supplier_auth),
+    )
+    .await;
+    let mut proxy_request = client.get(format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"));
+    let mut verify_request = client.post(format!("{base}/api/v1/data/verify")).body(verify_body.clone());
+    for (name, value) in &verify_headers {
+        verify_request = verify_request.header(*name, *value);
+        if *name != "Content-Type" {
+            proxy_request = proxy_request.header(*name, *value);
+        }
+    }
+    check(proxy_request).await;
+    let verification = check(verify_request).await;
+    let hyper_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hyper_port = hyper_listener.local_addr().expect("address").port();
+    bare_hyper(hyper_listener, verification);
+
+    println!("load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, dataset rows={rows}");
+    let runs = [
+        ("supplier direct", format!("http://{supplier}{deposit_path}"), &direct_script),
+        ("nginx proxy_pass", format!("http://127.0.0.1:{nginx_port}{deposit_path}"), &direct_script),
+        (
+            "tongban proxy, full policy path",
+            format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"),
+            &proxy_script,
+        ),
+        ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), &verify_script),
+        ("tongban verification, cached", format!("{base}/api/v1/data/verify"), &verify_script),
+    ];
+    let mut results = Vec::new();
+    for (label, url, script) in runs {
+        let load = wrk(&url, script);
+        println!(
+            "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{}",
+            load.rps,
+            load.p50_ms,
+            load.p99_ms,
+            if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) }
+        );
+        results.push(load);
+    }
+    println!(
+        "load ratio tongban proxy / nginx proxy_pass: rps={:.2}; tongban cached verification / bare hyper: rps={:.2}",
+        results[2].rps / results[1].rps,
+        results[4].rps / results[3].rps
+    );
+    drop(gateway);
+}
