@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tongban_policy::catalog::UpdateCycle;
 
 use super::{Answer, Payload};
+use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -132,25 +133,24 @@ impl AnswerCache {
         (!ttl.is_zero()).then_some(ttl)
     }
 
-    /// The cached answer for `key`, or the one `compute` gives, cached for `ttl` when it
-    /// succeeds. Concurrent callers with one key wait for a single `compute`.
-    pub(super) async fn get_or_compute<F, E>(
+    /// The cached answer for `key`, or the one `compute` gives, cached for `ttl` (or less, as
+    /// the answer's source allows) when it succeeds. Concurrent callers with one key wait for a
+    /// single `compute`, and all get its answer, whether or not it may be kept.
+    pub(super) async fn get_or_compute<F>(
         &self,
         key: [u8; 32],
         ttl: Duration,
         compute: F,
-    ) -> Result<(Answer, CacheOutcome), Arc<E>>
+    ) -> Result<(Answer, CacheOutcome), ApiError>
     where
-        F: std::future::Future<Output = Result<Answer, E>>,
-        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<Answer, ApiError>>,
     {
-        let entry = self
+        let result = self
             .entries
             .entry(key)
             .or_try_insert_with(async {
-                let answer = compute.await?;
-                // Only whole 200 answers are kept, no longer than their source allows. An
-                // answer that may not be kept still goes to every caller that waited for it.
+                let answer = compute.await.map_err(Miss::Failed)?;
+                // Only whole 200 answers are kept, no longer than their source allows.
                 let ttl = match (&answer.body, answer.status) {
                     (Payload::Bytes(_), axum::http::StatusCode::OK) => {
                         answer.max_age.map_or(ttl, |age| age.min(ttl))
@@ -159,27 +159,82 @@ impl AnswerCache {
                 };
                 let body = match answer.body {
                     Payload::Bytes(bytes) => bytes,
-                    // Streams are produced only for calls that bypass the cache.
-                    Payload::Stream { .. } => bytes::Bytes::new(),
+                    Payload::Stream { .. } => {
+                        return Err(Miss::Failed(ApiError::internal(&"a streamed answer reached the cache")));
+                    }
                 };
-                Ok(Arc::new(Entry {
+                let entry = Arc::new(Entry {
                     status: answer.status,
                     headers: answer.headers,
                     body,
                     rows: answer.rows,
                     ttl,
-                }))
+                });
+                // An answer that may not be kept is handed to the waiting callers as an error
+                // of the insertion, so that nothing is stored, not even for an instant.
+                if ttl.is_zero() { Err(Miss::Uncacheable(entry)) } else { Ok(entry) }
             })
-            .await?;
-        let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
-        let value = entry.into_value();
-        let answer = Answer {
-            status: value.status,
-            headers: value.headers.clone(),
-            body: Payload::Bytes(value.body.clone()),
-            rows: value.rows,
+            .await;
+        match result {
+            Ok(entry) => {
+                let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
+                Ok((entry.into_value().to_answer(), outcome))
+            }
+            Err(miss) => match &*miss {
+                Miss::Uncacheable(entry) => Ok((entry.to_answer(), CacheOutcome::Bypass)),
+                Miss::Failed(error) => Err(error.clone()),
+            },
+        }
+    }
+}
+
+/// Why a computed answer did not enter the cache.
+enum Miss {
+    Failed(ApiError),
+    Uncacheable(Arc<Entry>),
+}
+
+impl Entry {
+    fn to_answer(&self) -> Answer {
+        Answer {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: Payload::Bytes(self.body.clone()),
+            rows: self.rows,
             max_age: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_their_source_forbids_keeping_are_never_served_again() {
+        let cache = AnswerCache::new(&CacheConfig::default());
+        let computed = AtomicU32::new(0);
+        let compute = |max_age: Option<Duration>| {
+            computed.fetch_add(1, Ordering::SeqCst);
+            let mut answer = Answer::ok("application/json", bytes::Bytes::from_static(b"{}"), 1);
+            answer.max_age = max_age;
+            async move { Ok(answer) }
         };
-        Ok((answer, outcome))
+        let ttl = Duration::from_secs(60);
+        for round in 1..=3 {
+            let (_, outcome) =
+                cache.get_or_compute([1; 32], ttl, compute(Some(Duration::ZERO))).await.expect("answer");
+            assert_eq!((outcome, computed.load(Ordering::SeqCst)), (CacheOutcome::Bypass, round));
+        }
+        let (_, first) = cache.get_or_compute([2; 32], ttl, compute(None)).await.expect("answer");
+        let (_, second) = cache.get_or_compute([2; 32], ttl, compute(None)).await.expect("answer");
+        assert_eq!((first, second), (CacheOutcome::Miss, CacheOutcome::Hit));
+        // A failure is not kept either.
+        let failed = cache.get_or_compute([3; 32], ttl, async { Err(ApiError::invalid("no")) }).await;
+        assert!(failed.is_err());
+        let (_, after) = cache.get_or_compute([3; 32], ttl, compute(None)).await.expect("answer");
+        assert_eq!(after, CacheOutcome::Miss);
     }
 }

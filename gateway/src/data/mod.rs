@@ -612,7 +612,7 @@ async fn cached(
 ) -> Result<(Answer, CacheOutcome), ApiError> {
     match ttl {
         None => Ok((execute.await?, CacheOutcome::Bypass)),
-        Some(ttl) => cache.get_or_compute(key, ttl, execute).await.map_err(|e| (*e).clone()),
+        Some(ttl) => cache.get_or_compute(key, ttl, execute).await,
     }
 }
 
