@@ -121,6 +121,59 @@ pub struct Platform {
     /// Names of the configured datasets a resource may be bound to.
     pub datasets: Vec<String>,
     pub session_hours: u32,
+    /// Systems recently authenticated, by API key digest or certificate fingerprint.
+    pub identities: Identities,
+}
+
+/// A short-lived cache of authenticated systems, so that a data call does not query the store
+/// to learn who is calling. Entries live a few seconds; a system disabled, or a certificate
+/// registered, through another instance takes effect when they expire, and one changed
+/// through this instance at once ([`Identities::forget_all`]).
+#[derive(Clone)]
+pub struct Identities(
+    moka::sync::Cache<String, Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>>,
+);
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identities").field("entries", &self.0.entry_count()).finish()
+    }
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Identities(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(5))
+                .build(),
+        )
+    }
+}
+
+impl Identities {
+    pub fn get(
+        &self,
+        key: &str,
+    ) -> Option<Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>> {
+        self.0.get(key)
+    }
+
+    /// Remembers an authenticated system and hands it back.
+    pub fn insert(
+        &self,
+        key: String,
+        system: crate::store::SystemRecord,
+        department: tongban_policy::org::Department,
+    ) -> Arc<(crate::store::SystemRecord, tongban_policy::org::Department)> {
+        let identity = Arc::new((system, department));
+        self.0.insert(key, Arc::clone(&identity));
+        identity
+    }
+
+    pub fn forget_all(&self) {
+        self.0.invalidate_all();
+    }
 }
 
 /// A new demand as a demanding department files it.
@@ -230,6 +283,7 @@ impl Platform {
             grants: GrantRegistry::default(),
             datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
             session_hours: config.store.session_hours,
+            identities: Identities::default(),
         })
     }
 
@@ -242,6 +296,7 @@ impl Platform {
             grants: GrantRegistry::default(),
             datasets,
             session_hours: 8,
+            identities: Identities::default(),
         })
     }
 

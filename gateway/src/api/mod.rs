@@ -2,6 +2,8 @@
 //! the catalog, demands and grants. Every route authenticates its caller and checks the
 //! caller's role; the OpenAPI 3.1 document is generated from these handlers.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -165,23 +167,13 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let platform = state.platform();
         let certified = match parts.extensions.get::<ClientCertificate>() {
-            Some(certificate) => {
-                Some(platform.store.system_by_certificate(&certificate.sha256).await?.ok_or_else(|| {
-                    ApiError::new(
-                        axum::http::StatusCode::UNAUTHORIZED,
-                        "unknown_certificate",
-                        "Unknown certificate",
-                        "the client certificate is not registered to any enabled system",
-                    )
-                })?)
-            }
+            Some(certificate) => Some(system_by_certificate(platform, &certificate.sha256).await?),
             None => None,
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return match certified {
-                Some(system) => {
-                    let department = platform.store.department(&system.department_code).await?;
-                    Ok(Caller::System { system, department })
+                Some(identity) => {
+                    Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() })
                 }
                 None => {
                     Err(ApiError::unauthenticated("send Authorization: Bearer <session token or API key>"))
@@ -196,7 +188,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(ApiError::invalid_credentials)?;
         let caller = authenticate(platform, token).await?;
         if let (Some(certified), Caller::System { system, .. }) = (&certified, &caller)
-            && certified.id != system.id
+            && certified.0.id != system.id
         {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
@@ -216,6 +208,27 @@ pub struct ClientCertificate {
     pub sha256: String,
 }
 
+/// The enabled system a verified client certificate is registered to.
+async fn system_by_certificate(
+    platform: &Platform,
+    sha256: &str,
+) -> Result<Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>, ApiError> {
+    let key = format!("cert:{sha256}");
+    if let Some(identity) = platform.identities.get(&key) {
+        return Ok(identity);
+    }
+    let system = platform.store.system_by_certificate(sha256).await?.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unknown_certificate",
+            "Unknown certificate",
+            "the client certificate is not registered to any enabled system",
+        )
+    })?;
+    let department = platform.store.department(&system.department_code).await?;
+    Ok(platform.identities.insert(key, system, department))
+}
+
 async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiError> {
     let digest = auth::digest(token);
     if token.starts_with(auth::SESSION_PREFIX) {
@@ -227,10 +240,15 @@ async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiErr
         let department = platform.store.department(&user.department_code).await?;
         Ok(Caller::User { user, department })
     } else if token.starts_with(auth::API_KEY_PREFIX) {
+        let key = format!("key:{digest}");
+        if let Some(identity) = platform.identities.get(&key) {
+            return Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() });
+        }
         let system =
             platform.store.system_by_key_digest(&digest).await?.ok_or_else(ApiError::invalid_credentials)?;
         let department = platform.store.department(&system.department_code).await?;
-        Ok(Caller::System { system, department })
+        let identity = platform.identities.insert(key, system, department);
+        Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() })
     } else {
         Err(ApiError::invalid_credentials())
     }

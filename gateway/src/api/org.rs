@@ -274,6 +274,8 @@ pub(super) async fn register_certificate(
             .with_code("certificate_in_use"));
     }
     platform.store.set_system_certificate(&system.id, &sha256).await?;
+    // The old certificate stops identifying the system at once on this instance.
+    platform.identities.forget_all();
     tracing::info!(system = %system.id, %sha256, "client certificate registered");
     Ok(Json(RegisteredCertificate { system_id: system.id, sha256 }))
 }
