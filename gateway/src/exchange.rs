@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tongban_policy::decision::{Operation, Reason};
 
@@ -109,9 +108,11 @@ pub struct LogUnavailable(String);
 
 type Pending = (ExchangeRecord, oneshot::Sender<Result<(), String>>);
 
-/// The exchange log's writer. Records are handed to one task that appends them as JSON lines
-/// and flushes each batch it drains; a call waits until its record is written, and a record
-/// that cannot be written fails the call instead of being dropped.
+/// The exchange log's writer. Records are handed to one thread of its own that appends them
+/// as JSON lines and writes each batch it drains with one system call (group commit); a call
+/// waits until its record is written, and a record that cannot be written fails the call
+/// instead of being dropped. A thread rather than a task: the runtime's blocking pool would
+/// hand every write to another thread and back.
 #[derive(Debug, Clone)]
 pub struct ExchangeLog {
     sender: mpsc::Sender<Pending>,
@@ -125,9 +126,11 @@ impl ExchangeLog {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         let (sender, receiver) = mpsc::channel::<Pending>(4096);
-        tokio::spawn(write_records(file, receiver));
+        std::thread::Builder::new()
+            .name("exchange-log".into())
+            .spawn(move || write_records(file, receiver))?;
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(ExchangeLog { sender, salt, path: path.to_owned() })
@@ -157,21 +160,25 @@ impl ExchangeLog {
     }
 }
 
-async fn write_records(mut file: tokio::fs::File, mut receiver: mpsc::Receiver<Pending>) {
+fn write_records(mut file: std::fs::File, mut receiver: mpsc::Receiver<Pending>) {
+    use std::io::Write;
     let mut batch: Vec<Pending> = Vec::with_capacity(256);
-    while receiver.recv_many(&mut batch, 256).await > 0 {
-        let mut lines = Vec::with_capacity(batch.len() * 512);
+    let mut lines = Vec::with_capacity(256 * 512);
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 256 {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        lines.clear();
         for (record, _) in &batch {
             // Serialising these plain structs cannot fail.
             serde_json::to_writer(&mut lines, record).expect("exchange records serialise");
             lines.push(b'\n');
         }
-        let outcome = async {
-            file.write_all(&lines).await?;
-            file.flush().await
-        }
-        .await
-        .map_err(|e| e.to_string());
+        let outcome = file.write_all(&lines).and_then(|()| file.flush()).map_err(|e| e.to_string());
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "exchange log write failed");
         }

@@ -135,7 +135,9 @@ impl AnswerCache {
 
     /// The cached answer for `key`, or the one `compute` gives, cached for `ttl` (or less, as
     /// the answer's source allows) when it succeeds. Concurrent callers with one key wait for a
-    /// single `compute`, and all get its answer, whether or not it may be kept.
+    /// single `compute` and share its answer when it may be kept; when its source forbids
+    /// keeping it, each waiting caller computes its own (as a source that says `no-store`
+    /// expects every call to reach it).
     pub(super) async fn get_or_compute<F>(
         &self,
         key: [u8; 32],
@@ -145,10 +147,15 @@ impl AnswerCache {
     where
         F: std::future::Future<Output = Result<Answer, ApiError>>,
     {
+        // The computation, until this caller runs it; a caller that waited on another's is
+        // left holding its own.
+        let mut own = Some(compute);
         let result = self
             .entries
             .entry(key)
             .or_try_insert_with(async {
+                let compute =
+                    own.take().ok_or_else(|| Miss::Failed(ApiError::internal(&"computed twice")))?;
                 let answer = compute.await.map_err(Miss::Failed)?;
                 // Only whole 200 answers are kept, no longer than their source allows.
                 let ttl = match (&answer.body, answer.status) {
@@ -180,9 +187,10 @@ impl AnswerCache {
                 let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
                 Ok((entry.into_value().to_answer(), outcome))
             }
-            Err(miss) => match &*miss {
-                Miss::Uncacheable(entry) => Ok((entry.to_answer(), CacheOutcome::Bypass)),
-                Miss::Failed(error) => Err(error.clone()),
+            Err(miss) => match (&*miss, own) {
+                (Miss::Uncacheable(_), Some(compute)) => Ok((compute.await?, CacheOutcome::Bypass)),
+                (Miss::Uncacheable(entry), None) => Ok((entry.to_answer(), CacheOutcome::Bypass)),
+                (Miss::Failed(error), _) => Err(error.clone()),
             },
         }
     }
@@ -231,6 +239,28 @@ mod tests {
         let (_, first) = cache.get_or_compute([2; 32], ttl, compute(None)).await.expect("answer");
         let (_, second) = cache.get_or_compute([2; 32], ttl, compute(None)).await.expect("answer");
         assert_eq!((first, second), (CacheOutcome::Miss, CacheOutcome::Hit));
+        // Callers that waited on an answer that may not be kept compute their own.
+        let calls = AtomicU32::new(0);
+        let slow = |max_age: Option<Duration>| {
+            let calls = &calls;
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut answer = Answer::ok("application/json", bytes::Bytes::from_static(b"{}"), 1);
+                answer.max_age = max_age;
+                Ok(answer)
+            }
+        };
+        let waits = (0..4).map(|_| cache.get_or_compute([4; 32], ttl, slow(Some(Duration::ZERO))));
+        for (_, outcome) in futures::future::join_all(waits).await.into_iter().map(|r| r.expect("answer")) {
+            assert_eq!(outcome, CacheOutcome::Bypass);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // ...while answers that may be kept are computed once for all of them.
+        let waits = (0..4).map(|_| cache.get_or_compute([5; 32], ttl, slow(None)));
+        let outcomes: Vec<CacheOutcome> =
+            futures::future::join_all(waits).await.into_iter().map(|r| r.expect("answer").1).collect();
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "{outcomes:?}");
         // A failure is not kept either.
         let failed = cache.get_or_compute([3; 32], ttl, async { Err(ApiError::invalid("no")) }).await;
         assert!(failed.is_err());
