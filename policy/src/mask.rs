@@ -20,6 +20,12 @@ const COMPOUND_SURNAMES: &[&str] = &[
     "单于", "申屠", "太叔", "钟离", "万俟", "赫连", "拓跋", "第五",
 ];
 
+/// The first characters of [`COMPOUND_SURNAMES`].
+const COMPOUND_FIRST_CHARACTERS: &[char] = &[
+    '欧', '司', '上', '诸', '东', '皇', '尉', '公', '慕', '长', '宇', '夏', '轩', '令', '端', '西', '南',
+    '独', '呼', '闻', '澹', '宗', '濮', '淳', '单', '申', '太', '钟', '万', '赫', '拓', '第',
+];
+
 /// Full names of every division (province, prefecture and county, as `division::full_name`
 /// spells them), for cutting addresses at the county.
 static DIVISION_NAMES: LazyLock<HashSet<String>> = LazyLock::new(|| {
@@ -98,7 +104,17 @@ fn mask_name(value: &str, out: &mut String) {
         out.push_str(REDACTED);
         return;
     }
-    let surname_len = if total > 2 && COMPOUND_SURNAMES.iter().any(|s| name.starts_with(s)) { 2 } else { 1 };
+    // Most names start with no compound surname's first character; the list is searched only
+    // for those that do.
+    let first = name.chars().next().unwrap_or_default();
+    let surname_len = if total > 2
+        && COMPOUND_FIRST_CHARACTERS.contains(&first)
+        && COMPOUND_SURNAMES.iter().any(|s| name.starts_with(s))
+    {
+        2
+    } else {
+        1
+    };
     let surname_end = name.char_indices().nth(surname_len).map_or(name.len(), |(i, _)| i);
     out.push_str(&name[..surname_end]);
     push_stars(out, total - surname_len);
@@ -156,6 +172,14 @@ mod tests {
     fn phones_keep_three_and_four() {
         assert_eq!(MaskRule::Phone.apply("13812345678"), "138****5678");
         assert_eq!(MaskRule::Phone.apply("12345"), REDACTED);
+    }
+
+    #[test]
+    fn compound_surnames_are_found_by_their_first_character() {
+        for surname in COMPOUND_SURNAMES {
+            let first = surname.chars().next().expect("not empty");
+            assert!(COMPOUND_FIRST_CHARACTERS.contains(&first), "{surname}");
+        }
     }
 
     #[test]
