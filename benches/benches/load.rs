@@ -186,7 +186,7 @@ async fn approve_grant(client: &reqwest::Client, base: &str, password: &str, sys
 }
 
 /// The bare hyper baseline: answers every request with `body`, as the gateway's cache would.
-fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes) {
+fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes, cache_control: Option<&'static str>) {
     use hyper::service::service_fn;
     listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
@@ -200,9 +200,12 @@ fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes) {
                     let service = service_fn(move |_request| {
                         let body = body.clone();
                         async move {
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(http_body_util::Full::new(body))
+                            let mut response =
+                                hyper::Response::builder().header("content-type", "application/json");
+                            if let Some(value) = cache_control {
+                                response = response.header("cache-control", value);
+                            }
+                            response.body(http_body_util::Full::new(body))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -212,6 +215,52 @@ fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes) {
             }
         });
     });
+}
+
+/// nginx as a bare reverse proxy to `upstream` (defaults: HTTP/1.0 upstream, no cache), as
+/// many workers as cores, access log off.
+fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Process {
+    std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+    let conf = format!(
+        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
+          fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
+          server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{upstream}; }} }} }}\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
+    Process(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx (benches/run.sh installs it)"),
+    )
+}
+
+/// `tongban demo` on `port` over `data_dir`, its housing fund resource bound to `upstream`.
+fn gateway(data_dir: &Path, port: u16, rows: u64, upstream: SocketAddr) -> Process {
+    let binding = format!(
+        "[{{resource=\"{HOUSING_FUND}\", url=\"http://{upstream}\", credential_header=\"authorization\", \
+         credential=\"Bearer {SUPPLIER_TOKEN}\", envelope=[\"code\", \"message\", \"data\"]}}]"
+    );
+    Process(
+        Command::new(tongban_bin())
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--rows", &rows.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TONGBAN_DATA__UPSTREAMS", &binding)
+            .env("TONGBAN_DATA__LIMITS__SYSTEM_PER_SECOND", "10000000")
+            .env("TONGBAN_DATA__LIMITS__RESOURCE_PER_SECOND", "10000000")
+            .env("TONGBAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the gateway (benches/run.sh builds it)"),
+    )
 }
 
 async fn run() {
@@ -224,23 +273,7 @@ async fn run() {
 
     // Tongban: the demo, its housing fund resource bound to the supplier started below, answers
     // cached for verification, and limits raised out of the way.
-    let binding = format!(
-        "[{{resource=\"{HOUSING_FUND}\", url=\"http://{supplier}\", credential_header=\"authorization\", \
-         credential=\"Bearer {SUPPLIER_TOKEN}\", envelope=[\"code\", \"message\", \"data\"]}}]"
-    );
-    let gateway = Process(
-        Command::new(tongban_bin())
-            .args(["demo", "--listen", &format!("127.0.0.1:{gateway_port}"), "--rows", &rows.to_string()])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .env("TONGBAN_DATA__UPSTREAMS", &binding)
-            .env("TONGBAN_DATA__LIMITS__SYSTEM_PER_SECOND", "10000000")
-            .env("TONGBAN_DATA__LIMITS__RESOURCE_PER_SECOND", "10000000")
-            .env("TONGBAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the gateway (benches/run.sh builds it)"),
-    );
+    let gateway_process = gateway(&data_dir, gateway_port, rows, supplier);
     let base = format!("http://127.0.0.1:{gateway_port}");
     wait_for(&format!("{base}/readyz"), &client).await;
     let credentials: Value =
@@ -276,29 +309,7 @@ async fn run() {
     );
     wait_for(&format!("http://{supplier}/deposits/x"), &client).await;
 
-    // nginx as a bare reverse proxy to the supplier (defaults: HTTP/1.0 upstream, no cache),
-    // as many workers as cores, access log off.
-    let nginx_dir = work.path().join("nginx");
-    std::fs::create_dir_all(nginx_dir.join("logs")).expect("nginx dir");
-    let conf = format!(
-        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{ access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
-          fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
-          server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://{supplier}; }} }} }}\n",
-        dir = nginx_dir.display()
-    );
-    std::fs::write(nginx_dir.join("nginx.conf"), conf).expect("nginx conf");
-    let _nginx = Process(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(&nginx_dir)
-            .arg("-c")
-            .arg(nginx_dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .expect("start nginx (benches/run.sh installs it)"),
-    );
+    let _nginx = nginx(&work.path().join("nginx"), nginx_port, supplier);
     wait_for(&format!("http://127.0.0.1:{nginx_port}/deposits/x"), &client).await;
 
     // An account the supplier holds.
@@ -366,7 +377,7 @@ async fn run() {
     let verification = check(verify_request).await;
     let hyper_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let hyper_port = hyper_listener.local_addr().expect("address").port();
-    bare_hyper(hyper_listener, verification);
+    bare_hyper(hyper_listener, verification, None);
 
     println!("load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, dataset rows={rows}");
     let runs = [
@@ -397,5 +408,50 @@ async fn run() {
         results[2].rps / results[1].rps,
         results[4].rps / results[3].rps
     );
-    drop(gateway);
+
+    // The proxies' own cost: the same three paths to an upstream that answers at once (a bare
+    // hyper server giving the supplier's answer, marked not to be kept).
+    drop(gateway_process);
+    let deposit =
+        check(client.get(format!("http://{supplier}{deposit_path}")).header("authorization", &supplier_auth))
+            .await;
+    let fast_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let fast = fast_listener.local_addr().expect("address");
+    bare_hyper(fast_listener, deposit, Some("no-store"));
+    let (gateway_port, nginx_port) = (free_port(), free_port());
+    let _gateway = gateway(&data_dir, gateway_port, rows, fast);
+    let base = format!("http://127.0.0.1:{gateway_port}");
+    wait_for(&format!("{base}/readyz"), &client).await;
+    let _nginx_fast = nginx(&work.path().join("nginx-fast"), nginx_port, fast);
+    wait_for(&format!("http://127.0.0.1:{nginx_port}/deposits/x"), &client).await;
+    let mut proxy_request = client.get(format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"));
+    for (name, value) in &purpose {
+        proxy_request = proxy_request.header(*name, *value);
+    }
+    check(proxy_request).await;
+    let runs = [
+        ("fast upstream direct", format!("http://{fast}{deposit_path}"), &direct_script),
+        ("nginx proxy_pass to it", format!("http://127.0.0.1:{nginx_port}{deposit_path}"), &direct_script),
+        (
+            "tongban proxy to it, full policy path",
+            format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"),
+            &proxy_script,
+        ),
+    ];
+    let mut fast_results = Vec::new();
+    for (label, url, script) in runs {
+        let load = wrk(&url, script);
+        println!(
+            "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{}",
+            load.rps,
+            load.p50_ms,
+            load.p99_ms,
+            if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) }
+        );
+        fast_results.push(load);
+    }
+    println!(
+        "load ratio tongban proxy / nginx proxy_pass, fast upstream: rps={:.2}",
+        fast_results[2].rps / fast_results[1].rps
+    );
 }

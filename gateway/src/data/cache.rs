@@ -147,6 +147,11 @@ impl AnswerCache {
     where
         F: std::future::Future<Output = Result<Answer, ApiError>>,
     {
+        // A plain read first: most calls of a hot key find it, and the entry API that
+        // coalesces misses costs more than a read.
+        if let Some(entry) = self.entries.get(&key).await {
+            return Ok((entry.to_answer(), CacheOutcome::Hit));
+        }
         // The computation, until this caller runs it; a caller that waited on another's is
         // left holding its own.
         let mut own = Some(compute);
