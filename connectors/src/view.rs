@@ -244,13 +244,25 @@ impl TableProvider for GrantedView {
         if let Some(scope) = scope_expr {
             pushed.push(scope);
         }
-        let mut plan = self.inner.scan(state, Some(&read), &pushed, None).await?;
+        // The source is handed only the filters it says it applies exactly (PostgreSQL, for
+        // those it can translate), so that it sends fewer rows. All of them, with the scope,
+        // are applied again by a filter here, whatever the source does: so that only the rows
+        // the caller's filters keep are masked (masking is the costly step, and a pushed
+        // filter reads only unmasked columns, so it means the same below the masks as above
+        // them), and so that the scope holds. Sources that take filters into their own scan
+        // plan (Parquet) receive this filter from the optimizer, once; handing it to their
+        // scan as well would have them evaluate every predicate twice.
+        let refs: Vec<&Expr> = pushed.iter().collect();
+        let exact: Vec<Expr> = self
+            .inner
+            .supports_filters_pushdown(&refs)?
+            .iter()
+            .zip(&pushed)
+            .filter(|(support, _)| **support == TableProviderFilterPushDown::Exact)
+            .map(|(_, filter)| filter.clone())
+            .collect();
+        let mut plan = self.inner.scan(state, Some(&read), &exact, None).await?;
         let read_schema = plan.schema();
-        // The dataset's scan may use pushed filters only to prune (Parquet skips row groups
-        // and pages but keeps the other rows of those it reads). They are applied here in
-        // full, with the scope, so that only the rows the caller's filters keep are masked:
-        // masking is the costly step, and a pushed filter reads only unmasked columns, so
-        // it means the same below the masks as above them.
         if let Some(predicate) = pushed.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
             let predicate = state.create_physical_expr(predicate, &df_schema)?;
