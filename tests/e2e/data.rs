@@ -569,8 +569,9 @@ async fn narrow(reviewer: &Api, items: &[&str], rate: u32, quota: u32) -> anyhow
 }
 
 #[tokio::test]
-async fn answers_are_cached_per_grant_and_calls_are_rate_limited() -> anyhow::Result<()> {
-    let demo = Demo::start_with(ROWS, &[]).await?;
+async fn answers_are_cached_per_grant_and_calls_are_rate_limited_over_tls() -> anyhow::Result<()> {
+    // Over TLS, as department systems call in production.
+    let demo = Demo::start_tls_with(ROWS, &[]).await?;
     let truth = Truth::read(&demo)?;
     let (_, system) = demo.system(POLICE_SYSTEM)?;
     let police = with_purpose(&system, "KSTB-GA-001");

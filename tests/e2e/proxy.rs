@@ -1,6 +1,7 @@
 //! Proxying to suppliers' own APIs end to end: the demo's housing fund service (a real HTTP
 //! service the demo starts), and a supplier run by this test that can be slow, fail and come
-//! back, bound to the household resource through the gateway's configuration.
+//! back, bound to the household resource through the gateway's configuration, called over
+//! TLS. (The housing fund happy path over mutual TLS is in `tls.rs`.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -227,10 +228,11 @@ async fn the_demo_supplier_is_reached_through_the_grant_filtered_masked_and_cach
 }
 
 #[tokio::test]
-async fn a_careless_supplier_is_filtered_and_failures_are_contained() -> anyhow::Result<()> {
+async fn a_careless_supplier_is_filtered_and_failures_are_contained_over_tls() -> anyhow::Result<()> {
     let mut supplier = TestSupplier::start("127.0.0.1:0".parse()?).await?;
     let address = supplier.address;
-    let demo = Demo::start_with(2000, &[("TONGBAN_DATA__UPSTREAMS", &binding(address))]).await?;
+    // Over TLS, the police system calling with its API key (which must not reach the supplier).
+    let demo = Demo::start_tls_with(2000, &[("TONGBAN_DATA__UPSTREAMS", &binding(address))]).await?;
     let (_, system) = demo.system(POLICE_SYSTEM)?;
     let police = purpose(&system, "KSTB-GA-001").with_headers(&[
         ("x-tongban-service-item", "KSTB-GA-001"),

@@ -136,6 +136,48 @@ impl Demo {
         Demo::launch(rows, &[], &["--tls"]).await
     }
 
+    /// Starts `tongban demo --tls` with extra `TONGBAN_…` settings and waits until it answers
+    /// over TLS.
+    pub async fn start_tls_with(rows: u64, env: &[(&str, &str)]) -> anyhow::Result<Demo> {
+        let demo = Demo::launch(rows, env, &["--tls"]).await?;
+        let client = demo.tls_client(None)?;
+        let started = Instant::now();
+        loop {
+            let ready =
+                client.get(demo.gateway.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(demo);
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("not ready over TLS after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An HTTPS client trusting only the demo's development CA, presenting the client
+    /// certificate of the demo system named `system` when given.
+    pub fn tls_client(&self, system: Option<&str>) -> anyhow::Result<reqwest::Client> {
+        let certs = self.data_dir().join("certs");
+        let ca = std::fs::read(certs.join("ca.pem"))?;
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
+        if let Some(system) = system {
+            let clients: Vec<serde_json::Value> =
+                serde_json::from_slice(&std::fs::read(certs.join("clients.json"))?)?;
+            let files = clients
+                .iter()
+                .find(|c| c["name"] == system)
+                .with_context(|| format!("certificate of {system}"))?;
+            let mut pem = std::fs::read(files["cert"].as_str().context("cert")?)?;
+            pem.extend(std::fs::read(files["key"].as_str().context("key")?)?);
+            builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
+        }
+        Ok(builder.build()?)
+    }
+
     async fn launch(rows: u64, env: &[(&str, &str)], extra: &[&str]) -> anyhow::Result<Demo> {
         let data = tempfile::tempdir()?;
         let data_dir = data.path().to_str().context("utf-8 path")?.to_owned();
@@ -158,21 +200,31 @@ impl Demo {
 
     /// An API client signed in as `username`.
     pub async fn sign_in(&self, username: &str) -> anyhow::Result<Api> {
-        Api::sign_in(&self.gateway.base_url, username, &self.password()).await
+        Api::sign_in_with(self.anonymous(), username, &self.password()).await
     }
 
-    /// An API client for the demo system named `name`, with its API key.
+    /// An API client for the demo system named `name`, with its API key (over TLS, trusting
+    /// the demo's CA, when the demo serves HTTPS).
     pub fn system(&self, name: &str) -> anyhow::Result<(String, Api)> {
         let systems = self.credentials["systems"].as_array().context("systems")?;
         let system = systems.iter().find(|s| s["name"] == name).with_context(|| format!("system {name}"))?;
         let id = system["id"].as_str().context("id")?.to_owned();
         let key = system["api_key"].as_str().context("key")?.to_owned();
-        Ok((id, Api::new(&self.gateway.base_url, Some(key))))
+        Ok((id, Api::with_client(&self.gateway.base_url, Some(key), self.client()?)))
     }
 
     /// An API client without credentials.
     pub fn anonymous(&self) -> Api {
-        Api::new(&self.gateway.base_url, None)
+        Api::with_client(&self.gateway.base_url, None, self.client().unwrap_or_default())
+    }
+
+    /// A client for the demo's listener: plain, or trusting its CA when it serves HTTPS.
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        if self.gateway.base_url.starts_with("https://") {
+            self.tls_client(None)
+        } else {
+            Ok(reqwest::Client::new())
+        }
     }
 
     /// The credit code of the department of the demo user `username`.
