@@ -197,12 +197,17 @@ fn sandbox(
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog("datafusion".into(), catalog);
 
-    let runtime = RuntimeEnvBuilder::new()
+    let mut runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(limits.sql_memory_mib * 1024 * 1024, 1.0)
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .with_object_store_registry(Arc::clone(&registry.ctx.runtime_env().object_store_registry))
-        .build_arc()
+        .build()
         .map_err(|e| ApiError::internal(&e))?;
+    // The datasets' file metadata (Parquet footers and page indexes) is cached once for every
+    // call rather than read and parsed again by each call's fresh runtime. It describes the
+    // files, not any caller's view; each call still has its own memory pool.
+    runtime.cache_manager = Arc::clone(&registry.ctx.runtime_env().cache_manager);
+    let runtime = Arc::new(runtime);
     let mut config: SessionConfig = session_config().with_create_default_catalog_and_schema(false);
     config.options_mut().execution.enable_recursive_ctes = false;
     Ok(SessionStateBuilder::new()
