@@ -172,11 +172,9 @@ pub(crate) async fn proxy_call(
         path,
         query: parts.uri.query().map(str::to_owned),
         method: parts.method,
-        headers: parts.headers,
         body: std::sync::Mutex::new(Some(body)),
     };
-    let headers = call.headers.clone();
-    serve(&state, caller, &headers, CallBody::Proxy(call)).await
+    serve(&state, caller, &parts.headers, CallBody::Proxy(call)).await
 }
 
 /// A call's answer, encoded: masked values only.
@@ -337,13 +335,20 @@ async fn serve(
                 };
                 let mut upstream = proxy::UpstreamOutcome::default();
                 let execute = async {
-                    let answer =
-                        proxy::forward(&data.upstreams, resource, permit, call, &context, &mut upstream)
-                            .await;
+                    let answer = proxy::forward(
+                        &data.upstreams,
+                        resource,
+                        permit,
+                        call,
+                        headers,
+                        &context,
+                        &mut upstream,
+                    )
+                    .await;
                     phases.end(Phase::Execute);
                     answer
                 };
-                let ttl = if call.cacheable() { data.cache.ttl(resource.update_cycle) } else { None };
+                let ttl = if call.cacheable(headers) { data.cache.ttl(resource.update_cycle) } else { None };
                 let accept = headers.get(header::ACCEPT).map(HeaderValue::as_bytes).unwrap_or_default();
                 let key = cache_key(
                     "proxy",
@@ -498,12 +503,7 @@ fn resolve<'s>(
             call.check_path()?;
             let (resource, permit) = ask(&call.resource, &[])?;
             if !upstreams.is_bound(&resource.code) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "proxy_not_bound",
-                    "No supplier API",
-                    format!("resource {} is not bound to a supplier API", resource.code),
-                ));
+                return Err(proxy::not_bound(&resource.code));
             }
             vec![(resource, permit)]
         }

@@ -247,20 +247,19 @@ pub(crate) struct ProxyCall {
     pub path: String,
     pub query: Option<String>,
     pub method: Method,
-    pub headers: HeaderMap,
     /// Taken by the execute phase.
     pub body: Mutex<Option<Body>>,
 }
 
 impl ProxyCall {
     /// Whether the call may be answered from the cache: a GET without a body.
-    pub(crate) fn cacheable(&self) -> bool {
-        self.method == Method::GET && !has_body(&self.headers)
+    pub(crate) fn cacheable(&self, headers: &HeaderMap) -> bool {
+        self.method == Method::GET && !has_body(headers)
     }
 
     /// Refuses paths that could leave the supplier's base path once resolved.
     pub(crate) fn check_path(&self) -> Result<(), ApiError> {
-        let decoded = percent_decode(&self.path);
+        let decoded = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
         let bad = decoded.split(['/', '\\']).any(|segment| segment == ".." || segment == ".")
             || decoded.contains('\0')
             || self.path.contains("//");
@@ -298,16 +297,17 @@ pub(crate) async fn forward(
     resource: &Resource,
     permit: &Permit<'_>,
     call: &ProxyCall,
+    headers: &HeaderMap,
     context: &CallContext<'_>,
     outcome: &mut UpstreamOutcome,
 ) -> Result<Answer, ApiError> {
     let upstream = upstreams.by_resource.get(&resource.code).ok_or_else(|| not_bound(&resource.code))?;
     let config = &upstream.config;
-    if content_length(&call.headers).is_some_and(|n| n > config.max_request_bytes as u64) {
+    if content_length(headers).is_some_and(|n| n > config.max_request_bytes as u64) {
         return Err(request_too_large(config.max_request_bytes));
     }
     let mut body = call.body.lock().map_err(|_| ApiError::internal(&"proxy body lock poisoned"))?.take();
-    let retryable = is_idempotent(&call.method) && !has_body(&call.headers);
+    let retryable = is_idempotent(&call.method) && !has_body(headers);
     let timeout = Duration::from_millis(config.timeout_ms);
     let started = Instant::now();
     let mut attempt = 0;
@@ -321,7 +321,7 @@ pub(crate) async fn forward(
             let body = body.take().unwrap_or_else(Body::empty);
             Body::new(Limited::new(body, config.max_request_bytes))
         };
-        let request = build_request(upstream, call, context, request_body)?;
+        let request = build_request(upstream, call, headers, context, request_body)?;
         let result = tokio::time::timeout(timeout, upstream.client.request(request)).await;
         let failure = match result {
             Ok(Ok(response)) if !matches!(response.status().as_u16(), 502..=504) => {
@@ -349,19 +349,9 @@ pub(crate) async fn forward(
             }
             Failure::Transport(error) => {
                 tracing::warn!(resource = %resource.code, error = %error, "supplier API unreachable");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                    "Supplier unreachable",
-                    "the supplier's API could not be reached",
-                )
+                unreachable_upstream("the supplier's API could not be reached")
             }
-            Failure::Timeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "Supplier timed out",
-                format!("the supplier's API did not answer within {} ms", config.timeout_ms),
-            ),
+            Failure::Timeout => upstream_timeout(config.timeout_ms),
         });
     };
     let status = response.status();
@@ -372,10 +362,10 @@ pub(crate) async fn forward(
     }
     let (parts, incoming) = response.into_parts();
     let max_age = max_age(&parts.headers);
-    let mut headers = HeaderMap::new();
+    let mut passed_back = HeaderMap::new();
     for name in PASSED_BACK {
         if let Some(value) = parts.headers.get(*name) {
-            headers.insert(HeaderName::from_static(name), value.clone());
+            passed_back.insert(HeaderName::from_static(name), value.clone());
         }
     }
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
@@ -398,12 +388,12 @@ pub(crate) async fn forward(
             ));
         }
         // Documents of a known size are streamed unless the answer is to be cached.
-        if let Some(length) = declared.filter(|_| !call.cacheable()) {
+        if let Some(length) = declared.filter(|_| !call.cacheable(headers)) {
             outcome.latency = started.elapsed();
             let limited = Limited::new(incoming, config.max_response_bytes);
             return Ok(Answer {
                 status,
-                headers,
+                headers: passed_back,
                 body: Payload::Stream { body: Body::new(limited), length },
                 rows: 1,
                 max_age,
@@ -417,29 +407,15 @@ pub(crate) async fn forward(
     .await;
     outcome.latency = started.elapsed();
     let bytes = match bytes {
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "Supplier timed out",
-                format!("the supplier's answer did not arrive within {} ms", config.timeout_ms),
-            ));
-        }
+        Err(_) => return Err(upstream_timeout(config.timeout_ms)),
         Ok(Err(error)) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return Err(response_too_large(config.max_response_bytes));
         }
-        Ok(Err(_)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                "Supplier unreachable",
-                "the supplier's answer broke off",
-            ));
-        }
+        Ok(Err(_)) => return Err(unreachable_upstream("the supplier's answer broke off")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     if !is_json {
-        return Ok(Answer { status, headers, body: Payload::Bytes(bytes), rows: 1, max_age });
+        return Ok(Answer { status, headers: passed_back, body: Payload::Bytes(bytes), rows: 1, max_age });
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
         ApiError::new(
@@ -456,8 +432,8 @@ pub(crate) async fn forward(
         ApiError::not_found("no record with this key").with_code("record_not_found")
     })?;
     let body = serde_json::to_vec(&filtered).map_err(|e| ApiError::internal(&e))?;
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(Answer { status, headers, body: Payload::Bytes(body.into()), rows, max_age })
+    passed_back.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Answer { status, headers: passed_back, body: Payload::Bytes(body.into()), rows, max_age })
 }
 
 enum Failure {
@@ -469,6 +445,7 @@ enum Failure {
 fn build_request(
     upstream: &Upstream,
     call: &ProxyCall,
+    caller_headers: &HeaderMap,
     context: &CallContext<'_>,
     body: Body,
 ) -> Result<Request<Body>, ApiError> {
@@ -481,14 +458,13 @@ fn build_request(
         ApiError::invalid("the proxied path or query is not a valid URI").with_code("invalid_proxy_path")
     })?;
     let headers = request.headers_mut();
-    let named_by_connection: Vec<String> = call
-        .headers
+    let named_by_connection: Vec<String> = caller_headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
-    for (name, value) in &call.headers {
+    for (name, value) in caller_headers {
         let name_text = name.as_str();
         if HOP_BY_HOP.contains(&name_text)
             || CALLER_ONLY.contains(&name_text)
@@ -512,8 +488,7 @@ fn build_request(
     set("via", "1.1 tongban");
     // A W3C trace context: the caller's when it sent a well-formed one, else a new trace
     // named after the exchange record, so supplier logs can be joined to it.
-    let traceparent = call
-        .headers
+    let traceparent = caller_headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_traceparent(v))
@@ -730,27 +705,7 @@ fn exceeded_limit(error: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn not_bound(resource: &str) -> ApiError {
+pub(crate) fn not_bound(resource: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "proxy_not_bound",
@@ -768,6 +723,19 @@ fn circuit_open(remaining: Duration) -> ApiError {
     );
     error.retry_after = Some(remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0)).map(|s| s.max(1));
     error
+}
+
+fn unreachable_upstream(detail: &'static str) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", "Supplier unreachable", detail)
+}
+
+fn upstream_timeout(timeout_ms: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        "Supplier timed out",
+        format!("the supplier's API did not answer within {timeout_ms} ms"),
+    )
 }
 
 fn upstream_failed(status: StatusCode) -> ApiError {
@@ -828,7 +796,6 @@ mod tests {
             path: path.into(),
             query: None,
             method: Method::GET,
-            headers: HeaderMap::new(),
             body: Mutex::new(None),
         };
         assert!(call("deposits/110105194912310025").check_path().is_ok());
