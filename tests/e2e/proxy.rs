@@ -9,11 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use arrow::array::AsArray;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use tongban_e2e::{Api, Demo, RawAnswer};
 
@@ -138,13 +136,7 @@ async fn the_demo_supplier_is_reached_through_the_grant_filtered_masked_and_cach
     let (_, system) = demo.system(FUND_SYSTEM)?;
     let fund = purpose(&system, "KSTB-JS-004");
     // An account from the supplier's own file.
-    let file = std::fs::File::open(demo.data_dir().join("datasets/housing_fund.parquet"))?;
-    let batch = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?.next().context("a batch")??;
-    let id_column = arrow::compute::cast(
-        batch.column_by_name("id_number").context("id")?,
-        &arrow::datatypes::DataType::Utf8,
-    )?;
-    let id_number = id_column.as_string::<i32>().value(0).to_owned();
+    let id_number = demo.housing_fund_account()?;
 
     let path = format!("/proxy/{HOUSING_FUND}/deposits/{id_number}");
     let first = fund.send(reqwest::Method::GET, &path, None, None).await?;

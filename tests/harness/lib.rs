@@ -158,24 +158,60 @@ impl Demo {
     /// An HTTPS client trusting only the demo's development CA, presenting the client
     /// certificate of the demo system named `system` when given.
     pub fn tls_client(&self, system: Option<&str>) -> anyhow::Result<reqwest::Client> {
-        let certs = self.data_dir().join("certs");
-        let ca = std::fs::read(certs.join("ca.pem"))?;
+        let identity = match system {
+            Some(system) => {
+                let (cert, key) = self.client_certificate(system)?;
+                let mut pem = std::fs::read(cert)?;
+                pem.extend(std::fs::read(key)?);
+                Some(pem)
+            }
+            None => None,
+        };
+        self.tls_client_with_identity(identity)
+    }
+
+    /// An HTTPS client trusting only the demo's development CA, presenting `identity` (a PEM
+    /// certificate and key) when given.
+    pub fn tls_client_with_identity(&self, identity: Option<Vec<u8>>) -> anyhow::Result<reqwest::Client> {
+        let ca = std::fs::read(self.data_dir().join("certs/ca.pem"))?;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
-        if let Some(system) = system {
-            let clients: Vec<serde_json::Value> =
-                serde_json::from_slice(&std::fs::read(certs.join("clients.json"))?)?;
-            let files = clients
-                .iter()
-                .find(|c| c["name"] == system)
-                .with_context(|| format!("certificate of {system}"))?;
-            let mut pem = std::fs::read(files["cert"].as_str().context("cert")?)?;
-            pem.extend(std::fs::read(files["key"].as_str().context("key")?)?);
+        if let Some(pem) = identity {
             builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
         }
         Ok(builder.build()?)
+    }
+
+    /// The PEM files (certificate, key) of the client certificate `tongban demo --tls` made
+    /// for the demo system named `system`.
+    pub fn client_certificate(&self, system: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let listed = self.data_dir().join("certs/clients.json");
+        let clients: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(listed)?)?;
+        let files = clients
+            .iter()
+            .find(|c| c["name"] == system)
+            .with_context(|| format!("certificate of {system}"))?;
+        Ok((
+            PathBuf::from(files["cert"].as_str().context("cert")?),
+            PathBuf::from(files["key"].as_str().context("key")?),
+        ))
+    }
+
+    /// The identity number of an account in the demo supplier's housing fund file.
+    pub fn housing_fund_account(&self) -> anyhow::Result<String> {
+        use arrow::array::AsArray;
+        let file = std::fs::File::open(self.data_dir().join("datasets/housing_fund.parquet"))?;
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+            .build()?
+            .next()
+            .context("a batch")??;
+        let ids = arrow::compute::cast(
+            batch.column_by_name("id_number").context("id_number")?,
+            &arrow::datatypes::DataType::Utf8,
+        )?;
+        Ok(ids.as_string::<i32>().value(0).to_owned())
     }
 
     async fn launch(rows: u64, env: &[(&str, &str)], extra: &[&str]) -> anyhow::Result<Demo> {
