@@ -29,6 +29,7 @@ TONGBAN_BENCH_PYTHON="$venv/bin/python" TONGBAN_BENCH_ROWS=10000000 \
 # verification against a bare hyper server, with wrk (both from Debian, installed if absent).
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light
 fi
 cargo build --release -p tongban-gateway --bin tongban

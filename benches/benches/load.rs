@@ -110,6 +110,22 @@ fn wrk(url: &str, script: &Path) -> Load {
     Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%"), errors }
 }
 
+/// Loads each `(label, url, script)` in turn with wrk and prints what it measured.
+fn load_each(runs: &[(&str, String, &PathBuf)]) -> Vec<Load> {
+    runs.iter()
+        .map(|(label, url, script)| {
+            let load = wrk(url, script);
+            let errors =
+                if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
+            println!(
+                "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{errors}",
+                load.rps, load.p50_ms, load.p99_ms
+            );
+            load
+        })
+        .collect()
+}
+
 /// A wrk script sending `method` with `headers` and `body`.
 fn script(dir: &Path, name: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> PathBuf {
     let lua_string = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
@@ -391,18 +407,7 @@ async fn run() {
         ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), &verify_script),
         ("tongban verification, cached", format!("{base}/api/v1/data/verify"), &verify_script),
     ];
-    let mut results = Vec::new();
-    for (label, url, script) in runs {
-        let load = wrk(&url, script);
-        println!(
-            "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{}",
-            load.rps,
-            load.p50_ms,
-            load.p99_ms,
-            if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) }
-        );
-        results.push(load);
-    }
+    let results = load_each(&runs);
     println!(
         "load ratio tongban proxy / nginx proxy_pass: rps={:.2}; tongban cached verification / bare hyper: rps={:.2}",
         results[2].rps / results[1].rps,
@@ -438,18 +443,7 @@ async fn run() {
             &proxy_script,
         ),
     ];
-    let mut fast_results = Vec::new();
-    for (label, url, script) in runs {
-        let load = wrk(&url, script);
-        println!(
-            "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{}",
-            load.rps,
-            load.p50_ms,
-            load.p99_ms,
-            if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) }
-        );
-        fast_results.push(load);
-    }
+    let fast_results = load_each(&runs);
     println!(
         "load ratio tongban proxy / nginx proxy_pass, fast upstream: rps={:.2}",
         fast_results[2].rps / fast_results[1].rps
