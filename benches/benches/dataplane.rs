@@ -148,7 +148,7 @@ async fn run(rows: u64, dir: &Path) {
     platform.grants.reload(&platform.store).await.expect("grants");
     let key = system.api_key.clone();
     let log_dir = tempfile::tempdir().expect("temporary directory");
-    let log = ExchangeLog::open(&log_dir.path().join("exchange.jsonl")).await.expect("exchange log");
+    let log = ExchangeLog::open_in(log_dir.path()).await.expect("exchange log");
     // Rate limits high enough not to interfere with a latency run; the cache is off, so every
     // verification reads the dataset.
     let mut config = DataConfig::default();

@@ -23,6 +23,8 @@ pub struct Config {
     pub workflow: WorkflowConfig,
     #[serde(default)]
     pub data: DataConfig,
+    #[serde(default)]
+    pub exchange_log: crate::exchange::ExchangeLogConfig,
 }
 
 /// Limits on the data plane's calls.
@@ -40,9 +42,6 @@ pub struct DataConfig {
     /// How much memory one SQL query may hold for sorts, joins and aggregates, in MiB. Nothing
     /// spills to disk: a query that needs more is refused.
     pub sql_memory_mib: usize,
-    /// Where exchange records are appended as JSON lines (relative to the configuration
-    /// file's directory).
-    pub exchange_log: PathBuf,
     pub limits: crate::data::LimitsConfig,
     pub cache: crate::data::CacheConfig,
     /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
@@ -57,7 +56,6 @@ impl Default for DataConfig {
             sql_max_rows: 100_000,
             sql_timeout_ms: 10_000,
             sql_memory_mib: 256,
-            exchange_log: PathBuf::from("exchange.jsonl"),
             limits: crate::data::LimitsConfig::default(),
             cache: crate::data::CacheConfig::default(),
             upstreams: Vec::new(),

@@ -34,6 +34,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         store: StoreConfig::default(),
         workflow: WorkflowConfig::default(),
         data: DataConfig::default(),
+        exchange_log: crate::exchange::ExchangeLogConfig::default(),
     }
 }
 

@@ -127,6 +127,13 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         seed(platform.clone()).await?;
     }
     platform.grants.reload(&platform.store).await?;
+    // The exchange log is recovered before anything is served: a crash may have left a
+    // half-written line, which is cut off here.
+    let mut log_config = loaded.config.exchange_log.clone();
+    log_config.dir = loaded.base_dir.join(&log_config.dir);
+    let log = ExchangeLog::open(&log_config, crate::exchange::LogMetrics::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_config.dir.display()))?;
     let server_config = &loaded.config.server;
     let acceptor = match (&server_config.tls, server_config.plaintext) {
         (Some(tls), _) => Some(crate::tls::acceptor(tls, &loaded.base_dir)?),
@@ -143,10 +150,6 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     println!("tongban listening on {scheme}://{address}");
     tracing::info!(%address, scheme, "listening");
 
-    let log_path = loaded.base_dir.join(&loaded.config.data.exchange_log);
-    let log = ExchangeLog::open(&log_path)
-        .await
-        .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_path.display()))?;
     let data = DataPlane::new(loaded.config.data.clone(), log)
         .map_err(|e| anyhow::anyhow!("binding supplier APIs: {e}"))?;
     let state = AppState::new(platform.clone(), data);
@@ -280,7 +283,7 @@ mod tests {
 
     async fn state() -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let log = ExchangeLog::open(&dir.keep().join("exchange.jsonl")).await.expect("exchange log");
+        let log = ExchangeLog::open_in(&dir.keep().join("exchange")).await.expect("exchange log");
         let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }

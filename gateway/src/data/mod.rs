@@ -246,6 +246,19 @@ async fn serve(
 ) -> Response {
     let data = state.data();
     let mut record = ExchangeRecord::begin(body.operation());
+    if let Some(trace) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| proxy::valid_traceparent(v))
+        .and_then(|v| v.get(3..35))
+    {
+        trace.clone_into(&mut record.trace_id);
+    }
+    record.bytes_in = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let snapshot = state.platform().grants.snapshot();
     let mut phases = Phases { record: &mut record, at: Instant::now() };
 
@@ -254,11 +267,12 @@ async fn serve(
         let system = authenticate(caller)?;
         phases.record.system = Some(system.id.clone());
         phases.record.department = Some(system.department.clone());
+        phases.record.region = system.department.get(2..8).map(str::to_owned);
         phases.end(Phase::Authenticate);
 
         // Resolve grant: the purpose is checked before the body, so that a call without one
         // learns nothing about what it asked for.
-        let purpose = purpose(headers, data.log.salt(), phases.record)?;
+        let purpose = purpose(headers, data.log.key(), phases.record)?;
         let registry = ready_datasets(state)?;
         let resolved =
             resolve(&snapshot, &registry, &system, &purpose, &body, &data.upstreams, phases.record)?;
@@ -385,6 +399,14 @@ async fn serve(
             phases.record.status = error.status.as_u16();
             phases.record.code = Some(error.code);
             phases.record.reasons.clone_from(&error.reasons);
+        }
+    }
+    // The catalog versions and suppliers of what the call read, or asked for.
+    for code in &phases.record.resources {
+        if let Some(resource) = snapshot.resources.get(code) {
+            phases.record.resource_versions.push(resource.version);
+            phases.record.suppliers.push(resource.supplier.clone());
+            phases.record.supplier_regions.push(resource.supplier.get(2..8).unwrap_or_default().to_owned());
         }
     }
     phases.end(Phase::Log);
@@ -655,8 +677,7 @@ mod tests {
 
     use super::*;
 
-    async fn state(log_path: &std::path::Path) -> AppState {
-        let log = ExchangeLog::open(log_path).await.expect("exchange log");
+    async fn state(log: ExchangeLog) -> AppState {
         let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
@@ -673,32 +694,45 @@ mod tests {
     #[tokio::test]
     async fn refused_calls_are_recorded_before_the_answer_is_released() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("exchange.jsonl");
-        let response = crate::app(state(&path).await).oneshot(verify_call()).await.expect("infallible");
+        let log = ExchangeLog::open_in(dir.path()).await.expect("exchange log");
+        let response = crate::app(state(log).await).oneshot(verify_call()).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let exchange_id = response.headers()[EXCHANGE_ID_HEADER].to_str().expect("ascii").to_owned();
-        // The record is in the file by the time the answer is out.
-        let log = std::fs::read_to_string(&path).expect("log");
-        let record: serde_json::Value =
-            serde_json::from_str(log.lines().next().expect("a record")).expect("json");
+        // The record is in the log by the time the answer is out.
+        let records = crate::exchange::read_records(dir.path()).expect("log");
+        let record = &records[0];
         assert_eq!(record["id"], exchange_id);
         assert_eq!(
             (record["status"].as_u64(), record["code"].as_str()),
             (Some(401), Some("unauthenticated"))
         );
         assert_eq!(record["operation"], "verify");
-        assert!(!log.contains("11010519491231002X") && !log.contains("张三"), "no key or claim in {log}");
+        let text = serde_json::to_string(&records).expect("json");
+        assert!(!text.contains("11010519491231002X") && !text.contains("张三"), "no key or claim in {text}");
     }
 
     #[tokio::test]
-    async fn calls_fail_closed_when_their_record_cannot_be_written() {
-        // Every write to /dev/full fails (no space left on device).
-        let full = std::path::Path::new("/dev/full");
-        assert!(full.exists(), "the test needs Linux's /dev/full");
-        let response = crate::app(state(full).await).oneshot(verify_call()).await.expect("infallible");
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+    async fn calls_fail_closed_while_the_log_cannot_be_written_and_recover_after() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = ExchangeLog::open_in(dir.path()).await.expect("exchange log");
+        let app = crate::app(state(log.clone()).await);
+        let first = app.clone().oneshot(verify_call()).await.expect("infallible");
+        assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+
+        // The disk takes half of the next write and fails: the call is refused, not answered.
+        log.fail_next_writes(1);
+        let refused = app.clone().oneshot(verify_call()).await.expect("infallible");
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = refused.into_body().collect().await.expect("body").to_bytes();
         let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem");
         assert_eq!(problem["code"], "exchange_log_unavailable");
+
+        // Once writes succeed again, calls are answered, and the half-written record is gone
+        // from a chain that still verifies.
+        let recovered = app.oneshot(verify_call()).await.expect("infallible");
+        assert_eq!(recovered.status(), StatusCode::UNAUTHORIZED);
+        let report = crate::exchange::audit::verify(dir.path()).expect("audit");
+        assert!(report.intact(), "{:?}", report.problem);
+        assert_eq!((report.records, report.torn_tail_bytes), (2, 0));
     }
 }

@@ -507,7 +507,7 @@ fn build_request(
     Ok(request)
 }
 
-fn valid_traceparent(value: &str) -> bool {
+pub(crate) fn valid_traceparent(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
     matches!(parts.as_slice(), [version, trace, span, flags]
         if version.len() == 2 && trace.len() == 32 && span.len() == 16 && flags.len() == 2

@@ -1,0 +1,347 @@
+//! `tongban audit verify`: walks the whole log and names the first record that was changed,
+//! inserted or removed, or the first seal that no longer matches its segment.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::wal::{self, GENESIS, Link};
+
+/// What the audit found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub segments: u64,
+    pub sealed: u64,
+    pub records: u64,
+    /// The last record's sequence number and hash: publish or copy these elsewhere, and a
+    /// later audit shows the log still leads to them.
+    pub head_seq: Option<u64>,
+    pub head_hash: String,
+    /// Bytes after the last complete line of the last segment: a write a crash cut short (its
+    /// call was never answered); the gateway cuts them off when it starts.
+    pub torn_tail_bytes: u64,
+    /// The first problem found; the audit stops there, since every later link depends on it.
+    pub problem: Option<Problem>,
+}
+
+impl Report {
+    pub fn intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Where the log stops being what was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub segment: u64,
+    /// The line in the segment file, from 1.
+    pub line: usize,
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The record's line no longer hashes to the link its successor (or its segment's seal)
+    /// holds: it was modified.
+    Modified { seq: u64 },
+    /// A record whose number repeats or goes back: it was inserted.
+    Inserted { seq: u64 },
+    /// Records `first..=last` are not in the log.
+    Missing { first: u64, last: u64 },
+    /// A line that is not a record or a seal.
+    Unreadable,
+    /// The segment's bytes no longer match the digest its seal holds.
+    SealMismatch,
+    /// A segment file is missing from the numbering.
+    SegmentMissing { number: u64 },
+    /// A segment other than the last has no seal: its end was cut off.
+    Unsealed,
+    /// Lines after a segment's seal.
+    AfterSeal,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = format!("segment {} line {}", wal::segment_name(self.segment), self.line);
+        match &self.kind {
+            ProblemKind::Modified { seq } => write!(f, "record {seq} was modified (chain breaks at {at})"),
+            ProblemKind::Inserted { seq } => write!(f, "a record numbered {seq} was inserted at {at}"),
+            ProblemKind::Missing { first, last } if first == last => {
+                write!(f, "record {first} is missing (before {at})")
+            }
+            ProblemKind::Missing { first, last } => write!(f, "records {first} to {last} are missing (before {at})"),
+            ProblemKind::Unreadable => write!(f, "{at} is not a log line"),
+            ProblemKind::SealMismatch => write!(f, "the seal at {at} does not match its segment's bytes"),
+            ProblemKind::SegmentMissing { number } => {
+                write!(f, "segment {} is missing", wal::segment_name(*number))
+            }
+            ProblemKind::Unsealed => write!(f, "segment {} ends without its seal", wal::segment_name(self.segment)),
+            ProblemKind::AfterSeal => write!(f, "{at} follows the segment's seal"),
+        }
+    }
+}
+
+/// Checks every segment of the log in `dir`.
+pub fn verify(dir: &Path) -> std::io::Result<Report> {
+    let segments = wal::list_segments(dir)?;
+    let mut report = Report {
+        dir: dir.to_owned(),
+        segments: segments.len() as u64,
+        sealed: 0,
+        records: 0,
+        head_seq: None,
+        head_hash: hex::encode(GENESIS),
+        torn_tail_bytes: 0,
+        problem: None,
+    };
+    let mut expected_seq = 1u64;
+    let mut chain = GENESIS;
+    let mut expected_number = 1u64;
+    let last_index = segments.len().saturating_sub(1);
+    'segments: for (index, (number, path)) in segments.iter().enumerate() {
+        let problem = |line: usize, kind: ProblemKind| Some(Problem { segment: *number, line, kind });
+        if *number != expected_number {
+            report.problem = problem(0, ProblemKind::SegmentMissing { number: expected_number });
+            break;
+        }
+        expected_number += 1;
+        let bytes = std::fs::read(path)?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if index == last_index {
+            report.torn_tail_bytes = (bytes.len() - complete) as u64;
+        }
+        let mut digest = Sha256::new();
+        let mut sealed = false;
+        let mut offset = 0usize;
+        for (line_index, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+            let line_number = line_index + 1;
+            if offset >= complete {
+                break;
+            }
+            offset += line.len() + 1;
+            if sealed {
+                report.problem = problem(line_number, ProblemKind::AfterSeal);
+                break 'segments;
+            }
+            let Ok(link) = serde_json::from_slice::<Link>(line) else {
+                report.problem = problem(line_number, ProblemKind::Unreadable);
+                break 'segments;
+            };
+            if let Some(seal) = link.seal {
+                // The last record's hash first: it names the record when that one changed.
+                if seal.last_seq + 1 == expected_seq && seal.last_hash != hex::encode(chain) {
+                    report.problem = problem(line_number, ProblemKind::Modified { seq: seal.last_seq });
+                    break 'segments;
+                }
+                let matches = seal.segment == *number
+                    && seal.last_seq + 1 == expected_seq
+                    && hex::encode(digest.clone().finalize()) == seal.digest;
+                if !matches {
+                    report.problem = problem(line_number, ProblemKind::SealMismatch);
+                    break 'segments;
+                }
+                sealed = true;
+                report.sealed += 1;
+                continue;
+            }
+            let (Some(seq), Some(prev)) = (link.seq, link.prev) else {
+                report.problem = problem(line_number, ProblemKind::Unreadable);
+                break 'segments;
+            };
+            if seq > expected_seq {
+                report.problem = problem(line_number, ProblemKind::Missing { first: expected_seq, last: seq - 1 });
+                break 'segments;
+            }
+            if seq < expected_seq {
+                report.problem = problem(line_number, ProblemKind::Inserted { seq });
+                break 'segments;
+            }
+            if prev != hex::encode(chain) {
+                // The link to the record before does not hold. When this line's own successor
+                // still links to it, the earlier record is the one that changed; the first
+                // record of a log has no predecessor, so its own link was altered.
+                let kind = match seq.checked_sub(1).filter(|s| *s > 0) {
+                    Some(previous) => ProblemKind::Modified { seq: previous },
+                    None => ProblemKind::Modified { seq },
+                };
+                report.problem = problem(line_number, kind);
+                break 'segments;
+            }
+            digest.update(line);
+            digest.update(b"\n");
+            chain = wal::line_hash(line);
+            expected_seq += 1;
+            report.records += 1;
+            report.head_seq = Some(seq);
+        }
+        if !sealed && index != last_index {
+            report.problem = problem(0, ProblemKind::Unsealed);
+            break;
+        }
+    }
+    report.head_hash = hex::encode(chain);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tongban_policy::decision::Operation;
+
+    use super::super::wal::{Wal, WalOptions, list_segments};
+    use super::super::{Durability, ExchangeRecord, LogMetrics};
+    use super::*;
+
+    /// Writes `records` records in batches of three into segments of about 1 KiB.
+    fn write_log(dir: &Path, records: u64) {
+        let options = WalOptions {
+            durability: Durability::Fsync,
+            segment_max_bytes: 1024,
+            segment_max_age: Duration::from_secs(3600),
+        };
+        let mut wal = Wal::open(dir, options, LogMetrics::new()).expect("open");
+        let all: Vec<ExchangeRecord> = (0..records)
+            .map(|i| {
+                let mut record = ExchangeRecord::begin(Operation::Verify);
+                record.status = 200;
+                record.rows = i;
+                record
+            })
+            .collect();
+        for batch in all.chunks(3) {
+            wal.append(batch.iter()).expect("append");
+        }
+    }
+
+    fn segment_lines(dir: &Path, index: usize) -> (PathBuf, Vec<String>) {
+        let path = list_segments(dir).expect("segments")[index].1.clone();
+        let text = std::fs::read_to_string(&path).expect("segment");
+        (path, text.lines().map(str::to_owned).collect())
+    }
+
+    fn rewrite(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+    }
+
+    fn seq_of(line: &str) -> u64 {
+        serde_json::from_str::<serde_json::Value>(line).expect("json")["seq"].as_u64().expect("seq")
+    }
+
+    fn problem(dir: &Path) -> ProblemKind {
+        verify(dir).expect("audit").problem.expect("a problem").kind
+    }
+
+    #[test]
+    fn an_untouched_log_verifies_across_sealed_segments_and_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        // A second run of the gateway continues the same chain.
+        write_log(dir.path(), 7);
+        let report = verify(dir.path()).expect("audit");
+        assert!(report.intact(), "{:?}", report.problem);
+        assert_eq!(report.records, 27);
+        assert_eq!(report.head_seq, Some(27));
+        assert!(report.sealed >= 3, "small segments are sealed as they fill: {report:?}");
+        assert_eq!(report.segments, report.sealed + 1);
+    }
+
+    #[test]
+    fn a_modified_record_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        let (path, mut lines) = segment_lines(dir.path(), 1);
+        let seq = seq_of(&lines[1]);
+        lines[1] = lines[1].replace("\"status\":200", "\"status\":403");
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::Modified { seq });
+    }
+
+    #[test]
+    fn a_modified_last_record_of_a_sealed_segment_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        let (path, mut lines) = segment_lines(dir.path(), 0);
+        let last = lines.len() - 2;
+        let seq = seq_of(&lines[last]);
+        lines[last] = lines[last].replace("\"status\":200", "\"status\":500");
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::Modified { seq });
+    }
+
+    #[test]
+    fn a_removed_record_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        let (path, mut lines) = segment_lines(dir.path(), 1);
+        let seq = seq_of(&lines[1]);
+        lines.remove(1);
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::Missing { first: seq, last: seq });
+    }
+
+    #[test]
+    fn an_inserted_record_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        let (path, mut lines) = segment_lines(dir.path(), 1);
+        // A copy of a genuine record, links and all, placed again after it.
+        let copy = lines[0].clone();
+        let seq = seq_of(&copy);
+        lines.insert(1, copy);
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::Inserted { seq });
+    }
+
+    #[test]
+    fn a_removed_segment_or_seal_is_found() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        let (path, mut lines) = segment_lines(dir.path(), 1);
+        lines.pop();
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::Unsealed);
+
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        std::fs::remove_file(&list_segments(dir.path()).expect("segments")[1].1).expect("remove");
+        assert_eq!(problem(dir.path()), ProblemKind::SegmentMissing { number: 2 });
+    }
+
+    #[test]
+    fn a_forged_seal_is_found() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 20);
+        let (path, mut lines) = segment_lines(dir.path(), 0);
+        let seal = lines.last_mut().expect("seal");
+        let digest = serde_json::from_str::<serde_json::Value>(seal).expect("json")["seal"]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_owned();
+        *seal = seal.replace(&digest, &"0".repeat(64));
+        rewrite(&path, &lines);
+        assert_eq!(problem(dir.path()), ProblemKind::SealMismatch);
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_cut_off_on_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 5);
+        let last = list_segments(dir.path()).expect("segments").len() - 1;
+        let (path, _) = segment_lines(dir.path(), last);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(b"{\"seq\":6,\"prev\":\"00");
+        std::fs::write(&path, &bytes).expect("write");
+        let report = verify(dir.path()).expect("audit");
+        assert!(report.intact());
+        assert_eq!(report.torn_tail_bytes, 19);
+        write_log(dir.path(), 2);
+        let report = verify(dir.path()).expect("audit");
+        assert!(report.intact(), "{:?}", report.problem);
+        assert_eq!((report.records, report.torn_tail_bytes), (7, 0));
+    }
+}

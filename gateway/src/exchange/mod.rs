@@ -1,0 +1,423 @@
+//! The exchange log: one record per data call, allowed or refused, written by the lifecycle's
+//! log phase. It is its own structured stream, separate from diagnostics, and holds no personal
+//! data: the key and claimed values are never in it, and the case number and operator are kept
+//! only as keyed digests that match across records of one case.
+//!
+//! Records go to a hash-chained write-ahead log (`wal.rs`) with group commit; by default a
+//! call's response is released only once its record is on disk. `audit.rs` checks the chain.
+
+pub mod audit;
+pub mod wal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tongban_policy::decision::{Operation, Reason};
+
+/// The named phases of a data call, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Authenticate,
+    ResolveGrant,
+    RateLimit,
+    Cache,
+    Execute,
+    Mask,
+    Log,
+}
+
+/// One exchange, as written to the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExchangeRecord {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The W3C trace the call belongs to: the caller's `traceparent` when it sent a valid
+    /// one, else one named after the record.
+    pub trace_id: String,
+    pub operation: Operation,
+    pub system: Option<String>,
+    pub department: Option<String>,
+    /// The GB/T 2260 division of the calling department's seat (from its credit code).
+    pub region: Option<String>,
+    /// Resources the call read (or asked for, when refused), with the catalog version served.
+    pub resources: Vec<String>,
+    pub resource_versions: Vec<u32>,
+    /// The supplying departments of those resources, and their divisions.
+    pub suppliers: Vec<String>,
+    pub supplier_regions: Vec<String>,
+    pub grants: Vec<String>,
+    pub service_item: Option<String>,
+    /// Salted SHA-256 of the case number (办件编号), so calls of one case can be found together
+    /// without the log holding the number.
+    pub case_digest: Option<String>,
+    pub operator_digest: Option<String>,
+    /// Items served (column names, never values).
+    pub items: Vec<String>,
+    pub rows: u64,
+    /// Request body bytes received and answer body bytes sent.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub status: u16,
+    /// The problem code of a refused or failed call.
+    pub code: Option<&'static str>,
+    pub reasons: Vec<Reason>,
+    /// The limit that refused the call, if one did.
+    pub rate_limit: Option<crate::data::Limit>,
+    /// Whether the answer came from the cache.
+    pub cache: Option<crate::data::CacheOutcome>,
+    /// Microseconds spent in each phase that ran.
+    pub phases: Vec<(Phase, u64)>,
+    /// For a proxied call: the supplier's status, how many attempts were made, and the
+    /// microseconds from the first attempt to the supplier's answer.
+    pub upstream_status: Option<u16>,
+    pub upstream_attempts: u32,
+    pub upstream_us: Option<u64>,
+}
+
+impl ExchangeRecord {
+    pub fn begin(operation: Operation) -> Self {
+        let id = uuid::Uuid::now_v7();
+        ExchangeRecord {
+            id: id.to_string(),
+            trace_id: id.simple().to_string(),
+            started_at: Utc::now(),
+            finished_at: None,
+            operation,
+            system: None,
+            department: None,
+            region: None,
+            resources: Vec::new(),
+            resource_versions: Vec::new(),
+            suppliers: Vec::new(),
+            supplier_regions: Vec::new(),
+            grants: Vec::new(),
+            service_item: None,
+            case_digest: None,
+            operator_digest: None,
+            items: Vec::new(),
+            rows: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            status: 0,
+            code: None,
+            upstream_status: None,
+            upstream_attempts: 0,
+            upstream_us: None,
+            reasons: Vec::new(),
+            rate_limit: None,
+            cache: None,
+            phases: Vec::new(),
+        }
+    }
+}
+
+/// A keyed digest of a purpose field, so the log can group calls by case without holding it.
+/// The key is the log's own (`purpose.key` beside its segments), so digests match across
+/// restarts but cannot be recomputed from a guessed case number without it.
+pub fn purpose_digest(key: &[u8], value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update(value.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// When a call's record counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// On disk (`fdatasync`) before the response is released: survives a power cut.
+    Fsync,
+    /// Handed to the operating system before the response is released: survives the
+    /// gateway's crash, not the machine's.
+    Write,
+    /// Not written at all. Only for measuring what logging costs; the gateway warns at start.
+    Off,
+}
+
+/// `[exchange_log]`: where and how records are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeLogConfig {
+    /// The directory of the log's segments (relative to the configuration file's directory).
+    pub dir: PathBuf,
+    pub durability: Durability,
+    /// A segment is sealed once it holds this many bytes…
+    pub segment_max_bytes: u64,
+    /// …or is this many seconds old, whichever comes first.
+    pub segment_max_seconds: u64,
+    /// How long a caller waits for its record before the call is refused, in milliseconds.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for ExchangeLogConfig {
+    fn default() -> Self {
+        ExchangeLogConfig {
+            dir: PathBuf::from("exchange"),
+            durability: Durability::Fsync,
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_seconds: 3600,
+            write_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The log's own measurements, exported at `/metrics`.
+#[derive(Debug, Clone)]
+pub struct LogMetrics {
+    pub appended: Counter,
+    pub failures: Counter,
+    pub sealed: Counter,
+    /// Records handed to the writer and not yet written.
+    pub pending: Gauge,
+    pub batch_records: Histogram,
+    pub fsync_seconds: Histogram,
+}
+
+impl Default for LogMetrics {
+    fn default() -> Self {
+        LogMetrics::new()
+    }
+}
+
+impl LogMetrics {
+    pub fn new() -> LogMetrics {
+        LogMetrics {
+            appended: Counter::default(),
+            failures: Counter::default(),
+            sealed: Counter::default(),
+            pending: Gauge::default(),
+            batch_records: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+            fsync_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.000_05, 2.0, 14,
+            )),
+        }
+    }
+}
+
+/// Why a record could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("the exchange log cannot be written: {0}")]
+pub struct LogUnavailable(String);
+
+enum Message {
+    Append(ExchangeRecord, oneshot::Sender<Result<(), String>>),
+    Seal { min_age: Duration, done: Option<oneshot::Sender<Result<Option<u64>, String>>> },
+}
+
+/// The exchange log's handle. Records go to one thread of its own that writes every record
+/// waiting as one group; a call waits until its record is durable, and a record that cannot
+/// be written fails the call instead of being dropped. A thread rather than a task: the
+/// runtime's blocking pool would hand every write to another thread and back.
+#[derive(Debug, Clone)]
+pub struct ExchangeLog {
+    sender: mpsc::Sender<Message>,
+    key: Arc<[u8; 32]>,
+    dir: PathBuf,
+    durability: Durability,
+    write_timeout: Duration,
+    metrics: LogMetrics,
+    #[cfg(test)]
+    faults: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Append(..) => "Append",
+            Message::Seal { .. } => "Seal",
+        })
+    }
+}
+
+impl ExchangeLog {
+    /// Opens (creating if needed) the log in `config.dir`, recovering it after a crash, and
+    /// starts its writer and the timer that seals old segments.
+    pub async fn open(config: &ExchangeLogConfig, metrics: LogMetrics) -> Result<Self, wal::OpenError> {
+        let dir = config.dir.clone();
+        let options = wal::WalOptions {
+            durability: config.durability,
+            segment_max_bytes: config.segment_max_bytes.max(4096),
+            segment_max_age: Duration::from_secs(config.segment_max_seconds.max(1)),
+        };
+        let (wal, key) = {
+            let dir = dir.clone();
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || {
+                let wal = wal::Wal::open(&dir, options, metrics)?;
+                let key = purpose_key(&dir)?;
+                Ok::<_, wal::OpenError>((wal, key))
+            })
+            .await
+            .map_err(|e| wal::OpenError::Io(std::io::Error::other(e)))??
+        };
+        if config.durability == Durability::Off {
+            tracing::warn!("the exchange log is off: data calls are served without records");
+        }
+        #[cfg(test)]
+        let faults = wal.faults.clone();
+        let max_age = wal.max_age();
+        let (sender, receiver) = mpsc::channel::<Message>(8192);
+        std::thread::Builder::new().name("exchange-log".into()).spawn(move || run_writer(wal, receiver))?;
+        let ticker = sender.downgrade();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1).min(max_age));
+            loop {
+                interval.tick().await;
+                let Some(sender) = ticker.upgrade() else { return };
+                let _ = sender.send(Message::Seal { min_age: max_age, done: None }).await;
+            }
+        });
+        Ok(ExchangeLog {
+            sender,
+            key: Arc::new(key),
+            dir,
+            durability: config.durability,
+            write_timeout: Duration::from_millis(config.write_timeout_ms.max(1)),
+            metrics,
+            #[cfg(test)]
+            faults,
+        })
+    }
+
+    /// Opens a log in `dir` with the default settings (tests and benchmarks).
+    pub async fn open_in(dir: &Path) -> Result<Self, wal::OpenError> {
+        let config = ExchangeLogConfig { dir: dir.to_owned(), ..ExchangeLogConfig::default() };
+        ExchangeLog::open(&config, LogMetrics::new()).await
+    }
+
+    /// The directory of the log's segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key of purpose digests.
+    pub fn key(&self) -> &[u8] {
+        &self.key[..]
+    }
+
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.metrics
+    }
+
+    /// Writes `record` and waits until it is durable.
+    pub async fn write(&self, record: ExchangeRecord) -> Result<(), LogUnavailable> {
+        if self.durability == Durability::Off {
+            return Ok(());
+        }
+        let (done, written) = oneshot::channel();
+        self.metrics.pending.inc();
+        let sent = self.sender.send(Message::Append(record, done)).await;
+        let outcome = match sent {
+            Err(_) => Err(LogUnavailable("the writer has stopped".into())),
+            Ok(()) => match tokio::time::timeout(self.write_timeout, written).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(LogUnavailable(e)),
+                Ok(Err(_)) => Err(LogUnavailable("the writer has stopped".into())),
+                Err(_) => Err(LogUnavailable("the write timed out".into())),
+            },
+        };
+        self.metrics.pending.dec();
+        outcome
+    }
+
+    /// Makes the next `n` writes fail halfway, as a failing disk would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_writes(&self, n: u32) {
+        self.faults.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Seals the active segment now if it holds any record, returning its number.
+    pub async fn seal(&self) -> Result<Option<u64>, LogUnavailable> {
+        let (done, sealed) = oneshot::channel();
+        self.sender
+            .send(Message::Seal { min_age: Duration::ZERO, done: Some(done) })
+            .await
+            .map_err(|_| LogUnavailable("the writer has stopped".into()))?;
+        sealed
+            .await
+            .map_err(|_| LogUnavailable("the writer has stopped".into()))?
+            .map_err(LogUnavailable)
+    }
+}
+
+/// The key of purpose digests, made once per log and kept beside its segments.
+fn purpose_key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("purpose.key");
+    let mut key = [0u8; 32];
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            key.copy_from_slice(&bytes);
+            return Ok(key);
+        }
+        Ok(_) => return Err(std::io::Error::other(format!("{} is not a 32-byte key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key)
+}
+
+fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
+    let mut batch: Vec<(ExchangeRecord, oneshot::Sender<Result<(), String>>)> = Vec::with_capacity(1024);
+    let mut seals = Vec::new();
+    while let Some(first) = receiver.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Append(record, done) => batch.push((record, done)),
+                Message::Seal { min_age, done } => seals.push((min_age, done)),
+            }
+            if batch.len() < 1024 {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            let outcome = wal.append(batch.iter().map(|(record, _)| record)).map_err(|e| e.to_string());
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "exchange log write failed");
+            }
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(outcome.clone());
+            }
+        }
+        for (min_age, done) in seals.drain(..) {
+            let outcome = wal.seal_if_older(min_age).map_err(|e| e.to_string());
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "exchange log seal failed");
+            }
+            if let Some(done) = done {
+                let _ = done.send(outcome);
+            }
+        }
+    }
+}
+
+/// Every record in the log in `dir`, in order, as JSON objects (seals left out).
+pub fn read_records(dir: &Path) -> std::io::Result<Vec<serde_json::Value>> {
+    let mut records = Vec::new();
+    for (_, path) in wal::list_segments(dir)? {
+        let bytes = std::fs::read(&path)?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            if value.get("seal").is_none() {
+                records.push(value);
+            }
+        }
+    }
+    Ok(records)
+}
