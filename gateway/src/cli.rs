@@ -182,7 +182,8 @@ fn log_dir_of(data_dir: &Path) -> anyhow::Result<PathBuf> {
 #[allow(clippy::print_stdout)]
 fn audit_verify(data_dir: &Path, json: bool) -> anyhow::Result<()> {
     let dir = log_dir_of(data_dir)?;
-    let report = crate::exchange::audit::verify(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    let report =
+        crate::exchange::audit::verify(&dir).with_context(|| format!("reading {}", dir.display()))?;
     anyhow::ensure!(report.segments > 0, "{} holds no exchange log segments", dir.display());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -458,12 +458,12 @@ async fn verification_and_look_up_answer_only_what_is_granted() -> anyhow::Resul
 
     // Every call above was recorded, refusals with their reasons, and no record holds the
     // raw key, the name, the case number or the operator.
-    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
-    let records: Vec<Value> = log.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let records = demo.exchange_records()?;
     assert!(records.len() >= 25, "{} exchange records", records.len());
     assert!(records.iter().any(|r| r["status"] == 403 && r["reasons"][0]["code"] == "grant_suspended"));
     assert!(records.iter().any(|r| r["status"] == 400 && r["code"] == "malformed_json"));
     assert!(records.iter().any(|r| r["status"] == 200 && r["operation"] == "lookup" && r["rows"] == 1));
+    let log = serde_json::to_string(&records)?;
     for secret in
         [person.id_number.as_str(), name.as_str(), "GD-2026-000731", "警员0031", outsider.id_number.as_str()]
     {
@@ -640,8 +640,7 @@ async fn answers_are_cached_per_grant_and_calls_are_rate_limited_over_tls() -> a
     assert!((1..=86_400).contains(&wait), "{wait}");
 
     // The exchange log says which calls hit the cache and which limit refused which call.
-    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
-    let records: Vec<Value> = log.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let records = demo.exchange_records()?;
     assert!(records.iter().any(|r| r["cache"] == "hit" && r["status"] == 200));
     assert!(
         records

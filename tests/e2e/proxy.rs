@@ -204,10 +204,9 @@ async fn the_demo_supplier_is_reached_through_the_grant_filtered_masked_and_cach
     assert_eq!((climbing.status, json_of(&climbing)["code"].as_str()), (400, Some("invalid_proxy_path")));
 
     // The exchange record names the supplier's answer and holds no identity number.
-    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
-    let record: Value = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let record: Value = demo
+        .exchange_records()?
+        .into_iter()
         .find(|r| r["id"] == exchange_id.as_str())
         .context("the first call's record")?;
     assert_eq!(
@@ -215,6 +214,7 @@ async fn the_demo_supplier_is_reached_through_the_grant_filtered_masked_and_cach
         (Some("proxy"), Some(200))
     );
     assert!(record["upstream_us"].as_u64().is_some());
+    let log = serde_json::to_string(&demo.exchange_records()?)?;
     assert!(!log.contains(&id_number), "no identity number in the exchange log");
     Ok(())
 }
@@ -342,10 +342,9 @@ async fn a_careless_supplier_is_filtered_and_failures_are_contained_over_tls() -
     assert_eq!(supplier_back.calls.load(Ordering::SeqCst), 2);
 
     // Every call left a record, the supplier's failures included.
-    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
-    let codes: Vec<String> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let codes: Vec<String> = demo
+        .exchange_records()?
+        .into_iter()
         .filter(|r| r["operation"] == "proxy")
         .filter_map(|r| r["code"].as_str().map(str::to_owned))
         .collect();
@@ -358,6 +357,7 @@ async fn a_careless_supplier_is_filtered_and_failures_are_contained_over_tls() -
     ] {
         assert!(codes.iter().any(|c| c == code), "{code} missing from {codes:?}");
     }
+    let log = serde_json::to_string(&demo.exchange_records()?)?;
     assert!(!log.contains("张三丰") && !log.contains("不应外传"));
     Ok(())
 }

@@ -43,9 +43,9 @@ async fn systems_authenticate_by_client_certificate_or_key_over_tls() -> anyhow:
         .post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM household"}))
         .await?;
     assert_eq!(status, 200, "{body}");
-    let log = std::fs::read_to_string(demo.data_dir().join("exchange.jsonl"))?;
+    let records = demo.exchange_records()?;
     let (police_id, _) = demo.system(POLICE_SYSTEM)?;
-    assert!(log.lines().any(|l| l.contains(&police_id) && l.contains("\"status\":200")), "{log}");
+    assert!(records.iter().any(|r| r["system"] == police_id.as_str() && r["status"] == 200), "{records:?}");
 
     // A certificate and an API key of different systems contradict each other.
     let other_key = demo.credentials["systems"]

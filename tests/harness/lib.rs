@@ -109,11 +109,35 @@ impl Gateway {
     }
 }
 
+/// Every exchange record in the log directory `dir` (segment files `NNNNNNNNNNNN.wal` of JSON
+/// lines), in order, seals left out.
+pub fn exchange_records(dir: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    let mut records = Vec::new();
+    for segment in segments {
+        let text = std::fs::read_to_string(&segment)?;
+        for line in text.lines() {
+            let value: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("{}: {line}", segment.display()))?;
+            if value.get("seal").is_none() {
+                records.push(value);
+            }
+        }
+    }
+    Ok(records)
+}
+
 /// A demo gateway with its generated sign-in details.
 #[derive(Debug)]
 pub struct Demo {
     pub gateway: Gateway,
     pub credentials: serde_json::Value,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     _data: tempfile::TempDir,
 }
 
@@ -222,12 +246,33 @@ impl Demo {
         args.extend_from_slice(extra);
         let gateway = Gateway::start_with_env(&args, env, Duration::from_secs(180)).await?;
         let credentials = serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json"))?)?;
-        Ok(Demo { gateway, credentials, _data: data })
+        Ok(Demo {
+            gateway,
+            credentials,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            _data: data,
+        })
+    }
+
+    /// Starts the demo again on the same data directory (after the old process stopped or
+    /// was killed) and waits until it is ready; it listens on a new port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.gateway = Gateway::start_with_env(&args, &env, Duration::from_secs(180)).await?;
+        self.gateway.wait_ready(Duration::from_secs(60)).await?;
+        Ok(())
     }
 
     /// The demo's data directory: generated datasets, configuration, store and exchange log.
     pub fn data_dir(&self) -> &std::path::Path {
         self._data.path()
+    }
+
+    /// Every exchange record the demo has written so far.
+    pub fn exchange_records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        exchange_records(&self.data_dir().join("exchange"))
     }
 
     pub fn password(&self) -> String {

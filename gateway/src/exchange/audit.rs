@@ -73,13 +73,17 @@ impl fmt::Display for Problem {
             ProblemKind::Missing { first, last } if first == last => {
                 write!(f, "record {first} is missing (before {at})")
             }
-            ProblemKind::Missing { first, last } => write!(f, "records {first} to {last} are missing (before {at})"),
+            ProblemKind::Missing { first, last } => {
+                write!(f, "records {first} to {last} are missing (before {at})")
+            }
             ProblemKind::Unreadable => write!(f, "{at} is not a log line"),
             ProblemKind::SealMismatch => write!(f, "the seal at {at} does not match its segment's bytes"),
             ProblemKind::SegmentMissing { number } => {
                 write!(f, "segment {} is missing", wal::segment_name(*number))
             }
-            ProblemKind::Unsealed => write!(f, "segment {} ends without its seal", wal::segment_name(self.segment)),
+            ProblemKind::Unsealed => {
+                write!(f, "segment {} ends without its seal", wal::segment_name(self.segment))
+            }
             ProblemKind::AfterSeal => write!(f, "{at} follows the segment's seal"),
         }
     }
@@ -153,7 +157,8 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
                 break 'segments;
             };
             if seq > expected_seq {
-                report.problem = problem(line_number, ProblemKind::Missing { first: expected_seq, last: seq - 1 });
+                report.problem =
+                    problem(line_number, ProblemKind::Missing { first: expected_seq, last: seq - 1 });
                 break 'segments;
             }
             if seq < expected_seq {

@@ -196,7 +196,9 @@ impl LogMetrics {
             failures: Counter::default(),
             sealed: Counter::default(),
             pending: Gauge::default(),
-            batch_records: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+            batch_records: Histogram::new([
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
             fsync_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                 0.000_05, 2.0, 14,
             )),
@@ -343,10 +345,7 @@ impl ExchangeLog {
             .send(Message::Seal { min_age: Duration::ZERO, done: Some(done) })
             .await
             .map_err(|_| LogUnavailable("the writer has stopped".into()))?;
-        sealed
-            .await
-            .map_err(|_| LogUnavailable("the writer has stopped".into()))?
-            .map_err(LogUnavailable)
+        sealed.await.map_err(|_| LogUnavailable("the writer has stopped".into()))?.map_err(LogUnavailable)
     }
 }
 

@@ -1,0 +1,120 @@
+//! The exchange log end to end: `kill -9` under load loses no answered call's record, and
+//! `tongban audit verify` checks the log the killed process left.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tongban_e2e::{Demo, tongban_bin};
+
+const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
+const HOUSEHOLD: &str = "A01-410000-0001";
+const WORKERS: usize = 16;
+
+#[tokio::test]
+async fn kill_9_under_load_loses_no_answered_exchange() -> anyhow::Result<()> {
+    let mut demo = Demo::start_with(2000, &[]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    let body = json!({"resource": HOUSEHOLD, "key": "11010519491231002X", "claims": {"name": "张三"}});
+
+    // Callers keep calling until the process dies under them. Every answer they get, whatever
+    // its status, names its exchange record; the grant's rate limit turns most calls into 429s
+    // once its burst is spent, and those are records too.
+    let answered: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let police = police.clone();
+        let body = body.clone();
+        let answered = Arc::clone(&answered);
+        workers.push(tokio::spawn(async move {
+            while let Ok(answer) = police.send(reqwest::Method::POST, "/data/verify", Some(&body), None).await
+            {
+                if let Some(id) = answer.header("x-tongban-exchange-id") {
+                    answered.lock().expect("not poisoned").push((answer.status, id));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    demo.gateway.signal("KILL")?;
+    demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    for worker in workers {
+        worker.await?;
+    }
+    let answered = std::mem::take(&mut *answered.lock().expect("not poisoned"));
+    let successes = answered.iter().filter(|(status, _)| (200..300).contains(status)).count();
+    eprintln!("{} answers ({successes} of them 2xx) before kill -9", answered.len());
+    assert!(answered.len() >= 200, "only {} answers before the kill", answered.len());
+    assert!(successes > 0, "no 2xx answers before the kill");
+
+    // The restarted gateway recovers the log; every answered call's record is in it.
+    demo.restart().await?;
+    let recorded: HashSet<String> =
+        demo.exchange_records()?.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect();
+    let lost: Vec<&(u16, String)> = answered.iter().filter(|(_, id)| !recorded.contains(id)).collect();
+    assert!(lost.is_empty(), "{} of {} answered calls have no record: {lost:?}", lost.len(), answered.len());
+
+    // The restarted gateway goes on writing the same chain, and the whole log verifies.
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    let (status, body) = police.post("/data/verify", &body).await.context("call")?;
+    assert!([200, 429].contains(&status), "{body}");
+    let report = std::process::Command::new(tongban_bin())
+        .args(["audit", "verify", "--json", "--data-dir"])
+        .arg(demo.data_dir())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{stdout}{}", String::from_utf8_lossy(&report.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert!(report["records"].as_u64().unwrap_or(0) >= answered.len() as u64, "{report}");
+    assert!(report["problem"].is_null(), "{report}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_verify_names_a_modified_record() -> anyhow::Result<()> {
+    let demo = Demo::start_with(2000, &[]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    let body = json!({"resource": HOUSEHOLD, "key": "11010519491231002X", "claims": {"name": "张三"}});
+    for _ in 0..5 {
+        police.post("/data/verify", &body).await?;
+    }
+    demo.gateway.signal("TERM")?;
+    let log_dir = demo.data_dir().join("exchange");
+    let segment = std::fs::read_dir(&log_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .context("a segment")?;
+    let text = std::fs::read_to_string(&segment)?;
+    // Someone turns the second record's refusal into a success.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let second: serde_json::Value = serde_json::from_str(&lines[1])?;
+    let status = second["status"].as_u64().context("status")?;
+    lines[1] = lines[1].replace(&format!("\"status\":{status}"), "\"status\":299");
+    std::fs::write(&segment, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+
+    let output = std::process::Command::new(tongban_bin())
+        .args(["audit", "verify", "--data-dir"])
+        .arg(demo.data_dir())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("record 2 was modified"), "{stderr}");
+    Ok(())
+}
