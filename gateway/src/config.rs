@@ -157,6 +157,10 @@ pub struct ServerConfig {
     /// Serve plain HTTP (for a loopback demo, or behind a terminating proxy on a private link).
     #[serde(default)]
     pub plaintext: bool,
+    /// The bearer token Prometheus presents to read `/metrics` (better set through
+    /// `TONGBAN_SERVER__METRICS_TOKEN`). Without it only signed-in operators read metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -174,6 +178,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: default_grace(),
             tls: None,
             plaintext: false,
+            metrics_token: None,
         }
     }
 }

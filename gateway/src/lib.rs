@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod demo;
 pub mod error;
 pub mod exchange;
+pub mod metrics;
 pub mod platform;
 pub mod seed;
 pub mod server;

@@ -30,6 +30,7 @@ pub struct AppState {
     readiness: Arc<RwLock<Readiness>>,
     platform: Arc<Platform>,
     data: Arc<DataPlane>,
+    metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -38,7 +39,18 @@ impl AppState {
             readiness: Arc::new(RwLock::new(Readiness::Loading)),
             platform: Arc::new(platform),
             data: Arc::new(data),
+            metrics_token: None,
         }
+    }
+
+    /// Lets Prometheus read `/metrics` with `token` as its bearer credential.
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        self
+    }
+
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token.as_deref()
     }
 
     pub fn data(&self) -> &DataPlane {
@@ -64,6 +76,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .nest("/api/v1", crate::api::routes().merge(data_routes))
         .fallback(not_found)
         .with_state(state)
@@ -152,7 +165,8 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
 
     let data = DataPlane::new(loaded.config.data.clone(), log)
         .map_err(|e| anyhow::anyhow!("binding supplier APIs: {e}"))?;
-    let state = AppState::new(platform.clone(), data);
+    let state =
+        AppState::new(platform.clone(), data).with_metrics_token(loaded.config.server.metrics_token.clone());
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));

@@ -30,6 +30,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The operation's name as the API and the exchange log spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Verify => "verify",
+            Operation::Lookup => "lookup",
+            Operation::Sql => "sql",
+            Operation::Proxy => "proxy",
+        }
+    }
+
     /// The catalog share method a resource must offer for this operation.
     pub fn share_method(self) -> ShareMethod {
         match self {

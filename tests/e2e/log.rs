@@ -118,3 +118,68 @@ async fn audit_verify_names_a_modified_record() -> anyhow::Result<()> {
     assert!(stderr.contains("record 2 was modified"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test]
+async fn metrics_count_calls_cache_limits_and_log_writes_for_operators_only() -> anyhow::Result<()> {
+    let demo = Demo::start_with(2000, &[("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests")]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    let body = json!({"resource": HOUSEHOLD, "key": "11010519491231002X", "claims": {"name": "张三"}});
+    // The grant's burst is ten calls: the first is a miss, later ones hit the cache, and the
+    // rest are refused by the grant's rate.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(police.post("/data/verify", &body).await?.0);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + limited, 15, "{statuses:?}");
+
+    let client = reqwest::Client::new();
+    let scrape =
+        client.get(demo.gateway.url("/metrics")).bearer_auth("scrape-token-for-tests").send().await?;
+    assert_eq!(scrape.status(), 200);
+    assert!(
+        scrape.headers()["content-type"].to_str()?.starts_with("application/openmetrics-text"),
+        "{:?}",
+        scrape.headers()
+    );
+    let text = scrape.text().await?;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(value(r#"tongban_data_calls_total{operation="verify",status="200",code=""}"#), ok as f64);
+    assert_eq!(
+        value(r#"tongban_data_calls_total{operation="verify",status="429",code="rate_limited"}"#),
+        limited as f64
+    );
+    assert_eq!(value(r#"tongban_rate_limited_total{outcome="grant"}"#), limited as f64);
+    assert_eq!(value(r#"tongban_cache_lookups_total{outcome="miss"}"#), 1.0);
+    assert_eq!(value(r#"tongban_cache_lookups_total{outcome="hit"}"#), (ok - 1) as f64);
+    assert_eq!(value(r#"tongban_data_call_duration_seconds_count{operation="verify"}"#), 15.0);
+    assert!(value("tongban_exchange_log_appended_records_total") >= 15.0);
+    assert!(value("tongban_exchange_log_fsync_duration_seconds_count") >= 1.0);
+    assert_eq!(value("tongban_exchange_log_pending_records"), 0.0);
+    // Labels never carry a person, a key or a caller.
+    for secret in ["11010519491231002X", "张三", "GD-2026-000731", "警员0031"] {
+        assert!(!text.contains(secret), "{secret} in the metrics");
+    }
+
+    // Without the token: an operator may read them, a department's reviewer may not, and an
+    // anonymous caller must sign in.
+    let anonymous = client.get(demo.gateway.url("/metrics")).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    let wrong = client.get(demo.gateway.url("/metrics")).bearer_auth("guess").send().await?;
+    assert_eq!(wrong.status(), 401);
+    let (status, _) = demo.sign_in("operator").await?.get_root("/metrics").await?;
+    assert_eq!(status, 200);
+    let (status, body) = demo.sign_in("reviewer.guangdong").await?.get_root("/metrics").await?;
+    assert_eq!(status, 403, "{body}");
+    Ok(())
+}

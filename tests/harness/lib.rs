@@ -408,6 +408,19 @@ impl Api {
         Ok(Api { token: Some(token), ..api })
     }
 
+    /// A GET outside `/api/v1` (such as `/metrics`) with this client's credentials; the
+    /// body is JSON when it parses as JSON, else a string.
+    pub async fn get_root(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut request = self.client.get(format!("{}{path}", self.base_url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self.client.request(method, format!("{}/api/v1{path}", self.base_url));
         for (name, value) in &self.headers {

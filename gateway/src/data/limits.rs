@@ -38,6 +38,17 @@ pub enum Limit {
     Resource,
 }
 
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::System => "system",
+            Limit::Grant => "grant",
+            Limit::DailyQuota => "daily_quota",
+            Limit::Resource => "resource",
+        }
+    }
+}
+
 /// A refusal: which limit, and when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {

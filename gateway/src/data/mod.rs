@@ -260,7 +260,8 @@ async fn serve(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let snapshot = state.platform().grants.snapshot();
-    let mut phases = Phases { record: &mut record, at: Instant::now() };
+    let started = Instant::now();
+    let mut phases = Phases { record: &mut record, at: started };
 
     let outcome: Result<(Answer, CacheOutcome), ApiError> = async {
         // Authenticate: data calls are made by systems with their API keys.
@@ -412,7 +413,10 @@ async fn serve(
     phases.end(Phase::Log);
     record.finished_at = Some(chrono::Utc::now());
     let exchange_id = record.id.clone();
-    let mut response = match data.log.write(record).await {
+    let counted = Counted::of(&record);
+    let logged = data.log.write(record).await;
+    counted.count(&data.metrics, logged.as_ref().err().map(|_| "exchange_log_unavailable"), started);
+    let mut response = match logged {
         Ok(()) => match outcome {
             Ok((answer, cache)) => {
                 let body = match answer.body {
@@ -441,6 +445,52 @@ async fn serve(
         response.headers_mut().insert(EXCHANGE_ID_HEADER, value);
     }
     response
+}
+
+/// What a call adds to the metrics, taken from its record before the record goes to the log.
+struct Counted {
+    operation: &'static str,
+    status: u16,
+    code: &'static str,
+    cache: Option<CacheOutcome>,
+    rate_limit: Option<Limit>,
+    upstream: Option<(String, u64)>,
+}
+
+impl Counted {
+    fn of(record: &ExchangeRecord) -> Counted {
+        Counted {
+            operation: record.operation.as_str(),
+            status: record.status,
+            code: record.code.unwrap_or_default(),
+            cache: record.cache,
+            rate_limit: record.rate_limit,
+            upstream: record.upstream_us.zip(record.resources.first()).map(|(us, r)| (r.clone(), us)),
+        }
+    }
+
+    /// Counts the call; `refused` overrides its outcome when its record could not be written.
+    fn count(self, metrics: &crate::metrics::Metrics, refused: Option<&'static str>, started: Instant) {
+        use crate::metrics::{CallLabels, OperationLabels, OutcomeLabels, ResourceLabels};
+        let (status, code) = match refused {
+            Some(code) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), code),
+            None => (self.status, self.code),
+        };
+        metrics.calls.get_or_create(&CallLabels { operation: self.operation, status, code }).inc();
+        metrics
+            .call_seconds
+            .get_or_create(&OperationLabels { operation: self.operation })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(cache) = self.cache {
+            metrics.cache.get_or_create(&OutcomeLabels { outcome: cache.as_str() }).inc();
+        }
+        if let Some(limit) = self.rate_limit {
+            metrics.rate_limited.get_or_create(&OutcomeLabels { outcome: limit.as_str() }).inc();
+        }
+        if let Some((resource, us)) = self.upstream {
+            metrics.upstream_seconds.get_or_create(&ResourceLabels { resource }).observe(us as f64 / 1e6);
+        }
+    }
 }
 
 fn authenticate(caller: Result<Caller, ApiError>) -> Result<System, ApiError> {
@@ -654,11 +704,13 @@ pub struct DataPlane {
     pub limits: Limiters,
     pub cache: AnswerCache,
     pub upstreams: Upstreams,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl DataPlane {
     pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, UpstreamError> {
         Ok(DataPlane {
+            metrics: crate::metrics::Metrics::new(log.metrics().clone()),
             limits: Limiters::new(&config.limits),
             cache: AnswerCache::new(&config.cache),
             upstreams: Upstreams::new(&config.upstreams)?,
