@@ -23,6 +23,8 @@ pub struct Report {
     /// Bytes after the last complete line of the last segment: a write a crash cut short (its
     /// call was never answered); the gateway cuts them off when it starts.
     pub torn_tail_bytes: u64,
+    /// The first segment kept, when retention has removed older ones.
+    pub retained_from: Option<u64>,
     /// The first problem found; the audit stops there, since every later link depends on it.
     pub problem: Option<Problem>,
 }
@@ -100,11 +102,20 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
         head_seq: None,
         head_hash: hex::encode(GENESIS),
         torn_tail_bytes: 0,
+        retained_from: None,
         problem: None,
     };
-    let mut expected_seq = 1u64;
-    let mut chain = GENESIS;
-    let mut expected_number = 1u64;
+    // After retention removed the oldest segments, the chain starts where they ended.
+    let retained = super::compact::retained(dir)?;
+    let mut expected_seq = retained.as_ref().map_or(1, |r| r.first_seq);
+    let mut chain = match &retained {
+        Some(r) => {
+            wal::decode_hash(&r.prev).ok_or_else(|| std::io::Error::other("retained.json: bad hash"))?
+        }
+        None => GENESIS,
+    };
+    let mut expected_number = retained.as_ref().map_or(1, |r| r.first_segment);
+    report.retained_from = retained.map(|r| r.first_segment);
     let last_index = segments.len().saturating_sub(1);
     'segments: for (index, (number, path)) in segments.iter().enumerate() {
         let problem = |line: usize, kind: ProblemKind| Some(Problem { segment: *number, line, kind });

@@ -7,6 +7,8 @@
 //! call's response is released only once its record is on disk. `audit.rs` checks the chain.
 
 pub mod audit;
+pub mod compact;
+pub mod query;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -75,13 +77,23 @@ pub struct ExchangeRecord {
     pub rate_limit: Option<crate::data::Limit>,
     /// Whether the answer came from the cache.
     pub cache: Option<crate::data::CacheOutcome>,
-    /// Microseconds spent in each phase that ran.
+    /// Microseconds spent in each phase that ran, written as an object keyed by phase.
+    #[serde(serialize_with = "phases_as_object")]
     pub phases: Vec<(Phase, u64)>,
     /// For a proxied call: the supplier's status, how many attempts were made, and the
     /// microseconds from the first attempt to the supplier's answer.
     pub upstream_status: Option<u16>,
     pub upstream_attempts: u32,
     pub upstream_us: Option<u64>,
+}
+
+fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(phases.len()))?;
+    for (phase, us) in phases {
+        map.serialize_entry(phase, us)?;
+    }
+    map.end()
 }
 
 impl ExchangeRecord {
@@ -165,7 +177,7 @@ impl Default for ExchangeLogConfig {
             dir: PathBuf::from("exchange"),
             durability: Durability::Fsync,
             segment_max_bytes: 64 * 1024 * 1024,
-            segment_max_seconds: 3600,
+            segment_max_seconds: 300,
             write_timeout_ms: 10_000,
         }
     }

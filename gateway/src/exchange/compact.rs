@@ -1,0 +1,279 @@
+//! Sealed segments become Parquet files for operators' queries, and old ones are removed when
+//! a retention period is configured.
+//!
+//! The segments stay the evidence: Parquet is a derived, columnar copy that DataFusion reads
+//! quickly, rebuilt from a segment whenever it is missing. Retention removes a segment and
+//! its Parquet file together and records where the remaining chain starts in `retained.json`,
+//! so the audit can still check everything that is kept.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, ListArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::wal::{self, Link};
+
+/// The directory of Parquet copies inside the log's directory.
+pub const PARQUET_DIR: &str = "parquet";
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The columns of an exchange record as JSON decodes them.
+static RECORD_FIELDS: LazyLock<Vec<Field>> = LazyLock::new(|| {
+    let phases: Fields = ["authenticate", "resolve_grant", "rate_limit", "cache", "execute", "mask", "log"]
+        .into_iter()
+        .map(|phase| Field::new(phase, DataType::UInt64, true))
+        .collect();
+    vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("started_at", timestamp(), false),
+        Field::new("finished_at", timestamp(), true),
+        Field::new("operation", DataType::Utf8, false),
+        Field::new("system", DataType::Utf8, true),
+        Field::new("department", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("resources", list_of(DataType::Utf8), true),
+        Field::new("resource_versions", list_of(DataType::UInt32), true),
+        Field::new("suppliers", list_of(DataType::Utf8), true),
+        Field::new("supplier_regions", list_of(DataType::Utf8), true),
+        Field::new("grants", list_of(DataType::Utf8), true),
+        Field::new("service_item", DataType::Utf8, true),
+        Field::new("case_digest", DataType::Utf8, true),
+        Field::new("operator_digest", DataType::Utf8, true),
+        Field::new("items", list_of(DataType::Utf8), true),
+        Field::new("rows", DataType::UInt64, true),
+        Field::new("bytes_in", DataType::UInt64, true),
+        Field::new("bytes_out", DataType::UInt64, true),
+        Field::new("status", DataType::UInt16, false),
+        Field::new("code", DataType::Utf8, true),
+        Field::new(
+            "reasons",
+            list_of(DataType::Struct(Fields::from(vec![Field::new("code", DataType::Utf8, true)]))),
+            true,
+        ),
+        Field::new("rate_limit", DataType::Utf8, true),
+        Field::new("cache", DataType::Utf8, true),
+        Field::new("phases", DataType::Struct(phases), true),
+        Field::new("upstream_status", DataType::UInt16, true),
+        Field::new("upstream_attempts", DataType::UInt32, true),
+        Field::new("upstream_us", DataType::UInt64, true),
+    ]
+});
+
+/// The schema of the queryable log: the record's columns, with each refusal reason reduced
+/// to its code and the call's duration worked out.
+pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields: Vec<Field> = RECORD_FIELDS.iter().filter(|f| f.name() != "reasons").cloned().collect();
+    fields.push(Field::new("reason_codes", list_of(DataType::Utf8), true));
+    fields.push(Field::new("duration_us", DataType::Int64, true));
+    Arc::new(Schema::new(fields))
+});
+
+/// Decodes record lines (seals are skipped) into batches of the queryable schema.
+pub fn decode(lines: &[u8]) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let json_schema = Arc::new(Schema::new(RECORD_FIELDS.clone()));
+    let mut decoder = arrow::json::ReaderBuilder::new(json_schema).with_batch_size(8192).build_decoder()?;
+    let mut batches = Vec::new();
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"{\"seal\"")) {
+        decoder.decode(line)?;
+        decoder.decode(b"\n")?;
+        if decoder.len() >= 8192 {
+            batches.extend(decoder.flush()?);
+        }
+    }
+    batches.extend(decoder.flush()?);
+    batches.into_iter().map(|batch| finish(&batch)).collect()
+}
+
+/// Turns a decoded batch into the queryable schema.
+fn finish(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
+    for field in SCHEMA.fields() {
+        match field.name().as_str() {
+            "reason_codes" => {
+                let reasons = batch.column_by_name("reasons").map(|c| c.as_list::<i32>().clone());
+                let Some(reasons) = reasons else {
+                    return Err(arrow::error::ArrowError::SchemaError("no reasons column".into()));
+                };
+                let codes = reasons.values().as_struct().column(0).clone();
+                let item = Arc::new(Field::new("item", DataType::Utf8, true));
+                columns.push(Arc::new(ListArray::try_new(
+                    item,
+                    reasons.offsets().clone(),
+                    codes,
+                    reasons.nulls().cloned(),
+                )?));
+            }
+            "duration_us" => {
+                let started = batch
+                    .column_by_name("started_at")
+                    .map(|c| c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().clone());
+                let finished = batch
+                    .column_by_name("finished_at")
+                    .map(|c| c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().clone());
+                let (Some(started), Some(finished)) = (started, finished) else {
+                    return Err(arrow::error::ArrowError::SchemaError("no timestamps".into()));
+                };
+                let durations: Int64Array =
+                    started.iter().zip(finished.iter()).map(|(s, f)| Some(f? - s?)).collect();
+                columns.push(Arc::new(durations));
+            }
+            // A call refused before it named a resource has none: kept as a null list, so
+            // that unnesting keeps the call as one row instead of dropping it.
+            "resources" | "suppliers" => {
+                let Some(list) = batch.column_by_name(field.name()).map(|c| c.as_list::<i32>().clone())
+                else {
+                    return Err(arrow::error::ArrowError::SchemaError(format!("no column {}", field.name())));
+                };
+                let present: arrow::buffer::NullBuffer =
+                    list.offsets().windows(2).map(|w| w[1] > w[0]).collect::<Vec<bool>>().into();
+                let (item, offsets, values, _) = list.into_parts();
+                columns.push(Arc::new(ListArray::try_new(item, offsets, values, Some(present))?));
+            }
+            name => match batch.column_by_name(name) {
+                Some(column) => columns.push(column.clone()),
+                None => return Err(arrow::error::ArrowError::SchemaError(format!("no column {name}"))),
+            },
+        }
+    }
+    RecordBatch::try_new(SCHEMA.clone(), columns)
+}
+
+/// Where segments stand after retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retained {
+    /// The first segment kept.
+    pub first_segment: u64,
+    /// Its first record, and the hash that record links to.
+    pub first_seq: u64,
+    pub prev: String,
+}
+
+pub const RETAINED_FILE: &str = "retained.json";
+
+/// Reads `retained.json`, if retention has removed segments.
+pub fn retained(dir: &Path) -> std::io::Result<Option<Retained>> {
+    match std::fs::read(dir.join(RETAINED_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The seal of a segment, if it has one.
+pub fn seal_of(path: &Path) -> std::io::Result<Option<wal::Seal>> {
+    let bytes = std::fs::read(path)?;
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .and_then(|line| serde_json::from_slice::<Link>(line).ok())
+        .and_then(|link| link.seal))
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    pub written: Vec<PathBuf>,
+    pub removed_segments: Vec<u64>,
+}
+
+/// Writes a Parquet copy of every sealed segment that lacks one, then removes segments (and
+/// their copies) sealed more than `retention_days` ago.
+pub fn compact(dir: &Path, retention_days: Option<u32>) -> anyhow::Result<Compacted> {
+    let parquet_dir = dir.join(PARQUET_DIR);
+    std::fs::create_dir_all(&parquet_dir)?;
+    let mut done = Compacted::default();
+    let segments = wal::list_segments(dir)?;
+    for (number, path) in &segments {
+        let target = parquet_path(dir, *number);
+        if target.exists() {
+            continue;
+        }
+        let Some(_) = seal_of(path)? else { continue };
+        let bytes = std::fs::read(path)?;
+        let batches = decode(&bytes)?;
+        let partial = target.with_extension("parquet.partial");
+        let file = std::fs::File::create(&partial)?;
+        let properties =
+            WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).build();
+        let mut writer = ArrowWriter::try_new(file, SCHEMA.clone(), Some(properties))?;
+        for batch in &batches {
+            writer.write(batch)?;
+        }
+        writer.into_inner()?.sync_all()?;
+        std::fs::rename(&partial, &target)?;
+        done.written.push(target);
+    }
+    if let Some(days) = retention_days {
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        // Only a prefix of sealed segments can go: the chain must stay whole after it.
+        let mut anchor = None;
+        for (number, path) in segments.iter().take(segments.len().saturating_sub(1)) {
+            match seal_of(path)? {
+                Some(seal) if seal.sealed_at < cutoff => {
+                    anchor = Some((*number, seal));
+                }
+                _ => break,
+            }
+        }
+        if let Some((last_removed, seal)) = anchor {
+            let retained = Retained {
+                first_segment: last_removed + 1,
+                first_seq: seal.last_seq + 1,
+                prev: seal.last_hash.clone(),
+            };
+            // The anchor is written before anything is removed, so a crash between leaves
+            // extra segments, never a chain without its start.
+            let partial = dir.join("retained.json.partial");
+            std::fs::write(&partial, serde_json::to_vec_pretty(&retained)?)?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, dir.join(RETAINED_FILE))?;
+            for (number, path) in segments.iter().filter(|(n, _)| *n <= last_removed) {
+                std::fs::remove_file(path)?;
+                let copy = parquet_path(dir, *number);
+                if copy.exists() {
+                    std::fs::remove_file(copy)?;
+                }
+                done.removed_segments.push(*number);
+            }
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(done)
+}
+
+pub fn parquet_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(PARQUET_DIR).join(format!("{number:012}.parquet"))
+}
+
+/// The records of the active (unsealed) segments, decoded: what queries add to the Parquet
+/// copies so they see calls made a moment ago.
+pub fn tail(dir: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for (number, path) in wal::list_segments(dir)? {
+        if parquet_path(dir, number).exists() {
+            continue;
+        }
+        let file = std::fs::File::open(&path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut BufReader::new(file), &mut bytes)?;
+        // A line being written right now is left for the next query.
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        batches.extend(decode(&bytes[..complete])?);
+    }
+    Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
+}

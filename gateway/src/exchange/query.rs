@@ -1,0 +1,444 @@
+//! Operators' questions over the exchange log, answered by DataFusion over the Parquet copies
+//! of sealed segments and the records of the active segment.
+//!
+//! Every query starts from `scoped`: the records of a period, narrowed to one department's
+//! calls (made or supplied) unless the asker oversees the platform, and to the filters asked
+//! for. Filter values only ever reach DataFusion as literals, never as SQL text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::functions_aggregate::expr_fn::{approx_percentile_cont, count, sum};
+use datafusion::logical_expr::{Expr, SortExpr, case, col, lit};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use super::compact::{self, PARQUET_DIR, SCHEMA};
+
+/// Why a question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("reading the exchange log: {0}")]
+    Read(#[from] anyhow::Error),
+    #[error("querying the exchange log: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("encoding the answer: {0}")]
+    Encode(String),
+}
+
+/// Which records a question is about.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Scope {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only calls this department made or supplied; `None` for the whole platform.
+    pub department: Option<String>,
+    pub system: Option<String>,
+    pub resource: Option<String>,
+    pub operation: Option<String>,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+/// How records are grouped in statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    None,
+    Department,
+    Resource,
+    Status,
+    Operation,
+    System,
+}
+
+/// The width of the time buckets of statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+    /// One bucket for the whole period.
+    All,
+}
+
+fn timestamp(at: DateTime<Utc>) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(at.timestamp_micros()), Some("UTC".into())))
+}
+
+/// A session over the log in `dir`, with the table `exchanges`.
+async fn table(ctx: &SessionContext, dir: &Path) -> Result<DataFrame, QueryError> {
+    let parquet_dir = dir.join(PARQUET_DIR);
+    let has_parquet = std::fs::read_dir(&parquet_dir)
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
+        .unwrap_or(false);
+    let dir_owned = dir.to_owned();
+    let tail = tokio::task::spawn_blocking(move || compact::tail(&dir_owned))
+        .await
+        .map_err(|e| QueryError::Read(anyhow::anyhow!(e)))??;
+    let tail: Vec<RecordBatch> = tail;
+    let memory = MemTable::try_new(SCHEMA.clone(), vec![tail])?;
+    let mut frame = ctx.read_table(Arc::new(memory))?;
+    if has_parquet {
+        let options = ParquetReadOptions::default().schema(&SCHEMA).file_extension(".parquet");
+        let sealed = ctx.read_parquet(parquet_dir.to_string_lossy().as_ref(), options).await?;
+        frame = sealed.union(frame)?;
+    }
+    Ok(frame)
+}
+
+fn session() -> SessionContext {
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2))
+}
+
+/// The records in `scope`, each call once per resource it read (`resource` and `supplier`
+/// columns; a call refused before it named a resource has one row with neither).
+async fn scoped(ctx: &SessionContext, dir: &Path, scope: &Scope) -> Result<DataFrame, QueryError> {
+    let mut frame = table(ctx, dir).await?;
+    if let Some(from) = scope.from {
+        frame = frame.filter(col("started_at").gt_eq(timestamp(from)))?;
+    }
+    if let Some(to) = scope.to {
+        frame = frame.filter(col("started_at").lt(timestamp(to)))?;
+    }
+    // Unnesting both lists together pairs each resource with its supplier.
+    frame = frame
+        .unnest_columns_with_options(
+            &["resources", "suppliers"],
+            datafusion::common::UnnestOptions::new().with_preserve_nulls(true),
+        )?
+        .with_column_renamed("resources", "resource")?
+        .with_column_renamed("suppliers", "supplier")?;
+    if let Some(department) = &scope.department {
+        // A department sees the calls it made and the calls on the resources it supplies.
+        frame = frame.filter(
+            col("department").eq(lit(department.as_str())).or(col("supplier").eq(lit(department.as_str()))),
+        )?;
+    }
+    if let Some(system) = &scope.system {
+        frame = frame.filter(col("system").eq(lit(system.as_str())))?;
+    }
+    if let Some(resource) = &scope.resource {
+        frame = frame.filter(col("resource").eq(lit(resource.as_str())))?;
+    }
+    if let Some(operation) = &scope.operation {
+        frame = frame.filter(col("operation").eq(lit(operation.as_str())))?;
+    }
+    if let Some(status) = scope.status {
+        frame = frame.filter(col("status").eq(lit(status)))?;
+    }
+    if let Some(code) = &scope.code {
+        frame = frame.filter(col("code").eq(lit(code.as_str())))?;
+    }
+    Ok(frame)
+}
+
+/// Rows of `frame` as JSON objects.
+async fn to_json(frame: DataFrame) -> Result<Vec<serde_json::Value>, QueryError> {
+    let batches = frame.collect().await?;
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in &batches {
+        writer.write(batch).map_err(|e| QueryError::Encode(e.to_string()))?;
+    }
+    writer.finish().map_err(|e| QueryError::Encode(e.to_string()))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| QueryError::Encode(e.to_string()))
+}
+
+fn percentile_ms(p: f64, name: &str) -> Expr {
+    let order: SortExpr = col("duration_us").sort(true, false);
+    (approx_percentile_cont(order, lit(p), None) / lit(1000.0)).alias(name)
+}
+
+fn share(of: Expr, name: &str) -> Expr {
+    sum(case(of).when(lit(true), lit(1i64)).otherwise(lit(0i64)).unwrap_or_else(|_| lit(0i64))).alias(name)
+}
+
+/// Calls per time bucket and group: volume, outcomes, cache hit rate and latency percentiles.
+pub async fn stats(
+    dir: &Path,
+    scope: &Scope,
+    bucket: Bucket,
+    by: GroupBy,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let ctx = session();
+    let frame = scoped(&ctx, dir, scope).await?;
+    let interval = match bucket {
+        Bucket::Minute => Some("1 minute"),
+        Bucket::Hour => Some("1 hour"),
+        Bucket::Day => Some("1 day"),
+        Bucket::All => None,
+    };
+    let mut group = Vec::new();
+    if let Some(interval) = interval {
+        let width = lit(ScalarValue::IntervalMonthDayNano(Some(
+            datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+                0,
+                i32::from(interval == "1 day"),
+                match interval {
+                    "1 minute" => 60_000_000_000,
+                    "1 hour" => 3_600_000_000_000,
+                    _ => 0,
+                },
+            ),
+        )));
+        group.push(
+            datafusion::functions::datetime::expr_fn::date_bin(
+                width,
+                col("started_at"),
+                timestamp(DateTime::UNIX_EPOCH),
+            )
+            .alias("bucket"),
+        );
+    }
+    let key = match by {
+        GroupBy::None => None,
+        GroupBy::Department => Some("department"),
+        GroupBy::Resource => Some("resource"),
+        GroupBy::Status => Some("status"),
+        GroupBy::Operation => Some("operation"),
+        GroupBy::System => Some("system"),
+    };
+    if let Some(key) = key {
+        group.push(col(key));
+    }
+    let aggregates = vec![
+        count(lit(1)).alias("calls"),
+        share(col("status").between(lit(200u16), lit(299u16)), "succeeded"),
+        share(
+            col("status").between(lit(400u16), lit(499u16)).and(col("status").not_eq(lit(429u16))),
+            "refused",
+        ),
+        share(col("status").eq(lit(429u16)), "rate_limited"),
+        share(col("status").gt_eq(lit(500u16)), "failed"),
+        share(col("cache").eq(lit("hit")), "cache_hits"),
+        share(col("cache").is_not_null().and(col("cache").not_eq(lit("bypass"))), "cache_lookups"),
+        percentile_ms(0.5, "p50_ms"),
+        percentile_ms(0.95, "p95_ms"),
+        percentile_ms(0.99, "p99_ms"),
+    ];
+    let mut sort: Vec<SortExpr> = Vec::new();
+    if interval.is_some() {
+        sort.push(col("bucket").sort(true, false));
+    }
+    if let Some(key) = key {
+        sort.push(col(key).sort(true, true));
+    }
+    let frame = frame.aggregate(group, aggregates)?;
+    let frame = if sort.is_empty() { frame } else { frame.sort(sort)? };
+    to_json(frame).await
+}
+
+/// Refused and failed calls by refusal reason (a call refused for several reasons counts once
+/// under each) and by problem code.
+pub async fn refusals(dir: &Path, scope: &Scope) -> Result<serde_json::Value, QueryError> {
+    let ctx = session();
+    let frame = scoped(&ctx, dir, scope).await?;
+    let refused = frame.filter(col("status").gt_eq(lit(400u16)))?;
+    let by_reason = refused
+        .clone()
+        .unnest_columns(&["reason_codes"])?
+        .filter(col("reason_codes").is_not_null())?
+        .aggregate(vec![col("reason_codes").alias("reason")], vec![count(lit(1)).alias("calls")])?
+        .sort(vec![col("calls").sort(false, true), col("reason").sort(true, true)])?;
+    let by_code = refused
+        .aggregate(vec![col("code"), col("status")], vec![count(lit(1)).alias("calls")])?
+        .sort(vec![col("calls").sort(false, true), col("code").sort(true, true)])?;
+    Ok(serde_json::json!({
+        "by_reason": to_json(by_reason).await?,
+        "by_code": to_json(by_code).await?,
+    }))
+}
+
+/// The systems that called most, with how many of their calls were refused.
+pub async fn top_callers(
+    dir: &Path,
+    scope: &Scope,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let ctx = session();
+    let frame = scoped(&ctx, dir, scope).await?;
+    let frame = frame
+        .filter(col("system").is_not_null())?
+        .aggregate(
+            vec![col("system"), col("department")],
+            vec![
+                count(lit(1)).alias("calls"),
+                share(col("status").gt_eq(lit(400u16)), "refused_or_failed"),
+                percentile_ms(0.95, "p95_ms"),
+            ],
+        )?
+        .sort(vec![col("calls").sort(false, true), col("system").sort(true, true)])?
+        .limit(0, Some(limit))?;
+    to_json(frame).await
+}
+
+/// The top resources by calls.
+pub async fn top_resources(
+    dir: &Path,
+    scope: &Scope,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let ctx = session();
+    let frame = scoped(&ctx, dir, scope).await?;
+    let frame = frame
+        .filter(col("resource").is_not_null())?
+        .aggregate(
+            vec![col("resource")],
+            vec![count(lit(1)).alias("calls"), share(col("status").gt_eq(lit(400u16)), "refused_or_failed")],
+        )?
+        .sort(vec![col("calls").sort(false, true), col("resource").sort(true, true)])?
+        .limit(0, Some(limit))?;
+    to_json(frame).await
+}
+
+/// Records in `scope`, newest first: the log search. Each call appears once, with all the
+/// resources it read.
+pub async fn records(dir: &Path, scope: &Scope, limit: usize) -> Result<Vec<serde_json::Value>, QueryError> {
+    let ctx = session();
+    let ids = scoped(&ctx, dir, scope)
+        .await?
+        .select_columns(&["id"])?
+        .distinct()?
+        .with_column_renamed("id", "matched_id")?;
+    let frame = table(&ctx, dir)
+        .await?
+        .join(ids, datafusion::common::JoinType::LeftSemi, &["id"], &["matched_id"], None)?
+        .sort(vec![col("seq").sort(false, true)])?
+        .limit(0, Some(limit))?;
+    to_json(frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tongban_policy::decision::{Operation, Reason};
+
+    use super::super::wal::{Wal, WalOptions};
+    use super::super::{Durability, ExchangeRecord, LogMetrics};
+    use super::*;
+    use crate::data::{CacheOutcome, Limit};
+
+    fn call(system: Option<&str>, resource: Option<&str>, status: u16, ms: i64) -> ExchangeRecord {
+        let mut record = ExchangeRecord::begin(Operation::Verify);
+        record.system = system.map(str::to_owned);
+        record.department = system.map(|s| format!("dept-of-{s}"));
+        if let Some(resource) = resource {
+            record.resources.push(resource.to_owned());
+            record.suppliers.push("supplier-dept".to_owned());
+        }
+        record.status = status;
+        record.finished_at = Some(record.started_at + chrono::Duration::milliseconds(ms));
+        record
+    }
+
+    /// Eight calls sealed and compacted to Parquet, five more in the active segment.
+    fn write_log(dir: &Path) {
+        let options = WalOptions {
+            durability: Durability::Write,
+            segment_max_bytes: 1 << 20,
+            segment_max_age: Duration::from_secs(3600),
+        };
+        let mut wal = Wal::open(dir, options, LogMetrics::new()).expect("open");
+        let mut sealed = Vec::new();
+        for i in 0..6 {
+            let mut record = call(Some("s1"), Some("R1"), 200, 10 * (i + 1));
+            record.cache = Some(if i < 4 { CacheOutcome::Hit } else { CacheOutcome::Miss });
+            sealed.push(record);
+        }
+        for _ in 0..2 {
+            let mut record = call(Some("s2"), Some("R2"), 403, 1);
+            record.code = Some("access_denied");
+            record.reasons = vec![Reason::NoGrant, Reason::WrongSystem];
+            sealed.push(record);
+        }
+        wal.append(sealed.iter()).expect("append");
+        assert_eq!(wal.seal_if_older(Duration::ZERO).expect("seal"), Some(1));
+        let written = compact::compact(dir, None).expect("compact").written;
+        assert_eq!(written.len(), 1);
+
+        let mut unauthenticated = call(None, None, 401, 1);
+        unauthenticated.code = Some("unauthenticated");
+        let mut tail = vec![unauthenticated];
+        for _ in 0..3 {
+            let mut record = call(Some("s1"), Some("R1"), 429, 1);
+            record.code = Some("rate_limited");
+            record.rate_limit = Some(Limit::Grant);
+            tail.push(record);
+        }
+        tail.push(call(Some("s1"), Some("R1"), 502, 100));
+        wal.append(tail.iter()).expect("append");
+    }
+
+    #[tokio::test]
+    async fn statistics_cover_parquet_copies_and_the_active_segment() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path());
+        let all = stats(dir.path(), &Scope::default(), Bucket::All, GroupBy::None).await.expect("stats");
+        assert_eq!(all.len(), 1, "{all:?}");
+        let row = &all[0];
+        assert_eq!(row["calls"], 13, "{row}");
+        assert_eq!((row["succeeded"].as_i64(), row["refused"].as_i64()), (Some(6), Some(3)), "{row}");
+        assert_eq!((row["rate_limited"].as_i64(), row["failed"].as_i64()), (Some(3), Some(1)), "{row}");
+        assert_eq!((row["cache_hits"].as_i64(), row["cache_lookups"].as_i64()), (Some(4), Some(6)), "{row}");
+        assert!(row["p99_ms"].as_f64().is_some_and(|p| p >= 60.0), "{row}");
+
+        let by_resource =
+            stats(dir.path(), &Scope::default(), Bucket::Hour, GroupBy::Resource).await.expect("stats");
+        let calls_of = |resource: serde_json::Value| {
+            by_resource
+                .iter()
+                .find(|r| r.get("resource").cloned().unwrap_or_default() == resource)
+                .map(|r| r["calls"].clone())
+        };
+        assert_eq!(calls_of("R1".into()), Some(10.into()), "{by_resource:?}");
+        assert_eq!(calls_of("R2".into()), Some(2.into()), "{by_resource:?}");
+        // The call refused before it named a resource is still counted.
+        assert_eq!(calls_of(serde_json::Value::Null), Some(1.into()), "{by_resource:?}");
+    }
+
+    #[tokio::test]
+    async fn refusals_callers_and_search_answer_from_the_log() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path());
+        let refused = refusals(dir.path(), &Scope::default()).await.expect("refusals");
+        let reasons: Vec<(String, i64)> = refused["by_reason"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| (r["reason"].as_str().unwrap_or_default().to_owned(), r["calls"].as_i64().unwrap_or(0)))
+            .collect();
+        assert_eq!(reasons, vec![("no_grant".to_owned(), 2), ("wrong_system".to_owned(), 2)]);
+        let codes = refused["by_code"].as_array().expect("rows");
+        assert_eq!(codes[0]["code"], "rate_limited");
+        assert_eq!(codes[0]["calls"], 3);
+
+        let callers = top_callers(dir.path(), &Scope::default(), 1).await.expect("callers");
+        assert_eq!(callers.len(), 1);
+        assert_eq!((callers[0]["system"].as_str(), callers[0]["calls"].as_i64()), (Some("s1"), Some(10)));
+        assert_eq!(callers[0]["refused_or_failed"], 4);
+
+        // A department sees its own calls and those on resources it supplies, nothing else.
+        let own = Scope { department: Some("dept-of-s2".into()), ..Scope::default() };
+        let found = records(dir.path(), &own, 100).await.expect("records");
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|r| r["system"] == "s2"));
+        let supplier = Scope { department: Some("supplier-dept".into()), ..Scope::default() };
+        assert_eq!(records(dir.path(), &supplier, 100).await.expect("records").len(), 12);
+        let newest =
+            records(dir.path(), &Scope { status: Some(502), ..Scope::default() }, 5).await.expect("records");
+        assert_eq!((newest.len(), newest[0]["seq"].as_u64()), (1, Some(13)));
+        assert_eq!(newest[0]["resources"], serde_json::json!(["R1"]));
+    }
+}
