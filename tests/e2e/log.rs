@@ -183,3 +183,87 @@ async fn metrics_count_calls_cache_limits_and_log_writes_for_operators_only() ->
     assert_eq!(status, 403, "{body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn operators_query_the_log_and_departments_see_only_their_own() -> anyhow::Result<()> {
+    let demo = Demo::start_with(2000, &[]).await?;
+    let (police_id, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    let body = json!({"resource": HOUSEHOLD, "key": "11010519491231002X", "claims": {"name": "张三"}});
+    let mut last_id = String::new();
+    for _ in 0..3 {
+        let answer = police.send(reqwest::Method::POST, "/data/verify", Some(&body), None).await?;
+        assert_eq!(answer.status, 200);
+        last_id = answer.header("x-tongban-exchange-id").context("exchange id")?;
+    }
+    // A call without its purpose is refused, and the refusal is in the log too.
+    let (status, _) = system.post("/data/verify", &body).await?;
+    assert_eq!(status, 400);
+
+    let operator = demo.sign_in("operator").await?;
+    let (status, stats) = operator.get("/exchanges/stats?bucket=all&by=status").await?;
+    assert_eq!(status, 200, "{stats}");
+    let calls_with = |status: u64| {
+        stats["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["status"] == status)
+            .map(|r| r["calls"].clone())
+    };
+    assert_eq!(calls_with(200), Some(json!(3)), "{stats}");
+    assert_eq!(calls_with(400), Some(json!(1)), "{stats}");
+
+    let (status, refusals) = operator.get("/exchanges/refusals").await?;
+    assert_eq!(status, 200);
+    let reasons = refusals["by_reason"].as_array().context("by_reason")?;
+    assert!(reasons.iter().any(|r| r["reason"] == "purpose_missing"), "{refusals}");
+
+    let (status, callers) = operator.get("/exchanges/top-callers?limit=1").await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (callers["rows"][0]["system"].as_str(), callers["rows"][0]["calls"].as_i64()),
+        (Some(police_id.as_str()), Some(4))
+    );
+
+    let (status, record) = operator.get(&format!("/exchanges/{last_id}")).await?;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!((record["status"].as_u64(), record["cache"].as_str()), (Some(200), Some("hit")));
+    assert_eq!(record["resources"], json!([HOUSEHOLD]));
+    assert_eq!(record["region"], "440000", "{record}");
+    assert!(record["phases"]["log"].is_null() || record["phases"]["log"].is_u64());
+    let (status, found) = operator.get("/exchanges?status=400").await?;
+    assert_eq!((status, found["rows"].as_array().map(Vec::len)), (200, Some(1)));
+
+    let (status, chain) = operator.get("/exchanges/chain").await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (chain["records"].as_u64(), &chain["problem"]),
+        (Some(4), &serde_json::Value::Null),
+        "{chain}"
+    );
+
+    // The police department's own clerk sees its calls; another province's reviewer sees
+    // none of them and may not ask for them, nor audit the chain.
+    let clerk = demo.sign_in("demander.guangdong-police").await?;
+    let (status, own) = clerk.get("/exchanges").await?;
+    assert_eq!((status, own["rows"].as_array().map(Vec::len)), (200, Some(4)), "{own}");
+    let reviewer = demo.sign_in("reviewer.henan").await?;
+    let (status, none) = reviewer.get("/exchanges").await?;
+    assert_eq!((status, none["rows"].as_array().map(Vec::len)), (200, Some(0)), "{none}");
+    let (status, _) = reviewer.get(&format!("/exchanges/{last_id}")).await?;
+    assert_eq!(status, 404);
+    let (status, _) = reviewer
+        .get(&format!("/exchanges?department={}", demo.department_of("demander.guangdong-police")))
+        .await?;
+    assert_eq!(status, 403);
+    let (status, _) = reviewer.get("/exchanges/chain").await?;
+    assert_eq!(status, 403);
+    let (status, problem) = operator.get("/exchanges?from=yesterday").await?;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_query")), "{problem}");
+    Ok(())
+}

@@ -19,6 +19,7 @@ use crate::server::AppState;
 
 mod catalog;
 mod demands;
+mod exchanges;
 mod grants;
 mod org;
 
@@ -49,6 +50,13 @@ pub fn routes() -> Router<AppState> {
         .route("/grants/in-force", get(grants::in_force))
         .route("/grants/{id}", get(grants::get_grant))
         .route("/grants/{id}/changes", post(grants::change_grant))
+        .route("/exchanges", get(exchanges::search))
+        .route("/exchanges/stats", get(exchanges::stats))
+        .route("/exchanges/refusals", get(exchanges::refusals))
+        .route("/exchanges/top-callers", get(exchanges::top_callers))
+        .route("/exchanges/top-resources", get(exchanges::top_resources))
+        .route("/exchanges/chain", get(exchanges::chain))
+        .route("/exchanges/{id}", get(exchanges::get_record))
 }
 
 #[derive(OpenApi)]
@@ -62,6 +70,8 @@ pub fn routes() -> Router<AppState> {
         catalog::get_resource_version,
         demands::list_demands, demands::file_demand, demands::overdue_demands, demands::get_demand, demands::act,
         grants::list_grants, grants::in_force, grants::get_grant, grants::change_grant,
+        exchanges::search, exchanges::get_record, exchanges::stats, exchanges::refusals,
+        exchanges::top_callers, exchanges::top_resources, exchanges::chain,
         crate::data::verify, crate::data::lookup, crate::data::run_sql, crate::data::proxy_call,
     ),
     components(schemas(ProblemSchema)),

@@ -169,6 +169,10 @@ pub struct ExchangeLogConfig {
     pub segment_max_seconds: u64,
     /// How long a caller waits for its record before the call is refused, in milliseconds.
     pub write_timeout_ms: u64,
+    /// Segments (and their Parquet copies) sealed longer ago than this many days are
+    /// removed; kept for ever when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 impl Default for ExchangeLogConfig {
@@ -179,6 +183,7 @@ impl Default for ExchangeLogConfig {
             segment_max_bytes: 64 * 1024 * 1024,
             segment_max_seconds: 300,
             write_timeout_ms: 10_000,
+            retention_days: None,
         }
     }
 }
@@ -289,6 +294,26 @@ impl ExchangeLog {
                 interval.tick().await;
                 let Some(sender) = ticker.upgrade() else { return };
                 let _ = sender.send(Message::Seal { min_age: max_age, done: None }).await;
+            }
+        });
+        // Sealed segments get their Parquet copies, and retention runs, in the background.
+        let compacting = dir.clone();
+        let retention_days = config.retention_days;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                interval.tick().await;
+                let dir = compacting.clone();
+                match tokio::task::spawn_blocking(move || compact::compact(&dir, retention_days)).await {
+                    Ok(Ok(done)) if !done.removed_segments.is_empty() => {
+                        tracing::info!(segments = ?done.removed_segments, "retention removed exchange log segments");
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "compacting the exchange log failed; will retry")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "compacting the exchange log panicked"),
+                }
             }
         });
         Ok(ExchangeLog {

@@ -42,6 +42,7 @@ pub struct Scope {
     pub operation: Option<String>,
     pub status: Option<u16>,
     pub code: Option<String>,
+    pub id: Option<String>,
 }
 
 /// How records are grouped in statistics.
@@ -136,6 +137,9 @@ async fn scoped(ctx: &SessionContext, dir: &Path, scope: &Scope) -> Result<DataF
     }
     if let Some(code) = &scope.code {
         frame = frame.filter(col("code").eq(lit(code.as_str())))?;
+    }
+    if let Some(id) = &scope.id {
+        frame = frame.filter(col("id").eq(lit(id.as_str())))?;
     }
     Ok(frame)
 }

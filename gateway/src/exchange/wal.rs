@@ -188,7 +188,7 @@ impl Wal {
         }
         let (next_seq, chain) = match last {
             Some((seq, hash)) => (seq + 1, hash),
-            None => previous_end(&segments)?,
+            None => previous_end(dir, &segments)?,
         };
         let file = OpenOptions::new().append(true).open(&path)?;
         let active = Active {
@@ -361,9 +361,20 @@ impl Wal {
 }
 
 /// Where the chain stands after the segments before the last, when the last one is empty.
-fn previous_end(segments: &[(u64, PathBuf)]) -> Result<(u64, [u8; 32]), OpenError> {
+fn previous_end(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<(u64, [u8; 32]), OpenError> {
     let Some((_, path)) = segments.len().checked_sub(2).map(|i| &segments[i]) else {
-        return Ok((1, GENESIS));
+        // The only segment: the chain starts at the log's beginning, or where retention
+        // left it.
+        return match super::compact::retained(dir)? {
+            Some(retained) => {
+                let prev = decode_hash(&retained.prev).ok_or_else(|| OpenError::Unreadable {
+                    path: dir.join(super::compact::RETAINED_FILE),
+                    line: 0,
+                })?;
+                Ok((retained.first_seq, prev))
+            }
+            None => Ok((1, GENESIS)),
+        };
     };
     let bytes = std::fs::read(path)?;
     let seal = bytes

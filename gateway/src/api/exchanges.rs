@@ -1,0 +1,197 @@
+//! The exchange log for people: search, one record, statistics, refusals, top callers and
+//! resources, and the chain's audit. Operators and platform administrators see every
+//! exchange; anyone else sees the calls their department made and those on resources it
+//! supplies. Systems use the data plane, not this.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiQuery};
+use crate::exchange::query::{self, Bucket, GroupBy, QueryError, Scope};
+use crate::platform::Caller;
+use crate::server::AppState;
+
+/// Which exchanges a question is about.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExchangeFilter {
+    /// From this instant (RFC 3339); statistics default to the last 24 hours.
+    from: Option<DateTime<Utc>>,
+    /// Up to (not including) this instant.
+    to: Option<DateTime<Utc>>,
+    /// The calling or supplying department (operators only; others always see their own).
+    department: Option<String>,
+    system: Option<String>,
+    resource: Option<String>,
+    operation: Option<String>,
+    status: Option<u16>,
+    /// The problem code of refused or failed calls.
+    code: Option<String>,
+    /// Time buckets of statistics: minute, hour (default), day or all.
+    bucket: Option<Bucket>,
+    /// Grouping of statistics: none (default), department, resource, status, operation or system.
+    by: Option<GroupBy>,
+    /// At most this many rows (1–1000, default 100).
+    limit: Option<usize>,
+}
+
+impl ExchangeFilter {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+
+    /// The scope of the question for `caller`, with `default_hours` of history when no start
+    /// is given.
+    fn scope(&self, caller: &Caller, default_hours: Option<i64>) -> Result<Scope, ApiError> {
+        let department = match caller {
+            Caller::System { .. } => {
+                return Err(ApiError::forbidden("the exchange log is read by people, not systems"));
+            }
+            _ if caller.oversees() => self.department.clone(),
+            Caller::User { department, .. } => {
+                if self.department.as_ref().is_some_and(|d| *d != department.code) {
+                    return Err(ApiError::forbidden("only operators read other departments' exchanges"));
+                }
+                Some(department.code.clone())
+            }
+        };
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err(ApiError::invalid("`from` must be before `to`"));
+        }
+        let from = self.from.or_else(|| default_hours.map(|h| Utc::now() - chrono::Duration::hours(h)));
+        Ok(Scope {
+            from,
+            to: self.to,
+            department,
+            system: self.system.clone(),
+            resource: self.resource.clone(),
+            operation: self.operation.clone(),
+            status: self.status,
+            code: self.code.clone(),
+            id: None,
+        })
+    }
+}
+
+fn failed(e: QueryError) -> ApiError {
+    ApiError::internal(&e)
+}
+
+/// Rows of an answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Rows {
+    #[schema(value_type = Vec<Object>)]
+    rows: Vec<serde_json::Value>,
+}
+
+/// Searches exchange records, newest first.
+#[utoipa::path(get, path = "/api/v1/exchanges", tag = "exchange log", security(("bearer" = [])),
+    params(ExchangeFilter), responses((status = 200, body = Rows), (status = 403, body = super::ProblemSchema)))]
+pub(super) async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ExchangeFilter>,
+) -> Result<Json<Rows>, ApiError> {
+    let scope = filter.scope(&caller, None)?;
+    let rows = query::records(state.data().log.dir(), &scope, filter.limit()).await.map_err(failed)?;
+    Ok(Json(Rows { rows }))
+}
+
+/// One exchange record.
+#[utoipa::path(get, path = "/api/v1/exchanges/{id}", tag = "exchange log", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn get_record(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut scope = ExchangeFilter::default().scope(&caller, None)?;
+    scope.id = Some(id.clone());
+    let mut rows = query::records(state.data().log.dir(), &scope, 1).await.map_err(failed)?;
+    rows.pop().map(Json).ok_or_else(|| ApiError::not_found(format!("there is no exchange {id} you may read")))
+}
+
+/// Calls per time bucket and group: volume, successes, refusals, rate-limited and failed
+/// calls, cache hits, and latency percentiles (milliseconds).
+#[utoipa::path(get, path = "/api/v1/exchanges/stats", tag = "exchange log", security(("bearer" = [])),
+    params(ExchangeFilter), responses((status = 200, body = Rows)))]
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ExchangeFilter>,
+) -> Result<Json<Rows>, ApiError> {
+    let scope = filter.scope(&caller, Some(24))?;
+    let rows = query::stats(
+        state.data().log.dir(),
+        &scope,
+        filter.bucket.unwrap_or(Bucket::Hour),
+        filter.by.unwrap_or(GroupBy::None),
+    )
+    .await
+    .map_err(failed)?;
+    Ok(Json(Rows { rows }))
+}
+
+/// Refused and failed calls by policy reason and by problem code.
+#[utoipa::path(get, path = "/api/v1/exchanges/refusals", tag = "exchange log", security(("bearer" = [])),
+    params(ExchangeFilter), responses((status = 200, body = Object)))]
+pub(super) async fn refusals(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ExchangeFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let scope = filter.scope(&caller, Some(24))?;
+    Ok(Json(query::refusals(state.data().log.dir(), &scope).await.map_err(failed)?))
+}
+
+/// The systems that called most.
+#[utoipa::path(get, path = "/api/v1/exchanges/top-callers", tag = "exchange log", security(("bearer" = [])),
+    params(ExchangeFilter), responses((status = 200, body = Rows)))]
+pub(super) async fn top_callers(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ExchangeFilter>,
+) -> Result<Json<Rows>, ApiError> {
+    let scope = filter.scope(&caller, Some(24))?;
+    let rows =
+        query::top_callers(state.data().log.dir(), &scope, filter.limit().min(100)).await.map_err(failed)?;
+    Ok(Json(Rows { rows }))
+}
+
+/// The resources called most.
+#[utoipa::path(get, path = "/api/v1/exchanges/top-resources", tag = "exchange log", security(("bearer" = [])),
+    params(ExchangeFilter), responses((status = 200, body = Rows)))]
+pub(super) async fn top_resources(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<ExchangeFilter>,
+) -> Result<Json<Rows>, ApiError> {
+    let scope = filter.scope(&caller, Some(24))?;
+    let rows = query::top_resources(state.data().log.dir(), &scope, filter.limit().min(100))
+        .await
+        .map_err(failed)?;
+    Ok(Json(Rows { rows }))
+}
+
+/// Checks the whole chain now, as `tongban audit verify` does: operators and platform
+/// administrators only.
+#[utoipa::path(get, path = "/api/v1/exchanges/chain", tag = "exchange log", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = super::ProblemSchema)))]
+pub(super) async fn chain(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<crate::exchange::audit::Report>, ApiError> {
+    if !caller.oversees() {
+        return Err(ApiError::forbidden("the chain's audit is for operators and platform administrators"));
+    }
+    let dir = state.data().log.dir().to_owned();
+    let report = tokio::task::spawn_blocking(move || crate::exchange::audit::verify(&dir))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(report))
+}
