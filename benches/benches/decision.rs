@@ -36,6 +36,7 @@ fn resource(code: &str) -> Resource {
                 personal: true,
                 default_mask: MaskRule::None,
                 share_type: ShareType::Conditional,
+                required: false,
             })
             .collect(),
         service_items: vec![],

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exchange;
 pub mod metrics;
 pub mod platform;
+pub mod quality;
 pub mod seed;
 pub mod server;
 pub mod store;

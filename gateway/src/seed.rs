@@ -111,6 +111,10 @@ fn code_of(key: &str) -> String {
 /// An information item: (name, label, type, sensitivity, personal, mask, share type).
 type ItemSpec = (&'static str, &'static str, &'static str, Sensitivity, bool, MaskRule, ShareType);
 
+/// Items every record of the demo's resources must have: the key, the name, and the item
+/// each resource is organised by. The quality report counts records lacking one.
+const REQUIRED_ITEMS: &[&str] = &["id_number", "name", "division_code", "insurance_type", "account_status"];
+
 fn items(specs: &[ItemSpec]) -> Vec<InformationItem> {
     specs
         .iter()
@@ -122,6 +126,7 @@ fn items(specs: &[ItemSpec]) -> Vec<InformationItem> {
             personal: *personal,
             default_mask: *mask,
             share_type: *share_type,
+            required: REQUIRED_ITEMS.contains(name),
         })
         .collect()
 }

@@ -102,6 +102,9 @@ pub struct InformationItem {
     pub default_mask: MaskRule,
     /// An item can be shared more narrowly than its resource, never more widely.
     pub share_type: ShareType,
+    /// Every record must have it: a record without it is a defect in the quality report.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// A catalog resource, at one version. Edits make a new version; grants name the version they
@@ -167,6 +170,7 @@ mod tests {
             personal: true,
             default_mask: MaskRule::None,
             share_type,
+            required: false,
         }
     }
 

@@ -283,6 +283,7 @@ mod tests {
             personal: true,
             default_mask: mask,
             share_type,
+            required: false,
         };
         Resource {
             code: "A01-0001".into(),

@@ -332,6 +332,17 @@ pub struct Transition {
     pub to: DemandState,
     pub at: NaiveDateTime,
     pub reason: Option<String>,
+    /// When the step ended or paused a review stage: that stage's deadline, so the history
+    /// shows whether each stage was decided in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_deadline: Option<NaiveDate>,
+}
+
+impl Transition {
+    /// Whether the step ended a review stage within its deadline (`None`: it ended none).
+    pub fn met_deadline(&self) -> Option<bool> {
+        self.stage_deadline.map(|deadline| self.at.date() <= deadline)
+    }
 }
 
 /// The clock of the running review stage.
@@ -449,6 +460,7 @@ impl Demand {
             }
             _ => {}
         }
+        let stage_deadline = from.running_stage().and(self.clock).map(|clock| clock.deadline);
         self.clock = match (from.running_stage(), to.running_stage(), self.clock) {
             // Pausing for a correction: keep the stage and the days used.
             (Some(_), None, Some(clock))
@@ -476,7 +488,16 @@ impl Demand {
             (_, None, _) => None,
         };
         self.state = to;
-        self.history.push(Transition { actor: actor.to_owned(), role, kind, from, to, at: now, reason });
+        self.history.push(Transition {
+            actor: actor.to_owned(),
+            role,
+            kind,
+            from,
+            to,
+            at: now,
+            reason,
+            stage_deadline,
+        });
         Ok(self.history.last().expect("just pushed"))
     }
 }

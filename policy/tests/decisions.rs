@@ -45,6 +45,7 @@ fn resource(
                 personal: true,
                 default_mask: *mask,
                 share_type: *share_type,
+                required: false,
             })
             .collect(),
         service_items: vec![],

@@ -290,3 +290,23 @@ proptest! {
         prop_assert_eq!(replayed, demand.state);
     }
 }
+
+#[test]
+fn the_history_records_whether_each_stage_was_decided_in_time() {
+    // March 2026: the 2nd is a Monday; conformity has two working days, the supplier five.
+    let calendar = WorkingCalendar::new([], []).expect("calendar");
+    let limits = StageLimits { supplier: 5, ..StageLimits::default() };
+    let mut demand = Demand::draft(requested(), true);
+    demand.apply("a", Role::Applicant, Action::Submit, at(2), &calendar, &limits).expect("submit");
+    // Conformity passed on its deadline (the 4th): in time.
+    demand
+        .apply("o", Role::DataOffice, action(ActionKind::PassConformity), at(4), &calendar, &limits)
+        .expect("pass");
+    // The supplier's stage (deadline the 11th) answered on the 13th: late.
+    demand
+        .apply("s", Role::Supplier, action(ActionKind::SupplierApprove), at(13), &calendar, &limits)
+        .expect("approve");
+    let met: Vec<Option<bool>> = demand.history.iter().map(|t| t.met_deadline()).collect();
+    assert_eq!(met, [None, Some(true), Some(false)]);
+    assert_eq!(demand.history[2].stage_deadline, NaiveDate::from_ymd_opt(2026, 3, 11));
+}

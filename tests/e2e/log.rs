@@ -267,3 +267,61 @@ async fn operators_query_the_log_and_departments_see_only_their_own() -> anyhow:
     assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_query")), "{problem}");
     Ok(())
 }
+
+#[tokio::test]
+async fn quality_indicators_match_the_defects_generated_into_the_data() -> anyhow::Result<()> {
+    let demo = Demo::start_with(3000, &[]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]);
+    // A look-up asking for an item the grant does not cover: a call outside its grant.
+    let (status, _) =
+        police.get(&format!("/data/{HOUSEHOLD}/records/11010519491231002X?items=marital_status")).await?;
+    assert_eq!(status, 403);
+
+    let (status, report) = demo.sign_in("operator").await?.get("/quality").await?;
+    assert_eq!(status, 200, "{report}");
+    // The generator lists every defect it made; the report finds the same ones.
+    let defects = std::fs::read_to_string(demo.data_dir().join("datasets/defects.csv"))?;
+    let count = |dataset: &str, kind: &str| {
+        defects
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(&format!("{dataset},")) && l.contains(&format!(",{kind},")))
+            .count()
+    };
+    let resources = report["resources"].as_array().context("resources")?;
+    assert_eq!(resources.len(), 3, "{report}");
+    for resource in resources {
+        let dataset = resource["dataset"].as_str().context("dataset")?;
+        let missing: u64 = resource["missing_required"]
+            .as_object()
+            .context("missing")?
+            .values()
+            .filter_map(|v| v.as_u64())
+            .sum();
+        assert_eq!(
+            resource["invalid_keys"].as_u64(),
+            Some(count(dataset, "bad_check_digit") as u64),
+            "{resource}"
+        );
+        assert_eq!(missing, count(dataset, "missing_required") as u64, "{resource}");
+        // The generator makes at most one defect per record.
+        let invalid = resource["invalid_keys"].as_u64().unwrap_or(0);
+        assert_eq!(resource["defective_records"].as_u64(), Some(invalid + missing), "{resource}");
+        assert!(resource["age_days"].as_i64().is_some_and(|age| (0..=7).contains(&age)), "{resource}");
+    }
+    let found: u64 = resources.iter().filter_map(|r| r["defective_records"].as_u64()).sum();
+    assert!(found > 0, "the generated data has defects to find: {report}");
+    // The demo's demands were all decided on the day they were filed.
+    assert!(report["demand_summary"]["stages_in_time"].as_u64() > Some(0), "{}", report["demand_summary"]);
+    assert_eq!(report["demand_summary"]["stages_late"], 0);
+    assert!(report["calls"]["outside_grant"].as_i64() >= Some(1), "{}", report["calls"]);
+
+    let (status, _) = demo.sign_in("demander.guangdong-police").await?.get("/quality").await?;
+    assert_eq!(status, 403);
+    Ok(())
+}

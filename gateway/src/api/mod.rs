@@ -22,6 +22,7 @@ mod demands;
 mod exchanges;
 mod grants;
 mod org;
+mod quality;
 
 pub(crate) use org::register_user;
 
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/exchanges/top-resources", get(exchanges::top_resources))
         .route("/exchanges/chain", get(exchanges::chain))
         .route("/exchanges/{id}", get(exchanges::get_record))
+        .route("/quality", get(quality::report))
 }
 
 #[derive(OpenApi)]
@@ -72,6 +74,7 @@ pub fn routes() -> Router<AppState> {
         grants::list_grants, grants::in_force, grants::get_grant, grants::change_grant,
         exchanges::search, exchanges::get_record, exchanges::stats, exchanges::refusals,
         exchanges::top_callers, exchanges::top_resources, exchanges::chain,
+        quality::report,
         crate::data::verify, crate::data::lookup, crate::data::run_sql, crate::data::proxy_call,
     ),
     components(schemas(ProblemSchema)),

@@ -705,12 +705,14 @@ pub struct DataPlane {
     pub cache: AnswerCache,
     pub upstreams: Upstreams,
     pub metrics: crate::metrics::Metrics,
+    pub quality: crate::quality::QualityCache,
 }
 
 impl DataPlane {
     pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, UpstreamError> {
         Ok(DataPlane {
             metrics: crate::metrics::Metrics::new(log.metrics().clone()),
+            quality: crate::quality::QualityCache::default(),
             limits: Limiters::new(&config.limits),
             cache: AnswerCache::new(&config.cache),
             upstreams: Upstreams::new(&config.upstreams)?,

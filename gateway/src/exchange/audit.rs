@@ -114,16 +114,17 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
         }
         None => GENESIS,
     };
-    let mut expected_number = retained.as_ref().map_or(1, |r| r.first_segment);
+    let first_number = retained.as_ref().map_or(1, |r| r.first_segment);
     report.retained_from = retained.map(|r| r.first_segment);
     let last_index = segments.len().saturating_sub(1);
-    'segments: for (index, (number, path)) in segments.iter().enumerate() {
+    'segments: for (expected_number, (index, (number, path))) in
+        (first_number..).zip(segments.iter().enumerate())
+    {
         let problem = |line: usize, kind: ProblemKind| Some(Problem { segment: *number, line, kind });
         if *number != expected_number {
             report.problem = problem(0, ProblemKind::SegmentMissing { number: expected_number });
             break;
         }
-        expected_number += 1;
         let bytes = std::fs::read(path)?;
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if index == last_index {

@@ -228,6 +228,9 @@ impl LogMetrics {
 #[error("the exchange log cannot be written: {0}")]
 pub struct LogUnavailable(String);
 
+// Appends are what every call sends and seals are rare, so the record travels unboxed
+// rather than costing each call an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Append(ExchangeRecord, oneshot::Sender<Result<(), String>>),
     Seal { min_age: Duration, done: Option<oneshot::Sender<Result<Option<u64>, String>>> },

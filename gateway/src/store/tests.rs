@@ -319,6 +319,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
             personal: true,
             default_mask: MaskRule::None,
             share_type: ShareType::Conditional,
+            required: false,
         };
         let mut resource = Resource {
             code: "A01-410000-0001".into(),
