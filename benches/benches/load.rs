@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const CONNECTIONS: &str = "32";
+const CONNECTIONS: u32 = 32;
+/// Connections for the exchange log's cost at saturation: enough callers that waiting for
+/// `fdatasync` does not leave the CPU idle.
+const SATURATING_CONNECTIONS: u32 = 256;
 const SECONDS: &str = "10";
 const SUPPLIER_TOKEN: &str = "load-bench-token";
 const HOUSING_FUND: &str = "C03-340000-0001";
@@ -77,9 +80,9 @@ struct Load {
     errors: String,
 }
 
-fn wrk(url: &str, script: &Path) -> Load {
+fn wrk(url: &str, script: &Path, connections: u32) -> Load {
     let output = Command::new("wrk")
-        .args(["-t1", "-c", CONNECTIONS, "-d", &format!("{SECONDS}s"), "--latency", "-s"])
+        .args(["-t1", "-c", &connections.to_string(), "-d", &format!("{SECONDS}s"), "--latency", "-s"])
         .arg(script)
         .arg(url)
         .output()
@@ -112,13 +115,17 @@ fn wrk(url: &str, script: &Path) -> Load {
 
 /// Loads each `(label, url, script)` in turn with wrk and prints what it measured.
 fn load_each(runs: &[(&str, String, &PathBuf)]) -> Vec<Load> {
+    load_each_with(runs, CONNECTIONS)
+}
+
+fn load_each_with(runs: &[(&str, String, &PathBuf)], connections: u32) -> Vec<Load> {
     runs.iter()
         .map(|(label, url, script)| {
-            let load = wrk(url, script);
+            let load = wrk(url, script, connections);
             let errors =
                 if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
             println!(
-                "load {label}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{errors}",
+                "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{errors}",
                 load.rps, load.p50_ms, load.p99_ms
             );
             load
@@ -260,6 +267,17 @@ fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Process {
 
 /// `tongban demo` on `port` over `data_dir`, its housing fund resource bound to `upstream`.
 fn gateway(data_dir: &Path, port: u16, rows: u64, upstream: SocketAddr) -> Process {
+    gateway_with(data_dir, port, rows, upstream, &[])
+}
+
+/// [`gateway`] with extra `TONGBAN_…` settings.
+fn gateway_with(
+    data_dir: &Path,
+    port: u16,
+    rows: u64,
+    upstream: SocketAddr,
+    env: &[(&str, &str)],
+) -> Process {
     let binding = format!(
         "[{{resource=\"{HOUSING_FUND}\", url=\"http://{upstream}\", credential_header=\"authorization\", \
          credential=\"Bearer {SUPPLIER_TOKEN}\", envelope=[\"code\", \"message\", \"data\"]}}]"
@@ -273,6 +291,7 @@ fn gateway(data_dir: &Path, port: u16, rows: u64, upstream: SocketAddr) -> Proce
             .env("TONGBAN_DATA__LIMITS__SYSTEM_PER_SECOND", "10000000")
             .env("TONGBAN_DATA__LIMITS__RESOURCE_PER_SECOND", "10000000")
             .env("TONGBAN_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start the gateway (benches/run.sh builds it)"),
@@ -407,12 +426,16 @@ async fn run() {
         ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), &verify_script),
         ("tongban verification, cached", format!("{base}/api/v1/data/verify"), &verify_script),
     ];
-    let results = load_each(&runs);
-    println!(
-        "load ratio tongban proxy / nginx proxy_pass: rps={:.2}; tongban cached verification / bare hyper: rps={:.2}",
-        results[2].rps / results[1].rps,
-        results[4].rps / results[3].rps
-    );
+    // `TONGBAN_BENCH_LOAD=logging` runs only the exchange log's cost, below.
+    let everything = std::env::var("TONGBAN_BENCH_LOAD").map_or(true, |v| v != "logging");
+    if everything {
+        let results = load_each(&runs);
+        println!(
+            "load ratio tongban proxy / nginx proxy_pass: rps={:.2}; tongban cached verification / bare hyper: rps={:.2}",
+            results[2].rps / results[1].rps,
+            results[4].rps / results[3].rps
+        );
+    }
 
     // The proxies' own cost: the same three paths to an upstream that answers at once (a bare
     // hyper server giving the supplier's answer, marked not to be kept).
@@ -443,9 +466,52 @@ async fn run() {
             &proxy_script,
         ),
     ];
-    let fast_results = load_each(&runs);
-    println!(
-        "load ratio tongban proxy / nginx proxy_pass, fast upstream: rps={:.2}",
-        fast_results[2].rps / fast_results[1].rps
-    );
+    if everything {
+        let fast_results = load_each(&runs);
+        println!(
+            "load ratio tongban proxy / nginx proxy_pass, fast upstream: rps={:.2}",
+            fast_results[2].rps / fast_results[1].rps
+        );
+    }
+    drop(_gateway);
+
+    // What the exchange log costs: the same gateway with records made durable (fdatasync
+    // before each answer, the default), only written, and not kept at all.
+    let mut logging = Vec::new();
+    for durability in ["off", "write", "fsync"] {
+        let port = free_port();
+        let _gateway =
+            gateway_with(&data_dir, port, rows, fast, &[("TONGBAN_EXCHANGE_LOG__DURABILITY", durability)]);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{base}/readyz"), &client).await;
+        let mut verify_request = client.post(format!("{base}/api/v1/data/verify")).body(verify_body.clone());
+        for (name, value) in &verify_headers {
+            verify_request = verify_request.header(*name, *value);
+        }
+        check(verify_request).await;
+        let verify_label = format!("tongban verification, cached, log {durability}");
+        let proxy_label = format!("tongban proxy to fast upstream, log {durability}");
+        let runs = [
+            (verify_label.as_str(), format!("{base}/api/v1/data/verify"), &verify_script),
+            (
+                proxy_label.as_str(),
+                format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"),
+                &proxy_script,
+            ),
+        ];
+        let mut at = load_each(&runs);
+        at.extend(load_each_with(&runs, SATURATING_CONNECTIONS));
+        logging.push(at);
+    }
+    // Per connection count: [off, write, fsync] × [verification, proxy].
+    for (column, connections) in [(0, CONNECTIONS), (2, SATURATING_CONNECTIONS)] {
+        println!(
+            "load ratio at c{connections}, log fsync / log off: cached verification rps={:.2}, proxy rps={:.2}; \
+             log write / log off: cached verification rps={:.2}, proxy rps={:.2}",
+            logging[2][column].rps / logging[0][column].rps,
+            logging[2][column + 1].rps / logging[0][column + 1].rps,
+            logging[1][column].rps / logging[0][column].rps,
+            logging[1][column + 1].rps / logging[0][column + 1].rps,
+        );
+    }
 }

@@ -231,7 +231,7 @@ mod tests {
             })
             .collect();
         for batch in all.chunks(3) {
-            wal.append(batch.iter()).expect("append");
+            wal.append_records(batch).expect("append");
         }
     }
 

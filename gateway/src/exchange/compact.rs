@@ -174,9 +174,15 @@ pub fn retained(dir: &Path) -> std::io::Result<Option<Retained>> {
     }
 }
 
-/// The seal of a segment, if it has one.
+/// The seal of a segment, if it has one. Only the end of the file is read: a seal line is
+/// far shorter than 16 KiB, and segments are tens of megabytes.
 pub fn seal_of(path: &Path) -> std::io::Result<Option<wal::Seal>> {
-    let bytes = std::fs::read(path)?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)))?;
+    let mut bytes = Vec::with_capacity(16 * 1024);
+    file.read_to_end(&mut bytes)?;
     Ok(bytes
         .split(|b| *b == b'\n')
         .rfind(|l| !l.is_empty())

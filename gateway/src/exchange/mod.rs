@@ -228,12 +228,16 @@ impl LogMetrics {
 #[error("the exchange log cannot be written: {0}")]
 pub struct LogUnavailable(String);
 
-// Appends are what every call sends and seals are rare, so the record travels unboxed
-// rather than costing each call an allocation.
-#[allow(clippy::large_enum_variant)]
+/// Tells a caller whether its record is durable.
+type Done = oneshot::Sender<Result<(), String>>;
+
 enum Message {
-    Append(ExchangeRecord, oneshot::Sender<Result<(), String>>),
-    Seal { min_age: Duration, done: Option<oneshot::Sender<Result<Option<u64>, String>>> },
+    /// A record serialised by its caller, so the one writer thread only links and writes.
+    Append(Vec<u8>, Done),
+    Seal {
+        min_age: Duration,
+        done: Option<oneshot::Sender<Result<Option<u64>, String>>>,
+    },
 }
 
 /// The exchange log's handle. Records go to one thread of its own that writes every record
@@ -356,9 +360,10 @@ impl ExchangeLog {
         if self.durability == Durability::Off {
             return Ok(());
         }
+        let body = serde_json::to_vec(&record).map_err(|e| LogUnavailable(e.to_string()))?;
         let (done, written) = oneshot::channel();
         self.metrics.pending.inc();
-        let sent = self.sender.send(Message::Append(record, done)).await;
+        let sent = self.sender.send(Message::Append(body, done)).await;
         let outcome = match sent {
             Err(_) => Err(LogUnavailable("the writer has stopped".into())),
             Ok(()) => match tokio::time::timeout(self.write_timeout, written).await {
@@ -412,7 +417,7 @@ fn purpose_key(dir: &Path) -> std::io::Result<[u8; 32]> {
 }
 
 fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
-    let mut batch: Vec<(ExchangeRecord, oneshot::Sender<Result<(), String>>)> = Vec::with_capacity(1024);
+    let mut batch: Vec<(Vec<u8>, Done)> = Vec::with_capacity(1024);
     let mut seals = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         let mut next = Some(first);
@@ -426,7 +431,8 @@ fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
-            let outcome = wal.append(batch.iter().map(|(record, _)| record)).map_err(|e| e.to_string());
+            let outcome =
+                wal.append(batch.iter().map(|(body, _)| body.as_slice())).map_err(|e| e.to_string());
             if let Err(e) = &outcome {
                 tracing::error!(error = %e, "exchange log write failed");
             }

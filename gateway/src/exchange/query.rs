@@ -367,7 +367,7 @@ mod tests {
             record.reasons = vec![Reason::NoGrant, Reason::WrongSystem];
             sealed.push(record);
         }
-        wal.append(sealed.iter()).expect("append");
+        wal.append_records(&sealed).expect("append");
         assert_eq!(wal.seal_if_older(Duration::ZERO).expect("seal"), Some(1));
         let written = compact::compact(dir, None).expect("compact").written;
         assert_eq!(written.len(), 1);
@@ -382,7 +382,7 @@ mod tests {
             tail.push(record);
         }
         tail.push(call(Some("s1"), Some("R1"), 502, 100));
-        wal.append(tail.iter()).expect("append");
+        wal.append_records(&tail).expect("append");
     }
 
     #[tokio::test]

@@ -52,15 +52,6 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// A record line as written: its place in the chain, then the record's own fields.
-#[derive(Serialize)]
-struct Entry<'a> {
-    seq: u64,
-    prev: &'a str,
-    #[serde(flatten)]
-    record: &'a ExchangeRecord,
-}
-
 /// The last line of a finished segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seal {
@@ -128,6 +119,8 @@ pub struct Wal {
     chain: [u8; 32],
     /// A write failed: the segment may hold bytes past `active.len`.
     broken: bool,
+    /// The group being written, kept between groups.
+    buf: Vec<u8>,
     metrics: LogMetrics,
     #[cfg(test)]
     pub(super) faults: std::sync::Arc<std::sync::atomic::AtomicU32>,
@@ -220,39 +213,62 @@ impl Wal {
             next_seq,
             chain,
             broken: false,
+            buf: Vec::with_capacity(256 * 1024),
             metrics,
             #[cfg(test)]
             faults: Default::default(),
         }
     }
 
-    /// Appends `records` as one group and makes them durable. On error none of them is in
-    /// the log.
-    pub fn append<'r>(&mut self, records: impl Iterator<Item = &'r ExchangeRecord>) -> io::Result<()> {
+    /// Serialises `records` and appends them as one group (tests and benchmarks; the writer
+    /// gets records its callers have already serialised).
+    pub fn append_records(&mut self, records: &[ExchangeRecord]) -> io::Result<()> {
+        let bodies = records.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
+        self.append(bodies.iter().map(Vec::as_slice))
+    }
+
+    /// Appends serialised records (each a JSON object) as one group and makes them durable.
+    /// Each line is the record's object with `seq` and `prev` put first. On error none of them
+    /// is in the log.
+    pub fn append<'r>(&mut self, bodies: impl Iterator<Item = &'r [u8]>) -> io::Result<()> {
         if self.broken {
             self.repair()?;
         }
-        let mut buf = Vec::with_capacity(64 * 1024);
+        // One buffer for every group: a fresh one each time would be zeroed pages from the
+        // allocator on every write.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let mut chain = self.chain;
         let mut seq = self.next_seq;
         let mut prev = [0u8; 64];
-        for record in records {
+        for body in bodies {
+            let Some(members) = body.strip_prefix(b"{").filter(|rest| rest.len() > 1) else {
+                self.buf = buf;
+                return Err(io::Error::other("an exchange record must be a non-empty JSON object"));
+            };
             let start = buf.len();
             hex::encode_to_slice(chain, &mut prev).map_err(io::Error::other)?;
-            let prev = std::str::from_utf8(&prev).map_err(io::Error::other)?;
-            serde_json::to_writer(&mut buf, &Entry { seq, prev, record })?;
+            write!(buf, "{{\"seq\":{seq},\"prev\":\"")?;
+            buf.extend_from_slice(&prev);
+            buf.extend_from_slice(b"\",");
+            buf.extend_from_slice(members);
             chain = line_hash(&buf[start..]);
             buf.push(b'\n');
             seq += 1;
         }
         let count = seq - self.next_seq;
         if count == 0 {
+            self.buf = buf;
             return Ok(());
         }
-        self.write_durably(&buf)?;
+        let written = self.write_durably(&buf);
+        if written.is_ok() {
+            self.active.digest.update(&buf);
+        }
+        self.buf = buf;
+        written?;
         self.active.first_seq.get_or_insert(self.next_seq);
         self.active.records += count;
-        self.active.digest.update(&buf);
         self.next_seq = seq;
         self.chain = chain;
         self.metrics.appended.inc_by(count);
