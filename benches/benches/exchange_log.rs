@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p tongban-benches --bench exchange_log`
 
+// A benchmark reports on standard output.
+#![allow(clippy::print_stdout)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
