@@ -115,7 +115,15 @@ enum AuditCommand {
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // Telemetry is read first: diagnostics are set up before the rest of the configuration.
+    let telemetry = match &cli.command {
+        Command::Serve { config } => Some(crate::telemetry::TelemetryConfig::resolve(Some(config))?),
+        Command::Demo { data_dir, .. } => {
+            Some(crate::telemetry::TelemetryConfig::resolve(Some(&data_dir.join(crate::demo::CONFIG_FILE)))?)
+        }
+        _ => None,
+    };
+    let _telemetry = init_tracing(telemetry.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { config } => {
@@ -241,10 +249,27 @@ fn report_generation(report: &SynthReport, out: &Path) {
     );
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+/// Diagnostics to standard error, filtered by `TONGBAN_LOG`; and, when telemetry is
+/// configured, the data calls' spans to the OTLP exporter, whatever `TONGBAN_LOG` says.
+fn init_tracing(
+    telemetry: Option<&crate::telemetry::TelemetryConfig>,
+) -> anyhow::Result<Option<crate::telemetry::Telemetry>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("TONGBAN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only for people at a terminal; files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let diagnostics =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
+    let (exported, guard) = match telemetry.map(crate::telemetry::start).transpose()?.flatten() {
+        Some((tracer, guard)) => {
+            let spans = tracing_subscriber::filter::Targets::new()
+                .with_target(crate::telemetry::SPAN_TARGET, tracing::Level::INFO);
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(diagnostics).with(exported).init();
+    Ok(guard)
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub data: DataConfig,
     #[serde(default)]
     pub exchange_log: crate::exchange::ExchangeLogConfig,
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Limits on the data plane's calls.

@@ -35,6 +35,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         workflow: WorkflowConfig::default(),
         data: DataConfig::default(),
         exchange_log: crate::exchange::ExchangeLogConfig::default(),
+        telemetry: crate::telemetry::TelemetryConfig::default(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod seed;
 pub mod server;
 pub mod store;
 pub mod supplier;
+pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;

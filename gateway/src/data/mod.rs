@@ -244,9 +244,38 @@ async fn serve(
     headers: &HeaderMap,
     body: CallBody,
 ) -> Response {
+    if !crate::telemetry::enabled() {
+        return lifecycle(state, caller, headers, body, None).await;
+    }
+    // With telemetry on, the call is one span continuing the caller's trace; its record
+    // carries the same trace id.
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing::field::Empty;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let operation = body.operation().as_str();
+    let span = tracing::info_span!(target: "tongban::exchange", "data_call",
+        otel.name = operation, otel.kind = "server", tongban.operation = operation,
+        exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
+        tongban.code = Empty, tongban.cache = Empty);
+    let _ = span.set_parent(crate::telemetry::parent_context(headers));
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+    lifecycle(state, caller, headers, body, Some(trace_id)).instrument(span).await
+}
+
+async fn lifecycle(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    body: CallBody,
+    trace_id: Option<String>,
+) -> Response {
     let data = state.data();
     let mut record = ExchangeRecord::begin(body.operation());
-    if let Some(trace) = headers
+    if let Some(trace_id) = trace_id {
+        record.trace_id = trace_id;
+        tracing::Span::current().record("exchange.id", record.id.as_str());
+    } else if let Some(trace) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .filter(|v| proxy::valid_traceparent(v))
@@ -414,6 +443,13 @@ async fn serve(
     record.finished_at = Some(chrono::Utc::now());
     let exchange_id = record.id.clone();
     let counted = Counted::of(&record);
+    if crate::telemetry::enabled() {
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", record.status);
+        span.record("tongban.code", record.code);
+        span.record("tongban.resource", record.resources.first().map(String::as_str));
+        span.record("tongban.cache", record.cache.map(CacheOutcome::as_str));
+    }
     let logged = data.log.write(record).await;
     counted.count(&data.metrics, logged.as_ref().err().map(|_| "exchange_log_unavailable"), started);
     let mut response = match logged {
@@ -477,6 +513,7 @@ impl Counted {
             None => (self.status, self.code),
         };
         metrics.calls.get_or_create(&CallLabels { operation: self.operation, status, code }).inc();
+        crate::telemetry::record_call(self.operation, status, code, started.elapsed().as_secs_f64());
         metrics
             .call_seconds
             .get_or_create(&OperationLabels { operation: self.operation })
