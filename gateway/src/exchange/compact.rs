@@ -84,19 +84,45 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// Decodes record lines (seals are skipped) into batches of the queryable schema.
-pub fn decode(lines: &[u8]) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
-    let json_schema = Arc::new(Schema::new(RECORD_FIELDS.clone()));
-    let mut decoder = arrow::json::ReaderBuilder::new(json_schema).with_batch_size(8192).build_decoder()?;
+pub fn decode(lines: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
-    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"{\"seal\"")) {
-        decoder.decode(line)?;
-        decoder.decode(b"\n")?;
-        if decoder.len() >= 8192 {
-            batches.extend(decoder.flush()?);
+    decode_stream(lines, |batch| {
+        batches.push(batch);
+        Ok(())
+    })?;
+    Ok(batches)
+}
+
+/// Decodes the record lines `reader` yields, handing each batch of up to 8,192 records on as
+/// it fills, so a segment is never held whole. Seals are skipped, and so is a last line
+/// without its newline (one being written).
+pub fn decode_stream(
+    mut reader: impl std::io::BufRead,
+    mut each: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 8192;
+    let json_schema = Arc::new(Schema::new(RECORD_FIELDS.clone()));
+    let mut decoder = arrow::json::ReaderBuilder::new(json_schema).with_batch_size(BATCH).build_decoder()?;
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
+            break;
+        }
+        if line.len() <= 1 || line.starts_with(b"{\"seal\"") {
+            continue;
+        }
+        decoder.decode(&line)?;
+        if decoder.len() >= BATCH
+            && let Some(batch) = decoder.flush()?
+        {
+            each(finish(&batch)?)?;
         }
     }
-    batches.extend(decoder.flush()?);
-    batches.into_iter().map(|batch| finish(&batch)).collect()
+    if let Some(batch) = decoder.flush()? {
+        each(finish(&batch)?)?;
+    }
+    Ok(())
 }
 
 /// Turns a decoded batch into the queryable schema.
@@ -210,16 +236,13 @@ pub fn compact(dir: &Path, retention_days: Option<u32>) -> anyhow::Result<Compac
             continue;
         }
         let Some(_) = seal_of(path)? else { continue };
-        let bytes = std::fs::read(path)?;
-        let batches = decode(&bytes)?;
         let partial = target.with_extension("parquet.partial");
         let file = std::fs::File::create(&partial)?;
         let properties =
-            WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).build();
+            WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?)).build();
         let mut writer = ArrowWriter::try_new(file, SCHEMA.clone(), Some(properties))?;
-        for batch in &batches {
-            writer.write(batch)?;
-        }
+        let segment = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        decode_stream(segment, |batch| Ok(writer.write(&batch)?))?;
         writer.into_inner()?.sync_all()?;
         std::fs::rename(&partial, &target)?;
         done.written.push(target);
@@ -274,12 +297,12 @@ pub fn tail(dir: &Path) -> anyhow::Result<Vec<RecordBatch>> {
         if parquet_path(dir, number).exists() {
             continue;
         }
-        let file = std::fs::File::open(&path)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut BufReader::new(file), &mut bytes)?;
         // A line being written right now is left for the next query.
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        batches.extend(decode(&bytes[..complete])?);
+        let segment = BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+        decode_stream(segment, |batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
     }
     Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
 }

@@ -246,6 +246,7 @@ enum Message {
 /// runtime's blocking pool would hand every write to another thread and back.
 #[derive(Debug, Clone)]
 pub struct ExchangeLog {
+    _alive: Arc<()>,
     sender: mpsc::Sender<Message>,
     key: Arc<[u8; 32]>,
     dir: PathBuf,
@@ -293,6 +294,8 @@ impl ExchangeLog {
         let faults = wal.faults.clone();
         let max_age = wal.max_age();
         let (sender, receiver) = mpsc::channel::<Message>(8192);
+        // The compaction thread stops once every handle of the log is gone.
+        let sender_alive = Arc::new(());
         std::thread::Builder::new().name("exchange-log".into()).spawn(move || run_writer(wal, receiver))?;
         let ticker = sender.downgrade();
         tokio::spawn(async move {
@@ -303,27 +306,36 @@ impl ExchangeLog {
                 let _ = sender.send(Message::Seal { min_age: max_age, done: None }).await;
             }
         });
-        // Sealed segments get their Parquet copies, and retention runs, in the background.
+        // Sealed segments get their Parquet copies, and retention runs, on a thread of their
+        // own scheduled only when the processor is otherwise idle (SCHED_IDLE): compaction
+        // never takes time from calls, and catches up when load drops. Queries read a sealed
+        // segment without its copy directly, so a backlog costs query time, not answers.
         let compacting = dir.clone();
         let retention_days = config.retention_days;
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                interval.tick().await;
-                let dir = compacting.clone();
-                match tokio::task::spawn_blocking(move || compact::compact(&dir, retention_days)).await {
-                    Ok(Ok(done)) if !done.removed_segments.is_empty() => {
+        let alive = Arc::downgrade(&sender_alive);
+        std::thread::Builder::new().name("exchange-compact".into()).spawn(move || {
+            use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+            let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+            if let Err(e) = thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Min,
+                idle,
+            ) {
+                tracing::warn!(error = ?e, "compaction runs at normal priority");
+            }
+            while alive.upgrade().is_some() {
+                match compact::compact(&compacting, retention_days) {
+                    Ok(done) if !done.removed_segments.is_empty() => {
                         tracing::info!(segments = ?done.removed_segments, "retention removed exchange log segments");
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "compacting the exchange log failed; will retry")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "compacting the exchange log panicked"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "compacting the exchange log failed; will retry"),
                 }
+                std::thread::sleep(Duration::from_secs(5));
             }
-        });
+        })?;
         Ok(ExchangeLog {
+            _alive: sender_alive,
             sender,
             key: Arc::new(key),
             dir,
