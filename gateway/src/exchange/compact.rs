@@ -83,16 +83,6 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// Decodes record lines (seals are skipped) into batches of the queryable schema.
-pub fn decode(lines: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
-    let mut batches = Vec::new();
-    decode_stream(lines, |batch| {
-        batches.push(batch);
-        Ok(())
-    })?;
-    Ok(batches)
-}
-
 /// Decodes the record lines `reader` yields, handing each batch of up to 8,192 records on as
 /// it fills, so a segment is never held whole. Seals are skipped, and so is a last line
 /// without its newline (one being written).
