@@ -5,6 +5,7 @@ pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod data;
 pub mod datasets;
 pub mod demo;

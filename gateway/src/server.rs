@@ -78,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::metrics))
         .nest("/api/v1", crate::api::routes().merge(data_routes))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .with_state(state)
 }

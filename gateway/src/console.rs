@@ -1,0 +1,131 @@
+//! The web console: a single page served from the binary itself under `/console/`.
+//!
+//! The page talks only to the management API under `/api/v1`, with the session token it got
+//! from signing in, so the console can do nothing the API would not let the same person do.
+//! Every asset is embedded in the release binary (debug builds read them from
+//! `gateway/console/` so the page can be edited without rebuilding), and a strict content
+//! security policy keeps the browser from loading anything from anywhere else.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use rust_embed::Embed;
+
+use crate::error::ApiError;
+
+#[derive(Embed)]
+#[folder = "console/"]
+struct Assets;
+
+/// Nothing but the gateway's own origin: no outside scripts, styles, fonts or beacons, no
+/// framing, and no inline script an injected string could become.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// The console's routes, to be merged at the root.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(|headers: HeaderMap| async move { asset("index.html", &headers) }))
+        .route(
+            "/console/{*path}",
+            get(|Path(path): Path<String>, headers: HeaderMap| async move { asset(&path, &headers) }),
+        )
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        Some("txt" | "md") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// One embedded file, answered with a validator so a browser revalidates cheaply rather
+/// than keeping a stale page after an upgrade.
+fn asset(path: &str, headers: &HeaderMap) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return ApiError::not_found(format!("the console has no file {path}")).into_response();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let mut response = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, content_type(path))], file.data).into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, etag);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get_path(path: &str, etag: Option<&str>) -> Response {
+        let mut request = Request::get(path);
+        if let Some(etag) = etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        routes::<()>().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn serves_the_page_with_a_strict_policy_and_revalidates() {
+        let root = get_path("/", None).await;
+        assert_eq!(root.status(), StatusCode::SEE_OTHER);
+        assert_eq!(root.headers()[header::LOCATION], "/console/");
+
+        let page = get_path("/console/", None).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let policy = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
+        let etag = page.headers()[header::ETAG].to_str().unwrap().to_owned();
+
+        let again = get_path("/console/", Some(&etag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+        let script = get_path("/console/app.js", None).await;
+        assert_eq!(script.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    }
+
+    #[tokio::test]
+    async fn unknown_files_and_escapes_are_not_found() {
+        for path in ["/console/nope.js", "/console/../Cargo.toml", "/console/%2e%2e/Cargo.toml"] {
+            let response = get_path(path, None).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+
+    /// Every page must load from the gateway alone: no asset names an outside address.
+    #[test]
+    fn no_asset_loads_anything_from_outside() {
+        for path in Assets::iter() {
+            let file = Assets::get(&path).unwrap();
+            // XML namespace names are identifiers, not addresses anything is loaded from.
+            let text = String::from_utf8_lossy(&file.data).replace("http://www.w3.org/", "");
+            for needle in ["http://", "https://", "url(//", "src=\"//"] {
+                assert!(!text.contains(needle), "{path} mentions {needle}");
+            }
+        }
+    }
+}
