@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every Tongban test on a fresh Debian machine.
 #
-# Installs what the tests need from Debian's packages (PostgreSQL), starts a throwaway
-# PostgreSQL server on loopback, builds the `tongban` binary the end-to-end tests run, and runs
-# the workspace's tests. Extra arguments go to the test runner.
+# Installs what the tests need from Debian's packages (PostgreSQL, Chromium, Node.js) and npm
+# (playwright-core), starts a throwaway PostgreSQL server on loopback, builds the `tongban`
+# binary the end-to-end tests run, and runs the workspace's tests, the console's browser tests
+# among them. Extra arguments go to the test runner.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +23,12 @@ pg_bin() {
 
 packages=()
 [ -n "$(pg_bin)" ] || packages+=(postgresql)
+# The console's browser tests: Debian's Chromium (with CJK fonts, so screenshots show the
+# Chinese pages as people see them) driven by playwright-core under Node.js.
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' || packages+=(fonts-noto-cjk)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${packages[*]}" >&2
   as_root apt-get update -qq
@@ -49,6 +56,11 @@ run_pg "$PGBIN/pg_ctl" -D "$pgroot/data" -l "$pgroot/server.log" -w \
 export TONGBAN_TEST_PG_URL="postgres://tongban@127.0.0.1:$port/postgres"
 # Tests that need PostgreSQL fail rather than skip when run from this script.
 export TONGBAN_REQUIRE_PG=1
+
+# playwright-core, pinned by tests/console/package-lock.json; it drives the Debian browser and
+# downloads none of its own.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
+export TONGBAN_REQUIRE_BROWSER=1
 
 # The end-to-end tests start the real binary. Building every target at once keeps one feature
 # resolution (dev-dependencies included), so the binary and the tests share compiled crates.

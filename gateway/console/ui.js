@@ -48,7 +48,7 @@ export function Loaded({ result, children }) {
 
 // A table of `rows` with `columns` = [{ key, title, render?, className? }].
 export function Table({ columns, rows, onRow, empty, testid, rowClass }) {
-  if (!rows.length) return html`<p class="muted">${empty ?? t('common.none')}</p>`;
+  if (!rows.length) return html`<p class="muted" data-testid=${testid}>${empty ?? t('common.none')}</p>`;
   return html`<div class="table-wrap"><table data-testid=${testid}>
     <thead><tr>${columns.map((c) => html`<th class=${c.className}>${c.title}</th>`)}</tr></thead>
     <tbody>${rows.map(

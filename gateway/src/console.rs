@@ -6,11 +6,11 @@
 //! `gateway/console/` so the page can be edited without rebuilding), and a strict content
 //! security policy keeps the browser from loading anything from anywhere else.
 
+use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use rust_embed::Embed;
 
 use crate::error::ApiError;
@@ -56,7 +56,8 @@ fn asset(path: &str, headers: &HeaderMap) -> Response {
         return ApiError::not_found(format!("the console has no file {path}")).into_response();
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
-    let mut response = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+    let mut response = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, content_type(path))], file.data).into_response()
@@ -85,7 +86,7 @@ mod tests {
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
-        routes::<()>().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+        routes::<()>().oneshot(request.body(Body::empty()).expect("request")).await.expect("answer")
     }
 
     #[tokio::test]
@@ -97,9 +98,9 @@ mod tests {
         let page = get_path("/console/", None).await;
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        let policy = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let policy = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii");
         assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
-        let etag = page.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let etag = page.headers()[header::ETAG].to_str().expect("ascii").to_owned();
 
         let again = get_path("/console/", Some(&etag)).await;
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
@@ -116,13 +117,29 @@ mod tests {
         }
     }
 
+    fn without_block_comments(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("/*") {
+            out.push_str(&rest[..start]);
+            rest = rest[start..].find("*/").map_or("", |end| &rest[start + end + 2..]);
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Every page must load from the gateway alone: no asset names an outside address.
     #[test]
     fn no_asset_loads_anything_from_outside() {
-        for path in Assets::iter() {
-            let file = Assets::get(&path).unwrap();
-            // XML namespace names are identifiers, not addresses anything is loaded from.
-            let text = String::from_utf8_lossy(&file.data).replace("http://www.w3.org/", "");
+        // Licence texts name their authors' sites; only what the browser runs or renders counts.
+        let loaded =
+            Assets::iter().filter(|p| [".html", ".js", ".css", ".svg"].iter().any(|e| p.ends_with(e)));
+        for path in loaded {
+            let file = Assets::get(&path).expect("listed file");
+            // XML namespace names are identifiers, and banner comments credit their authors:
+            // neither is an address anything is loaded from.
+            let text = without_block_comments(&String::from_utf8_lossy(&file.data))
+                .replace("http://www.w3.org/", "");
             for needle in ["http://", "https://", "url(//", "src=\"//"] {
                 assert!(!text.contains(needle), "{path} mentions {needle}");
             }

@@ -4,7 +4,7 @@
 // APIs, and the page refreshes itself.
 
 import { html, useEffect, useRef, useState } from '../vendor/htm-preact.js';
-import { api } from '../api.js';
+import { all, api } from '../api.js';
 import { label, t } from '../i18n.js';
 import { Badge, ErrorBox, Loaded, Table, navigate, percent, useLoad } from '../ui.js';
 
@@ -47,8 +47,10 @@ function Chart({ testid, lines, data }) {
     const options = {
       width: element.clientWidth || 480,
       height: 220,
-      series: [{}, ...lines.map((l) => ({ label: l.label, stroke: l.color, width: 2, spanGaps: false }))],
+      series: [{}, ...lines.map((l) => ({ label: l.label, stroke: l.color, width: 2, spanGaps: false, points: { show: true, size: 4 } }))],
       axes: [{}, { size: 56 }],
+      // Twenty-four-hour clock and ISO dates, as both languages' readers expect here.
+      fmtDate: (template) => window.uPlot.fmtDate(template.replace('{h}', '{HH}').replace('{aa}', '').replace('{M}/{D}/{YY}', '{YYYY}-{MM}-{DD}').replace('{M}/{D}', '{MM}-{DD}')),
       legend: { live: false },
     };
     plot.current = new window.uPlot(options, data, element);
@@ -83,15 +85,17 @@ async function loadFigures(period) {
   const { hours, bucket } = PERIODS[period];
   const from = Date.now() - hours * 3600 * 1000;
   const window = { from: new Date(from).toISOString() };
-  const [buckets, totals, refusals, callers, resources, quality] = await Promise.all([
+  const [buckets, totals, refusals, callers, resources, quality, systems] = await Promise.all([
     api('/exchanges/stats', { query: { ...window, bucket } }),
     api('/exchanges/stats', { query: { ...window, bucket: 'all' } }),
     api('/exchanges/refusals', { query: window }),
     api('/exchanges/top-callers', { query: { ...window, limit: 10 } }),
     api('/exchanges/top-resources', { query: { ...window, limit: 10 } }),
     api('/quality'),
+    all('/systems').catch(() => []),
   ]);
-  return { from, buckets: buckets.rows, total: totals.rows[0] ?? null, refusals, callers: callers.rows, resources: resources.rows, quality, at: new Date() };
+  const systemNames = Object.fromEntries(systems.map((s) => [s.id, s.name]));
+  return { systemNames, from, buckets: buckets.rows, total: totals.rows[0] ?? null, refusals, callers: callers.rows, resources: resources.rows, quality, at: new Date() };
 }
 
 export function Dashboard() {
@@ -118,7 +122,9 @@ export function Dashboard() {
 }
 
 function Figures({ figures: f, period }) {
-  const total = f.total ?? { calls: 0, succeeded: 0, refused: 0, rate_limited: 0, failed: 0, cache_hits: 0, cache_lookups: 0 };
+  // Sums over no calls at all come back empty; they are zero calls, not unknown.
+  const counts = ['calls', 'succeeded', 'refused', 'rate_limited', 'failed', 'cache_hits', 'cache_lookups'];
+  const total = { ...f.total, ...Object.fromEntries(counts.map((k) => [k, f.total?.[k] ?? 0])) };
   const ms = (v) => (v === null || v === undefined ? '—' : Number(v).toFixed(1));
   const columns = series(f.buckets, period, f.from);
   const q = f.quality;
@@ -155,7 +161,7 @@ function Figures({ figures: f, period }) {
         <${Bars} testid="refusal-codes" rows=${f.refusals.by_code.map((r) => ({ ...r, code: `${r.status} ${r.code ?? ''}` }))} keyName="code" /></div>
       <div class="panel"><h2>${t('dash.top_callers')}</h2>
         <${Table} testid="top-callers" rows=${f.callers} columns=${[
-          { title: t('log.system'), render: (r) => html`<a href=${`#/exchanges?system=${encodeURIComponent(r.system)}`}><code>${r.system.slice(-8)}</code></a>` },
+          { title: t('log.system'), render: (r) => html`<a href=${`#/exchanges?system=${encodeURIComponent(r.system)}`} title=${r.system}>${f.systemNames[r.system] ?? r.system}</a>` },
           { title: t('log.department'), render: (r) => html`<code>${r.department ?? ''}</code>` },
           { title: t('dash.calls'), key: 'calls', className: 'num' },
           { title: t('dash.refused'), key: 'refused_or_failed', className: 'num' },

@@ -1,0 +1,308 @@
+// Browser tests of the console: headless Debian Chromium, driven by playwright-core, against a
+// running demo gateway. `tests/e2e/console.rs` starts the gateway and runs this file with:
+//   TONGBAN_URL          the gateway's base address (http://127.0.0.1:PORT)
+//   TONGBAN_CREDENTIALS  the demo's demo-credentials.json
+//   TONGBAN_SCREENSHOTS  where screenshots are kept as test artifacts
+//   CHROMIUM             the browser (default /usr/bin/chromium)
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { chromium } from 'playwright-core';
+
+const base = process.env.TONGBAN_URL;
+const credentials = JSON.parse(await readFile(process.env.TONGBAN_CREDENTIALS, 'utf8'));
+const screenshots = process.env.TONGBAN_SCREENSHOTS ?? 'screenshots';
+await mkdir(screenshots, { recursive: true });
+
+const RESOURCE = 'B02-440000-0001'; // 广东省社会保险参保信息, supplied by 广东省人社厅
+const SYSTEM = '广州公积金业务系统';
+const SERVICE_ITEM = 'KSTB-JS-004'; // 正常退休提取住房公积金
+
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    // The machine has no route outside; these keep Chromium from trying to reach Google.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+let shotNumber = 0;
+async function shot(page, name) {
+  shotNumber += 1;
+  await page.screenshot({ path: `${screenshots}/${String(shotNumber).padStart(2, '0')}-${name}.png`, fullPage: true });
+}
+
+// A fresh browser profile signed in as `username`. Every request it makes is watched: the
+// console must load nothing from anywhere but the gateway, and raise no script error.
+async function signIn(username, { lang } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, locale: 'zh-CN' });
+  const page = await context.newPage();
+  page.foreign = [];
+  page.errors = [];
+  context.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(base) && !url.startsWith('data:')) page.foreign.push(url);
+  });
+  page.on('pageerror', (error) => page.errors.push(error.message));
+  page.on('console', (message) => {
+    // A refused API call shows in the console as a failed resource load; the page handles it.
+    if (message.type() === 'error' && !message.text().includes('status of 4')) page.errors.push(message.text());
+  });
+  await page.goto(`${base}/`);
+  if (lang === 'en') await page.click('[data-testid=lang]');
+  await page.fill('input[name=username]', username);
+  await page.fill('input[name=password]', credentials.password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=who]');
+  return page;
+}
+
+async function done(page) {
+  assert.deepEqual(page.foreign, [], 'the console reached outside the gateway');
+  assert.deepEqual(page.errors, [], 'the console raised errors');
+  await page.context().close();
+}
+
+// Opens a page by its address; an address already shown is loaded again, as a person
+// would press reload to see a change made elsewhere.
+async function open(page, hash) {
+  const url = `${base}/console/#/${hash}`;
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
+}
+
+function system(name) {
+  const found = credentials.systems.find((s) => s.name === name);
+  assert.ok(found, `demo system ${name}`);
+  return found;
+}
+
+// A data call as a department's system makes it, with its API key and purpose headers.
+async function dataCall(path, init = {}) {
+  const response = await fetch(`${base}/api/v1/data${path}`, {
+    ...init,
+    headers: {
+      Authorization: `Bearer ${system(SYSTEM).api_key}`,
+      'X-Tongban-Service-Item': SERVICE_ITEM,
+      'X-Tongban-Case-Number': 'GZ-2026-104233',
+      'X-Tongban-Operator': '0107',
+      'Content-Type': 'application/json',
+      ...init.headers,
+    },
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+async function fileDemand(page, purpose) {
+  await open(page, 'catalog');
+  await page.fill('input[name=q]', '社会保险');
+  await page.click(`[data-testid=catalog] tr:has-text("${RESOURCE}")`);
+  await page.waitForSelector('[data-testid=items]');
+  await page.click('a:has-text("提交需求")');
+  await page.waitForSelector('[data-testid=demand-form]');
+  assert.equal(await page.inputValue('select[name=resource]'), RESOURCE);
+  await page.selectOption('select[name=service_item]', SERVICE_ITEM);
+  await page.selectOption('select[name=system]', { label: SYSTEM });
+  await page.fill('input[name=legal_basis]', '《住房公积金管理条例》第二十四条');
+  await page.fill('textarea[name=purpose]', purpose);
+  for (const item of ['id_number', 'name', 'status', 'paid_months', 'contribution_base']) {
+    await page.check(`input[name=item-${item}]`);
+  }
+  await page.fill('input[name=rate_per_second]', '20');
+  await page.fill('input[name=daily_quota]', '5000');
+  await page.click('button[type=submit]');
+  await page.waitForURL(/#\/demands\/[0-9a-f-]{36}$/);
+  await page.waitForSelector('[data-testid=demand-state]');
+  return page.url().split('/').pop();
+}
+
+async function state(page) {
+  return (await page.textContent('[data-testid=demand-state]')).trim();
+}
+
+// Opens the demand from the signed-in person's review queue, as a reviewer would.
+async function openFromQueue(page, id) {
+  await open(page, 'review');
+  await page.waitForSelector('[data-testid=review-queue]');
+  await page.click(`[data-testid=review-queue] tr:has(code[title="${id}"])`);
+  await page.waitForSelector('[data-testid=actions]');
+}
+
+async function takeAction(page, action, fill = async () => {}) {
+  await page.click(`[data-testid=actions] button[data-action=${action}]`);
+  await page.waitForSelector('[data-testid=action-form]');
+  await fill();
+  await page.click('[data-testid=confirm]');
+  await page.waitForSelector('[data-testid=action-form]', { state: 'detached' });
+}
+
+test('a wrong password is refused on the sign-in page', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  await page.fill('input[name=username]', 'operator');
+  await page.fill('input[name=password]', 'not-the-password');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[role=alert]');
+  assert.match(await page.textContent('[role=alert]'), /用户名或密码不正确/);
+  await shot(page, 'sign-in-refused');
+  await context.close();
+});
+
+test('a demand is filed, reviewed and approved in the pages, and the call it allows shows on the dashboard and in the log', async () => {
+  // Before any approval the system's call is refused, and that refusal is logged.
+  const refused = await dataCall(`/${RESOURCE}/records/11010519491231002X`);
+  assert.equal(refused.status, 403, JSON.stringify(refused.body));
+
+  const demander = await signIn('demander.guangzhou-fund');
+  const id = await fileDemand(demander, '核验申请人退休前在广东的参保与缴费情况,办理正常退休提取住房公积金。');
+  assert.equal(await state(demander), '待符合性审查');
+  await shot(demander, 'demand-filed');
+
+  // The data office of the supplier's province checks conformity and narrows the rate.
+  const reviewer = await signIn('reviewer.guangdong');
+  await openFromQueue(reviewer, id);
+  await shot(reviewer, 'review-queue-demand');
+  await takeAction(reviewer, 'pass_conformity', async () => {
+    assert.equal(await reviewer.getAttribute('input[name=rate_per_second]', 'max'), '20');
+    await reviewer.fill('input[name=rate_per_second]', '10');
+  });
+  await reviewer.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('待供方答复'));
+  await done(reviewer);
+
+  // The contribution items are conditional (有条件共享), so the supplier answers.
+  const supplier = await signIn('supplier.guangdong-hrss');
+  await openFromQueue(supplier, id);
+  await takeAction(supplier, 'supplier_approve');
+  await supplier.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('已批准'));
+  const approvedRate = await supplier.textContent('div:has(> h2:has-text("批准内容")) dl');
+  assert.match(approvedRate ?? '', /10/);
+  await shot(supplier, 'demand-approved');
+  await done(supplier);
+
+  // The grant is in force at once: the system's SQL over its view succeeds.
+  const answer = await dataCall('/sql', {
+    method: 'POST',
+    headers: { Accept: 'application/json' },
+    body: JSON.stringify({ query: 'SELECT status, count(*) AS n FROM social_insurance GROUP BY status ORDER BY status' }),
+  });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+
+  // The demander follows the demand to its grant.
+  await open(demander, `demands/${id}`);
+  await demander.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('已批准'));
+  await open(demander, 'grants');
+  await demander.waitForSelector(`[data-testid=grants] tr:has-text("${RESOURCE}")`);
+  await done(demander);
+
+  // The operator sees the call on the dashboard, which refreshes itself.
+  const operator = await signIn('operator');
+  await open(operator, 'dashboard');
+  await operator.waitForSelector(`[data-testid=top-resources] tr:has-text("${RESOURCE}")`, { timeout: 30000 });
+  const calls = Number(await operator.textContent('[data-testid=tile-calls] .tile-value'));
+  assert.ok(calls >= 2, `calls tile shows ${calls}`);
+  await operator.waitForSelector('[data-testid=refusal-reasons] li');
+  await operator.waitForSelector('[data-testid=chart-volume] canvas');
+  await operator.waitForSelector('[data-testid=chain] .badge-ok');
+  await shot(operator, 'dashboard');
+
+  // …and finds it in the log search, then opens the record.
+  await open(operator, `exchanges?resource=${RESOURCE}&operation=sql`);
+  await operator.waitForSelector('[data-testid=log] tbody tr');
+  const rows = await operator.$$eval('[data-testid=log] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(rows.length >= 1 && rows.every((r) => r.includes(RESOURCE)), rows.join('\n'));
+  assert.ok(rows.some((r) => r.includes('200')), rows.join('\n'));
+  await operator.click('[data-testid=log] tbody tr:has-text("200")');
+  await operator.waitForSelector('[data-testid=record]');
+  assert.equal((await operator.textContent('[data-field=operation]')).trim(), 'sql');
+  assert.equal((await operator.textContent('[data-field=service_item]')).trim(), SERVICE_ITEM);
+  // The case number and operator are kept only as keyed digests.
+  const record = await operator.textContent('[data-testid=record]');
+  assert.ok(!record.includes('GZ-2026-104233'), 'the case number appears unhashed');
+  await shot(operator, 'exchange-record');
+
+  await open(operator, `exchanges?status=403&resource=${RESOURCE}`);
+  await operator.waitForSelector('[data-testid=log] tbody tr:has-text("403")');
+  await done(operator);
+});
+
+test('a reviewer refuses a demand with reason and basis, and the demander sees why', async () => {
+  const demander = await signIn('demander.guangzhou-fund');
+  const id = await fileDemand(demander, '批量比对本中心全部缴存职工的参保信息。');
+  const reviewer = await signIn('reviewer.guangdong');
+  await openFromQueue(reviewer, id);
+  await takeAction(reviewer, 'refuse_conformity', async () => {
+    await reviewer.fill('textarea[name=reason]', '用途超出所列事项范围,属于批量比对。');
+    await reviewer.fill('input[name=basis]', '《政务数据共享管理办法》有关按需共享的规定');
+  });
+  await reviewer.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('审查不通过'));
+  await done(reviewer);
+
+  await open(demander, `demands/${id}`);
+  await demander.waitForSelector('.notice.bad');
+  assert.match(await demander.textContent('.notice.bad'), /批量比对/);
+  assert.equal(await demander.$('[data-testid=actions]'), null, 'a refused demand offers no further step');
+  await shot(demander, 'demand-refused');
+  await done(demander);
+});
+
+test('a demander has no review queue, and an operator cannot take workflow steps', async () => {
+  const demander = await signIn('demander.guangzhou-fund');
+  await demander.waitForSelector('[data-nav=catalog]');
+  assert.equal(await demander.$('[data-nav=review]'), null);
+  assert.equal(await demander.$('[data-nav=dashboard]'), null);
+  await open(demander, 'review');
+  await demander.waitForSelector('[data-testid=forbidden]');
+  await shot(demander, 'demander-review-forbidden');
+  await done(demander);
+
+  const operator = await signIn('operator');
+  assert.equal(await operator.$('[data-nav=review]'), null);
+  await open(operator, 'demands');
+  await operator.click('[data-testid=demands] tr:has-text("待符合性审查")');
+  await operator.waitForSelector('[data-testid=history]');
+  assert.equal(await operator.$('[data-testid=actions]'), null);
+  await done(operator);
+});
+
+test('the language switches to English and back, and the choice is kept', async () => {
+  const page = await signIn('reviewer.guangdong');
+  await page.waitForSelector('[data-nav=review]');
+  assert.equal((await page.textContent('[data-nav=review]')).trim(), '审核队列');
+  await page.click('[data-testid=lang]');
+  await page.waitForFunction(() => document.querySelector('[data-nav=review]')?.textContent === 'Review queue');
+  assert.equal(await page.getAttribute('html', 'lang'), 'en');
+  await open(page, 'review');
+  await page.waitForSelector('[data-testid=review-queue]');
+  await shot(page, 'review-queue-english');
+  await page.reload();
+  await page.waitForSelector('[data-nav=catalog]');
+  assert.equal((await page.textContent('[data-nav=catalog]')).trim(), 'Catalog');
+  await page.click('[data-testid=lang]');
+  await page.waitForFunction(() => document.querySelector('[data-nav=catalog]')?.textContent === '资源目录');
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  await done(page);
+});
+
+test('pages fit an ordinary laptop width', async () => {
+  const page = await signIn('operator');
+  await page.setViewportSize({ width: 1280, height: 720 });
+  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges']) {
+    await open(page, hash);
+    await page.waitForSelector('main.content h1');
+    await page.waitForLoadState('networkidle');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `${hash} is ${overflow}px wider than the window`);
+  }
+  await shot(page, 'dashboard-1280');
+  await done(page);
+});

@@ -1,0 +1,76 @@
+//! The web console in a real browser: starts the demo gateway and runs the browser tests in
+//! `tests/console/` (headless Debian Chromium driven by playwright-core under Node.js)
+//! against it. Screenshots are kept in `tests/console/screenshots/` (or
+//! `$TONGBAN_SCREENSHOTS`) as the run's artifacts.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tongban_e2e::Demo;
+
+fn console_tests() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
+}
+
+/// What the browser tests need, or why they cannot run here.
+fn missing_prerequisite() -> Option<String> {
+    if !console_tests().join("node_modules/playwright-core").is_dir() {
+        return Some("playwright-core is not installed in tests/console (tests/run.sh runs `npm ci`)".into());
+    }
+    if !chromium().exists() {
+        return Some(format!(
+            "no browser at {} (tests/run.sh installs Debian's chromium)",
+            chromium().display()
+        ));
+    }
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        return Some("node is not installed".into());
+    }
+    None
+}
+
+#[tokio::test]
+async fn console_in_headless_chromium() {
+    if let Some(reason) = missing_prerequisite() {
+        // `tests/run.sh` installs everything and requires these tests to run.
+        assert!(std::env::var_os("TONGBAN_REQUIRE_BROWSER").is_none(), "{reason}");
+        eprintln!("skipping the console's browser tests: {reason}");
+        return;
+    }
+    let demo = Demo::start().await.expect("demo starts");
+    let screenshots = std::env::var_os("TONGBAN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| console_tests().join("screenshots"));
+    let _ = std::fs::remove_dir_all(&screenshots);
+
+    let run = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec", "console.test.mjs"])
+        .current_dir(console_tests())
+        .env("TONGBAN_URL", demo.gateway.url(""))
+        .env("TONGBAN_CREDENTIALS", demo.data_dir().join("demo-credentials.json"))
+        .env("TONGBAN_SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser tests finish within five minutes")
+        .expect("node runs");
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the browser tests failed; screenshots are in {}",
+        screenshots.display()
+    );
+
+    let shots = std::fs::read_dir(&screenshots).expect("screenshots").count();
+    assert!(shots >= 8, "only {shots} screenshots were kept");
+    eprintln!("screenshots: {}", screenshots.display());
+}
