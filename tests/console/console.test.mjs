@@ -101,6 +101,12 @@ async function dataCall(path, init = {}) {
   return { status: response.status, body: await response.json() };
 }
 
+const sqlCall = {
+  method: 'POST',
+  headers: { Accept: 'application/json' },
+  body: JSON.stringify({ query: 'SELECT status, count(*) AS n FROM social_insurance GROUP BY status ORDER BY status' }),
+};
+
 async function fileDemand(page, purpose) {
   await open(page, 'catalog');
   await page.fill('input[name=q]', '社会保险');
@@ -190,11 +196,7 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
   await done(supplier);
 
   // The grant is in force at once: the system's SQL over its view succeeds.
-  const answer = await dataCall('/sql', {
-    method: 'POST',
-    headers: { Accept: 'application/json' },
-    body: JSON.stringify({ query: 'SELECT status, count(*) AS n FROM social_insurance GROUP BY status ORDER BY status' }),
-  });
+  const answer = await dataCall('/sql', sqlCall);
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
 
   // The demander follows the demand to its grant.
@@ -232,8 +234,44 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
 
   await open(operator, `exchanges?status=403&resource=${RESOURCE}`);
   await operator.waitForSelector('[data-testid=log] tbody tr:has-text("403")');
+
+  // The dashboard refreshes on its own: a new call shows without reloading the page.
+  await open(operator, 'dashboard');
+  await operator.waitForSelector('[data-testid=tile-calls]');
+  const before = Number(await operator.textContent('[data-testid=tile-calls] .tile-value'));
+  assert.equal((await dataCall('/sql', sqlCall)).status, 200);
+  await operator.waitForFunction(
+    (n) => Number(document.querySelector('[data-testid=tile-calls] .tile-value')?.textContent) > n,
+    before,
+    { timeout: 25000 },
+  );
   await done(operator);
+
+  // The supplier suspends the grant from its page: calls are refused at once, and resuming
+  // lets them through again. The grant's history shows both changes.
+  const admin = await signIn('supplier.guangdong-hrss');
+  await open(admin, 'grants');
+  await admin.click(`[data-testid=grants] tr:has-text("广州住房公积金管理中心"):has-text("${RESOURCE}")`);
+  await admin.waitForSelector('[data-testid=grant-actions]');
+  await changeGrant(admin, 'suspend', '核查调用异常,暂停使用。');
+  await admin.waitForFunction(() => document.querySelector('[data-testid=grant-effective]')?.textContent.includes('已暂停'));
+  const suspended = await dataCall('/sql', sqlCall);
+  assert.equal(suspended.status, 403, JSON.stringify(suspended.body));
+  await changeGrant(admin, 'resume', '核查完毕,恢复使用。');
+  await admin.waitForFunction(() => document.querySelector('[data-testid=grant-effective]')?.textContent.includes('生效'));
+  assert.equal((await dataCall('/sql', sqlCall)).status, 200);
+  const history = await admin.$$eval('[data-testid=grant-versions] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(history.some((h) => h.includes('暂停使用')) && history.some((h) => h.includes('恢复使用')), history.join('\n'));
+  await shot(admin, 'grant-history');
+  await done(admin);
 });
+
+async function changeGrant(page, action, reason) {
+  await page.click(`[data-testid=grant-actions] button[data-action=${action}]`);
+  await page.fill('[data-testid=grant-actions] textarea[name=reason]', reason);
+  await page.click('[data-testid=grant-actions] [data-testid=confirm]');
+  await page.waitForSelector('[data-testid=grant-actions] textarea', { state: 'detached' });
+}
 
 test('a reviewer refuses a demand with reason and basis, and the demander sees why', async () => {
   const demander = await signIn('demander.guangzhou-fund');
@@ -275,7 +313,7 @@ test('a demander has no review queue, and an operator cannot take workflow steps
 });
 
 test('the language switches to English and back, and the choice is kept', async () => {
-  const page = await signIn('reviewer.guangdong');
+  const page = await signIn('reviewer.henan');
   await page.waitForSelector('[data-nav=review]');
   assert.equal((await page.textContent('[data-nav=review]')).trim(), '审核队列');
   await page.click('[data-testid=lang]');
@@ -304,5 +342,40 @@ test('pages fit an ordinary laptop width', async () => {
     assert.ok(overflow <= 0, `${hash} is ${overflow}px wider than the window`);
   }
   await shot(page, 'dashboard-1280');
+  await done(page);
+});
+
+test('a supplier edits its resource into a new version and registers a new one', async () => {
+  const page = await signIn('supplier.guangdong-hrss');
+  await open(page, `catalog/${RESOURCE}`);
+  await page.click('a:has-text("编辑资源")');
+  await page.waitForSelector('textarea[name=summary]');
+  assert.equal(await page.isDisabled('input[name=code]'), true);
+  await page.fill('textarea[name=summary]', '各险种参保登记与缴费信息,按公民身份号码查询;每日更新。');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=items]');
+  assert.match(await page.textContent('h1'), /v2/);
+  assert.match(await page.textContent('dl.kv'), /每日更新/);
+
+  await open(page, 'catalog/new');
+  await page.waitForSelector('input[name=code]');
+  await page.fill('input[name=code]', 'B03-440000-0001');
+  await page.fill('input[name=name]', '广东省社会保险参保状态');
+  await page.fill('input[name=dataset]', 'social_insurance');
+  await page.fill('input[name=division_item]', 'insured_division_code');
+  await page.selectOption('select[name=share_type]', 'unconditional');
+  for (const [i, [name, label]] of [['id_number', '公民身份号码'], ['status', '参保状态'], ['insured_division_code', '参保地区划']].entries()) {
+    await page.click('button:has-text("添加信息项")');
+    await page.fill(`input[name="items.${i}.name"]`, name);
+    await page.fill(`input[name="items.${i}.label"]`, label);
+  }
+  await page.check('label:has-text("KSTB-RS-004") input');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=items]');
+  assert.match(await page.textContent('h1'), /B03-440000-0001/);
+  await open(page, 'catalog');
+  await page.fill('input[name=q]', '参保状态');
+  await page.waitForSelector('[data-testid=catalog] tr:has-text("B03-440000-0001")');
+  await shot(page, 'catalog-registered');
   await done(page);
 });

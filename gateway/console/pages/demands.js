@@ -70,7 +70,7 @@ export function ReviewQueue({ me }) {
     <h1>${t('nav.review')}</h1>
     <${Loaded} result=${result}>${({ depts, resources, demands }) => html`
       <p class="muted">${t('review.queue')}: <strong data-testid="queue-size">${demands.length}</strong>
-        · ${t('deadline.over', { days: '' }).trim()}: <strong class="overdue">${demands.filter((d) => d.overdue).length}</strong></p>
+        · ${t('review.overdue')}: <strong class="overdue" data-testid="queue-overdue">${demands.filter((d) => d.overdue).length}</strong></p>
       <${Table} testid="review-queue" rows=${demands} empty=${t('review.empty')}
         rowClass=${(d) => (d.overdue ? 'overdue-row' : '')}
         onRow=${(d) => navigate(`#/demands/${d.id}`)} columns=${demandColumns(depts, resources)} />`}<//>

@@ -73,7 +73,7 @@ export function GrantDetail({ me, id }) {
           { title: t('catalog.version'), render: (v) => v.grant.version, className: 'num' },
           { title: t('grants.at'), render: (v) => formatTime(v.at) },
           { title: t('grants.changed_by'), key: 'changed_by' },
-          { title: t('grants.effective'), render: (v) => v.grant.status },
+          { title: t('grants.effective'), render: (v) => label('effective', v.grant.status) },
           { title: t('common.reason'), render: (v) => v.reason ?? '' },
         ]} />`;
     }}<//>
