@@ -408,6 +408,17 @@ impl Platform {
 
     /// Files a demand as a draft.
     pub async fn file_demand(&self, caller: &Caller, input: DemandInput) -> Result<DemandRecord, ApiError> {
+        self.file_demand_at(caller, input, Self::now()).await
+    }
+
+    /// Files a demand as a draft at `now`: the demo seeds demands filed in the past this way,
+    /// so that the review queue has work that is already overdue.
+    pub(crate) async fn file_demand_at(
+        &self,
+        caller: &Caller,
+        input: DemandInput,
+        now: NaiveDateTime,
+    ) -> Result<DemandRecord, ApiError> {
         caller.require(&[UserRole::Demander])?;
         let applicant = caller.department();
         if !applicant.has_role(DepartmentRole::Demander) {
@@ -422,8 +433,7 @@ impl Platform {
                 return Err(invalid(format!("{field} must not be empty")));
             }
         }
-        let today = Self::now().date();
-        check_terms(&input.terms, today)?;
+        check_terms(&input.terms, now.date())?;
         let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
             crate::store::StoreError::NotFound(_) => ApiError::unprocessable(
                 "unknown_resource",
@@ -476,7 +486,7 @@ impl Platform {
             legal_basis: input.legal_basis,
             workflow,
         };
-        Ok(self.store.create_demand(filing, Self::now()).await?)
+        Ok(self.store.create_demand(filing, now).await?)
     }
 
     /// The parties of a demand.
@@ -513,6 +523,18 @@ impl Platform {
         expected_version: i64,
         action: Action,
     ) -> Result<DemandRecord, ApiError> {
+        self.act_on_demand_at(caller, id, expected_version, action, Self::now()).await
+    }
+
+    /// Takes `action` on a demand at `now` (see [`Platform::file_demand_at`]).
+    pub(crate) async fn act_on_demand_at(
+        &self,
+        caller: &Caller,
+        id: &str,
+        expected_version: i64,
+        action: Action,
+        now: NaiveDateTime,
+    ) -> Result<DemandRecord, ApiError> {
         let Caller::User { user, department } = caller else {
             return Err(ApiError::forbidden("systems do not take part in the workflow"));
         };
@@ -540,7 +562,6 @@ impl Platform {
             .copied()
             .find(|r| next_state(workflow.state, kind, *r, workflow.supplier_review).is_some())
             .unwrap_or(first);
-        let now = Self::now();
         let actor = caller.actor();
         workflow.apply(&actor, role, action, now, &self.calendar, &self.limits)?;
         let grant = match (&workflow.approved, workflow.state) {

@@ -398,6 +398,41 @@ fn refusal(reason: &str, basis: &str) -> Reasoned {
     Reasoned { reason: reason.into(), basis: basis.into() }
 }
 
+/// A scripted demand: applicant, system name, resource, service item, purpose, requested
+/// terms, and the steps taken on it in order.
+type Script<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Terms, Vec<(&'a str, Action)>);
+
+/// Files one scripted demand and takes its steps, all at `at`.
+async fn run_script(
+    platform: &Platform,
+    systems: &[DemoSystem],
+    basis: &str,
+    (applicant, system_name, resource, service_item, purpose, requested, steps): Script<'_>,
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<()> {
+    let applicant = caller(platform, applicant).await?;
+    let system_id = systems.iter().find(|s| s.name == system_name).map(|s| s.id.clone());
+    let mut record = platform
+        .file_demand_at(
+            &applicant,
+            DemandInput {
+                resource_code: resource.into(),
+                system_id,
+                service_item: service_item.into(),
+                purpose: purpose.into(),
+                legal_basis: basis.into(),
+                terms: requested,
+            },
+            at,
+        )
+        .await?;
+    for (actor, action) in steps {
+        let actor = caller(platform, actor).await?;
+        record = platform.act_on_demand_at(&actor, &record.id, record.version, action, at).await?;
+    }
+    Ok(())
+}
+
 /// Demands standing in every state, each made by its scripted steps.
 async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Result<()> {
     let until = Platform::now().date() + Duration::days(365);
@@ -425,8 +460,6 @@ async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Re
     let office_fund = "reviewer.anhui";
     let supplier_household = "supplier.henan-police";
     let supplier_fund = "supplier.anhui-housing";
-    // (applicant, system name, resource, service item, purpose, requested terms, steps)
-    type Script<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Terms, Vec<(&'a str, Action)>);
     let scripts: Vec<Script<'_>> = vec![
         (
             "demander.guangdong-police",
@@ -625,26 +658,21 @@ async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Re
             ],
         ),
     ];
-    for (applicant, system_name, resource, service_item, purpose, requested, steps) in scripts {
-        let applicant = caller(platform, applicant).await?;
-        let system_id = systems.iter().find(|s| s.name == system_name).map(|s| s.id.clone());
-        let mut record = platform
-            .file_demand(
-                &applicant,
-                DemandInput {
-                    resource_code: resource.into(),
-                    system_id,
-                    service_item: service_item.into(),
-                    purpose: purpose.into(),
-                    legal_basis: basis.into(),
-                    terms: requested,
-                },
-            )
-            .await?;
-        for (actor, action) in steps {
-            let actor = caller(platform, actor).await?;
-            record = platform.act_on_demand(&actor, &record.id, record.version, action).await?;
-        }
+    let now = Platform::now();
+    for script in scripts {
+        run_script(platform, systems, basis, script, now).await?;
     }
+    // One demand was submitted three weeks ago and still waits for its conformity check, so
+    // the review queue and the dashboard have overdue work to show.
+    let overdue: Script<'_> = (
+        "demander.guangdong-police",
+        "广东省公安厅跨省户籍业务系统",
+        "A01-410000-0001",
+        "KSTB-GA-001",
+        "户口迁移核验（逾期未审）",
+        household_narrow.clone(),
+        vec![("demander.guangdong-police", A::Submit)],
+    );
+    run_script(platform, systems, basis, overdue, now - Duration::days(21)).await?;
     Ok(())
 }

@@ -293,6 +293,46 @@ test('a reviewer refuses a demand with reason and basis, and the demander sees w
   await done(demander);
 });
 
+test('a reviewer asks for a correction and the demander resubmits; the office settles a dispute', async () => {
+  const demander = await signIn('demander.guangzhou-fund');
+  const id = await fileDemand(demander, '异地转移接续时核验参保状态。');
+  const reviewer = await signIn('reviewer.guangdong');
+  await openFromQueue(reviewer, id);
+  await takeAction(reviewer, 'request_correction', async () => {
+    await reviewer.fill('textarea[name=reason]', '请补充年度办件量测算。');
+  });
+  await reviewer.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('待补正'));
+  await done(reviewer);
+
+  // The demander reads the request in the history, lowers the quota and resubmits; the
+  // stage's clock, paused during the correction, runs again.
+  await open(demander, `demands/${id}`);
+  await demander.waitForSelector('[data-testid=history]');
+  assert.match(await demander.textContent('[data-testid=history]'), /年度办件量测算/);
+  await takeAction(demander, 'resubmit', async () => {
+    await demander.fill('[data-testid=action-form] input[name=daily_quota]', '3000');
+  });
+  await demander.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('待符合性审查'));
+  assert.match(await demander.textContent('[data-testid=requested]'), /3000|3,000/);
+  await done(demander);
+
+  // A supplier's refusal the demander disputed waits for the data office to settle it.
+  const office = await signIn('reviewer.anhui');
+  await open(office, 'review');
+  await office.click('[data-testid=review-queue] tr:has-text("出具异地贷款缴存使用证明")');
+  await office.waitForSelector('[data-testid=actions]');
+  assert.ok(await office.$('[data-testid=actions] button[data-action=decide_refuse]'));
+  await takeAction(office, 'decide_approve', async () => {
+    await office.uncheck('[data-testid=action-form] input[name=item-loan_status]');
+  });
+  await office.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('已批准'));
+  // The supplier's refusal stays on record, shown as overruled rather than as the outcome.
+  assert.match(await office.textContent('[data-testid=refusal]'), /经协调决定共享/);
+  assert.equal(await office.$('.notice.bad'), null);
+  await shot(office, 'dispute-settled');
+  await done(office);
+});
+
 test('a demander has no review queue, and an operator cannot take workflow steps', async () => {
   const demander = await signIn('demander.guangzhou-fund');
   await demander.waitForSelector('[data-nav=catalog]');
@@ -309,6 +349,31 @@ test('a demander has no review queue, and an operator cannot take workflow steps
   await operator.click('[data-testid=demands] tr:has-text("待符合性审查")');
   await operator.waitForSelector('[data-testid=history]');
   assert.equal(await operator.$('[data-testid=actions]'), null);
+  await done(operator);
+});
+
+test('the review queue counts deadlines down and highlights overdue work', async () => {
+  const reviewer = await signIn('reviewer.henan');
+  await open(reviewer, 'review');
+  await reviewer.waitForSelector('[data-testid=review-queue]');
+  // The seed holds a demand submitted three weeks ago that still waits for its check.
+  const late = reviewer.locator('[data-testid=review-queue] tr.overdue-row', { hasText: '户口迁移核验（逾期未审）' });
+  await late.waitFor();
+  assert.match(await late.locator('.deadline.overdue').textContent(), /^超期 \d+ 天$/);
+  assert.ok(Number(await reviewer.textContent('[data-testid=queue-overdue]')) >= 1);
+  // Work still in time counts down instead, and is not highlighted.
+  const inTime = reviewer.locator('[data-testid=review-queue] tr:not(.overdue-row) .deadline');
+  assert.ok((await inTime.count()) >= 1, 'the queue also holds work still in time');
+  assert.match(await inTime.first().textContent(), /^(剩余 \d+ 天|今日到期)$/);
+  // The most urgent work comes first.
+  const firstRow = reviewer.locator('[data-testid=review-queue] tbody tr').first();
+  assert.match((await firstRow.getAttribute('class')) ?? '', /overdue-row/);
+  await shot(reviewer, 'review-queue-overdue');
+  await done(reviewer);
+
+  const operator = await signIn('operator');
+  await operator.waitForSelector('[data-testid=overdue]');
+  await operator.locator('[data-testid=overdue] tbody tr', { hasText: 'A01-410000-0001' }).first().waitFor();
   await done(operator);
 });
 

@@ -23,6 +23,7 @@ function demandColumns(depts, resources) {
     { title: t('demands.applicant'), render: (d) => depts[d.applicant_department]?.name ?? d.applicant_department },
     { title: t('demands.resource'), render: (d) => resources[d.resource_code]?.name ?? d.resource_code },
     { title: t('demands.service_item'), key: 'service_item' },
+    { title: t('demands.purpose'), className: 'clip', render: (d) => html`<span title=${d.purpose}>${d.purpose}</span>` },
     { title: t('demands.state'), render: (d) => html`<${StateBadge} state=${d.state} />` },
     { title: t('demands.deadline'), render: (d) => html`<${Deadline} demand=${d} />` },
     { title: t('grants.at'), render: (d) => formatTime(d.updated_at) },
@@ -226,10 +227,14 @@ export function DemandDetail({ me, id }) {
           <dt>${t('demands.deadline')}</dt><dd><${Deadline} demand=${d} /> ${d.clock ? html`<span class="muted">(${d.clock.deadline})</span>` : null}</dd>
         </dl>
         <div class="columns">
-          <div><h2>${t('demands.requested')}</h2><${TermsView} terms=${d.requested} itemLabels=${labels} /></div>
+          <div data-testid="requested"><h2>${t('demands.requested')}</h2><${TermsView} terms=${d.requested} itemLabels=${labels} /></div>
           ${d.approved ? html`<div><h2>${t('demands.approved')}</h2><${TermsView} terms=${d.approved} itemLabels=${labels} /></div>` : null}
         </div>
-        ${d.refusal ? html`<div class="notice bad"><strong>${t('demands.refusal')}:</strong> ${d.refusal.reason} <span class="muted">(${t('common.basis')}: ${d.refusal.basis})</span></div>` : null}
+        ${d.refusal
+          ? html`<div class=${d.state === 'approved' ? 'notice' : 'notice bad'} data-testid="refusal">
+              <strong>${t(d.state === 'approved' ? 'demands.refusal_overruled' : 'demands.refusal')}:</strong> ${d.refusal.reason}
+              <span class="muted">(${t('common.basis')}: ${d.refusal.basis})</span></div>`
+          : null}
         <${ActionPanel} demand=${d} actions=${actionsFor(d, me, depts)} labels=${labels} resource=${resource} onDone=${result.reload} />
         <h2>${t('demands.history')}</h2>
         <${Table} testid="history" rows=${d.history} columns=${[
