@@ -263,6 +263,12 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
   const history = await admin.$$eval('[data-testid=grant-versions] tbody tr', (trs) => trs.map((tr) => tr.textContent));
   assert.ok(history.some((h) => h.includes('暂停使用')) && history.some((h) => h.includes('恢复使用')), history.join('\n'));
   await shot(admin, 'grant-history');
+  // Revoking ends the grant for good: calls are refused and no further change is offered.
+  await changeGrant(admin, 'revoke', '业务系统停用,撤销授权。');
+  await admin.waitForFunction(() => document.querySelector('[data-testid=grant-effective]')?.textContent.includes('已撤销'));
+  assert.equal(await admin.$('[data-testid=grant-actions]'), null);
+  const revoked = await dataCall('/sql', sqlCall);
+  assert.equal(revoked.status, 403, JSON.stringify(revoked.body));
   await done(admin);
 });
 
@@ -396,8 +402,16 @@ test('the language switches to English and back, and the choice is kept', async 
   await done(page);
 });
 
-test('pages fit an ordinary laptop width', async () => {
+test('pages fit an ordinary laptop width, and the console is light to load', async () => {
   const page = await signIn('operator');
+  // What a first visit transfers for the console itself (scripts, styles, icon), compressed.
+  const weight = await page.evaluate(() =>
+    [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+      .filter((entry) => new URL(entry.name).pathname.startsWith('/console/'))
+      .reduce((sum, entry) => sum + entry.transferSize, 0),
+  );
+  console.log(`console assets transferred on a first visit: ${weight} bytes`);
+  assert.ok(weight > 0 && weight < 150_000, `the console transfers ${weight} bytes on a first visit`);
   await page.setViewportSize({ width: 1280, height: 720 });
   for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges']) {
     await open(page, hash);
