@@ -242,7 +242,28 @@ fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes, cache_control
 
 /// nginx as a bare reverse proxy to `upstream` (defaults: HTTP/1.0 upstream, no cache), as
 /// many workers as cores, access log off.
-fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Process {
+/// nginx under a bench, stopped by its own `-s stop` when dropped: killing only the master
+/// would leave its workers running, holding the bench's output open.
+struct Nginx {
+    dir: PathBuf,
+    master: Process,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.master.0.wait();
+    }
+}
+
+fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Nginx {
     std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
     let conf = format!(
         "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
@@ -253,7 +274,7 @@ fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Process {
         dir = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
-    Process(
+    let master = Process(
         Command::new("nginx")
             .arg("-p")
             .arg(dir)
@@ -262,7 +283,8 @@ fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Process {
             .args(["-g", "daemon off;"])
             .spawn()
             .expect("start nginx (benches/run.sh installs it)"),
-    )
+    );
+    Nginx { dir: dir.to_path_buf(), master }
 }
 
 /// `tongban demo` on `port` over `data_dir`, its housing fund resource bound to `upstream`.
