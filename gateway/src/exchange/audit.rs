@@ -188,9 +188,8 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
                 report.problem = problem(line_number, kind);
                 break 'segments;
             }
-            digest.update(line);
-            digest.update(b"\n");
             chain = wal::line_hash(line);
+            digest.update(chain);
             expected_seq += 1;
             report.records += 1;
             report.head_seq = Some(seq);
