@@ -498,12 +498,25 @@ async fn run() {
     drop(_gateway);
 
     // What the exchange log costs: the same gateway with records made durable (fdatasync
-    // before each answer, the default), only written, and not kept at all.
-    let mut logging = Vec::new();
-    for durability in ["off", "write", "fsync"] {
+    // before each answer, the default), only written, and not kept at all. The three run side
+    // by side (an idle one costs nothing) and are loaded in turn, round after round, and each
+    // ratio is the median of its rounds: this machine's speed drifts by more than the
+    // difference being measured, so one pass of off, then write, then fsync compares
+    // different moments rather than different settings.
+    let durabilities = ["off", "write", "fsync"];
+    let mut gateways = Vec::new();
+    for durability in durabilities {
         let port = free_port();
-        let _gateway =
-            gateway_with(&data_dir, port, rows, fast, &[("TONGBAN_EXCHANGE_LOG__DURABILITY", durability)]);
+        // One dataset and store, but each gateway its own exchange log (a log has one writer).
+        let log_dir = work.path().join(format!("exchange-{durability}"));
+        let log_dir = log_dir.to_str().expect("a UTF-8 temporary path");
+        let process = gateway_with(
+            &data_dir,
+            port,
+            rows,
+            fast,
+            &[("TONGBAN_EXCHANGE_LOG__DURABILITY", durability), ("TONGBAN_EXCHANGE_LOG__DIR", log_dir)],
+        );
         let base = format!("http://127.0.0.1:{port}");
         wait_for(&format!("{base}/readyz"), &client).await;
         let mut verify_request = client.post(format!("{base}/api/v1/data/verify")).body(verify_body.clone());
@@ -511,29 +524,54 @@ async fn run() {
             verify_request = verify_request.header(*name, *value);
         }
         check(verify_request).await;
-        let verify_label = format!("tongban verification, cached, log {durability}");
-        let proxy_label = format!("tongban proxy to fast upstream, log {durability}");
-        let runs = [
-            (verify_label.as_str(), format!("{base}/api/v1/data/verify"), &verify_script),
-            (
-                proxy_label.as_str(),
-                format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"),
-                &proxy_script,
-            ),
-        ];
-        let mut at = load_each(&runs);
-        at.extend(load_each_with(&runs, SATURATING_CONNECTIONS));
-        logging.push(at);
+        gateways.push((process, base));
     }
-    // Per connection count: [off, write, fsync] × [verification, proxy].
-    for (column, connections) in [(0, CONNECTIONS), (2, SATURATING_CONNECTIONS)] {
+    let rounds: usize =
+        std::env::var("TONGBAN_BENCH_LOG_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    // ratios[connections][path][durability - 1]: throughput against `off` in each round.
+    let mut ratios = vec![vec![vec![Vec::new(); 2]; 2]; 2];
+    for round in 1..=rounds {
+        for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
+            let mut rps = Vec::new();
+            for (durability, (_, base)) in durabilities.iter().zip(&gateways) {
+                let verify_label = format!("round {round}: tongban verification, cached, log {durability}");
+                let proxy_label = format!("round {round}: tongban proxy to fast upstream, log {durability}");
+                let runs = [
+                    (verify_label.as_str(), format!("{base}/api/v1/data/verify"), &verify_script),
+                    (
+                        proxy_label.as_str(),
+                        format!("{base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}"),
+                        &proxy_script,
+                    ),
+                ];
+                rps.push(load_each_with(&runs, connections).iter().map(|l| l.rps).collect::<Vec<_>>());
+            }
+            for path in 0..2 {
+                for durability in 1..3 {
+                    ratios[c][path][durability - 1].push(rps[durability][path] / rps[0][path]);
+                }
+            }
+        }
+    }
+    let median = |values: &[f64]| {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
+        let r = &ratios[c];
         println!(
-            "load ratio at c{connections}, log fsync / log off: cached verification rps={:.2}, proxy rps={:.2}; \
-             log write / log off: cached verification rps={:.2}, proxy rps={:.2}",
-            logging[2][column].rps / logging[0][column].rps,
-            logging[2][column + 1].rps / logging[0][column + 1].rps,
-            logging[1][column].rps / logging[0][column].rps,
-            logging[1][column + 1].rps / logging[0][column + 1].rps,
+            "load ratio at c{connections}, median of {rounds} rounds, log fsync / log off: cached verification \
+             rps={:.2}, proxy rps={:.2}; log write / log off: cached verification rps={:.2}, proxy rps={:.2} \
+             (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
+            median(&r[0][1]),
+            median(&r[1][1]),
+            median(&r[0][0]),
+            median(&r[1][0]),
+            r[0][1],
+            r[1][1],
+            r[0][0],
+            r[1][0],
         );
     }
 }

@@ -253,6 +253,24 @@ mod tests {
     }
 
     #[test]
+    fn a_log_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let options = WalOptions {
+            durability: Durability::Write,
+            segment_max_bytes: 1024,
+            segment_max_age: Duration::from_secs(3600),
+        };
+        let first = Wal::open(dir.path(), options.clone(), LogMetrics::new()).expect("open");
+        let second = Wal::open(dir.path(), options.clone(), LogMetrics::new()).map(|_| ());
+        assert!(
+            matches!(&second, Err(wal::OpenError::InUse(d)) if d == dir.path()),
+            "a second writer on an open log must be refused: {second:?}"
+        );
+        drop(first);
+        Wal::open(dir.path(), options, LogMetrics::new()).expect("open again once the first writer is gone");
+    }
+
+    #[test]
     fn an_untouched_log_verifies_across_sealed_segments_and_reopening() {
         let dir = tempfile::tempdir().expect("dir");
         write_log(dir.path(), 20);

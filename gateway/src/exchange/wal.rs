@@ -114,6 +114,8 @@ struct Active {
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
+    /// The directory's writer lock, held for as long as the log is open.
+    _lock: File,
     options: WalOptions,
     active: Active,
     next_seq: u64,
@@ -138,6 +140,25 @@ pub enum OpenError {
         "{path} line {line} is not a log line; run `tongban audit verify` and restore the log before serving"
     )]
     Unreadable { path: PathBuf, line: usize },
+    #[error(
+        "{0} is the exchange log of another running gateway; give each gateway a log directory of its own"
+    )]
+    InUse(PathBuf),
+}
+
+/// The file in a log's directory that its writer holds locked while it runs.
+pub const LOCK_FILE: &str = "writer.lock";
+
+/// Takes the directory's writer lock, so that a second gateway pointed at the same log fails at
+/// start instead of interleaving its records into this one's chain. The operating system
+/// releases it when the process ends, however it ends.
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::InUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Io(e)),
+    }
 }
 
 impl Wal {
@@ -146,10 +167,11 @@ impl Wal {
     /// sealed one.
     pub fn open(dir: &Path, options: WalOptions, metrics: LogMetrics) -> Result<Wal, OpenError> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
         let segments = list_segments(dir)?;
         let Some((number, path)) = segments.last().cloned() else {
             let active = create_segment(dir, 1)?;
-            return Ok(Wal::with(dir, options, metrics, active, 1, GENESIS));
+            return Ok(Wal::with(dir, lock, options, metrics, active, 1, GENESIS));
         };
         let mut bytes = std::fs::read(&path)?;
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -183,7 +205,7 @@ impl Wal {
                 .ok_or_else(|| OpenError::Unreadable { path: path.clone(), line: 0 })?;
             let next_seq = seal.last_seq + 1;
             let active = create_segment(dir, number + 1)?;
-            return Ok(Wal::with(dir, options, metrics, active, next_seq, chain));
+            return Ok(Wal::with(dir, lock, options, metrics, active, next_seq, chain));
         }
         let (next_seq, chain) = match last {
             Some((seq, hash)) => (seq + 1, hash),
@@ -201,11 +223,12 @@ impl Wal {
             opened: Instant::now(),
             sealed: false,
         };
-        Ok(Wal::with(dir, options, metrics, active, next_seq, chain))
+        Ok(Wal::with(dir, lock, options, metrics, active, next_seq, chain))
     }
 
     fn with(
         dir: &Path,
+        lock: File,
         options: WalOptions,
         metrics: LogMetrics,
         active: Active,
@@ -214,6 +237,7 @@ impl Wal {
     ) -> Wal {
         Wal {
             dir: dir.to_owned(),
+            _lock: lock,
             options,
             active,
             next_seq,
