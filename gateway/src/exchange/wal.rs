@@ -124,8 +124,6 @@ pub struct Wal {
     broken: bool,
     /// The group being written, kept between groups.
     buf: Vec<u8>,
-    /// The group's line hashes, kept between groups like `buf`.
-    hashes: Vec<u8>,
     metrics: LogMetrics,
     #[cfg(test)]
     pub(super) faults: std::sync::Arc<std::sync::atomic::AtomicU32>,
@@ -147,7 +145,7 @@ pub enum OpenError {
 }
 
 /// The file in a log's directory that its writer holds locked while it runs.
-pub const LOCK_FILE: &str = "writer.lock";
+const LOCK_FILE: &str = "writer.lock";
 
 /// Takes the directory's writer lock, so that a second gateway pointed at the same log fails at
 /// start instead of interleaving its records into this one's chain. The operating system
@@ -244,7 +242,6 @@ impl Wal {
             chain,
             broken: false,
             buf: Vec::with_capacity(256 * 1024),
-            hashes: Vec::with_capacity(32 * 1024),
             metrics,
             #[cfg(test)]
             faults: Default::default(),
@@ -272,13 +269,11 @@ impl Wal {
         let mut chain = self.chain;
         let mut seq = self.next_seq;
         let mut prev = [0u8; 64];
-        // The group's line hashes, folded into the segment's digest once the group is written.
-        let mut hashes = std::mem::take(&mut self.hashes);
-        hashes.clear();
+        // The segment's digest with this group's line hashes, kept only once the group is written.
+        let mut digest = self.active.digest.clone();
         for body in bodies {
             let Some(members) = body.strip_prefix(b"{").filter(|rest| rest.len() > 1) else {
                 self.buf = buf;
-                self.hashes = hashes;
                 return Err(io::Error::other("an exchange record must be a non-empty JSON object"));
             };
             let start = buf.len();
@@ -288,23 +283,19 @@ impl Wal {
             buf.extend_from_slice(b"\",");
             buf.extend_from_slice(members);
             chain = line_hash(&buf[start..]);
-            hashes.extend_from_slice(&chain);
+            digest.update(chain);
             buf.push(b'\n');
             seq += 1;
         }
         let count = seq - self.next_seq;
         if count == 0 {
             self.buf = buf;
-            self.hashes = hashes;
             return Ok(());
         }
         let written = self.write_durably(&buf);
-        if written.is_ok() {
-            self.active.digest.update(&hashes);
-        }
         self.buf = buf;
-        self.hashes = hashes;
         written?;
+        self.active.digest = digest;
         self.active.first_seq.get_or_insert(self.next_seq);
         self.active.records += count;
         self.next_seq = seq;
