@@ -171,7 +171,22 @@ async fn run(rows: u64, dir: &Path) {
             .expect("request")
     };
 
-    // Verification through the whole lifecycle. The first 200 calls warm the page cache.
+    // `TONGBAN_BENCH_DATAPLANE=sql` runs only the SQL part.
+    if std::env::var("TONGBAN_BENCH_DATAPLANE").map_or(true, |v| v != "sql") {
+        verification(&app, &call, &probes, dir, log_dir.path()).await;
+    }
+    sql(&registry, &raw, &app, &call).await;
+}
+
+/// Verification through the whole lifecycle against DuckDB's point query on the same file.
+async fn verification(
+    app: &axum::Router,
+    call: &impl Fn(&str, &str, String) -> Request<Body>,
+    probes: &[(String, String, String)],
+    dir: &Path,
+    work: &Path,
+) {
+    // The first 200 calls warm the page cache.
     let mut latencies = Vec::with_capacity(PROBES);
     let mut matched = 0;
     for (round, (id, name, status)) in probes.iter().enumerate() {
@@ -199,7 +214,7 @@ async fn run(rows: u64, dir: &Path) {
     );
 
     // DuckDB on the same file and keys, one thread.
-    let probe_file = log_dir.path().join("probes.txt");
+    let probe_file = work.join("probes.txt");
     std::fs::write(&probe_file, probes.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join("\n"))
         .expect("probes");
     let python = std::env::var("TONGBAN_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -234,7 +249,16 @@ async fn run(rows: u64, dir: &Path) {
         }
         None => println!("verify duckdb unavailable: {} {}", duck, String::from_utf8_lossy(&output.stderr)),
     }
+}
 
+/// SQL through a per-grant view against the same rows asked of the raw table, then through
+/// the gateway. `TONGBAN_BENCH_EXPLAIN=1` prints both plans, analysed, for each query.
+async fn sql(
+    registry: &DatasetRegistry,
+    raw: &SessionContext,
+    app: &axum::Router,
+    call: &impl Fn(&str, &str, String) -> Request<Body>,
+) {
     // SQL: the per-grant view against the raw table, same query, same settings.
     let view = GrantedView::try_new(
         Arc::clone(&registry.datasets["household"].table),
@@ -271,11 +295,21 @@ async fn run(rows: u64, dir: &Path) {
             format!("SELECT count(*) FROM household WHERE name LIKE '张%' AND division_code LIKE '{SCOPE}%'"),
         ),
     ];
+    if std::env::var_os("TONGBAN_BENCH_EXPLAIN").is_some() {
+        for (label, through_view, direct) in &pairs {
+            for (side, ctx, sql) in [("view", &viewed, through_view), ("direct", raw, direct)] {
+                let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await.expect("plan");
+                let batches = plan.collect().await.expect("explain");
+                let text = arrow::util::pretty::pretty_format_batches(&batches).expect("format");
+                println!("explain {label}, {side}:\n{text}");
+            }
+        }
+    }
     for (label, through_view, direct) in &pairs {
         let (mut v, mut d) = (Vec::new(), Vec::new());
         for round in 0..SQL_RUNS + 3 {
             let tv = time_query(&viewed, through_view).await;
-            let td = time_query(&raw, direct).await;
+            let td = time_query(raw, direct).await;
             if round >= 3 {
                 v.push(tv);
                 d.push(td);

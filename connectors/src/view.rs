@@ -373,12 +373,12 @@ pub fn mask_array(array: &ArrayRef, rule: MaskRule) -> Result<ArrayRef> {
         return Ok(Arc::new(StringArray::from(vec![tongban_policy::mask::REDACTED; array.len()])));
     }
     let mut out = StringBuilder::with_capacity(array.len(), array.get_buffer_memory_size());
-    let mut buffer = String::new();
+    // Each mask is written into the column's buffer in pieces and closed by an empty value,
+    // with no copy per value. Writing to a builder cannot fail.
     let mut push = |value: Option<&str>| match value {
         Some(v) => {
-            buffer.clear();
-            rule.apply_into(v, &mut buffer);
-            out.append_value(&buffer);
+            let _ = rule.write_to(v, &mut out);
+            out.append_value("");
         }
         None => out.append_null(),
     };

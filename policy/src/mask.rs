@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 use std::sync::LazyLock;
 
 use crate::catalog::MaskRule;
@@ -20,10 +21,10 @@ const COMPOUND_SURNAMES: &[&str] = &[
     "单于", "申屠", "太叔", "钟离", "万俟", "赫连", "拓跋", "第五",
 ];
 
-/// The first characters of [`COMPOUND_SURNAMES`].
+/// The first characters of [`COMPOUND_SURNAMES`], all in the CJK unified ideographs block.
 const COMPOUND_FIRST_CHARACTERS: &[char] = &[
-    '欧', '司', '上', '诸', '东', '皇', '尉', '公', '慕', '长', '宇', '夏', '轩', '令', '端', '西', '南',
-    '独', '呼', '闻', '澹', '宗', '濮', '淳', '单', '申', '太', '钟', '万', '赫', '拓', '第',
+    '万', '上', '东', '令', '公', '单', '南', '司', '呼', '夏', '太', '宇', '宗', '尉', '慕', '拓', '欧',
+    '淳', '澹', '濮', '独', '申', '皇', '端', '第', '西', '诸', '赫', '轩', '钟', '长', '闻',
 ];
 
 /// Full names of every division (province, prefecture and county, as `division::full_name`
@@ -51,11 +52,18 @@ impl MaskRule {
     }
 
     /// Appends the masked `value` to `out`: the same result as [`MaskRule::apply`] without an
-    /// allocation per value, for masking whole columns.
+    /// allocation per value.
     pub fn apply_into(self, value: &str, out: &mut String) {
+        // Writing to a `String` cannot fail.
+        let _ = self.write_to(value, out);
+    }
+
+    /// Writes the masked `value` to `out`, piece by piece: for masking whole columns straight
+    /// into a column builder, without a copy per value. Fails only when `out` does.
+    pub fn write_to<W: fmt::Write + ?Sized>(self, value: &str, out: &mut W) -> fmt::Result {
         match self {
-            MaskRule::None => out.push_str(value),
-            MaskRule::Redact => out.push_str(REDACTED),
+            MaskRule::None => out.write_str(value),
+            MaskRule::Redact => out.write_str(REDACTED),
             MaskRule::IdNumber => keep_ends(value, 6, 4, 15, out),
             MaskRule::Phone => keep_ends(value, 3, 4, 11, out),
             MaskRule::Name => mask_name(value, out),
@@ -64,66 +72,127 @@ impl MaskRule {
     }
 }
 
-/// Appends `count` stars.
-fn push_stars(out: &mut String, count: usize) {
-    out.extend(std::iter::repeat_n('*', count));
+/// Writes `count` stars, copied from a run of them rather than one character at a time:
+/// masking whole columns spends most of its time here otherwise.
+fn write_stars<W: fmt::Write + ?Sized>(out: &mut W, count: usize) -> fmt::Result {
+    const STARS: &str = "********************************";
+    let mut left = count;
+    while left > 0 {
+        let run = left.min(STARS.len());
+        out.write_str(&STARS[..run])?;
+        left -= run;
+    }
+    Ok(())
+}
+
+/// Whether `c` is the first character of a compound surname, looked up in a bit per
+/// character of the CJK unified ideographs block: names' first characters vary too much for
+/// a search with branches to be predicted.
+fn begins_compound_surname(c: char) -> bool {
+    const BASE: u32 = 0x4E00;
+    const WORDS: usize = (0xA000 - BASE as usize) / 64;
+    const BITS: [u64; WORDS] = {
+        let mut bits = [0u64; WORDS];
+        let mut i = 0;
+        while i < COMPOUND_FIRST_CHARACTERS.len() {
+            let at = COMPOUND_FIRST_CHARACTERS[i] as u32 - BASE;
+            bits[(at / 64) as usize] |= 1 << (at % 64);
+            i += 1;
+        }
+        bits
+    };
+    let Some(at) = (c as u32).checked_sub(BASE) else { return false };
+    BITS.get((at / 64) as usize).is_some_and(|word| word & (1 << (at % 64)) != 0)
+}
+
+/// `value` without the whitespace around it. Most values have none, which their first and
+/// last bytes show without decoding a character: an ASCII byte that is not a space, or a
+/// character at or above U+4000 (a lead byte of 0xE4 or more), which no whitespace is.
+fn trimmed(value: &str) -> &str {
+    let plain_ascii = |b: u8| b.is_ascii() && !(b.is_ascii_whitespace() || b == 0x0B);
+    let bytes = value.as_bytes();
+    let Some((&first, &last)) = bytes.first().zip(bytes.last()) else { return value };
+    let plain_start = plain_ascii(first) || first >= 0xE4;
+    let plain_end = plain_ascii(last) || (bytes.len() >= 3 && bytes[bytes.len() - 3] >= 0xE4);
+    if plain_start && plain_end { value } else { value.trim() }
+}
+
+/// The number of characters of `value`: its bytes that do not continue a character.
+fn char_count(value: &str) -> usize {
+    value.bytes().filter(|&b| !(0x80..0xC0).contains(&b)).count()
 }
 
 /// Keeps the first `head` and last `tail` characters and stars the rest; values shorter than
 /// `min_len` would show too much of themselves and are redacted.
-fn keep_ends(value: &str, head: usize, tail: usize, min_len: usize, out: &mut String) {
-    let value = value.trim();
+fn keep_ends<W: fmt::Write + ?Sized>(
+    value: &str,
+    head: usize,
+    tail: usize,
+    min_len: usize,
+    out: &mut W,
+) -> fmt::Result {
+    const LONGEST_ON_STACK: usize = 32;
+    let value = trimmed(value);
     if value.is_ascii() {
-        // Identity numbers and phones are ASCII: characters are bytes, no decoding needed.
-        if value.len() < min_len {
-            out.push_str(REDACTED);
-            return;
+        // Identity numbers and phones are ASCII: characters are bytes, no decoding needed,
+        // and the masked value is put together on the stack and written at once.
+        let len = value.len();
+        if len < min_len {
+            return out.write_str(REDACTED);
         }
-        out.push_str(&value[..head]);
-        push_stars(out, value.len() - head - tail);
-        out.push_str(&value[value.len() - tail..]);
-        return;
+        if len <= LONGEST_ON_STACK {
+            let mut masked = [b'*'; LONGEST_ON_STACK];
+            masked[..head].copy_from_slice(&value.as_bytes()[..head]);
+            masked[len - tail..len].copy_from_slice(&value.as_bytes()[len - tail..]);
+            // ASCII bytes and stars are UTF-8.
+            return out.write_str(std::str::from_utf8(&masked[..len]).map_err(|_| fmt::Error)?);
+        }
+        out.write_str(&value[..head])?;
+        write_stars(out, len - head - tail)?;
+        return out.write_str(&value[len - tail..]);
     }
     let total = value.chars().count();
     if total < min_len {
-        out.push_str(REDACTED);
-        return;
+        return out.write_str(REDACTED);
     }
     let head_end = value.char_indices().nth(head).map_or(value.len(), |(i, _)| i);
     let tail_start = value.char_indices().nth(total - tail).map_or(value.len(), |(i, _)| i);
-    out.push_str(&value[..head_end]);
-    push_stars(out, total - head - tail);
-    out.push_str(&value[tail_start..]);
+    out.write_str(&value[..head_end])?;
+    write_stars(out, total - head - tail)?;
+    out.write_str(&value[tail_start..])
 }
 
 /// Keeps the surname (one character, or two for a compound surname) and stars the rest.
-fn mask_name(value: &str, out: &mut String) {
-    let name = value.trim();
-    let total = name.chars().count();
+fn mask_name<W: fmt::Write + ?Sized>(value: &str, out: &mut W) -> fmt::Result {
+    let name = trimmed(value);
+    let total = char_count(name);
     if total <= 1 {
-        out.push_str(REDACTED);
-        return;
+        return out.write_str(REDACTED);
     }
     // Most names start with no compound surname's first character; the list is searched only
     // for those that do.
     let first = name.chars().next().unwrap_or_default();
     let surname_len = if total > 2
-        && COMPOUND_FIRST_CHARACTERS.contains(&first)
+        && begins_compound_surname(first)
         && COMPOUND_SURNAMES.iter().any(|s| name.starts_with(s))
     {
         2
     } else {
         1
     };
-    let surname_end = name.char_indices().nth(surname_len).map_or(name.len(), |(i, _)| i);
-    out.push_str(&name[..surname_end]);
-    push_stars(out, total - surname_len);
+    let surname_end = if surname_len == 1 {
+        first.len_utf8()
+    } else {
+        name.char_indices().nth(surname_len).map_or(name.len(), |(i, _)| i)
+    };
+    out.write_str(&name[..surname_end])?;
+    write_stars(out, total - surname_len)
 }
 
 /// Cuts an address after the deepest division (at most the county) its text starts with.
 /// An address that starts with no known division is redacted whole: guessing where its
 /// district ends could show the street.
-fn cut_address(value: &str, out: &mut String) {
+fn cut_address<W: fmt::Write + ?Sized>(value: &str, out: &mut W) -> fmt::Result {
     let address = value.trim();
     let longest = address
         .char_indices()
@@ -133,12 +202,13 @@ fn cut_address(value: &str, out: &mut String) {
         .last();
     match longest {
         Some(end) => {
-            out.push_str(&address[..end]);
+            out.write_str(&address[..end])?;
             if end < address.len() {
-                out.push_str(REDACTED);
+                out.write_str(REDACTED)?;
             }
+            Ok(())
         }
-        None => out.push_str(REDACTED),
+        None => out.write_str(REDACTED),
     }
 }
 
@@ -179,7 +249,34 @@ mod tests {
         for surname in COMPOUND_SURNAMES {
             let first = surname.chars().next().expect("not empty");
             assert!(COMPOUND_FIRST_CHARACTERS.contains(&first), "{surname}");
+            assert!(begins_compound_surname(first), "{surname}");
         }
+        // And no other character is taken for one.
+        for c in ('\u{4DFF}'..='\u{A000}').chain(['张', 'a', '\u{10000}']) {
+            assert_eq!(begins_compound_surname(c), COMPOUND_FIRST_CHARACTERS.contains(&c), "{c}");
+        }
+    }
+
+    #[test]
+    fn values_are_trimmed_of_every_kind_of_space() {
+        for value in [
+            "张三",
+            " 张三",
+            "张三\t",
+            "\u{3000}张三",
+            "张三\u{3000}",
+            "张三\u{A0}",
+            "\u{2029}张三\u{85}",
+            "\u{0B}41",
+        ] {
+            assert_eq!(trimmed(value), value.trim(), "{value:?}");
+        }
+        // A last character of four bytes, or outside the CJK block, is checked the long way.
+        for value in ["张\u{20000}", "张\u{1680}", "a", "", " "] {
+            assert_eq!(trimmed(value), value.trim(), "{value:?}");
+        }
+        assert_eq!(MaskRule::Name.apply("王小明\u{3000}"), "王**");
+        assert_eq!(MaskRule::IdNumber.apply(" 11010519491231002X\n"), "110105********002X");
     }
 
     #[test]
