@@ -83,9 +83,11 @@ export function EffectiveBadge({ effective }) {
   return html`<${Badge} kind=${EFFECTIVE_KIND[effective] ?? 'info'}>${label('effective', effective)}<//>`;
 }
 
+// Today in Beijing time, the platform's calendar for deadlines, as UTC midnight for counting days.
 function today() {
-  const now = new Date();
-  return Date.UTC(now.getFullYear(), now.getMonth(), now.getDate());
+  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai' }).format(new Date());
+  const [y, m, d] = parts.split('-').map(Number);
+  return Date.UTC(y, m - 1, d);
 }
 
 // The countdown of a demand's running review stage: days left, due today, or overdue.
@@ -154,8 +156,9 @@ export function TermsView({ terms, itemLabels = {} }) {
 
 export function formatTime(value) {
   if (!value) return '';
-  // The API writes naive timestamps in UTC; the console shows local time.
-  const text = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value}Z`;
+  // The platform's timestamps without a zone are Beijing time (UTC+8); the exchange log's carry
+  // their own. The console shows them in the reader's zone.
+  const text = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value}+08:00`;
   const date = new Date(text);
   if (Number.isNaN(date.getTime())) return value;
   return date.toLocaleString(document.documentElement.lang, { hour12: false });

@@ -164,8 +164,11 @@ pub fn main() -> anyhow::Result<()> {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((0.0..=1.0).contains(&defect_rate), "--defect-rate must be between 0 and 1");
             anyhow::ensure!(row_group_rows >= 1024, "--row-group-rows must be at least 1024");
-            let mut config =
-                SynthConfig::new(rows, seed, as_of.unwrap_or_else(|| chrono::Local::now().date_naive()));
+            let mut config = SynthConfig::new(
+                rows,
+                seed,
+                as_of.unwrap_or_else(|| crate::platform::Platform::now().date()),
+            );
             config.defect_rate = defect_rate;
             config.row_group_rows = row_group_rows;
             let report = generate_with_progress(&config, &out)?;

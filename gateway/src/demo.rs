@@ -114,5 +114,5 @@ pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyho
 }
 
 fn today() -> NaiveDate {
-    chrono::Local::now().date_naive()
+    crate::platform::Platform::now().date()
 }

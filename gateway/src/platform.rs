@@ -300,8 +300,13 @@ impl Platform {
         })
     }
 
+    /// The platform's clock: Beijing time (UTC+8, the mainland's one time zone, without
+    /// daylight saving), whatever the server's own zone. Workflow deadlines, grant validity
+    /// and daily quotas are counted in Beijing calendar days, and the store keeps timestamps
+    /// as Beijing wall time; the console reads them so and shows them in the reader's zone.
     pub fn now() -> NaiveDateTime {
-        chrono::Local::now().naive_local()
+        let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+        chrono::Utc::now().with_timezone(&beijing).naive_local()
     }
 
     // ---- Catalog ------------------------------------------------------------------------
@@ -683,5 +688,18 @@ fn resource_from(input: ResourceInput, version: u32, supplier: &str) -> Resource
         items: input.items,
         service_items: input.service_items,
         division_item: input.division_item,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn the_platform_keeps_beijing_time_whatever_the_servers_zone() {
+        // Computed from UTC, so the process's own zone (TZ) plays no part.
+        let beijing = chrono::Utc::now().naive_utc() + chrono::Duration::hours(8);
+        let drift = (Platform::now() - beijing).num_seconds().abs();
+        assert!(drift <= 5, "platform time is Beijing time (drift {drift} s)");
     }
 }

@@ -88,6 +88,7 @@ fn write_stars<W: fmt::Write + ?Sized>(out: &mut W, count: usize) -> fmt::Result
 /// Whether `c` is the first character of a compound surname, looked up in a bit per
 /// character of the CJK unified ideographs block: names' first characters vary too much for
 /// a search with branches to be predicted.
+#[inline]
 fn begins_compound_surname(c: char) -> bool {
     const BASE: u32 = 0x4E00;
     const WORDS: usize = (0xA000 - BASE as usize) / 64;
@@ -108,6 +109,7 @@ fn begins_compound_surname(c: char) -> bool {
 /// `value` without the whitespace around it. Most values have none, which their first and
 /// last bytes show without decoding a character: an ASCII byte that is not a space, or a
 /// character at or above U+4000 (a lead byte of 0xE4 or more), which no whitespace is.
+#[inline]
 fn trimmed(value: &str) -> &str {
     let plain_ascii = |b: u8| b.is_ascii() && !(b.is_ascii_whitespace() || b == 0x0B);
     let bytes = value.as_bytes();
@@ -118,6 +120,7 @@ fn trimmed(value: &str) -> &str {
 }
 
 /// The number of characters of `value`: its bytes that do not continue a character.
+#[inline]
 fn char_count(value: &str) -> usize {
     value.bytes().filter(|&b| !(0x80..0xC0).contains(&b)).count()
 }

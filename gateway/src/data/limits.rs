@@ -108,7 +108,7 @@ impl Limiters {
     }
 
     /// Counts one call by `system` under `grants` on `resources`, or says which limit refuses
-    /// it. `now` is local time, which the daily quota's day follows.
+    /// it. `now` is the platform's time (Beijing), whose day the daily quota follows.
     pub fn check(
         &self,
         system: &str,
