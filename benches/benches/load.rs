@@ -8,7 +8,8 @@
 //! 5. Tongban answering that verification from its cache (the full lifecycle but execute).
 //!
 //! Every server runs as its own process (the hyper baseline as a thread pool of this one) on
-//! loopback; wrk runs with one thread and a fixed number of connections for a fixed time.
+//! loopback; wrk runs with one thread and a fixed number of connections for a fixed time. The
+//! paths are loaded in turn for several rounds, and each ratio is the median of its rounds.
 
 #![allow(clippy::print_stdout)]
 
@@ -146,6 +147,32 @@ fn script(dir: &Path, name: &str, method: &str, headers: &[(&str, &str)], body: 
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, lua).expect("write the wrk script");
     path
+}
+
+/// Loads `runs` in turn, round after round (`TONGBAN_BENCH_ROUNDS`, 3 by default), and for
+/// each `(label, numerator, denominator)` prints the median of the rounds' throughput ratios
+/// with every round's value. A ratio within one round compares runs seconds apart: this
+/// machine's speed drifts by more than the differences measured between one pass and the next.
+fn load_rounds(runs: &[(&str, String, &PathBuf)], ratios: &[(&str, usize, usize)]) {
+    let rounds: usize = std::env::var("TONGBAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut values = vec![Vec::new(); ratios.len()];
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let loads = load_each(runs);
+        for ((_, numerator, denominator), values) in ratios.iter().zip(&mut values) {
+            values.push(loads[*numerator].rps / loads[*denominator].rps);
+        }
+    }
+    for ((label, _, _), values) in ratios.iter().zip(&values) {
+        println!("load ratio {label}: rps={:.2}, median of {rounds} rounds {values:.2?}", median(values));
+    }
+}
+
+/// The middle value (the upper one of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
@@ -451,11 +478,9 @@ async fn run() {
     // `TONGBAN_BENCH_LOAD=logging` runs only the exchange log's cost, below.
     let everything = std::env::var("TONGBAN_BENCH_LOAD").map_or(true, |v| v != "logging");
     if everything {
-        let results = load_each(&runs);
-        println!(
-            "load ratio tongban proxy / nginx proxy_pass: rps={:.2}; tongban cached verification / bare hyper: rps={:.2}",
-            results[2].rps / results[1].rps,
-            results[4].rps / results[3].rps
+        load_rounds(
+            &runs,
+            &[("tongban proxy / nginx proxy_pass", 2, 1), ("tongban cached verification / bare hyper", 4, 3)],
         );
     }
 
@@ -489,11 +514,7 @@ async fn run() {
         ),
     ];
     if everything {
-        let fast_results = load_each(&runs);
-        println!(
-            "load ratio tongban proxy / nginx proxy_pass, fast upstream: rps={:.2}",
-            fast_results[2].rps / fast_results[1].rps
-        );
+        load_rounds(&runs, &[("tongban proxy / nginx proxy_pass, fast upstream", 2, 1)]);
     }
     drop(_gateway);
 
@@ -553,11 +574,6 @@ async fn run() {
             }
         }
     }
-    let median = |values: &[f64]| {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
     for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
         let r = &ratios[c];
         println!(
