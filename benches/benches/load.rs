@@ -154,7 +154,7 @@ fn script(dir: &Path, name: &str, method: &str, headers: &[(&str, &str)], body: 
 /// with every round's value. A ratio within one round compares runs seconds apart: this
 /// machine's speed drifts by more than the differences measured between one pass and the next.
 fn load_rounds(runs: &[(&str, String, &PathBuf)], ratios: &[(&str, usize, usize)]) {
-    let rounds: usize = std::env::var("TONGBAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
     let mut values = vec![Vec::new(); ratios.len()];
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
@@ -166,6 +166,11 @@ fn load_rounds(runs: &[(&str, String, &PathBuf)], ratios: &[(&str, usize, usize)
     for ((label, _, _), values) in ratios.iter().zip(&values) {
         println!("load ratio {label}: rps={:.2}, median of {rounds} rounds {values:.2?}", median(values));
     }
+}
+
+/// How many rounds the variable `name` asks for, 3 by default.
+fn rounds_from_env(name: &str) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(3)
 }
 
 /// The middle value (the upper one of an even count).
@@ -547,8 +552,7 @@ async fn run() {
         check(verify_request).await;
         gateways.push((process, base));
     }
-    let rounds: usize =
-        std::env::var("TONGBAN_BENCH_LOG_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds = rounds_from_env("TONGBAN_BENCH_LOG_ROUNDS");
     // ratios[connections][path][durability - 1]: throughput against `off` in each round.
     let mut ratios = vec![vec![vec![Vec::new(); 2]; 2]; 2];
     for round in 1..=rounds {

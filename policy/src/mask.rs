@@ -119,12 +119,6 @@ fn trimmed(value: &str) -> &str {
     if plain_start && plain_end { value } else { value.trim() }
 }
 
-/// The number of characters of `value`: its bytes that do not continue a character.
-#[inline]
-fn char_count(value: &str) -> usize {
-    value.bytes().filter(|&b| !(0x80..0xC0).contains(&b)).count()
-}
-
 /// Keeps the first `head` and last `tail` characters and stars the rest; values shorter than
 /// `min_len` would show too much of themselves and are redacted.
 fn keep_ends<W: fmt::Write + ?Sized>(
@@ -134,21 +128,12 @@ fn keep_ends<W: fmt::Write + ?Sized>(
     min_len: usize,
     out: &mut W,
 ) -> fmt::Result {
-    const LONGEST_ON_STACK: usize = 32;
     let value = trimmed(value);
     if value.is_ascii() {
-        // Identity numbers and phones are ASCII: characters are bytes, no decoding needed,
-        // and the masked value is put together on the stack and written at once.
+        // Identity numbers and phones are ASCII: characters are bytes, no decoding needed.
         let len = value.len();
         if len < min_len {
             return out.write_str(REDACTED);
-        }
-        if len <= LONGEST_ON_STACK {
-            let mut masked = [b'*'; LONGEST_ON_STACK];
-            masked[..head].copy_from_slice(&value.as_bytes()[..head]);
-            masked[len - tail..len].copy_from_slice(&value.as_bytes()[len - tail..]);
-            // ASCII bytes and stars are UTF-8.
-            return out.write_str(std::str::from_utf8(&masked[..len]).map_err(|_| fmt::Error)?);
         }
         out.write_str(&value[..head])?;
         write_stars(out, len - head - tail)?;
@@ -168,7 +153,7 @@ fn keep_ends<W: fmt::Write + ?Sized>(
 /// Keeps the surname (one character, or two for a compound surname) and stars the rest.
 fn mask_name<W: fmt::Write + ?Sized>(value: &str, out: &mut W) -> fmt::Result {
     let name = trimmed(value);
-    let total = char_count(name);
+    let total = name.chars().count();
     if total <= 1 {
         return out.write_str(REDACTED);
     }
