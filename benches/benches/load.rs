@@ -116,22 +116,55 @@ fn wrk(url: &str, script: &Path, connections: u32) -> Load {
 
 /// Loads each `(label, url, script)` in turn with wrk and prints what it measured.
 fn load_each(runs: &[(&str, String, &PathBuf)]) -> Vec<Load> {
-    load_each_with(runs, CONNECTIONS)
+    load_each_with(runs, CONNECTIONS, None).into_iter().map(|(load, _)| load).collect()
 }
 
-fn load_each_with(runs: &[(&str, String, &PathBuf)], connections: u32) -> Vec<Load> {
+/// [`load_each`] at `connections`, also returning the processor time per call of `server`
+/// (a process id) over each run, in microseconds, when given.
+fn load_each_with(
+    runs: &[(&str, String, &PathBuf)],
+    connections: u32,
+    server: Option<u32>,
+) -> Vec<(Load, Option<f64>)> {
     runs.iter()
         .map(|(label, url, script)| {
+            let before = server.and_then(cpu_seconds);
             let load = wrk(url, script, connections);
+            let seconds: f64 = SECONDS.parse().expect("a number of seconds");
+            let cpu_us = server
+                .and_then(cpu_seconds)
+                .zip(before)
+                .map(|(after, before)| (after - before) * 1e6 / (load.rps * seconds));
             let errors =
                 if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
+            let cpu = cpu_us.map(|us| format!(" cpu_us_per_call={us:.1}")).unwrap_or_default();
             println!(
-                "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{errors}",
+                "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{cpu}{errors}",
                 load.rps, load.p50_ms, load.p99_ms
             );
-            load
+            (load, cpu_us)
         })
         .collect()
+}
+
+/// The processor time process `pid` has used, in seconds, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    static TICKS_PER_SECOND: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks_per_second = *TICKS_PER_SECOND.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: user
+    // time is the 14th field of the line and system time the 15th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / ticks_per_second)
 }
 
 /// A wrk script sending `method` with `headers` and `body`.
@@ -555,10 +588,15 @@ async fn run() {
     let rounds = rounds_from_env("TONGBAN_BENCH_LOG_ROUNDS");
     // ratios[connections][path][durability - 1]: throughput against `off` in each round.
     let mut ratios = vec![vec![vec![Vec::new(); 2]; 2]; 2];
+    // The same for the gateway's processor time per call, as `off`'s over the other's: where
+    // the load saturates the processor, the throughput a setting leaves. It drifts less with
+    // the machine's speed than throughput does.
+    let mut cpu_ratios = vec![vec![vec![Vec::new(); 2]; 2]; 2];
     for round in 1..=rounds {
         for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
             let mut rps = Vec::new();
-            for (durability, (_, base)) in durabilities.iter().zip(&gateways) {
+            let mut cpu = Vec::new();
+            for (durability, (process, base)) in durabilities.iter().zip(&gateways) {
                 let verify_label = format!("round {round}: tongban verification, cached, log {durability}");
                 let proxy_label = format!("round {round}: tongban proxy to fast upstream, log {durability}");
                 let runs = [
@@ -569,11 +607,14 @@ async fn run() {
                         &proxy_script,
                     ),
                 ];
-                rps.push(load_each_with(&runs, connections).iter().map(|l| l.rps).collect::<Vec<_>>());
+                let loads = load_each_with(&runs, connections, Some(process.0.id()));
+                rps.push(loads.iter().map(|(l, _)| l.rps).collect::<Vec<_>>());
+                cpu.push(loads.iter().map(|(_, us)| us.unwrap_or(f64::NAN)).collect::<Vec<_>>());
             }
             for path in 0..2 {
                 for durability in 1..3 {
                     ratios[c][path][durability - 1].push(rps[durability][path] / rps[0][path]);
+                    cpu_ratios[c][path][durability - 1].push(cpu[0][path] / cpu[durability][path]);
                 }
             }
         }
@@ -583,6 +624,20 @@ async fn run() {
         println!(
             "load ratio at c{connections}, median of {rounds} rounds, log fsync / log off: cached verification \
              rps={:.2}, proxy rps={:.2}; log write / log off: cached verification rps={:.2}, proxy rps={:.2} \
+             (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
+            median(&r[0][1]),
+            median(&r[1][1]),
+            median(&r[0][0]),
+            median(&r[1][0]),
+            r[0][1],
+            r[1][1],
+            r[0][0],
+            r[1][0],
+        );
+        let r = &cpu_ratios[c];
+        println!(
+            "load processor time per call at c{connections}, median of {rounds} rounds, log off / log fsync: \
+             cached verification {:.2}, proxy {:.2}; log off / log write: cached verification {:.2}, proxy {:.2} \
              (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
             median(&r[0][1]),
             median(&r[1][1]),
