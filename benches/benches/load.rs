@@ -126,11 +126,11 @@ fn load_each_with(
     connections: u32,
     server: Option<u32>,
 ) -> Vec<(Load, Option<f64>)> {
+    let seconds: f64 = SECONDS.parse().expect("a number of seconds");
     runs.iter()
         .map(|(label, url, script)| {
             let before = server.and_then(cpu_seconds);
             let load = wrk(url, script, connections);
-            let seconds: f64 = SECONDS.parse().expect("a number of seconds");
             let cpu_us = server
                 .and_then(cpu_seconds)
                 .zip(before)
@@ -620,33 +620,34 @@ async fn run() {
         }
     }
     for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
-        let r = &ratios[c];
-        println!(
-            "load ratio at c{connections}, median of {rounds} rounds, log fsync / log off: cached verification \
-             rps={:.2}, proxy rps={:.2}; log write / log off: cached verification rps={:.2}, proxy rps={:.2} \
-             (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
-            median(&r[0][1]),
-            median(&r[1][1]),
-            median(&r[0][0]),
-            median(&r[1][0]),
-            r[0][1],
-            r[1][1],
-            r[0][0],
-            r[1][0],
+        let heading = format!("at c{connections}, median of {rounds} rounds");
+        print_log_medians(
+            &format!("load ratio {heading}, throughput"),
+            ["log fsync / log off", "log write / log off"],
+            &ratios[c],
         );
-        let r = &cpu_ratios[c];
-        println!(
-            "load processor time per call at c{connections}, median of {rounds} rounds, log off / log fsync: \
-             cached verification {:.2}, proxy {:.2}; log off / log write: cached verification {:.2}, proxy {:.2} \
-             (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
-            median(&r[0][1]),
-            median(&r[1][1]),
-            median(&r[0][0]),
-            median(&r[1][0]),
-            r[0][1],
-            r[1][1],
-            r[0][0],
-            r[1][0],
+        print_log_medians(
+            &format!("load processor time per call {heading}"),
+            ["log off / log fsync", "log off / log write"],
+            &cpu_ratios[c],
         );
     }
+}
+
+/// Prints the medians of `ratios[path][durability - 1]` (path 0 cached verification, 1 the
+/// proxy; durability 1 `write`, 2 `fsync`), named by `[fsync, write]`, with every round's value.
+fn print_log_medians(heading: &str, [fsync, write]: [&str; 2], ratios: &[Vec<Vec<f64>>]) {
+    let (verification, proxy) = (&ratios[0], &ratios[1]);
+    println!(
+        "{heading}, {fsync}: cached verification {:.2}, proxy {:.2}; {write}: cached verification {:.2}, \
+         proxy {:.2} (rounds: fsync {:.2?} {:.2?}; write {:.2?} {:.2?})",
+        median(&verification[1]),
+        median(&proxy[1]),
+        median(&verification[0]),
+        median(&proxy[0]),
+        verification[1],
+        proxy[1],
+        verification[0],
+        proxy[0],
+    );
 }
