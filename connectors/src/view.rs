@@ -15,7 +15,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait, StringArray, StringBuilder};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -445,16 +445,14 @@ fn mask_text_column(array: &ArrayRef, rule: MaskRule) -> StringArray {
 
 /// The bytes of text a string column holds, for sizing its masks' buffer.
 fn text_bytes(array: &ArrayRef) -> usize {
+    // The span of a sliced column's offsets, not its whole buffer.
+    fn span<O: OffsetSizeTrait>(offsets: &OffsetBuffer<O>) -> usize {
+        (offsets[offsets.len() - 1] - offsets[0]).as_usize()
+    }
     match array.data_type() {
         DataType::Utf8View => array.as_string_view().views().iter().map(|view| *view as u32 as usize).sum(),
-        DataType::Utf8 => {
-            let offsets = array.as_string::<i32>().value_offsets();
-            offsets.last().zip(offsets.first()).map_or(0, |(last, first)| (last - first) as usize)
-        }
-        DataType::LargeUtf8 => {
-            let offsets = array.as_string::<i64>().value_offsets();
-            offsets.last().zip(offsets.first()).map_or(0, |(last, first)| (last - first) as usize)
-        }
+        DataType::Utf8 => span(array.as_string::<i32>().offsets()),
+        DataType::LargeUtf8 => span(array.as_string::<i64>().offsets()),
         _ => 0,
     }
 }
