@@ -513,8 +513,9 @@ async fn run() {
         ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), &verify_script),
         ("tongban verification, cached", format!("{base}/api/v1/data/verify"), &verify_script),
     ];
-    // `TONGBAN_BENCH_LOAD=logging` runs only the exchange log's cost, below.
-    let everything = std::env::var("TONGBAN_BENCH_LOAD").map_or(true, |v| v != "logging");
+    // `TONGBAN_BENCH_LOAD=logging` runs only the exchange log's cost, below; `hold` only sets
+    // up.
+    let everything = std::env::var("TONGBAN_BENCH_LOAD").map_or(true, |v| v != "logging" && v != "hold");
     if everything {
         load_rounds(
             &runs,
@@ -542,6 +543,23 @@ async fn run() {
         proxy_request = proxy_request.header(*name, *value);
     }
     check(proxy_request).await;
+    // `TONGBAN_BENCH_LOAD=hold` stops here and keeps every server up, for profiling the
+    // gateway by hand (its settings, such as `TONGBAN_EXCHANGE_LOG__DURABILITY`, come from
+    // this process's environment).
+    if std::env::var("TONGBAN_BENCH_LOAD").is_ok_and(|v| v == "hold") {
+        println!("holding: gateway pid {}", _gateway.0.id());
+        println!("  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/data/verify", verify_script.display());
+        println!(
+            "  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}",
+            proxy_script.display()
+        );
+        println!(
+            "  wrk -t1 -c{CONNECTIONS} -d10s -s {} http://127.0.0.1:{hyper_port}/",
+            verify_script.display()
+        );
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        return;
+    }
     let runs = [
         ("fast upstream direct", format!("http://{fast}{deposit_path}"), &direct_script),
         ("nginx proxy_pass to it", format!("http://127.0.0.1:{nginx_port}{deposit_path}"), &direct_script),
