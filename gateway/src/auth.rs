@@ -46,7 +46,12 @@ pub fn issue_api_key() -> IssuedKey {
 
 /// The digest under which a token or key is stored and looked up.
 pub fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(digest_bytes(secret))
+}
+
+/// [`digest`] before it is written in hex.
+pub fn digest_bytes(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// An Argon2id PHC string for `password`, with a fresh salt.

@@ -20,14 +20,26 @@ use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord,
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    User { user: UserRecord, department: Department },
-    System { system: SystemRecord, department: Department },
+    User {
+        user: UserRecord,
+        department: Department,
+    },
+    /// A system, shared with the other calls presenting its credentials.
+    System(Arc<SystemIdentity>),
+}
+
+/// An authenticated system and its department.
+#[derive(Debug)]
+pub struct SystemIdentity {
+    pub system: SystemRecord,
+    pub department: Department,
 }
 
 impl Caller {
     pub fn department(&self) -> &Department {
         match self {
-            Caller::User { department, .. } | Caller::System { department, .. } => department,
+            Caller::User { department, .. } => department,
+            Caller::System(identity) => &identity.department,
         }
     }
 
@@ -35,7 +47,7 @@ impl Caller {
     pub fn actor(&self) -> String {
         match self {
             Caller::User { user, .. } => format!("user:{}", user.username),
-            Caller::System { system, .. } => format!("system:{}", system.id),
+            Caller::System(identity) => format!("system:{}", identity.system.id),
         }
     }
 
@@ -130,9 +142,15 @@ pub struct Platform {
 /// registered, through another instance takes effect when they expire, and one changed
 /// through this instance at once ([`Identities::forget_all`]).
 #[derive(Clone)]
-pub struct Identities(
-    moka::sync::Cache<String, Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>>,
-);
+pub struct Identities(moka::sync::Cache<Credential, Arc<SystemIdentity>>);
+
+/// What a system presented, as the identity cache knows it: the SHA-256 of an API key or of
+/// a client certificate, so that neither is kept and a look-up formats nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    ApiKey([u8; 32]),
+    Certificate([u8; 32]),
+}
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,22 +170,19 @@ impl Default for Identities {
 }
 
 impl Identities {
-    pub fn get(
-        &self,
-        key: &str,
-    ) -> Option<Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>> {
-        self.0.get(key)
+    pub fn get(&self, credential: &Credential) -> Option<Arc<SystemIdentity>> {
+        self.0.get(credential)
     }
 
     /// Remembers an authenticated system and hands it back.
     pub fn insert(
         &self,
-        key: String,
-        system: crate::store::SystemRecord,
-        department: tongban_policy::org::Department,
-    ) -> Arc<(crate::store::SystemRecord, tongban_policy::org::Department)> {
-        let identity = Arc::new((system, department));
-        self.0.insert(key, Arc::clone(&identity));
+        credential: Credential,
+        system: SystemRecord,
+        department: Department,
+    ) -> Arc<SystemIdentity> {
+        let identity = Arc::new(SystemIdentity { system, department });
+        self.0.insert(credential, Arc::clone(&identity));
         identity
     }
 

@@ -184,7 +184,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
         loop {
             ticks.tick().await;
-            sweeping.data().limits.sweep();
+            sweeping.data().limits.sweep(Platform::now());
         }
     });
     let loading = state.clone();

@@ -69,11 +69,12 @@ pub(super) async fn in_force(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Listing<Grant>>, ApiError> {
-    let Caller::System { system, .. } = &caller else {
+    let Caller::System(identity) = &caller else {
         return Err(ApiError::forbidden("grants in force are asked for by a system, with its API key"));
     };
     let snapshot = state.platform().grants.snapshot();
     let today = Platform::now().date();
+    let system = &identity.system;
     let items = snapshot.grants.in_force(&system.department_code, &system.id, today).cloned().collect();
     Ok(Json(Listing { items, next: None }))
 }

@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::platform::{Caller, Platform};
+use crate::platform::{Caller, Credential, Platform, SystemIdentity};
 use crate::server::AppState;
 
 mod catalog;
@@ -185,9 +185,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return match certified {
-                Some(identity) => {
-                    Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() })
-                }
+                Some(identity) => Ok(Caller::System(identity)),
                 None => {
                     Err(ApiError::unauthenticated("send Authorization: Bearer <session token or API key>"))
                 }
@@ -200,8 +198,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or_else(ApiError::invalid_credentials)?;
         let caller = authenticate(platform, token).await?;
-        if let (Some(certified), Caller::System { system, .. }) = (&certified, &caller)
-            && certified.0.id != system.id
+        if let (Some(certified), Caller::System(identity)) = (&certified, &caller)
+            && certified.system.id != identity.system.id
         {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
@@ -222,29 +220,29 @@ pub struct ClientCertificate {
 }
 
 /// The enabled system a verified client certificate is registered to.
-async fn system_by_certificate(
-    platform: &Platform,
-    sha256: &str,
-) -> Result<Arc<(crate::store::SystemRecord, tongban_policy::org::Department)>, ApiError> {
-    let key = format!("cert:{sha256}");
-    if let Some(identity) = platform.identities.get(&key) {
-        return Ok(identity);
-    }
-    let system = platform.store.system_by_certificate(sha256).await?.ok_or_else(|| {
+async fn system_by_certificate(platform: &Platform, sha256: &str) -> Result<Arc<SystemIdentity>, ApiError> {
+    let unknown = || {
         ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "unknown_certificate",
             "Unknown certificate",
             "the client certificate is not registered to any enabled system",
         )
-    })?;
+    };
+    let mut fingerprint = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut fingerprint).map_err(|_| unknown())?;
+    let credential = Credential::Certificate(fingerprint);
+    if let Some(identity) = platform.identities.get(&credential) {
+        return Ok(identity);
+    }
+    let system = platform.store.system_by_certificate(sha256).await?.ok_or_else(unknown)?;
     let department = platform.store.department(&system.department_code).await?;
-    Ok(platform.identities.insert(key, system, department))
+    Ok(platform.identities.insert(credential, system, department))
 }
 
 async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiError> {
-    let digest = auth::digest(token);
     if token.starts_with(auth::SESSION_PREFIX) {
+        let digest = auth::digest(token);
         let user = platform
             .store
             .session_user(&digest, Platform::now())
@@ -253,15 +251,18 @@ async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiErr
         let department = platform.store.department(&user.department_code).await?;
         Ok(Caller::User { user, department })
     } else if token.starts_with(auth::API_KEY_PREFIX) {
-        let key = format!("key:{digest}");
-        if let Some(identity) = platform.identities.get(&key) {
-            return Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() });
+        let digest = auth::digest_bytes(token);
+        let credential = Credential::ApiKey(digest);
+        if let Some(identity) = platform.identities.get(&credential) {
+            return Ok(Caller::System(identity));
         }
-        let system =
-            platform.store.system_by_key_digest(&digest).await?.ok_or_else(ApiError::invalid_credentials)?;
+        let system = platform
+            .store
+            .system_by_key_digest(&hex::encode(digest))
+            .await?
+            .ok_or_else(ApiError::invalid_credentials)?;
         let department = platform.store.department(&system.department_code).await?;
-        let identity = platform.identities.insert(key, system, department);
-        Ok(Caller::System { system: identity.0.clone(), department: identity.1.clone() })
+        Ok(Caller::System(platform.identities.insert(credential, system, department)))
     } else {
         Err(ApiError::invalid_credentials())
     }

@@ -89,7 +89,9 @@ pub(super) enum Me {
 pub(super) async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
         Caller::User { user, department } => Me::User { user, department },
-        Caller::System { system, department } => Me::System { system, department },
+        Caller::System(identity) => {
+            Me::System { system: identity.system.clone(), department: identity.department.clone() }
+        }
     })
 }
 

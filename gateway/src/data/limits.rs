@@ -3,10 +3,12 @@
 //! for long are swept, so a flood of distinct callers cannot grow them without bound.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -56,24 +58,38 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-/// Grants idle this long lose their limiter state (a fresh one starts full).
-const IDLE: Duration = Duration::from_secs(15 * 60);
-/// The most grants whose limiter state is kept.
-const MAX_GRANTS: u64 = 200_000;
+/// Grants idle this long lose their limiter state. It must outlive a day, or a daily quota
+/// would start again after a pause.
+const IDLE_SECONDS: i64 = 26 * 3600;
 
 pub struct Limiters {
     clock: DefaultClock,
     systems: DefaultKeyedRateLimiter<String>,
     resources: DefaultKeyedRateLimiter<String>,
-    /// Per grant version: a new version (say, a narrowed rate) starts a new limiter.
-    grants: moka::sync::Cache<(String, u32), Arc<DefaultDirectRateLimiter>>,
-    /// Calls counted against each grant's daily quota: (day, calls that day).
-    days: moka::sync::Cache<String, Arc<Mutex<(NaiveDate, u32)>>>,
+    /// Per grant id: its rate limiter and its calls today. Keys are ids of grants that
+    /// permitted a call, so callers cannot grow the map; idle grants are swept.
+    grants: DashMap<String, Arc<GrantState>>,
+}
+
+/// One grant's limiter state, found with one look-up per call.
+struct GrantState {
+    counters: Mutex<GrantCounters>,
+    /// The platform time of the last call, in seconds, for the sweep.
+    last_used: AtomicI64,
+}
+
+struct GrantCounters {
+    /// The grant version `rate` was made for: a new version (say, a narrowed rate) starts a
+    /// new limiter, while the day's count carries over.
+    version: u32,
+    rate: DefaultDirectRateLimiter,
+    day: NaiveDate,
+    calls: u32,
 }
 
 impl std::fmt::Debug for Limiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiters").field("grants", &self.grants.entry_count()).finish_non_exhaustive()
+        f.debug_struct("Limiters").field("grants", &self.grants.len()).finish_non_exhaustive()
     }
 }
 
@@ -88,23 +104,39 @@ impl Limiters {
             clock: DefaultClock::default(),
             systems: RateLimiter::keyed(per_second(config.system_per_second)),
             resources: RateLimiter::keyed(per_second(config.resource_per_second)),
-            grants: moka::sync::Cache::builder().max_capacity(MAX_GRANTS).time_to_idle(IDLE).build(),
-            // A day's count must outlive the day it counts.
-            days: moka::sync::Cache::builder()
-                .max_capacity(MAX_GRANTS)
-                .time_to_idle(Duration::from_secs(26 * 3600))
-                .build(),
+            grants: DashMap::new(),
         }
     }
 
-    /// Drops the state of keys that have been idle, and gives the memory back.
-    pub fn sweep(&self) {
+    /// Drops the state of keys that have been idle, and gives the memory back. `now` is the
+    /// platform's time, as given to [`Limiters::check`].
+    pub fn sweep(&self, now: NaiveDateTime) {
         self.systems.retain_recent();
         self.systems.shrink_to_fit();
         self.resources.retain_recent();
         self.resources.shrink_to_fit();
-        self.grants.run_pending_tasks();
-        self.days.run_pending_tasks();
+        let now = now.and_utc().timestamp();
+        self.grants.retain(|_, state| now - state.last_used.load(Ordering::Relaxed) < IDLE_SECONDS);
+        self.grants.shrink_to_fit();
+    }
+
+    /// The state of `grant`, made on its first call.
+    fn grant_state(&self, grant: &Grant, today: NaiveDate) -> Arc<GrantState> {
+        if let Some(state) = self.grants.get(grant.id.as_str()) {
+            return Arc::clone(&state);
+        }
+        let made = || {
+            Arc::new(GrantState {
+                counters: Mutex::new(GrantCounters {
+                    version: grant.version,
+                    rate: RateLimiter::direct(per_second(grant.rate_per_second)),
+                    day: today,
+                    calls: 0,
+                }),
+                last_used: AtomicI64::new(0),
+            })
+        };
+        Arc::clone(&self.grants.entry(grant.id.clone()).or_insert_with(made))
     }
 
     /// Counts one call by `system` under `grants` on `resources`, or says which limit refuses
@@ -117,12 +149,17 @@ impl Limiters {
         now: NaiveDateTime,
     ) -> Result<(), Limited> {
         let today = now.date();
+        let states: Vec<Arc<GrantState>> = grants.iter().map(|g| self.grant_state(g, today)).collect();
         // The daily quota is checked first and counted last, so a call another limit refuses
         // does not use it up.
-        for grant in grants {
-            let day = self.days.get_with(grant.id.clone(), || Arc::new(Mutex::new((today, 0))));
-            let (counted_day, calls) = *day.lock().expect("quota lock is never poisoned");
-            if counted_day == today && calls >= grant.daily_quota {
+        for (grant, state) in grants.iter().zip(&states) {
+            state.last_used.store(now.and_utc().timestamp(), Ordering::Relaxed);
+            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
+            if counters.day < today {
+                counters.day = today;
+                counters.calls = 0;
+            }
+            if counters.calls >= grant.daily_quota {
                 return Err(Limited { limit: Limit::DailyQuota, retry_after: until_midnight(now) });
             }
         }
@@ -131,22 +168,26 @@ impl Limiters {
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
         self.systems.check_key(&system.to_owned()).map_err(|n| limited(Limit::System, n))?;
-        for grant in grants {
-            let limiter = self.grants.get_with((grant.id.clone(), grant.version), || {
-                Arc::new(RateLimiter::direct(per_second(grant.rate_per_second)))
-            });
-            limiter.check().map_err(|n| limited(Limit::Grant, n))?;
+        for (grant, state) in grants.iter().zip(&states) {
+            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
+            if counters.version != grant.version {
+                counters.version = grant.version;
+                counters.rate = RateLimiter::direct(per_second(grant.rate_per_second));
+            }
+            counters.rate.check().map_err(|n| limited(Limit::Grant, n))?;
         }
         for resource in resources {
             self.resources.check_key(&(*resource).to_owned()).map_err(|n| limited(Limit::Resource, n))?;
         }
-        for grant in grants {
-            let day = self.days.get_with(grant.id.clone(), || Arc::new(Mutex::new((today, 0))));
-            let mut day = day.lock().expect("quota lock is never poisoned");
-            if day.0 != today {
-                *day = (today, 0);
+        for state in &states {
+            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
+            // A call checked on one day whose count another call has moved to the next counts
+            // for the next.
+            if counters.day < today {
+                counters.day = today;
+                counters.calls = 0;
             }
-            day.1 += 1;
+            counters.calls += 1;
         }
         Ok(())
     }
@@ -220,6 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn idle_grants_are_swept_only_after_their_day_is_over() {
+        let limits = Limiters::new(&LimitsConfig::default());
+        let grant = grant(1000, 1);
+        assert_eq!(limits.check("s1", &[&grant], &["A01"], at("2026-11-23 10:00:00")), Ok(()));
+        // An hour idle keeps the day's count: the quota stays used.
+        limits.sweep(at("2026-11-23 11:00:00"));
+        let refused = limits.check("s1", &[&grant], &["A01"], at("2026-11-23 11:00:00"));
+        assert_eq!(refused.map_err(|l| l.limit), Err(Limit::DailyQuota));
+        assert_eq!(limits.grants.len(), 1);
+        // More than a day idle, the state is gone.
+        limits.sweep(at("2026-11-24 13:00:01"));
+        assert_eq!(limits.grants.len(), 0);
+    }
+
+    #[test]
     fn systems_share_one_limit_over_their_grants() {
         let limits = Limiters::new(&LimitsConfig { system_per_second: 2, resource_per_second: 1000 });
         let now = at("2026-11-23 10:00:00");
@@ -228,6 +284,6 @@ mod tests {
         assert_eq!(limits.check("s1", &[&b], &["A01"], now), Ok(()));
         assert_eq!(limits.check("s1", &[&a], &["A01"], now).map_err(|l| l.limit), Err(Limit::System));
         assert_eq!(limits.check("s2", &[&a], &["A01"], now), Ok(()));
-        limits.sweep();
+        limits.sweep(now);
     }
 }

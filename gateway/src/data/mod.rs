@@ -211,9 +211,17 @@ impl Answer {
 }
 
 /// The calling system, once authenticated.
-struct System {
-    id: String,
-    department: String,
+struct System(Arc<crate::platform::SystemIdentity>);
+
+impl System {
+    fn id(&self) -> &str {
+        &self.0.system.id
+    }
+
+    /// The credit code of the system's department.
+    fn department(&self) -> &str {
+        &self.0.system.department_code
+    }
 }
 
 /// What resolve grant hands on: per resource the call reads, its current catalog entry and
@@ -295,9 +303,9 @@ async fn lifecycle(
     let outcome: Result<(Answer, CacheOutcome), ApiError> = async {
         // Authenticate: data calls are made by systems with their API keys.
         let system = authenticate(caller)?;
-        phases.record.system = Some(system.id.clone());
-        phases.record.department = Some(system.department.clone());
-        phases.record.region = system.department.get(2..8).map(str::to_owned);
+        phases.record.system = Some(system.id().to_owned());
+        phases.record.department = Some(system.department().to_owned());
+        phases.record.region = system.department().get(2..8).map(str::to_owned);
         phases.end(Phase::Authenticate);
 
         // Resolve grant: the purpose is checked before the body, so that a call without one
@@ -311,7 +319,7 @@ async fn lifecycle(
         // Rate limit: per system, per grant (rate and daily quota), per resource.
         let grants: Vec<&Grant> = resolved.permits.iter().map(|(_, p)| p.grant).collect();
         let resources: Vec<&str> = resolved.permits.iter().map(|(r, _)| r.code.as_str()).collect();
-        if let Err(limited) = data.limits.check(&system.id, &grants, &resources, Platform::now()) {
+        if let Err(limited) = data.limits.check(system.id(), &grants, &resources, Platform::now()) {
             phases.record.rate_limit = Some(limited.limit);
             return Err(ApiError::rate_limited(limited));
         }
@@ -373,8 +381,8 @@ async fn lifecycle(
                 let exchange_id = phases.record.id.clone();
                 let context = proxy::CallContext {
                     exchange_id: &exchange_id,
-                    system: &system.id,
-                    department: &system.department,
+                    system: system.id(),
+                    department: system.department(),
                     purpose: &purpose,
                 };
                 let mut upstream = proxy::UpstreamOutcome::default();
@@ -512,12 +520,10 @@ impl Counted {
             Some(code) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), code),
             None => (self.status, self.code),
         };
+        let seconds = started.elapsed().as_secs_f64();
         metrics.calls.get_or_create(&CallLabels { operation: self.operation, status, code }).inc();
-        crate::telemetry::record_call(self.operation, status, code, started.elapsed().as_secs_f64());
-        metrics
-            .call_seconds
-            .get_or_create(&OperationLabels { operation: self.operation })
-            .observe(started.elapsed().as_secs_f64());
+        crate::telemetry::record_call(self.operation, status, code, seconds);
+        metrics.call_seconds.get_or_create(&OperationLabels { operation: self.operation }).observe(seconds);
         if let Some(cache) = self.cache {
             metrics.cache.get_or_create(&OutcomeLabels { outcome: cache.as_str() }).inc();
         }
@@ -532,7 +538,7 @@ impl Counted {
 
 fn authenticate(caller: Result<Caller, ApiError>) -> Result<System, ApiError> {
     match caller? {
-        Caller::System { system, .. } => Ok(System { id: system.id, department: system.department_code }),
+        Caller::System(identity) => Ok(System(identity)),
         Caller::User { .. } => Err(ApiError::forbidden("data calls are made by systems with their API keys")),
     }
 }
@@ -584,8 +590,8 @@ fn resolve<'s>(
                 .with_code("unknown_resource")
         })?;
         let request = AccessRequest {
-            department: &system.department,
-            system: &system.id,
+            department: system.department(),
+            system: system.id(),
             resource,
             operation: body.operation(),
             items,
@@ -620,7 +626,7 @@ fn resolve<'s>(
             request.as_ref().map_err(Clone::clone)?;
             let mut codes: Vec<&str> = snapshot
                 .grants
-                .of_department(&system.department)
+                .of_department(system.department())
                 .filter(|g| g.service_item == purpose.service_item)
                 .map(|g: &Grant| g.resource_code.as_str())
                 .collect();

@@ -19,7 +19,7 @@
 //!   answer is a document the gateway cannot mask: it is passed on (streamed) only when the
 //!   items the binding says it holds are all granted unmasked and unscoped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -494,8 +494,12 @@ fn build_request(
         .filter(|v| valid_traceparent(v))
         .map(str::to_owned)
         .unwrap_or_else(|| {
+            // The span id is the record id's last 64 bits, which in a version 7 UUID are its
+            // variant and 62 random bits (so never zero): random enough for a span, without a
+            // system call for fresh randomness on every call.
             let id = context.exchange_id.replace('-', "");
-            format!("00-{id:0>32.32}-{:016x}-01", getrandom::u64().unwrap_or(1) | 1)
+            let span = id.get(16..32).filter(|s| s.bytes().any(|b| b != b'0')).unwrap_or("0000000000000001");
+            format!("00-{id:0>32.32}-{span}-01")
         });
     set("traceparent", &traceparent);
     if let Ok(operator) = HeaderValue::from_bytes(context.purpose.operator.as_bytes()) {
@@ -515,22 +519,34 @@ pub(crate) fn valid_traceparent(value: &str) -> bool {
             && trace.bytes().any(|b| b != b'0') && span.bytes().any(|b| b != b'0'))
 }
 
-/// A JSON answer seen through a permit.
+/// A JSON answer seen through a permit. The item lists are searched in place: a resource has
+/// tens of items at most, and building hash sets of them cost more on each call than the
+/// searches they would save.
 struct JsonFilter<'p> {
-    granted: HashMap<&'p str, MaskRule>,
-    items: HashSet<&'p str>,
-    envelope: HashSet<&'p str>,
+    permit: &'p Permit<'p>,
+    resource: &'p Resource,
+    envelope: &'p [String],
     scope: Option<(&'p str, &'p str)>,
 }
 
 impl<'p> JsonFilter<'p> {
-    fn new(resource: &'p Resource, permit: &'p Permit<'_>, envelope: &'p [String]) -> Self {
+    fn new(resource: &'p Resource, permit: &'p Permit<'p>, envelope: &'p [String]) -> Self {
         JsonFilter {
-            granted: permit.items.iter().map(|i| (i.name.as_str(), i.mask)).collect(),
-            items: resource.items.iter().map(|i| i.name.as_str()).collect(),
-            envelope: envelope.iter().map(String::as_str).collect(),
+            permit,
+            resource,
+            envelope,
             scope: permit.scope.as_ref().map(|s| (s.item.as_str(), s.prefix.as_str())),
         }
+    }
+
+    /// The rule of a granted item.
+    fn granted(&self, name: &str) -> Option<MaskRule> {
+        self.permit.items.iter().find(|i| i.name == name).map(|i| i.mask)
+    }
+
+    /// Whether `name` is an item of the resource, granted or not.
+    fn is_item(&self, name: &str) -> bool {
+        self.resource.items.iter().any(|i| i.name == name)
     }
 
     /// The value as the permit lets it be seen, or `None` when it is a record out of scope.
@@ -541,7 +557,7 @@ impl<'p> JsonFilter<'p> {
                 Some(Value::Array(values.into_iter().filter_map(|v| self.value(v, records)).collect()))
             }
             Value::Object(members) => {
-                let is_record = members.keys().any(|k| self.items.contains(k.as_str()));
+                let is_record = members.keys().any(|k| self.is_item(k));
                 if is_record && let Some((item, prefix)) = self.scope {
                     // A record must show it is in scope; one that does not is dropped.
                     let in_scope =
@@ -553,10 +569,10 @@ impl<'p> JsonFilter<'p> {
                 let mut kept = serde_json::Map::new();
                 let mut carried = false;
                 for (name, member) in members {
-                    if let Some(rule) = self.granted.get(name.as_str()) {
+                    if let Some(rule) = self.granted(&name) {
                         carried = true;
-                        kept.insert(name, mask_json(member, *rule));
-                    } else if self.envelope.contains(name.as_str()) && !self.items.contains(name.as_str()) {
+                        kept.insert(name, mask_json(member, rule));
+                    } else if self.envelope.contains(&name) && !self.is_item(&name) {
                         let member = self.value(member, records).unwrap_or(Value::Null);
                         kept.insert(name, member);
                     }
@@ -823,6 +839,34 @@ mod tests {
         let trial = breaker.admit().expect("trial");
         breaker.record(trial, true);
         assert!(breaker.admit().is_ok() && breaker.admit().is_ok(), "a good trial closes it");
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_trace_starts_one_named_after_its_record() {
+        let upstreams = Upstreams::new(&[UpstreamConfig::new("r", "http://127.0.0.1:9")]).expect("binding");
+        let upstream = &upstreams.by_resource["r"];
+        let call = ProxyCall {
+            resource: "r".into(),
+            path: "deposits/1".into(),
+            query: None,
+            method: Method::GET,
+            body: Mutex::new(None),
+        };
+        let purpose =
+            Purpose::parse(Some("KSTB-JS-002"), Some("GZ-2026-000118"), Some("0118")).expect("purpose");
+        let traceparent = |exchange_id: &str| {
+            let context = CallContext { exchange_id, system: "s", department: "d", purpose: &purpose };
+            let request =
+                build_request(upstream, &call, &HeaderMap::new(), &context, Body::empty()).expect("request");
+            request.headers()["traceparent"].to_str().expect("text").to_owned()
+        };
+        for _ in 0..100 {
+            let id = uuid::Uuid::now_v7();
+            let sent = traceparent(&id.to_string());
+            assert!(valid_traceparent(&sent), "{sent}");
+            let simple = id.simple().to_string();
+            assert_eq!(sent, format!("00-{simple}-{}-01", &simple[16..]));
+        }
     }
 
     #[test]

@@ -113,9 +113,12 @@ fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S
 impl ExchangeRecord {
     pub fn begin(operation: Operation) -> Self {
         let id = uuid::Uuid::now_v7();
+        // Encoded into a buffer rather than through `Display`, which goes through the
+        // formatting machinery on every call.
+        let mut text = uuid::Uuid::encode_buffer();
         ExchangeRecord {
-            id: id.to_string(),
-            trace_id: id.simple().to_string(),
+            id: id.hyphenated().encode_lower(&mut text).to_owned(),
+            trace_id: id.simple().encode_lower(&mut text).to_owned(),
             started_at: Utc::now(),
             finished_at: None,
             operation,
@@ -154,7 +157,9 @@ pub fn purpose_digest(key: &[u8], value: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(key);
     hasher.update(value.as_bytes());
-    hex::encode(&hasher.finalize()[..16])
+    let mut text = [0u8; 32];
+    hex::encode_to_slice(&hasher.finalize()[..16], &mut text).expect("16 bytes are 32 hex digits");
+    std::str::from_utf8(&text).expect("hex digits are ASCII").to_owned()
 }
 
 /// When a call's record counts as written.
