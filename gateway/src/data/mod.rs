@@ -467,7 +467,11 @@ async fn lifecycle(
                     Payload::Bytes(bytes) => axum::body::Body::from(bytes),
                     Payload::Stream { body, .. } => body,
                 };
-                let mut response = (answer.status, answer.headers, body).into_response();
+                // The answer's headers become the response's as they are, rather than being
+                // copied into a new map.
+                let mut response = Response::new(body);
+                *response.status_mut() = answer.status;
+                *response.headers_mut() = answer.headers;
                 response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache.as_str()));
                 response
             }
