@@ -73,14 +73,23 @@ impl AppState {
 /// The gateway's routes.
 pub fn app(state: AppState) -> Router {
     let data_routes = crate::data::routes(state.data.sql.max_body_bytes);
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::metrics))
         .nest("/api/v1", crate::api::routes().merge(data_routes))
         .merge(crate::console::routes())
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    guard_panics(routes).with_state(state)
+}
+
+/// A handler that panics answers 500 `internal` as a problem document, instead of the
+/// connection being dropped without an answer. The panic itself is reported by the process's
+/// panic hook; a data call that panics releases no data, as its record was never written.
+fn guard_panics<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+        axum::response::IntoResponse::into_response(ApiError::internal(&"a request handler panicked"))
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -342,6 +351,27 @@ mod tests {
         let (status, _, body) = call(state, "/readyz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ready");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_with_a_problem_document() {
+        let routes = guard_panics(Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("a handler that panics, on purpose");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        ));
+        let response = routes
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json body");
+        assert_eq!(body["code"], "internal");
     }
 
     #[tokio::test]
