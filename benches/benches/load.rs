@@ -533,7 +533,7 @@ async fn run() {
     let fast = fast_listener.local_addr().expect("address");
     bare_hyper(fast_listener, deposit, Some("no-store"));
     let (gateway_port, nginx_port) = (free_port(), free_port());
-    let _gateway = gateway(&data_dir, gateway_port, rows, fast);
+    let fast_gateway = gateway(&data_dir, gateway_port, rows, fast);
     let base = format!("http://127.0.0.1:{gateway_port}");
     wait_for(&format!("{base}/readyz"), &client).await;
     let _nginx_fast = nginx(&work.path().join("nginx-fast"), nginx_port, fast);
@@ -547,7 +547,7 @@ async fn run() {
     // gateway by hand (its settings, such as `TONGBAN_EXCHANGE_LOG__DURABILITY`, come from
     // this process's environment).
     if std::env::var("TONGBAN_BENCH_LOAD").is_ok_and(|v| v == "hold") {
-        println!("holding: gateway pid {}", _gateway.0.id());
+        println!("holding: gateway pid {}", fast_gateway.0.id());
         println!("  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/data/verify", verify_script.display());
         println!(
             "  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}",
@@ -572,7 +572,7 @@ async fn run() {
     if everything {
         load_rounds(&runs, &[("tongban proxy / nginx proxy_pass, fast upstream", 2, 1)]);
     }
-    drop(_gateway);
+    drop(fast_gateway);
 
     // What the exchange log costs: the same gateway with records made durable (fdatasync
     // before each answer, the default), only written, and not kept at all. The three run side

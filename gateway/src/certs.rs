@@ -27,7 +27,12 @@ pub struct ClientFiles {
 
 /// The SHA-256 (hex) of a certificate's DER encoding.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    hex::encode(fingerprint_bytes(der))
+}
+
+/// [`fingerprint`] before it is written in hex.
+pub fn fingerprint_bytes(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
 }
 
 /// Writes a development CA, a server certificate for `hosts` and a client certificate per name

@@ -113,10 +113,10 @@ pub async fn serve(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .map(|leaf| ClientCertificate { sha256: crate::certs::fingerprint(leaf) });
+                        .map(|leaf| ClientCertificate { sha256: crate::certs::fingerprint_bytes(leaf) });
                     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                         if let Some(certificate) = &certificate {
-                            request.extensions_mut().insert(certificate.clone());
+                            request.extensions_mut().insert(*certificate);
                         }
                         app.clone().oneshot(request)
                     });

@@ -180,7 +180,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let platform = state.platform();
         let certified = match parts.extensions.get::<ClientCertificate>() {
-            Some(certificate) => Some(system_by_certificate(platform, &certificate.sha256).await?),
+            Some(certificate) => Some(system_by_certificate(platform, certificate.sha256).await?),
             None => None,
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -212,30 +212,30 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The SHA-256 (hex) of the client certificate the TLS layer verified for a connection, put
-/// in each request's extensions by the listener.
-#[derive(Debug, Clone)]
+/// The SHA-256 of the client certificate the TLS layer verified for a connection, computed
+/// once per connection and put in each request's extensions by the listener.
+#[derive(Debug, Clone, Copy)]
 pub struct ClientCertificate {
-    pub sha256: String,
+    pub sha256: [u8; 32],
 }
 
 /// The enabled system a verified client certificate is registered to.
-async fn system_by_certificate(platform: &Platform, sha256: &str) -> Result<Arc<SystemIdentity>, ApiError> {
-    let unknown = || {
+async fn system_by_certificate(
+    platform: &Platform,
+    sha256: [u8; 32],
+) -> Result<Arc<SystemIdentity>, ApiError> {
+    let credential = Credential::Certificate(sha256);
+    if let Some(identity) = platform.identities.get(&credential) {
+        return Ok(identity);
+    }
+    let system = platform.store.system_by_certificate(&hex::encode(sha256)).await?.ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "unknown_certificate",
             "Unknown certificate",
             "the client certificate is not registered to any enabled system",
         )
-    };
-    let mut fingerprint = [0u8; 32];
-    hex::decode_to_slice(sha256, &mut fingerprint).map_err(|_| unknown())?;
-    let credential = Credential::Certificate(fingerprint);
-    if let Some(identity) = platform.identities.get(&credential) {
-        return Ok(identity);
-    }
-    let system = platform.store.system_by_certificate(sha256).await?.ok_or_else(unknown)?;
+    })?;
     let department = platform.store.department(&system.department_code).await?;
     Ok(platform.identities.insert(credential, system, department))
 }

@@ -149,11 +149,12 @@ impl Limiters {
         now: NaiveDateTime,
     ) -> Result<(), Limited> {
         let today = now.date();
+        let seconds = now.and_utc().timestamp();
         let states: Vec<Arc<GrantState>> = grants.iter().map(|g| self.grant_state(g, today)).collect();
         // The daily quota is checked first and counted last, so a call another limit refuses
         // does not use it up.
         for (grant, state) in grants.iter().zip(&states) {
-            state.last_used.store(now.and_utc().timestamp(), Ordering::Relaxed);
+            state.last_used.store(seconds, Ordering::Relaxed);
             let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
             if counters.day < today {
                 counters.day = today;
