@@ -15,6 +15,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use futures::FutureExt;
 use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
 use tongban_policy::grant::Grant;
 
@@ -300,7 +301,12 @@ async fn lifecycle(
     let started = Instant::now();
     let mut phases = Phases { record: &mut record, at: started };
 
-    let outcome: Result<(Answer, CacheOutcome), ApiError> = async {
+    // A panic while the call is decided or executed (a bug in the gateway or a connector)
+    // ends the call as a failure of its own, so that the log phase below still runs for it
+    // instead of the panic unwinding past its record. Nothing of the call outlives the
+    // unwind but the record, which is only ever added to, and the cache, whose coalesced
+    // waiters retry on their own.
+    let outcome: Result<(Answer, CacheOutcome), ApiError> = std::panic::AssertUnwindSafe(async {
         // Authenticate: data calls are made by systems with their API keys.
         let system = authenticate(caller)?;
         phases.record.system = Some(system.id().to_owned());
@@ -423,8 +429,10 @@ async fn lifecycle(
         }
         phases.record.cache = Some(answer.1);
         Ok(answer)
-    }
-    .await;
+    })
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| Err(ApiError::internal(&"a data call panicked")));
 
     // Log: every outcome, before anything is released.
     match &outcome {
@@ -835,5 +843,97 @@ mod tests {
         let report = crate::exchange::audit::verify(dir.path()).expect("audit");
         assert!(report.intact(), "{:?}", report.problem);
         assert_eq!((report.records, report.torn_tail_bytes), (2, 0));
+    }
+
+    /// A source whose look-up panics, as a bug in a connector would.
+    #[derive(Debug)]
+    struct PanickingLookup;
+
+    #[async_trait::async_trait]
+    impl tongban_connectors::KeyLookup for PanickingLookup {
+        async fn lookup(
+            &self,
+            _key: &str,
+            _projection: Option<&[usize]>,
+        ) -> tongban_connectors::error::Result<tongban_connectors::LookupOutcome> {
+            panic!("the source's look-up failed an assertion")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_is_recorded_and_answered_as_an_internal_failure() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = ExchangeLog::open_in(dir.path()).await.expect("exchange log");
+        let datasets = ["household", "social_insurance", "housing_fund"].map(String::from).to_vec();
+        let platform = Platform::in_memory(datasets).await.expect("platform");
+        let credentials = crate::seed::seed(&platform).await.expect("seed");
+        platform.grants.reload(&platform.store).await.expect("grants");
+        let system = credentials
+            .systems
+            .iter()
+            .find(|s| s.name == "广东省公安厅跨省户籍业务系统")
+            .expect("the police system, granted the household resource for KSTB-GA-001");
+        let items = ["id_number", "name", "gender", "division_code", "address", "status"];
+        let schema = Arc::new(Schema::new(items.map(|name| Field::new(name, DataType::Utf8, true)).to_vec()));
+        let table =
+            datafusion::datasource::MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        let household = tongban_connectors::Dataset {
+            name: "household".into(),
+            key_column: "id_number".into(),
+            schema,
+            table: Arc::new(table),
+            lookup: Arc::new(PanickingLookup),
+            rows: None,
+        };
+        let registry = crate::datasets::DatasetRegistry {
+            datasets: [("household".to_owned(), household)].into(),
+            ctx: datafusion::prelude::SessionContext::new(),
+            generation: 0,
+        };
+        let state = AppState::new(
+            platform,
+            DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane"),
+        );
+        state.set_readiness(Readiness::Ready(Arc::new(registry)));
+        let app = crate::app(state);
+        let birth = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).expect("date");
+        let key = tongban_policy::IdNumber::compose("411502", birth, 31);
+        let call = || {
+            Request::post("/api/v1/data/verify")
+                .header("authorization", format!("Bearer {}", system.api_key))
+                .header("content-type", "application/json")
+                .header(SERVICE_ITEM_HEADER, "KSTB-GA-001")
+                .header(CASE_NUMBER_HEADER, "GD-2026-000731")
+                .header(OPERATOR_HEADER, "0031")
+                .body(Body::from(
+                    serde_json::json!({"resource": "A01-410000-0001", "key": key, "claims": {"name": "张三"}})
+                        .to_string(),
+                ))
+                .expect("request")
+        };
+
+        // Twice: the cache, whose computation panicked, does not leave the second call waiting.
+        let mut exchange_ids = Vec::new();
+        for _ in 0..2 {
+            let response = app.clone().oneshot(call()).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            exchange_ids.push(response.headers()[EXCHANGE_ID_HEADER].to_str().expect("ascii").to_owned());
+            let body = response.into_body().collect().await.expect("body").to_bytes();
+            let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem document");
+            assert_eq!(problem["code"], "internal");
+        }
+
+        let records = crate::exchange::read_records(dir.path()).expect("log");
+        assert_eq!(records.len(), 2, "{records:?}");
+        for (record, exchange_id) in records.iter().zip(&exchange_ids) {
+            assert_eq!(record["id"], *exchange_id);
+            assert_eq!((record["status"].as_u64(), record["code"].as_str()), (Some(500), Some("internal")));
+            assert_eq!(record["system"], system.id);
+            assert_eq!(record["resources"], serde_json::json!(["A01-410000-0001"]));
+            assert_eq!(record["grants"].as_array().map(Vec::len), Some(1), "{record}");
+        }
+        let text = serde_json::to_string(&records).expect("json");
+        assert!(!text.contains(&key) && !text.contains("张三"), "no key or claim in {text}");
     }
 }
