@@ -21,6 +21,7 @@ use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 use tongban_benches::{ensure_dataset, micros, percentiles, rows_from_env};
 use tongban_connectors::synth::{HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE};
+use tongban_connectors::view::mask_udf;
 use tongban_connectors::{DatasetConfig, GrantedView, SourceConfig, ViewColumn, ViewScope, session_config};
 use tongban_gateway::config::DataConfig;
 use tongban_gateway::data::DataPlane;
@@ -273,11 +274,22 @@ async fn sql(
     .expect("view");
     let viewed = SessionContext::new_with_config(session_config().with_target_partitions(1));
     viewed.register_table("household", Arc::new(view)).expect("register");
-    // (caller's query through the view, the same rows asked of the raw table directly)
+    // The raw table again, with the view's masks callable as functions: what direct
+    // DataFusion costs when it computes the same masks, so that the view's own overhead can be
+    // told from the cost of masking.
+    let masked_direct = SessionContext::new_with_config(session_config().with_target_partitions(1));
+    masked_direct.register_table("household", Arc::clone(&registry.datasets["household"].table)).expect("register");
+    masked_direct.register_udf(mask_udf(MaskRule::IdNumber));
+    masked_direct.register_udf(mask_udf(MaskRule::Name));
+    // (caller's query through the view, the same rows asked of the raw table directly, and the
+    // same again with the view's masks applied as functions)
     let pairs = [
         (
             "aggregate over unmasked items",
             "SELECT status, count(*) AS n FROM household GROUP BY status".to_owned(),
+            format!(
+                "SELECT status, count(*) AS n FROM household WHERE division_code LIKE '{SCOPE}%' GROUP BY status"
+            ),
             format!(
                 "SELECT status, count(*) AS n FROM household WHERE division_code LIKE '{SCOPE}%' GROUP BY status"
             ),
@@ -288,16 +300,28 @@ async fn sql(
             format!(
                 "SELECT id_number, name, status FROM household WHERE division_code = '411502' AND division_code LIKE '{SCOPE}%'"
             ),
+            format!(
+                "SELECT tongban_mask_id_number(id_number) AS id_number, tongban_mask_name(name) AS name, status \
+                 FROM household WHERE division_code = '411502' AND division_code LIKE '{SCOPE}%'"
+            ),
         ),
         (
             "filter on a masked item",
             "SELECT count(*) FROM household WHERE name LIKE '张%'".to_owned(),
             format!("SELECT count(*) FROM household WHERE name LIKE '张%' AND division_code LIKE '{SCOPE}%'"),
+            format!(
+                "SELECT count(*) FROM household WHERE tongban_mask_name(name) LIKE '张%' AND division_code LIKE '{SCOPE}%'"
+            ),
         ),
     ];
     if std::env::var_os("TONGBAN_BENCH_EXPLAIN").is_some() {
-        for (label, through_view, direct) in &pairs {
-            for (side, ctx, sql) in [("view", &viewed, through_view), ("direct", raw, direct)] {
+        for (label, through_view, direct, direct_masked) in &pairs {
+            let sides = [
+                ("view", &viewed, through_view),
+                ("direct", raw, direct),
+                ("direct with masks", &masked_direct, direct_masked),
+            ];
+            for (side, ctx, sql) in sides {
                 let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await.expect("plan");
                 let batches = plan.collect().await.expect("explain");
                 let text = arrow::util::pretty::pretty_format_batches(&batches).expect("format");
@@ -305,29 +329,34 @@ async fn sql(
             }
         }
     }
-    for (label, through_view, direct) in &pairs {
-        let (mut v, mut d) = (Vec::new(), Vec::new());
+    for (label, through_view, direct, direct_masked) in &pairs {
+        let (mut v, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..SQL_RUNS + 3 {
             let tv = time_query(&viewed, through_view).await;
             let td = time_query(raw, direct).await;
+            let tm = time_query(&masked_direct, direct_masked).await;
             if round >= 3 {
                 v.push(tv);
                 d.push(td);
+                m.push(tm);
             }
         }
-        let (v, d) = (percentiles(&mut v), percentiles(&mut d));
+        let (v, d, m) = (percentiles(&mut v), percentiles(&mut d), percentiles(&mut m));
         println!(
-            "sql {label}: view p50_us={:.0} direct p50_us={:.0} ratio={:.2} (p90 {:.0} vs {:.0})",
+            "sql {label}: view p50_us={:.0} direct p50_us={:.0} ratio={:.2} (p90 {:.0} vs {:.0}); \
+             direct with masks p50_us={:.0}, view / it={:.2}",
             micros(v.p50),
             micros(d.p50),
             micros(v.p50) / micros(d.p50),
             micros(v.p90),
-            micros(d.p90)
+            micros(d.p90),
+            micros(m.p50),
+            micros(v.p50) / micros(m.p50),
         );
     }
 
     // The same SQL through the whole gateway (sandbox session, decision, JSON, exchange log).
-    for (label, through_view, _) in &pairs {
+    for (label, through_view, _, _) in &pairs {
         let mut samples = Vec::new();
         for round in 0..SQL_RUNS + 3 {
             let body = serde_json::json!({ "query": through_view }).to_string();

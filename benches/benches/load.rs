@@ -34,7 +34,25 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    runtime.block_on(run());
+    runtime.block_on(async {
+        // Interrupted or terminated, the bench drops its run, whose guards stop every server it
+        // started; otherwise the gateway, the supplier and nginx would outlive it.
+        tokio::select! {
+            () = run() => {}
+            signal = stopped() => eprintln!("{signal}: stopping the servers"),
+        }
+    });
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
 }
 
 /// A process that is killed when dropped.
@@ -547,7 +565,11 @@ async fn run() {
     // gateway by hand (its settings, such as `TONGBAN_EXCHANGE_LOG__DURABILITY`, come from
     // this process's environment).
     if std::env::var("TONGBAN_BENCH_LOAD").is_ok_and(|v| v == "hold") {
-        println!("holding: gateway pid {}", fast_gateway.0.id());
+        println!(
+            "holding until SIGINT or SIGTERM (bench pid {}): gateway pid {}",
+            std::process::id(),
+            fast_gateway.0.id()
+        );
         println!("  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/data/verify", verify_script.display());
         println!(
             "  wrk -t1 -c{CONNECTIONS} -d10s -s {} {base}/api/v1/proxy/{HOUSING_FUND}{deposit_path}",
