@@ -278,7 +278,9 @@ async fn sql(
     // DataFusion costs when it computes the same masks, so that the view's own overhead can be
     // told from the cost of masking.
     let masked_direct = SessionContext::new_with_config(session_config().with_target_partitions(1));
-    masked_direct.register_table("household", Arc::clone(&registry.datasets["household"].table)).expect("register");
+    masked_direct
+        .register_table("household", Arc::clone(&registry.datasets["household"].table))
+        .expect("register");
     masked_direct.register_udf(mask_udf(MaskRule::IdNumber));
     masked_direct.register_udf(mask_udf(MaskRule::Name));
     // (caller's query through the view, the same rows asked of the raw table directly, and the

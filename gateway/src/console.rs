@@ -7,13 +7,12 @@
 //! security policy keeps the browser from loading anything from anywhere else.
 
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use rust_embed::Embed;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
 
 #[derive(Embed)]
 #[folder = "console/"]
@@ -33,7 +32,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/console/", get(|headers: HeaderMap| async move { asset("index.html", &headers) }))
         .route(
             "/console/{*path}",
-            get(|Path(path): Path<String>, headers: HeaderMap| async move { asset(&path, &headers) }),
+            get(|ApiPath(path): ApiPath<String>, headers: HeaderMap| async move { asset(&path, &headers) }),
         )
         // Scripts and styles shrink to about a third, which matters on a provincial network.
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -272,6 +272,41 @@ where
     }
 }
 
+/// Path parameters whose rejections are problem documents (400 `invalid_path`), such as a
+/// segment whose percent-encoding does not decode to UTF-8.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                if rejection.status().is_server_error() {
+                    // A route and its handler disagree on the parameters: the gateway's bug.
+                    ApiError::internal(&rejection.body_text())
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_path",
+                        "Invalid path",
+                        rejection.body_text(),
+                    )
+                }
+            })
+    }
+}
+
 /// The problem document (RFC 9457). `type` is a URN built from the code, so clients can match
 /// on either.
 #[derive(Debug, Serialize)]

@@ -517,6 +517,15 @@ async fn bad_input_is_answered_with_problems_and_writes_nothing() {
     assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_query")));
     let (status, problem) = admin.get("/demands/no-such-demand").await.expect("get");
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+    // Path segments whose percent-encoding does not decode to UTF-8.
+    for path in ["/grants/%FF", "/catalog/resources/%E4%B8/versions/1", "/demands/%C0%AF/actions"] {
+        let (status, problem) = if path.ends_with("actions") {
+            admin.post(path, &json!({"version": 1, "action": "submit"})).await.expect("post")
+        } else {
+            admin.get(path).await.expect("get")
+        };
+        assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_path")), "{path}: {problem}");
+    }
     let (status, problem) = admin
         .post("/demands/no-such-demand/actions", &json!({"version": 1, "action": "teleport"}))
         .await

@@ -455,6 +455,12 @@ async fn verification_and_look_up_answer_only_what_is_granted() -> anyhow::Resul
     assert_eq!((status, body["code"].as_str()), (422, Some("invalid_id_number")));
     let (status, body) = police.get(&format!("{path}?items=name&bogus=1")).await?;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")));
+    // A path whose percent-encoding does not decode to UTF-8 is refused, and recorded, like a
+    // bad body.
+    let (status, body) = police.get(&format!("/data/{HOUSEHOLD}/records/%FF")).await?;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_path")), "{body}");
+    let (status, body) = police.get("/proxy/%FF/deposits/1").await?;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_path")), "{body}");
 
     // Every call above was recorded, refusals with their reasons, and no record holds the
     // raw key, the name, the case number or the operator.
@@ -462,6 +468,12 @@ async fn verification_and_look_up_answer_only_what_is_granted() -> anyhow::Resul
     assert!(records.len() >= 25, "{} exchange records", records.len());
     assert!(records.iter().any(|r| r["status"] == 403 && r["reasons"][0]["code"] == "grant_suspended"));
     assert!(records.iter().any(|r| r["status"] == 400 && r["code"] == "malformed_json"));
+    for operation in ["lookup", "proxy"] {
+        assert!(
+            records.iter().any(|r| r["code"] == "invalid_path" && r["operation"] == operation),
+            "no invalid_path record of a {operation}"
+        );
+    }
     assert!(records.iter().any(|r| r["status"] == 200 && r["operation"] == "lookup" && r["rows"] == 1));
     let log = serde_json::to_string(&records)?;
     for secret in

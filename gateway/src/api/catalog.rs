@@ -1,14 +1,14 @@
 //! Service items and the versioned catalog.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tongban_policy::catalog::{Resource, ShareType};
 use tongban_policy::org::ServiceItem;
 
 use super::{Listing, Paging};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::platform::{Caller, ResourceInput};
 use crate::server::AppState;
 
@@ -44,7 +44,7 @@ pub(super) async fn create_service_item(
 pub(super) async fn get_service_item(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<ServiceItem>, ApiError> {
     Ok(Json(state.platform().store.service_item(&code).await?))
 }
@@ -106,7 +106,7 @@ pub(super) async fn create_resource(
 pub(super) async fn get_resource(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<Resource>, ApiError> {
     Ok(Json(state.platform().store.resource(&code, None).await?))
 }
@@ -127,7 +127,7 @@ pub(super) struct ResourceEdit {
 pub(super) async fn edit_resource(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     ApiJson(edit): ApiJson<ResourceEdit>,
 ) -> Result<Json<Resource>, ApiError> {
     Ok(Json(state.platform().edit_resource(&caller, &code, edit.version, edit.resource).await?))
@@ -140,7 +140,7 @@ pub(super) async fn edit_resource(
 pub(super) async fn get_resource_version(
     State(state): State<AppState>,
     _caller: Caller,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Json<Resource>, ApiError> {
     let version: u32 = version.parse().map_err(|_| ApiError::not_found(format!("version {version:?}")))?;
     Ok(Json(state.platform().store.resource(&code, Some(version)).await?))

@@ -1,7 +1,7 @@
 //! Demands (需求清单) and the workflow steps on them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use tongban_policy::org::UserRole;
 use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms, Transition};
 
 use super::Listing;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::platform::{Caller, DemandInput, Platform};
 use crate::server::AppState;
 use crate::store::{DemandFilter, DemandRecord};
@@ -179,7 +179,7 @@ pub(super) async fn overdue_demands(
 pub(super) async fn get_demand(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DemandView>, ApiError> {
     let platform = state.platform();
     let record = platform.store.demand(&id).await?;
@@ -207,7 +207,7 @@ pub(super) struct ActionRequest {
 pub(super) async fn act(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ActionRequest>,
 ) -> Result<Json<DemandView>, ApiError> {
     let record = state.platform().act_on_demand(&caller, &id, request.version, request.action).await?;

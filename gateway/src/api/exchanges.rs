@@ -4,11 +4,11 @@
 //! supplies. Systems use the data plane, not this.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::exchange::query::{self, Bucket, GroupBy, QueryError, Scope};
 use crate::platform::Caller;
 use crate::server::AppState;
@@ -107,7 +107,7 @@ pub(super) async fn search(
 pub(super) async fn get_record(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut scope = ExchangeFilter::default().scope(&caller, None)?;
     scope.id = Some(id.clone());

@@ -1,14 +1,14 @@
 //! Grants: reading them, and suspending, resuming, revoking or narrowing them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use tongban_policy::grant::{Effective, Grant, GrantChange};
 use tongban_policy::org::UserRole;
 
 use super::{Listing, Paging};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::platform::{Caller, Platform};
 use crate::server::AppState;
 
@@ -87,7 +87,7 @@ pub(super) async fn in_force(
 pub(super) async fn get_grant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<GrantDetail>, ApiError> {
     let platform = state.platform();
     let record = platform.store.grant(&id).await?;
@@ -126,7 +126,7 @@ pub(super) struct ChangeRequest {
 pub(super) async fn change_grant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ChangeRequest>,
 ) -> Result<Json<GrantView>, ApiError> {
     caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;

@@ -1,7 +1,7 @@
 //! Sessions, departments, systems and users.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
 use super::{Listing, Paging};
 use crate::auth;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::platform::{Caller, Platform};
 use crate::server::AppState;
 use crate::store::{SystemRecord, UserRecord};
@@ -156,7 +156,7 @@ pub(super) async fn create_department(
 pub(super) async fn get_department(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<Department>, ApiError> {
     Ok(Json(state.platform().store.department(&code).await?))
 }
@@ -248,7 +248,7 @@ pub(super) struct RegisteredCertificate {
 pub(super) async fn register_certificate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<SystemCertificate>,
 ) -> Result<Json<RegisteredCertificate>, ApiError> {
     use rustls::pki_types::CertificateDer;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -19,7 +19,7 @@ use futures::FutureExt;
 use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
 use tongban_policy::grant::Grant;
 
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
 use crate::platform::{Caller, Platform, PolicySnapshot};
 use crate::server::{AppState, Readiness};
@@ -75,13 +75,20 @@ struct PurposeHeaders {
     operator: String,
 }
 
-/// What a call asks for, as the handlers received it. Rejections of the body are kept, so
-/// that a malformed call is logged like any other.
+/// What a call asks for, as the handlers received it. Rejections of the path and body are
+/// kept, so that a malformed call is logged like any other.
 enum CallBody {
     Verify(Result<VerifyRequest, ApiError>),
-    Lookup { resource: String, key: String, query: Result<LookupQuery, ApiError> },
-    Sql { request: Result<SqlRequest, ApiError>, accept: Option<String> },
-    Proxy(proxy::ProxyCall),
+    /// The resource and key from the path, and the items asked for.
+    Lookup {
+        target: Result<(String, String), ApiError>,
+        query: Result<LookupQuery, ApiError>,
+    },
+    Sql {
+        request: Result<SqlRequest, ApiError>,
+        accept: Option<String>,
+    },
+    Proxy(Result<proxy::ProxyCall, ApiError>),
 }
 
 impl CallBody {
@@ -120,10 +127,11 @@ pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
-    Path((resource, key)): Path<(String, String)>,
+    target: Result<ApiPath<(String, String)>, ApiError>,
     query: Result<ApiQuery<LookupQuery>, ApiError>,
 ) -> Response {
-    let body = CallBody::Lookup { resource, key, query: query.map(|ApiQuery(q)| q) };
+    let body =
+        CallBody::Lookup { target: target.map(|ApiPath(target)| target), query: query.map(|ApiQuery(q)| q) };
     serve(&state, caller, &headers, body).await
 }
 
@@ -155,10 +163,14 @@ pub(crate) async fn run_sql(
 pub(crate) async fn proxy_call(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    Path((resource, _)): Path<(String, String)>,
+    target: Result<ApiPath<(String, String)>, ApiError>,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let resource = match target {
+        Ok(ApiPath((resource, _))) => resource,
+        Err(error) => return serve(&state, caller, &parts.headers, CallBody::Proxy(Err(error))).await,
+    };
     // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
     // an encoded `?` or `/` into structure.
     let raw_path = parts.uri.path();
@@ -175,7 +187,7 @@ pub(crate) async fn proxy_call(
         method: parts.method,
         body: std::sync::Mutex::new(Some(body)),
     };
-    serve(&state, caller, &parts.headers, CallBody::Proxy(call)).await
+    serve(&state, caller, &parts.headers, CallBody::Proxy(Ok(call))).await
 }
 
 /// A call's answer, encoded: masked values only.
@@ -352,7 +364,8 @@ async fn lifecycle(
                 };
                 cached(&data.cache, data.cache.ttl(resource.update_cycle), key, execute).await?
             }
-            CallBody::Lookup { key: record_key, .. } => {
+            CallBody::Lookup { target, .. } => {
+                let (_, record_key) = target.as_ref().map_err(Clone::clone)?;
                 let (resource, permit) = &resolved.permits[0];
                 let items: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
                 let items = items.join(",");
@@ -383,6 +396,7 @@ async fn lifecycle(
                 (answer, CacheOutcome::Bypass)
             }
             CallBody::Proxy(call) => {
+                let call = call.as_ref().map_err(Clone::clone)?;
                 let (resource, permit) = &resolved.permits[0];
                 let exchange_id = phases.record.id.clone();
                 let context = proxy::CallContext {
@@ -620,12 +634,14 @@ fn resolve<'s>(
             let items = records::verify_items(registry, resource, request)?;
             vec![ask(&request.resource, &items)?]
         }
-        CallBody::Lookup { resource, query, .. } => {
+        CallBody::Lookup { target, query } => {
+            let (resource, _) = target.as_ref().map_err(Clone::clone)?;
             record.resources.push(resource.clone());
             let query = query.as_ref().map_err(Clone::clone)?;
             vec![ask(resource, &query.items())?]
         }
         CallBody::Proxy(call) => {
+            let call = call.as_ref().map_err(Clone::clone)?;
             record.resources.push(call.resource.clone());
             call.check_path()?;
             let (resource, permit) = ask(&call.resource, &[])?;
