@@ -105,6 +105,7 @@ pub(super) async fn run(
             format!("queries are at most {} bytes", limits.sql_max_bytes),
         ));
     }
+    check_complexity(&request.query)?;
     let state = sandbox(registry, limits, permits)?;
     let statement = state.sql_to_statement(&request.query, &Dialect::Generic).map_err(invalid_sql)?;
     // Only a query: the parser also reads EXPLAIN, SHOW, SET, COPY, CREATE and the like.
@@ -162,6 +163,104 @@ pub(super) async fn run(
     }
     let body = encode(format, &schema, &batches).map_err(|e| ApiError::internal(&e))?;
     Ok(Answer::ok(format.content_type(), body.into(), rows as u64))
+}
+
+/// The most tokens a query may hold that can deepen the trees it is parsed and planned into
+/// (see [`deepens`]). DataFusion and its parser build, copy, compare and drop those trees
+/// recursively, much of it without the stack growth its `recursive_protection` gives some
+/// passes: a chain of 5,000 additions in a 10 KB query overflowed a worker's stack and
+/// aborted the whole gateway. The parser's own recursion limit bounds nesting by brackets and
+/// subqueries, not chains, which it reads in a loop. Measured in a debug build: on 2 MiB
+/// stacks 2,000 additions, or a join of 1,000 tables, overflowed; on the 16 MiB worker stacks
+/// the binary runs with (`cli`), chains of 8,000 additions, 1,900 casts and 2,200
+/// concatenations and a join of 1,000 tables were planned and answered. Legitimate queries
+/// use tens.
+pub(crate) const MAX_QUERY_TERMS: usize = 1000;
+
+/// Refuses a query whose parse tree could be deep enough to overflow the stack, counting
+/// tokens before anything is parsed: a tree that deep overflows when it is dropped, too.
+fn check_complexity(query: &str) -> Result<(), ApiError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    let tokens = Tokenizer::new(&GenericDialect {}, query)
+        .tokenize()
+        .map_err(|e| ApiError::unprocessable("invalid_sql", "Invalid query", first_line(&e.to_string())))?;
+    let terms = tokens.iter().filter(|t| deepens(t)).count();
+    if terms > MAX_QUERY_TERMS {
+        return Err(ApiError::unprocessable(
+            "query_too_complex",
+            "Query too complex",
+            format!(
+                "the query has {terms} operators, list items and joins; at most {MAX_QUERY_TERMS} are allowed"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a token can add a level to a query's trees: every operator (a chain of them
+/// parses to a tree as deep as it is long), the keywords that join terms, queries or tables,
+/// and commas (which separate the tables of a join as well as the items of a list). Names,
+/// literals, brackets and the dots of qualified names cannot.
+fn deepens(token: &datafusion::sql::sqlparser::tokenizer::Token) -> bool {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    match token {
+        Token::Word(word) => matches!(
+            word.keyword,
+            Keyword::AND
+                | Keyword::OR
+                | Keyword::XOR
+                | Keyword::NOT
+                | Keyword::IS
+                | Keyword::LIKE
+                | Keyword::ILIKE
+                | Keyword::SIMILAR
+                | Keyword::BETWEEN
+                | Keyword::IN
+                | Keyword::COLLATE
+                | Keyword::AT
+                | Keyword::DIV
+                | Keyword::REGEXP
+                | Keyword::RLIKE
+                | Keyword::OVERLAPS
+                | Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::MINUS
+                | Keyword::JOIN
+                | Keyword::WHEN
+        ),
+        Token::EOF
+        | Token::Whitespace(_)
+        | Token::Number(..)
+        | Token::Char(_)
+        | Token::Placeholder(_)
+        | Token::LParen
+        | Token::RParen
+        | Token::Period
+        | Token::SemiColon
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_) => false,
+        _ => true,
+    }
 }
 
 /// Functions whose output size is set by an argument rather than by the data, so one call
@@ -315,4 +414,42 @@ fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(query: &str) -> usize {
+        use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+        let tokens = Tokenizer::new(&GenericDialect {}, query).tokenize().expect("tokens");
+        tokens.iter().filter(|t| deepens(t)).count()
+    }
+
+    #[test]
+    fn operators_commas_and_joining_keywords_count_as_terms_and_names_and_literals_do_not() {
+        let cases = [
+            ("SELECT count(*) FROM household", 1),
+            ("SELECT h.name, h.status FROM household h WHERE h.status = '正常'", 2),
+            ("SELECT 1 + 2 * 3 - 4 AS x", 3),
+            ("SELECT a FROM t WHERE x IN ('a', 'b', 'c') AND NOT y LIKE '张%'", 6),
+            ("SELECT a::bigint FROM t UNION ALL SELECT b FROM u JOIN v ON u.k = v.k", 4),
+            ("SELECT CASE WHEN a > 1 THEN 'x' WHEN a IS NULL THEN 'y' END FROM t", 4),
+            ("SELECT 'a + b, c = d' AS text, \"odd, name\" FROM t -- a, b + c", 1),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(terms(query), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_query_over_the_bound_of_terms_is_refused_before_it_is_parsed() {
+        let chain = |n: usize| format!("SELECT {} AS total", vec!["1"; n].join(" + "));
+        assert!(check_complexity(&chain(MAX_QUERY_TERMS + 1)).is_ok());
+        let refused = check_complexity(&chain(MAX_QUERY_TERMS + 2)).expect_err("over the bound");
+        assert_eq!((refused.status.as_u16(), refused.code), (422, "query_too_complex"));
+        let unreadable = check_complexity("SELECT 'unterminated").expect_err("not a query");
+        assert_eq!(unreadable.code, "invalid_sql");
+    }
 }
