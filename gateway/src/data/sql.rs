@@ -186,10 +186,16 @@ pub(crate) const MAX_QUERY_TABLES: usize = 32;
 
 /// Refuses a planned (not yet optimized) query that reads more than [`MAX_QUERY_TABLES`].
 fn check_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), ApiError> {
+    // The walk stops at the first table over the bound: a plan shares a common table
+    // expression's plan wherever it is read, so a few lines of `WITH` can make a tree with
+    // billions of paths to walk.
     let mut tables = 0;
     plan.apply_with_subqueries(|node| {
         if matches!(node, datafusion::logical_expr::LogicalPlan::TableScan(_)) {
             tables += 1;
+            if tables > MAX_QUERY_TABLES {
+                return Ok(TreeNodeRecursion::Stop);
+            }
         }
         Ok(TreeNodeRecursion::Continue)
     })
@@ -198,7 +204,7 @@ fn check_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), ApiE
         return Err(ApiError::unprocessable(
             "query_too_complex",
             "Query too complex",
-            format!("the query reads {tables} tables; at most {MAX_QUERY_TABLES} are allowed"),
+            format!("the query reads more than {MAX_QUERY_TABLES} tables"),
         ));
     }
     Ok(())
@@ -208,10 +214,12 @@ fn check_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), ApiE
 /// tokens before anything is parsed: a tree that deep overflows when it is dropped, too.
 fn check_complexity(query: &str) -> Result<(), ApiError> {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&GenericDialect {}, query)
         .tokenize()
         .map_err(|e| ApiError::unprocessable("invalid_sql", "Invalid query", first_line(&e.to_string())))?;
+    // Comments and spaces carry no structure.
+    let tokens: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
     let terms = tokens.iter().filter(|t| deepens(t)).count();
     if terms > MAX_QUERY_TERMS {
         return Err(ApiError::unprocessable(
@@ -222,7 +230,124 @@ fn check_complexity(query: &str) -> Result<(), ApiError> {
             ),
         ));
     }
+    if common_table_readings(&tokens) > MAX_QUERY_TABLES {
+        return Err(ApiError::unprocessable(
+            "query_too_complex",
+            "Query too complex",
+            format!(
+                "the query's common table expressions are read more than {MAX_QUERY_TABLES} times, counted as they expand"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// How many times a query reads its common table expressions once each is expanded where
+/// it is read, from its tokens (spaces dropped), saturating. The planner expands them, and it
+/// does so in time that grows with the expansion: forty `WITH` items each reading the one
+/// before twice (a query of 2 KB) did not finish planning, as 2^40 readings. A name is taken
+/// as a reading wherever it stands but as a qualifier (before a dot) or where it is defined,
+/// which can only overcount.
+fn common_table_readings(tokens: &[datafusion::sql::sqlparser::tokenizer::Token]) -> usize {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let closing = |open: usize| {
+        let mut depth = 0usize;
+        for (at, token) in tokens.iter().enumerate().skip(open) {
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return at;
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokens.len()
+    };
+    let opening = |close: usize| {
+        let mut depth = 0usize;
+        for at in (0..=close).rev() {
+            match tokens[at] {
+                Token::RParen => depth += 1,
+                Token::LParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    // Each definition `name [(columns)] AS [[NOT] MATERIALIZED] (body)`: its name, where the
+    // name stands and the span of its body.
+    let mut definitions: Vec<(String, usize, std::ops::Range<usize>)> = Vec::new();
+    for at in 0..tokens.len() {
+        let Token::Word(word) = &tokens[at] else { continue };
+        if word.keyword != Keyword::AS || word.quote_style.is_some() {
+            continue;
+        }
+        let mut body = at + 1;
+        while let Some(Token::Word(w)) = tokens.get(body)
+            && matches!(w.keyword, Keyword::NOT | Keyword::MATERIALIZED)
+        {
+            body += 1;
+        }
+        if !matches!(tokens.get(body), Some(Token::LParen)) || at == 0 {
+            continue;
+        }
+        let mut name_at = at - 1;
+        if matches!(tokens[name_at], Token::RParen) {
+            match opening(name_at).and_then(|open| open.checked_sub(1)) {
+                Some(before) => name_at = before,
+                None => continue,
+            }
+        }
+        if let Token::Word(name) = &tokens[name_at] {
+            definitions.push((name.value.to_lowercase(), name_at, body..closing(body)));
+        }
+    }
+    // Names that can be readings: words not before a dot and not where a name is defined.
+    let defined: std::collections::HashSet<usize> = definitions.iter().map(|(_, at, _)| *at).collect();
+    let names: Vec<Option<String>> = tokens
+        .iter()
+        .enumerate()
+        .map(|(at, token)| match token {
+            Token::Word(w)
+                if !matches!(tokens.get(at + 1), Some(Token::Period)) && !defined.contains(&at) =>
+            {
+                Some(w.value.to_lowercase())
+            }
+            _ => None,
+        })
+        .collect();
+    // A definition's weight: itself, plus the weights of the earlier definitions its body
+    // reads. The query reads the definitions named outside every body.
+    let mut weights: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut heaviest = 0usize;
+    let mut in_a_body = vec![false; tokens.len()];
+    for (name, _, body) in &definitions {
+        let mut weight = 1usize;
+        for at in body.clone() {
+            in_a_body[at] = true;
+            if let Some(read) = names[at].as_deref().and_then(|n| weights.get(n)) {
+                weight = weight.saturating_add(*read);
+            }
+        }
+        heaviest = heaviest.max(weight);
+        weights.insert(name, weight);
+    }
+    let mut readings = 0usize;
+    for (at, name) in names.iter().enumerate() {
+        if let Some(read) = name.as_deref().filter(|_| !in_a_body[at]).and_then(|n| weights.get(n)) {
+            readings = readings.saturating_add(*read);
+        }
+    }
+    readings.max(heaviest)
 }
 
 /// Whether a token can add a level to a query's trees: every operator (a chain of them
@@ -468,6 +593,49 @@ mod tests {
         for (query, expected) in cases {
             assert_eq!(terms(query), expected, "{query}");
         }
+    }
+
+    fn readings(query: &str) -> usize {
+        use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        let tokens = Tokenizer::new(&GenericDialect {}, query).tokenize().expect("tokens");
+        let tokens: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+        common_table_readings(&tokens)
+    }
+
+    /// `levels` common table expressions over `household`, each reading the one before twice.
+    fn doubling(levels: usize) -> String {
+        let mut query = "WITH a0 AS (SELECT status AS x FROM household)".to_owned();
+        for level in 1..=levels {
+            query.push_str(&format!(
+                ", a{level} AS (SELECT p.x AS x FROM a{} p, a{} q)",
+                level - 1,
+                level - 1
+            ));
+        }
+        query + &format!(" SELECT count(*) FROM a{levels}")
+    }
+
+    #[test]
+    fn common_table_expressions_are_counted_as_they_expand() {
+        let cases = [
+            ("SELECT * FROM household", 0),
+            ("WITH a AS (SELECT * FROM household) SELECT * FROM a", 1),
+            ("WITH a AS (SELECT * FROM household) SELECT a.status, b.status FROM a, A b", 2),
+            (
+                "WITH a (x) AS (SELECT 1), b AS NOT MATERIALIZED (SELECT * FROM a JOIN a c ON true) \
+                 SELECT * FROM b, b d",
+                6,
+            ),
+            ("WITH a AS (SELECT 'a' AS a) SELECT 'a' FROM household", 1),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(readings(query), expected, "{query}");
+        }
+        assert_eq!(readings(&doubling(4)), 31);
+        assert_eq!(readings(&doubling(70)), usize::MAX, "saturates");
+        let refused = check_complexity(&doubling(40)).expect_err("2^41 readings");
+        assert_eq!(refused.code, "query_too_complex");
     }
 
     #[test]
