@@ -124,13 +124,9 @@ pub fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let _telemetry = init_tracing(telemetry.as_ref())?;
-    // Deep recursion in query planning runs on these threads; 16 MiB of stack (reserved, and
-    // touched only as deep as a call goes) gives the SQL sandbox's bound on a query's terms
-    // its margin (`data::sql::MAX_QUERY_TERMS`).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(16 * 1024 * 1024)
-        .enable_all()
-        .build()?;
+    // SQL queries, whose planning recurses deeply, run on a runtime of their own with larger
+    // stacks (`data::SqlExecutor`); this one serves HTTP.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { config } => {
             let loaded = Config::load(&config)?;

@@ -3,6 +3,7 @@
 //! with a double underscore are read as configuration.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -44,6 +45,19 @@ pub struct DataConfig {
     /// How much memory one SQL query may hold for sorts, joins and aggregates, in MiB. Nothing
     /// spills to disk: a query that needs more is refused.
     pub sql_memory_mib: usize,
+    /// How many SQL queries may run at once. Each may hold `sql_memory_mib`, so this also
+    /// bounds the memory SQL takes.
+    pub sql_concurrency: NonZeroUsize,
+    /// How long a query waits for a free slot, in milliseconds, before it is refused with 503
+    /// `sql_busy`.
+    pub sql_queue_ms: u64,
+    /// Threads SQL queries run on, apart from the threads serving HTTP; 0 means one per
+    /// processor.
+    pub sql_threads: usize,
+    /// The nice value (0 to 19) of the SQL threads: the higher, the more the operating system
+    /// favours verifications, look-ups and proxied calls over queries when both want a
+    /// processor. At 10 a query gets about a tenth of a processor that calls keep busy.
+    pub sql_nice: u8,
     pub limits: crate::data::LimitsConfig,
     pub cache: crate::data::CacheConfig,
     /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
@@ -58,6 +72,10 @@ impl Default for DataConfig {
             sql_max_rows: 100_000,
             sql_timeout_ms: 10_000,
             sql_memory_mib: 256,
+            sql_concurrency: NonZeroUsize::new(4).expect("nonzero"),
+            sql_queue_ms: 1_000,
+            sql_threads: 0,
+            sql_nice: 10,
             limits: crate::data::LimitsConfig::default(),
             cache: crate::data::CacheConfig::default(),
             upstreams: Vec::new(),

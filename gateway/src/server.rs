@@ -173,8 +173,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     println!("tongban listening on {scheme}://{address}");
     tracing::info!(%address, scheme, "listening");
 
-    let data = DataPlane::new(loaded.config.data.clone(), log)
-        .map_err(|e| anyhow::anyhow!("binding supplier APIs: {e}"))?;
+    let data = DataPlane::new(loaded.config.data.clone(), log)?;
     let state =
         AppState::new(platform.clone(), data).with_metrics_token(loaded.config.server.metrics_token.clone());
     // Grants changed by another instance on the same store reach this one within seconds.
@@ -308,7 +307,7 @@ mod tests {
     async fn state() -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open_in(&dir.keep().join("exchange")).await.expect("exchange log");
-        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
+        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

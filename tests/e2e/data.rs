@@ -298,6 +298,21 @@ async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<
     let nested = format!("SELECT {}1{} FROM household", "(".repeat(300), ")".repeat(300));
     let (status, _) = police.post("/data/sql", &json!({ "query": nested })).await?;
     assert_eq!(status, 422);
+    // The gateway is still healthy after the bombs.
+    let (status, _) = police.post("/data/sql", &json!({"query": "SELECT count(*) FROM household"})).await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+/// Queries past the sandbox's bounds on terms and tables read are refused before they are
+/// planned, and queries at the bounds are answered. Planning a chain at the bound takes about
+/// 3 s in a debug build, and the time limit covers planning, so this gateway has a long one.
+#[tokio::test]
+async fn queries_past_the_bounds_are_refused_before_planning_and_at_the_bounds_answered() -> anyhow::Result<()>
+{
+    let demo = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "60000")]).await?;
+    let (_, police) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&police, "KSTB-GA-001");
     // Chains parse to trees as deep as they are long, which the planner copies and drops
     // recursively: 5,000 additions in 10 KB once overflowed a worker's stack and aborted the
     // gateway. Over the bound they are refused and at it answered; so are joins over and at
@@ -330,9 +345,62 @@ async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<
     doubling.push_str(" SELECT count(*) FROM a40");
     let (status, body) = police.post("/data/sql", &json!({ "query": doubling })).await?;
     assert_eq!((status, body["code"].as_str()), (422, Some("query_too_complex")), "{body}");
-    // The gateway is still healthy after the bombs.
     let (status, _) = police.post("/data/sql", &json!({"query": "SELECT count(*) FROM household"})).await?;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "the gateway is still healthy after the bombs");
+    Ok(())
+}
+
+/// SQL runs in a bounded number of slots, on threads of its own: with one slot taken by a
+/// query that runs until its time limit, another query waits for the queue time and is refused
+/// 503 `sql_busy` (recorded like any refusal), verifications are answered meanwhile, and the
+/// slot is free again once the long query is stopped.
+#[tokio::test]
+async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<()> {
+    let demo = Demo::start_with(
+        ROWS,
+        &[
+            ("TONGBAN_DATA__SQL_TIMEOUT_MS", "3000"),
+            ("TONGBAN_DATA__SQL_CONCURRENCY", "1"),
+            ("TONGBAN_DATA__SQL_QUEUE_MS", "300"),
+        ],
+    )
+    .await?;
+    let truth = Truth::read(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system, "KSTB-GA-001");
+    let slow = json!({"query": "SELECT count(*) FROM household a, household b, household c, household d"});
+    let long_query = {
+        let police = police.clone();
+        tokio::spawn(async move { police.post("/data/sql", &slow).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    let refused = police
+        .send(reqwest::Method::POST, "/data/sql", Some(&json!({"query": "SELECT 1 AS one"})), None)
+        .await?;
+    assert_eq!(refused.status, 503);
+    let problem: Value = serde_json::from_slice(&refused.body)?;
+    assert_eq!(problem["code"], "sql_busy", "{problem}");
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "it waited for a slot");
+
+    let person = truth.in_scope().find(|p| p.name.is_some()).expect("person").clone();
+    let claims = json!({"resource": HOUSEHOLD, "key": person.id_number, "claims": {"name": person.name}});
+    let (status, body) = police.post("/data/verify", &claims).await?;
+    assert_eq!((status, &body["results"]["name"]), (200, &json!("match")), "{body}");
+
+    let (status, body) = long_query.await??;
+    assert_eq!((status, body["code"].as_str()), (422, Some("query_timeout")), "{body}");
+    let (status, body) = police.post("/data/sql", &json!({"query": "SELECT 1 AS one"})).await?;
+    assert_eq!((status, &body["rows"][0]["one"]), (200, &json!(1)), "{body}");
+
+    let records = demo.exchange_records()?;
+    assert!(
+        records.iter().any(|r| r["status"] == 503 && r["code"] == "sql_busy" && r["operation"] == "sql"),
+        "the refused query is recorded"
+    );
+    assert!(records.iter().any(|r| r["code"] == "query_timeout"));
     Ok(())
 }
 

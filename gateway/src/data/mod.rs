@@ -29,6 +29,7 @@ mod limits;
 mod proxy;
 mod records;
 mod sql;
+mod sql_executor;
 
 pub use cache::{AnswerCache, CacheConfig, CacheOutcome};
 pub use limits::{Limit, Limited, Limiters, LimitsConfig};
@@ -36,6 +37,7 @@ pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
+pub use sql_executor::{SqlExecutor, SqlExecutorError};
 
 /// Header carrying the service item (事项编码) a call serves.
 pub const SERVICE_ITEM_HEADER: &str = "x-tongban-service-item";
@@ -390,8 +392,15 @@ async fn lifecycle(
                 let request = request.as_ref().map_err(Clone::clone)?;
                 // Masks are applied inside each per-grant view, below the caller's query, so
                 // execute and mask are one phase here. Queries are not cached.
-                let answer =
-                    sql::run(&registry, &data.sql, &resolved.permits, request, accept.as_deref()).await?;
+                let answer = sql::run(
+                    &data.sql_executor,
+                    &registry,
+                    &data.sql,
+                    &resolved.permits,
+                    request,
+                    accept.as_deref(),
+                )
+                .await?;
                 phases.end(Phase::Execute);
                 (answer, CacheOutcome::Bypass)
             }
@@ -771,6 +780,7 @@ fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegist
 #[derive(Debug)]
 pub struct DataPlane {
     pub sql: crate::config::DataConfig,
+    pub sql_executor: SqlExecutor,
     pub log: ExchangeLog,
     pub limits: Limiters,
     pub cache: AnswerCache,
@@ -779,9 +789,19 @@ pub struct DataPlane {
     pub quality: crate::quality::QualityCache,
 }
 
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("binding supplier APIs: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Sql(#[from] SqlExecutorError),
+}
+
 impl DataPlane {
-    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, UpstreamError> {
+    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, DataPlaneError> {
         Ok(DataPlane {
+            sql_executor: SqlExecutor::new(&config)?,
             metrics: crate::metrics::Metrics::new(log.metrics().clone()),
             quality: crate::quality::QualityCache::default(),
             limits: Limiters::new(&config.limits),
@@ -803,7 +823,7 @@ mod tests {
     use super::*;
 
     async fn state(log: ExchangeLog) -> AppState {
-        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("no upstreams");
+        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane");
         AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
     }
 

@@ -8,7 +8,6 @@
 //! disk, the run time is capped, and results over the row limit are refused, not cut.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -23,7 +22,7 @@ use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::{DataFrame, SessionConfig};
@@ -36,6 +35,7 @@ use tongban_policy::catalog::Resource;
 use tongban_policy::decision::Permit;
 
 use super::Answer;
+use super::sql_executor::SqlExecutor;
 use crate::config::DataConfig;
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
@@ -89,8 +89,10 @@ impl Format {
     }
 }
 
-/// Runs `request` over the views of `permits`.
+/// Runs `request` over the views of `permits`: checked and put in its sandbox here, then
+/// parsed, planned, run and encoded on the SQL runtime (`sql_executor`), under the time limit.
 pub(super) async fn run(
+    executor: &SqlExecutor,
     registry: &DatasetRegistry,
     limits: &DataConfig,
     permits: &[(&Resource, Permit<'_>)],
@@ -108,7 +110,18 @@ pub(super) async fn run(
     let views: Vec<&str> = permits.iter().map(|(resource, _)| resource.dataset.as_str()).collect();
     check_complexity(&request.query, &views)?;
     let state = sandbox(registry, limits, permits)?;
-    let statement = state.sql_to_statement(&request.query, &Dialect::Generic).map_err(invalid_sql)?;
+    let query = request.query.clone();
+    let max_rows = limits.sql_max_rows;
+    executor.run(async move { plan_and_run(state, &query, max_rows, format).await }).await
+}
+
+async fn plan_and_run(
+    state: SessionState,
+    query: &str,
+    limit: usize,
+    format: Format,
+) -> Result<Answer, ApiError> {
+    let statement = state.sql_to_statement(query, &Dialect::Generic).map_err(invalid_sql)?;
     // Only a query: the parser also reads EXPLAIN, SHOW, SET, COPY, CREATE and the like.
     if !matches!(&statement, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
         return Err(ApiError::unprocessable(
@@ -132,29 +145,13 @@ pub(super) async fn run(
             )
         })?;
     // One row past the limit tells a result that is too large from one that just fits.
-    let limit = limits.sql_max_rows;
     let frame = DataFrame::new(state, plan).limit(0, Some(limit + 1)).map_err(invalid_sql)?;
-    let timeout = Duration::from_millis(limits.sql_timeout_ms);
-    let collected = tokio::time::timeout(timeout, async {
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let task = Arc::new(frame.task_ctx());
-        let plan = yielding(frame.create_physical_plan().await?)?;
-        let stream = datafusion::physical_plan::execute_stream(plan, task)?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        Ok::<_, DataFusionError>((schema, batches))
-    })
-    .await;
-    let (schema, batches) = match collected {
-        Err(_) => {
-            return Err(ApiError::unprocessable(
-                "query_timeout",
-                "Query took too long",
-                format!("queries may run for {} ms; narrow or aggregate it", limits.sql_timeout_ms),
-            ));
-        }
-        Ok(Err(e)) => return Err(execution_error(e)),
-        Ok(Ok(result)) => result,
-    };
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let task = Arc::new(frame.task_ctx());
+    let plan =
+        yielding(frame.create_physical_plan().await.map_err(execution_error)?).map_err(execution_error)?;
+    let stream = datafusion::physical_plan::execute_stream(plan, task).map_err(execution_error)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(execution_error)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows > limit {
         return Err(ApiError::unprocessable(
@@ -434,7 +431,7 @@ fn sandbox(
     registry: &DatasetRegistry,
     limits: &DataConfig,
     permits: &[(&Resource, Permit<'_>)],
-) -> Result<datafusion::execution::session_state::SessionState, ApiError> {
+) -> Result<SessionState, ApiError> {
     let schema = Arc::new(MemorySchemaProvider::new());
     for (resource, permit) in permits {
         let dataset = super::records::dataset(registry, resource)?;
