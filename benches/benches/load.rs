@@ -5,7 +5,8 @@
 //! 3. the same API through Tongban's proxy, with the full policy path (API key, purpose,
 //!    decision, rate limits, JSON filtering and masking, exchange record), uncached;
 //! 4. a bare hyper server answering a fixed verification answer;
-//! 5. Tongban answering that verification from its cache (the full lifecycle but execute).
+//! 5. Tongban answering that verification from its cache (the full lifecycle but execute);
+//! 6. that verification again while other clients run costly SQL, against it alone.
 //!
 //! Every server runs as its own process (the hyper baseline as a thread pool of this one) on
 //! loopback; wrk runs with one thread and a fixed number of connections for a fixed time. The
@@ -533,12 +534,25 @@ async fn run() {
     ];
     // `TONGBAN_BENCH_LOAD=logging` runs only the exchange log's cost, below; `hold` only sets
     // up.
-    let everything = std::env::var("TONGBAN_BENCH_LOAD").map_or(true, |v| v != "logging" && v != "hold");
+    // `sql` only verification under SQL, below.
+    let mode = std::env::var("TONGBAN_BENCH_LOAD").ok();
+    let everything = mode.as_deref().is_none_or(|v| !["logging", "hold", "sql"].contains(&v));
     if everything {
         load_rounds(
             &runs,
             &[("tongban proxy / nginx proxy_pass", 2, 1), ("tongban cached verification / bare hyper", 4, 3)],
         );
+    }
+    if everything || mode.as_deref() == Some("sql") {
+        let police = credentials["systems"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "广东省公安厅跨省户籍业务系统"))
+            .and_then(|s| s["api_key"].as_str())
+            .expect("the police system's key");
+        verification_under_sql(&client, &base, police, &verify_script).await;
+        if mode.is_some() {
+            return;
+        }
     }
 
     // The proxies' own cost: the same three paths to an upstream that answers at once (a bare
@@ -672,6 +686,95 @@ async fn run() {
             &cpu_ratios[c],
         );
     }
+}
+
+/// Clients running a costly query over and over while verification is loaded.
+const SQL_CLIENTS: usize = 4;
+
+/// Cached verification loaded alone, then while [`SQL_CLIENTS`] clients of another system run
+/// a costly query over and over (a self-join of the police system's household view: 12 million
+/// joined rows, about 0.6 s of one processor), in turn for the rounds. Prints verification's
+/// throughput under SQL over alone (median of the rounds) and how many queries were answered,
+/// so that a gateway which protects verification by starving SQL entirely shows it.
+async fn verification_under_sql(client: &reqwest::Client, base: &str, police_key: &str, verify_script: &Path) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let query = json!({"query": "SELECT a.status, count(*) AS n, max(b.name) AS last FROM household a \
+        JOIN household b ON a.status = b.status GROUP BY a.status"});
+    let sql = |client: &reqwest::Client| {
+        client
+            .post(format!("{base}/api/v1/data/sql"))
+            .bearer_auth(police_key)
+            .header("X-Tongban-Service-Item", "KSTB-GA-001")
+            .header("X-Tongban-Case-Number", "GD-2026-000731")
+            .header("X-Tongban-Operator", "0031")
+            .timeout(Duration::from_secs(60))
+            .json(&query)
+    };
+    let started = Instant::now();
+    let answer = sql(client).send().await.expect("the query");
+    assert!(answer.status().is_success(), "{}: {}", answer.status(), answer.text().await.unwrap_or_default());
+    println!("load sql: one costly query alone took {} ms", started.elapsed().as_millis());
+
+    let verify_url = format!("{base}/api/v1/data/verify");
+    let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+    let (mut throughput, mut p99) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let runs = [("tongban verification, cached, alone", verify_url.clone(), &verify_script.to_owned())];
+        let alone = tokio::task::block_in_place(|| load_each(&runs)).remove(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..SQL_CLIENTS)
+            .map(|_| {
+                let (stop, request) = (Arc::clone(&stop), sql(client));
+                tokio::spawn(async move {
+                    // Answered, refused on their time limit, and refused for rate or slots.
+                    let mut outcomes = [0u32; 3];
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(answer) = request.try_clone().expect("a JSON body").send().await else { continue };
+                        let status = answer.status().as_u16();
+                        let retry = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+                        let _ = answer.bytes().await;
+                        match status {
+                            200 => outcomes[0] += 1,
+                            422 => outcomes[1] += 1,
+                            _ => {
+                                outcomes[2] += 1;
+                                tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1))).await;
+                            }
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let runs = [("tongban verification, cached, under SQL", verify_url.clone(), &verify_script.to_owned())];
+        let under = tokio::task::block_in_place(|| load_each(&runs)).remove(0);
+        stop.store(true, Ordering::Relaxed);
+        let mut outcomes = [0u32; 3];
+        for client in clients {
+            for (total, n) in outcomes.iter_mut().zip(client.await.expect("SQL client")) {
+                *total += n;
+            }
+        }
+        println!(
+            "load sql round {round}: verification under SQL / alone rps={:.2} p99 {:.1} ms / {:.1} ms; \
+             queries answered {}, timed out {}, refused for rate or slots {}",
+            under.rps / alone.rps,
+            under.p99_ms,
+            alone.p99_ms,
+            outcomes[0],
+            outcomes[1],
+            outcomes[2]
+        );
+        throughput.push(under.rps / alone.rps);
+        p99.push(under.p99_ms / alone.p99_ms);
+    }
+    println!(
+        "load ratio tongban verification under SQL / alone: rps={:.2}, p99={:.2}, median of {rounds} rounds \
+         {throughput:.2?} {p99:.2?}",
+        median(&throughput),
+        median(&p99)
+    );
 }
 
 /// Prints the medians of `ratios[path][durability - 1]` (path 0 cached verification, 1 the

@@ -142,7 +142,8 @@ pub(crate) async fn lookup(
     params(PurposeHeaders), request_body = SqlRequest,
     responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
         (status = 403, body = crate::api::ProblemSchema), (status = 406, body = crate::api::ProblemSchema),
-        (status = 422, body = crate::api::ProblemSchema)))]
+        (status = 422, body = crate::api::ProblemSchema),
+        (status = 503, description = "sql_busy: every SQL slot taken, with Retry-After", body = crate::api::ProblemSchema)))]
 pub(crate) async fn run_sql(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
