@@ -2,9 +2,9 @@
 //! after the data plane's, a bounded number of queries at a time.
 //!
 //! A query is planned and run by DataFusion in the thread that polls it. On the runtime that
-//! serves HTTP, two costly queries on two processors held both worker threads: verifications
-//! fell from 17,850 to 914 a second while four clients ran self-joins (p99 8 ms to 200 ms).
-//! Planning cannot yield at all, so the query's time limit could not cover it. Here every
+//! serves HTTP, costly queries held both worker threads of a 2-processor machine: cached
+//! verifications fell to 2% of their rate while four clients ran self-joins (the load bench's
+//! `sql` part). Planning cannot yield at all, so the query's time limit could not cover it. Here every
 //! query is parsed, planned, run and encoded on the SQL runtime; the caller's task only waits
 //! for it, under the time limit, and the threads it waits on run at a lower priority (a higher
 //! nice value), so a verification or look-up is scheduled first whenever both want a
