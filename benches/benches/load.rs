@@ -696,7 +696,12 @@ const SQL_CLIENTS: usize = 4;
 /// joined rows, about 0.6 s of one processor), in turn for the rounds. Prints verification's
 /// throughput under SQL over alone (median of the rounds) and how many queries were answered,
 /// so that a gateway which protects verification by starving SQL entirely shows it.
-async fn verification_under_sql(client: &reqwest::Client, base: &str, police_key: &str, verify_script: &Path) {
+async fn verification_under_sql(
+    client: &reqwest::Client,
+    base: &str,
+    police_key: &str,
+    verify_script: &Path,
+) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let query = json!({"query": "SELECT a.status, count(*) AS n, max(b.name) AS last FROM household a \
@@ -730,9 +735,12 @@ async fn verification_under_sql(client: &reqwest::Client, base: &str, police_key
                     // Answered, refused on their time limit, and refused for rate or slots.
                     let mut outcomes = [0u32; 3];
                     while !stop.load(Ordering::Relaxed) {
-                        let Ok(answer) = request.try_clone().expect("a JSON body").send().await else { continue };
+                        let Ok(answer) = request.try_clone().expect("a JSON body").send().await else {
+                            continue;
+                        };
                         let status = answer.status().as_u16();
-                        let retry = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+                        let retry =
+                            answer.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
                         let _ = answer.bytes().await;
                         match status {
                             200 => outcomes[0] += 1,
@@ -747,7 +755,8 @@ async fn verification_under_sql(client: &reqwest::Client, base: &str, police_key
                 })
             })
             .collect();
-        let runs = [("tongban verification, cached, under SQL", verify_url.clone(), &verify_script.to_owned())];
+        let runs =
+            [("tongban verification, cached, under SQL", verify_url.clone(), &verify_script.to_owned())];
         let under = tokio::task::block_in_place(|| load_each(&runs)).remove(0);
         stop.store(true, Ordering::Relaxed);
         let mut outcomes = [0u32; 3];

@@ -1,6 +1,7 @@
 //! Operators' metrics at `/metrics`, in the Prometheus / OpenMetrics text format: data calls by
 //! operation and outcome, latency histograms, cache and rate-limit outcomes, supplier latency,
-//! and the exchange log's own lag, group sizes and fsync time.
+//! SQL queries running and waiting for a slot, and the exchange log's own lag, group sizes and
+//! fsync time.
 //!
 //! Labels name operations, resources, problem codes and outcomes only: never a person, a key,
 //! a case number, or a calling system (the exchange log answers who called).
@@ -14,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::data::SqlMetrics;
 use crate::error::ApiError;
 use crate::exchange::LogMetrics;
 use crate::platform::Caller;
@@ -57,10 +59,11 @@ pub struct Metrics {
     pub rate_limited: Family<OutcomeLabels, Counter>,
     pub upstream_seconds: Family<ResourceLabels, Histogram, fn() -> Histogram>,
     pub log: LogMetrics,
+    pub sql: SqlMetrics,
 }
 
 impl Metrics {
-    pub fn new(log: LogMetrics) -> Metrics {
+    pub fn new(log: LogMetrics, sql: SqlMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("tongban");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -92,6 +95,9 @@ impl Metrics {
             Unit::Seconds,
             upstream_seconds.clone(),
         );
+        let sql_registry = registry.sub_registry_with_prefix("sql");
+        sql_registry.register("running_queries", "SQL queries holding a slot", sql.running.clone());
+        sql_registry.register("waiting_queries", "SQL queries waiting for a slot", sql.waiting.clone());
         let log_registry = registry.sub_registry_with_prefix("exchange_log");
         log_registry.register("appended_records", "Records made durable", log.appended.clone());
         log_registry.register(
@@ -112,7 +118,7 @@ impl Metrics {
             Unit::Seconds,
             log.fsync_seconds.clone(),
         );
-        Metrics { registry, calls, call_seconds, cache, rate_limited, upstream_seconds, log }
+        Metrics { registry, calls, call_seconds, cache, rate_limited, upstream_seconds, log, sql }
     }
 
     /// The registry in the OpenMetrics text format.

@@ -362,6 +362,7 @@ async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<(
             ("TONGBAN_DATA__SQL_TIMEOUT_MS", "3000"),
             ("TONGBAN_DATA__SQL_CONCURRENCY", "1"),
             ("TONGBAN_DATA__SQL_QUEUE_MS", "300"),
+            ("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests"),
         ],
     )
     .await?;
@@ -385,6 +386,20 @@ async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<(
     assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
     assert!(started.elapsed() >= std::time::Duration::from_millis(300), "it waited for a slot");
 
+    let sql_gauges = || async {
+        let text = reqwest::Client::new()
+            .get(demo.gateway.url("/metrics"))
+            .bearer_auth("scrape-token-for-tests")
+            .send()
+            .await?
+            .text()
+            .await?;
+        let value =
+            |series: &str| text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
+        anyhow::Ok((value("tongban_sql_running_queries "), value("tongban_sql_waiting_queries ")))
+    };
+    assert_eq!(sql_gauges().await?, (Some(1.0), Some(0.0)), "the long query holds the one slot");
+
     let person = truth.in_scope().find(|p| p.name.is_some()).expect("person").clone();
     let claims = json!({"resource": HOUSEHOLD, "key": person.id_number, "claims": {"name": person.name}});
     let (status, body) = police.post("/data/verify", &claims).await?;
@@ -394,6 +409,7 @@ async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<(
     assert_eq!((status, body["code"].as_str()), (422, Some("query_timeout")), "{body}");
     let (status, body) = police.post("/data/sql", &json!({"query": "SELECT 1 AS one"})).await?;
     assert_eq!((status, &body["rows"][0]["one"]), (200, &json!(1)), "{body}");
+    assert_eq!(sql_gauges().await?, (Some(0.0), Some(0.0)));
 
     let records = demo.exchange_records()?;
     assert!(

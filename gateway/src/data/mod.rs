@@ -37,7 +37,7 @@ pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
-pub use sql_executor::{SqlExecutor, SqlExecutorError};
+pub use sql_executor::{SqlExecutor, SqlExecutorError, SqlMetrics};
 
 /// Header carrying the service item (事项编码) a call serves.
 pub const SERVICE_ITEM_HEADER: &str = "x-tongban-service-item";
@@ -801,9 +801,10 @@ pub enum DataPlaneError {
 
 impl DataPlane {
     pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, DataPlaneError> {
+        let sql_executor = SqlExecutor::new(&config)?;
         Ok(DataPlane {
-            sql_executor: SqlExecutor::new(&config)?,
-            metrics: crate::metrics::Metrics::new(log.metrics().clone()),
+            metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics().clone()),
+            sql_executor,
             quality: crate::quality::QualityCache::default(),
             limits: Limiters::new(&config.limits),
             cache: AnswerCache::new(&config.cache),

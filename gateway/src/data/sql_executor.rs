@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::config::DataConfig;
@@ -42,6 +43,13 @@ pub enum SqlExecutorError {
     Runtime(#[from] std::io::Error),
 }
 
+/// Queries holding a slot and queries waiting for one, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct SqlMetrics {
+    pub running: Gauge,
+    pub waiting: Gauge,
+}
+
 /// The SQL runtime and its slots.
 #[derive(Debug)]
 pub struct SqlExecutor {
@@ -53,6 +61,7 @@ pub struct SqlExecutor {
     queue: Duration,
     time_limit: Duration,
     time_limit_ms: u64,
+    metrics: SqlMetrics,
 }
 
 impl SqlExecutor {
@@ -78,6 +87,7 @@ impl SqlExecutor {
             queue: Duration::from_millis(config.sql_queue_ms),
             time_limit: Duration::from_millis(config.sql_timeout_ms),
             time_limit_ms: config.sql_timeout_ms,
+            metrics: SqlMetrics::default(),
         })
     }
 
@@ -90,11 +100,14 @@ impl SqlExecutor {
         Q: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
-        let slot = match tokio::time::timeout(self.queue, Arc::clone(&self.slots).acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
+        let waiting = Counted::new(&self.metrics.waiting);
+        let permit = match tokio::time::timeout(self.queue, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
             // The semaphore is never closed; a closed one would refuse like a full one.
             Ok(Err(_)) | Err(_) => return Err(busy(self.queue)),
         };
+        drop(waiting);
+        let slot = Slot { _permit: permit, _running: Counted::new(&self.metrics.running) };
         let task = self.handle.spawn(async move {
             let answer = query.await;
             drop(slot);
@@ -113,9 +126,13 @@ impl SqlExecutor {
         }
     }
 
-    /// Slots free now (for tests and metrics).
+    /// Slots free now.
     pub fn free_slots(&self) -> usize {
         self.slots.available_permits()
+    }
+
+    pub fn metrics(&self) -> &SqlMetrics {
+        &self.metrics
     }
 }
 
@@ -124,6 +141,28 @@ impl Drop for SqlExecutor {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// A slot held by a running query, given back when the query ends or is dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _running: Counted,
+}
+
+/// One on a gauge for as long as it lives, however the holder ends.
+struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Counted {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -245,17 +284,26 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.free_slots(), 0);
+        assert_eq!(executor.metrics().running.get(), 1);
         let started = std::time::Instant::now();
-        let refused = executor.run(async { Ok(1) }).await.expect_err("no free slot");
+        let waiting = {
+            let executor = Arc::clone(&executor);
+            tokio::spawn(async move { executor.run(async { Ok(1) }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(executor.metrics().waiting.get(), 1);
+        let refused = waiting.await.expect("joined").expect_err("no free slot");
         assert_eq!((refused.status, refused.code), (StatusCode::SERVICE_UNAVAILABLE, "sql_busy"));
         assert_eq!(refused.retry_after, Some(1));
         assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the queue time");
+        assert_eq!(executor.metrics().waiting.get(), 0);
 
         let timed_out = endless.await.expect("joined").expect_err("past its limit");
         assert_eq!(timed_out.code, "query_timeout");
         // The aborted query gave its slot back, and the next query runs.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.free_slots(), 1);
+        assert_eq!(executor.metrics().running.get(), 0);
         assert_eq!(executor.run(async { Ok(7) }).await.expect("ran"), 7);
     }
 
