@@ -308,6 +308,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_query_that_never_yields_is_answered_on_time_and_holds_its_slot_until_it_ends() {
+        let executor = SqlExecutor::new(&config(1, 100, 300)).expect("executor");
+        let started = std::time::Instant::now();
+        // Planning runs to its end without yielding; a blocking sleep stands for it.
+        let refused = executor
+            .run(async {
+                std::thread::sleep(Duration::from_millis(1_500));
+                Ok(())
+            })
+            .await
+            .expect_err("past its limit");
+        assert_eq!(refused.code, "query_timeout");
+        assert!(started.elapsed() < Duration::from_millis(1_000), "answered after {:?}", started.elapsed());
+        assert_eq!(executor.free_slots(), 0, "the planning query still holds its slot");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(executor.free_slots(), 1, "and gives it back when it ends");
+    }
+
+    #[tokio::test]
     async fn a_query_whose_caller_goes_away_is_aborted() {
         let executor = Arc::new(SqlExecutor::new(&config(1, 100, 60_000)).expect("executor"));
         let caller = {
