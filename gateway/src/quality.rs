@@ -13,6 +13,7 @@ use serde::Serialize;
 use tongban_policy::IdNumber;
 use tongban_policy::catalog::{Resource, UpdateCycle};
 
+use crate::data::SqlExecutor;
 use crate::datasets::DatasetRegistry;
 
 /// The item whose newest value says when a dataset was last updated.
@@ -48,6 +49,8 @@ pub enum QualityError {
     DatasetMissing(String),
     #[error("reading dataset {dataset}: {source}")]
     Read { dataset: String, source: datafusion::error::DataFusionError },
+    #[error("the measurement did not finish: {0}")]
+    Interrupted(String),
 }
 
 /// Measures `resource` over its dataset on `today`: one pass over the key, the required items
@@ -144,14 +147,27 @@ impl Default for QualityCache {
 }
 
 impl QualityCache {
+    /// The measurement of `resource`, made on the SQL runtime (a pass over a whole dataset)
+    /// when it is not kept yet.
     pub async fn get(
         &self,
-        registry: &DatasetRegistry,
+        executor: &SqlExecutor,
+        registry: &Arc<DatasetRegistry>,
         resource: &Resource,
         today: NaiveDate,
     ) -> Result<Arc<ResourceQuality>, Arc<QualityError>> {
         let key = (registry.generation, resource.code.clone(), resource.version, today);
-        self.entries.try_get_with(key, async { measure(registry, resource, today).await.map(Arc::new) }).await
+        let (registry, resource) = (Arc::clone(registry), resource.clone());
+        let measuring = async move { measure(&registry, &resource, today).await };
+        self.entries
+            .try_get_with(key, async {
+                executor
+                    .offload(measuring)
+                    .await
+                    .map_err(|e| QualityError::Interrupted(e.to_string()))?
+                    .map(Arc::new)
+            })
+            .await
     }
 }
 

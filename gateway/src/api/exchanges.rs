@@ -3,6 +3,9 @@
 //! exchange; anyone else sees the calls their department made and those on resources it
 //! supplies. Systems use the data plane, not this.
 
+use std::future::Future;
+use std::path::PathBuf;
+
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -77,8 +80,15 @@ impl ExchangeFilter {
     }
 }
 
-fn failed(e: QueryError) -> ApiError {
-    ApiError::internal(&e)
+/// Answers a question over the log in `AppState`'s log directory on the SQL runtime, off the
+/// threads that serve calls.
+pub(super) async fn ask<T, Q>(state: &AppState, question: impl FnOnce(PathBuf) -> Q) -> Result<T, ApiError>
+where
+    Q: Future<Output = Result<T, QueryError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let data = state.data();
+    data.sql_executor.offload(question(data.log.dir().to_owned())).await?.map_err(|e| ApiError::internal(&e))
 }
 
 /// Rows of an answer.
@@ -97,7 +107,8 @@ pub(super) async fn search(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<Rows>, ApiError> {
     let scope = filter.scope(&caller, None)?;
-    let rows = query::records(state.data().log.dir(), &scope, filter.limit()).await.map_err(failed)?;
+    let limit = filter.limit();
+    let rows = ask(&state, |dir| async move { query::records(&dir, &scope, limit).await }).await?;
     Ok(Json(Rows { rows }))
 }
 
@@ -111,7 +122,7 @@ pub(super) async fn get_record(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut scope = ExchangeFilter::default().scope(&caller, None)?;
     scope.id = Some(id.clone());
-    let mut rows = query::records(state.data().log.dir(), &scope, 1).await.map_err(failed)?;
+    let mut rows = ask(&state, |dir| async move { query::records(&dir, &scope, 1).await }).await?;
     rows.pop().map(Json).ok_or_else(|| ApiError::not_found(format!("there is no exchange {id} you may read")))
 }
 
@@ -125,14 +136,8 @@ pub(super) async fn stats(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<Rows>, ApiError> {
     let scope = filter.scope(&caller, Some(24))?;
-    let rows = query::stats(
-        state.data().log.dir(),
-        &scope,
-        filter.bucket.unwrap_or(Bucket::Hour),
-        filter.by.unwrap_or(GroupBy::None),
-    )
-    .await
-    .map_err(failed)?;
+    let (bucket, by) = (filter.bucket.unwrap_or(Bucket::Hour), filter.by.unwrap_or(GroupBy::None));
+    let rows = ask(&state, |dir| async move { query::stats(&dir, &scope, bucket, by).await }).await?;
     Ok(Json(Rows { rows }))
 }
 
@@ -145,7 +150,7 @@ pub(super) async fn refusals(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let scope = filter.scope(&caller, Some(24))?;
-    Ok(Json(query::refusals(state.data().log.dir(), &scope).await.map_err(failed)?))
+    Ok(Json(ask(&state, |dir| async move { query::refusals(&dir, &scope).await }).await?))
 }
 
 /// The systems that called most.
@@ -157,8 +162,8 @@ pub(super) async fn top_callers(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<Rows>, ApiError> {
     let scope = filter.scope(&caller, Some(24))?;
-    let rows =
-        query::top_callers(state.data().log.dir(), &scope, filter.limit().min(100)).await.map_err(failed)?;
+    let limit = filter.limit().min(100);
+    let rows = ask(&state, |dir| async move { query::top_callers(&dir, &scope, limit).await }).await?;
     Ok(Json(Rows { rows }))
 }
 
@@ -171,9 +176,8 @@ pub(super) async fn top_resources(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<Rows>, ApiError> {
     let scope = filter.scope(&caller, Some(24))?;
-    let rows = query::top_resources(state.data().log.dir(), &scope, filter.limit().min(100))
-        .await
-        .map_err(failed)?;
+    let limit = filter.limit().min(100);
+    let rows = ask(&state, |dir| async move { query::top_resources(&dir, &scope, limit).await }).await?;
     Ok(Json(Rows { rows }))
 }
 

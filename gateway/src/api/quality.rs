@@ -79,8 +79,12 @@ pub(super) async fn report(
         if !registry.datasets.contains_key(&resource.dataset) {
             continue;
         }
-        let measured =
-            state.data().quality.get(&registry, resource, today).await.map_err(|e| ApiError::internal(&e))?;
+        let measured = state
+            .data()
+            .quality
+            .get(&state.data().sql_executor, &registry, resource, today)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
         resources.push((*measured).clone());
     }
 
@@ -127,9 +131,12 @@ pub(super) async fn report(
         from: Some(chrono::Utc::now() - chrono::Duration::hours(24)),
         ..Default::default()
     };
-    let refusals = crate::exchange::query::refusals(state.data().log.dir(), &scope)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let refusals =
+        super::exchanges::ask(
+            &state,
+            |dir| async move { crate::exchange::query::refusals(&dir, &scope).await },
+        )
+        .await?;
     let mut calls = CallSummary::default();
     for row in refusals["by_reason"].as_array().into_iter().flatten() {
         let reason = row["reason"].as_str().unwrap_or_default();

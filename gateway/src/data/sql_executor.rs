@@ -126,6 +126,26 @@ impl SqlExecutor {
         }
     }
 
+    /// Runs the gateway's own scans (questions over the exchange log, quality measurements of
+    /// whole datasets) on the SQL runtime, off the threads that serve calls. They take no slot
+    /// and have no time limit: they are bounded by what the gateway asks, not by a caller.
+    /// Dropped when their caller stops waiting.
+    pub async fn offload<T, W>(&self, work: W) -> Result<T, ApiError>
+    where
+        W: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.handle.spawn(work);
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await.map_err(|failed| {
+            if failed.is_panic() {
+                ApiError::internal(&"a scan panicked")
+            } else {
+                ApiError::internal(&failed)
+            }
+        })
+    }
+
     /// Slots free now.
     pub fn free_slots(&self) -> usize {
         self.slots.available_permits()
@@ -364,6 +384,21 @@ mod tests {
             .expect_err("panicked");
         assert_eq!((failed.status, failed.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
         assert_eq!(executor.free_slots(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_gateways_own_scans_run_on_the_sql_threads_without_a_slot() {
+        let executor = SqlExecutor::new(&config(1, 100, 5_000)).expect("executor");
+        let (name, free) = {
+            let slots = Arc::clone(&executor.slots);
+            executor
+                .offload(async move {
+                    (std::thread::current().name().map(str::to_owned), slots.available_permits())
+                })
+                .await
+                .expect("ran")
+        };
+        assert_eq!((name.as_deref(), free), (Some("tongban-sql"), 1));
     }
 
     /// Keeps the panic out of the compiler's sight, so the query's type stays `Result`.
