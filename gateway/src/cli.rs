@@ -29,6 +29,24 @@ enum Command {
         #[arg(long, env = "TONGBAN_CONFIG")]
         config: PathBuf,
     },
+    /// Make the first platform administrator of a new store, in the data office that runs the
+    /// platform; prints the password once. Refused when the store already has one.
+    Bootstrap {
+        #[arg(long, env = "TONGBAN_CONFIG")]
+        config: PathBuf,
+        /// The data office's 统一社会信用代码 (registered as a data office if it is new).
+        #[arg(long)]
+        department_code: String,
+        #[arg(long)]
+        department_name: String,
+        /// The GB/T 2260 division of the department's seat, such as 410000.
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[arg(long, default_value = "平台管理员")]
+        display_name: String,
+    },
     /// Serve demo data on loopback, generating it into the data directory on first run.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -131,6 +149,26 @@ pub fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let loaded = Config::load(&config)?;
             runtime.block_on(crate::server::serve(loaded, None))
+        }
+        Command::Bootstrap { config, department_code, department_name, region, username, display_name } => {
+            let loaded = Config::load(&config)?;
+            let admin = crate::bootstrap::FirstAdmin {
+                department_code,
+                department_name,
+                region,
+                username,
+                display_name,
+            };
+            let password = runtime.block_on(async {
+                let platform = crate::platform::Platform::open(&loaded).await?;
+                crate::bootstrap::first_admin(&platform, &admin).await
+            })?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("platform administrator {} created in {}", admin.username, admin.department_code);
+                println!("password (shown once; only its hash is kept): {password}");
+            }
+            Ok(())
         }
         Command::Demo { listen, data_dir, rows, seed, tls } => runtime.block_on(async {
             let mut loaded = crate::demo::prepare(listen, &data_dir, rows, seed, tls).await?;

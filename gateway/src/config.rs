@@ -276,6 +276,21 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_example_loads_as_written() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tongban.toml");
+        let loaded = Config::load(&path).expect("deploy/tongban.toml is a valid configuration");
+        let config = &loaded.config;
+        let tls = config.server.tls.as_ref().expect("production listens with TLS");
+        assert!(tls.client_ca.is_some(), "and accepts client certificates");
+        assert!(!config.server.plaintext);
+        assert!(config.store.url.starts_with("postgres://"));
+        assert_eq!(config.exchange_log.durability, crate::exchange::Durability::Fsync);
+        assert_eq!(config.datasets.len(), 3);
+        assert_eq!(config.data.upstreams.len(), 1);
+        assert!(config.data.upstreams[0].credential.is_none(), "credentials come from the environment");
+    }
+
+    #[test]
     fn a_dataset_source_with_an_unknown_kind_or_field_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tongban.toml");

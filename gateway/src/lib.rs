@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bootstrap;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -93,3 +93,56 @@ async fn a_configuration_with_a_typo_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listen_adress"), "{stderr}");
 }
+
+/// A new deployment: `tongban bootstrap` makes the first platform administrator on an empty
+/// store, who signs in to the served gateway and registers a department; a second bootstrap
+/// is refused.
+#[tokio::test]
+async fn bootstrap_makes_the_first_administrator_of_a_new_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tongban.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n").expect("write config");
+    let config = config.to_str().expect("utf-8");
+    let office = tongban_policy::credit_code::CreditCode::compose('1', '1', "410000", "00410003");
+    let bootstrap = |username: &'static str| {
+        let office = office.clone();
+        async move {
+            tokio::process::Command::new(tongban_e2e::tongban_bin())
+                .args(["bootstrap", "--config", config, "--department-code", &office])
+                .args(["--department-name", "河南省数据局", "--region", "410000", "--username", username])
+                .env("TONGBAN_LOG", "warn")
+                .output()
+                .await
+                .expect("run bootstrap")
+        }
+    };
+    let first = bootstrap("admin").await;
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
+    let password = stdout
+        .lines()
+        .find_map(|l| l.rsplit_once("): ").filter(|(head, _)| head.starts_with("password")).map(|(_, p)| p))
+        .expect("the password is printed")
+        .trim()
+        .to_owned();
+
+    let gateway =
+        Gateway::start(&["serve", "--config", config], Duration::from_secs(30)).await.expect("serve");
+    let admin = tongban_e2e::Api::sign_in(&gateway.base_url, "admin", &password)
+        .await
+        .expect("the first administrator signs in");
+    let department = serde_json::json!({
+        "code": tongban_policy::credit_code::CreditCode::compose('1', '1', "440000", "00440001"),
+        "name": "广东省人力资源和社会保障厅",
+        "region": "440000",
+        "roles": ["supplier", "demander"],
+    });
+    let (status, body) = admin.post("/departments", &department).await.expect("call");
+    assert_eq!(status, 201, "{body}");
+    gateway.stop().await.expect("stop");
+
+    let second = bootstrap("admin2").await;
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already has an administrator (admin)"), "{stderr}");
+}
