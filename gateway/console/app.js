@@ -12,6 +12,7 @@ import { DemandDetail, DemandForm, Demands, ReviewQueue } from './pages/demands.
 import { GrantDetail, Grants } from './pages/grants.js';
 import { Dashboard } from './pages/dashboard.js';
 import { ExchangeDetail, Exchanges } from './pages/exchanges.js';
+import { Account } from './pages/account.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -21,6 +22,8 @@ const PAGES = [
   { path: 'review', nav: 'nav.review', roles: ['data_office_reviewer', 'supplier_admin'] },
   { path: 'grants', nav: 'nav.grants', roles: null },
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
+  // Reached from the signed-in person's name, not the navigation.
+  { path: 'account', nav: null, roles: null },
 ];
 
 function allowed(page, roles) {
@@ -106,6 +109,8 @@ function Page({ route, me }) {
       return id ? html`<${GrantDetail} me=${me} id=${id} />` : html`<${Grants} me=${me} />`;
     case 'exchanges':
       return id ? html`<${ExchangeDetail} id=${id} />` : html`<${Exchanges} me=${me} />`;
+    case 'account':
+      return html`<${Account} />`;
     default:
       return null;
   }
@@ -118,7 +123,7 @@ function Shell({ me, onSignOut }) {
   useEffect(() => {
     if (!route.length) window.location.replace(`#/${home}`);
   }, [route.length]);
-  const pages = PAGES.filter((p) => allowed(p, roles));
+  const pages = PAGES.filter((p) => p.nav && allowed(p, roles));
   return html`<div class="shell">
     <header class="top">
       <a class="brand" href=${`#/${home}`}>${t('app.title')}</a>
@@ -128,7 +133,7 @@ function Shell({ me, onSignOut }) {
         )}
       </nav>
       <div class="who">
-        <span data-testid="who" title=${me.department.name}>${me.user.display_name} · ${roles.map((r) => label('role', r)).join('、')}</span>
+        <a href="#/account" data-testid="who" title=${`${me.department.name} · ${t('account.title')}`}>${me.user.display_name} · ${roles.map((r) => label('role', r)).join('、')}</a>
         <${LanguageSwitch} />
         <button type="button" class="link" onClick=${onSignOut}>${t('auth.signout')}</button>
       </div>

@@ -164,6 +164,37 @@ test('a wrong password is refused on the sign-in page', async () => {
   await context.close();
 });
 
+test('a person changes their own password from their name in the header', async () => {
+  // A person no other test signs in as, since the password changes.
+  const page = await signIn('demander.hefei-fund');
+  await page.click('[data-testid=who]');
+  await page.waitForSelector('[data-testid=password-form]');
+  const change = async (current, next, again = next) => {
+    await page.fill('input[name=current_password]', current);
+    await page.fill('input[name=new_password]', next);
+    await page.fill('input[name=new_password_again]', again);
+    await page.click('[data-testid=password-form] button[type=submit]');
+  };
+  await change(credentials.password, 'hefei-fund-new-passphrase', 'something-else-entirely');
+  assert.match(await page.textContent('[role=alert]'), /两次输入的新密码不一致/);
+  await change('not-the-password', 'hefei-fund-new-passphrase');
+  await page.waitForSelector('[role=alert] >> text=wrong_password');
+  await change(credentials.password, 'hefei-fund-new-passphrase');
+  await page.waitForSelector('[data-testid=password-changed]');
+  await shot(page, 'password-changed');
+
+  // The old password no longer signs in; the new one does.
+  const signInWith = async (password) =>
+    (await fetch(`${base}/api/v1/sessions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'demander.hefei-fund', password }),
+    })).status;
+  assert.equal(await signInWith(credentials.password), 401);
+  assert.equal(await signInWith('hefei-fund-new-passphrase'), 201);
+  await done(page);
+});
+
 test('a demand is filed, reviewed and approved in the pages, and the call it allows shows on the dashboard and in the log', async () => {
   // Before any approval the system's call is refused, and that refusal is logged.
   const refused = await dataCall(`/${RESOURCE}/records/11010519491231002X`);

@@ -139,6 +139,27 @@ async fn bootstrap_makes_the_first_administrator_of_a_new_store() {
     });
     let (status, body) = admin.post("/departments", &department).await.expect("call");
     assert_eq!(status, 201, "{body}");
+
+    // The printed password is changed for one of the administrator's own; the current one
+    // must be right, and every other session ends.
+    let other =
+        tongban_e2e::Api::sign_in(&gateway.base_url, "admin", &password).await.expect("second session");
+    let change =
+        |current: &str, new: &str| serde_json::json!({"current_password": current, "new_password": new});
+    let (status, body) =
+        admin.put("/me/password", &change("wrong", "a-new-long-passphrase")).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (422, Some("wrong_password")), "{body}");
+    let (status, body) = admin.put("/me/password", &change(&password, "short")).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_request")), "{body}");
+    let (status, body) =
+        admin.put("/me/password", &change(&password, "a-new-long-passphrase")).await.expect("call");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(admin.get("/me").await.expect("call").0, 200, "the changing session goes on");
+    assert_eq!(other.get("/me").await.expect("call").0, 401, "the other session ended");
+    assert!(tongban_e2e::Api::sign_in(&gateway.base_url, "admin", &password).await.is_err());
+    tongban_e2e::Api::sign_in(&gateway.base_url, "admin", "a-new-long-passphrase")
+        .await
+        .expect("the new password signs in");
     gateway.stop().await.expect("stop");
 
     let second = bootstrap("admin2").await;

@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions", post(org::sign_in))
         .route("/sessions/current", axum::routing::delete(org::sign_out))
         .route("/me", get(org::me))
+        .route("/me/password", axum::routing::put(org::change_password))
         .route("/departments", get(org::list_departments).post(org::create_department))
         .route("/departments/{code}", get(org::get_department))
         .route("/systems", get(org::list_systems).post(org::create_system))
@@ -65,7 +66,7 @@ pub fn routes() -> Router<AppState> {
 #[openapi(
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
     paths(
-        org::sign_in, org::sign_out, org::me, org::list_departments, org::create_department, org::get_department,
+        org::sign_in, org::sign_out, org::me, org::change_password, org::list_departments, org::create_department, org::get_department,
         org::list_systems, org::create_system, org::register_certificate, org::list_users, org::create_user,
         catalog::list_service_items, catalog::create_service_item, catalog::get_service_item,
         catalog::list_resources, catalog::create_resource, catalog::get_resource, catalog::edit_resource,

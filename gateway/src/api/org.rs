@@ -66,13 +66,7 @@ pub(super) async fn sign_out(
     if !matches!(caller, Caller::User { .. }) {
         return Err(ApiError::forbidden("systems have no session"));
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim();
-    state.platform().store.delete_session(&auth::digest(token)).await?;
+    state.platform().store.delete_session(&auth::digest(bearer(&headers))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -81,6 +75,68 @@ pub(super) async fn sign_out(
 pub(super) enum Me {
     User { user: UserRecord, department: Department },
     System { system: SystemRecord, department: Department },
+}
+
+/// A new password for the signed-in person.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the signed-in person's password. The current one must be given; every other
+/// session of theirs ends.
+#[utoipa::path(put, path = "/api/v1/me/password", tag = "sessions", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses((status = 204), (status = 401, body = super::ProblemSchema), (status = 403, body = super::ProblemSchema),
+        (status = 422, description = "wrong_password, invalid_request", body = super::ProblemSchema)))]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let Caller::User { user, .. } = &caller else {
+        return Err(ApiError::forbidden("systems have no password"));
+    };
+    if input.new_password.chars().count() < auth::MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(format!(
+            "new_password: at least {} characters",
+            auth::MIN_PASSWORD_CHARS
+        )));
+    }
+    if input.new_password == input.current_password {
+        return Err(ApiError::invalid("new_password: the same as the current one"));
+    }
+    let platform = state.platform();
+    let (_, hash) = platform
+        .store
+        .user_with_password(&user.username)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the session's user no longer exists"))?;
+    let (current, new) = (input.current_password, input.new_password);
+    let new_hash = tokio::task::spawn_blocking(move || {
+        auth::verify_password(&current, &hash).then(|| auth::hash_password(&new))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .ok_or_else(|| {
+        ApiError::unprocessable("wrong_password", "Wrong password", "current_password is not right")
+    })?;
+    let session = auth::digest(bearer(&headers));
+    platform.store.change_password(&user.username, &new_hash, &session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bearer token of a request, or an empty string.
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim()
 }
 
 /// Who the caller is.

@@ -204,6 +204,27 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces `username`'s password hash and ends every session of theirs but `keep`, in
+    /// one transaction: whoever held another session must sign in with the new password.
+    pub async fn change_password(&self, username: &str, password_hash: &str, keep: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+            .bind(password_hash)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {username}")));
+        }
+        sqlx::query("DELETE FROM sessions WHERE username = $1 AND token_hash <> $2")
+            .bind(username)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A user and the stored hash of their password.
     pub async fn user_with_password(&self, username: &str) -> Result<Option<(UserRecord, String)>> {
         let row =
