@@ -634,3 +634,39 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
         assert!(document["paths"].get(path).is_some(), "{path} is documented");
     }
 }
+
+/// A leaked key is replaced and the old one stops working at once; a system can be stopped
+/// and let call again; and only its department (or a platform administrator) may do either.
+#[tokio::test]
+async fn a_systems_key_is_replaced_and_a_system_stopped_by_its_department() {
+    let demo = Demo::start().await.expect("demo");
+    let (id, system) = demo.system(GD_POLICE_SYSTEM).expect("system");
+    assert_eq!(system.get("/me").await.expect("call").0, 200);
+    let owner = demo.sign_in("demander.guangdong-police").await.expect("sign in");
+    let stranger = demo.sign_in("demander.guangzhou-fund").await.expect("sign in");
+
+    let (status, body) = stranger.post(&format!("/systems/{id}/api-key"), &json!({})).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, body) = owner.post(&format!("/systems/{id}/api-key"), &json!({})).await.expect("call");
+    assert_eq!(status, 200, "{body}");
+    let new_key = body["api_key"].as_str().expect("the new key, shown once").to_owned();
+    assert!(new_key.starts_with(body["system"]["api_key_prefix"].as_str().expect("prefix")));
+    let (status, body) = system.get("/me").await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")), "the old key: {body}");
+    let renewed = Api::new(&demo.gateway.base_url, Some(new_key));
+    assert_eq!(renewed.get("/me").await.expect("call").0, 200);
+
+    let (status, _) =
+        stranger.put(&format!("/systems/{id}/enabled"), &json!({"enabled": false})).await.expect("call");
+    assert_eq!(status, 403);
+    let (status, body) =
+        owner.put(&format!("/systems/{id}/enabled"), &json!({"enabled": false})).await.expect("call");
+    assert_eq!((status, &body["enabled"]), (200, &json!(false)), "{body}");
+    assert_eq!(renewed.get("/me").await.expect("call").0, 401, "a stopped system cannot call");
+    let (status, _) =
+        owner.put(&format!("/systems/{id}/enabled"), &json!({"enabled": true})).await.expect("call");
+    assert_eq!(status, 200);
+    assert_eq!(renewed.get("/me").await.expect("call").0, 200, "and calls again once let");
+    let (status, body) = owner.post("/systems/no-such-system/api-key", &json!({})).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+}

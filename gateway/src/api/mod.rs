@@ -38,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/departments/{code}", get(org::get_department))
         .route("/systems", get(org::list_systems).post(org::create_system))
         .route("/systems/{id}/certificate", axum::routing::put(org::register_certificate))
+        .route("/systems/{id}/api-key", post(org::rotate_api_key))
+        .route("/systems/{id}/enabled", axum::routing::put(org::set_system_enabled))
         .route("/users", get(org::list_users).post(org::create_user))
         .route("/service-items", get(catalog::list_service_items).post(catalog::create_service_item))
         .route("/service-items/{code}", get(catalog::get_service_item))
@@ -67,7 +69,7 @@ pub fn routes() -> Router<AppState> {
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
     paths(
         org::sign_in, org::sign_out, org::me, org::change_password, org::list_departments, org::create_department, org::get_department,
-        org::list_systems, org::create_system, org::register_certificate, org::list_users, org::create_user,
+        org::list_systems, org::create_system, org::register_certificate, org::rotate_api_key, org::set_system_enabled, org::list_users, org::create_user,
         catalog::list_service_items, catalog::create_service_item, catalog::get_service_item,
         catalog::list_resources, catalog::create_resource, catalog::get_resource, catalog::edit_resource,
         catalog::get_resource_version,

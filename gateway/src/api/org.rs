@@ -309,12 +309,8 @@ pub(super) async fn register_certificate(
 ) -> Result<Json<RegisteredCertificate>, ApiError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let user = caller.require(&[UserRole::Demander, UserRole::SupplierAdmin, UserRole::PlatformAdmin])?;
+    let system = managed_system(&state, &caller, &id).await?;
     let platform = state.platform();
-    let system = platform.store.system(&id).await?;
-    if system.department_code != caller.department().code && !user.roles.contains(&UserRole::PlatformAdmin) {
-        return Err(ApiError::forbidden("only platform administrators manage systems of other departments"));
-    }
     let invalid =
         |detail: &str| ApiError::unprocessable("invalid_certificate", "Invalid certificate", detail);
     let certificates: Vec<CertificateDer<'static>> =
@@ -336,6 +332,63 @@ pub(super) async fn register_certificate(
     platform.identities.forget_all();
     tracing::info!(system = %system.id, %sha256, "client certificate registered");
     Ok(Json(RegisteredCertificate { system_id: system.id, sha256 }))
+}
+
+/// A system `caller` may manage: one of their department's, or any for platform
+/// administrators.
+async fn managed_system(state: &AppState, caller: &Caller, id: &str) -> Result<SystemRecord, ApiError> {
+    let user = caller.require(&[UserRole::Demander, UserRole::SupplierAdmin, UserRole::PlatformAdmin])?;
+    let system = state.platform().store.system(id).await?;
+    if system.department_code != caller.department().code && !user.roles.contains(&UserRole::PlatformAdmin) {
+        return Err(ApiError::forbidden("only platform administrators manage systems of other departments"));
+    }
+    Ok(system)
+}
+
+/// Issues a system a new API key, shown once; the old key stops working at once on this
+/// gateway and within 5 seconds on others sharing the store (their identity caches).
+#[utoipa::path(post, path = "/api/v1/systems/{id}/api-key", tag = "systems", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = RegisteredSystem), (status = 403, body = super::ProblemSchema),
+        (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn rotate_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RegisteredSystem>, ApiError> {
+    let system = managed_system(&state, &caller, &id).await?;
+    let platform = state.platform();
+    let issued = auth::issue_api_key();
+    let system = platform.store.set_system_api_key(&system.id, &issued.digest, &issued.prefix).await?;
+    platform.identities.forget_all();
+    tracing::info!(system = %system.id, prefix = %issued.prefix, "API key replaced");
+    Ok(Json(RegisteredSystem { system, api_key: issued.key }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemEnabled {
+    enabled: bool,
+}
+
+/// Stops a system calling (by key and by certificate alike), or lets it call again. Takes
+/// effect at once on this gateway and within 5 seconds on others sharing the store.
+#[utoipa::path(put, path = "/api/v1/systems/{id}/enabled", tag = "systems", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = SystemEnabled,
+    responses((status = 200, body = SystemRecord), (status = 403, body = super::ProblemSchema),
+        (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn set_system_enabled(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<SystemEnabled>,
+) -> Result<Json<SystemRecord>, ApiError> {
+    let system = managed_system(&state, &caller, &id).await?;
+    let platform = state.platform();
+    let system = platform.store.set_system_enabled(&system.id, input.enabled).await?;
+    platform.identities.forget_all();
+    tracing::info!(system = %system.id, enabled = input.enabled, "system enabled changed");
+    Ok(Json(system))
 }
 
 /// Lists people (platform administrators).

@@ -186,6 +186,33 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a system's API key: the old one stops identifying it.
+    pub async fn set_system_api_key(&self, id: &str, digest: &str, prefix: &str) -> Result<SystemRecord> {
+        let done = sqlx::query("UPDATE systems SET api_key_hash = $1, api_key_prefix = $2 WHERE id = $3")
+            .bind(digest)
+            .bind(prefix)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("system {id}")));
+        }
+        self.system(id).await
+    }
+
+    /// Lets a system call, or stops it, by key and certificate alike.
+    pub async fn set_system_enabled(&self, id: &str, enabled: bool) -> Result<SystemRecord> {
+        let done = sqlx::query("UPDATE systems SET enabled = $1 WHERE id = $2")
+            .bind(i64::from(enabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("system {id}")));
+        }
+        self.system(id).await
+    }
+
     pub async fn create_user(&self, user: &UserRecord, password_hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO users (username, display_name, department_code, roles, password_hash, enabled, created_at) \
