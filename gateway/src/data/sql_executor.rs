@@ -4,11 +4,11 @@
 //! A query is planned and run by DataFusion in the thread that polls it. On the runtime that
 //! serves HTTP, costly queries held both worker threads of a 2-processor machine: cached
 //! verifications fell to 2% of their rate while four clients ran self-joins (the load bench's
-//! `sql` part). Planning cannot yield at all, so the query's time limit could not cover it. Here every
-//! query is parsed, planned, run and encoded on the SQL runtime; the caller's task only waits
-//! for it, under the time limit, and the threads it waits on run at a lower priority (a higher
-//! nice value), so a verification or look-up is scheduled first whenever both want a
-//! processor. Queries still use every processor the data plane leaves idle.
+//! `sql` part). Planning cannot yield at all, so the query's time limit could not cover it.
+//! Here every query is parsed, planned, run and encoded on the SQL runtime; the caller's task
+//! only waits for it, under the time limit, and the threads it waits on run at a lower
+//! priority (a higher nice value), so a verification or look-up is scheduled first whenever
+//! both want a processor. Queries still use every processor the data plane leaves idle.
 //!
 //! At most [`DataConfig::sql_concurrency`] queries run at once; each has its own memory pool
 //! of `sql_memory_mib`, so that bound is also the bound on SQL's memory. A call that finds
@@ -60,7 +60,6 @@ pub struct SqlExecutor {
     slots: Arc<Semaphore>,
     queue: Duration,
     time_limit: Duration,
-    time_limit_ms: u64,
     metrics: SqlMetrics,
 }
 
@@ -86,7 +85,6 @@ impl SqlExecutor {
             slots: Arc::new(Semaphore::new(config.sql_concurrency.get())),
             queue: Duration::from_millis(config.sql_queue_ms),
             time_limit: Duration::from_millis(config.sql_timeout_ms),
-            time_limit_ms: config.sql_timeout_ms,
             metrics: SqlMetrics::default(),
         })
     }
@@ -118,7 +116,7 @@ impl SqlExecutor {
             Err(_) => Err(ApiError::unprocessable(
                 "query_timeout",
                 "Query took too long",
-                format!("queries may run for {} ms; narrow or aggregate it", self.time_limit_ms),
+                format!("queries may run for {} ms; narrow or aggregate it", self.time_limit.as_millis()),
             )),
             Ok(Err(failed)) if failed.is_panic() => Err(ApiError::internal(&"a SQL query panicked")),
             Ok(Err(failed)) => Err(ApiError::internal(&failed)),
