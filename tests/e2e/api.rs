@@ -670,3 +670,31 @@ async fn a_systems_key_is_replaced_and_a_system_stopped_by_its_department() {
     let (status, body) = owner.post("/systems/no-such-system/api-key", &json!({})).await.expect("call");
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
 }
+
+/// Someone who has left is stopped by a platform administrator: their sessions end and they
+/// cannot sign in, until they are let in again. Only administrators may, and not for
+/// themselves.
+#[tokio::test]
+async fn a_platform_administrator_stops_a_persons_account_and_lets_it_in_again() {
+    let demo = Demo::start().await.expect("demo");
+    let admin = demo.sign_in("admin").await.expect("sign in");
+    let leaver = demo.sign_in("reviewer.henan").await.expect("sign in");
+    let operator = demo.sign_in("operator").await.expect("sign in");
+    let stop = |enabled: bool| json!({ "enabled": enabled });
+
+    let (status, _) = operator.put("/users/reviewer.henan/enabled", &stop(false)).await.expect("call");
+    assert_eq!(status, 403, "an operator may not");
+    let (status, body) = admin.put("/users/admin/enabled", &stop(false)).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, body) = admin.put("/users/nobody/enabled", &stop(false)).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    let (status, body) = admin.put("/users/reviewer.henan/enabled", &stop(false)).await.expect("call");
+    assert_eq!((status, &body["enabled"]), (200, &json!(false)), "{body}");
+    assert_eq!(leaver.get("/me").await.expect("call").0, 401, "their session ended");
+    assert!(demo.sign_in("reviewer.henan").await.is_err(), "and they cannot sign in");
+    let (status, _) = admin.put("/users/reviewer.henan/enabled", &stop(true)).await.expect("call");
+    assert_eq!(status, 200);
+    let back = demo.sign_in("reviewer.henan").await.expect("signs in again");
+    assert_eq!(back.get("/me").await.expect("call").0, 200);
+}

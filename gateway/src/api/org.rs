@@ -429,6 +429,33 @@ pub(super) async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserEnabled {
+    enabled: bool,
+}
+
+/// Stops a person signing in, ending their sessions at once (someone who has left), or lets
+/// them sign in again (platform administrators, not for themselves).
+#[utoipa::path(put, path = "/api/v1/users/{username}/enabled", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = UserEnabled,
+    responses((status = 200, body = UserRecord), (status = 403, body = super::ProblemSchema),
+        (status = 404, body = super::ProblemSchema)))]
+pub(super) async fn set_user_enabled(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(input): ApiJson<UserEnabled>,
+) -> Result<Json<UserRecord>, ApiError> {
+    let admin = caller.require(&[UserRole::PlatformAdmin])?;
+    if admin.username == username {
+        return Err(ApiError::forbidden("administrators do not stop or start their own account"));
+    }
+    let user = state.platform().store.set_user_enabled(&username, input.enabled).await?;
+    tracing::info!(%username, enabled = input.enabled, by = %admin.username, "account enabled changed");
+    Ok(Json(user))
+}
+
 async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
     let username = input.username.trim();
     if username.is_empty()

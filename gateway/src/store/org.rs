@@ -252,6 +252,28 @@ impl Store {
         Ok(())
     }
 
+    /// Lets a person sign in, or stops them; stopping ends their sessions in the same
+    /// transaction.
+    pub async fn set_user_enabled(&self, username: &str, enabled: bool) -> Result<UserRecord> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query("UPDATE users SET enabled = $1 WHERE username = $2")
+            .bind(i64::from(enabled))
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {username}")));
+        }
+        if !enabled {
+            sqlx::query("DELETE FROM sessions WHERE username = $1").bind(username).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.user_with_password(username)
+            .await?
+            .map(|(user, _)| user)
+            .ok_or_else(|| StoreError::NotFound(format!("user {username}")))
+    }
+
     /// A user and the stored hash of their password.
     pub async fn user_with_password(&self, username: &str) -> Result<Option<(UserRecord, String)>> {
         let row =
