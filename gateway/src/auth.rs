@@ -102,3 +102,89 @@ mod tests {
         assert_eq!(new_password().len(), 16);
     }
 }
+
+/// Wrong passwords tolerated for one username before sign-in is locked.
+pub const MAX_FAILED_SIGN_INS: u32 = 5;
+/// How long a username stays locked, counted from its last wrong password.
+pub const SIGN_IN_LOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Wrong passwords per username. After [`MAX_FAILED_SIGN_INS`] of them within
+/// [`SIGN_IN_LOCK`] of each other, the username is locked for that long: its sign-ins are
+/// refused before any password is checked, so guessing is bounded and a locked name costs no
+/// hashing. Kept in memory per gateway (several gateways each count their own), and cleared
+/// by a successful sign-in. Anyone can lock a name this way; being locked out for 15 minutes
+/// is the accepted price of bounding guesses.
+#[derive(Clone)]
+pub struct SignInGuard {
+    failures: moka::sync::Cache<String, u32>,
+    max_failures: u32,
+    lock: std::time::Duration,
+}
+
+impl std::fmt::Debug for SignInGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInGuard").field("names", &self.failures.entry_count()).finish()
+    }
+}
+
+impl Default for SignInGuard {
+    fn default() -> Self {
+        SignInGuard::new(MAX_FAILED_SIGN_INS, SIGN_IN_LOCK)
+    }
+}
+
+impl SignInGuard {
+    pub fn new(max_failures: u32, lock: std::time::Duration) -> SignInGuard {
+        SignInGuard {
+            // Each wrong password inserts again, so an entry lives `lock` past the last one.
+            failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(lock).build(),
+            max_failures,
+            lock,
+        }
+    }
+
+    /// Whether `username` is locked now.
+    pub fn locked(&self, username: &str) -> bool {
+        self.failures.get(&username.to_lowercase()).is_some_and(|n| n >= self.max_failures)
+    }
+
+    pub fn failed(&self, username: &str) {
+        let key = username.to_lowercase();
+        let failures = self.failures.get(&key).unwrap_or(0).saturating_add(1);
+        self.failures.insert(key, failures);
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        self.failures.invalidate(&username.to_lowercase());
+    }
+
+    /// How long a locked name waits, at most.
+    pub fn lock(&self) -> std::time::Duration {
+        self.lock
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_locks_after_its_wrong_passwords_and_opens_after_the_lock() {
+        let guard = SignInGuard::new(3, std::time::Duration::from_millis(300));
+        for _ in 0..2 {
+            guard.failed("Reviewer.Henan");
+            assert!(!guard.locked("reviewer.henan"));
+        }
+        guard.failed("reviewer.henan");
+        assert!(guard.locked("REVIEWER.HENAN"), "names are counted whatever their case");
+        assert!(!guard.locked("operator"), "other names are not");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(!guard.locked("reviewer.henan"), "the lock ends");
+
+        guard.failed("operator");
+        guard.failed("operator");
+        guard.succeeded("operator");
+        guard.failed("operator");
+        assert!(!guard.locked("operator"), "a success clears the count");
+    }
+}

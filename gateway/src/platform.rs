@@ -135,6 +135,8 @@ pub struct Platform {
     pub session_hours: u32,
     /// Systems recently authenticated, by API key digest or certificate fingerprint.
     pub identities: Identities,
+    /// Wrong passwords per username, locking sign-in after too many.
+    pub sign_ins: crate::auth::SignInGuard,
 }
 
 /// A short-lived cache of authenticated systems, so that a data call does not query the store
@@ -299,6 +301,7 @@ impl Platform {
             datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
             session_hours: config.store.session_hours,
             identities: Identities::default(),
+            sign_ins: crate::auth::SignInGuard::default(),
         })
     }
 
@@ -312,6 +315,7 @@ impl Platform {
             datasets,
             session_hours: 8,
             identities: Identities::default(),
+            sign_ins: crate::auth::SignInGuard::default(),
         })
     }
 

@@ -698,3 +698,34 @@ async fn a_platform_administrator_stops_a_persons_account_and_lets_it_in_again()
     let back = demo.sign_in("reviewer.henan").await.expect("signs in again");
     assert_eq!(back.get("/me").await.expect("call").0, 200);
 }
+
+/// Guessing is bounded: after five wrong passwords a name is locked for 15 minutes, even for
+/// the right password, while other names sign in as before.
+#[tokio::test]
+async fn sign_in_locks_a_name_after_five_wrong_passwords() {
+    let demo = Demo::start().await.expect("demo");
+    let anonymous = demo.anonymous();
+    let attempt = |password: String| {
+        let anonymous = anonymous.clone();
+        async move {
+            anonymous
+                .send(
+                    reqwest::Method::POST,
+                    "/sessions",
+                    Some(&json!({"username": "supplier.anhui-housing", "password": password})),
+                    None,
+                )
+                .await
+                .expect("call")
+        }
+    };
+    for guess in 0..5 {
+        assert_eq!(attempt(format!("guess number {guess}")).await.status, 401);
+    }
+    let locked = attempt(demo.password()).await;
+    assert_eq!(locked.status, 429, "even the right password waits");
+    let problem: Value = serde_json::from_slice(&locked.body).expect("problem");
+    assert_eq!(problem["code"], "sign_in_locked");
+    assert_eq!(locked.header("retry-after").as_deref(), Some("900"));
+    demo.sign_in("supplier.guangdong-hrss").await.expect("another name signs in");
+}

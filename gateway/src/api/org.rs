@@ -31,12 +31,26 @@ pub(super) struct Session {
 
 /// Signs a person in.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SignIn,
-    responses((status = 201, body = Session), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 201, body = Session), (status = 401, body = super::ProblemSchema),
+        (status = 429, description = "sign_in_locked, with Retry-After", body = super::ProblemSchema)))]
 pub(super) async fn sign_in(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<SignIn>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let platform = state.platform();
+    if platform.sign_ins.locked(&input.username) {
+        let mut locked = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sign_in_locked",
+            "Sign-in locked",
+            format!(
+                "too many wrong passwords for this name; try again in {} minutes",
+                platform.sign_ins.lock().as_secs() / 60
+            ),
+        );
+        locked.retry_after = Some(platform.sign_ins.lock().as_secs());
+        return Err(locked);
+    }
     let found = platform.store.user_with_password(&input.username).await?;
     // Verify against a decoy when the user is unknown, so both answers take as long.
     let hash = found.as_ref().map_or(auth::decoy_hash(), |(_, hash)| hash.as_str()).to_owned();
@@ -46,8 +60,13 @@ pub(super) async fn sign_in(
         .map_err(|e| ApiError::internal(&e))?;
     let user = match found {
         Some((user, _)) if matches && user.enabled => user,
-        _ => return Err(ApiError::invalid_credentials()),
+        // Unknown names count too, so that probing cannot tell them from known ones.
+        _ => {
+            platform.sign_ins.failed(&input.username);
+            return Err(ApiError::invalid_credentials());
+        }
     };
+    platform.sign_ins.succeeded(&input.username);
     let token = auth::new_secret(auth::SESSION_PREFIX);
     let now = Platform::now();
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
