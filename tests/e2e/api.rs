@@ -700,9 +700,9 @@ async fn a_platform_administrator_stops_a_persons_account_and_lets_it_in_again()
 }
 
 /// Guessing is bounded: after five wrong passwords a name is locked for 15 minutes, even for
-/// the right password, while other names sign in as before.
+/// the right password, while other names sign in as before; an administrator's reset lifts it.
 #[tokio::test]
-async fn sign_in_locks_a_name_after_five_wrong_passwords() {
+async fn sign_in_locks_a_name_after_five_wrong_passwords_until_an_administrator_resets_it() {
     let demo = Demo::start().await.expect("demo");
     let anonymous = demo.anonymous();
     let attempt = |password: String| {
@@ -728,4 +728,18 @@ async fn sign_in_locks_a_name_after_five_wrong_passwords() {
     assert_eq!(problem["code"], "sign_in_locked");
     assert_eq!(locked.header("retry-after").as_deref(), Some("900"));
     demo.sign_in("supplier.guangdong-hrss").await.expect("another name signs in");
+
+    // A platform administrator sets a new password for someone locked out or forgetful: the
+    // lock is lifted and only the new password signs in.
+    let admin = demo.sign_in("admin").await.expect("sign in");
+    let reset = json!({"password": "given-by-the-administrator"});
+    let (status, body) = admin.put("/users/supplier.anhui-housing/password", &reset).await.expect("call");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(attempt(demo.password()).await.status, 401, "the old password no longer signs in");
+    assert_eq!(attempt("given-by-the-administrator".into()).await.status, 201);
+    let (status, _) = admin.put("/users/admin/password", &reset).await.expect("call");
+    assert_eq!(status, 403, "one's own password is changed with the current one");
+    let other = demo.sign_in("operator").await.expect("sign in");
+    let (status, _) = other.put("/users/supplier.anhui-housing/password", &reset).await.expect("call");
+    assert_eq!(status, 403, "only administrators reset");
 }

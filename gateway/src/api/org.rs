@@ -475,6 +475,45 @@ pub(super) async fn set_user_enabled(
     Ok(Json(user))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordReset {
+    /// At least 12 characters; give it to the person, who changes it after signing in.
+    password: String,
+}
+
+/// Sets a new password for someone who lost theirs (platform administrators; their own is
+/// changed at `/me/password`). Every session of that person ends, and a lock on their name
+/// is lifted.
+#[utoipa::path(put, path = "/api/v1/users/{username}/password", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = PasswordReset,
+    responses((status = 204), (status = 403, body = super::ProblemSchema), (status = 404, body = super::ProblemSchema),
+        (status = 422, body = super::ProblemSchema)))]
+pub(super) async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(input): ApiJson<PasswordReset>,
+) -> Result<StatusCode, ApiError> {
+    let admin = caller.require(&[UserRole::PlatformAdmin])?;
+    if admin.username == username {
+        return Err(ApiError::forbidden("change your own password at /me/password, with the current one"));
+    }
+    if input.password.chars().count() < auth::MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(format!("password: at least {} characters", auth::MIN_PASSWORD_CHARS)));
+    }
+    let password = input.password;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let platform = state.platform();
+    // No session is kept: none of the person's sessions is the administrator's.
+    platform.store.change_password(&username, &hash, "").await?;
+    platform.sign_ins.succeeded(&username);
+    tracing::info!(%username, by = %admin.username, "password reset");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
     let username = input.username.trim();
     if username.is_empty()
