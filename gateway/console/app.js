@@ -13,6 +13,7 @@ import { GrantDetail, Grants } from './pages/grants.js';
 import { Dashboard } from './pages/dashboard.js';
 import { ExchangeDetail, Exchanges } from './pages/exchanges.js';
 import { Account } from './pages/account.js';
+import { Systems } from './pages/systems.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -22,6 +23,7 @@ const PAGES = [
   { path: 'review', nav: 'nav.review', roles: ['data_office_reviewer', 'supplier_admin'] },
   { path: 'grants', nav: 'nav.grants', roles: null },
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
+  { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
   // Reached from the signed-in person's name, not the navigation.
   { path: 'account', nav: null, roles: null },
 ];
@@ -111,6 +113,8 @@ function Page({ route, me }) {
       return id ? html`<${ExchangeDetail} id=${id} />` : html`<${Exchanges} me=${me} />`;
     case 'account':
       return html`<${Account} />`;
+    case 'systems':
+      return html`<${Systems} />`;
     default:
       return null;
   }

@@ -195,6 +195,31 @@ test('a person changes their own password from their name in the header', async 
   await done(page);
 });
 
+test('a department replaces a system\'s key and stops and allows the system', async () => {
+  // A department and system no other test uses, since the key changes.
+  const name = '河南省社保经办系统';
+  const me = (key) => fetch(`${base}/api/v1/me`, { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.status);
+  const page = await signIn('demander.henan-hrss');
+  await page.click('[data-nav=systems]');
+  const row = `[data-system="${name}"]`;
+  await page.waitForSelector(row);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click(`${row} [data-action=new-key]`);
+  const key = (await page.textContent('[data-testid=api-key]')).trim();
+  assert.match(key, /^tbk_/);
+  assert.equal(await me(system(name).api_key), 401, 'the old key stopped');
+  assert.equal(await me(key), 200, 'the new key calls');
+  await shot(page, 'system-new-key');
+
+  await page.click(`${row} [data-action=stop]`);
+  await page.waitForSelector(`${row} [data-action=allow]`);
+  assert.equal(await me(key), 401, 'a stopped system cannot call');
+  await page.click(`${row} [data-action=allow]`);
+  await page.waitForSelector(`${row} [data-action=stop]`);
+  assert.equal(await me(key), 200, 'and calls again once allowed');
+  await done(page);
+});
+
 test('a demand is filed, reviewed and approved in the pages, and the call it allows shows on the dashboard and in the log', async () => {
   // Before any approval the system's call is refused, and that refusal is logged.
   const refused = await dataCall(`/${RESOURCE}/records/11010519491231002X`);
