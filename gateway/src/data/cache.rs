@@ -155,38 +155,36 @@ impl AnswerCache {
         // The computation, until this caller runs it; a caller that waited on another's is
         // left holding its own.
         let mut own = Some(compute);
-        let result = self
-            .entries
-            .entry(key)
-            .or_try_insert_with(async {
-                let compute =
-                    own.take().ok_or_else(|| Miss::Failed(ApiError::internal(&"computed twice")))?;
-                let answer = compute.await.map_err(Miss::Failed)?;
-                // Only whole 200 answers are kept, no longer than their source allows.
-                let ttl = match (&answer.body, answer.status) {
-                    (Payload::Bytes(_), axum::http::StatusCode::OK) => {
-                        answer.max_age.map_or(ttl, |age| age.min(ttl))
-                    }
-                    _ => Duration::ZERO,
-                };
-                let body = match answer.body {
-                    Payload::Bytes(bytes) => bytes,
-                    Payload::Stream { .. } => {
-                        return Err(Miss::Failed(ApiError::internal(&"a streamed answer reached the cache")));
-                    }
-                };
-                let entry = Arc::new(Entry {
-                    status: answer.status,
-                    headers: answer.headers,
-                    body,
-                    rows: answer.rows,
-                    ttl,
-                });
-                // An answer that may not be kept is handed to the waiting callers as an error
-                // of the insertion, so that nothing is stored, not even for an instant.
-                if ttl.is_zero() { Err(Miss::Uncacheable(entry)) } else { Ok(entry) }
-            })
-            .await;
+        // Boxed, so that the large future of the entry API is made only on a miss, and the
+        // future of every call that hits stays small (it is moved several times per call).
+        let result = Box::pin(self.entries.entry(key).or_try_insert_with(async {
+            let compute = own.take().ok_or_else(|| Miss::Failed(ApiError::internal(&"computed twice")))?;
+            let answer = compute.await.map_err(Miss::Failed)?;
+            // Only whole 200 answers are kept, no longer than their source allows.
+            let ttl = match (&answer.body, answer.status) {
+                (Payload::Bytes(_), axum::http::StatusCode::OK) => {
+                    answer.max_age.map_or(ttl, |age| age.min(ttl))
+                }
+                _ => Duration::ZERO,
+            };
+            let body = match answer.body {
+                Payload::Bytes(bytes) => bytes,
+                Payload::Stream { .. } => {
+                    return Err(Miss::Failed(ApiError::internal(&"a streamed answer reached the cache")));
+                }
+            };
+            let entry = Arc::new(Entry {
+                status: answer.status,
+                headers: answer.headers,
+                body,
+                rows: answer.rows,
+                ttl,
+            });
+            // An answer that may not be kept is handed to the waiting callers as an error
+            // of the insertion, so that nothing is stored, not even for an instant.
+            if ttl.is_zero() { Err(Miss::Uncacheable(entry)) } else { Ok(entry) }
+        }))
+        .await;
         match result {
             Ok(entry) => {
                 let outcome = if entry.is_fresh() { CacheOutcome::Miss } else { CacheOutcome::Hit };
