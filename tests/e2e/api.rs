@@ -742,4 +742,14 @@ async fn sign_in_locks_a_name_after_five_wrong_passwords_until_an_administrator_
     let other = demo.sign_in("operator").await.expect("sign in");
     let (status, _) = other.put("/users/supplier.anhui-housing/password", &reset).await.expect("call");
     assert_eq!(status, 403, "only administrators reset");
+
+    // A session cannot be used to guess its owner's password either.
+    let guess =
+        |n: u32| json!({"current_password": format!("guess {n}"), "new_password": "a-new-long-passphrase"});
+    for n in 0..5 {
+        let (status, body) = other.put("/me/password", &guess(n)).await.expect("call");
+        assert_eq!((status, body["code"].as_str()), (422, Some("wrong_password")), "{body}");
+    }
+    let (status, body) = other.put("/me/password", &guess(5)).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (429, Some("sign_in_locked")), "{body}");
 }

@@ -39,17 +39,7 @@ pub(super) async fn sign_in(
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let platform = state.platform();
     if platform.sign_ins.locked(&input.username) {
-        let mut locked = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "sign_in_locked",
-            "Sign-in locked",
-            format!(
-                "too many wrong passwords for this name; try again in {} minutes",
-                platform.sign_ins.lock().as_secs() / 60
-            ),
-        );
-        locked.retry_after = Some(platform.sign_ins.lock().as_secs());
-        return Err(locked);
+        return Err(sign_in_locked(platform));
     }
     let found = platform.store.user_with_password(&input.username).await?;
     // Verify against a decoy when the user is unknown, so both answers take as long.
@@ -72,6 +62,18 @@ pub(super) async fn sign_in(
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
     platform.store.create_session(&auth::digest(&token), &user.username, now, expires_at).await?;
     Ok((StatusCode::CREATED, Json(Session { token, expires_at, user })))
+}
+
+fn sign_in_locked(platform: &Platform) -> ApiError {
+    let lock = platform.sign_ins.lock();
+    let mut locked = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "sign_in_locked",
+        "Sign-in locked",
+        format!("too many wrong passwords for this name; try again in {} minutes", lock.as_secs() / 60),
+    );
+    locked.retry_after = Some(lock.as_secs());
+    locked
 }
 
 /// Ends the caller's session.
@@ -109,7 +111,8 @@ pub(super) struct PasswordChange {
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "sessions", security(("bearer" = [])),
     request_body = PasswordChange,
     responses((status = 204), (status = 401, body = super::ProblemSchema), (status = 403, body = super::ProblemSchema),
-        (status = 422, description = "wrong_password, invalid_request", body = super::ProblemSchema)))]
+        (status = 422, description = "wrong_password, invalid_request", body = super::ProblemSchema),
+        (status = 429, description = "sign_in_locked, with Retry-After", body = super::ProblemSchema)))]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +132,10 @@ pub(super) async fn change_password(
         return Err(ApiError::invalid("new_password: the same as the current one"));
     }
     let platform = state.platform();
+    // Wrong current passwords count with wrong sign-ins, so a taken session cannot guess it.
+    if platform.sign_ins.locked(&user.username) {
+        return Err(sign_in_locked(platform));
+    }
     let (_, hash) = platform
         .store
         .user_with_password(&user.username)
@@ -141,6 +148,7 @@ pub(super) async fn change_password(
     .await
     .map_err(|e| ApiError::internal(&e))?
     .ok_or_else(|| {
+        platform.sign_ins.failed(&user.username);
         ApiError::unprocessable("wrong_password", "Wrong password", "current_password is not right")
     })?;
     let session = auth::digest(bearer(&headers));

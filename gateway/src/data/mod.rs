@@ -980,9 +980,9 @@ mod tests {
 mod future_size {
     /// A data call's future is moved, whole, several times on every call (into the handler's
     /// box, through the panic guard and the span). The execute phase of each operation, the
-    /// SQL call and the cache's miss path are boxed so that the call that hits the cache does
-    /// not carry their states: before, a verification's future was 16.7 KB (debug build) and
-    /// copying it was the largest single item of a cached verification's profile.
+    /// SQL call and the cache's miss path are boxed, so that the call carries a pointer to
+    /// each rather than their states: before, a verification's future was 16.7 KB (debug
+    /// build) and copying it was the largest single item of a cached verification's profile.
     #[tokio::test]
     async fn a_data_calls_future_stays_small() {
         let dir = tempfile::tempdir().expect("dir");

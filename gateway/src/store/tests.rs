@@ -298,6 +298,29 @@ async fn departments_people_catalog_and_grants_round_trip() {
             Some(user.clone()),
             "{backend}"
         );
+
+        // A password change keeps the changing session and ends the others; stopping a
+        // person ends every session; keys are replaced and systems stopped.
+        store.create_session("session-2", "demander", at(2, 9), at(2, 17)).await.expect("session");
+        store.change_password("demander", "$argon2id$new", "session-1").await.expect("change");
+        let (_, hash) = store.user_with_password("demander").await.expect("read").expect("user");
+        assert_eq!(hash, "$argon2id$new", "{backend}");
+        assert!(store.session_user("session-1", at(2, 12)).await.expect("session").is_some(), "{backend}");
+        assert!(store.session_user("session-2", at(2, 12)).await.expect("session").is_none(), "{backend}");
+        assert!(matches!(store.change_password("nobody", "x", "").await, Err(StoreError::NotFound(_))));
+        let stopped = store.set_user_enabled("demander", false).await.expect("stop");
+        assert!(!stopped.enabled, "{backend}");
+        assert!(store.session_user("session-1", at(2, 12)).await.expect("session").is_none(), "{backend}");
+        assert!(store.set_user_enabled("demander", true).await.expect("allow").enabled, "{backend}");
+        store.create_session("session-1", "demander", at(2, 9), at(2, 17)).await.expect("session");
+        let renewed = store.set_system_api_key(&other.id, "digest-4", "tbk_ghi").await.expect("new key");
+        assert_eq!(renewed.api_key_prefix, "tbk_ghi", "{backend}");
+        assert_eq!(store.system_by_key_digest("digest-3").await.expect("by key"), None, "{backend}");
+        assert_eq!(store.system_by_key_digest("digest-4").await.expect("by key"), Some(renewed.clone()));
+        assert!(!store.set_system_enabled(&other.id, false).await.expect("stop").enabled, "{backend}");
+        assert_eq!(store.system_by_key_digest("digest-4").await.expect("by key"), None, "{backend}");
+        store.set_system_enabled(&other.id, true).await.expect("allow");
+        assert!(matches!(store.set_system_api_key("nope", "d", "p").await, Err(StoreError::NotFound(_))));
         assert_eq!(store.session_user("session-1", at(2, 18)).await.expect("expired"), None, "{backend}");
         store.delete_session("session-1").await.expect("sign out");
         assert_eq!(store.session_user("session-1", at(2, 12)).await.expect("ended"), None);
