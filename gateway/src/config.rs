@@ -56,7 +56,8 @@ pub struct DataConfig {
     pub sql_threads: usize,
     /// The nice value (0 to 19) of the SQL threads: the higher, the more the operating system
     /// favours verifications, look-ups and proxied calls over queries when both want a
-    /// processor. At 10 a query gets about a tenth of a processor that calls keep busy.
+    /// processor. At 10, by the kernel's scheduling weights (110 against 1024 at nice 0), a
+    /// query gets about a tenth of a processor that calls keep busy.
     pub sql_nice: u8,
     pub limits: crate::data::LimitsConfig,
     pub cache: crate::data::CacheConfig,

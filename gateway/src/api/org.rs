@@ -122,12 +122,7 @@ pub(super) async fn change_password(
     let Caller::User { user, .. } = &caller else {
         return Err(ApiError::forbidden("systems have no password"));
     };
-    if input.new_password.chars().count() < auth::MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(format!(
-            "new_password: at least {} characters",
-            auth::MIN_PASSWORD_CHARS
-        )));
-    }
+    long_enough("new_password", &input.new_password)?;
     if input.new_password == input.current_password {
         return Err(ApiError::invalid("new_password: the same as the current one"));
     }
@@ -392,23 +387,24 @@ pub(super) async fn rotate_api_key(
     Ok(Json(RegisteredSystem { system, api_key: issued.key }))
 }
 
+/// Whether a system may call, or a person sign in.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SystemEnabled {
+pub(super) struct Enabled {
     enabled: bool,
 }
 
 /// Stops a system calling (by key and by certificate alike), or lets it call again. Takes
 /// effect at once on this gateway and within 5 seconds on others sharing the store.
 #[utoipa::path(put, path = "/api/v1/systems/{id}/enabled", tag = "systems", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = SystemEnabled,
+    params(("id" = String, Path)), request_body = Enabled,
     responses((status = 200, body = SystemRecord), (status = 403, body = super::ProblemSchema),
         (status = 404, body = super::ProblemSchema)))]
 pub(super) async fn set_system_enabled(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<SystemEnabled>,
+    ApiJson(input): ApiJson<Enabled>,
 ) -> Result<Json<SystemRecord>, ApiError> {
     let system = managed_system(&state, &caller, &id).await?;
     let platform = state.platform();
@@ -456,23 +452,17 @@ pub(super) async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct UserEnabled {
-    enabled: bool,
-}
-
 /// Stops a person signing in, ending their sessions at once (someone who has left), or lets
 /// them sign in again (platform administrators, not for themselves).
 #[utoipa::path(put, path = "/api/v1/users/{username}/enabled", tag = "users", security(("bearer" = [])),
-    params(("username" = String, Path)), request_body = UserEnabled,
+    params(("username" = String, Path)), request_body = Enabled,
     responses((status = 200, body = UserRecord), (status = 403, body = super::ProblemSchema),
         (status = 404, body = super::ProblemSchema)))]
 pub(super) async fn set_user_enabled(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(username): ApiPath<String>,
-    ApiJson(input): ApiJson<UserEnabled>,
+    ApiJson(input): ApiJson<Enabled>,
 ) -> Result<Json<UserRecord>, ApiError> {
     let admin = caller.require(&[UserRole::PlatformAdmin])?;
     if admin.username == username {
@@ -507,19 +497,29 @@ pub(super) async fn reset_password(
     if admin.username == username {
         return Err(ApiError::forbidden("change your own password at /me/password, with the current one"));
     }
-    if input.password.chars().count() < auth::MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(format!("password: at least {} characters", auth::MIN_PASSWORD_CHARS)));
-    }
-    let password = input.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    long_enough("password", &input.password)?;
+    let hash = hashed(input.password).await?;
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
     platform.store.change_password(&username, &hash, "").await?;
     platform.sign_ins.succeeded(&username);
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses a new password shorter than the platform allows, naming its `field`.
+fn long_enough(field: &str, password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < auth::MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(format!("{field}: at least {} characters", auth::MIN_PASSWORD_CHARS)));
+    }
+    Ok(())
+}
+
+/// Hashes a password off the runtime's threads (Argon2id takes tens of milliseconds).
+async fn hashed(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))
 }
 
 async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
@@ -530,9 +530,7 @@ async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserR
     {
         return Err(ApiError::invalid("username: 1-64 of a-z, A-Z, 0-9, '.', '_' and '-'"));
     }
-    if input.password.chars().count() < auth::MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(format!("password: at least {} characters", auth::MIN_PASSWORD_CHARS)));
-    }
+    long_enough("password", &input.password)?;
     if input.roles.is_empty() {
         return Err(ApiError::invalid("roles: give at least one"));
     }
@@ -547,10 +545,7 @@ async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserR
             role.required_department_role()
         )));
     }
-    let password = input.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let hash = hashed(input.password).await?;
     let user = UserRecord {
         username: username.to_owned(),
         display_name: input.display_name,

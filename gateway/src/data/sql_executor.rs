@@ -282,24 +282,25 @@ mod tests {
         assert_eq!(own_nice(), 0, "the caller's thread keeps its priority");
     }
 
+    /// A caller running a query that never finishes on its own, yielding as DataFusion's
+    /// streams do.
+    fn endless_query(executor: &Arc<SqlExecutor>) -> tokio::task::JoinHandle<Result<(), ApiError>> {
+        let executor = Arc::clone(executor);
+        tokio::spawn(async move {
+            executor
+                .run(async {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_full_executor_refuses_after_the_queue_wait_and_frees_its_slot_after_the_time_limit() {
         let executor = Arc::new(SqlExecutor::new(&config(1, 200, 1_000)).expect("executor"));
-        // A query that never finishes on its own, yielding as DataFusion's streams do.
-        let endless = {
-            let executor = Arc::clone(&executor);
-            tokio::spawn(async move {
-                executor
-                    .run(async {
-                        loop {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        #[allow(unreachable_code)]
-                        Ok(())
-                    })
-                    .await
-            })
-        };
+        let endless = endless_query(&executor);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.free_slots(), 0);
         assert_eq!(executor.metrics().running.get(), 1);
@@ -347,20 +348,7 @@ mod tests {
     #[tokio::test]
     async fn a_query_whose_caller_goes_away_is_aborted() {
         let executor = Arc::new(SqlExecutor::new(&config(1, 100, 60_000)).expect("executor"));
-        let caller = {
-            let executor = Arc::clone(&executor);
-            tokio::spawn(async move {
-                executor
-                    .run(async {
-                        loop {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        #[allow(unreachable_code)]
-                        Ok(())
-                    })
-                    .await
-            })
-        };
+        let caller = endless_query(&executor);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.free_slots(), 0);
         caller.abort();

@@ -180,10 +180,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(super::duplicate(|| "a system with this certificate".to_owned()))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("system {id}")));
-        }
-        Ok(())
+        found(&done, || format!("system {id}"))
     }
 
     /// Replaces a system's API key: the old one stops identifying it.
@@ -194,9 +191,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("system {id}")));
-        }
+        found(&done, || format!("system {id}"))?;
         self.system(id).await
     }
 
@@ -207,9 +202,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("system {id}")));
-        }
+        found(&done, || format!("system {id}"))?;
         self.system(id).await
     }
 
@@ -240,9 +233,7 @@ impl Store {
             .bind(username)
             .execute(&mut *tx)
             .await?;
-        if changed.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {username}")));
-        }
+        found(&changed, || format!("user {username}"))?;
         sqlx::query("DELETE FROM sessions WHERE username = $1 AND token_hash <> $2")
             .bind(username)
             .bind(keep)
@@ -261,9 +252,7 @@ impl Store {
             .bind(username)
             .execute(&mut *tx)
             .await?;
-        if changed.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {username}")));
-        }
+        found(&changed, || format!("user {username}"))?;
         if !enabled {
             sqlx::query("DELETE FROM sessions WHERE username = $1").bind(username).execute(&mut *tx).await?;
         }
@@ -343,4 +332,9 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// An update that changed nothing found no `what` to change.
+fn found(done: &sqlx::any::AnyQueryResult, what: impl FnOnce() -> String) -> Result<()> {
+    if done.rows_affected() == 0 { Err(StoreError::NotFound(what())) } else { Ok(()) }
 }
