@@ -439,7 +439,7 @@ fn mask_values<'a>(
     if i32::try_from(masked.len()).is_err() {
         return Err(arrow::error::ArrowError::OffsetOverflowError(masked.len()).into());
     }
-    // The input's own null buffer, as the builder's way above gives the same.
+    // A null's slot holds no bytes; the input's own null buffer marks it.
     Ok(StringArray::try_new(
         OffsetBuffer::new(ScalarBuffer::from(offsets)),
         Buffer::from_vec(masked.into_bytes()),

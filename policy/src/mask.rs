@@ -157,6 +157,8 @@ fn keep_ends<const HEAD: usize, const TAIL: usize, const MIN_LEN: usize, const L
 where
     W: fmt::Write + ?Sized,
 {
+    // The usual length is never redacted and always has stars between its ends.
+    const { assert!(LEN >= MIN_LEN && LEN > HEAD + TAIL) };
     // A value of the usual length without surrounding whitespace: every piece's length is
     // a constant.
     let bytes = value.as_bytes();
