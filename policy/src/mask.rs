@@ -365,7 +365,8 @@ mod tests {
         // The byte-level fast paths agree with the plain definition by characters.
         #[test]
         fn masks_agree_with_their_definition_by_characters(
-            value in "\\PC{0,24}|[0-9]{15,18}X?| ?[０-９]{15,18} ?|[一-龥]{1,5}|[欧司上张][阳马官海小]{1,3}|[㐀-䶵][一-龥]{1,3}"
+            value in "\\PC{0,24}|[0-9]{15,18}X?| ?[０-９]{15,18} ?| ?[0-9]{17}[0-9X] ?| ?1[0-9]{10}\t?\
+                |[一-龥]{1,5}|[欧司上张][阳马官海小]{1,3}|[㐀-䶵][一-龥]{1,3}"
         ) {
             prop_assert_eq!(MaskRule::IdNumber.apply(&value), keep_ends_by_characters(&value, 6, 4, 15));
             prop_assert_eq!(MaskRule::Phone.apply(&value), keep_ends_by_characters(&value, 3, 4, 11));
