@@ -77,7 +77,7 @@ async fn run(durability: Durability, writers: usize) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let records = written.load(Ordering::Relaxed);
-    let text = tongban_gateway::metrics::Metrics::new(metrics, tongban_gateway::data::SqlMetrics::default())
+    let text = tongban_gateway::metrics::Metrics::new(metrics, &tongban_gateway::data::SqlMetrics::default())
         .encode()
         .expect("metrics");
     let groups = metric(&text, "tongban_exchange_log_group_records_count");

@@ -59,11 +59,10 @@ pub struct Metrics {
     pub rate_limited: Family<OutcomeLabels, Counter>,
     pub upstream_seconds: Family<ResourceLabels, Histogram, fn() -> Histogram>,
     pub log: LogMetrics,
-    pub sql: SqlMetrics,
 }
 
 impl Metrics {
-    pub fn new(log: LogMetrics, sql: SqlMetrics) -> Metrics {
+    pub fn new(log: LogMetrics, sql: &SqlMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("tongban");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -118,7 +117,7 @@ impl Metrics {
             Unit::Seconds,
             log.fsync_seconds.clone(),
         );
-        Metrics { registry, calls, call_seconds, cache, rate_limited, upstream_seconds, log, sql }
+        Metrics { registry, calls, call_seconds, cache, rate_limited, upstream_seconds, log }
     }
 
     /// The registry in the OpenMetrics text format.

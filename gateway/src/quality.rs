@@ -157,12 +157,12 @@ impl QualityCache {
         today: NaiveDate,
     ) -> Result<Arc<ResourceQuality>, Arc<QualityError>> {
         let key = (registry.generation, resource.code.clone(), resource.version, today);
-        let (registry, resource) = (Arc::clone(registry), resource.clone());
-        let measuring = async move { measure(&registry, &resource, today).await };
         self.entries
             .try_get_with(key, async {
+                // Copies for the SQL runtime's task, made only when the measurement is.
+                let (registry, resource) = (Arc::clone(registry), resource.clone());
                 executor
-                    .offload(measuring)
+                    .offload(async move { measure(&registry, &resource, today).await })
                     .await
                     .map_err(|e| QualityError::Interrupted(e.to_string()))?
                     .map(Arc::new)

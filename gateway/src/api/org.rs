@@ -464,10 +464,11 @@ pub(super) async fn set_user_enabled(
     ApiPath(username): ApiPath<String>,
     ApiJson(input): ApiJson<Enabled>,
 ) -> Result<Json<UserRecord>, ApiError> {
-    let admin = caller.require(&[UserRole::PlatformAdmin])?;
-    if admin.username == username {
-        return Err(ApiError::forbidden("administrators do not stop or start their own account"));
-    }
+    let admin = administrator_of_another(
+        &caller,
+        &username,
+        "administrators do not stop or start their own account",
+    )?;
     let user = state.platform().store.set_user_enabled(&username, input.enabled).await?;
     tracing::info!(%username, enabled = input.enabled, by = %admin.username, "account enabled changed");
     Ok(Json(user))
@@ -493,10 +494,11 @@ pub(super) async fn reset_password(
     ApiPath(username): ApiPath<String>,
     ApiJson(input): ApiJson<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = caller.require(&[UserRole::PlatformAdmin])?;
-    if admin.username == username {
-        return Err(ApiError::forbidden("change your own password at /me/password, with the current one"));
-    }
+    let admin = administrator_of_another(
+        &caller,
+        &username,
+        "change your own password at /me/password, with the current one",
+    )?;
     long_enough("password", &input.password)?;
     let hash = hashed(input.password).await?;
     let platform = state.platform();
@@ -505,6 +507,20 @@ pub(super) async fn reset_password(
     platform.sign_ins.succeeded(&username);
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The platform administrator acting on `username`'s account, refused with `own_account` when
+/// the account is their own.
+fn administrator_of_another<'a>(
+    caller: &'a Caller,
+    username: &str,
+    own_account: &str,
+) -> Result<&'a UserRecord, ApiError> {
+    let admin = caller.require(&[UserRole::PlatformAdmin])?;
+    if admin.username == username {
+        return Err(ApiError::forbidden(own_account));
+    }
+    Ok(admin)
 }
 
 /// Refuses a new password shorter than the platform allows, naming its `field`.

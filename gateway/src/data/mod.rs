@@ -803,7 +803,7 @@ impl DataPlane {
     pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, DataPlaneError> {
         let sql_executor = SqlExecutor::new(&config)?;
         Ok(DataPlane {
-            metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics().clone()),
+            metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics()),
             sql_executor,
             quality: crate::quality::QualityCache::default(),
             limits: Limiters::new(&config.limits),
