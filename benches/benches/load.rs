@@ -11,6 +11,7 @@
 //! Every server runs as its own process (the hyper baseline as a thread pool of this one) on
 //! loopback; wrk runs with one thread and a fixed number of connections for a fixed time. The
 //! paths are loaded in turn for several rounds, and each ratio is the median of its rounds.
+//! Every server gets the same number of worker threads or processes ([`server_workers`]).
 
 #![allow(clippy::print_stdout)]
 
@@ -54,6 +55,19 @@ async fn stopped() -> &'static str {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     }
+}
+
+/// Worker threads (or nginx's worker processes) for every server under test:
+/// `TONGBAN_BENCH_WORKERS`, or one fewer than the processors, since wrk keeps one busy. Each
+/// server gets the same count, so none is favoured by it.
+fn server_workers() -> usize {
+    std::env::var("TONGBAN_BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
 }
 
 /// A process that is killed when dropped.
@@ -297,7 +311,11 @@ fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes, cache_control
     use hyper::service::service_fn;
     listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(server_workers())
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
@@ -324,8 +342,8 @@ fn bare_hyper(listener: std::net::TcpListener, body: bytes::Bytes, cache_control
     });
 }
 
-/// nginx as a bare reverse proxy to `upstream` (defaults: HTTP/1.0 upstream, no cache), as
-/// many workers as cores, access log off.
+/// nginx as a bare reverse proxy to `upstream` (defaults: HTTP/1.0 upstream, no cache),
+/// [`server_workers`] worker processes, access log off.
 /// nginx under a bench, stopped by its own `-s stop` when dropped: killing only the master
 /// would leave its workers running, holding the bench's output open.
 struct Nginx {
@@ -350,12 +368,13 @@ impl Drop for Nginx {
 fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Nginx {
     std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
     let conf = format!(
-        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+        "worker_processes {workers};\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
          events {{ worker_connections 1024; }}\n\
          http {{ access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
           fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{upstream}; }} }} }}\n",
-        dir = dir.display()
+        dir = dir.display(),
+        workers = server_workers()
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
     let master = Process(
@@ -397,6 +416,7 @@ fn gateway_with(
             .env("TONGBAN_DATA__LIMITS__SYSTEM_PER_SECOND", "10000000")
             .env("TONGBAN_DATA__LIMITS__RESOURCE_PER_SECOND", "10000000")
             .env("TONGBAN_LOG", "warn")
+            .env("TONGBAN_SERVER__WORKER_THREADS", server_workers().to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
@@ -444,6 +464,8 @@ async fn run() {
             .arg("--parquet")
             .arg(&parquet)
             .env("TONGBAN_LOG", "warn")
+            // The supplier reads no configuration file; tokio reads this.
+            .env("TOKIO_WORKER_THREADS", server_workers().to_string())
             .stdout(Stdio::null())
             .spawn()
             .expect("start the supplier"),
@@ -520,7 +542,10 @@ async fn run() {
     let hyper_port = hyper_listener.local_addr().expect("address").port();
     bare_hyper(hyper_listener, verification, None);
 
-    println!("load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, dataset rows={rows}");
+    println!(
+        "load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, dataset rows={rows}, {} worker(s) per server",
+        server_workers()
+    );
     let runs = [
         ("supplier direct", format!("http://{supplier}{deposit_path}"), &direct_script),
         ("nginx proxy_pass", format!("http://127.0.0.1:{nginx_port}{deposit_path}"), &direct_script),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use tongban_connectors::synth::{self, SynthConfig, SynthReport};
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -142,9 +142,20 @@ pub fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let _telemetry = init_tracing(telemetry.as_ref())?;
+    let worker_threads = match &cli.command {
+        Command::Serve { config } => ServerConfig::resolve_worker_threads(config)?,
+        Command::Demo { data_dir, .. } => {
+            ServerConfig::resolve_worker_threads(&data_dir.join(crate::demo::CONFIG_FILE))?
+        }
+        _ => 0,
+    };
     // SQL queries, whose planning recurses deeply, run on a runtime of their own with larger
     // stacks (`data::SqlExecutor`); this one serves HTTP.
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        runtime.worker_threads(worker_threads);
+    }
+    let runtime = runtime.enable_all().build()?;
     match cli.command {
         Command::Serve { config } => {
             let loaded = Config::load(&config)?;

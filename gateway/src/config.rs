@@ -182,6 +182,30 @@ pub struct ServerConfig {
     /// `TONGBAN_SERVER__METRICS_TOKEN`). Without it only signed-in operators read metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<String>,
+    /// Threads serving HTTP; 0 means one per processor. On a machine whose processors are
+    /// shared with other busy programs, fewer threads than processors can serve more calls:
+    /// each thread that runs out of work sleeps and is woken again, and those wake-ups cost
+    /// more than the parallelism gains when no processor is free (see `docs/benchmarks.md`).
+    #[serde(default)]
+    pub worker_threads: usize,
+}
+
+impl ServerConfig {
+    /// `server.worker_threads` from a configuration file (when it exists) and the environment.
+    /// It is read before the rest of the configuration because the runtime that loads the rest
+    /// is built with it.
+    pub fn resolve_worker_threads(path: &Path) -> Result<usize, Box<figment::Error>> {
+        let mut figment = Figment::new();
+        if path.is_file() {
+            figment = figment.merge(Toml::file(path));
+        }
+        let figment =
+            figment.merge(Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__"));
+        match figment.find_value("server.worker_threads") {
+            Ok(value) => value.deserialize().map_err(Box::new),
+            Err(_) => Ok(0),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -200,6 +224,7 @@ impl Default for ServerConfig {
             tls: None,
             plaintext: false,
             metrics_token: None,
+            worker_threads: 0,
         }
     }
 }
@@ -272,6 +297,25 @@ mod tests {
             assert_eq!(loaded.config.server.listen, "127.0.0.1:9100".parse().expect("addr"));
             assert_eq!(loaded.config.datasets.len(), 1);
             assert_eq!(loaded.base_dir, dir.path());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_worker_count_is_read_before_the_rest_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tongban.toml");
+        figment::Jail::expect_with(|jail| {
+            // No file and no variable: one thread per processor.
+            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("default"), 0);
+            std::fs::write(&path, "[server]\nplaintext = true\nworker_threads = 3\n").expect("write");
+            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("from the file"), 3);
+            assert_eq!(Config::load(&path).expect("valid").config.server.worker_threads, 3);
+            jail.set_env("TONGBAN_SERVER__WORKER_THREADS", "1");
+            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("from the environment"), 1);
+            jail.set_env("TONGBAN_SERVER__WORKER_THREADS", "many");
+            assert!(ServerConfig::resolve_worker_threads(&path).is_err(), "not a number is refused");
             Ok(())
         });
     }
