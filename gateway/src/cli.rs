@@ -133,22 +133,20 @@ enum AuditCommand {
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Telemetry is read first: diagnostics are set up before the rest of the configuration.
-    let telemetry = match &cli.command {
-        Command::Serve { config } => Some(crate::telemetry::TelemetryConfig::resolve(Some(config))?),
-        Command::Demo { data_dir, .. } => {
-            Some(crate::telemetry::TelemetryConfig::resolve(Some(&data_dir.join(crate::demo::CONFIG_FILE)))?)
-        }
+    // Telemetry and the worker count are read before the rest of the configuration: diagnostics
+    // are set up, and the runtime that loads the rest is built, first.
+    let early_config = match &cli.command {
+        Command::Serve { config } => Some(config.clone()),
+        Command::Demo { data_dir, .. } => Some(data_dir.join(crate::demo::CONFIG_FILE)),
         _ => None,
     };
+    let telemetry = early_config
+        .as_deref()
+        .map(|path| crate::telemetry::TelemetryConfig::resolve(Some(path)))
+        .transpose()?;
     let _telemetry = init_tracing(telemetry.as_ref())?;
-    let worker_threads = match &cli.command {
-        Command::Serve { config } => ServerConfig::resolve_worker_threads(config)?,
-        Command::Demo { data_dir, .. } => {
-            ServerConfig::resolve_worker_threads(&data_dir.join(crate::demo::CONFIG_FILE))?
-        }
-        _ => 0,
-    };
+    let worker_threads =
+        early_config.as_deref().map(ServerConfig::resolve_worker_threads).transpose()?.unwrap_or(0);
     // SQL queries, whose planning recurses deeply, run on a runtime of their own with larger
     // stacks (`data::SqlExecutor`); this one serves HTTP.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

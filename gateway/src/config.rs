@@ -199,13 +199,19 @@ impl ServerConfig {
         if path.is_file() {
             figment = figment.merge(Toml::file(path));
         }
-        let figment =
-            figment.merge(Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__"));
-        match figment.find_value("server.worker_threads") {
+        // A value that is absent, or a file that does not parse, leaves the default here; the
+        // full load that follows reports a broken file with its path.
+        match figment.merge(env_overrides()).find_value("server.worker_threads") {
             Ok(value) => value.deserialize().map_err(Box::new),
             Err(_) => Ok(0),
         }
     }
+}
+
+/// The `TONGBAN_`-prefixed variables with a double underscore, as configuration that overrides
+/// the file's.
+pub(crate) fn env_overrides() -> Env {
+    Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__")
 }
 
 fn default_listen() -> SocketAddr {
@@ -257,7 +263,7 @@ impl Config {
             .merge(Toml::file(path))
             // Only nested keys (`TONGBAN_SECTION__FIELD`) are configuration; other TONGBAN_
             // variables (TONGBAN_LOG, TONGBAN_CONFIG) belong to the command line.
-            .merge(Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__"))
+            .merge(env_overrides())
             .extract()
             .map_err(|e| ConfigError::Invalid { path: path.to_owned(), source: Box::new(e) })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
@@ -49,10 +49,7 @@ impl TelemetryConfig {
         if let Some(path) = path.filter(|p| p.is_file()) {
             figment = figment.merge(Toml::file(path));
         }
-        figment
-            .merge(Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__"))
-            .extract_inner("telemetry")
-            .map_err(Box::new)
+        figment.merge(crate::config::env_overrides()).extract_inner("telemetry").map_err(Box::new)
     }
 }
 
