@@ -140,13 +140,10 @@ pub fn main() -> anyhow::Result<()> {
         Command::Demo { data_dir, .. } => Some(data_dir.join(crate::demo::CONFIG_FILE)),
         _ => None,
     };
-    let telemetry = early_config
-        .as_deref()
-        .map(|path| crate::telemetry::TelemetryConfig::resolve(Some(path)))
-        .transpose()?;
+    let early = early_config.as_deref().map(crate::config::file_and_env);
+    let telemetry = early.as_ref().map(crate::telemetry::TelemetryConfig::resolve).transpose()?;
     let _telemetry = init_tracing(telemetry.as_ref())?;
-    let worker_threads =
-        early_config.as_deref().map(ServerConfig::resolve_worker_threads).transpose()?.unwrap_or(0);
+    let worker_threads = early.as_ref().map(ServerConfig::worker_threads_in).transpose()?.unwrap_or(0);
     // SQL queries, whose planning recurses deeply, run on a runtime of their own with larger
     // stacks (`data::SqlExecutor`); this one serves HTTP.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -191,21 +191,27 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// `server.worker_threads` from a configuration file (when it exists) and the environment.
-    /// It is read before the rest of the configuration because the runtime that loads the rest
-    /// is built with it.
-    pub fn resolve_worker_threads(path: &Path) -> Result<usize, Box<figment::Error>> {
-        let mut figment = Figment::new();
-        if path.is_file() {
-            figment = figment.merge(Toml::file(path));
-        }
+    /// `server.worker_threads` in the settings read before the rest ([`file_and_env`]): the
+    /// runtime that loads the rest is built with it.
+    pub fn worker_threads_in(early: &Figment) -> Result<usize, Box<figment::Error>> {
         // A value that is absent, or a file that does not parse, leaves the default here; the
         // full load that follows reports a broken file with its path.
-        match figment.merge(env_overrides()).find_value("server.worker_threads") {
+        match early.find_value("server.worker_threads") {
             Ok(value) => value.deserialize().map_err(Box::new),
             Err(_) => Ok(0),
         }
     }
+}
+
+/// The configuration file at `path` (when there is one) with the environment's overrides over
+/// it: the source of the settings read before the rest of the configuration is loaded
+/// (telemetry and the worker count), read once for all of them.
+pub fn file_and_env(path: &Path) -> Figment {
+    let mut figment = Figment::new();
+    if path.is_file() {
+        figment = figment.merge(Toml::file(path));
+    }
+    figment.merge(env_overrides())
 }
 
 /// The `TONGBAN_`-prefixed variables with a double underscore, as configuration that overrides
@@ -314,14 +320,20 @@ mod tests {
         let path = dir.path().join("tongban.toml");
         figment::Jail::expect_with(|jail| {
             // No file and no variable: one thread per processor.
-            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("default"), 0);
+            assert_eq!(ServerConfig::worker_threads_in(&file_and_env(&path)).expect("default"), 0);
             std::fs::write(&path, "[server]\nplaintext = true\nworker_threads = 3\n").expect("write");
-            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("from the file"), 3);
+            assert_eq!(ServerConfig::worker_threads_in(&file_and_env(&path)).expect("from the file"), 3);
             assert_eq!(Config::load(&path).expect("valid").config.server.worker_threads, 3);
             jail.set_env("TONGBAN_SERVER__WORKER_THREADS", "1");
-            assert_eq!(ServerConfig::resolve_worker_threads(&path).expect("from the environment"), 1);
+            assert_eq!(
+                ServerConfig::worker_threads_in(&file_and_env(&path)).expect("from the environment"),
+                1
+            );
             jail.set_env("TONGBAN_SERVER__WORKER_THREADS", "many");
-            assert!(ServerConfig::resolve_worker_threads(&path).is_err(), "not a number is refused");
+            assert!(
+                ServerConfig::worker_threads_in(&file_and_env(&path)).is_err(),
+                "not a number is refused"
+            );
             Ok(())
         });
     }

@@ -5,12 +5,11 @@
 //! the cache outcome, never a key, a claimed or returned value, a case number or an operator:
 //! the exchange record holds the rest, under the same trace id.
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::Serialized;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
@@ -41,15 +40,14 @@ impl Default for TelemetryConfig {
 }
 
 impl TelemetryConfig {
-    /// The telemetry settings of the configuration file at `path` (when given and present),
-    /// with `TONGBAN_TELEMETRY__…` environment variables over them. Read before anything
-    /// else, because diagnostics are set up before the rest of the configuration is loaded.
-    pub fn resolve(path: Option<&Path>) -> Result<TelemetryConfig, Box<figment::Error>> {
-        let mut figment = Figment::from(Serialized::default("telemetry", TelemetryConfig::default()));
-        if let Some(path) = path.filter(|p| p.is_file()) {
-            figment = figment.merge(Toml::file(path));
-        }
-        figment.merge(crate::config::env_overrides()).extract_inner("telemetry").map_err(Box::new)
+    /// The telemetry settings in `early`, the configuration file and environment variables
+    /// ([`crate::config::file_and_env`]). Read before anything else, because diagnostics are
+    /// set up before the rest of the configuration is loaded.
+    pub fn resolve(early: &Figment) -> Result<TelemetryConfig, Box<figment::Error>> {
+        Figment::from(Serialized::default("telemetry", TelemetryConfig::default()))
+            .merge(early.clone())
+            .extract_inner("telemetry")
+            .map_err(Box::new)
     }
 }
 
