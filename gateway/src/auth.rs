@@ -103,88 +103,60 @@ mod tests {
     }
 }
 
-/// Wrong passwords tolerated for one username before sign-in is locked.
-pub const MAX_FAILED_SIGN_INS: u32 = 5;
-/// How long a username stays locked, counted from its last wrong password.
+/// Attempts to sign in as one username, without a success, before it is locked.
+pub const MAX_SIGN_IN_ATTEMPTS: u32 = 5;
+/// How long a username stays locked, counted from its last counted attempt.
 pub const SIGN_IN_LOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// Wrong passwords per username. After [`MAX_FAILED_SIGN_INS`] of them within
-/// [`SIGN_IN_LOCK`] of each other, the username is locked for that long: its sign-ins are
-/// refused before any password is checked, so guessing is bounded and a locked name costs no
-/// hashing. Kept in memory per gateway (several gateways each count their own), and cleared
-/// by a successful sign-in. Anyone can lock a name this way; being locked out for 15 minutes
-/// is the accepted price of bounding guesses.
-#[derive(Clone)]
+/// The bound on password guesses. After [`MAX_SIGN_IN_ATTEMPTS`] attempts for one username
+/// (known or not, so that probing cannot tell them apart) without a success, each within
+/// [`SIGN_IN_LOCK`] of the one before, the name is locked until [`SIGN_IN_LOCK`] after the last:
+/// its sign-ins are refused before any password is checked, so a locked name costs no hashing.
+/// Each attempt is counted in the store before its password is checked, so every gateway on
+/// the store counts the same guesses, and guesses sent all at once are bounded too. A success
+/// clears the count. Anyone can lock a name this way; being locked out for 15 minutes is the
+/// accepted price of bounding guesses.
+#[derive(Debug, Clone)]
 pub struct SignInGuard {
-    failures: moka::sync::Cache<String, u32>,
-    max_failures: u32,
-    lock: std::time::Duration,
-}
-
-impl std::fmt::Debug for SignInGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignInGuard").field("names", &self.failures.entry_count()).finish()
-    }
-}
-
-impl Default for SignInGuard {
-    fn default() -> Self {
-        SignInGuard::new(MAX_FAILED_SIGN_INS, SIGN_IN_LOCK)
-    }
+    store: crate::store::Store,
+    max_attempts: u32,
+    lock: chrono::Duration,
 }
 
 impl SignInGuard {
-    pub fn new(max_failures: u32, lock: std::time::Duration) -> SignInGuard {
+    pub fn new(store: crate::store::Store) -> SignInGuard {
         SignInGuard {
-            // Each wrong password inserts again, so an entry lives `lock` past the last one.
-            failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(lock).build(),
-            max_failures,
-            lock,
+            store,
+            max_attempts: MAX_SIGN_IN_ATTEMPTS,
+            lock: chrono::Duration::from_std(SIGN_IN_LOCK).expect("15 minutes"),
         }
     }
 
-    /// Whether `username` is locked now.
-    pub fn locked(&self, username: &str) -> bool {
-        self.failures.get(&username.to_lowercase()).is_some_and(|n| n >= self.max_failures)
+    /// Counts an attempt to sign in as `username` at `now`, or tells how long it is locked.
+    pub async fn attempt(
+        &self,
+        username: &str,
+        now: chrono::NaiveDateTime,
+    ) -> crate::store::Result<Result<(), std::time::Duration>> {
+        let name = username.to_lowercase();
+        Ok(match self.store.count_sign_in_attempt(&name, now, self.lock, self.max_attempts).await? {
+            crate::store::SignInAttempt::Counted(_) => Ok(()),
+            crate::store::SignInAttempt::Locked { until } => {
+                // Whole seconds, rounded up, so that a caller who waits that long is let in.
+                let millis = (until - now).num_milliseconds().max(0);
+                Err(std::time::Duration::from_secs(u64::try_from(millis).unwrap_or(0).div_ceil(1000)))
+            }
+        })
     }
 
-    pub fn failed(&self, username: &str) {
-        let key = username.to_lowercase();
-        let failures = self.failures.get(&key).unwrap_or(0).saturating_add(1);
-        self.failures.insert(key, failures);
+    /// Clears the count of `username`: it signed in, or was given a new password.
+    pub async fn succeeded(&self, username: &str) -> crate::store::Result<()> {
+        self.store.clear_sign_in_attempts(&username.to_lowercase()).await
     }
 
-    pub fn succeeded(&self, username: &str) {
-        self.failures.invalidate(&username.to_lowercase());
-    }
-
-    /// How long a locked name waits, at most.
-    pub fn lock(&self) -> std::time::Duration {
-        self.lock
-    }
-}
-
-#[cfg(test)]
-mod guard_tests {
-    use super::*;
-
-    #[test]
-    fn a_name_locks_after_its_wrong_passwords_and_opens_after_the_lock() {
-        let guard = SignInGuard::new(3, std::time::Duration::from_millis(300));
-        for _ in 0..2 {
-            guard.failed("Reviewer.Henan");
-            assert!(!guard.locked("reviewer.henan"));
-        }
-        guard.failed("reviewer.henan");
-        assert!(guard.locked("REVIEWER.HENAN"), "names are counted whatever their case");
-        assert!(!guard.locked("operator"), "other names are not");
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        assert!(!guard.locked("reviewer.henan"), "the lock ends");
-
-        guard.failed("operator");
-        guard.failed("operator");
-        guard.succeeded("operator");
-        guard.failed("operator");
-        assert!(!guard.locked("operator"), "a success clears the count");
+    /// Forgets attempts that no longer count towards a lock, so the store keeps only recent
+    /// ones however many names are tried.
+    pub async fn sweep(&self, now: chrono::NaiveDateTime) -> crate::store::Result<u64> {
+        self.store.sweep_sign_in_attempts(now - self.lock).await
     }
 }

@@ -186,13 +186,18 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             }
         }
     });
-    // Rate limiters forget keys that have been idle, so their memory stays bounded.
+    // Rate limiters forget keys that have been idle, and the store attempts to sign in that
+    // no longer count, so that both stay bounded however many keys and names are tried.
     let sweeping = state.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
         loop {
             ticks.tick().await;
-            sweeping.data().limits.sweep(Platform::now());
+            let now = Platform::now();
+            sweeping.data().limits.sweep(now);
+            if let Err(e) = sweeping.platform().sign_ins.sweep(now).await {
+                tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
+            }
         }
     });
     let loading = state.clone();

@@ -38,9 +38,7 @@ pub(super) async fn sign_in(
     ApiJson(input): ApiJson<SignIn>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let platform = state.platform();
-    if platform.sign_ins.locked(&input.username) {
-        return Err(sign_in_locked(platform));
-    }
+    count_attempt(platform, &input.username).await?;
     let found = platform.store.user_with_password(&input.username).await?;
     // Verify against a decoy when the user is unknown, so both answers take as long.
     let hash = found.as_ref().map_or(auth::decoy_hash(), |(_, hash)| hash.as_str()).to_owned();
@@ -51,12 +49,9 @@ pub(super) async fn sign_in(
     let user = match found {
         Some((user, _)) if matches && user.enabled => user,
         // Unknown names count too, so that probing cannot tell them from known ones.
-        _ => {
-            platform.sign_ins.failed(&input.username);
-            return Err(ApiError::invalid_credentials());
-        }
+        _ => return Err(ApiError::invalid_credentials()),
     };
-    platform.sign_ins.succeeded(&input.username);
+    platform.sign_ins.succeeded(&input.username).await?;
     let token = auth::new_secret(auth::SESSION_PREFIX);
     let now = Platform::now();
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
@@ -64,16 +59,23 @@ pub(super) async fn sign_in(
     Ok((StatusCode::CREATED, Json(Session { token, expires_at, user })))
 }
 
-fn sign_in_locked(platform: &Platform) -> ApiError {
-    let lock = platform.sign_ins.lock();
+/// Counts an attempt to sign in as `username` before its password is checked (see
+/// [`auth::SignInGuard`]), refusing it with `sign_in_locked` while the name is locked.
+async fn count_attempt(platform: &Platform, username: &str) -> Result<(), ApiError> {
+    let Err(wait) = platform.sign_ins.attempt(username, Platform::now()).await? else {
+        return Ok(());
+    };
     let mut locked = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "sign_in_locked",
         "Sign-in locked",
-        format!("too many wrong passwords for this name; try again in {} minutes", lock.as_secs() / 60),
+        format!(
+            "too many attempts without the right password for this name; try again in {} minutes",
+            wait.as_secs().div_ceil(60)
+        ),
     );
-    locked.retry_after = Some(lock.as_secs());
-    locked
+    locked.retry_after = Some(wait.as_secs());
+    Err(locked)
 }
 
 /// Ends the caller's session.
@@ -127,10 +129,8 @@ pub(super) async fn change_password(
         return Err(ApiError::invalid("new_password: the same as the current one"));
     }
     let platform = state.platform();
-    // Wrong current passwords count with wrong sign-ins, so a taken session cannot guess it.
-    if platform.sign_ins.locked(&user.username) {
-        return Err(sign_in_locked(platform));
-    }
+    // Current passwords count with sign-ins, so a taken session cannot guess it.
+    count_attempt(platform, &user.username).await?;
     let (_, hash) = platform
         .store
         .user_with_password(&user.username)
@@ -143,11 +143,11 @@ pub(super) async fn change_password(
     .await
     .map_err(|e| ApiError::internal(&e))?
     .ok_or_else(|| {
-        platform.sign_ins.failed(&user.username);
         ApiError::unprocessable("wrong_password", "Wrong password", "current_password is not right")
     })?;
     let session = auth::digest(bearer(&headers));
     platform.store.change_password(&user.username, &new_hash, &session).await?;
+    platform.sign_ins.succeeded(&user.username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -504,7 +504,7 @@ pub(super) async fn reset_password(
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
     platform.store.change_password(&username, &hash, "").await?;
-    platform.sign_ins.succeeded(&username);
+    platform.sign_ins.succeeded(&username).await?;
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)
 }

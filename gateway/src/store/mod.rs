@@ -16,7 +16,7 @@ pub mod grants;
 mod org;
 
 pub use grants::GrantRecord;
-pub use org::{SystemRecord, UserRecord};
+pub use org::{SignInAttempt, SystemRecord, UserRecord};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

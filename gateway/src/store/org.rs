@@ -64,6 +64,15 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
 const SYSTEM_COLUMNS: &str = "id, department_code, name, api_key_prefix, enabled, created_at";
 const USER_COLUMNS: &str = "username, display_name, department_code, roles, enabled, created_at";
 
+/// What became of an attempt to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInAttempt {
+    /// Counted, as this many attempts in a row; the password may be checked.
+    Counted(u32),
+    /// Not counted: the name is locked until then, and no password is checked.
+    Locked { until: NaiveDateTime },
+}
+
 impl Store {
     pub async fn create_department(&self, department: &Department, now: NaiveDateTime) -> Result<()> {
         sqlx::query(
@@ -331,6 +340,64 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Counts an attempt to sign in as `name` (already lower-cased) at `now`, unless the name
+    /// is locked: `max` attempts have been counted, each within `lock` of the one before,
+    /// and the last less than `lock` ago. A locked name's attempts are not counted, so trying
+    /// during the lock does not lengthen it. One statement counts and checks, so attempts made
+    /// at once, through one gateway or several, never pass the bound together.
+    pub async fn count_sign_in_attempt(
+        &self,
+        name: &str,
+        now: NaiveDateTime,
+        lock: chrono::Duration,
+        max: u32,
+    ) -> Result<SignInAttempt> {
+        let stale = time(now - lock);
+        let counted = sqlx::query(
+            "INSERT INTO sign_in_attempts (username, attempts, last_attempt) VALUES ($1, 1, $2) \
+             ON CONFLICT (username) DO UPDATE SET \
+               attempts = CASE WHEN sign_in_attempts.last_attempt <= $3 THEN 1 \
+                               ELSE sign_in_attempts.attempts + 1 END, \
+               last_attempt = $2 \
+             WHERE sign_in_attempts.last_attempt <= $3 OR sign_in_attempts.attempts < $4 \
+             RETURNING attempts",
+        )
+        .bind(name)
+        .bind(time(now))
+        .bind(&stale)
+        .bind(i64::from(max))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = counted {
+            let attempts: i64 = row.try_get("attempts")?;
+            return Ok(SignInAttempt::Counted(u32::try_from(attempts).unwrap_or(u32::MAX)));
+        }
+        let last: String = sqlx::query("SELECT last_attempt FROM sign_in_attempts WHERE username = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("last_attempt")?;
+        Ok(SignInAttempt::Locked { until: parse_time(&last)? + lock })
+    }
+
+    /// Forgets the attempts to sign in as `name`: it signed in, or was given a new password.
+    pub async fn clear_sign_in_attempts(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sign_in_attempts WHERE username = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets attempts made before `before`, which no longer count towards a lock.
+    pub async fn sweep_sign_in_attempts(&self, before: NaiveDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sign_in_attempts WHERE last_attempt < $1")
+            .bind(time(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -221,6 +221,64 @@ async fn overdue_reviews_are_one_query() {
     }
 }
 
+/// Attempts are counted before a password is checked, and the count decides at once: five
+/// pass, the sixth is refused until the lock has run from the fifth, and refused attempts do
+/// not lengthen it.
+#[tokio::test]
+async fn sign_in_attempts_lock_a_name_after_five_until_the_lock_has_run() {
+    let lock = chrono::Duration::minutes(15);
+    let minute = |m: i64| at(2, 9) + chrono::Duration::minutes(m);
+    for (backend, store, _dir) in stores().await {
+        for n in 1..=5 {
+            let counted = store.count_sign_in_attempt("reviewer", minute(n), lock, 5).await.expect("count");
+            assert_eq!(counted, SignInAttempt::Counted(n as u32), "{backend}");
+        }
+        let locked = SignInAttempt::Locked { until: minute(5) + lock };
+        for m in [6, 19] {
+            let refused = store.count_sign_in_attempt("reviewer", minute(m), lock, 5).await.expect("count");
+            assert_eq!(refused, locked, "{backend}: refused attempts do not move the lock");
+        }
+        let other = store.count_sign_in_attempt("operator", minute(6), lock, 5).await.expect("count");
+        assert_eq!(other, SignInAttempt::Counted(1), "{backend}: other names are counted apart");
+        let after = store.count_sign_in_attempt("reviewer", minute(20), lock, 5).await.expect("count");
+        assert_eq!(after, SignInAttempt::Counted(1), "{backend}: the lock ends and counting starts again");
+
+        store.count_sign_in_attempt("operator", minute(21), lock, 5).await.expect("count");
+        store.clear_sign_in_attempts("operator").await.expect("clear");
+        let cleared = store.count_sign_in_attempt("operator", minute(22), lock, 5).await.expect("count");
+        assert_eq!(cleared, SignInAttempt::Counted(1), "{backend}: a success clears the count");
+
+        // Attempts older than the lock are swept; the recent ones stay and still count.
+        assert_eq!(store.sweep_sign_in_attempts(minute(21)).await.expect("sweep"), 1, "{backend}");
+        let kept = store.count_sign_in_attempt("operator", minute(23), lock, 5).await.expect("count");
+        assert_eq!(kept, SignInAttempt::Counted(2), "{backend}");
+    }
+}
+
+/// Guesses sent all at once are each counted before any is checked, so no more than the
+/// bound pass, on either database.
+#[tokio::test]
+async fn sign_in_attempts_made_at_once_never_pass_the_bound_together() {
+    let lock = chrono::Duration::minutes(15);
+    for (backend, store, _dir) in stores().await {
+        let attempts = (0..24).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.count_sign_in_attempt("reviewer", at(2, 9), lock, 5).await })
+        });
+        let mut counted = Vec::new();
+        let mut locked = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            match attempt.await.expect("task").expect("count") {
+                SignInAttempt::Counted(n) => counted.push(n),
+                SignInAttempt::Locked { .. } => locked += 1,
+            }
+        }
+        counted.sort_unstable();
+        assert_eq!(counted, vec![1, 2, 3, 4, 5], "{backend}");
+        assert_eq!(locked, 19, "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
