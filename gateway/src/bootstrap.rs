@@ -8,7 +8,7 @@ use anyhow::Context;
 use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
 use crate::platform::Platform;
-use crate::store::StoreError;
+use crate::store::{StoreError, UserRecord};
 
 /// The first administrator and the department they belong to.
 #[derive(Debug, Clone)]
@@ -23,7 +23,9 @@ pub struct FirstAdmin {
 }
 
 /// Makes `admin` a platform administrator with a new password, which is returned (and kept
-/// only as its hash). The department is registered as a data office unless it exists.
+/// only as its hash). The department is registered as a data office unless it exists. The
+/// administrator, the department and the store's first-administrator slot are written in one
+/// transaction, so of two bootstraps run at once only one makes an administrator.
 pub async fn first_admin(platform: &Platform, admin: &FirstAdmin) -> anyhow::Result<String> {
     let users = platform.store.users(None).await?;
     if let Some(existing) = users.iter().find(|u| u.roles.contains(&UserRole::PlatformAdmin)) {
@@ -33,8 +35,8 @@ pub async fn first_admin(platform: &Platform, admin: &FirstAdmin) -> anyhow::Res
             existing.username
         );
     }
-    match platform.store.department(&admin.department_code).await {
-        Ok(_) => {}
+    let department = match platform.store.department(&admin.department_code).await {
+        Ok(department) => department,
         Err(StoreError::NotFound(_)) => {
             let department = Department {
                 code: admin.department_code.clone(),
@@ -43,22 +45,33 @@ pub async fn first_admin(platform: &Platform, admin: &FirstAdmin) -> anyhow::Res
                 roles: vec![DepartmentRole::DataOffice],
             };
             department.validate().context("the department")?;
-            platform.store.create_department(&department, Platform::now()).await?;
+            department
         }
         Err(e) => return Err(e.into()),
-    }
+    };
+    let username = crate::api::valid_username(&admin.username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = crate::auth::new_password();
-    crate::api::register_user(
-        platform,
-        &admin.username,
-        &admin.display_name,
-        &admin.department_code,
-        vec![UserRole::PlatformAdmin],
-        &password,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("the administrator: {e}"))?;
-    Ok(password)
+    let hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await?
+    };
+    let now = Platform::now();
+    let user = UserRecord {
+        username: username.to_owned(),
+        display_name: admin.display_name.clone(),
+        department_code: department.code.clone(),
+        roles: vec![UserRole::PlatformAdmin],
+        enabled: true,
+        created_at: now,
+    };
+    match platform.store.create_first_admin(&department, &user, &hash, now).await {
+        Ok(()) => Ok(password),
+        Err(StoreError::Conflict(_)) => anyhow::bail!(
+            "the platform already has an administrator, made by another bootstrap just now; \
+             make further accounts in the console or through POST /api/v1/users"
+        ),
+        Err(e) => Err(anyhow::anyhow!("the administrator: {e}")),
+    }
 }
 
 #[cfg(test)]

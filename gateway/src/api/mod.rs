@@ -24,7 +24,7 @@ mod grants;
 mod org;
 mod quality;
 
-pub(crate) use org::register_user;
+pub(crate) use org::{register_user, valid_username};
 
 /// The API's routes, to be nested at `/api/v1`.
 pub fn routes() -> Router<AppState> {

@@ -538,14 +538,20 @@ async fn hashed(password: String) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(&e))
 }
 
-async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
-    let username = input.username.trim();
+/// `username` without surrounding spaces, if it is a name people can be given.
+pub(crate) fn valid_username(username: &str) -> Result<&str, ApiError> {
+    let username = username.trim();
     if username.is_empty()
         || username.len() > 64
         || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         return Err(ApiError::invalid("username: 1-64 of a-z, A-Z, 0-9, '.', '_' and '-'"));
     }
+    Ok(username)
+}
+
+async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
+    let username = valid_username(&input.username)?;
     long_enough("password", &input.password)?;
     if input.roles.is_empty() {
         return Err(ApiError::invalid("roles: give at least one"));

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tongban_policy::org::{Department, UserRole};
 
-use super::{Result, Store, StoreError, duplicate, json_column, parse_time, time};
+use super::{Result, Store, StoreError, duplicate, json_column, parse_time, time, unique_as};
 
 /// A department's calling system. Its API key is stored only as a digest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -216,20 +216,40 @@ impl Store {
     }
 
     pub async fn create_user(&self, user: &UserRecord, password_hash: &str) -> Result<()> {
+        insert_user(&self.pool, user, password_hash).await
+    }
+
+    /// Makes the platform's first administrator, and their department unless it exists, in
+    /// one transaction that also takes the store's one first-administrator slot: of two
+    /// bootstraps at once, one makes its administrator and the other gets
+    /// [`StoreError::Conflict`] and leaves nothing behind.
+    pub async fn create_first_admin(
+        &self,
+        department: &Department,
+        user: &UserRecord,
+        password_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO users (username, display_name, department_code, roles, password_hash, enabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO departments (code, name, region, roles, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (code) DO NOTHING",
         )
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.department_code)
-        .bind(serde_json::to_string(&user.roles)?)
-        .bind(password_hash)
-        .bind(i64::from(user.enabled))
-        .bind(time(user.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(duplicate(|| format!("user {}", user.username)))?;
+        .bind(&department.code)
+        .bind(&department.name)
+        .bind(&department.region)
+        .bind(serde_json::to_string(&department.roles)?)
+        .bind(time(now))
+        .execute(&mut *tx)
+        .await?;
+        insert_user(&mut *tx, user, password_hash).await?;
+        sqlx::query("INSERT INTO first_admin (slot, username, created_at) VALUES (1, $1, $2)")
+            .bind(&user.username)
+            .bind(time(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_as(|| StoreError::Conflict("the platform's first administrator".into())))?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -399,6 +419,28 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+async fn insert_user<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user: &UserRecord,
+    password_hash: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (username, display_name, department_code, roles, password_hash, enabled, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(&user.department_code)
+    .bind(serde_json::to_string(&user.roles)?)
+    .bind(password_hash)
+    .bind(i64::from(user.enabled))
+    .bind(time(user.created_at))
+    .execute(executor)
+    .await
+    .map_err(duplicate(|| format!("user {}", user.username)))?;
+    Ok(())
 }
 
 /// An update that changed nothing found no `what` to change.

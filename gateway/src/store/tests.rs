@@ -3,6 +3,8 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use tongban_policy::calendar::WorkingCalendar;
+use tongban_policy::credit_code::CreditCode;
+use tongban_policy::org::{Department, DepartmentRole, ServiceItem, UserRole};
 use tongban_policy::workflow::{Action, Demand, DemandState, Reasoned, Role, StageLimits, Terms};
 
 use super::*;
@@ -279,6 +281,46 @@ async fn sign_in_attempts_made_at_once_never_pass_the_bound_together() {
     }
 }
 
+/// Two bootstraps at once: each checks there is no administrator, and then only one makes
+/// theirs; the other's department and account are not left behind.
+#[tokio::test]
+async fn only_one_of_two_first_administrators_made_at_once_is_kept() {
+    for (backend, store, _dir) in stores().await {
+        let bootstrap = |n: usize| {
+            let store = store.clone();
+            async move {
+                let department = Department {
+                    code: CreditCode::compose('1', '1', "410000", &format!("0041000{n}")),
+                    name: format!("数据局{n}"),
+                    region: "410000".into(),
+                    roles: vec![DepartmentRole::DataOffice],
+                };
+                let user = UserRecord {
+                    username: format!("admin{n}"),
+                    display_name: "平台管理员".into(),
+                    department_code: department.code.clone(),
+                    roles: vec![UserRole::PlatformAdmin],
+                    enabled: true,
+                    created_at: at(2, 9),
+                };
+                store.create_first_admin(&department, &user, "$argon2id$hash", at(2, 9)).await
+            }
+        };
+        let (first, second) = tokio::join!(tokio::spawn(bootstrap(1)), tokio::spawn(bootstrap(2)));
+        let outcomes = [first.expect("task"), second.expect("task")];
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{backend}: {outcomes:?}");
+        assert!(
+            outcomes.iter().any(|o| matches!(o, Err(StoreError::Conflict(_)))),
+            "{backend}: {outcomes:?}"
+        );
+        let users = store.users(None).await.expect("users");
+        assert_eq!(users.len(), 1, "{backend}: {users:?}");
+        assert_eq!(store.departments().await.expect("departments").len(), 1, "{backend}");
+        let again = bootstrap(3).await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
+    }
+}
+
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
@@ -289,9 +331,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
     use tongban_policy::catalog::{
         InformationItem, MaskRule, Resource, Sensitivity, ShareMethod, ShareType, UpdateCycle,
     };
-    use tongban_policy::credit_code::CreditCode;
     use tongban_policy::grant::{Grant, GrantChange, GrantSource};
-    use tongban_policy::org::{Department, DepartmentRole, ServiceItem, UserRole};
 
     for (backend, store, _dir) in stores().await {
         let supplier = Department {
