@@ -156,7 +156,8 @@ async fn run(rows: u64, dir: &Path) {
     config.limits.system_per_second = 1_000_000;
     config.limits.resource_per_second = 1_000_000;
     config.cache.max_ttl_secs = 0;
-    let state = AppState::new(platform, DataPlane::new(config, log).expect("data plane"));
+    let data = DataPlane::new(config, log, platform.store.clone()).expect("data plane");
+    let state = AppState::new(platform, data);
     state.set_readiness(Readiness::Ready(Arc::clone(&registry)));
     let app = tongban_gateway::app(state);
     let call = |method: &str, uri: &str, body: String| {

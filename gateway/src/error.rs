@@ -67,6 +67,18 @@ impl ApiError {
         error
     }
 
+    /// A daily quota that cannot be counted because the store does not answer.
+    pub fn quota_unavailable() -> Self {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quota_unavailable",
+            "Quota unavailable",
+            "the grant's daily quota cannot be counted now; try again shortly",
+        );
+        error.retry_after = Some(1);
+        error
+    }
+
     /// The same error under a more specific code.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;

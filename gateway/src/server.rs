@@ -173,7 +173,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     println!("tongban listening on {scheme}://{address}");
     tracing::info!(%address, scheme, "listening");
 
-    let data = DataPlane::new(loaded.config.data.clone(), log)?;
+    let data = DataPlane::new(loaded.config.data.clone(), log, platform.store.clone())?;
     let state =
         AppState::new(platform.clone(), data).with_metrics_token(loaded.config.server.metrics_token.clone());
     // Grants changed by another instance on the same store reach this one within seconds.
@@ -186,8 +186,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             }
         }
     });
-    // Rate limiters forget keys that have been idle, and the store attempts to sign in that
-    // no longer count, so that both stay bounded however many keys and names are tried.
+    // Rate limiters forget keys that have been idle, and the store attempts to sign in and
+    // quota usage that no longer count, so that all stay bounded however many keys, names
+    // and grants are used.
     let sweeping = state.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
@@ -197,6 +198,10 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             sweeping.data().limits.sweep(now);
             if let Err(e) = sweeping.platform().sign_ins.sweep(now).await {
                 tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
+            }
+            let yesterday = now.date() - chrono::Duration::days(1);
+            if let Err(e) = sweeping.platform().store.sweep_quota_usage(yesterday).await {
+                tracing::warn!(error = %e, "sweeping old quota usage failed; will retry");
             }
         }
     });
@@ -225,6 +230,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         tracing::info!("shutdown signal received, draining");
         let _ = signalled_tx.send(());
     };
+    let stopping = state.clone();
     let server: futures::future::BoxFuture<'static, anyhow::Result<()>> = match acceptor {
         Some(acceptor) => Box::pin(crate::tls::serve(listener, acceptor, app(state), signalled)),
         None => Box::pin(async move {
@@ -238,6 +244,11 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             let _ = signalled_rx.await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over, closing remaining connections"),
+    }
+    // The calls of daily quotas this gateway leased and did not use go back to the store, for
+    // the other gateways or this one once restarted.
+    if let Err(e) = stopping.data().limits.return_leases(Platform::now()).await {
+        tracing::warn!(error = %e, "unused quota leases could not be given back; they lapse at midnight");
     }
     Ok(())
 }
@@ -312,8 +323,10 @@ mod tests {
     async fn state() -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open_in(&dir.keep().join("exchange")).await.expect("exchange log");
-        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane");
-        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
+        let platform = Platform::in_memory(Vec::new()).await.expect("platform");
+        let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
+            .expect("data plane");
+        AppState::new(platform, data)
     }
 
     async fn call(state: AppState, uri: &str) -> (StatusCode, String, serde_json::Value) {

@@ -779,6 +779,43 @@ async fn answers_are_cached_per_grant_and_calls_are_rate_limited_over_tls() -> a
     Ok(())
 }
 
+/// A daily quota is the approval's, not the process's: the calls made before a restart still
+/// count after it, and the calls the stopping gateway had leased but not used are given back.
+#[tokio::test]
+async fn a_daily_quota_holds_across_a_restart() -> anyhow::Result<()> {
+    let mut demo = Demo::start_with(ROWS, &[]).await?;
+    let truth = Truth::read(&demo)?;
+    let reviewer = demo.sign_in("reviewer.henan").await?;
+    // Leases are a second's worth of the approved rate: four calls, of which two are used.
+    narrow(&reviewer, &["id_number", "division_code", "status"], 4, 6).await?;
+    let person = truth.in_scope().next().context("person")?.clone();
+    let path = format!("/data/{HOUSEHOLD}/records/{}", person.id_number);
+    let calls = |demo: &Demo, n: usize| {
+        let police = demo.system(POLICE_SYSTEM).map(|(_, system)| with_purpose(&system, "KSTB-GA-001"));
+        let path = path.clone();
+        async move {
+            let police = police?;
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(police.send(reqwest::Method::GET, &path, None, None).await?.status);
+                // Slower than the approved rate, so that only the quota can refuse.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            anyhow::Ok(statuses)
+        }
+    };
+    assert_eq!(calls(&demo, 2).await?, [200, 200]);
+
+    demo.gateway.signal("TERM")?;
+    let stopped = demo.gateway.wait_exit(std::time::Duration::from_secs(30)).await?;
+    assert!(stopped.success(), "{stopped:?}");
+    demo.restart().await?;
+    assert_eq!(calls(&demo, 5).await?, [200, 200, 200, 200, 429], "the quota of 6 had 4 calls left");
+    let records = demo.exchange_records()?;
+    assert_eq!(records.iter().filter(|r| r["rate_limit"] == "daily_quota").count(), 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn datasets_reload_on_hangup_and_take_their_cached_answers_with_them() -> anyhow::Result<()> {
     let demo = Demo::start_with(ROWS, &[]).await?;

@@ -32,7 +32,7 @@ mod sql;
 mod sql_executor;
 
 pub use cache::{AnswerCache, CacheConfig, CacheOutcome};
-pub use limits::{Limit, Limited, Limiters, LimitsConfig};
+pub use limits::{Limit, Limited, Limiters, LimitsConfig, Refusal};
 pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
@@ -340,9 +340,16 @@ async fn lifecycle(
         // Rate limit: per system, per grant (rate and daily quota), per resource.
         let grants: Vec<&Grant> = resolved.permits.iter().map(|(_, p)| p.grant).collect();
         let resources: Vec<&str> = resolved.permits.iter().map(|(r, _)| r.code.as_str()).collect();
-        if let Err(limited) = data.limits.check(system.id(), &grants, &resources, Platform::now()) {
-            phases.record.rate_limit = Some(limited.limit);
-            return Err(ApiError::rate_limited(limited));
+        match data.limits.check(system.id(), &grants, &resources, Platform::now()).await {
+            Ok(()) => {}
+            Err(Refusal::Limited(limited)) => {
+                phases.record.rate_limit = Some(limited.limit);
+                return Err(ApiError::rate_limited(limited));
+            }
+            Err(Refusal::QuotaUnavailable(e)) => {
+                tracing::error!(error = %e, "the daily quota cannot be counted; refusing the call");
+                return Err(ApiError::quota_unavailable());
+            }
         }
         phases.end(Phase::RateLimit);
 
@@ -800,13 +807,18 @@ pub enum DataPlaneError {
 }
 
 impl DataPlane {
-    pub fn new(config: crate::config::DataConfig, log: ExchangeLog) -> Result<Self, DataPlaneError> {
+    /// The data plane for `config`, writing to `log`, counting daily quotas in `store`.
+    pub fn new(
+        config: crate::config::DataConfig,
+        log: ExchangeLog,
+        store: crate::store::Store,
+    ) -> Result<Self, DataPlaneError> {
         let sql_executor = SqlExecutor::new(&config)?;
         Ok(DataPlane {
             metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics()),
             sql_executor,
             quality: crate::quality::QualityCache::default(),
-            limits: Limiters::new(&config.limits),
+            limits: Limiters::new(&config.limits, store),
             cache: AnswerCache::new(&config.cache),
             upstreams: Upstreams::new(&config.upstreams)?,
             sql: config,
@@ -825,8 +837,10 @@ mod tests {
     use super::*;
 
     async fn state(log: ExchangeLog) -> AppState {
-        let data = DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane");
-        AppState::new(Platform::in_memory(Vec::new()).await.expect("platform"), data)
+        let platform = Platform::in_memory(Vec::new()).await.expect("platform");
+        let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
+            .expect("data plane");
+        AppState::new(platform, data)
     }
 
     fn verify_call() -> Request<Body> {
@@ -929,10 +943,9 @@ mod tests {
             ctx: datafusion::prelude::SessionContext::new(),
             generation: 0,
         };
-        let state = AppState::new(
-            platform,
-            DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane"),
-        );
+        let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
+            .expect("data plane");
+        let state = AppState::new(platform, data);
         state.set_readiness(Readiness::Ready(Arc::new(registry)));
         let app = crate::app(state);
         let birth = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).expect("date");
@@ -987,8 +1000,9 @@ mod future_size {
     async fn a_data_calls_future_stays_small() {
         let dir = tempfile::tempdir().expect("dir");
         let log = super::ExchangeLog::open_in(dir.path()).await.expect("log");
-        let data = super::DataPlane::new(crate::config::DataConfig::default(), log).expect("data plane");
         let platform = crate::platform::Platform::in_memory(vec![]).await.expect("platform");
+        let data = super::DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
+            .expect("data plane");
         let state = crate::server::AppState::new(platform, data);
         let headers = axum::http::HeaderMap::new();
         let refused = || crate::error::ApiError::internal(&"not called");

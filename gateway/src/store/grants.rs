@@ -1,6 +1,6 @@
 //! Grants and their version history.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::Row;
 use tongban_policy::grant::Grant;
 
@@ -161,5 +161,73 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// Takes up to `want` calls of `grant_id`'s daily quota of `quota` calls on `day` and
+    /// returns how many it got: fewer near the end of the quota, none once it is used up. One
+    /// statement takes and counts them, so leases taken at once, by one gateway or several,
+    /// never add up to more than the quota.
+    pub async fn lease_quota(&self, grant_id: &str, day: NaiveDate, want: u32, quota: u32) -> Result<u32> {
+        let day = day.format("%Y-%m-%d").to_string();
+        sqlx::query(
+            "INSERT INTO quota_usage (grant_id, day, used, last_lease) VALUES ($1, $2, 0, 0) \
+             ON CONFLICT (grant_id, day) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(&day)
+        .execute(&self.pool)
+        .await?;
+        // Every right-hand side reads the row as it was, so `last_lease` is what this
+        // statement added to `used`.
+        let row = sqlx::query(
+            "UPDATE quota_usage SET \
+               last_lease = CASE WHEN used + $3 <= $4 THEN $3 WHEN used < $4 THEN $4 - used ELSE 0 END, \
+               used = CASE WHEN used + $3 <= $4 THEN used + $3 WHEN used < $4 THEN $4 ELSE used END \
+             WHERE grant_id = $1 AND day = $2 RETURNING last_lease",
+        )
+        .bind(grant_id)
+        .bind(&day)
+        .bind(i64::from(want))
+        .bind(i64::from(quota))
+        .fetch_one(&self.pool)
+        .await?;
+        let leased: i64 = row.try_get("last_lease")?;
+        Ok(u32::try_from(leased).unwrap_or(0))
+    }
+
+    /// Gives back `calls` leased from `grant_id`'s quota on `day` and not used (the grant
+    /// changed, or the gateway is stopping), so that other gateways can use them.
+    pub async fn return_quota(&self, grant_id: &str, day: NaiveDate, calls: u32) -> Result<()> {
+        sqlx::query(
+            "UPDATE quota_usage SET used = CASE WHEN used >= $3 THEN used - $3 ELSE 0 END \
+             WHERE grant_id = $1 AND day = $2",
+        )
+        .bind(grant_id)
+        .bind(day.format("%Y-%m-%d").to_string())
+        .bind(i64::from(calls))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The calls of `grant_id`'s quota taken on `day`, leased or used.
+    #[cfg(test)]
+    pub async fn quota_used(&self, grant_id: &str, day: NaiveDate) -> Result<u32> {
+        let row = sqlx::query("SELECT used FROM quota_usage WHERE grant_id = $1 AND day = $2")
+            .bind(grant_id)
+            .bind(day.format("%Y-%m-%d").to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let used: i64 = row.map(|r| r.try_get("used")).transpose()?.unwrap_or(0);
+        Ok(u32::try_from(used).unwrap_or(u32::MAX))
+    }
+
+    /// Forgets the usage of days before `day`, which no quota counts any more.
+    pub async fn sweep_quota_usage(&self, day: NaiveDate) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM quota_usage WHERE day < $1")
+            .bind(day.format("%Y-%m-%d").to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

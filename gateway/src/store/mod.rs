@@ -164,6 +164,12 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Closes every connection: later calls fail as they would with the database gone.
+    #[cfg(test)]
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Files a new demand.
     pub async fn create_demand(&self, new: DemandFiling, now: NaiveDateTime) -> Result<DemandRecord> {
         let id = uuid::Uuid::now_v7().to_string();

@@ -321,6 +321,38 @@ async fn only_one_of_two_first_administrators_made_at_once_is_kept() {
     }
 }
 
+/// Leases of one grant's daily quota taken all at once add up to the quota and no more, the
+/// last one cut to what is left, on either database; what is given back can be leased again.
+#[tokio::test]
+async fn quota_leases_taken_at_once_never_add_up_past_the_quota() {
+    let day = NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+    for (backend, store, _dir) in stores().await {
+        let leases = (0..12).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.lease_quota("g1", day, 7, 50).await })
+        });
+        let mut got = Vec::new();
+        for lease in leases.collect::<Vec<_>>() {
+            got.push(lease.await.expect("task").expect("lease"));
+        }
+        got.sort_unstable();
+        assert_eq!(got.iter().sum::<u32>(), 50, "{backend}: {got:?}");
+        assert_eq!(got, [0, 0, 0, 0, 1, 7, 7, 7, 7, 7, 7, 7], "{backend}");
+        assert_eq!(store.quota_used("g1", day).await.expect("used"), 50, "{backend}");
+        let other_day = store.lease_quota("g1", day.succ_opt().expect("day"), 7, 50).await.expect("lease");
+        assert_eq!(other_day, 7, "{backend}: each day has its own quota");
+
+        store.return_quota("g1", day, 3).await.expect("return");
+        assert_eq!(store.lease_quota("g1", day, 7, 50).await.expect("lease"), 3, "{backend}");
+        assert_eq!(
+            store.sweep_quota_usage(day.succ_opt().expect("day")).await.expect("sweep"),
+            1,
+            "{backend}"
+        );
+        assert_eq!(store.quota_used("g1", day).await.expect("used"), 0, "{backend}");
+    }
+}
+
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
