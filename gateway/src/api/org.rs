@@ -48,7 +48,8 @@ pub(super) async fn sign_in(
         .map_err(|e| ApiError::internal(&e))?;
     let user = match found {
         Some((user, _)) if matches && user.enabled => user,
-        // Unknown names count too, so that probing cannot tell them from known ones.
+        // Attempts on unknown names were counted like the others, so that probing cannot
+        // tell them from known ones.
         _ => return Err(ApiError::invalid_credentials()),
     };
     platform.sign_ins.succeeded(&input.username).await?;

@@ -224,14 +224,19 @@ impl Limiters {
         state: &GrantState,
         today: NaiveDate,
     ) -> Result<bool, StoreError> {
-        let unused = state.counters.lock().expect("limiter lock is never poisoned").catch_up(grant, today);
+        let unused = {
+            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
+            let unused = counters.catch_up(grant, today);
+            // Most calls end here, with one lock taken.
+            if unused == 0 && counters.take(today) {
+                return Ok(true);
+            }
+            unused
+        };
         if unused > 0 {
             // A new version may have narrowed the quota: what this gateway holds but has not
             // used goes back before it counts again.
             self.store.return_quota(&grant.id, today, unused).await?;
-        }
-        if state.counters.lock().expect("limiter lock is never poisoned").take(today) {
-            return Ok(true);
         }
         let _leasing = state.leasing.lock().await;
         // Another call may have leased while this one waited.
