@@ -186,9 +186,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             }
         }
     });
-    // Rate limiters forget keys that have been idle, and the store attempts to sign in and
-    // quota usage that no longer count, so that all stay bounded however many keys, names
-    // and grants are used.
+    // Rate limiters forget keys that have been idle, and the store ended sessions and the
+    // attempts to sign in and quota usage that no longer count, so that all stay bounded
+    // however many keys, names, sign-ins and grants are used.
     let sweeping = state.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
@@ -198,6 +198,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             sweeping.data().limits.sweep(now);
             if let Err(e) = sweeping.platform().sign_ins.sweep(now).await {
                 tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
+            }
+            if let Err(e) = sweeping.platform().store.sweep_sessions(now).await {
+                tracing::warn!(error = %e, "sweeping ended sessions failed; will retry");
             }
             let yesterday = now.date() - chrono::Duration::days(1);
             if let Err(e) = sweeping.platform().store.sweep_quota_usage(yesterday).await {

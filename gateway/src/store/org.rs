@@ -362,6 +362,16 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the sessions that ended before `now`, which no token can use any more, so the
+    /// table holds the sessions in force rather than every sign-in ever made.
+    pub async fn sweep_sessions(&self, now: NaiveDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(time(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Counts an attempt to sign in as `name` (already lower-cased) at `now`, unless the name
     /// is locked: `max` attempts have been counted, each within `lock` of the one before,
     /// and the last less than `lock` ago. A locked name's attempts are not counted, so trying

@@ -428,6 +428,10 @@ async fn departments_people_catalog_and_grants_round_trip() {
             Some(user.clone()),
             "{backend}"
         );
+        // Ended sessions are swept; those in force stay.
+        store.create_session("session-ended", "demander", at(1, 9), at(1, 17)).await.expect("session");
+        assert_eq!(store.sweep_sessions(at(2, 12)).await.expect("sweep"), 1, "{backend}");
+        assert_eq!(store.session_user("session-1", at(2, 12)).await.expect("session"), Some(user.clone()));
 
         // A password change keeps the changing session and ends the others; stopping a
         // person ends every session; keys are replaced and systems stopped.
