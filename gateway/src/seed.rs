@@ -296,7 +296,8 @@ pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::
     let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
     let issued = crate::certs::generate(&dir, &hosts, &names)?;
     for (system, files) in credentials.systems.iter().zip(&issued) {
-        platform.store.set_system_certificate(&system.id, &files.sha256).await?;
+        let seed = crate::store::Acting { by: "seed", at: Platform::now() };
+        platform.store.set_system_certificate(&system.id, &files.sha256, seed).await?;
     }
     Ok(())
 }
@@ -328,7 +329,7 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
             roles: roles.to_vec(),
         };
         department.validate()?;
-        platform.store.create_department(&department, now).await?;
+        platform.store.create_department(&department, crate::store::Acting { by: "seed", at: now }).await?;
     }
     let password = auth::new_password();
     let mut users = Vec::new();
@@ -353,7 +354,13 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
         let issued = auth::issue_api_key();
         let system = platform
             .store
-            .create_system(&code_of(department), name, &issued.digest, &issued.prefix, now)
+            .create_system(
+                &code_of(department),
+                name,
+                &issued.digest,
+                &issued.prefix,
+                crate::store::Acting { by: "seed", at: now },
+            )
             .await?;
         systems.push(DemoSystem {
             id: system.id,

@@ -627,6 +627,7 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
         "/api/v1/grants/{id}/changes",
         "/api/v1/catalog/resources/{code}",
         "/api/v1/sessions",
+        "/api/v1/admin-actions",
         "/api/v1/data/verify",
         "/api/v1/data/{resource}/records/{key}",
         "/api/v1/data/sql",
@@ -653,7 +654,7 @@ async fn a_systems_key_is_replaced_and_a_system_stopped_by_its_department() {
     assert!(new_key.starts_with(body["system"]["api_key_prefix"].as_str().expect("prefix")));
     let (status, body) = system.get("/me").await.expect("call");
     assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")), "the old key: {body}");
-    let renewed = Api::new(&demo.gateway.base_url, Some(new_key));
+    let renewed = Api::new(&demo.gateway.base_url, Some(new_key.clone()));
     assert_eq!(renewed.get("/me").await.expect("call").0, 200);
 
     let (status, _) =
@@ -669,6 +670,32 @@ async fn a_systems_key_is_replaced_and_a_system_stopped_by_its_department() {
     assert_eq!(renewed.get("/me").await.expect("call").0, 200, "and calls again once let");
     let (status, body) = owner.post("/systems/no-such-system/api-key", &json!({})).await.expect("call");
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // Each change is on the trail of management actions, with who made it and the new key's
+    // prefix, never the key; refused attempts are not. Only platform administrators read it.
+    let (status, body) = owner.get(&format!("/admin-actions?target={id}")).await.expect("call");
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let admin = demo.sign_in("admin").await.expect("sign in");
+    let (status, trail) = admin.get(&format!("/admin-actions?target={id}")).await.expect("call");
+    assert_eq!(status, 200, "{trail}");
+    let actions: Vec<(&str, &str)> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| (a["actor"].as_str().unwrap_or_default(), a["action"].as_str().unwrap_or_default()))
+        .collect();
+    let owner_name = "user:demander.guangdong-police";
+    assert_eq!(
+        actions,
+        [
+            ("seed", "system.created"),
+            (owner_name, "system.api_key_replaced"),
+            (owner_name, "system.disabled"),
+            (owner_name, "system.enabled"),
+        ],
+        "{trail}"
+    );
+    assert!(!trail.to_string().contains(&new_key), "the trail never holds a key");
 }
 
 /// Someone who has left is stopped by a platform administrator: their sessions end and they

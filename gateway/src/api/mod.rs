@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users", get(org::list_users).post(org::create_user))
         .route("/users/{username}/enabled", axum::routing::put(org::set_user_enabled))
         .route("/users/{username}/password", axum::routing::put(org::reset_password))
+        .route("/admin-actions", get(org::list_admin_actions))
         .route("/service-items", get(catalog::list_service_items).post(catalog::create_service_item))
         .route("/service-items/{code}", get(catalog::get_service_item))
         .route("/catalog/resources", get(catalog::list_resources).post(catalog::create_resource))
@@ -71,7 +72,7 @@ pub fn routes() -> Router<AppState> {
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
     paths(
         org::sign_in, org::sign_out, org::me, org::change_password, org::list_departments, org::create_department, org::get_department,
-        org::list_systems, org::create_system, org::register_certificate, org::rotate_api_key, org::set_system_enabled, org::list_users, org::create_user, org::set_user_enabled, org::reset_password,
+        org::list_systems, org::create_system, org::register_certificate, org::rotate_api_key, org::set_system_enabled, org::list_users, org::create_user, org::set_user_enabled, org::reset_password, org::list_admin_actions,
         catalog::list_service_items, catalog::create_service_item, catalog::get_service_item,
         catalog::list_resources, catalog::create_resource, catalog::get_resource, catalog::edit_resource,
         catalog::get_resource_version,

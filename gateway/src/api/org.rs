@@ -12,7 +12,7 @@ use crate::auth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::platform::{Caller, Platform};
 use crate::server::AppState;
-use crate::store::{SystemRecord, UserRecord};
+use crate::store::{Acting, AdminAction, SystemRecord, UserRecord};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +58,11 @@ pub(super) async fn sign_in(
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
     platform.store.create_session(&auth::digest(&token), &user.username, now, expires_at).await?;
     Ok((StatusCode::CREATED, Json(Session { token, expires_at, user })))
+}
+
+/// `actor` acting now, for the trail of management actions.
+fn acting(actor: &str) -> Acting<'_> {
+    Acting { by: actor, at: Platform::now() }
 }
 
 /// Counts an attempt to sign in as `username` before its password is checked (see
@@ -147,7 +152,8 @@ pub(super) async fn change_password(
         ApiError::unprocessable("wrong_password", "Wrong password", "current_password is not right")
     })?;
     let session = auth::digest(bearer(&headers));
-    platform.store.change_password(&user.username, &new_hash, &session).await?;
+    let actor = caller.actor();
+    platform.store.change_password(&user.username, &new_hash, &session, acting(&actor)).await?;
     platform.sign_ins.succeeded(&user.username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -224,7 +230,7 @@ pub(super) async fn create_department(
 ) -> Result<(StatusCode, Json<Department>), ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
     department.validate()?;
-    state.platform().store.create_department(&department, Platform::now()).await?;
+    state.platform().store.create_department(&department, acting(&caller.actor())).await?;
     Ok((StatusCode::CREATED, Json(department)))
 }
 
@@ -297,7 +303,13 @@ pub(super) async fn create_system(
     let issued = auth::issue_api_key();
     let system = platform
         .store
-        .create_system(&department, input.name.trim(), &issued.digest, &issued.prefix, Platform::now())
+        .create_system(
+            &department,
+            input.name.trim(),
+            &issued.digest,
+            &issued.prefix,
+            acting(&caller.actor()),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key: issued.key })))
 }
@@ -350,7 +362,7 @@ pub(super) async fn register_certificate(
         return Err(ApiError::conflict("this certificate is registered to another system")
             .with_code("certificate_in_use"));
     }
-    platform.store.set_system_certificate(&system.id, &sha256).await?;
+    platform.store.set_system_certificate(&system.id, &sha256, acting(&caller.actor())).await?;
     // The old certificate stops identifying the system at once on this instance.
     platform.identities.forget_all();
     tracing::info!(system = %system.id, %sha256, "client certificate registered");
@@ -382,7 +394,10 @@ pub(super) async fn rotate_api_key(
     let system = managed_system(&state, &caller, &id).await?;
     let platform = state.platform();
     let issued = auth::issue_api_key();
-    let system = platform.store.set_system_api_key(&system.id, &issued.digest, &issued.prefix).await?;
+    let system = platform
+        .store
+        .set_system_api_key(&system.id, &issued.digest, &issued.prefix, acting(&caller.actor()))
+        .await?;
     platform.identities.forget_all();
     tracing::info!(system = %system.id, prefix = %issued.prefix, "API key replaced");
     Ok(Json(RegisteredSystem { system, api_key: issued.key }))
@@ -409,7 +424,8 @@ pub(super) async fn set_system_enabled(
 ) -> Result<Json<SystemRecord>, ApiError> {
     let system = managed_system(&state, &caller, &id).await?;
     let platform = state.platform();
-    let system = platform.store.set_system_enabled(&system.id, input.enabled).await?;
+    let system =
+        platform.store.set_system_enabled(&system.id, input.enabled, acting(&caller.actor())).await?;
     platform.identities.forget_all();
     tracing::info!(system = %system.id, enabled = input.enabled, "system enabled changed");
     Ok(Json(system))
@@ -426,6 +442,34 @@ pub(super) async fn list_users(
     caller.require(&[UserRole::PlatformAdmin])?;
     let users = state.platform().store.users(None).await?;
     Ok(Json(paging.apply(users, |u| u.username.clone())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminActionQuery {
+    /// Only the actions on this username, system id or department code.
+    target: Option<String>,
+    /// At most this many (1–500, default 100).
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+/// The trail of management actions, oldest first: who made, changed or stopped which
+/// department, system or account, and when (platform administrators).
+#[utoipa::path(get, path = "/api/v1/admin-actions", tag = "users", security(("bearer" = [])),
+    params(AdminActionQuery),
+    responses((status = 200, body = Listing<AdminAction>), (status = 403, body = super::ProblemSchema)))]
+pub(super) async fn list_admin_actions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AdminActionQuery>,
+) -> Result<Json<Listing<AdminAction>>, ApiError> {
+    caller.require(&[UserRole::PlatformAdmin])?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let page =
+        state.platform().store.admin_actions(query.target.as_deref(), query.after.as_deref(), limit).await?;
+    Ok(Json(Listing { items: page.items, next: page.next }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -449,7 +493,7 @@ pub(super) async fn create_user(
     ApiJson(input): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserRecord>), ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    let user = create_user_record(state.platform(), input).await?;
+    let user = create_user_record(state.platform(), input, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -470,7 +514,8 @@ pub(super) async fn set_user_enabled(
         &username,
         "administrators do not stop or start their own account",
     )?;
-    let user = state.platform().store.set_user_enabled(&username, input.enabled).await?;
+    let user =
+        state.platform().store.set_user_enabled(&username, input.enabled, acting(&caller.actor())).await?;
     tracing::info!(%username, enabled = input.enabled, by = %admin.username, "account enabled changed");
     Ok(Json(user))
 }
@@ -504,7 +549,7 @@ pub(super) async fn reset_password(
     let hash = hashed(input.password).await?;
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
-    platform.store.change_password(&username, &hash, "").await?;
+    platform.store.change_password(&username, &hash, "", acting(&caller.actor())).await?;
     platform.sign_ins.succeeded(&username).await?;
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)
@@ -551,7 +596,11 @@ pub(crate) fn valid_username(username: &str) -> Result<&str, ApiError> {
     Ok(username)
 }
 
-async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserRecord, ApiError> {
+async fn create_user_record(
+    platform: &Platform,
+    input: NewUser,
+    actor: &str,
+) -> Result<UserRecord, ApiError> {
     let username = valid_username(&input.username)?;
     long_enough("password", &input.password)?;
     if input.roles.is_empty() {
@@ -577,11 +626,12 @@ async fn create_user_record(platform: &Platform, input: NewUser) -> Result<UserR
         enabled: true,
         created_at: Platform::now(),
     };
-    platform.store.create_user(&user, &hash).await?;
+    platform.store.create_user(&user, &hash, Acting { by: actor, at: user.created_at }).await?;
     Ok(user)
 }
 
-/// Registers a person with a chosen password, for the demo seed.
+/// Registers a person with a chosen password, for the demo seed (which is named as the
+/// actor).
 pub(crate) async fn register_user(
     platform: &Platform,
     username: &str,
@@ -599,6 +649,7 @@ pub(crate) async fn register_user(
             roles,
             password: password.to_owned(),
         },
+        "seed",
     )
     .await
 }

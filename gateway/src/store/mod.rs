@@ -11,10 +11,12 @@ use sqlx::{AnyPool, Row};
 use tongban_policy::grant::Grant;
 use tongban_policy::workflow::{Demand, DemandState, Transition};
 
+mod actions;
 mod catalog;
 pub mod grants;
 mod org;
 
+pub use actions::{Acting, AdminAction};
 pub use grants::GrantRecord;
 pub use org::{SignInAttempt, SystemRecord, UserRecord};
 

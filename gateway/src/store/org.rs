@@ -5,6 +5,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tongban_policy::org::{Department, UserRole};
 
+use serde_json::json;
+
+use super::actions::{self, Acting};
 use super::{Result, Store, StoreError, duplicate, json_column, parse_time, time, unique_as};
 
 /// A department's calling system. Its API key is stored only as a digest.
@@ -74,7 +77,8 @@ pub enum SignInAttempt {
 }
 
 impl Store {
-    pub async fn create_department(&self, department: &Department, now: NaiveDateTime) -> Result<()> {
+    pub async fn create_department(&self, department: &Department, acting: Acting<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO departments (code, name, region, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -82,10 +86,13 @@ impl Store {
         .bind(&department.name)
         .bind(&department.region)
         .bind(serde_json::to_string(&department.roles)?)
-        .bind(time(now))
-        .execute(&self.pool)
+        .bind(time(acting.at))
+        .execute(&mut *tx)
         .await
         .map_err(duplicate(|| format!("department {}", department.code)))?;
+        let detail = json!({"name": department.name, "region": department.region, "roles": department.roles});
+        actions::record(&mut *tx, acting, "department.created", &department.code, detail).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -112,9 +119,10 @@ impl Store {
         name: &str,
         api_key_digest: &str,
         api_key_prefix: &str,
-        now: NaiveDateTime,
+        acting: Acting<'_>,
     ) -> Result<SystemRecord> {
         let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO systems (id, department_code, name, api_key_hash, api_key_prefix, enabled, created_at) \
              VALUES ($1, $2, $3, $4, $5, 1, $6)",
@@ -124,10 +132,13 @@ impl Store {
         .bind(name)
         .bind(api_key_digest)
         .bind(api_key_prefix)
-        .bind(time(now))
-        .execute(&self.pool)
+        .bind(time(acting.at))
+        .execute(&mut *tx)
         .await
         .map_err(duplicate(|| format!("system {name:?} of department {department_code}")))?;
+        let detail = json!({"department": department_code, "name": name, "api_key_prefix": api_key_prefix});
+        actions::record(&mut *tx, acting, "system.created", &id, detail).await?;
+        tx.commit().await?;
         self.system(&id).await
     }
 
@@ -182,41 +193,75 @@ impl Store {
     }
 
     /// Registers (or replaces) the client certificate a system authenticates with.
-    pub async fn set_system_certificate(&self, id: &str, sha256: &str) -> Result<()> {
+    pub async fn set_system_certificate(&self, id: &str, sha256: &str, acting: Acting<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE systems SET cert_sha256 = $1 WHERE id = $2")
             .bind(sha256)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(super::duplicate(|| "a system with this certificate".to_owned()))?;
-        found(&done, || format!("system {id}"))
+        found(&done, || format!("system {id}"))?;
+        actions::record(&mut *tx, acting, "system.certificate_registered", id, json!({"sha256": sha256}))
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Replaces a system's API key: the old one stops identifying it.
-    pub async fn set_system_api_key(&self, id: &str, digest: &str, prefix: &str) -> Result<SystemRecord> {
+    pub async fn set_system_api_key(
+        &self,
+        id: &str,
+        digest: &str,
+        prefix: &str,
+        acting: Acting<'_>,
+    ) -> Result<SystemRecord> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE systems SET api_key_hash = $1, api_key_prefix = $2 WHERE id = $3")
             .bind(digest)
             .bind(prefix)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         found(&done, || format!("system {id}"))?;
+        actions::record(&mut *tx, acting, "system.api_key_replaced", id, json!({"api_key_prefix": prefix}))
+            .await?;
+        tx.commit().await?;
         self.system(id).await
     }
 
     /// Lets a system call, or stops it, by key and certificate alike.
-    pub async fn set_system_enabled(&self, id: &str, enabled: bool) -> Result<SystemRecord> {
+    pub async fn set_system_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        acting: Acting<'_>,
+    ) -> Result<SystemRecord> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE systems SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         found(&done, || format!("system {id}"))?;
+        let action = if enabled { "system.enabled" } else { "system.disabled" };
+        actions::record(&mut *tx, acting, action, id, json!({})).await?;
+        tx.commit().await?;
         self.system(id).await
     }
 
-    pub async fn create_user(&self, user: &UserRecord, password_hash: &str) -> Result<()> {
-        insert_user(&self.pool, user, password_hash).await
+    pub async fn create_user(
+        &self,
+        user: &UserRecord,
+        password_hash: &str,
+        acting: Acting<'_>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_user(&mut *tx, user, password_hash).await?;
+        let detail = json!({"department": user.department_code, "roles": user.roles});
+        actions::record(&mut *tx, acting, "user.created", &user.username, detail).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Makes the platform's first administrator, and their department unless it exists, in
@@ -249,13 +294,22 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(unique_as(|| StoreError::Conflict("the platform's first administrator".into())))?;
+        let acting = Acting { by: "bootstrap", at: now };
+        let detail = json!({"department": department.code, "roles": user.roles});
+        actions::record(&mut *tx, acting, "platform.bootstrapped", &user.username, detail).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Replaces `username`'s password hash and ends every session of theirs but `keep`, in
     /// one transaction: whoever held another session must sign in with the new password.
-    pub async fn change_password(&self, username: &str, password_hash: &str, keep: &str) -> Result<()> {
+    pub async fn change_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        keep: &str,
+        acting: Acting<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
             .bind(password_hash)
@@ -268,13 +322,21 @@ impl Store {
             .bind(keep)
             .execute(&mut *tx)
             .await?;
+        let own = acting.by.strip_prefix("user:") == Some(username);
+        let action = if own { "user.password_changed" } else { "user.password_reset" };
+        actions::record(&mut *tx, acting, action, username, json!({})).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Lets a person sign in, or stops them; stopping ends their sessions in the same
     /// transaction.
-    pub async fn set_user_enabled(&self, username: &str, enabled: bool) -> Result<UserRecord> {
+    pub async fn set_user_enabled(
+        &self,
+        username: &str,
+        enabled: bool,
+        acting: Acting<'_>,
+    ) -> Result<UserRecord> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query("UPDATE users SET enabled = $1 WHERE username = $2")
             .bind(i64::from(enabled))
@@ -285,6 +347,8 @@ impl Store {
         if !enabled {
             sqlx::query("DELETE FROM sessions WHERE username = $1").bind(username).execute(&mut *tx).await?;
         }
+        let action = if enabled { "user.enabled" } else { "user.disabled" };
+        actions::record(&mut *tx, acting, action, username, json!({})).await?;
         tx.commit().await?;
         self.user_with_password(username)
             .await?

@@ -37,6 +37,11 @@ async fn stores() -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
     stores
 }
 
+/// The platform administrator acting at `hour` of 2026-03-`day`.
+fn admin(day: u32, hour: u32) -> Acting<'static> {
+    Acting { by: "user:admin", at: at(day, hour) }
+}
+
 fn at(day: u32, hour: u32) -> NaiveDateTime {
     NaiveDate::from_ymd_opt(2026, 3, day).expect("date").and_hms_opt(hour, 0, 0).expect("time")
 }
@@ -318,6 +323,15 @@ async fn only_one_of_two_first_administrators_made_at_once_is_kept() {
         assert_eq!(store.departments().await.expect("departments").len(), 1, "{backend}");
         let again = bootstrap(3).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
+        // The bootstrap that won is on the trail, alone.
+        let trail = store.admin_actions(None, None, 10).await.expect("trail");
+        let actions: Vec<(&str, &str, &str)> =
+            trail.items.iter().map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str())).collect();
+        assert_eq!(
+            actions,
+            vec![("bootstrap", "platform.bootstrapped", users[0].username.as_str())],
+            "{backend}"
+        );
     }
 }
 
@@ -378,16 +392,16 @@ async fn departments_people_catalog_and_grants_round_trip() {
             region: "440000".into(),
             roles: vec![DepartmentRole::Demander],
         };
-        store.create_department(&supplier, at(2, 9)).await.expect("department");
-        store.create_department(&applicant, at(2, 9)).await.expect("department");
+        store.create_department(&supplier, admin(2, 9)).await.expect("department");
+        store.create_department(&applicant, admin(2, 9)).await.expect("department");
         assert!(
-            matches!(store.create_department(&supplier, at(2, 9)).await, Err(StoreError::Duplicate(_))),
+            matches!(store.create_department(&supplier, admin(2, 9)).await, Err(StoreError::Duplicate(_))),
             "{backend}"
         );
         assert_eq!(store.department(&supplier.code).await.expect("read"), supplier, "{backend}");
 
         let system = store
-            .create_system(&applicant.code, "户籍系统", "digest-1", "tbk_abc", at(2, 9))
+            .create_system(&applicant.code, "户籍系统", "digest-1", "tbk_abc", admin(2, 9))
             .await
             .expect("system");
         assert_eq!(
@@ -398,20 +412,26 @@ async fn departments_people_catalog_and_grants_round_trip() {
         assert_eq!(store.system_by_key_digest("digest-2").await.expect("by key"), None);
         // Client certificates: registered by digest, unique across systems.
         assert_eq!(store.system_by_certificate("cert-1").await.expect("by certificate"), None, "{backend}");
-        store.set_system_certificate(&system.id, "cert-1").await.expect("register");
+        store.set_system_certificate(&system.id, "cert-1", admin(2, 10)).await.expect("register");
         assert_eq!(
             store.system_by_certificate("cert-1").await.expect("by certificate"),
             Some(system.clone())
         );
         let other = store
-            .create_system(&applicant.code, "社保系统", "digest-3", "tbk_def", at(2, 9))
+            .create_system(&applicant.code, "社保系统", "digest-3", "tbk_def", admin(2, 9))
             .await
             .expect("system");
         assert!(
-            matches!(store.set_system_certificate(&other.id, "cert-1").await, Err(StoreError::Duplicate(_))),
+            matches!(
+                store.set_system_certificate(&other.id, "cert-1", admin(2, 10)).await,
+                Err(StoreError::Duplicate(_))
+            ),
             "{backend}"
         );
-        assert!(matches!(store.set_system_certificate("nope", "cert-2").await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.set_system_certificate("nope", "cert-2", admin(2, 10)).await,
+            Err(StoreError::NotFound(_))
+        ));
         let user = UserRecord {
             username: "demander".into(),
             display_name: "业务员".into(),
@@ -420,8 +440,11 @@ async fn departments_people_catalog_and_grants_round_trip() {
             enabled: true,
             created_at: at(2, 9),
         };
-        store.create_user(&user, "$argon2id$hash").await.expect("user");
-        assert!(matches!(store.create_user(&user, "x").await, Err(StoreError::Duplicate(_))), "{backend}");
+        store.create_user(&user, "$argon2id$hash", admin(2, 9)).await.expect("user");
+        assert!(
+            matches!(store.create_user(&user, "x", admin(2, 9)).await, Err(StoreError::Duplicate(_))),
+            "{backend}"
+        );
         store.create_session("session-1", "demander", at(2, 9), at(2, 17)).await.expect("session");
         assert_eq!(
             store.session_user("session-1", at(2, 12)).await.expect("session"),
@@ -436,25 +459,71 @@ async fn departments_people_catalog_and_grants_round_trip() {
         // A password change keeps the changing session and ends the others; stopping a
         // person ends every session; keys are replaced and systems stopped.
         store.create_session("session-2", "demander", at(2, 9), at(2, 17)).await.expect("session");
-        store.change_password("demander", "$argon2id$new", "session-1").await.expect("change");
+        let own = Acting { by: "user:demander", at: at(2, 11) };
+        store.change_password("demander", "$argon2id$new", "session-1", own).await.expect("change");
         let (_, hash) = store.user_with_password("demander").await.expect("read").expect("user");
         assert_eq!(hash, "$argon2id$new", "{backend}");
         assert!(store.session_user("session-1", at(2, 12)).await.expect("session").is_some(), "{backend}");
         assert!(store.session_user("session-2", at(2, 12)).await.expect("session").is_none(), "{backend}");
-        assert!(matches!(store.change_password("nobody", "x", "").await, Err(StoreError::NotFound(_))));
-        let stopped = store.set_user_enabled("demander", false).await.expect("stop");
+        assert!(matches!(
+            store.change_password("nobody", "x", "", admin(2, 11)).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let stopped = store.set_user_enabled("demander", false, admin(2, 12)).await.expect("stop");
         assert!(!stopped.enabled, "{backend}");
         assert!(store.session_user("session-1", at(2, 12)).await.expect("session").is_none(), "{backend}");
-        assert!(store.set_user_enabled("demander", true).await.expect("allow").enabled, "{backend}");
+        assert!(
+            store.set_user_enabled("demander", true, admin(2, 12)).await.expect("allow").enabled,
+            "{backend}"
+        );
         store.create_session("session-1", "demander", at(2, 9), at(2, 17)).await.expect("session");
-        let renewed = store.set_system_api_key(&other.id, "digest-4", "tbk_ghi").await.expect("new key");
+        let renewed =
+            store.set_system_api_key(&other.id, "digest-4", "tbk_ghi", admin(2, 13)).await.expect("new key");
         assert_eq!(renewed.api_key_prefix, "tbk_ghi", "{backend}");
         assert_eq!(store.system_by_key_digest("digest-3").await.expect("by key"), None, "{backend}");
         assert_eq!(store.system_by_key_digest("digest-4").await.expect("by key"), Some(renewed.clone()));
-        assert!(!store.set_system_enabled(&other.id, false).await.expect("stop").enabled, "{backend}");
+        assert!(
+            !store.set_system_enabled(&other.id, false, admin(2, 14)).await.expect("stop").enabled,
+            "{backend}"
+        );
         assert_eq!(store.system_by_key_digest("digest-4").await.expect("by key"), None, "{backend}");
-        store.set_system_enabled(&other.id, true).await.expect("allow");
-        assert!(matches!(store.set_system_api_key("nope", "d", "p").await, Err(StoreError::NotFound(_))));
+        store.set_system_enabled(&other.id, true, admin(2, 14)).await.expect("allow");
+        assert!(matches!(
+            store.set_system_api_key("nope", "d", "p", admin(2, 13)).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Every change is on the trail, in order, in the transaction that made it: the refused
+        // ones above (a duplicate, an unknown system or person) are not.
+        let trail = store.admin_actions(None, None, 500).await.expect("trail");
+        let actions: Vec<(&str, &str, &str)> =
+            trail.items.iter().map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str())).collect();
+        let by_admin = |action, target| ("user:admin", action, target);
+        assert_eq!(
+            actions,
+            vec![
+                by_admin("department.created", supplier.code.as_str()),
+                by_admin("department.created", applicant.code.as_str()),
+                by_admin("system.created", system.id.as_str()),
+                by_admin("system.certificate_registered", system.id.as_str()),
+                by_admin("system.created", other.id.as_str()),
+                by_admin("user.created", "demander"),
+                ("user:demander", "user.password_changed", "demander"),
+                by_admin("user.disabled", "demander"),
+                by_admin("user.enabled", "demander"),
+                by_admin("system.api_key_replaced", other.id.as_str()),
+                by_admin("system.disabled", other.id.as_str()),
+                by_admin("system.enabled", other.id.as_str()),
+            ],
+            "{backend}"
+        );
+        assert_eq!(trail.items[3].detail["sha256"], "cert-1", "{backend}");
+        assert_eq!(trail.items[9].detail["api_key_prefix"], "tbk_ghi", "{backend}");
+        assert_eq!(trail.items[9].at, at(2, 13), "{backend}");
+        let first = store.admin_actions(Some("demander"), None, 3).await.expect("trail");
+        assert_eq!(first.items.len(), 3, "{backend}");
+        let rest = store.admin_actions(Some("demander"), first.next.as_deref(), 10).await.expect("trail");
+        assert_eq!((rest.items.len(), rest.next), (1, None), "{backend}");
         assert_eq!(store.session_user("session-1", at(2, 18)).await.expect("expired"), None, "{backend}");
         store.delete_session("session-1").await.expect("sign out");
         assert_eq!(store.session_user("session-1", at(2, 12)).await.expect("ended"), None);
