@@ -14,6 +14,7 @@ import { Dashboard } from './pages/dashboard.js';
 import { ExchangeDetail, Exchanges } from './pages/exchanges.js';
 import { Account } from './pages/account.js';
 import { Systems } from './pages/systems.js';
+import { Trail } from './pages/trail.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -24,6 +25,7 @@ const PAGES = [
   { path: 'grants', nav: 'nav.grants', roles: null },
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
   { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
+  { path: 'trail', nav: 'nav.trail', roles: ['platform_admin'] },
   // Reached from the signed-in person's name, not the navigation.
   { path: 'account', nav: null, roles: null },
 ];
@@ -115,6 +117,8 @@ function Page({ route, me }) {
       return html`<${Account} />`;
     case 'systems':
       return html`<${Systems} />`;
+    case 'trail':
+      return html`<${Trail} />`;
     default:
       return null;
   }

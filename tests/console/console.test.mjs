@@ -218,6 +218,19 @@ test('a department replaces a system\'s key and stops and allows the system', as
   await page.waitForSelector(`${row} [data-action=stop]`);
   assert.equal(await me(key), 200, 'and calls again once allowed');
   await done(page);
+
+  // A platform administrator reads the three changes on the trail, newest first, with who
+  // made them, and never the key.
+  const admin = await signIn('admin');
+  await admin.click('[data-nav=trail]');
+  await admin.waitForSelector('[data-testid=trail] [data-action="system.api_key_replaced"]');
+  const rows = await admin.$$eval('[data-testid=trail] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  const henan = rows.filter((r) => r.includes('user:demander.henan-hrss'));
+  assert.equal(henan.length, 3, rows.join('\n'));
+  ['启用系统', '停用系统', '更换密钥'].forEach((action, i) => assert.ok(henan[i].includes(action), henan[i]));
+  assert.ok(!(await admin.content()).includes(key), 'the trail never shows a key');
+  await shot(admin, 'trail');
+  await done(admin);
 });
 
 test('a demand is filed, reviewed and approved in the pages, and the call it allows shows on the dashboard and in the log', async () => {
