@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Page, Result, Store, parse_time, time};
+use super::{Page, Result, Store, page_of, parse_time, time};
 
 /// Who acts, and when.
 #[derive(Debug, Clone, Copy)]
@@ -88,13 +88,7 @@ impl Store {
         .bind(after.unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(action_from_row).collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|a| a.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(action_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit, |a| a.id.clone()))
     }
 }

@@ -87,6 +87,18 @@ pub struct DemandFilter {
     pub supplier_province: Option<String>,
 }
 
+/// The first `limit` of `items`, read as `limit + 1` rows so that one more row tells there is
+/// a next page, which starts after the last item's key.
+fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
 /// A page of a list, in creation order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -306,14 +318,8 @@ impl Store {
             query = query.bind(bind);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let mut items = rows.iter().map(demand_from_row).collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|d| d.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(demand_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit, |d| d.id.clone()))
     }
 
     /// Demands whose running review stage is past its deadline on `today`.
