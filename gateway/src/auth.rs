@@ -9,6 +9,8 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};
 
+use crate::store::{SignInAttempt, Store};
+
 /// Prefix of session tokens.
 pub const SESSION_PREFIX: &str = "tbs_";
 /// Prefix of system API keys.
@@ -83,6 +85,49 @@ pub fn new_password() -> String {
     random_bytes::<16>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }
 
+// The bound on password guesses. After `MAX_SIGN_IN_ATTEMPTS` attempts for one username
+// (known or not, so that probing cannot tell them apart) without a success, each within
+// `SIGN_IN_LOCK` of the one before, the name is locked until `SIGN_IN_LOCK` after the last: its
+// sign-ins are refused before any password is checked, so a locked name costs no hashing. Each
+// attempt is counted in the store before its password is checked, so every gateway on the
+// store counts the same guesses, and guesses sent all at once are bounded too. A success
+// clears the count. Anyone can lock a name this way; being locked out for 15 minutes is the
+// accepted price of bounding guesses.
+
+/// Attempts to sign in as one username, without a success, before it is locked.
+pub const MAX_SIGN_IN_ATTEMPTS: u32 = 5;
+/// How long a username stays locked, counted from its last counted attempt.
+pub const SIGN_IN_LOCK: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Counts an attempt to sign in as `username` at `now` in `store`, or tells how long the name
+/// stays locked.
+pub async fn count_sign_in(
+    store: &Store,
+    username: &str,
+    now: chrono::NaiveDateTime,
+) -> crate::store::Result<Result<(), std::time::Duration>> {
+    let name = username.to_lowercase();
+    Ok(match store.count_sign_in_attempt(&name, now, SIGN_IN_LOCK, MAX_SIGN_IN_ATTEMPTS).await? {
+        SignInAttempt::Counted(_) => Ok(()),
+        SignInAttempt::Locked { until } => {
+            // Whole seconds, rounded up, so that a caller who waits that long is let in.
+            let millis = (until - now).num_milliseconds().max(0);
+            Err(std::time::Duration::from_secs(u64::try_from(millis).unwrap_or(0).div_ceil(1000)))
+        }
+    })
+}
+
+/// Clears the count of `username`: it signed in, or was given a new password.
+pub async fn clear_sign_ins(store: &Store, username: &str) -> crate::store::Result<()> {
+    store.clear_sign_in_attempts(&username.to_lowercase()).await
+}
+
+/// Forgets attempts that no longer count towards a lock, so the store keeps only recent ones
+/// however many names are tried.
+pub async fn sweep_sign_ins(store: &Store, now: chrono::NaiveDateTime) -> crate::store::Result<u64> {
+    store.sweep_sign_in_attempts(now - SIGN_IN_LOCK).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,63 +145,5 @@ mod tests {
         assert_eq!(a.len(), API_KEY_PREFIX.len() + 64);
         assert_eq!(digest(&a).len(), 64);
         assert_eq!(new_password().len(), 16);
-    }
-}
-
-/// Attempts to sign in as one username, without a success, before it is locked.
-pub const MAX_SIGN_IN_ATTEMPTS: u32 = 5;
-/// How long a username stays locked, counted from its last counted attempt.
-pub const SIGN_IN_LOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// The bound on password guesses. After [`MAX_SIGN_IN_ATTEMPTS`] attempts for one username
-/// (known or not, so that probing cannot tell them apart) without a success, each within
-/// [`SIGN_IN_LOCK`] of the one before, the name is locked until [`SIGN_IN_LOCK`] after the last:
-/// its sign-ins are refused before any password is checked, so a locked name costs no hashing.
-/// Each attempt is counted in the store before its password is checked, so every gateway on
-/// the store counts the same guesses, and guesses sent all at once are bounded too. A success
-/// clears the count. Anyone can lock a name this way; being locked out for 15 minutes is the
-/// accepted price of bounding guesses.
-#[derive(Debug, Clone)]
-pub struct SignInGuard {
-    store: crate::store::Store,
-    max_attempts: u32,
-    lock: chrono::Duration,
-}
-
-impl SignInGuard {
-    pub fn new(store: crate::store::Store) -> SignInGuard {
-        SignInGuard {
-            store,
-            max_attempts: MAX_SIGN_IN_ATTEMPTS,
-            lock: chrono::Duration::from_std(SIGN_IN_LOCK).expect("15 minutes"),
-        }
-    }
-
-    /// Counts an attempt to sign in as `username` at `now`, or tells how long it is locked.
-    pub async fn attempt(
-        &self,
-        username: &str,
-        now: chrono::NaiveDateTime,
-    ) -> crate::store::Result<Result<(), std::time::Duration>> {
-        let name = username.to_lowercase();
-        Ok(match self.store.count_sign_in_attempt(&name, now, self.lock, self.max_attempts).await? {
-            crate::store::SignInAttempt::Counted(_) => Ok(()),
-            crate::store::SignInAttempt::Locked { until } => {
-                // Whole seconds, rounded up, so that a caller who waits that long is let in.
-                let millis = (until - now).num_milliseconds().max(0);
-                Err(std::time::Duration::from_secs(u64::try_from(millis).unwrap_or(0).div_ceil(1000)))
-            }
-        })
-    }
-
-    /// Clears the count of `username`: it signed in, or was given a new password.
-    pub async fn succeeded(&self, username: &str) -> crate::store::Result<()> {
-        self.store.clear_sign_in_attempts(&username.to_lowercase()).await
-    }
-
-    /// Forgets attempts that no longer count towards a lock, so the store keeps only recent
-    /// ones however many names are tried.
-    pub async fn sweep(&self, now: chrono::NaiveDateTime) -> crate::store::Result<u64> {
-        self.store.sweep_sign_in_attempts(now - self.lock).await
     }
 }

@@ -215,8 +215,9 @@ pub fn file_and_env(path: &Path) -> Figment {
 }
 
 /// The `TONGBAN_`-prefixed variables with a double underscore, as configuration that overrides
-/// the file's.
-pub(crate) fn env_overrides() -> Env {
+/// the file's. Only nested keys (`TONGBAN_SECTION__FIELD`) are configuration; other `TONGBAN_`
+/// variables (`TONGBAN_LOG`, `TONGBAN_CONFIG`) belong to the command line.
+fn env_overrides() -> Env {
     Env::prefixed("TONGBAN_").filter(|key| key.as_str().contains("__")).split("__")
 }
 
@@ -266,10 +267,7 @@ impl Config {
             return Err(ConfigError::Missing(path.to_owned()));
         }
         let config: Config = Figment::from(Serialized::default("server", ServerConfig::default()))
-            .merge(Toml::file(path))
-            // Only nested keys (`TONGBAN_SECTION__FIELD`) are configuration; other TONGBAN_
-            // variables (TONGBAN_LOG, TONGBAN_CONFIG) belong to the command line.
-            .merge(env_overrides())
+            .merge(file_and_env(path))
             .extract()
             .map_err(|e| ConfigError::Invalid { path: path.to_owned(), source: Box::new(e) })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -135,8 +135,6 @@ pub struct Platform {
     pub session_hours: u32,
     /// Systems recently authenticated, by API key digest or certificate fingerprint.
     pub identities: Identities,
-    /// Attempts to sign in per username, locking sign-in after too many.
-    pub sign_ins: crate::auth::SignInGuard,
 }
 
 /// A short-lived cache of authenticated systems, so that a data call does not query the store
@@ -288,7 +286,6 @@ impl Platform {
     pub async fn open(loaded: &crate::config::LoadedConfig) -> anyhow::Result<Platform> {
         let config = &loaded.config;
         let store = Store::connect(&loaded.store_url()).await?;
-        let sign_ins = crate::auth::SignInGuard::new(store.clone());
         let calendar_path = config.workflow.calendar.as_ref().map(|p| loaded.base_dir.join(p));
         Ok(Platform {
             store,
@@ -302,16 +299,13 @@ impl Platform {
             datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
             session_hours: config.store.session_hours,
             identities: Identities::default(),
-            sign_ins,
         })
     }
 
     /// A platform on an in-memory store, for tests.
     pub async fn in_memory(datasets: Vec<String>) -> anyhow::Result<Platform> {
-        let store = Store::connect("sqlite::memory:").await?;
         Ok(Platform {
-            sign_ins: crate::auth::SignInGuard::new(store.clone()),
-            store,
+            store: Store::connect("sqlite::memory:").await?,
             calendar: Arc::new(load_calendar(None)?),
             limits: StageLimits::default(),
             grants: GrantRegistry::default(),

@@ -196,7 +196,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             ticks.tick().await;
             let now = Platform::now();
             sweeping.data().limits.sweep(now);
-            if let Err(e) = sweeping.platform().sign_ins.sweep(now).await {
+            if let Err(e) = crate::auth::sweep_sign_ins(&sweeping.platform().store, now).await {
                 tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
             }
             if let Err(e) = sweeping.platform().store.sweep_sessions(now).await {

@@ -52,7 +52,7 @@ pub(super) async fn sign_in(
         // tell them from known ones.
         _ => return Err(ApiError::invalid_credentials()),
     };
-    platform.sign_ins.succeeded(&input.username).await?;
+    auth::clear_sign_ins(&platform.store, &input.username).await?;
     let token = auth::new_secret(auth::SESSION_PREFIX);
     let now = Platform::now();
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
@@ -66,9 +66,9 @@ fn acting(actor: &str) -> Acting<'_> {
 }
 
 /// Counts an attempt to sign in as `username` before its password is checked (see
-/// [`auth::SignInGuard`]), refusing it with `sign_in_locked` while the name is locked.
+/// [`auth::count_sign_in`]), refusing it with `sign_in_locked` while the name is locked.
 async fn count_attempt(platform: &Platform, username: &str) -> Result<(), ApiError> {
-    let Err(wait) = platform.sign_ins.attempt(username, Platform::now()).await? else {
+    let Err(wait) = auth::count_sign_in(&platform.store, username, Platform::now()).await? else {
         return Ok(());
     };
     let mut locked = ApiError::new(
@@ -154,7 +154,7 @@ pub(super) async fn change_password(
     let session = auth::digest(bearer(&headers));
     let actor = caller.actor();
     platform.store.change_password(&user.username, &new_hash, &session, acting(&actor)).await?;
-    platform.sign_ins.succeeded(&user.username).await?;
+    auth::clear_sign_ins(&platform.store, &user.username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -550,7 +550,7 @@ pub(super) async fn reset_password(
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
     platform.store.change_password(&username, &hash, "", acting(&caller.actor())).await?;
-    platform.sign_ins.succeeded(&username).await?;
+    auth::clear_sign_ins(&platform.store, &username).await?;
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)
 }
