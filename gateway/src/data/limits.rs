@@ -177,11 +177,23 @@ impl Limiters {
         let today = now.date();
         let seconds = now.and_utc().timestamp();
         let states: Vec<Arc<GrantState>> = grants.iter().map(|g| self.grant_state(g, today)).collect();
-        // One call of each grant's daily quota is taken first and given back if another limit
+        for state in &states {
+            state.last_used.store(seconds, Ordering::Relaxed);
+        }
+        // The rates first, in memory: a call over a rate is refused without reaching the store
+        // for its quota, so a burst is cut at the approved rate however long a lease takes.
+        let mut unused = Vec::new();
+        let rated = self.check_rates(system, grants, &states, resources, today, &mut unused);
+        for (grant_id, calls) in unused {
+            // A new version may have narrowed the quota: what this gateway holds but has not
+            // used goes back before it counts again.
+            self.store.return_quota(grant_id, today, calls).await.map_err(Refusal::QuotaUnavailable)?;
+        }
+        rated.map_err(Refusal::Limited)?;
+        // Then one call of each grant's daily quota, given back if a later grant's quota
         // refuses the call, so a refused call does not use the quota up.
         let mut taken: Vec<&GrantState> = Vec::with_capacity(states.len());
         for (grant, state) in grants.iter().zip(&states) {
-            state.last_used.store(seconds, Ordering::Relaxed);
             let refusal = match self.take_quota(grant, state, today).await {
                 Ok(true) => {
                     taken.push(state);
@@ -195,25 +207,38 @@ impl Limiters {
             give_back(&taken, today);
             return Err(refusal);
         }
+        Ok(())
+    }
+
+    /// The calling system's, each grant's and each resource's rate, in that order. Moves each
+    /// grant's counters to its version and to `today` on the way, adding to `unused` the calls
+    /// leased under an earlier version, which the caller gives back to the store.
+    fn check_rates<'g>(
+        &self,
+        system: &str,
+        grants: &[&'g Grant],
+        states: &[Arc<GrantState>],
+        resources: &[&str],
+        today: NaiveDate,
+        unused: &mut Vec<(&'g str, u32)>,
+    ) -> Result<(), Limited> {
         let limited = |limit, not_until: governor::NotUntil<_>| Limited {
             limit,
             retry_after: not_until.wait_time_from(self.clock.now()),
         };
-        let rates = || {
-            self.systems.check_key(&system.to_owned()).map_err(|n| limited(Limit::System, n))?;
-            for state in &states {
-                let counters = state.counters.lock().expect("limiter lock is never poisoned");
-                counters.rate.check().map_err(|n| limited(Limit::Grant, n))?;
+        self.systems.check_key(&system.to_owned()).map_err(|n| limited(Limit::System, n))?;
+        for (grant, state) in grants.iter().zip(states) {
+            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
+            let calls = counters.catch_up(grant, today);
+            if calls > 0 {
+                unused.push((grant.id.as_str(), calls));
             }
-            for resource in resources {
-                self.resources.check_key(&(*resource).to_owned()).map_err(|n| limited(Limit::Resource, n))?;
-            }
-            Ok(())
-        };
-        rates().map_err(|limited| {
-            give_back(&taken, today);
-            Refusal::Limited(limited)
-        })
+            counters.rate.check().map_err(|n| limited(Limit::Grant, n))?;
+        }
+        for resource in resources {
+            self.resources.check_key(&(*resource).to_owned()).map_err(|n| limited(Limit::Resource, n))?;
+        }
+        Ok(())
     }
 
     /// Takes one call of `grant`'s quota for `today` from this gateway's lease, leasing more
@@ -224,19 +249,9 @@ impl Limiters {
         state: &GrantState,
         today: NaiveDate,
     ) -> Result<bool, StoreError> {
-        let unused = {
-            let mut counters = state.counters.lock().expect("limiter lock is never poisoned");
-            let unused = counters.catch_up(grant, today);
-            // Most calls end here, with one lock taken.
-            if unused == 0 && counters.take(today) {
-                return Ok(true);
-            }
-            unused
-        };
-        if unused > 0 {
-            // A new version may have narrowed the quota: what this gateway holds but has not
-            // used goes back before it counts again.
-            self.store.return_quota(&grant.id, today, unused).await?;
+        // Most calls end here, in memory.
+        if state.counters.lock().expect("limiter lock is never poisoned").take(today) {
+            return Ok(true);
         }
         let _leasing = state.leasing.lock().await;
         // Another call may have leased while this one waited.
