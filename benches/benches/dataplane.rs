@@ -95,6 +95,7 @@ async fn run(rows: u64, dir: &Path) {
     let config = |name: &str, file: &str| DatasetConfig {
         name: name.into(),
         key: "id_number".into(),
+        supplier: tongban_gateway::seed::dataset_supplier(name),
         source: SourceConfig::Parquet { location: file.into() },
     };
     let configs = [
@@ -139,7 +140,9 @@ async fn run(rows: u64, dir: &Path) {
 
     // The gateway, as `tongban serve` builds it, with the demo's store and grants.
     let platform =
-        Platform::in_memory(configs.iter().map(|c| c.name.clone()).collect()).await.expect("platform");
+        Platform::in_memory(configs.iter().map(|c| (c.name.clone(), c.supplier.clone())).collect())
+            .await
+            .expect("platform");
     let credentials = tongban_gateway::seed::seed(&platform).await.expect("seed");
     // The demo's grants allow 10 calls a second; the benchmark files and approves its own
     // demand, through the workflow, for a rate that does not limit a latency run.

@@ -87,6 +87,7 @@ fn decisions(c: &mut Criterion) {
         department: "dept-250",
         system: "sys-250",
         resource: &resource,
+        dataset_supplier: Some(resource.supplier.as_str()),
         operation: Operation::Verify,
         items,
         purpose: &purpose,

@@ -65,6 +65,7 @@ fn main() {
         let config = DatasetConfig {
             name: "household".into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Parquet { location: HOUSEHOLD_FILE.into() },
         };
         let dataset = open_dataset(&config, &dir, &ctx).await.expect("open");

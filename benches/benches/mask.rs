@@ -23,6 +23,7 @@ fn county_batches() -> Vec<RecordBatch> {
         let config = DatasetConfig {
             name: "household".into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Parquet { location: HOUSEHOLD_FILE.into() },
         };
         let ctx = SessionContext::new_with_config(session_config().with_target_partitions(1));

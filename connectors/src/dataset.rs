@@ -27,6 +27,10 @@ pub struct DatasetConfig {
     pub name: String,
     /// The key column record look-ups and verification search by, such as `id_number`.
     pub key: String,
+    /// The unified social credit code of the department that supplies the dataset. Only that
+    /// department's catalog resources may be bound to it; a dataset without one backs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
     pub source: SourceConfig,
 }
 

@@ -20,6 +20,7 @@ async fn open(dir: &Path, name: &str, file: &str, ctx: &SessionContext) -> Datas
     let config = DatasetConfig {
         name: name.into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Parquet { location: file.into() },
     };
     open_dataset(&config, dir, ctx).await.expect("dataset opens")
@@ -151,6 +152,7 @@ async fn csv_datasets_load_with_text_columns_and_an_index() {
     let config = DatasetConfig {
         name: "codes".into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Csv {
             location: "codes.csv".into(),
             delimiter: ',',
@@ -182,6 +184,7 @@ async fn missing_files_and_unsupported_schemes_are_clear_errors() {
         let config = DatasetConfig {
             name: "household".into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Parquet { location: location.into() },
         };
         let err = open_dataset(&config, dir.path(), &ctx).await.expect_err("refused");
@@ -217,6 +220,7 @@ async fn directories_of_files_and_file_urls_are_datasets_too() {
         let config = DatasetConfig {
             name: name.into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Parquet { location: location.into() },
         };
         let dataset =
@@ -246,6 +250,7 @@ async fn directories_of_files_and_file_urls_are_datasets_too() {
     let config = DatasetConfig {
         name: "empty".into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Parquet { location: "empty".into() },
     };
     let err = open_dataset(&config, dir.path(), &ctx).await.expect_err("no files");

@@ -74,6 +74,7 @@ async fn postgres_tables_answer_like_the_parquet_they_came_from() {
         let pg = DatasetConfig {
             name: name.into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Postgres {
                 url: url.clone(),
                 schema: schema.clone(),
@@ -86,6 +87,7 @@ async fn postgres_tables_answer_like_the_parquet_they_came_from() {
         let parquet = DatasetConfig {
             name: name.into(),
             key: "id_number".into(),
+            supplier: None,
             source: SourceConfig::Parquet { location: file.into() },
         };
         let dataset = open_dataset(&parquet, dir.path(), &file_ctx).await.expect("parquet dataset");
@@ -128,6 +130,7 @@ async fn postgres_tables_answer_like_the_parquet_they_came_from() {
     let social_pg = DatasetConfig {
         name: "social_insurance".into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Postgres {
             url: url.clone(),
             schema: schema.clone(),
@@ -146,6 +149,7 @@ async fn postgres_tables_answer_like_the_parquet_they_came_from() {
     let missing = DatasetConfig {
         name: "x".into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Postgres {
             url: url.clone(),
             schema: schema.clone(),

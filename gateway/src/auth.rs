@@ -71,6 +71,39 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
+/// Argon2id hashes and checks running at once, in the whole process: each takes tens of
+/// milliseconds of a processor and 19 MiB, so a flood of sign-ins, however many names it
+/// uses, costs at most this many processors and this much memory, and other calls keep
+/// theirs.
+fn password_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        )
+    })
+}
+
+/// How long password work waits for a slot before it is refused as busy.
+const PASSWORD_QUEUE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Password work (hashing, checking) did not get a slot in time.
+#[derive(Debug, thiserror::Error)]
+#[error("password checks are all busy")]
+pub struct PasswordBusy;
+
+/// Runs password work off the runtime's threads, a bounded number at a time
+/// ([`password_slots`]); refused with [`PasswordBusy`] after waiting two seconds for a slot.
+pub async fn password_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordBusy> {
+    let _slot = tokio::time::timeout(PASSWORD_QUEUE, password_slots().acquire())
+        .await
+        .map_err(|_| PasswordBusy)?
+        .map_err(|_| PasswordBusy)?;
+    tokio::task::spawn_blocking(work).await.map_err(|_| PasswordBusy)
+}
+
 /// A hash that no password matches, verified when a user does not exist so that the answer
 /// takes as long as for a wrong password.
 pub fn decoy_hash() -> &'static str {

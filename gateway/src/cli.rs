@@ -127,6 +127,14 @@ enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// A head an earlier audit printed, or a peer holds, as SEQ:HASH: the log must still
+        /// lead through it, so records cut off at the end are found.
+        #[arg(long)]
+        expect_head: Option<crate::exchange::audit::ExpectedHead>,
+        /// The retention the log is kept under, in days, when the data directory has no
+        /// configuration to read it from. Without either, no segment may have been removed.
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
 }
 
@@ -205,7 +213,9 @@ pub fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { data_dir, json } } => audit_verify(&data_dir, json),
+        Command::Audit { command: AuditCommand::Verify { data_dir, json, expect_head, retention_days } } => {
+            audit_verify(&data_dir, json, expect_head, retention_days)
+        }
         Command::Generate { rows, seed, out, defect_rate, as_of, row_group_rows } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((0.0..=1.0).contains(&defect_rate), "--defect-rate must be between 0 and 1");
@@ -224,40 +234,59 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The exchange log's directory for a data directory: the one its configuration names, else
-/// `exchange/` inside it, else the directory itself.
-fn log_dir_of(data_dir: &Path) -> anyhow::Result<PathBuf> {
+/// The exchange log's directory for a data directory, with the retention its configuration
+/// sets: the one its configuration names, else `exchange/` inside it, else the directory
+/// itself.
+fn log_dir_of(data_dir: &Path) -> anyhow::Result<(PathBuf, Option<u32>)> {
     let config = data_dir.join(crate::demo::CONFIG_FILE);
     if config.is_file() {
         let loaded = Config::load(&config)?;
-        return Ok(loaded.base_dir.join(&loaded.config.exchange_log.dir));
+        return Ok((
+            loaded.base_dir.join(&loaded.config.exchange_log.dir),
+            loaded.config.exchange_log.retention_days,
+        ));
     }
     let default = data_dir.join(crate::exchange::ExchangeLogConfig::default().dir);
-    Ok(if default.is_dir() { default } else { data_dir.to_owned() })
+    Ok((if default.is_dir() { default } else { data_dir.to_owned() }, None))
 }
 
 #[allow(clippy::print_stdout)]
-fn audit_verify(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let dir = log_dir_of(data_dir)?;
-    let report =
-        crate::exchange::audit::verify(&dir).with_context(|| format!("reading {}", dir.display()))?;
+fn audit_verify(
+    data_dir: &Path,
+    json: bool,
+    head: Option<crate::exchange::audit::ExpectedHead>,
+    retention_days: Option<u32>,
+) -> anyhow::Result<()> {
+    let (dir, configured) = log_dir_of(data_dir)?;
+    let expected =
+        crate::exchange::audit::Expectations { retention_days: retention_days.or(configured), head };
+    let report = crate::exchange::audit::verify_against(&dir, &expected)
+        .with_context(|| format!("reading {}", dir.display()))?;
     anyhow::ensure!(report.segments > 0, "{} holds no exchange log segments", dir.display());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: {} records in {} segments ({} sealed); head record {} hash {}",
+            "{}: {} records in {} segments ({} sealed); head {}:{}",
             dir.display(),
             report.records,
             report.segments,
             report.sealed,
-            report.head_seq.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            report.head_seq.map_or_else(|| "0".to_owned(), |s| s.to_string()),
             report.head_hash
         );
+        if let Some(first) = report.retained_from {
+            println!("segments before {first} were removed by retention");
+        }
         if report.torn_tail_bytes > 0 {
             println!(
                 "the last segment ends with {} bytes of a write cut short by a crash (never acknowledged; cut off when the gateway starts)",
                 report.torn_tail_bytes
+            );
+        }
+        if expected.head.is_none() {
+            println!(
+                "keep the head above and pass it as --expect-head next time, so records cut off at the end are found"
             );
         }
     }

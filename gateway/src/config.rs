@@ -51,6 +51,10 @@ pub struct DataConfig {
     /// How long a query waits for a free slot, in milliseconds, before it is refused with 503
     /// `sql_busy`.
     pub sql_queue_ms: u64,
+    /// How many of the slots the queries of one department may hold at once; 0 means half of
+    /// `sql_concurrency` (at least one), so that no department's queries can keep another's
+    /// waiting for every slot.
+    pub sql_slots_per_department: usize,
     /// Threads SQL queries run on, apart from the threads serving HTTP; 0 means one per
     /// processor.
     pub sql_threads: usize,
@@ -75,6 +79,7 @@ impl Default for DataConfig {
             sql_memory_mib: 256,
             sql_concurrency: NonZeroUsize::new(4).expect("nonzero"),
             sql_queue_ms: 1_000,
+            sql_slots_per_department: 0,
             sql_threads: 0,
             sql_nice: 10,
             limits: crate::data::LimitsConfig::default(),
@@ -188,6 +193,25 @@ pub struct ServerConfig {
     /// more than the parallelism gains when no processor is free (see `docs/benchmarks.md`).
     #[serde(default)]
     pub worker_threads: usize,
+    /// Connections served at once; at the cap no more are accepted until one closes, so that
+    /// clients holding connections cannot exhaust the gateway's file descriptors.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's head (and a TLS handshake), counted
+    /// from when it waits for one: a slow or idle client is closed after it.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Limits per source address on what is sent without a credential.
+    #[serde(default)]
+    pub sources: crate::sources::SourceLimitsConfig,
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
 }
 
 impl ServerConfig {
@@ -238,6 +262,9 @@ impl Default for ServerConfig {
             plaintext: false,
             metrics_token: None,
             worker_threads: 0,
+            max_connections: default_max_connections(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            sources: crate::sources::SourceLimitsConfig::default(),
         }
     }
 }

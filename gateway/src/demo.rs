@@ -21,6 +21,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
     let parquet = |name: &str, file: &str| DatasetConfig {
         name: name.to_owned(),
         key: "id_number".to_owned(),
+        supplier: crate::seed::dataset_supplier(name),
         source: SourceConfig::Parquet { location: format!("{DATASETS_DIR}/{file}") },
     };
     Config {
@@ -69,6 +70,13 @@ pub async fn prepare(
         tokio::fs::write(&config_path, default_config(listen).to_toml()).await?;
     }
     let mut loaded = Config::load(&config_path)?;
+    // A configuration written by an earlier release names no supplier for the demo's datasets;
+    // they are the seeded departments' own, and no resource can be bound to a dataset without one.
+    for dataset in &mut loaded.config.datasets {
+        if dataset.supplier.is_none() {
+            dataset.supplier = crate::seed::dataset_supplier(&dataset.name);
+        }
+    }
     // The command line names the address; the file may be from an earlier run, written before
     // plain HTTP had to be chosen explicitly.
     loaded.config.server.listen = listen;

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub reasons: Vec<Reason>,
     /// Seconds after which a rate-limited call may be tried again (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// The methods a resource takes, for a 405 (`Allow`).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -32,7 +34,15 @@ impl ApiError {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
-        ApiError { status, code, title, detail: detail.into(), reasons: Vec::new(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            reasons: Vec::new(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     /// A refusal with the policy's reasons.
@@ -43,7 +53,7 @@ impl ApiError {
         detail: impl Into<String>,
         reasons: Vec<Reason>,
     ) -> Self {
-        ApiError { status, code, title, detail: detail.into(), reasons, retry_after: None }
+        ApiError { status, code, title, detail: detail.into(), reasons, retry_after: None, allow: None }
     }
 
     /// A call refused by a rate limit or quota, with when to try again.
@@ -76,6 +86,14 @@ impl ApiError {
             "the grant's daily quota cannot be counted now; try again shortly",
         );
         error.retry_after = Some(1);
+        error
+    }
+
+    /// A 405 naming the methods that are allowed.
+    pub fn method_not_allowed(detail: impl Into<String>, allowed: &[&str]) -> Self {
+        let mut error =
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", detail);
+        error.allow = Some(allowed.join(", "));
         error
     }
 
@@ -333,6 +351,19 @@ struct Problem<'a> {
     reasons: &'a [Reason],
 }
 
+impl From<crate::auth::PasswordBusy> for ApiError {
+    fn from(_: crate::auth::PasswordBusy) -> Self {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sign_in_busy",
+            "Sign-in busy",
+            "every password check is in use; try again shortly",
+        );
+        error.retry_after = Some(1);
+        error
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Problem {
@@ -349,6 +380,9 @@ impl IntoResponse for ApiError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         response
     }

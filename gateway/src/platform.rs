@@ -2,7 +2,7 @@
 //! what, what is checked before anything is written, and how approvals become grants. The
 //! HTTP handlers and the demo seed both go through here, so the rules live in one place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -79,11 +79,29 @@ pub struct PolicySnapshot {
     pub resources: HashMap<String, Resource>,
 }
 
+/// The configured datasets, each with the credit code of the department that supplies it
+/// (`None` when the configuration names none): a resource may be bound only to its own
+/// supplier's datasets.
+pub type DatasetSuppliers = Arc<BTreeMap<String, Option<String>>>;
+
 /// The grants and catalog in force, swapped whole when either changes, so the data plane never
 /// waits on the store and never sees half a change.
 #[derive(Debug, Clone, Default)]
 pub struct GrantRegistry {
     current: Arc<RwLock<(i64, Arc<PolicySnapshot>)>>,
+}
+
+/// Catalog resources bound to a dataset their supplier does not own, as the configuration now
+/// says: left from a store written before ownership was configured, or by a configuration
+/// changed since. The data plane refuses them; this names them for the operator.
+pub fn unowned_resources<'a>(
+    resources: impl IntoIterator<Item = &'a Resource>,
+    suppliers: &BTreeMap<String, Option<String>>,
+) -> Vec<&'a Resource> {
+    resources
+        .into_iter()
+        .filter(|r| suppliers.get(&r.dataset).and_then(Option::as_deref) != Some(r.supplier.as_str()))
+        .collect()
 }
 
 impl GrantRegistry {
@@ -130,8 +148,8 @@ pub struct Platform {
     pub calendar: Arc<WorkingCalendar>,
     pub limits: StageLimits,
     pub grants: GrantRegistry,
-    /// Names of the configured datasets a resource may be bound to.
-    pub datasets: Vec<String>,
+    /// The configured datasets a resource may be bound to, each with its supplier.
+    pub datasets: DatasetSuppliers,
     pub session_hours: u32,
     /// Systems recently authenticated, by API key digest or certificate fingerprint.
     pub identities: Identities,
@@ -258,6 +276,23 @@ fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks terms a demand asks of `resource`, when filed and again when resubmitted: the terms
+/// themselves, then that every item can be granted and that rows can be scoped as asked.
+fn check_demand_terms(resource: &Resource, terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
+    check_terms(terms, today)?;
+    let ungrantable = resource.ungrantable(terms.items.iter().map(String::as_str));
+    if !ungrantable.is_empty() {
+        return Err(ApiError::ungrantable(&ungrantable));
+    }
+    if !terms.division_prefix.is_empty() && resource.division_item.is_none() {
+        return Err(invalid(format!(
+            "terms.division_prefix: resource {} has no division item to scope rows by; ask for \"\"",
+            resource.code
+        )));
+    }
+    Ok(())
+}
+
 /// The calendar built into the gateway: the published national schedules.
 const BUILTIN_CALENDAR: &str = include_str!("../data/calendar.toml");
 
@@ -296,20 +331,22 @@ impl Platform {
                 coordination: config.workflow.coordination_days,
             },
             grants: GrantRegistry::default(),
-            datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
+            datasets: Arc::new(
+                config.datasets.iter().map(|d| (d.name.clone(), d.supplier.clone())).collect(),
+            ),
             session_hours: config.store.session_hours,
             identities: Identities::default(),
         })
     }
 
-    /// A platform on an in-memory store, for tests.
-    pub async fn in_memory(datasets: Vec<String>) -> anyhow::Result<Platform> {
+    /// A platform on an in-memory store, for tests: `datasets` are names with their suppliers.
+    pub async fn in_memory(datasets: Vec<(String, Option<String>)>) -> anyhow::Result<Platform> {
         Ok(Platform {
             store: Store::connect("sqlite::memory:").await?,
             calendar: Arc::new(load_calendar(None)?),
             limits: StageLimits::default(),
             grants: GrantRegistry::default(),
-            datasets,
+            datasets: Arc::new(datasets.into_iter().collect()),
             session_hours: 8,
             identities: Identities::default(),
         })
@@ -326,8 +363,8 @@ impl Platform {
 
     // ---- Catalog ------------------------------------------------------------------------
 
-    /// Checks a catalog entry before it is stored.
-    async fn check_resource(&self, input: &ResourceInput) -> Result<(), ApiError> {
+    /// Checks a catalog entry of `supplier` before it is stored.
+    async fn check_resource(&self, input: &ResourceInput, supplier: &str) -> Result<(), ApiError> {
         if input.code.trim().is_empty() || input.name.trim().is_empty() {
             return Err(invalid("code and name must not be empty"));
         }
@@ -352,12 +389,33 @@ impl Platform {
         if input.share_methods.is_empty() {
             return Err(invalid("share_methods: name at least one"));
         }
-        if !self.datasets.contains(&input.dataset) {
-            return Err(ApiError::unprocessable(
-                "unknown_dataset",
-                "Unknown dataset",
-                format!("dataset {:?} is not configured; known: {:?}", input.dataset, self.datasets),
-            ));
+        match self.datasets.get(&input.dataset) {
+            None => {
+                return Err(ApiError::unprocessable(
+                    "unknown_dataset",
+                    "Unknown dataset",
+                    format!(
+                        "dataset {:?} is not configured; known: {:?}",
+                        input.dataset,
+                        self.datasets.keys().collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            // A department shares only what it supplies: binding a resource to another
+            // department's dataset would let its own approval release that department's data.
+            Some(owner) if owner.as_deref() != Some(supplier) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "dataset_not_owned",
+                    "Dataset not owned",
+                    format!(
+                        "dataset {:?} is not supplied by department {supplier}; a resource can only be made over \
+                         its own department's datasets",
+                        input.dataset
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         for code in &input.service_items {
             self.store.service_item(code).await.map_err(|_| {
@@ -378,7 +436,7 @@ impl Platform {
         if !supplier.has_role(DepartmentRole::Supplier) {
             return Err(ApiError::forbidden("the caller's department is not a supplier"));
         }
-        self.check_resource(&input).await?;
+        self.check_resource(&input, &supplier.code).await?;
         if self.store.newest_resource_version(&input.code).await? > 0 {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
@@ -416,12 +474,69 @@ impl Platform {
                 current.version
             )));
         }
-        self.check_resource(&input).await?;
+        self.check_resource(&input, &current.supplier).await?;
         let resource = resource_from(input, current.version + 1, &current.supplier);
+        self.check_edit_keeps_grants(&current, &resource).await?;
         self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
         // Items withdrawn from sharing stop flowing at once, under every grant.
         self.grants.reload(&self.store).await?;
         Ok(resource)
+    }
+
+    /// Refuses an edit that would change what grants still in force read beyond what was
+    /// approved. Grants fix their items and masks when approved, but read the current version's
+    /// dataset, rows (its division item) and share methods, so an edit may not re-point the
+    /// dataset, change the division item or offer a new kind of call while any grant on the
+    /// resource can still be used. Narrowing edits (withdrawing items or methods) stay allowed:
+    /// they take effect under every grant at once.
+    async fn check_edit_keeps_grants(&self, current: &Resource, next: &Resource) -> Result<(), ApiError> {
+        let mut widenings = Vec::new();
+        if next.dataset != current.dataset {
+            widenings.push(format!("dataset {:?} → {:?}", current.dataset, next.dataset));
+        }
+        if next.division_item != current.division_item {
+            widenings.push(format!("division_item {:?} → {:?}", current.division_item, next.division_item));
+        }
+        let added: Vec<_> =
+            next.share_methods.iter().filter(|m| !current.share_methods.contains(m)).collect();
+        if !added.is_empty() {
+            widenings.push(format!("share_methods adds {added:?}"));
+        }
+        if widenings.is_empty() {
+            return Ok(());
+        }
+        let today = Self::now().date();
+        let live: Vec<String> = self
+            .store
+            .grants()
+            .await?
+            .into_iter()
+            .filter(|g| {
+                g.grant.resource_code == current.code
+                    && matches!(
+                        g.grant.effective(today),
+                        tongban_policy::grant::Effective::Active
+                            | tongban_policy::grant::Effective::Suspended
+                            | tongban_policy::grant::Effective::NotYetValid
+                    )
+            })
+            .map(|g| g.grant.id)
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "edit_widens_grants",
+            "Edit widens grants",
+            format!(
+                "resource {} has grants that can still be used ({}); the edit would change what they read ({}). \
+                 Revoke them first, or make a new resource and let demands on it be reviewed",
+                current.code,
+                live.join(", "),
+                widenings.join("; ")
+            ),
+        ))
     }
 
     // ---- Demands ------------------------------------------------------------------------
@@ -453,7 +568,6 @@ impl Platform {
                 return Err(invalid(format!("{field} must not be empty")));
             }
         }
-        check_terms(&input.terms, now.date())?;
         let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
             crate::store::StoreError::NotFound(_) => ApiError::unprocessable(
                 "unknown_resource",
@@ -462,16 +576,7 @@ impl Platform {
             ),
             other => other.into(),
         })?;
-        let ungrantable = resource.ungrantable(input.terms.items.iter().map(String::as_str));
-        if !ungrantable.is_empty() {
-            return Err(ApiError::ungrantable(&ungrantable));
-        }
-        if !input.terms.division_prefix.is_empty() && resource.division_item.is_none() {
-            return Err(invalid(format!(
-                "terms.division_prefix: resource {} has no division item to scope rows by; ask for \"\"",
-                resource.code
-            )));
-        }
+        check_demand_terms(&resource, &input.terms, now.date())?;
         if !resource.service_items.contains(&input.service_item) {
             return Err(ApiError::unprocessable(
                 "service_item_not_served",
@@ -514,6 +619,46 @@ impl Platform {
         let applicant = self.store.department(&demand.filing.applicant_department).await?;
         let supplier = self.store.department(&demand.filing.supplier_department).await?;
         Ok((applicant, supplier))
+    }
+
+    /// The demands `caller` may read, as a filter narrowing `asked`: a department its own
+    /// demands and those it must answer, reviewers those on their province's data, those who
+    /// oversee the platform all. Every route that lists demands, or counts them, reads through
+    /// this one rule; [`Platform::may_read_demand`] is the same rule for one demand.
+    pub fn demand_scope(
+        &self,
+        caller: &Caller,
+        mut asked: crate::store::DemandFilter,
+    ) -> Result<crate::store::DemandFilter, ApiError> {
+        let user = caller.require(&[
+            UserRole::Demander,
+            UserRole::SupplierAdmin,
+            UserRole::DataOfficeReviewer,
+            UserRole::Operator,
+            UserRole::PlatformAdmin,
+        ])?;
+        let department = caller.department();
+        if caller.oversees() {
+            // Everything.
+        } else if user.roles.contains(&UserRole::DataOfficeReviewer) {
+            if !department.has_role(DepartmentRole::DataOffice) {
+                return Err(ApiError::forbidden("reviewers belong to a data office"));
+            }
+            // A data office reviews the demands on its own province's data.
+            asked.supplier_province = Some(department.province().to_owned());
+        } else if user.roles.contains(&UserRole::Demander) {
+            // Departments see their side of the workflow only.
+            if asked.applicant_department.as_ref().is_some_and(|a| a != &department.code) {
+                return Err(ApiError::forbidden("demanders list their own department's demands"));
+            }
+            asked.applicant_department = Some(department.code.clone());
+        } else {
+            if asked.supplier_department.as_ref().is_some_and(|s| s != &department.code) {
+                return Err(ApiError::forbidden("suppliers list the demands on their own resources"));
+            }
+            asked.supplier_department = Some(department.code.clone());
+        }
+        Ok(asked)
     }
 
     /// Whether the caller may read a demand: its parties, the reviewers of the supplier's
@@ -576,6 +721,18 @@ impl Platform {
         }
         let mut workflow = record.filing.workflow.clone();
         let kind = action.kind();
+        // Whether the supplier must answer follows from what is asked now, of the catalog as it
+        // is now: a resubmission may ask for conditional items the first filing did not, and a
+        // supplier may have made an item conditional since. Once needed, it stays needed.
+        let resource = self.store.resource(&record.filing.resource_code, None).await?;
+        let asked = match &action {
+            Action::Resubmit { terms } => {
+                check_demand_terms(&resource, terms, now.date())?;
+                terms
+            }
+            _ => &workflow.requested,
+        };
+        workflow.supplier_review |= resource.needs_supplier_review(asked.items.iter().map(String::as_str));
         // A person may hold several roles on one demand; act in the one the step belongs to.
         let role: Role = held
             .iter()
@@ -586,7 +743,6 @@ impl Platform {
         workflow.apply(&actor, role, action, now, &self.calendar, &self.limits)?;
         let grant = match (&workflow.approved, workflow.state) {
             (Some(terms), tongban_policy::workflow::DemandState::Approved) => {
-                let resource = self.store.resource(&record.filing.resource_code, None).await?;
                 let source = GrantSource {
                     demand_id: &record.id,
                     consumer_department: &record.filing.applicant_department,

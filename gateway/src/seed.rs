@@ -102,6 +102,19 @@ const SERVICE_ITEMS: &[(&str, &str, &str, &[&str])] = &[
     ("KSTB-YB-001", "异地就医登记备案", "国家医疗保障局", &["social_insurance", "household"]),
 ];
 
+/// The demo's datasets and the seeded department that supplies each.
+const DATASET_SUPPLIERS: &[(&str, &str)] = &[
+    ("household", "henan-police"),
+    ("social_insurance", "guangdong-hrss"),
+    ("housing_fund", "anhui-housing"),
+];
+
+/// The credit code of the seeded department that supplies the demo dataset `dataset`: the
+/// owner the demo's configuration names for it.
+pub fn dataset_supplier(dataset: &str) -> Option<String> {
+    DATASET_SUPPLIERS.iter().find(|(name, _)| *name == dataset).map(|(_, key)| code_of(key))
+}
+
 fn code_of(key: &str) -> String {
     let (_, org, _, region, _) = DEPARTMENTS.iter().find(|d| d.0 == key).expect("a seeded department");
     // 机关 (registration authority 1, category 1).

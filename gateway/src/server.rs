@@ -31,6 +31,7 @@ pub struct AppState {
     platform: Arc<Platform>,
     data: Arc<DataPlane>,
     metrics_token: Option<Arc<str>>,
+    sources: Arc<crate::sources::SourceLimits>,
 }
 
 impl AppState {
@@ -40,7 +41,19 @@ impl AppState {
             platform: Arc::new(platform),
             data: Arc::new(data),
             metrics_token: None,
+            sources: Arc::default(),
         }
+    }
+
+    /// The limits per source address on what is sent without a credential.
+    pub fn sources(&self) -> &crate::sources::SourceLimits {
+        &self.sources
+    }
+
+    /// Limits per source address as configured.
+    pub fn with_source_limits(mut self, config: &crate::sources::SourceLimitsConfig) -> Self {
+        self.sources = Arc::new(crate::sources::SourceLimits::new(config));
+        self
     }
 
     /// Lets Prometheus read `/metrics` with `token` as its bearer credential.
@@ -150,6 +163,18 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         seed(platform.clone()).await?;
     }
     platform.grants.reload(&platform.store).await?;
+    // Resources the configuration does not let their supplier serve are refused on every call;
+    // the operator hears of them once, here, rather than from callers.
+    let snapshot = platform.grants.snapshot();
+    for resource in crate::platform::unowned_resources(snapshot.resources.values(), &platform.datasets) {
+        tracing::error!(
+            resource = %resource.code,
+            dataset = %resource.dataset,
+            supplier = %resource.supplier,
+            "the resource's dataset is not configured as its supplier's own (datasets.supplier); \
+             every call on it is refused"
+        );
+    }
     // The exchange log is recovered before anything is served: a crash may have left a
     // half-written line, which is cut off here.
     let mut log_config = loaded.config.exchange_log.clone();
@@ -174,8 +199,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     tracing::info!(%address, scheme, "listening");
 
     let data = DataPlane::new(loaded.config.data.clone(), log, platform.store.clone())?;
-    let state =
-        AppState::new(platform.clone(), data).with_metrics_token(loaded.config.server.metrics_token.clone());
+    let state = AppState::new(platform.clone(), data)
+        .with_metrics_token(loaded.config.server.metrics_token.clone())
+        .with_source_limits(&loaded.config.server.sources);
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));
@@ -196,6 +222,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             ticks.tick().await;
             let now = Platform::now();
             sweeping.data().limits.sweep(now);
+            sweeping.sources().sweep();
             if let Err(e) = crate::auth::sweep_sign_ins(&sweeping.platform().store, now).await {
                 tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
             }
@@ -206,6 +233,16 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             if let Err(e) = sweeping.platform().store.sweep_quota_usage(yesterday).await {
                 tracing::warn!(error = %e, "sweeping old quota usage failed; will retry");
             }
+        }
+    });
+    // Calls refused without a credential past their source's allowance are recorded as one
+    // summary per source, operation and ten seconds.
+    let summarising = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            ticks.tick().await;
+            crate::data::record_suppressed(&summarising).await;
         }
     });
     let loading = state.clone();
@@ -234,13 +271,11 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         let _ = signalled_tx.send(());
     };
     let stopping = state.clone();
-    let server: futures::future::BoxFuture<'static, anyhow::Result<()>> = match acceptor {
-        Some(acceptor) => Box::pin(crate::tls::serve(listener, acceptor, app(state), signalled)),
-        None => Box::pin(async move {
-            axum::serve(listener, app(state)).with_graceful_shutdown(signalled).await?;
-            Ok(())
-        }),
+    let limits = crate::listener::ConnectionLimits {
+        max_connections: loaded.config.server.max_connections,
+        header_read_timeout: Duration::from_secs(loaded.config.server.header_read_timeout_secs.max(1)),
     };
+    let server = crate::listener::serve(listener, acceptor, app(state), limits, signalled);
     tokio::select! {
         result = server => result?,
         () = async {
@@ -248,6 +283,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over, closing remaining connections"),
     }
+    crate::data::record_suppressed(&stopping).await;
     // The calls of daily quotas this gateway leased and did not use go back to the store, for
     // the other gateways or this one once restarted.
     if let Err(e) = stopping.data().limits.return_leases(Platform::now()).await {

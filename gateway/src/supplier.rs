@@ -39,6 +39,7 @@ pub async fn app(parquet: &Path, token: &str, cache_control: &str) -> anyhow::Re
     let config = DatasetConfig {
         name: "housing_fund".into(),
         key: "id_number".into(),
+        supplier: None,
         source: SourceConfig::Parquet { location: parquet.display().to_string() },
     };
     let ctx = SessionContext::new_with_config(session_config());

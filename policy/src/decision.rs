@@ -155,6 +155,11 @@ pub enum Reason {
     OperationNotOffered {
         operation: Operation,
     },
+    /// The resource's dataset is not configured as its supplier's own, so nothing of it is
+    /// served under any grant: a supplier shares only what it supplies.
+    DatasetNotOwned {
+        dataset: String,
+    },
 }
 
 /// What a permitted call may read.
@@ -222,6 +227,9 @@ pub struct AccessRequest<'a> {
     pub system: &'a str,
     /// The resource's current catalog version.
     pub resource: &'a Resource,
+    /// The department the resource's dataset belongs to, as the gateway's configuration says
+    /// (`None` when it names none).
+    pub dataset_supplier: Option<&'a str>,
     pub operation: Operation,
     /// Items the call reads; empty means every granted item.
     pub items: &'a [String],
@@ -233,6 +241,11 @@ pub struct AccessRequest<'a> {
 pub fn decide<'g>(grants: &'g GrantSet, request: &AccessRequest<'_>) -> Result<Permit<'g>, Denial> {
     let deny = |reason: Reason| Err(Denial { reasons: vec![reason] });
     let resource = request.resource;
+    // A resource over another department's dataset is served to no one, whatever was approved
+    // on it: the grant was made by people who may not share that data.
+    if request.dataset_supplier != Some(resource.supplier.as_str()) {
+        return deny(Reason::DatasetNotOwned { dataset: resource.dataset.clone() });
+    }
     let on_resource: Vec<&Grant> =
         grants.of_department(request.department).filter(|g| g.resource_code == resource.code).collect();
     if on_resource.is_empty() {

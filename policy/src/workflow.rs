@@ -2,8 +2,11 @@
 //!
 //! A demand moves between [`DemandState`]s only by [`Action`]s that the acting [`Role`] may
 //! take in the current state; anything else is refused with the reason. Review stages run
-//! against working-day deadlines; a correction request (补正) pauses the stage's clock, and the
-//! resubmission resumes it with the days already used.
+//! against working-day deadlines; a correction request (补正) pauses the stage's clock. A
+//! resubmission goes back to the data office's conformity review, whoever asked for the
+//! correction, since its terms may differ from everything reviewed so far: after the office's own
+//! request the paused clock resumes with the days already used, after the supplier's a fresh
+//! conformity stage starts.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
@@ -261,7 +264,9 @@ pub fn next_state(
         (S::SupplierReview, A::SupplierApprove, R::Supplier) => S::Approved,
         (S::SupplierReview, A::SupplierRefuse, R::Supplier) => S::RefusedBySupplier,
         (S::SupplierReview, A::RequestCorrection, R::Supplier) => S::SupplierCorrection,
-        (S::SupplierCorrection, A::Resubmit, R::Applicant) => S::SupplierReview,
+        // A resubmission may change every term, so it is checked from the start: the office's
+        // conformity review again, then the supplier's when the new terms need it.
+        (S::SupplierCorrection, A::Resubmit, R::Applicant) => S::Submitted,
         (S::RefusedBySupplier, A::Dispute, R::Applicant) => S::Disputed,
         (S::Disputed, A::DecideApprove, R::DataOffice) => S::Approved,
         (S::Disputed, A::DecideRefuse, R::DataOffice) => S::FinallyRefused,

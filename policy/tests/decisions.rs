@@ -234,6 +234,7 @@ fn decisions_follow_the_case_table() {
             department,
             system,
             resource,
+            dataset_supplier: Some(resource.supplier.as_str()),
             operation,
             items: &items,
             purpose: &purpose,
@@ -272,6 +273,42 @@ fn decisions_follow_the_case_table() {
     assert!(checked >= 25, "only {checked} cases read");
 }
 
+/// A resource over a dataset its supplier does not own is served under no grant: the call
+/// that the same grant permits over an owned dataset is refused when the dataset is another
+/// department's, or has no supplier configured.
+#[test]
+fn nothing_is_served_from_a_dataset_its_supplier_does_not_own() {
+    let grants = grants();
+    let resources = resources();
+    let items = vec!["id_number".to_owned()];
+    let purpose = purpose("KSTB-GA-001");
+    let ask = |dataset_supplier| {
+        decide(
+            &grants,
+            &AccessRequest {
+                department: "dept-a",
+                system: "s1",
+                resource: &resources[0],
+                dataset_supplier,
+                operation: Operation::Lookup,
+                items: &items,
+                purpose: &purpose,
+                today: today(),
+            },
+        )
+        .map(|_| ())
+    };
+    assert_eq!(ask(Some(resources[0].supplier.as_str())), Ok(()));
+    for owner in [Some("another-department"), None] {
+        let denial = ask(owner).expect_err("refused");
+        assert_eq!(
+            denial.reasons,
+            [Reason::DatasetNotOwned { dataset: resources[0].dataset.clone() }],
+            "{owner:?}"
+        );
+    }
+}
+
 #[test]
 fn masks_come_from_the_grant() {
     let grants = grants();
@@ -284,6 +321,7 @@ fn masks_come_from_the_grant() {
             department: "dept-a",
             system: "s1",
             resource: &resources[0],
+            dataset_supplier: Some(resources[0].supplier.as_str()),
             operation: Operation::Lookup,
             items: &items,
             purpose: &purpose,
@@ -348,6 +386,7 @@ proptest! {
             department: "d",
             system: "s",
             resource: &resources[0],
+            dataset_supplier: Some(resources[0].supplier.as_str()),
             operation,
             items: &items,
             purpose: &purpose,
@@ -378,6 +417,7 @@ fn documents_pass_only_when_granted_whole_and_unscoped() {
                 department: "dept-a",
                 system: "s1",
                 resource: &resources[0],
+                dataset_supplier: Some(resources[0].supplier.as_str()),
                 operation: Operation::Proxy,
                 items: &[],
                 purpose: &purpose,

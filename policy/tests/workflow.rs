@@ -194,22 +194,18 @@ fn corrections_pause_the_clock_and_resubmission_resumes_it() {
     // March 2026: the 2nd is a Monday.
     let calendar =
         WorkingCalendar::new([NaiveDate::from_ymd_opt(2026, 3, 12).expect("date")], []).expect("calendar");
-    let limits = StageLimits { supplier: 5, ..StageLimits::default() };
+    let limits = StageLimits { conformity: 5, supplier: 5, ..StageLimits::default() };
     let mut demand = Demand::draft(requested(), true);
     demand.apply("a", Role::Applicant, Action::Submit, at(2), &calendar, &limits).expect("submit");
+    // Conformity from Monday the 2nd: five working days is Monday the 9th.
     let clock = demand.clock.expect("conformity clock");
     assert_eq!(
         (clock.stage, clock.deadline),
-        (Stage::Conformity, NaiveDate::from_ymd_opt(2026, 3, 4).expect("date"))
+        (Stage::Conformity, NaiveDate::from_ymd_opt(2026, 3, 9).expect("date"))
     );
+    // Three working days used (3rd, 4th, 5th), then a correction; the applicant takes a week.
     demand
-        .apply("o", Role::DataOffice, action(ActionKind::PassConformity), at(3), &calendar, &limits)
-        .expect("pass");
-    // Supplier stage from Tuesday the 3rd: five working days is Tuesday the 10th.
-    assert_eq!(demand.clock.map(|c| c.deadline), NaiveDate::from_ymd_opt(2026, 3, 10));
-    // Two working days used (4th, 5th), then a correction; the applicant takes a week.
-    demand
-        .apply("s", Role::Supplier, action(ActionKind::RequestCorrection), at(5), &calendar, &limits)
+        .apply("o", Role::DataOffice, action(ActionKind::RequestCorrection), at(5), &calendar, &limits)
         .expect("correction");
     assert!(
         !demand.is_overdue(NaiveDate::from_ymd_opt(2026, 3, 20).expect("date")),
@@ -218,15 +214,18 @@ fn corrections_pause_the_clock_and_resubmission_resumes_it() {
     demand
         .apply("a", Role::Applicant, action(ActionKind::Resubmit), at(11), &calendar, &limits)
         .expect("resubmit");
-    // Three days left from Wednesday the 11th, skipping the holiday on the 12th and the
-    // weekend: the 13th, 16th and 17th.
+    // Two days left from Wednesday the 11th, skipping the holiday on the 12th: the 13th and
+    // the 16th.
     let clock = demand.clock.expect("resumed");
-    assert_eq!((clock.stage, clock.used_before), (Stage::Supplier, 2));
-    assert_eq!(clock.deadline, NaiveDate::from_ymd_opt(2026, 3, 17).expect("date"));
-    assert!(!demand.is_overdue(NaiveDate::from_ymd_opt(2026, 3, 17).expect("date")));
-    assert!(demand.is_overdue(NaiveDate::from_ymd_opt(2026, 3, 18).expect("date")));
+    assert_eq!((clock.stage, clock.used_before), (Stage::Conformity, 3));
+    assert_eq!(clock.deadline, NaiveDate::from_ymd_opt(2026, 3, 16).expect("date"));
+    assert!(!demand.is_overdue(NaiveDate::from_ymd_opt(2026, 3, 16).expect("date")));
+    assert!(demand.is_overdue(NaiveDate::from_ymd_opt(2026, 3, 17).expect("date")));
     demand
-        .apply("s", Role::Supplier, action(ActionKind::SupplierApprove), at(13), &calendar, &limits)
+        .apply("o", Role::DataOffice, action(ActionKind::PassConformity), at(13), &calendar, &limits)
+        .expect("pass");
+    demand
+        .apply("s", Role::Supplier, action(ActionKind::SupplierApprove), at(16), &calendar, &limits)
         .expect("approve");
     assert_eq!(demand.state, DemandState::Approved);
     assert_eq!(demand.approved, Some(narrowed()));
@@ -236,13 +235,55 @@ fn corrections_pause_the_clock_and_resubmission_resumes_it() {
         kinds,
         [
             ActionKind::Submit,
-            ActionKind::PassConformity,
             ActionKind::RequestCorrection,
             ActionKind::Resubmit,
+            ActionKind::PassConformity,
             ActionKind::SupplierApprove
         ]
     );
-    assert_eq!(demand.history[2].reason.as_deref(), Some("请补充法律依据"));
+    assert_eq!(demand.history[1].reason.as_deref(), Some("请补充法律依据"));
+}
+
+/// A resubmission after the supplier's correction request may ask for anything, so it goes
+/// back to the data office's conformity review with a fresh clock, and the supplier answers
+/// only what the office lets through again.
+#[test]
+fn a_resubmission_after_the_suppliers_correction_is_reviewed_from_the_start() {
+    let calendar = WorkingCalendar::new([], []).expect("calendar");
+    let limits = StageLimits { conformity: 2, supplier: 5, ..StageLimits::default() };
+    let mut demand = Demand::draft(requested(), true);
+    demand.apply("a", Role::Applicant, Action::Submit, at(2), &calendar, &limits).expect("submit");
+    demand
+        .apply("o", Role::DataOffice, action(ActionKind::PassConformity), at(3), &calendar, &limits)
+        .expect("pass");
+    demand
+        .apply("s", Role::Supplier, action(ActionKind::RequestCorrection), at(5), &calendar, &limits)
+        .expect("correction");
+    // Wider terms than the office passed: more items, every row, a higher rate.
+    let wider = Terms { division_prefix: String::new(), rate_per_second: 500, ..requested() };
+    demand
+        .apply("a", Role::Applicant, Action::Resubmit { terms: wider.clone() }, at(9), &calendar, &limits)
+        .expect("resubmit");
+    assert_eq!(demand.state, DemandState::Submitted);
+    assert_eq!(demand.requested, wider);
+    let clock = demand.clock.expect("a fresh conformity clock");
+    assert_eq!((clock.stage, clock.used_before), (Stage::Conformity, 0));
+    assert_eq!(clock.deadline, NaiveDate::from_ymd_opt(2026, 3, 11).expect("date"));
+    // The supplier cannot approve what the office has not passed again.
+    let early = demand.apply(
+        "s",
+        Role::Supplier,
+        Action::SupplierApprove { terms: wider.clone() },
+        at(9),
+        &calendar,
+        &limits,
+    );
+    assert!(matches!(early, Err(WorkflowError::IllegalTransition { .. })), "{early:?}");
+    demand
+        .apply("o", Role::DataOffice, action(ActionKind::PassConformity), at(10), &calendar, &limits)
+        .expect("pass again");
+    assert_eq!(demand.state, DemandState::SupplierReview);
+    assert_eq!(demand.requested, narrowed(), "the supplier reviews what the office let through");
 }
 
 proptest! {

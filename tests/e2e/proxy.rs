@@ -38,6 +38,8 @@ fn json_of(answer: &RawAnswer) -> Value {
 struct TestSupplier {
     address: SocketAddr,
     calls: Arc<AtomicU32>,
+    /// The headers of the last call to `/api/echo`, as the supplier received them.
+    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -45,6 +47,8 @@ impl TestSupplier {
     async fn start(address: SocketAddr) -> anyhow::Result<TestSupplier> {
         let calls = Arc::new(AtomicU32::new(0));
         let counter = Arc::clone(&calls);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen_by_echo = Arc::clone(&seen);
         let app = Router::new()
             .route(
                 "/api/people/{key}",
@@ -75,12 +79,21 @@ impl TestSupplier {
             )
             .route(
                 "/api/echo",
-                get(|headers: HeaderMap| async move {
-                    let seen: Vec<Value> = headers
+                get(move |headers: HeaderMap| async move {
+                    let pairs: Vec<(String, String)> = headers
                         .iter()
-                        .map(|(k, v)| json!({"header": k.as_str(), "value": String::from_utf8_lossy(v.as_bytes())}))
+                        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                         .collect();
-                    ([("set-cookie", "session=abc"), ("server", "supplier/1.0")], axum::Json(json!({"headers": seen})))
+                    let echoed: Vec<Value> =
+                        pairs.iter().map(|(k, v)| json!({"header": k, "value": v})).collect();
+                    *seen_by_echo.lock().expect("lock") = pairs;
+                    ([("set-cookie", "session=abc"), ("server", "supplier/1.0")], axum::Json(json!({"headers": echoed})))
+                }),
+            )
+            .route(
+                "/api/banner",
+                get(|| async {
+                    ([("set-cookie", "session=abc"), ("server", "supplier/1.0")], axum::Json(json!({"code": 0})))
                 }),
             )
             .route(
@@ -112,7 +125,7 @@ impl TestSupplier {
                 })
                 .await;
         });
-        Ok(TestSupplier { address, calls, stop: Some(stop) })
+        Ok(TestSupplier { address, calls, seen, stop: Some(stop) })
     }
 
     fn stop(&mut self) {
@@ -125,7 +138,7 @@ impl TestSupplier {
 fn binding(address: SocketAddr) -> String {
     format!(
         "[{{resource=\"{HOUSEHOLD}\", url=\"http://{address}/api\", envelope=[\"code\", \"message\", \"data\", \"headers\", \"header\", \"value\", \"received\"], \
-         credential_header=\"x-supplier-key\", credential=\"{SUPPLIER_KEY}\", document_items=[\"id_number\"], timeout_ms=400, \
+         credential_header=\"x-supplier-key\", credential=\"{SUPPLIER_KEY}\", document_items=[\"id_number\"], methods=[\"GET\", \"POST\"], timeout_ms=400, \
          retries=1, breaker_failures=4, breaker_open_ms=1500, max_request_bytes=1000}}]"
     )
 }
@@ -260,18 +273,15 @@ async fn a_careless_supplier_is_filtered_and_failures_are_contained_over_tls() -
         json!([{"id_number": "411502********1234", "name": "李*", "division_code": "411502", "status": "正常"}])
     );
 
-    // Header hygiene, as the supplier saw it.
+    // Header hygiene, as the supplier saw it. An answer that repeats the gateway's credential
+    // for the supplier is refused whole.
     let echo = get("echo".into()).await?;
-    assert_eq!(echo.status, 200);
-    assert!(echo.header("set-cookie").is_none(), "supplier cookies stay behind");
-    let seen: Vec<(String, String)> = json_of(&echo)["headers"]
-        .as_array()
-        .context("headers")?
-        .iter()
-        .map(|h| {
-            (h["header"].as_str().unwrap_or("").to_owned(), h["value"].as_str().unwrap_or("").to_owned())
-        })
-        .collect();
+    assert_eq!((echo.status, json_of(&echo)["code"].as_str()), (502, Some("upstream_echoed_credential")));
+    assert!(!String::from_utf8_lossy(&echo.body).contains(SUPPLIER_KEY));
+    let banner = get("banner".into()).await?;
+    assert_eq!(banner.status, 200);
+    assert!(banner.header("set-cookie").is_none(), "supplier cookies stay behind");
+    let seen = supplier.seen.lock().expect("lock").clone();
     let value_of = |name: &str| seen.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     assert_eq!(value_of("x-supplier-key").as_deref(), Some(SUPPLIER_KEY));
     for hidden in ["authorization", "cookie", "x-caller-hop", "connection"] {

@@ -93,40 +93,16 @@ pub(super) async fn list_demands(
     caller: Caller,
     ApiQuery(query): ApiQuery<DemandQuery>,
 ) -> Result<Json<Listing<DemandView>>, ApiError> {
-    let user = caller.require(&[
-        UserRole::Demander,
-        UserRole::SupplierAdmin,
-        UserRole::DataOfficeReviewer,
-        UserRole::Operator,
-        UserRole::PlatformAdmin,
-    ])?;
-    let mut filter = DemandFilter {
-        state: query.state,
-        applicant_department: query.applicant,
-        resource_code: query.resource,
-        supplier_department: query.supplier,
-        supplier_province: None,
-    };
-    if caller.oversees() {
-        // Everything.
-    } else if user.roles.contains(&UserRole::DataOfficeReviewer) {
-        // A data office reviews the demands on its own province's data.
-        filter.supplier_province = Some(caller.department().province().to_owned());
-    } else {
-        // Departments see their side of the workflow only.
-        let own = caller.department().code.clone();
-        if user.roles.contains(&UserRole::Demander) {
-            if filter.applicant_department.as_ref().is_some_and(|a| a != &own) {
-                return Err(ApiError::forbidden("demanders list their own department's demands"));
-            }
-            filter.applicant_department = Some(own);
-        } else {
-            if filter.supplier_department.as_ref().is_some_and(|s| s != &own) {
-                return Err(ApiError::forbidden("suppliers list the demands on their own resources"));
-            }
-            filter.supplier_department = Some(own);
-        }
-    }
+    let filter = state.platform().demand_scope(
+        &caller,
+        DemandFilter {
+            state: query.state,
+            applicant_department: query.applicant,
+            resource_code: query.resource,
+            supplier_department: query.supplier,
+            supplier_province: None,
+        },
+    )?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let page = state.platform().store.list_demands(&filter, query.after.as_deref(), limit).await?;
     let today = Platform::now().date();
@@ -166,8 +142,9 @@ pub(super) async fn overdue_demands(
     ApiQuery(query): ApiQuery<OverdueQuery>,
 ) -> Result<Json<Listing<DemandView>>, ApiError> {
     caller.require(&[UserRole::DataOfficeReviewer, UserRole::Operator, UserRole::PlatformAdmin])?;
+    let filter = state.platform().demand_scope(&caller, DemandFilter::default())?;
     let on = query.on.unwrap_or_else(|| Platform::now().date());
-    let overdue = state.platform().store.overdue_demands(on).await?;
+    let overdue = state.platform().store.overdue_demands(on, &filter).await?;
     Ok(Json(Listing { items: overdue.into_iter().map(|d| DemandView::of(d, on)).collect(), next: None }))
 }
 

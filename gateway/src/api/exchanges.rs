@@ -47,7 +47,7 @@ impl ExchangeFilter {
 
     /// The scope of the question for `caller`, with `default_hours` of history when no start
     /// is given.
-    fn scope(&self, caller: &Caller, default_hours: Option<i64>) -> Result<Scope, ApiError> {
+    pub(super) fn scope(&self, caller: &Caller, default_hours: Option<i64>) -> Result<Scope, ApiError> {
         let department = match caller {
             Caller::System(_) => {
                 return Err(ApiError::forbidden("the exchange log is read by people, not systems"));
@@ -181,19 +181,36 @@ pub(super) async fn top_resources(
     Ok(Json(Rows { rows }))
 }
 
-/// Checks the whole chain now, as `tongban audit verify` does: operators and platform
-/// administrators only.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChainQuery {
+    /// A head an earlier audit saw, as `SEQ:HASH`: the log must still lead through it.
+    expect_head: Option<String>,
+}
+
+/// Checks the whole chain now, as `tongban audit verify` does, against the configured
+/// retention and an expected head when given: operators and platform administrators only.
 #[utoipa::path(get, path = "/api/v1/exchanges/chain", tag = "exchange log", security(("bearer" = [])),
+    params(ChainQuery),
     responses((status = 200, body = Object), (status = 403, body = super::ProblemSchema)))]
 pub(super) async fn chain(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(query): ApiQuery<ChainQuery>,
 ) -> Result<Json<crate::exchange::audit::Report>, ApiError> {
     if !caller.oversees() {
         return Err(ApiError::forbidden("the chain's audit is for operators and platform administrators"));
     }
+    let head = query
+        .expect_head
+        .map(|h| h.parse::<crate::exchange::audit::ExpectedHead>())
+        .transpose()
+        .map_err(|why| ApiError::invalid(format!("expect_head: {why}")))?;
+    let expected =
+        crate::exchange::audit::Expectations { retention_days: state.data().log.retention_days(), head };
     let dir = state.data().log.dir().to_owned();
-    let report = tokio::task::spawn_blocking(move || crate::exchange::audit::verify(&dir))
+    let report = tokio::task::spawn_blocking(move || crate::exchange::audit::verify_against(&dir, &expected))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::internal(&e))?;

@@ -37,8 +37,8 @@ pub(super) struct GrantDetail {
     versions: Vec<GrantVersion>,
 }
 
-/// Lists grants: a department's own and those on its resources; reviewers and those who
-/// oversee the platform see all.
+/// Lists grants: a department's own and those on its resources, reviewers those on their
+/// province's data, those who oversee the platform all (the rule of `may_read_grant`).
 #[utoipa::path(get, path = "/api/v1/grants", tag = "grants", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<GrantView>), (status = 401, body = super::ProblemSchema)))]
 pub(super) async fn list_grants(

@@ -32,20 +32,22 @@ pub(super) struct Session {
 /// Signs a person in.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SignIn,
     responses((status = 201, body = Session), (status = 401, body = super::ProblemSchema),
-        (status = 429, description = "sign_in_locked, with Retry-After", body = super::ProblemSchema)))]
+        (status = 429, description = "sign_in_locked or sign_in_rate_limited, with Retry-After", body = super::ProblemSchema),
+        (status = 503, description = "sign_in_busy: every password check in use", body = super::ProblemSchema)))]
 pub(super) async fn sign_in(
     State(state): State<AppState>,
+    crate::listener::Peer(peer): crate::listener::Peer,
     ApiJson(input): ApiJson<SignIn>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
+    // Per source address before anything else: fresh names escape the per-name lock.
+    state.sources().sign_in(peer)?;
     let platform = state.platform();
     count_attempt(platform, &input.username).await?;
     let found = platform.store.user_with_password(&input.username).await?;
     // Verify against a decoy when the user is unknown, so both answers take as long.
     let hash = found.as_ref().map_or(auth::decoy_hash(), |(_, hash)| hash.as_str()).to_owned();
     let password = input.password;
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let matches = auth::password_work(move || auth::verify_password(&password, &hash)).await?;
     let user = match found {
         Some((user, _)) if matches && user.enabled => user,
         // Attempts on unknown names were counted like the others, so that probing cannot
@@ -143,11 +145,10 @@ pub(super) async fn change_password(
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the session's user no longer exists"))?;
     let (current, new) = (input.current_password, input.new_password);
-    let new_hash = tokio::task::spawn_blocking(move || {
+    let new_hash = auth::password_work(move || {
         auth::verify_password(&current, &hash).then(|| auth::hash_password(&new))
     })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
+    .await?
     .ok_or_else(|| {
         ApiError::unprocessable("wrong_password", "Wrong password", "current_password is not right")
     })?;
@@ -579,9 +580,7 @@ fn long_enough(field: &str, password: &str) -> Result<(), ApiError> {
 
 /// Hashes a password off the runtime's threads (Argon2id takes tens of milliseconds).
 async fn hashed(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))
+    Ok(auth::password_work(move || auth::hash_password(&password)).await?)
 }
 
 /// `username` without surrounding spaces, if it is a name people can be given.

@@ -88,12 +88,13 @@ pub(super) async fn report(
         resources.push((*measured).clone());
     }
 
+    // Reviewers count the demands on their province's data, as they list them.
+    let filter = state.platform().demand_scope(&caller, DemandFilter::default())?;
     let mut demands = Vec::new();
     let mut summary = DemandSummary::default();
     let mut after: Option<String> = None;
     loop {
-        let page =
-            state.platform().store.list_demands(&DemandFilter::default(), after.as_deref(), 500).await?;
+        let page = state.platform().store.list_demands(&filter, after.as_deref(), 500).await?;
         for record in page.items {
             let workflow = &record.filing.workflow;
             let (mut in_time, mut late) = (0, 0);
@@ -127,10 +128,8 @@ pub(super) async fn report(
         }
     }
 
-    let scope = crate::exchange::query::Scope {
-        from: Some(chrono::Utc::now() - chrono::Duration::hours(24)),
-        ..Default::default()
-    };
+    // The refused calls the caller may read, by the exchange routes' own rule.
+    let scope = super::exchanges::ExchangeFilter::default().scope(&caller, Some(24))?;
     let refusals =
         super::exchanges::ask(
             &state,

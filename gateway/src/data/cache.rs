@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tongban_policy::catalog::UpdateCycle;
 
-use super::{Answer, Payload};
+use super::Answer;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,22 +161,14 @@ impl AnswerCache {
             let compute = own.take().ok_or_else(|| Miss::Failed(ApiError::internal(&"computed twice")))?;
             let answer = compute.await.map_err(Miss::Failed)?;
             // Only whole 200 answers are kept, no longer than their source allows.
-            let ttl = match (&answer.body, answer.status) {
-                (Payload::Bytes(_), axum::http::StatusCode::OK) => {
-                    answer.max_age.map_or(ttl, |age| age.min(ttl))
-                }
+            let ttl = match answer.status {
+                axum::http::StatusCode::OK => answer.max_age.map_or(ttl, |age| age.min(ttl)),
                 _ => Duration::ZERO,
-            };
-            let body = match answer.body {
-                Payload::Bytes(bytes) => bytes,
-                Payload::Stream { .. } => {
-                    return Err(Miss::Failed(ApiError::internal(&"a streamed answer reached the cache")));
-                }
             };
             let entry = Arc::new(Entry {
                 status: answer.status,
                 headers: answer.headers,
-                body,
+                body: answer.body,
                 rows: answer.rows,
                 ttl,
             });
@@ -210,7 +202,7 @@ impl Entry {
         Answer {
             status: self.status,
             headers: self.headers.clone(),
-            body: Payload::Bytes(self.body.clone()),
+            body: self.body.clone(),
             rows: self.rows,
             max_age: None,
         }

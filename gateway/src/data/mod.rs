@@ -21,6 +21,7 @@ use tongban_policy::grant::Grant;
 
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
+use crate::listener::Peer;
 use crate::platform::{Caller, Platform, PolicySnapshot};
 use crate::server::{AppState, Readiness};
 
@@ -52,10 +53,12 @@ pub const CACHE_HEADER: &str = "x-tongban-cache";
 
 /// The data plane's routes, to be nested at `/api/v1`.
 pub fn routes(max_body_bytes: usize) -> Router<AppState> {
+    // A data route asked with another method is refused through the lifecycle too, so that
+    // the refusal has its record like any other.
     Router::new()
-        .route("/data/verify", post(verify))
-        .route("/data/{resource}/records/{key}", get(lookup))
-        .route("/data/sql", post(run_sql))
+        .route("/data/verify", post(verify).fallback(wrong_method))
+        .route("/data/{resource}/records/{key}", get(lookup).fallback(wrong_method))
+        .route("/data/sql", post(run_sql).fallback(wrong_method))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Proxied bodies are streamed and limited per upstream, not by the JSON body limit.
         .route("/proxy/{resource}/{*path}", any(proxy_call))
@@ -113,10 +116,11 @@ impl CallBody {
 pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<ApiJson<VerifyRequest>, ApiError>,
 ) -> Response {
-    serve(&state, caller, &headers, CallBody::Verify(body.map(|ApiJson(b)| b))).await
+    serve(state, caller, peer, headers, CallBody::Verify(body.map(|ApiJson(b)| b))).await
 }
 
 /// The granted items of the records with a key, masked.
@@ -128,13 +132,14 @@ pub(crate) async fn verify(
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     target: Result<ApiPath<(String, String)>, ApiError>,
     query: Result<ApiQuery<LookupQuery>, ApiError>,
 ) -> Response {
     let body =
         CallBody::Lookup { target: target.map(|ApiPath(target)| target), query: query.map(|ApiQuery(q)| q) };
-    serve(&state, caller, &headers, body).await
+    serve(state, caller, peer, headers, body).await
 }
 
 /// Runs one query over the caller's per-grant views.
@@ -147,11 +152,12 @@ pub(crate) async fn lookup(
 pub(crate) async fn run_sql(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<ApiJson<SqlRequest>, ApiError>,
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    serve(&state, caller, &headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
+    serve(state, caller, peer, headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
 }
 
 /// Passes a call on to the supplier API bound to a resource (the 接口 share method). The
@@ -166,13 +172,14 @@ pub(crate) async fn run_sql(
 pub(crate) async fn proxy_call(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
     target: Result<ApiPath<(String, String)>, ApiError>,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let resource = match target {
         Ok(ApiPath((resource, _))) => resource,
-        Err(error) => return serve(&state, caller, &parts.headers, CallBody::Proxy(Err(error))).await,
+        Err(error) => return serve(state, caller, peer, parts.headers, CallBody::Proxy(Err(error))).await,
     };
     // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
     // an encoded `?` or `/` into structure.
@@ -190,7 +197,34 @@ pub(crate) async fn proxy_call(
         method: parts.method,
         body: std::sync::Mutex::new(Some(body)),
     };
-    serve(&state, caller, &parts.headers, CallBody::Proxy(Ok(call))).await
+    serve(state, caller, peer, parts.headers, CallBody::Proxy(Ok(call))).await
+}
+
+/// A data route asked with a method it does not take: refused with 405 in the resolve phase,
+/// after the caller and purpose are checked, and recorded.
+async fn wrong_method(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let (allowed, operation) = if path.ends_with("/data/verify") {
+        ("POST", Operation::Verify)
+    } else if path.ends_with("/data/sql") {
+        ("POST", Operation::Sql)
+    } else {
+        ("GET", Operation::Lookup)
+    };
+    let error = ApiError::method_not_allowed(format!("{path} takes {allowed}, not {method}"), &[allowed]);
+    let body = match operation {
+        Operation::Verify => CallBody::Verify(Err(error)),
+        Operation::Sql => CallBody::Sql { request: Err(error), accept: None },
+        _ => CallBody::Lookup { target: Err(error.clone()), query: Err(error) },
+    };
+    serve(state, caller, peer, headers, body).await
 }
 
 /// A call's answer, encoded: masked values only.
@@ -198,16 +232,10 @@ pub(crate) struct Answer {
     pub status: StatusCode,
     /// Content type and any other headers of the answer.
     pub headers: HeaderMap,
-    pub body: Payload,
+    pub body: bytes::Bytes,
     pub rows: u64,
     /// How long the source lets the answer be kept, when it says.
     pub max_age: Option<std::time::Duration>,
-}
-
-/// An answer's body: whole, or streamed from a supplier with a known length.
-pub(crate) enum Payload {
-    Bytes(bytes::Bytes),
-    Stream { body: axum::body::Body, length: u64 },
 }
 
 impl Answer {
@@ -215,14 +243,11 @@ impl Answer {
     pub(crate) fn ok(content_type: &'static str, body: bytes::Bytes, rows: u64) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        Answer { status: StatusCode::OK, headers, body: Payload::Bytes(body), rows, max_age: None }
+        Answer { status: StatusCode::OK, headers, body, rows, max_age: None }
     }
 
     fn len(&self) -> u64 {
-        match &self.body {
-            Payload::Bytes(bytes) => bytes.len() as u64,
-            Payload::Stream { length, .. } => *length,
-        }
+        self.body.len() as u64
     }
 }
 
@@ -262,29 +287,50 @@ impl Phases<'_> {
 
 /// The lifecycle of every data call. The log phase runs whatever the outcome, and the
 /// response is released only once the record is written.
+///
+/// The call runs as a task of its own, which the handler awaits: a caller that hangs up drops
+/// the handler, not the call, so a call that reached a supplier or a query that ran is still
+/// finished and recorded.
 async fn serve(
-    state: &AppState,
+    state: AppState,
     caller: Result<Caller, ApiError>,
-    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    headers: HeaderMap,
     body: CallBody,
 ) -> Response {
-    if !crate::telemetry::enabled() {
-        return lifecycle(state, caller, headers, body, None).await;
+    // A source sending calls without a valid credential gets a record for each only within
+    // its allowance; past it, a summary stands for them (`record_suppressed`).
+    if let Err(error) = &caller
+        && error.status == StatusCode::UNAUTHORIZED
+        && let Err(refusal) = state.sources().unauthenticated(peer, body.operation())
+    {
+        return refusal.into_response();
     }
-    // With telemetry on, the call is one span continuing the caller's trace; its record
-    // carries the same trace id.
-    use opentelemetry::trace::TraceContextExt;
-    use tracing::Instrument;
-    use tracing::field::Empty;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let operation = body.operation().as_str();
-    let span = tracing::info_span!(target: "tongban::exchange", "data_call",
-        otel.name = operation, otel.kind = "server", tongban.operation = operation,
-        exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
-        tongban.code = Empty, tongban.cache = Empty);
-    let _ = span.set_parent(crate::telemetry::parent_context(headers));
-    let trace_id = span.context().span().span_context().trace_id().to_string();
-    lifecycle(state, caller, headers, body, Some(trace_id)).instrument(span).await
+    let call = async move {
+        if !crate::telemetry::enabled() {
+            return lifecycle(&state, caller, &headers, body, None).await;
+        }
+        // With telemetry on, the call is one span continuing the caller's trace; its record
+        // carries the same trace id.
+        use opentelemetry::trace::TraceContextExt;
+        use tracing::Instrument;
+        use tracing::field::Empty;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let operation = body.operation().as_str();
+        let span = tracing::info_span!(target: "tongban::exchange", "data_call",
+            otel.name = operation, otel.kind = "server", tongban.operation = operation,
+            exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
+            tongban.code = Empty, tongban.cache = Empty);
+        let _ = span.set_parent(crate::telemetry::parent_context(&headers));
+        let trace_id = span.context().span().span_context().trace_id().to_string();
+        lifecycle(&state, caller, &headers, body, Some(trace_id)).instrument(span).await
+    };
+    match tokio::spawn(call).await {
+        Ok(response) => response,
+        // The lifecycle catches panics of the phases before the log; this is one in the log
+        // phase itself, which has already said why.
+        Err(_) => ApiError::internal(&"a data call's task failed").into_response(),
+    }
 }
 
 async fn lifecycle(
@@ -333,8 +379,16 @@ async fn lifecycle(
         // learns nothing about what it asked for.
         let purpose = purpose(headers, data.log.key(), phases.record)?;
         let registry = ready_datasets(state)?;
-        let resolved =
-            resolve(&snapshot, &registry, &system, &purpose, &body, &data.upstreams, phases.record)?;
+        let resolved = resolve(
+            &snapshot,
+            &registry,
+            &state.platform().datasets,
+            &system,
+            &purpose,
+            &body,
+            &data.upstreams,
+            phases.record,
+        )?;
         phases.end(Phase::ResolveGrant);
 
         // Rate limit: per system, per grant (rate and daily quota), per resource.
@@ -402,6 +456,7 @@ async fn lifecycle(
                 // execute and mask are one phase here. Queries are not cached.
                 let answer = Box::pin(sql::run(
                     &data.sql_executor,
+                    system.department(),
                     &registry,
                     &data.sql,
                     &resolved.permits,
@@ -502,10 +557,7 @@ async fn lifecycle(
     let mut response = match logged {
         Ok(()) => match outcome {
             Ok((answer, cache)) => {
-                let body = match answer.body {
-                    Payload::Bytes(bytes) => axum::body::Body::from(bytes),
-                    Payload::Stream { body, .. } => body,
-                };
+                let body = axum::body::Body::from(answer.body);
                 // The answer's headers become the response's as they are, rather than being
                 // copied into a new map.
                 let mut response = Response::new(body);
@@ -532,6 +584,22 @@ async fn lifecycle(
         response.headers_mut().insert(EXCHANGE_ID_HEADER, value);
     }
     response
+}
+
+/// Writes one summary record per source address and operation for the calls refused without
+/// a credential past the source's allowance since the last summary (see `sources`).
+pub async fn record_suppressed(state: &AppState) {
+    for ((source, operation), calls) in state.sources().take_suppressed() {
+        let mut record = ExchangeRecord::begin(operation);
+        record.status = StatusCode::TOO_MANY_REQUESTS.as_u16();
+        record.code = Some("unauthenticated_rate_limited");
+        record.rows = calls;
+        record.source = Some(source.to_string());
+        record.finished_at = Some(chrono::Utc::now());
+        if let Err(e) = state.data().log.write(record).await {
+            tracing::error!(error = %e, %source, calls, "a summary of refused calls could not be recorded");
+        }
+    }
 }
 
 /// What a call adds to the metrics, taken from its record before the record goes to the log.
@@ -615,9 +683,11 @@ fn purpose(headers: &HeaderMap, salt: &[u8], record: &mut ExchangeRecord) -> Res
 
 /// Decides the call: one resource for a verification or look-up; for SQL, every resource the
 /// system holds a grant on for the call's service item.
+#[allow(clippy::too_many_arguments)]
 fn resolve<'s>(
     snapshot: &'s PolicySnapshot,
     registry: &crate::datasets::DatasetRegistry,
+    suppliers: &crate::platform::DatasetSuppliers,
     system: &System,
     purpose: &Purpose,
     body: &CallBody,
@@ -636,6 +706,7 @@ fn resolve<'s>(
             department: system.department(),
             system: system.id(),
             resource,
+            dataset_supplier: suppliers.get(&resource.dataset).and_then(Option::as_deref),
             operation: body.operation(),
             items,
             purpose,
@@ -662,9 +733,7 @@ fn resolve<'s>(
             record.resources.push(call.resource.clone());
             call.check_path()?;
             let (resource, permit) = ask(&call.resource, &[])?;
-            if !upstreams.is_bound(&resource.code) {
-                return Err(proxy::not_bound(&resource.code));
-            }
+            upstreams.check_method(&resource.code, &call.method)?;
             vec![(resource, permit)]
         }
         CallBody::Sql { request, .. } => {
@@ -737,6 +806,9 @@ fn reason_text(reason: &Reason) -> String {
         }
         Reason::OperationNotOffered { operation } => {
             format!("the resource is not offered for {operation:?} calls")
+        }
+        Reason::DatasetNotOwned { dataset } => {
+            format!("dataset {dataset} is not configured as the resource's supplier's own")
         }
     }
 }
@@ -917,7 +989,9 @@ mod tests {
         use arrow::datatypes::{DataType, Field, Schema};
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open_in(dir.path()).await.expect("exchange log");
-        let datasets = ["household", "social_insurance", "housing_fund"].map(String::from).to_vec();
+        let datasets = ["household", "social_insurance", "housing_fund"]
+            .map(|name| (name.to_owned(), crate::seed::dataset_supplier(name)))
+            .to_vec();
         let platform = Platform::in_memory(datasets).await.expect("platform");
         let credentials = crate::seed::seed(&platform).await.expect("seed");
         platform.grants.reload(&platform.store).await.expect("grants");
@@ -1006,7 +1080,8 @@ mod future_size {
         let state = crate::server::AppState::new(platform, data);
         let headers = axum::http::HeaderMap::new();
         let refused = || crate::error::ApiError::internal(&"not called");
-        let call = super::serve(&state, Err(refused()), &headers, super::CallBody::Verify(Err(refused())));
+        let call =
+            super::serve(state, Err(refused()), None, headers, super::CallBody::Verify(Err(refused())));
         let size = std::mem::size_of_val(&call);
         assert!(size <= 6 * 1024, "a data call's future is {size} bytes");
     }

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tongban_policy::catalog::{MaskRule, Resource};
 use tongban_policy::decision::{Permit, Purpose};
 
-use super::{Answer, Payload};
+use super::Answer;
 use crate::error::ApiError;
 
 /// A supplier API bound to one catalog resource.
@@ -61,6 +61,10 @@ pub struct UpstreamConfig {
     /// Items a non-JSON answer (a certificate PDF, say) holds. Empty: documents are refused.
     #[serde(default)]
     pub document_items: Vec<String>,
+    /// The methods the supplier's API takes through the gateway; any other is refused with
+    /// 405 before anything reaches the supplier. `TRACE` and `CONNECT` are never allowed.
+    #[serde(default = "defaults::methods")]
+    pub methods: Vec<String>,
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Time allowed for the whole answer, headers and a buffered body.
@@ -94,6 +98,7 @@ impl UpstreamConfig {
             credential_env: None,
             envelope: Vec::new(),
             document_items: Vec::new(),
+            methods: defaults::methods(),
             connect_timeout_ms: defaults::connect_timeout_ms(),
             timeout_ms: defaults::timeout_ms(),
             retries: defaults::retries(),
@@ -107,6 +112,9 @@ impl UpstreamConfig {
 }
 
 mod defaults {
+    pub(super) fn methods() -> Vec<String> {
+        vec!["GET".into(), "HEAD".into()]
+    }
     pub(super) fn connect_timeout_ms() -> u64 {
         1_000
     }
@@ -140,24 +148,23 @@ pub enum UpstreamError {
     Invalid { resource: String, reason: String },
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so never pass
-/// through a proxy.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Caller headers passed on to the supplier: what describes the request's body and what the
+/// caller will take back. Everything else stays behind: the caller's credentials, forwarding
+/// and routing hints a supplier might trust (`x-forwarded-host`, `x-original-url`,
+/// `x-http-method-override`), `range` (a part of a JSON answer could not be filtered), the
+/// encodings a supplier might compress the answer in (the gateway must read it), and the
+/// caller's own trace state. The gateway sets the purpose, the caller and a trace context itself.
+const PASSED_ON: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
 ];
-
-/// Caller headers the supplier must never see: the caller's credentials for the gateway, and
-/// the gateway's own headers, which it sets itself.
-const CALLER_ONLY: &[&str] =
-    &["authorization", "cookie", "x-api-key", "host", "forwarded", "x-forwarded-for"];
 
 /// Supplier headers passed back to the caller; everything else (cookies, server banners,
 /// the supplier's caching rules for its own clients) stays behind.
@@ -172,6 +179,7 @@ pub struct Upstreams {
 #[derive(Debug)]
 struct Upstream {
     config: UpstreamConfig,
+    methods: Vec<Method>,
     base: String,
     credential: Option<(HeaderName, HeaderValue)>,
     client: Client<HttpConnector, Body>,
@@ -213,6 +221,16 @@ impl Upstreams {
                 (None, None) => None,
                 _ => return Err(invalid("credential_header and a credential go together".into())),
             };
+            let mut methods = Vec::new();
+            for name in &config.methods {
+                let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| invalid(format!("methods: {name:?} is not an HTTP method")))?;
+                // TRACE echoes the request, credential included; CONNECT opens a tunnel.
+                if method == Method::TRACE || method == Method::CONNECT {
+                    return Err(invalid(format!("methods: {method} is never passed on")));
+                }
+                methods.push(method);
+            }
             let mut connector = HttpConnector::new();
             connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
             connector.set_nodelay(true);
@@ -222,6 +240,7 @@ impl Upstreams {
                 .pool_max_idle_per_host(config.max_idle_connections)
                 .build(connector);
             let upstream = Upstream {
+                methods,
                 base: config.url.trim_end_matches('/').to_owned(),
                 credential,
                 client,
@@ -237,6 +256,19 @@ impl Upstreams {
 
     pub fn is_bound(&self, resource: &str) -> bool {
         self.by_resource.contains_key(resource)
+    }
+
+    /// Refuses a method the resource's binding does not declare, with the ones it does.
+    pub(crate) fn check_method(&self, resource: &str, method: &Method) -> Result<(), ApiError> {
+        let Some(upstream) = self.by_resource.get(resource) else { return Err(not_bound(resource)) };
+        if upstream.methods.contains(method) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = upstream.methods.iter().map(Method::as_str).collect();
+        Err(ApiError::method_not_allowed(
+            format!("the supplier's API for {resource} takes {}, not {method}", allowed.join(", ")),
+            &allowed,
+        ))
     }
 }
 
@@ -260,9 +292,11 @@ impl ProxyCall {
     /// Refuses paths that could leave the supplier's base path once resolved.
     pub(crate) fn check_path(&self) -> Result<(), ApiError> {
         let decoded = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
-        let bad = decoded.split(['/', '\\']).any(|segment| segment == ".." || segment == ".")
-            || decoded.contains('\0')
-            || self.path.contains("//");
+        // Empty segments too (a trailing slash, an encoded slash at either end of a segment):
+        // a supplier may route `a//b` or `a/` to another handler than `a/b`.
+        let bad =
+            decoded.split(['/', '\\']).any(|segment| segment.is_empty() || segment == ".." || segment == ".")
+                || decoded.contains('\0');
         if bad {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -368,38 +402,14 @@ pub(crate) async fn forward(
             passed_back.insert(HeaderName::from_static(name), value.clone());
         }
     }
-    let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
-    let is_json = content_type.as_ref().and_then(|v| v.to_str().ok()).is_some_and(is_json_type);
     let declared = content_length(&parts.headers);
     if declared.is_some_and(|n| n > config.max_response_bytes as u64) {
         outcome.latency = started.elapsed();
         return Err(response_too_large(config.max_response_bytes));
     }
-
-    if !is_json {
-        // A document: the gateway cannot mask or scope it, so the grant must show it whole.
-        permit.admits_document(&config.document_items).map_err(super::denied)?;
-        if config.document_items.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_content_unfilterable",
-                "Supplier answer cannot be filtered",
-                "the supplier answered with something other than JSON, and its binding declares no document items",
-            ));
-        }
-        // Documents of a known size are streamed unless the answer is to be cached.
-        if let Some(length) = declared.filter(|_| !call.cacheable(headers)) {
-            outcome.latency = started.elapsed();
-            let limited = Limited::new(incoming, config.max_response_bytes);
-            return Ok(Answer {
-                status,
-                headers: passed_back,
-                body: Payload::Stream { body: Body::new(limited), length },
-                rows: 1,
-                max_age,
-            });
-        }
-    }
+    // Every answer is read whole, within the binding's limit, before anything of it is passed
+    // on: what it is follows from its bytes, not from the label the supplier put on it, and it
+    // must be searched for the gateway's own credential.
     let bytes = tokio::time::timeout(
         timeout.saturating_sub(started.elapsed()),
         Limited::new(incoming, config.max_response_bytes).collect(),
@@ -414,15 +424,43 @@ pub(crate) async fn forward(
         Ok(Err(_)) => return Err(unreachable_upstream("the supplier's answer broke off")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    if !is_json {
-        return Ok(Answer { status, headers: passed_back, body: Payload::Bytes(bytes), rows: 1, max_age });
+    // A supplier that echoes the request (or a misconfigured one) would hand the caller the
+    // credential the gateway presents to it.
+    if let Some((_, credential)) = &upstream.credential
+        && (memchr::memmem::find(&bytes, credential.as_bytes()).is_some()
+            || passed_back
+                .values()
+                .any(|v| memchr::memmem::find(v.as_bytes(), credential.as_bytes()).is_some()))
+    {
+        tracing::warn!(resource = %resource.code, "the supplier's answer holds the gateway's credential; refused");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_echoed_credential",
+            "Supplier answer refused",
+            "the supplier's answer repeats the gateway's credential for it, so none of it is passed on",
+        ));
+    }
+    let labelled_json =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_type);
+    if !labelled_json && !looks_like_json(&bytes) {
+        // A document: the gateway cannot mask or scope it, so the grant must show it whole.
+        permit.admits_document(&config.document_items).map_err(super::denied)?;
+        if config.document_items.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_content_unfilterable",
+                "Supplier answer cannot be filtered",
+                "the supplier answered with something other than JSON, and its binding declares no document items",
+            ));
+        }
+        return Ok(Answer { status, headers: passed_back, body: bytes, rows: 1, max_age });
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_response_unreadable",
             "Supplier answer unreadable",
-            "the supplier's answer claims to be JSON but is not",
+            "the supplier's answer is JSON, or claims to be, but cannot be read as one JSON text",
         )
     })?;
     let filter = JsonFilter::new(resource, permit, &config.envelope);
@@ -433,7 +471,7 @@ pub(crate) async fn forward(
     })?;
     let body = serde_json::to_vec(&filtered).map_err(|e| ApiError::internal(&e))?;
     passed_back.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(Answer { status, headers: passed_back, body: Payload::Bytes(body.into()), rows, max_age })
+    Ok(Answer { status, headers: passed_back, body: body.into(), rows, max_age })
 }
 
 enum Failure {
@@ -459,23 +497,11 @@ fn build_request(
     })?;
     let headers = request.headers_mut();
     // Room for the caller's headers and the nine the gateway sets, so the map grows once.
-    headers.reserve(caller_headers.len() + 9);
-    let named_by_connection: Vec<String> = caller_headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
+    headers.reserve(PASSED_ON.len() + 9);
     for (name, value) in caller_headers {
-        let name_text = name.as_str();
-        if HOP_BY_HOP.contains(&name_text)
-            || CALLER_ONLY.contains(&name_text)
-            || name_text.starts_with("x-tongban-")
-            || named_by_connection.iter().any(|n| n == name_text)
-        {
-            continue;
+        if PASSED_ON.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
         }
-        headers.append(name.clone(), value.clone());
     }
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -573,7 +599,16 @@ impl<'p> JsonFilter<'p> {
                 for (name, member) in members {
                     if let Some(rule) = self.granted(&name) {
                         carried = true;
-                        kept.insert(name, mask_json(member, rule));
+                        let member = match (rule, member) {
+                            // A structured value under an item granted whole is filtered like
+                            // the answer itself: it may hold other items, or records out of the
+                            // grant's rows, which the grant does not cover.
+                            (MaskRule::None, structured @ (Value::Object(_) | Value::Array(_))) => {
+                                self.value(structured, records).unwrap_or(Value::Null)
+                            }
+                            (rule, member) => mask_json(member, rule),
+                        };
+                        kept.insert(name, member);
                     } else if self.envelope.contains(&name) && !self.is_item(&name) {
                         let member = self.value(member, records).unwrap_or(Value::Null);
                         kept.insert(name, member);
@@ -678,6 +713,16 @@ fn has_body(headers: &HeaderMap) -> bool {
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Whether an answer reads as a JSON object or array, whatever it is labelled: a client would
+/// parse it so. Byte order marks, whitespace and JSON text sequence separators before it are
+/// skipped, as lenient parsers skip them.
+fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x1e))
+        .is_some_and(|b| matches!(b, b'{' | b'['))
 }
 
 fn is_json_type(content_type: &str) -> bool {

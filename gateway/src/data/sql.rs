@@ -93,6 +93,7 @@ impl Format {
 /// parsed, planned, run and encoded on the SQL runtime (`sql_executor`), under the time limit.
 pub(super) async fn run(
     executor: &SqlExecutor,
+    department: &str,
     registry: &DatasetRegistry,
     limits: &DataConfig,
     permits: &[(&Resource, Permit<'_>)],
@@ -112,7 +113,7 @@ pub(super) async fn run(
     let state = sandbox(registry, limits, permits)?;
     let query = request.query.clone();
     let max_rows = limits.sql_max_rows;
-    executor.run(async move { plan_and_run(state, &query, max_rows, format).await }).await
+    executor.run(department, async move { plan_and_run(state, &query, max_rows, format).await }).await
 }
 
 async fn plan_and_run(

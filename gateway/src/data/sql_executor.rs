@@ -11,9 +11,11 @@
 //! both want a processor. Queries still use every processor the data plane leaves idle.
 //!
 //! At most [`DataConfig::sql_concurrency`] queries run at once; each has its own memory pool
-//! of `sql_memory_mib`, so that bound is also the bound on SQL's memory. A call that finds
-//! every slot taken waits for one for `sql_queue_ms`, and is then refused with 503
-//! `sql_busy`.
+//! of `sql_memory_mib`, so that bound is also the bound on SQL's memory. The queries of one
+//! department hold at most `sql_slots_per_department` of those slots (half by default), so a
+//! department running costly queries cannot keep the others out. A call that finds its
+//! department's share or every slot taken waits for one for `sql_queue_ms`, and is then
+//! refused with 503 `sql_busy`.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -58,6 +60,9 @@ pub struct SqlExecutor {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     slots: Arc<Semaphore>,
+    /// Each department's share of the slots, made on its first query.
+    shares: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    share: usize,
     queue: Duration,
     time_limit: Duration,
     metrics: SqlMetrics,
@@ -83,6 +88,11 @@ impl SqlExecutor {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             slots: Arc::new(Semaphore::new(config.sql_concurrency.get())),
+            shares: std::sync::Mutex::default(),
+            share: match config.sql_slots_per_department {
+                0 => (config.sql_concurrency.get() / 2).max(1),
+                n => n.min(config.sql_concurrency.get()),
+            },
             queue: Duration::from_millis(config.sql_queue_ms),
             time_limit: Duration::from_millis(config.sql_timeout_ms),
             metrics: SqlMetrics::default(),
@@ -93,19 +103,33 @@ impl SqlExecutor {
     /// query time limit. A query past its limit, or whose caller went away, is aborted at its
     /// next yield; one still planning (which never yields) keeps its slot until planning
     /// ends, so such queries can hold at most every slot, never the data plane's threads.
-    pub async fn run<T, Q>(&self, query: Q) -> Result<T, ApiError>
+    pub async fn run<T, Q>(&self, department: &str, query: Q) -> Result<T, ApiError>
     where
         Q: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
         let waiting = Counted::new(&self.metrics.waiting);
-        let permit = match tokio::time::timeout(self.queue, Arc::clone(&self.slots).acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; a closed one would refuse like a full one.
+        let share = {
+            let mut shares = self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                shares.entry(department.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.share))),
+            )
+        };
+        // The department's share first, then a slot: a department at its share waits without
+        // holding a slot another department could use.
+        let permits = tokio::time::timeout(self.queue, async {
+            let share = share.acquire_owned().await?;
+            let slot = Arc::clone(&self.slots).acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((share, slot))
+        })
+        .await;
+        let (share, permit) = match permits {
+            Ok(Ok(permits)) => permits,
+            // The semaphores are never closed; a closed one would refuse like a full one.
             Ok(Err(_)) | Err(_) => return Err(busy(self.queue)),
         };
         drop(waiting);
-        let slot = Slot { _permit: permit, _running: Counted::new(&self.metrics.running) };
+        let slot = Slot { _share: share, _permit: permit, _running: Counted::new(&self.metrics.running) };
         let task = self.handle.spawn(async move {
             let answer = query.await;
             drop(slot);
@@ -164,6 +188,7 @@ impl Drop for SqlExecutor {
 
 /// A slot held by a running query, given back when the query ends or is dropped.
 struct Slot {
+    _share: OwnedSemaphorePermit,
     _permit: OwnedSemaphorePermit,
     _running: Counted,
 }
@@ -274,7 +299,7 @@ mod tests {
     async fn queries_run_on_threads_of_their_own_at_the_configured_nice_value() {
         let executor = SqlExecutor::new(&config(2, 100, 5_000)).expect("executor");
         let (name, nice) = executor
-            .run(async { Ok((std::thread::current().name().map(str::to_owned), own_nice())) })
+            .run("d", async { Ok((std::thread::current().name().map(str::to_owned), own_nice())) })
             .await
             .expect("ran");
         assert_eq!(name.as_deref(), Some("tongban-sql"));
@@ -288,7 +313,7 @@ mod tests {
         let executor = Arc::clone(executor);
         tokio::spawn(async move {
             executor
-                .run(async {
+                .run("d", async {
                     loop {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
@@ -307,7 +332,7 @@ mod tests {
         let started = std::time::Instant::now();
         let waiting = {
             let executor = Arc::clone(&executor);
-            tokio::spawn(async move { executor.run(async { Ok(1) }).await })
+            tokio::spawn(async move { executor.run("d", async { Ok(1) }).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.metrics().waiting.get(), 1);
@@ -323,7 +348,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(executor.free_slots(), 1);
         assert_eq!(executor.metrics().running.get(), 0);
-        assert_eq!(executor.run(async { Ok(7) }).await.expect("ran"), 7);
+        assert_eq!(executor.run("d", async { Ok(7) }).await.expect("ran"), 7);
     }
 
     #[tokio::test]
@@ -332,7 +357,7 @@ mod tests {
         let started = std::time::Instant::now();
         // Planning runs to its end without yielding; a blocking sleep stands for it.
         let refused = executor
-            .run(async {
+            .run("d", async {
                 std::thread::sleep(Duration::from_millis(1_500));
                 Ok(())
             })
@@ -343,6 +368,38 @@ mod tests {
         assert_eq!(executor.free_slots(), 0, "the planning query still holds its slot");
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert_eq!(executor.free_slots(), 1, "and gives it back when it ends");
+    }
+
+    /// One department's queries hold at most its share of the slots; another department's
+    /// query runs beside them at once, while a further query of the first waits and is refused.
+    #[tokio::test]
+    async fn one_department_cannot_hold_every_slot() {
+        let executor = Arc::new(SqlExecutor::new(&config(4, 200, 5_000)).expect("executor"));
+        let costly = |department: &'static str| {
+            let executor = Arc::clone(&executor);
+            tokio::spawn(async move {
+                executor
+                    .run(department, async {
+                        tokio::time::sleep(Duration::from_millis(1_500)).await;
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let hogs: Vec<_> = (0..6).map(|_| costly("hog")).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(executor.free_slots(), 2, "the hog holds its share, half of the slots");
+        let started = std::time::Instant::now();
+        assert_eq!(executor.run("other", async { Ok(7) }).await.expect("another department runs"), 7);
+        assert!(started.elapsed() < Duration::from_millis(150), "at once: {:?}", started.elapsed());
+        let mut refused = 0;
+        for hog in hogs {
+            if let Err(error) = hog.await.expect("joined") {
+                assert_eq!(error.code, "sql_busy");
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 4, "the hog's queries beyond its share waited, then were refused");
     }
 
     #[tokio::test]
@@ -360,7 +417,7 @@ mod tests {
     async fn a_panicking_query_answers_internal_and_frees_its_slot() {
         let executor = SqlExecutor::new(&config(1, 100, 5_000)).expect("executor");
         let failed = executor
-            .run(async {
+            .run("d", async {
                 if executor_panics() {
                     panic!("planner bug");
                 }

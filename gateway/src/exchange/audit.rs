@@ -64,6 +64,16 @@ pub enum ProblemKind {
     Unsealed,
     /// Lines after a segment's seal.
     AfterSeal,
+    /// Bytes after the last complete line of a segment that a crash cannot have left there: a
+    /// sealed segment, or one that is not the last.
+    TrailingBytes { bytes: u64 },
+    /// Segments were removed as if by retention, but the configuration keeps the log for
+    /// ever, or for longer than the removed segments had been sealed.
+    RetentionNotAllowed { first_segment: u64 },
+    /// The log ends before the head an earlier audit (or a peer) saw: records were cut off.
+    Truncated { expected_seq: u64, head_seq: Option<u64> },
+    /// The record at the expected head's number is not the one an earlier audit saw.
+    HeadRewritten { seq: u64 },
 }
 
 impl fmt::Display for Problem {
@@ -87,12 +97,108 @@ impl fmt::Display for Problem {
                 write!(f, "segment {} ends without its seal", wal::segment_name(self.segment))
             }
             ProblemKind::AfterSeal => write!(f, "{at} follows the segment's seal"),
+            ProblemKind::TrailingBytes { bytes } => write!(
+                f,
+                "segment {} ends with {bytes} bytes after its last line, which no crash leaves there",
+                wal::segment_name(self.segment)
+            ),
+            ProblemKind::RetentionNotAllowed { first_segment } => write!(
+                f,
+                "segments before {} were removed, which the configured retention does not allow",
+                wal::segment_name(*first_segment)
+            ),
+            ProblemKind::Truncated { expected_seq, head_seq } => write!(
+                f,
+                "the log ends at record {} but an earlier head was record {expected_seq}: records were cut off",
+                head_seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
+            ),
+            ProblemKind::HeadRewritten { seq } => {
+                write!(f, "record {seq} is not the record an earlier audit saw as the head")
+            }
         }
     }
 }
 
-/// Checks every segment of the log in `dir`.
+/// A head an earlier audit or a peer saw: the log must still lead through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for ExpectedHead {
+    type Err = String;
+
+    /// `SEQ:HASH`, as `tongban audit verify` prints a head.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (seq, hash) = text.split_once(':').ok_or("give the head as SEQ:HASH")?;
+        let seq = seq.parse().map_err(|_| format!("{seq:?} is not a record number"))?;
+        if wal::decode_hash(hash).is_none() {
+            return Err(format!("{hash:?} is not a hash of 64 hexadecimal digits"));
+        }
+        Ok(ExpectedHead { seq, hash: hash.to_ascii_lowercase() })
+    }
+}
+
+/// What the audit holds the log to besides its own chain.
+#[derive(Debug, Clone, Default)]
+pub struct Expectations {
+    /// The configured retention: `None` keeps the log for ever, so no segment may be gone.
+    pub retention_days: Option<u32>,
+    /// A head the log must still lead through.
+    pub head: Option<ExpectedHead>,
+}
+
+/// Checks every segment of the log in `dir` on its own chain alone. Without the configured
+/// retention and an earlier head, removals at either end cannot be told from a shorter log:
+/// [`verify_against`] checks those too.
 pub fn verify(dir: &Path) -> std::io::Result<Report> {
+    Ok(verify_chain(dir, None)?.0)
+}
+
+/// Checks the log in `dir` against its chain, the configured retention and an earlier head.
+pub fn verify_against(dir: &Path, expected: &Expectations) -> std::io::Result<Report> {
+    let (mut report, seen) = verify_chain(dir, expected.head.as_ref().map(|h| h.seq))?;
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    if let Some(retained) = super::compact::retained(dir)? {
+        let allowed = match (expected.retention_days, retained.removed_sealed_at) {
+            (None, _) | (Some(_), None) => false,
+            (Some(days), Some(sealed_at)) => {
+                sealed_at < chrono::Utc::now() - chrono::Duration::days(i64::from(days))
+            }
+        };
+        if !allowed {
+            report.problem = Some(Problem {
+                segment: retained.first_segment,
+                line: 0,
+                kind: ProblemKind::RetentionNotAllowed { first_segment: retained.first_segment },
+            });
+            return Ok(report);
+        }
+    }
+    if let Some(head) = &expected.head {
+        let kind = match seen.map(hex::encode) {
+            None if report.head_seq.is_none_or(|last| last < head.seq) => {
+                Some(ProblemKind::Truncated { expected_seq: head.seq, head_seq: report.head_seq })
+            }
+            // Before the first record kept: retention removed it, which was checked above.
+            None => None,
+            Some(hash) if hash != head.hash => Some(ProblemKind::HeadRewritten { seq: head.seq }),
+            Some(_) => None,
+        };
+        if let Some(kind) = kind {
+            let segment = wal::list_segments(dir)?.last().map_or(0, |(n, _)| *n);
+            report.problem = Some(Problem { segment, line: 0, kind });
+        }
+    }
+    Ok(report)
+}
+
+/// Walks the chain, keeping the hash of record `want` when it passes it.
+fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Option<[u8; 32]>)> {
+    let mut seen = None;
     let segments = wal::list_segments(dir)?;
     let mut report = Report {
         dir: dir.to_owned(),
@@ -127,8 +233,12 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
         }
         let bytes = std::fs::read(path)?;
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let trailing = (bytes.len() - complete) as u64;
         if index == last_index {
-            report.torn_tail_bytes = (bytes.len() - complete) as u64;
+            report.torn_tail_bytes = trailing;
+        } else if trailing > 0 {
+            report.problem = problem(0, ProblemKind::TrailingBytes { bytes: trailing });
+            break;
         }
         let mut digest = Sha256::new();
         let mut sealed = false;
@@ -189,6 +299,9 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
                 break 'segments;
             }
             chain = wal::line_hash(line);
+            if want == Some(seq) {
+                seen = Some(chain);
+            }
             digest.update(chain);
             expected_seq += 1;
             report.records += 1;
@@ -198,9 +311,15 @@ pub fn verify(dir: &Path) -> std::io::Result<Report> {
             report.problem = problem(0, ProblemKind::Unsealed);
             break;
         }
+        // A crash can cut short a record being written, never bytes after a seal.
+        if sealed && trailing > 0 {
+            report.problem = problem(0, ProblemKind::TrailingBytes { bytes: trailing });
+            report.torn_tail_bytes = 0;
+            break;
+        }
     }
     report.head_hash = hex::encode(chain);
-    Ok(report)
+    Ok((report, seen))
 }
 
 #[cfg(test)]
@@ -395,5 +514,132 @@ mod tests {
         let report = verify(dir.path()).expect("audit");
         assert!(report.intact(), "{:?}", report.problem);
         assert_eq!(report.head_seq, Some(33));
+    }
+
+    fn expecting(retention_days: Option<u32>, head: Option<ExpectedHead>) -> Expectations {
+        Expectations { retention_days, head }
+    }
+
+    #[test]
+    fn records_cut_off_at_the_end_are_found_against_an_expected_head() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        let report = verify(dir.path()).expect("audit");
+        let head: ExpectedHead =
+            format!("{}:{}", report.head_seq.expect("records"), report.head_hash).parse().expect("head");
+        assert!(verify_against(dir.path(), &expecting(None, Some(head.clone()))).expect("audit").intact());
+        // The newest one and two segments holding records removed: the chain that is left is
+        // whole. (The active segment may hold none yet.)
+        for removed in 1..=2 {
+            loop {
+                let segments = list_segments(dir.path()).expect("segments");
+                let holds_records = std::fs::read_to_string(&segments[segments.len() - 1].1)
+                    .expect("segment")
+                    .lines()
+                    .any(|l| l.contains("\"seq\""));
+                std::fs::remove_file(&segments[segments.len() - 1].1).expect("remove");
+                if holds_records {
+                    break;
+                }
+            }
+            let report = verify(dir.path()).expect("audit");
+            assert!(report.intact() && report.head_seq < Some(30), "the chain alone cannot tell");
+            let report = verify_against(dir.path(), &expecting(None, Some(head.clone()))).expect("audit");
+            assert!(
+                matches!(
+                    report.problem.as_ref().map(|p| &p.kind),
+                    Some(ProblemKind::Truncated { expected_seq: 30, .. })
+                ),
+                "{removed}: {:?}",
+                report.problem
+            );
+        }
+        // A head whose record is there but is not the one seen.
+        let other = ExpectedHead { seq: 3, hash: "ab".repeat(32) };
+        let report = verify_against(dir.path(), &expecting(None, Some(other))).expect("audit");
+        assert_eq!(report.problem.map(|p| p.kind), Some(ProblemKind::HeadRewritten { seq: 3 }));
+        assert!("3:xyz".parse::<ExpectedHead>().is_err());
+        assert!("x:00".parse::<ExpectedHead>().is_err());
+    }
+
+    #[test]
+    fn segments_removed_as_if_by_retention_are_found_unless_retention_allows_it() {
+        // An attacker removes the first segments and writes the anchor retention would have
+        // written, with a seal time as old as needed.
+        let forge = |sealed_at: Option<chrono::DateTime<chrono::Utc>>| {
+            let dir = tempfile::tempdir().expect("dir");
+            write_log(dir.path(), 30);
+            let segments = list_segments(dir.path()).expect("segments");
+            let seal = super::super::compact::seal_of(&segments[1].1).expect("read").expect("sealed");
+            for (_, path) in &segments[..2] {
+                std::fs::remove_file(path).expect("remove");
+            }
+            let anchor = super::super::compact::Retained {
+                first_segment: 3,
+                first_seq: seal.last_seq + 1,
+                prev: seal.last_hash,
+                removed_sealed_at: sealed_at,
+            };
+            std::fs::write(dir.path().join("retained.json"), serde_json::to_vec(&anchor).expect("json"))
+                .expect("write");
+            assert!(verify(dir.path()).expect("audit").intact(), "the chain alone cannot tell");
+            dir
+        };
+        let not_allowed = |dir: &Path, expected: Expectations| {
+            let report = verify_against(dir, &expected).expect("audit");
+            assert_eq!(
+                report.problem.map(|p| p.kind),
+                Some(ProblemKind::RetentionNotAllowed { first_segment: 3 }),
+                "{expected:?}"
+            );
+        };
+        // No retention configured: nothing may be gone.
+        let dir = forge(Some(chrono::Utc::now() - chrono::Duration::days(400)));
+        not_allowed(dir.path(), expecting(None, None));
+        // Retention of 180 days, but the removed segment was sealed just now.
+        let dir = forge(Some(chrono::Utc::now()));
+        not_allowed(dir.path(), expecting(Some(180), None));
+        // An anchor without a seal time proves nothing.
+        let dir = forge(None);
+        not_allowed(dir.path(), expecting(Some(180), None));
+
+        // Real retention passes under the retention that made it.
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        super::super::compact::compact(dir.path(), Some(0)).expect("compact");
+        assert!(verify_against(dir.path(), &expecting(Some(0), None)).expect("audit").intact());
+        not_allowed_from_any(dir.path());
+    }
+
+    /// Retention the configuration does not allow fails however the anchor looks.
+    fn not_allowed_from_any(dir: &Path) {
+        let report = verify_against(dir, &expecting(None, None)).expect("audit");
+        assert!(matches!(report.problem.map(|p| p.kind), Some(ProblemKind::RetentionNotAllowed { .. })));
+    }
+
+    #[test]
+    fn bytes_after_a_seal_are_found() {
+        // After the seal of a segment that is not the last.
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        let (path, _) = segment_lines(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(b"{\"seq\":99");
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(problem(dir.path()), ProblemKind::TrailingBytes { bytes: 9 });
+
+        // After the seal of the last segment, where a crash could not have left them either.
+        let dir = tempfile::tempdir().expect("dir");
+        write_log(dir.path(), 30);
+        let segments = list_segments(dir.path()).expect("segments");
+        let (_, active) = segments.last().expect("segments");
+        if super::super::compact::seal_of(active).expect("read").is_none() {
+            std::fs::remove_file(active).expect("remove the active segment");
+        }
+        let (_, last) = list_segments(dir.path()).expect("segments").last().cloned().expect("segments");
+        let mut bytes = std::fs::read(&last).expect("read");
+        bytes.extend_from_slice(b"tail");
+        std::fs::write(&last, &bytes).expect("write");
+        assert_eq!(problem(dir.path()), ProblemKind::TrailingBytes { bytes: 4 });
     }
 }

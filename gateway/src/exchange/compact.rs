@@ -177,6 +177,10 @@ pub struct Retained {
     /// Its first record, and the hash that record links to.
     pub first_seq: u64,
     pub prev: String,
+    /// When the last segment removed was sealed: the audit checks it was old enough for the
+    /// configured retention to remove it. (Absent in anchors written before it was recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub const RETAINED_FILE: &str = "retained.json";
@@ -254,6 +258,7 @@ pub fn compact(dir: &Path, retention_days: Option<u32>) -> anyhow::Result<Compac
                 first_segment: last_removed + 1,
                 first_seq: seal.last_seq + 1,
                 prev: seal.last_hash.clone(),
+                removed_sealed_at: Some(seal.sealed_at),
             };
             // The anchor is written before anything is removed, so a crash between leaves
             // extra segments, never a chain without its start.

@@ -99,6 +99,10 @@ pub struct ExchangeRecord {
     pub upstream_attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_us: Option<u64>,
+    /// For a summary of calls refused without a credential past their source's allowance:
+    /// the source address; `rows` then counts the calls it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -142,6 +146,7 @@ impl ExchangeRecord {
             upstream_status: None,
             upstream_attempts: 0,
             upstream_us: None,
+            source: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,
@@ -277,6 +282,8 @@ pub struct ExchangeLog {
     dir: PathBuf,
     durability: Durability,
     write_timeout: Duration,
+    /// The retention the log is kept under, which its audit checks removals against.
+    retention_days: Option<u32>,
     metrics: LogMetrics,
     #[cfg(test)]
     faults: Arc<std::sync::atomic::AtomicU32>,
@@ -366,6 +373,7 @@ impl ExchangeLog {
             dir,
             durability: config.durability,
             write_timeout: Duration::from_millis(config.write_timeout_ms.max(1)),
+            retention_days: config.retention_days,
             metrics,
             #[cfg(test)]
             faults,
@@ -379,6 +387,10 @@ impl ExchangeLog {
     }
 
     /// The directory of the log's segments.
+    pub fn retention_days(&self) -> Option<u32> {
+        self.retention_days
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -87,6 +87,37 @@ pub struct DemandFilter {
     pub supplier_province: Option<String>,
 }
 
+/// The query selecting the demands within `filter`, with its bound values, for more conditions
+/// to be added to: every list of demands reads through it.
+fn demands_where(filter: &DemandFilter) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {DEMAND_COLUMNS} FROM demands WHERE 1 = 1");
+    let mut binds: Vec<String> = Vec::new();
+    let mut condition = |column: &str, value: String| {
+        binds.push(value);
+        sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+    };
+    if let Some(state) = filter.state {
+        condition("state", state_name(state));
+    }
+    if let Some(department) = &filter.applicant_department {
+        condition("applicant_department", department.clone());
+    }
+    if let Some(resource) = &filter.resource_code {
+        condition("resource_code", resource.clone());
+    }
+    if let Some(supplier) = &filter.supplier_department {
+        condition("supplier_department", supplier.clone());
+    }
+    if let Some(province) = &filter.supplier_province {
+        binds.push(format!("{province}%"));
+        sql.push_str(&format!(
+            " AND supplier_department IN (SELECT code FROM departments WHERE region LIKE ${})",
+            binds.len()
+        ));
+    }
+    (sql, binds)
+}
+
 /// The first `limit` of `items`, read as `limit + 1` rows so that one more row tells there is
 /// a next page, which starts after the last item's key.
 fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
@@ -282,31 +313,7 @@ impl Store {
         limit: u32,
     ) -> Result<Page<DemandRecord>> {
         let limit = limit.clamp(1, 500);
-        let mut sql = format!("SELECT {DEMAND_COLUMNS} FROM demands WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let mut condition = |column: &str, value: String| {
-            binds.push(value);
-            sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-        };
-        if let Some(state) = filter.state {
-            condition("state", state_name(state));
-        }
-        if let Some(department) = &filter.applicant_department {
-            condition("applicant_department", department.clone());
-        }
-        if let Some(resource) = &filter.resource_code {
-            condition("resource_code", resource.clone());
-        }
-        if let Some(supplier) = &filter.supplier_department {
-            condition("supplier_department", supplier.clone());
-        }
-        if let Some(province) = &filter.supplier_province {
-            binds.push(format!("{province}%"));
-            sql.push_str(&format!(
-                " AND supplier_department IN (SELECT code FROM departments WHERE region LIKE ${})",
-                binds.len()
-            ));
-        }
+        let (mut sql, mut binds) = demands_where(filter);
         if let Some(after) = after {
             binds.push(after.to_owned());
             // v7 identifiers sort in creation order.
@@ -322,22 +329,30 @@ impl Store {
         Ok(page_of(items, limit, |d| d.id.clone()))
     }
 
-    /// Demands whose running review stage is past its deadline on `today`.
-    pub async fn overdue_demands(&self, today: NaiveDate) -> Result<Vec<DemandRecord>> {
-        let running: Vec<String> =
-            [DemandState::Submitted, DemandState::SupplierReview, DemandState::Disputed]
-                .into_iter()
-                .map(state_name)
-                .collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {DEMAND_COLUMNS} FROM demands WHERE state IN ($1, $2, $3) AND deadline < $4 ORDER BY deadline, id"
-        ))
-        .bind(&running[0])
-        .bind(&running[1])
-        .bind(&running[2])
-        .bind(today.format("%Y-%m-%d").to_string())
-        .fetch_all(&self.pool)
-        .await?;
+    /// Demands within `filter` whose running review stage is past its deadline on `today`.
+    pub async fn overdue_demands(
+        &self,
+        today: NaiveDate,
+        filter: &DemandFilter,
+    ) -> Result<Vec<DemandRecord>> {
+        let (mut sql, mut binds) = demands_where(filter);
+        let running = [DemandState::Submitted, DemandState::SupplierReview, DemandState::Disputed];
+        let mut placeholders = Vec::new();
+        for state in running {
+            binds.push(state_name(state));
+            placeholders.push(format!("${}", binds.len()));
+        }
+        binds.push(today.format("%Y-%m-%d").to_string());
+        sql.push_str(&format!(
+            " AND state IN ({}) AND deadline < ${} ORDER BY deadline, id",
+            placeholders.join(", "),
+            binds.len()
+        ));
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(demand_from_row).collect()
     }
 

@@ -213,13 +213,15 @@ async fn overdue_reviews_are_one_query() {
         // Submitted Monday 2 March: two working days, due Wednesday the 4th.
         assert!(
             store
-                .overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 4).expect("date"))
+                .overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 4).expect("date"), &DemandFilter::default())
                 .await
                 .expect("query")
                 .is_empty()
         );
-        let overdue =
-            store.overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 5).expect("date")).await.expect("query");
+        let overdue = store
+            .overdue_demands(NaiveDate::from_ymd_opt(2026, 3, 5).expect("date"), &DemandFilter::default())
+            .await
+            .expect("query");
         assert_eq!(
             overdue.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             [draft.id.as_str()],

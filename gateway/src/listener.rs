@@ -1,0 +1,174 @@
+//! The one accept loop behind plain and TLS listeners, and what bounds each connection.
+//!
+//! A client that opens connections and then sends nothing, or a header byte every few seconds,
+//! must not take the gateway offline for everyone else. So:
+//!
+//! - **At most `server.max_connections` at once.** At the cap the loop stops accepting (new
+//!   connections wait in the kernel's backlog) until one closes, rather than running out of
+//!   file descriptors, which would stop the probes, the exchange log and the store alike.
+//! - **A deadline for each request's head** (`server.header_read_timeout_secs`). It runs
+//!   from the moment the connection waits for a request, so it also closes a keep-alive
+//!   connection that stays idle, and a TLS handshake gets the same time.
+//! - **HTTP/2 connections are pinged** while idle and closed when the client stops answering.
+//! - **Accept errors back off** (running out of descriptors is one) instead of spinning.
+//!
+//! Every request carries the peer's address (`ConnectInfo`), for limits per source address,
+//! and over TLS the client certificate's fingerprint ([`ClientCertificate`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::ClientCertificate;
+
+/// What bounds the connections of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// How long the loop waits after an accept error before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` completes, then
+/// stops accepting and waits for the connections in flight (the caller bounds the wait).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Some(limits.header_read_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut warned_full = false;
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first, then a connection: at the cap nothing more is accepted.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        if slots.available_permits() == 0 && !warned_full {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "connection cap reached; accepting no more until some close"
+            );
+            warned_full = true;
+        } else if slots.available_permits() > limits.max_connections / 10 {
+            warned_full = false;
+        }
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    drop(slot);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, app, builder) = (tls.clone(), app.clone(), builder.clone());
+        let watcher = graceful.watcher();
+        let handshake_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            // The slot is held for as long as the connection lives.
+            let _slot = slot;
+            let (io, certificate) = match tls {
+                None => (Io::Plain(tcp), None),
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let certificate =
+                            stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(
+                                |leaf| ClientCertificate { sha256: crate::certs::fingerprint_bytes(leaf) },
+                            );
+                        (Io::Tls(Box::new(stream)), certificate)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(*certificate);
+                }
+                app.clone().oneshot(request)
+            });
+            let result = match io {
+                Io::Plain(tcp) => {
+                    watcher
+                        .watch(
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned(),
+                        )
+                        .await
+                }
+                Io::Tls(tls) => {
+                    watcher
+                        .watch(
+                            builder.serve_connection_with_upgrades(TokioIo::new(*tls), service).into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// The peer address of a request, when the listener recorded it (tests that drive the router
+/// directly have none).
+pub fn peer_of(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer)
+}
+
+/// The peer address of the request, as an extractor that never fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer_of(&parts.extensions)))
+    }
+}

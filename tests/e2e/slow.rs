@@ -1,0 +1,89 @@
+//! Slow clients holding connections: the gateway closes them once their request's head is
+//! late, never holds more connections than its cap, and keeps answering its probes meanwhile.
+//! Bounded in time: about fifteen seconds of slow clients, then the test ends.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tongban_e2e::Demo;
+
+/// Opens `n` connections that start a request and then send one header byte a second.
+async fn slow_clients(address: &str, n: usize) -> Vec<tokio::task::JoinHandle<Option<Duration>>> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let Ok(mut stream) = TcpStream::connect(address).await else { continue };
+        clients.push(tokio::spawn(async move {
+            let opened = Instant::now();
+            if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.is_err() {
+                return Some(opened.elapsed());
+            }
+            // Until the gateway closes the connection, or fifteen seconds pass.
+            while opened.elapsed() < Duration::from_secs(15) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if stream.write_all(b"a").await.is_err() {
+                    return Some(opened.elapsed());
+                }
+                let mut buffer = [0u8; 512];
+                match tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buffer)).await {
+                    Ok(Ok(0) | Err(_)) => return Some(opened.elapsed()),
+                    _ => {}
+                }
+            }
+            None
+        }));
+    }
+    clients
+}
+
+/// Probes `/healthz` on fresh connections for `span`, returning the slowest answer.
+async fn probe(demo: &Demo, span: Duration) -> Duration {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < span {
+        let at = Instant::now();
+        let answer =
+            tokio::time::timeout(Duration::from_secs(8), client.get(demo.gateway.url("/healthz")).send())
+                .await
+                .expect("the probe is answered")
+                .expect("the probe connects");
+        assert_eq!(answer.status(), 200);
+        slowest = slowest.max(at.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    slowest
+}
+
+#[tokio::test]
+async fn slow_clients_are_closed_and_probes_keep_answering() {
+    let demo = Demo::start_with(
+        1000,
+        &[("TONGBAN_SERVER__HEADER_READ_TIMEOUT_SECS", "2"), ("TONGBAN_SERVER__MAX_CONNECTIONS", "100")],
+    )
+    .await
+    .expect("demo");
+    let address = demo.gateway.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+
+    // Fewer slow clients than the cap: probes are answered at once, and every slow client is
+    // closed once its head is two seconds late.
+    let clients = slow_clients(&address, 60).await;
+    let slowest = probe(&demo, Duration::from_secs(4)).await;
+    assert!(slowest < Duration::from_secs(1), "a probe waited {slowest:?}");
+    for client in clients {
+        let closed = client.await.expect("joined").expect("the gateway closed the slow connection");
+        assert!(closed < Duration::from_secs(5), "closed after {closed:?}");
+    }
+
+    // More slow clients than the cap: the gateway holds at most its cap, refuses nothing it
+    // cannot serve for lack of descriptors, and each probe is answered once slow clients are
+    // closed, within their deadline.
+    let clients = slow_clients(&address, 250).await;
+    let slowest = probe(&demo, Duration::from_secs(5)).await;
+    assert!(slowest < Duration::from_secs(6), "a probe waited {slowest:?}");
+    for client in clients {
+        let _ = client.await;
+    }
+    let answer = reqwest::get(demo.gateway.url("/readyz")).await.expect("readyz");
+    assert_eq!(answer.status(), 200);
+}
