@@ -351,3 +351,49 @@ async fn floods_without_credentials_are_cut_per_source_and_summarised() {
     // A signed-in person and a system are served meanwhile.
     demo.sign_in("operator").await.expect("sign in after the flood (the burst has refilled)");
 }
+
+/// One system running costly queries at once holds at most its department's share of the
+/// SQL slots: another department's trivial query is answered while they run.
+#[tokio::test]
+async fn one_department_cannot_hold_every_sql_slot() {
+    let demo = Demo::start_with(
+        20_000,
+        &[
+            ("TONGBAN_DATA__SQL_TIMEOUT_MS", "3000"),
+            ("TONGBAN_DATA__SQL_CONCURRENCY", "2"),
+            ("TONGBAN_DATA__SQL_QUEUE_MS", "300"),
+        ],
+    )
+    .await
+    .expect("demo");
+    let purpose = |api: &Api, item: &str| {
+        api.with_headers(&[
+            ("x-tongban-service-item", item),
+            ("x-tongban-case-number", "CASE-2026-000001"),
+            ("x-tongban-operator", "0031"),
+        ])
+    };
+    let (_, police) = demo.system("广东省公安厅跨省户籍业务系统").expect("system");
+    let police = purpose(&police, "KSTB-GA-001");
+    let (_, hrss) = demo.system("河南省社保经办系统").expect("system");
+    let hrss = purpose(&hrss, "KSTB-RS-002");
+    let costly = json!({"query": "SELECT count(*) FROM household a, household b, household c, household d"});
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let police = police.clone();
+            let costly = costly.clone();
+            tokio::spawn(async move { police.post("/data/sql", &costly).await.expect("post") })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) =
+        hrss.post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM social_insurance"})).await.expect("post");
+    assert_eq!(status, 200, "another department's query was kept out: {body}");
+    let mut codes = Vec::new();
+    for hog in hogs {
+        let (_, body) = hog.await.expect("joined");
+        codes.push(body["code"].as_str().unwrap_or("ok").to_owned());
+    }
+    codes.sort();
+    assert_eq!(codes, ["query_timeout", "sql_busy", "sql_busy"], "the hog had one slot of two");
+}

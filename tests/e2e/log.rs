@@ -116,6 +116,101 @@ async fn audit_verify_names_a_modified_record() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records removed at either end of the log: the newest segments (found against the head an
+/// earlier audit printed), the oldest with a forged retention anchor (found against the
+/// configuration, which keeps the log for ever), and bytes appended after a seal.
+#[tokio::test]
+async fn audit_verify_finds_records_removed_at_either_end() -> anyhow::Result<()> {
+    let demo = Demo::start_with(2000, &[("TONGBAN_EXCHANGE_LOG__SEGMENT_MAX_BYTES", "4096")]).await?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = with_purpose(&system);
+    let body = json!({"resource": HOUSEHOLD, "key": "11010519491231002X", "claims": {"name": "张三"}});
+    for _ in 0..40 {
+        police.post("/data/verify", &body).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(110)).await;
+    }
+    demo.gateway.signal("TERM")?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let audit = |extra: &[&str]| -> anyhow::Result<(Option<i32>, String)> {
+        let output = std::process::Command::new(tongban_bin())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(demo.data_dir())
+            .args(extra)
+            .output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        Ok((output.status.code(), text))
+    };
+    let (code, text) = audit(&[])?;
+    assert_eq!(code, Some(0), "{text}");
+    let head = text
+        .split_whitespace()
+        .find_map(|word| word.split_once(':').filter(|(seq, hash)| seq.parse::<u64>().is_ok() && hash.len() == 64))
+        .map(|(seq, hash)| format!("{seq}:{hash}"))
+        .context("the head as SEQ:HASH")?;
+    let log_dir = demo.data_dir().join("exchange");
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(&log_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    anyhow::ensure!(segments.len() >= 4, "{} segments", segments.len());
+    let backup = tempfile::tempdir()?;
+    for segment in &segments {
+        std::fs::copy(segment, backup.path().join(segment.file_name().context("name")?))?;
+    }
+    let restore = || -> anyhow::Result<()> {
+        for segment in &segments {
+            std::fs::copy(backup.path().join(segment.file_name().context("name")?), segment)?;
+        }
+        let _ = std::fs::remove_file(log_dir.join("retained.json"));
+        Ok(())
+    };
+
+    // The newest segment holding records removed (and any empty one after it): the rest is a
+    // whole chain, but not the one seen.
+    let newest = segments
+        .iter()
+        .rposition(|s| std::fs::read_to_string(s).is_ok_and(|t| t.contains("\"seq\"")))
+        .context("a segment with records")?;
+    for segment in &segments[newest..] {
+        std::fs::remove_file(segment)?;
+    }
+    let (code, text) = audit(&["--expect-head", &head])?;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("cut off"), "{text}");
+    restore()?;
+    assert_eq!(audit(&["--expect-head", &head])?.0, Some(0));
+
+    // The oldest two segments removed, with the anchor retention would have written.
+    let seal: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&segments[1])?.lines().last().context("the seal")?,
+    )?;
+    let seal = &seal["seal"];
+    std::fs::write(
+        log_dir.join("retained.json"),
+        serde_json::to_vec(&json!({
+            "first_segment": 3,
+            "first_seq": seal["last_seq"].as_u64().context("last_seq")? + 1,
+            "prev": seal["last_hash"],
+            "removed_sealed_at": "2020-01-01T00:00:00Z",
+        }))?,
+    )?;
+    std::fs::remove_file(&segments[0])?;
+    std::fs::remove_file(&segments[1])?;
+    let (code, text) = audit(&[])?;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("retention"), "{text}");
+    restore()?;
+
+    // Bytes after the seal of a segment.
+    let mut bytes = std::fs::read(&segments[0])?;
+    bytes.extend_from_slice(b"{\"seq\":1");
+    std::fs::write(&segments[0], bytes)?;
+    let (code, text) = audit(&[])?;
+    assert_eq!(code, Some(1), "{text}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn metrics_count_calls_cache_limits_and_log_writes_for_operators_only() -> anyhow::Result<()> {
     let demo = Demo::start_with(2000, &[("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests")]).await?;
