@@ -386,8 +386,10 @@ async fn one_department_cannot_hold_every_sql_slot() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, body) =
-        hrss.post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM social_insurance"})).await.expect("post");
+    let (status, body) = hrss
+        .post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM social_insurance"}))
+        .await
+        .expect("post");
     assert_eq!(status, 200, "another department's query was kept out: {body}");
     let mut codes = Vec::new();
     for hog in hogs {
@@ -396,4 +398,36 @@ async fn one_department_cannot_hold_every_sql_slot() {
     }
     codes.sort();
     assert_eq!(codes, ["query_timeout", "sql_busy", "sql_busy"], "the hog had one slot of two");
+
+    // A caller that gives up on its query: the query still runs to its end and is recorded.
+    let (hrss_id, _) = demo.system("河南省社保经办系统").expect("system");
+    let key = demo.credentials["systems"]
+        .as_array()
+        .and_then(|systems| systems.iter().find(|s| s["id"] == json!(hrss_id)))
+        .and_then(|s| s["api_key"].as_str())
+        .expect("key")
+        .to_owned();
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    let abandoned = impatient
+        .post(demo.gateway.url("/api/v1/data/sql"))
+        .bearer_auth(&key)
+        .header("x-tongban-service-item", "KSTB-RS-002")
+        .header("x-tongban-case-number", "CASE-2026-000002")
+        .header("x-tongban-operator", "0031")
+        .json(&json!({"query": "SELECT count(*) FROM social_insurance a, social_insurance b, social_insurance c"}))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the caller gave up");
+    let mut recorded = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let records = demo.exchange_records().expect("records");
+        recorded = records.iter().any(|r| {
+            r["operation"] == "sql" && r["system"] == json!(hrss_id) && r["code"] == "query_timeout"
+        });
+        if recorded {
+            break;
+        }
+    }
+    assert!(recorded, "the abandoned query has its record");
 }

@@ -137,14 +137,17 @@ async fn audit_verify_finds_records_removed_at_either_end() -> anyhow::Result<()
             .arg(demo.data_dir())
             .args(extra)
             .output()?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         Ok((output.status.code(), text))
     };
     let (code, text) = audit(&[])?;
     assert_eq!(code, Some(0), "{text}");
     let head = text
         .split_whitespace()
-        .find_map(|word| word.split_once(':').filter(|(seq, hash)| seq.parse::<u64>().is_ok() && hash.len() == 64))
+        .find_map(|word| {
+            word.split_once(':').filter(|(seq, hash)| seq.parse::<u64>().is_ok() && hash.len() == 64)
+        })
         .map(|(seq, hash)| format!("{seq}:{hash}"))
         .context("the head as SEQ:HASH")?;
     let log_dir = demo.data_dir().join("exchange");
@@ -182,9 +185,8 @@ async fn audit_verify_finds_records_removed_at_either_end() -> anyhow::Result<()
     assert_eq!(audit(&["--expect-head", &head])?.0, Some(0));
 
     // The oldest two segments removed, with the anchor retention would have written.
-    let seal: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&segments[1])?.lines().last().context("the seal")?,
-    )?;
+    let seal: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&segments[1])?.lines().last().context("the seal")?)?;
     let seal = &seal["seal"];
     std::fs::write(
         log_dir.join("retained.json"),

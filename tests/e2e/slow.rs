@@ -39,6 +39,10 @@ async fn slow_clients(address: &str, n: usize) -> Vec<tokio::task::JoinHandle<Op
 /// Probes `/healthz` on fresh connections for `span`, returning the slowest answer.
 async fn probe(demo: &Demo, span: Duration) -> Duration {
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    probe_with(demo, &client, span).await
+}
+
+async fn probe_with(demo: &Demo, client: &reqwest::Client, span: Duration) -> Duration {
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     while started.elapsed() < span {
@@ -86,4 +90,45 @@ async fn slow_clients_are_closed_and_probes_keep_answering() {
     }
     let answer = reqwest::get(demo.gateway.url("/readyz")).await.expect("readyz");
     assert_eq!(answer.status(), 200);
+}
+
+/// Over TLS the same loop serves: connections that start a handshake and stall are closed
+/// after the same deadline, and probes over TLS are answered meanwhile.
+#[tokio::test]
+async fn stalled_tls_handshakes_are_closed_and_probes_keep_answering() {
+    let demo =
+        Demo::start_tls_with(1000, &[("TONGBAN_SERVER__HEADER_READ_TIMEOUT_SECS", "2")]).await.expect("demo");
+    let address = demo.gateway.url("").trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        // The first bytes of a TLS record header, then nothing.
+        stream.write_all(&[0x16, 0x03]).await.expect("write");
+        stalled.push(tokio::spawn(async move {
+            let opened = Instant::now();
+            let mut buffer = [0u8; 64];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buffer)).await {
+                    Ok(Ok(0) | Err(_)) => return Some(opened.elapsed()),
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        }));
+    }
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .pool_max_idle_per_host(0)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(demo.data_dir().join("certs/ca.pem")).expect("ca"))
+                .expect("pem"),
+        )
+        .build()
+        .expect("client");
+    let slowest = probe_with(&demo, &client, Duration::from_secs(3)).await;
+    assert!(slowest < Duration::from_secs(1), "a probe waited {slowest:?}");
+    for connection in stalled {
+        let closed = connection.await.expect("joined").expect("the gateway closed the stalled handshake");
+        assert!(closed < Duration::from_secs(5), "closed after {closed:?}");
+    }
 }
