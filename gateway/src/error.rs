@@ -24,7 +24,7 @@ pub struct ApiError {
     /// Seconds after which a rate-limited call may be tried again (`Retry-After`).
     pub retry_after: Option<u64>,
     /// The methods a resource takes, for a 405 (`Allow`).
-    pub allow: Option<String>,
+    pub allow: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -93,7 +93,7 @@ impl ApiError {
     pub fn method_not_allowed(detail: impl Into<String>, allowed: &[&str]) -> Self {
         let mut error =
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", detail);
-        error.allow = Some(allowed.join(", "));
+        error.allow = Some(allowed.join(", ").into());
         error
     }
 

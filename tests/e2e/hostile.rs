@@ -17,6 +17,7 @@ use tongban_e2e::Demo;
 
 const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
 const HOUSEHOLD: &str = "A01-410000-0001";
+const FUND: &str = "C03-340000-0001";
 const KEY: &str = "hostile-supplier-credential";
 /// An identity number of Beijing, outside the grant's rows (4115), and an account number:
 /// neither may ever reach the caller.
@@ -39,8 +40,9 @@ async fn start_supplier() -> (SocketAddr, Arc<Mutex<Seen>>) {
         }
         response.body(Body::from(body)).expect("response")
     };
+    // A housing fund account, as the mislabelled answers carry it.
     let person = json!({"data": {
-        "id_number": "411502199001011234", "name": "张三丰", "division_code": "411502", "status": "正常",
+        "id_number": "340102199001011234", "name": "王小明", "account_status": "正常",
         "ethnicity": "汉族", "internal_note": OUTSIDER}})
     .to_string();
     let app = Router::new()
@@ -122,62 +124,105 @@ async fn start_supplier() -> (SocketAddr, Arc<Mutex<Seen>>) {
     (address, seen)
 }
 
-fn binding(address: SocketAddr) -> String {
+fn binding(address: SocketAddr, resource: &str, document_items: &str) -> String {
     format!(
-        "[{{resource=\"{HOUSEHOLD}\", url=\"http://{address}/api\", envelope=[\"code\", \"data\"], \
-         credential_header=\"authorization\", credential=\"Bearer {KEY}\", document_items=[\"id_number\"], \
+        "[{{resource=\"{resource}\", url=\"http://{address}/api\", envelope=[\"code\", \"data\"], \
+         credential_header=\"authorization\", credential=\"Bearer {KEY}\", document_items=[\"{document_items}\"], \
          timeout_ms=3000, retries=0}}]"
     )
 }
 
-#[tokio::test]
-async fn a_hostile_supplier_gets_nothing_past_the_grant() -> anyhow::Result<()> {
-    let (address, seen) = start_supplier().await;
-    let demo = Demo::start_with(2000, &[("TONGBAN_DATA__UPSTREAMS", &binding(address))]).await?;
-    let (_, system) = demo.system(POLICE_SYSTEM)?;
-    let police = system.with_headers(&[
-        ("x-tongban-service-item", "KSTB-GA-001"),
-        ("x-tongban-case-number", "GD-2026-000731"),
-        ("x-tongban-operator", "0031"),
-        ("x-http-method-override", "DELETE"),
-        ("x-original-url", "/admin"),
-        ("x-real-ip", "10.0.0.1"),
-        ("x-forwarded-host", "evil.example"),
-        ("tracestate", "vendor=secret"),
-        ("range", "bytes=0-10"),
-    ]);
-    let call = |method: reqwest::Method, path: &str| {
-        let police = police.clone();
-        let path = format!("/proxy/{HOUSEHOLD}/{path}");
-        async move {
-            // The grant allows 10 calls a second.
-            tokio::time::sleep(Duration::from_millis(120)).await;
-            police.send(method, &path, None, None).await.expect("send")
-        }
-    };
-    let leaks = |body: &[u8]| {
-        let text = String::from_utf8_lossy(body);
-        [OUTSIDER, ACCOUNT, KEY, "汉族"].into_iter().filter(|s| text.contains(s)).collect::<Vec<_>>()
-    };
+/// The demo gateway with the household resource bound to a hostile supplier, and the police
+/// system's client, sending headers a supplier might trust along with its purpose.
+struct Setup {
+    demo: Demo,
+    seen: Arc<Mutex<Seen>>,
+    police: tongban_e2e::Api,
+    resource: &'static str,
+}
 
+impl Setup {
+    /// The household resource behind the hostile supplier, called by the police system under
+    /// a grant that masks identity numbers and names and scopes rows to 4115.
+    async fn start() -> anyhow::Result<Setup> {
+        Setup::start_on(HOUSEHOLD, POLICE_SYSTEM, "KSTB-GA-001", "id_number").await
+    }
+
+    /// `resource` behind the hostile supplier, whose documents hold `document_items`, called
+    /// by `system` for `service_item`.
+    async fn start_on(
+        resource: &'static str,
+        system: &str,
+        service_item: &str,
+        document_items: &str,
+    ) -> anyhow::Result<Setup> {
+        let (address, seen) = start_supplier().await;
+        let demo = Demo::start_with(
+            2000,
+            &[("TONGBAN_DATA__UPSTREAMS", &binding(address, resource, document_items))],
+        )
+        .await?;
+        let (_, system) = demo.system(system)?;
+        let police = system.with_headers(&[
+            ("x-tongban-service-item", service_item),
+            ("x-tongban-case-number", "GD-2026-000731"),
+            ("x-tongban-operator", "0031"),
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/admin"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("tracestate", "vendor=secret"),
+            ("range", "bytes=0-10"),
+        ]);
+        Ok(Setup { demo, seen, police, resource })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str) -> tongban_e2e::RawAnswer {
+        // The grants allow 5 and 10 calls a second.
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        self.police.send(method, &format!("/proxy/{}/{path}", self.resource), None, None).await.expect("send")
+    }
+
+    fn calls(&self) -> usize {
+        self.seen.lock().expect("lock").calls.len()
+    }
+}
+
+/// What of the values that must never come back an answer holds.
+fn leaks(body: &[u8]) -> Vec<&'static str> {
+    let text = String::from_utf8_lossy(body);
+    [OUTSIDER, ACCOUNT, KEY, "汉族"].into_iter().filter(|s| text.contains(s)).collect()
+}
+
+#[tokio::test]
+async fn values_nested_under_granted_items_are_filtered_like_the_answer() -> anyhow::Result<()> {
+    let setup = Setup::start().await?;
     // Values nested under granted items are filtered like the answer: the record inside
     // `status` shows no row of the grant's scope, so it goes.
-    let nested = call(reqwest::Method::GET, "nested").await;
+    let nested = setup.call(reqwest::Method::GET, "nested").await;
     assert_eq!(nested.status, 200, "{}", String::from_utf8_lossy(&nested.body));
     assert!(leaks(&nested.body).is_empty(), "{}", String::from_utf8_lossy(&nested.body));
-    let region = call(reqwest::Method::GET, "region").await;
+    let region = setup.call(reqwest::Method::GET, "region").await;
     assert_eq!(region.status, 200);
     assert!(leaks(&region.body).is_empty(), "{}", String::from_utf8_lossy(&region.body));
     let body: Value = serde_json::from_slice(&region.body)?;
     assert_eq!(body["data"]["status"], json!([]), "another region's record went");
 
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_is_recognised_by_its_bytes_whatever_its_label() -> anyhow::Result<()> {
+    // The housing fund resource, whose grant shows its documents' item (the account status)
+    // whole and limits no rows, so a document would pass: JSON under another label must not.
+    let setup = Setup::start_on(FUND, "广州公积金业务系统", "KSTB-JS-004", "account_status").await?;
     // JSON is JSON whatever its label: filtered and masked, or refused when it cannot be read.
     for path in ["text-json", "x-json", "unlabelled", "json-seq"] {
-        let answer = call(reqwest::Method::GET, path).await;
+        let answer = setup.call(reqwest::Method::GET, path).await;
         assert!(leaks(&answer.body).is_empty(), "{path}: {}", String::from_utf8_lossy(&answer.body));
         if answer.status == 200 {
             let body: Value = serde_json::from_slice(&answer.body)?;
-            assert_eq!(body["data"]["id_number"], "411502********1234", "{path}");
+            assert_eq!(body["data"]["id_number"], "340102********1234", "{path}");
         } else {
             let problem: Value = serde_json::from_slice(&answer.body)?;
             assert_eq!(
@@ -188,28 +233,29 @@ async fn a_hostile_supplier_gets_nothing_past_the_grant() -> anyhow::Result<()> 
         }
     }
 
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_declared_methods_reach_the_supplier_and_its_credential_never_comes_back() -> anyhow::Result<()>
+{
+    let setup = Setup::start().await?;
+    let calls_before = setup.calls();
     // Methods the binding does not declare never reach the supplier; TRACE least of all.
-    let calls_before = seen.lock().expect("lock").calls.len();
     for method in [reqwest::Method::TRACE, reqwest::Method::POST, reqwest::Method::DELETE] {
-        let answer = call(method.clone(), "echo").await;
+        let answer = setup.call(method.clone(), "echo").await;
         assert_eq!(answer.status, 405, "{method}");
         assert_eq!(answer.header("allow").as_deref(), Some("GET, HEAD"));
         assert!(leaks(&answer.body).is_empty());
     }
-    // Empty path segments are refused before the supplier too.
-    for path in ["people/411502199001011234/", "people/%2F411502199001011234", "people//x"] {
-        let answer = call(reqwest::Method::GET, path).await;
-        let problem: Value = serde_json::from_slice(&answer.body)?;
-        assert_eq!((answer.status, problem["code"].as_str()), (400, Some("invalid_proxy_path")), "{path}");
-    }
-    assert_eq!(seen.lock().expect("lock").calls.len(), calls_before, "none of these reached the supplier");
-
+    assert_eq!(setup.calls(), calls_before, "none of these reached the supplier");
     // An echo of the request: the gateway's credential for the supplier never comes back, and
     // only the allow-listed caller headers went.
-    let echo = call(reqwest::Method::GET, "echo").await;
+    let echo = setup.call(reqwest::Method::GET, "echo").await;
     assert!(leaks(&echo.body).is_empty(), "{}", String::from_utf8_lossy(&echo.body));
     assert_eq!(echo.status, 502);
-    let received = seen.lock().expect("lock").calls.last().cloned().expect("the echo reached the supplier");
+    let received =
+        setup.seen.lock().expect("lock").calls.last().cloned().expect("the echo reached the supplier");
     for hidden in
         ["x-http-method-override", "x-original-url", "x-real-ip", "x-forwarded-host", "tracestate", "range"]
     {
@@ -220,9 +266,30 @@ async fn a_hostile_supplier_gets_nothing_past_the_grant() -> anyhow::Result<()> 
         Some(format!("Bearer {KEY}").as_str())
     );
 
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_path_segments_never_reach_the_supplier() -> anyhow::Result<()> {
+    let setup = Setup::start().await?;
+    let calls_before = setup.calls();
+    // Empty path segments are refused before the supplier too.
+    for path in ["people/411502199001011234/", "people/%2F411502199001011234", "people//x"] {
+        let answer = setup.call(reqwest::Method::GET, path).await;
+        let problem: Value = serde_json::from_slice(&answer.body)?;
+        assert_eq!((answer.status, problem["code"].as_str()), (400, Some("invalid_proxy_path")), "{path}");
+    }
+
+    assert_eq!(setup.calls(), calls_before, "none of these reached the supplier");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_call_whose_caller_gives_up_is_still_recorded() -> anyhow::Result<()> {
+    let setup = Setup::start().await?;
     // A caller that gives up while the supplier works: the call still ends and is recorded.
     let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build()?;
-    let api_key = demo.credentials["systems"]
+    let api_key = setup.demo.credentials["systems"]
         .as_array()
         .and_then(|systems| systems.iter().find(|s| s["name"] == POLICE_SYSTEM))
         .and_then(|s| s["api_key"].as_str())
@@ -230,7 +297,7 @@ async fn a_hostile_supplier_gets_nothing_past_the_grant() -> anyhow::Result<()> 
         .to_owned();
     tokio::time::sleep(Duration::from_millis(120)).await;
     let abandoned = impatient
-        .get(demo.gateway.url(&format!("/api/v1/proxy/{HOUSEHOLD}/slow")))
+        .get(setup.demo.gateway.url(&format!("/api/v1/proxy/{HOUSEHOLD}/slow")))
         .bearer_auth(&api_key)
         .header("x-tongban-service-item", "KSTB-GA-001")
         .header("x-tongban-case-number", "GD-2026-000732")
@@ -239,14 +306,15 @@ async fn a_hostile_supplier_gets_nothing_past_the_grant() -> anyhow::Result<()> 
         .await;
     assert!(abandoned.is_err(), "the caller gave up");
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    let exchange_id = seen
+    let exchange_id = setup
+        .seen
         .lock()
         .expect("lock")
         .calls
         .last()
         .and_then(|h| h.get("x-tongban-exchange-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
         .expect("the slow call reached the supplier");
-    let records = demo.exchange_records()?;
+    let records = setup.demo.exchange_records()?;
     let record =
         records.iter().find(|r| r["id"] == json!(exchange_id)).expect("the abandoned call is recorded");
     assert_eq!((record["status"].as_u64(), record["upstream_status"].as_u64()), (Some(200), Some(200)));

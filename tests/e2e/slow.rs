@@ -25,9 +25,9 @@ async fn slow_clients(address: &str, n: usize) -> Vec<tokio::task::JoinHandle<Op
                     return Some(opened.elapsed());
                 }
                 let mut buffer = [0u8; 512];
-                match tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buffer)).await {
-                    Ok(Ok(0) | Err(_)) => return Some(opened.elapsed()),
-                    _ => {}
+                let read = tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buffer)).await;
+                if let Ok(Ok(0) | Err(_)) = read {
+                    return Some(opened.elapsed());
                 }
             }
             None
