@@ -47,6 +47,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     app: Router,
     limits: ConnectionLimits,
+    refused: impl Fn(&'static str) + Clone + Send + 'static,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -88,7 +89,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, app, builder) = (tls.clone(), app.clone(), builder.clone());
+        let (tls, app, builder, refused) = (tls.clone(), app.clone(), builder.clone(), refused.clone());
         let watcher = graceful.watcher();
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
@@ -138,13 +139,36 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                match refusal_of(&*e) {
+                    // Refused by the HTTP layer before any route or caller was known, so there
+                    // is no exchange to record: counted, and named with the peer for operators.
+                    Some(reason) => {
+                        refused(reason);
+                        tracing::info!(%peer, reason, "request refused before routing");
+                    }
+                    None => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Why the HTTP layer refused a connection's request, when it did: a request it could not
+/// read (answered 400), a head over the size limit (431 or 414), or a head that came too late.
+fn refusal_of(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let error = error.downcast_ref::<hyper::Error>()?;
+    if error.is_parse_too_large() {
+        Some("head_too_large")
+    } else if error.is_parse() {
+        Some("malformed")
+    } else if error.is_timeout() {
+        Some("head_too_slow")
+    } else {
+        None
+    }
 }
 
 enum Io {

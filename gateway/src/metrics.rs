@@ -57,6 +57,8 @@ pub struct Metrics {
     pub call_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
     pub cache: Family<OutcomeLabels, Counter>,
     pub rate_limited: Family<OutcomeLabels, Counter>,
+    /// Requests the HTTP layer refused before any route, by reason.
+    pub malformed: Family<OutcomeLabels, Counter>,
     pub upstream_seconds: Family<ResourceLabels, Histogram, fn() -> Histogram>,
     pub log: LogMetrics,
 }
@@ -85,6 +87,12 @@ impl Metrics {
             "rate_limited",
             "Calls refused by a rate limit, by the limit",
             rate_limited.clone(),
+        );
+        let malformed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "http_refused",
+            "Requests refused by the HTTP layer before any route was known (malformed, heads too large, heads too slow)",
+            malformed.clone(),
         );
         let upstream_seconds: Family<ResourceLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
@@ -117,7 +125,7 @@ impl Metrics {
             Unit::Seconds,
             log.fsync_seconds.clone(),
         );
-        Metrics { registry, calls, call_seconds, cache, rate_limited, upstream_seconds, log }
+        Metrics { registry, calls, call_seconds, cache, rate_limited, malformed, upstream_seconds, log }
     }
 
     /// The registry in the OpenMetrics text format.

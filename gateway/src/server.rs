@@ -275,7 +275,11 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         max_connections: loaded.config.server.max_connections,
         header_read_timeout: Duration::from_secs(loaded.config.server.header_read_timeout_secs.max(1)),
     };
-    let server = crate::listener::serve(listener, acceptor, app(state), limits, signalled);
+    let refusals = state.data().metrics.malformed.clone();
+    let refused = move |reason: &'static str| {
+        refusals.get_or_create(&crate::metrics::OutcomeLabels { outcome: reason }).inc();
+    };
+    let server = crate::listener::serve(listener, acceptor, app(state), limits, refused, signalled);
     tokio::select! {
         result = server => result?,
         () = async {

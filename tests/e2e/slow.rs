@@ -63,7 +63,11 @@ async fn probe_with(demo: &Demo, client: &reqwest::Client, span: Duration) -> Du
 async fn slow_clients_are_closed_and_probes_keep_answering() {
     let demo = Demo::start_with(
         1000,
-        &[("TONGBAN_SERVER__HEADER_READ_TIMEOUT_SECS", "2"), ("TONGBAN_SERVER__MAX_CONNECTIONS", "100")],
+        &[
+            ("TONGBAN_SERVER__HEADER_READ_TIMEOUT_SECS", "2"),
+            ("TONGBAN_SERVER__MAX_CONNECTIONS", "100"),
+            ("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests"),
+        ],
     )
     .await
     .expect("demo");
@@ -90,6 +94,41 @@ async fn slow_clients_are_closed_and_probes_keep_answering() {
     }
     let answer = reqwest::get(demo.gateway.url("/readyz")).await.expect("readyz");
     assert_eq!(answer.status(), 200);
+
+    // Requests the HTTP layer refuses before any route is known are not exchanges, but they
+    // are counted: a head too large, two Content-Lengths, and the slow heads above.
+    let raw = |request: Vec<u8>| {
+        let address = address.clone();
+        async move {
+            let mut stream = TcpStream::connect(&address).await.expect("connect");
+            stream.write_all(&request).await.expect("write");
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+        }
+    };
+    let mut huge = b"GET /api/v1/data/verify HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 512 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    assert!(raw(huge).await.starts_with("HTTP/1.1 431"));
+    let doubled =
+        b"POST /api/v1/data/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+            .to_vec();
+    assert!(raw(doubled).await.starts_with("HTTP/1.1 400"));
+    let metrics = tongban_e2e::Api::new(&demo.gateway.base_url, Some("scrape-token-for-tests".into()));
+    let (status, text) = metrics.get_root("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("text").to_owned();
+    let count = |reason: &str| {
+        text.lines()
+            .find(|l| l.starts_with("tongban_http_refused_total") && l.contains(&format!("\"{reason}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("head_too_large") >= 1, "{text}");
+    assert!(count("malformed") >= 1, "{text}");
+    assert!(count("head_too_slow") >= 60, "{text}");
 }
 
 /// Over TLS the same loop serves: connections that start a handshake and stall are closed
