@@ -37,6 +37,32 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
 }
 
+/// Descriptors kept back from connections for everything else the gateway opens: segments of
+/// the exchange log and their Parquet copies, dataset files, the store, suppliers.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+impl ConnectionLimits {
+    /// The cap in force: the configured one, lowered when the process may not open that many
+    /// descriptors beside the ones it keeps for its own files (a cap above the descriptor
+    /// limit would let connections take the descriptors the log and the store need).
+    pub fn effective_max_connections(&self) -> usize {
+        match descriptor_limit() {
+            Some(limit) => {
+                let room = limit.saturating_sub(RESERVED_DESCRIPTORS).max(limit / 2).max(1);
+                self.max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
+            }
+            None => self.max_connections,
+        }
+    }
+}
+
+/// The process's soft limit on open descriptors, from `/proc/self/limits` (Linux).
+fn descriptor_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
 /// How long the loop waits after an accept error before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -58,7 +84,15 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.header_read_timeout))
         .keep_alive_timeout(limits.header_read_timeout);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.effective_max_connections();
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            max_connections,
+            "server.max_connections is above what the descriptor limit leaves room for; lowered (raise LimitNOFILE)"
+        );
+    }
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut warned_full = false;
     tokio::pin!(shutdown);
     loop {
@@ -194,5 +228,22 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(Peer(peer_of(&parts.extensions)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_the_gateways_own_files() {
+        let limit = descriptor_limit().expect("Linux reports the descriptor limit");
+        let huge =
+            ConnectionLimits { max_connections: usize::MAX, header_read_timeout: Duration::from_secs(1) };
+        let cap = huge.effective_max_connections() as u64;
+        assert!(cap < limit, "a cap of {cap} under a limit of {limit}");
+        assert!(cap >= limit / 2);
+        let small = ConnectionLimits { max_connections: 10, ..huge };
+        assert_eq!(small.effective_max_connections(), 10);
     }
 }
