@@ -3,25 +3,12 @@
 //! concurrent reviewers and bad input.
 
 use serde_json::{Value, json};
-use tongban_e2e::{Api, Demo};
+use tongban_e2e::{Api, Demo, act, terms};
 
 const HOUSEHOLD: &str = "A01-410000-0001";
 const INSURANCE: &str = "B02-440000-0001";
 const FUND: &str = "C03-340000-0001";
 const GD_POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
-
-/// A validity end far enough ahead for any run of these tests.
-const VALID_UNTIL: &str = "2099-12-31";
-
-fn terms(items: &[&str], prefix: &str, rate: u32, quota: u32) -> Value {
-    json!({
-        "items": items,
-        "division_prefix": prefix,
-        "rate_per_second": rate,
-        "daily_quota": quota,
-        "valid_until": VALID_UNTIL,
-    })
-}
 
 fn demand(resource: &str, service_item: &str, system_id: Option<&str>, terms: Value) -> Value {
     json!({
@@ -32,14 +19,6 @@ fn demand(resource: &str, service_item: &str, system_id: Option<&str>, terms: Va
         "legal_basis": "《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》",
         "terms": terms,
     })
-}
-
-/// Takes `action` (with its payload) on demand `id` at its current version.
-async fn act(api: &Api, reader: &Api, id: &str, action: Value) -> (u16, Value) {
-    let (_, current) = reader.get(&format!("/demands/{id}")).await.expect("read demand");
-    let mut body = action;
-    body["version"] = current["version"].clone();
-    api.post(&format!("/demands/{id}/actions"), &body).await.expect("act")
 }
 
 async fn file(api: &Api, body: &Value) -> Value {

@@ -6,28 +6,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tongban_e2e::{Api, Demo};
+use tongban_e2e::{Api, Demo, act, terms};
 
 const HOUSEHOLD: &str = "A01-410000-0001";
 const INSURANCE: &str = "B02-440000-0001";
 const FUND: &str = "C03-340000-0001";
-
-fn terms(items: &[&str], prefix: &str, rate: u32, quota: u32) -> Value {
-    json!({
-        "items": items,
-        "division_prefix": prefix,
-        "rate_per_second": rate,
-        "daily_quota": quota,
-        "valid_until": "2099-12-31",
-    })
-}
-
-async fn act(api: &Api, reader: &Api, id: &str, action: Value) -> (u16, Value) {
-    let (_, current) = reader.get(&format!("/demands/{id}")).await.expect("read demand");
-    let mut body = action;
-    body["version"] = current["version"].clone();
-    api.post(&format!("/demands/{id}/actions"), &body).await.expect("act")
-}
 
 /// A resource over Henan police's household dataset, as Guangdong's social insurance
 /// department would try to make it: every item unconditional and unmasked.
@@ -65,56 +48,36 @@ async fn a_supplier_shares_only_its_own_datasets_and_cannot_widen_live_grants() 
     assert_eq!(status, 404, "nothing was made");
 
     // Its own resource re-pointed at another department's dataset.
-    let (_, current) = hrss.get(&format!("/catalog/resources/{INSURANCE}")).await.expect("get");
-    let mut edit = current.clone();
-    for field in ["version", "supplier"] {
-        edit.as_object_mut().expect("object").remove(field);
-    }
-    edit["dataset"] = json!("household");
-    let (status, problem) = hrss
-        .put(
-            &format!("/catalog/resources/{INSURANCE}"),
-            &json!({"version": current["version"], "resource": edit}),
-        )
-        .await
-        .expect("put");
+    let (status, problem) = edit_resource(&hrss, INSURANCE, |r| r["dataset"] = json!("household")).await;
     assert_eq!((status, problem["code"].as_str()), (403, Some("dataset_not_owned")), "{problem}");
 
     // Edits that change what live grants read: the division item rows are scoped by, and a
     // new way to call (SQL on a resource approved for per-call interfaces only).
-    let (_, current) = police.get(&format!("/catalog/resources/{HOUSEHOLD}")).await.expect("get");
-    let mut edit = current.clone();
-    for field in ["version", "supplier"] {
-        edit.as_object_mut().expect("object").remove(field);
-    }
-    edit["division_item"] = json!("household_number");
-    let (status, problem) = police
-        .put(
-            &format!("/catalog/resources/{HOUSEHOLD}"),
-            &json!({"version": current["version"], "resource": edit}),
-        )
-        .await
-        .expect("put");
+    let (status, problem) =
+        edit_resource(&police, HOUSEHOLD, |r| r["division_item"] = json!("household_number")).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("edit_widens_grants")), "{problem}");
-    let (_, current) = housing.get(&format!("/catalog/resources/{FUND}")).await.expect("get");
-    let mut edit = current.clone();
-    for field in ["version", "supplier"] {
-        edit.as_object_mut().expect("object").remove(field);
-    }
-    edit["share_methods"] = json!(["interface", "table"]);
-    let (status, problem) = housing
-        .put(&format!("/catalog/resources/{FUND}"), &json!({"version": current["version"], "resource": edit}))
-        .await
-        .expect("put");
+    let (status, problem) =
+        edit_resource(&housing, FUND, |r| r["share_methods"] = json!(["interface", "table"])).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("edit_widens_grants")), "{problem}");
     // A narrowing edit still goes through.
-    edit["share_methods"] = json!(["interface"]);
-    edit["summary"] = json!("住房公积金个人账户的缴存、余额与贷款信息（修订）");
-    let (status, edited) = housing
-        .put(&format!("/catalog/resources/{FUND}"), &json!({"version": current["version"], "resource": edit}))
-        .await
-        .expect("put");
+    let (status, edited) = edit_resource(&housing, FUND, |r| {
+        r["summary"] = json!("住房公积金个人账户的缴存、余额与贷款信息（修订）");
+    })
+    .await;
     assert_eq!(status, 200, "{edited}");
+}
+
+/// Edits resource `code` as `api`: its current version, changed by `change`.
+async fn edit_resource(api: &Api, code: &str, change: impl FnOnce(&mut Value)) -> (u16, Value) {
+    let (_, current) = api.get(&format!("/catalog/resources/{code}")).await.expect("get");
+    let mut edit = current.clone();
+    for field in ["version", "supplier"] {
+        edit.as_object_mut().expect("object").remove(field);
+    }
+    change(&mut edit);
+    api.put(&format!("/catalog/resources/{code}"), &json!({"version": current["version"], "resource": edit}))
+        .await
+        .expect("put")
 }
 
 #[tokio::test]

@@ -486,3 +486,25 @@ impl Api {
         Api::answer(self.request(reqwest::Method::DELETE, path)).await
     }
 }
+
+/// A validity end far enough ahead for any run of the tests.
+pub const VALID_UNTIL: &str = "2099-12-31";
+
+/// Terms a demand asks for (or an approval grants), valid until [`VALID_UNTIL`].
+pub fn terms(items: &[&str], prefix: &str, rate: u32, quota: u32) -> serde_json::Value {
+    serde_json::json!({
+        "items": items,
+        "division_prefix": prefix,
+        "rate_per_second": rate,
+        "daily_quota": quota,
+        "valid_until": VALID_UNTIL,
+    })
+}
+
+/// Takes `action` (with its payload) on demand `id` as `api`, at the version `reader` reads.
+pub async fn act(api: &Api, reader: &Api, id: &str, action: serde_json::Value) -> (u16, serde_json::Value) {
+    let (_, current) = reader.get(&format!("/demands/{id}")).await.expect("read demand");
+    let mut body = action;
+    body["version"] = current["version"].clone();
+    api.post(&format!("/demands/{id}/actions"), &body).await.expect("act")
+}
