@@ -287,7 +287,8 @@ async fn empty_path_segments_never_reach_the_supplier() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_call_whose_caller_gives_up_is_still_recorded() -> anyhow::Result<()> {
     let setup = Setup::start().await?;
-    // A caller that gives up while the supplier works: the call still ends and is recorded.
+    // A caller that gives up while the supplier works: the call is recorded as closed by the
+    // client, under the exchange id the supplier was given.
     let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build()?;
     let api_key = setup.demo.credentials["systems"]
         .as_array()
@@ -317,6 +318,11 @@ async fn a_call_whose_caller_gives_up_is_still_recorded() -> anyhow::Result<()> 
     let records = setup.demo.exchange_records()?;
     let record =
         records.iter().find(|r| r["id"] == json!(exchange_id)).expect("the abandoned call is recorded");
-    assert_eq!((record["status"].as_u64(), record["upstream_status"].as_u64()), (Some(200), Some(200)));
+    assert_eq!((record["status"].as_u64(), record["code"].as_str()), (Some(499), Some("client_closed")));
+    assert_eq!(
+        record["grants"].as_array().map(Vec::len),
+        Some(1),
+        "the record names what was decided: {record}"
+    );
     Ok(())
 }

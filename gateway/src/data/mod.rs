@@ -287,10 +287,6 @@ impl Phases<'_> {
 
 /// The lifecycle of every data call. The log phase runs whatever the outcome, and the
 /// response is released only once the record is written.
-///
-/// The call runs as a task of its own, which the handler awaits: a caller that hangs up drops
-/// the handler, not the call, so a call that reached a supplier or a query that ran is still
-/// finished and recorded.
 async fn serve(
     state: AppState,
     caller: Result<Caller, ApiError>,
@@ -306,30 +302,50 @@ async fn serve(
     {
         return refusal.into_response();
     }
-    let call = async move {
-        if !crate::telemetry::enabled() {
-            return lifecycle(&state, caller, &headers, body, None).await;
+    if !crate::telemetry::enabled() {
+        return lifecycle(&state, caller, &headers, body, None).await;
+    }
+    // With telemetry on, the call is one span continuing the caller's trace; its record
+    // carries the same trace id.
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing::field::Empty;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let operation = body.operation().as_str();
+    let span = tracing::info_span!(target: "tongban::exchange", "data_call",
+        otel.name = operation, otel.kind = "server", tongban.operation = operation,
+        exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
+        tongban.code = Empty, tongban.cache = Empty);
+    let _ = span.set_parent(crate::telemetry::parent_context(&headers));
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+    lifecycle(&state, caller, &headers, body, Some(trace_id)).instrument(span).await
+}
+
+/// The record of a call until the log phase takes it. A caller that hangs up drops the call
+/// wherever it is waiting (on a supplier, a query, the cache); the record is then written
+/// from here, as closed by the client (499 `client_closed`), with everything the phases had
+/// filled in: the caller, the purpose, the resource, the grant. A query is stopped with it,
+/// and a supplier that was being asked has the exchange id to join its own log to this one.
+struct Unfinished {
+    state: AppState,
+    record: Option<ExchangeRecord>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else { return };
+        record.status = 499;
+        record.code = Some("client_closed");
+        record.finished_at = Some(chrono::Utc::now());
+        let state = self.state.clone();
+        // A call is dropped by the runtime serving it, so there is one to write from.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = state.data().log.write(record).await {
+                    tracing::error!(error = %e, "the record of a call its caller abandoned could not be written");
+                }
+            });
         }
-        // With telemetry on, the call is one span continuing the caller's trace; its record
-        // carries the same trace id.
-        use opentelemetry::trace::TraceContextExt;
-        use tracing::Instrument;
-        use tracing::field::Empty;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let operation = body.operation().as_str();
-        let span = tracing::info_span!(target: "tongban::exchange", "data_call",
-            otel.name = operation, otel.kind = "server", tongban.operation = operation,
-            exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
-            tongban.code = Empty, tongban.cache = Empty);
-        let _ = span.set_parent(crate::telemetry::parent_context(&headers));
-        let trace_id = span.context().span().span_context().trace_id().to_string();
-        lifecycle(&state, caller, &headers, body, Some(trace_id)).instrument(span).await
-    };
-    match tokio::spawn(call).await {
-        Ok(response) => response,
-        // The lifecycle catches panics of the phases before the log; this is one in the log
-        // phase itself, which has already said why.
-        Err(_) => ApiError::internal(&"a data call's task failed").into_response(),
     }
 }
 
@@ -341,7 +357,9 @@ async fn lifecycle(
     trace_id: Option<String>,
 ) -> Response {
     let data = state.data();
-    let mut record = ExchangeRecord::begin(body.operation());
+    let mut unfinished =
+        Unfinished { state: state.clone(), record: Some(ExchangeRecord::begin(body.operation())) };
+    let record = unfinished.record.as_mut().expect("just made");
     if let Some(trace_id) = trace_id {
         record.trace_id = trace_id;
         tracing::Span::current().record("exchange.id", record.id.as_str());
@@ -360,7 +378,7 @@ async fn lifecycle(
         .unwrap_or(0);
     let snapshot = state.platform().grants.snapshot();
     let started = Instant::now();
-    let mut phases = Phases { record: &mut record, at: started };
+    let mut phases = Phases { record: &mut *record, at: started };
 
     // A panic while the call is decided or executed (a bug in the gateway or a connector)
     // ends the call as a failure of its own, so that the log phase below still runs for it
@@ -544,7 +562,7 @@ async fn lifecycle(
     phases.end(Phase::Log);
     record.finished_at = Some(chrono::Utc::now());
     let exchange_id = record.id.clone();
-    let counted = Counted::of(&record);
+    let counted = Counted::of(record);
     if crate::telemetry::enabled() {
         let span = tracing::Span::current();
         span.record("http.response.status_code", record.status);
@@ -552,6 +570,8 @@ async fn lifecycle(
         span.record("tongban.resource", record.resources.first().map(String::as_str));
         span.record("tongban.cache", record.cache.map(CacheOutcome::as_str));
     }
+    // From here the log phase owns the record.
+    let record = unfinished.record.take().expect("taken once");
     let logged = data.log.write(record).await;
     counted.count(&data.metrics, logged.as_ref().err().map(|_| "exchange_log_unavailable"), started);
     let mut response = match logged {
