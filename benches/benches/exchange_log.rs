@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tongban_gateway::exchange::{
-    Durability, ExchangeLog, ExchangeLogConfig, ExchangeRecord, LogMetrics, Phase,
-};
+use tongban_exchange::{Durability, ExchangeLog, ExchangeLogConfig, ExchangeRecord, LogMetrics, Phase};
 use tongban_policy::decision::Operation;
 
 const SECONDS: u64 = 4;
@@ -95,7 +93,7 @@ async fn run(durability: Durability, writers: usize) {
         if fsyncs > 0.0 { format!("{:.3}", fsync_seconds / fsyncs * 1e3) } else { "-".into() },
         bytes as f64 / records.max(1) as f64,
     );
-    let report = tongban_gateway::exchange::audit::verify(dir.path()).expect("audit");
+    let report = tongban_exchange::audit::verify(dir.path()).expect("audit");
     assert!(report.intact() && report.records == records, "{report:?}");
 }
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use tongban_benches::{as_of, peak_rss_mib, rows_from_env};
-use tongban_connectors::synth::{self, SynthConfig};
+use tongban_synth::{self as synth, SynthConfig};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

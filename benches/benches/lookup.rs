@@ -13,8 +13,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::{Rng, SeedableRng};
 use tongban_benches::{ensure_dataset, micros, percentiles, rows_from_env};
-use tongban_connectors::synth::HOUSEHOLD_FILE;
 use tongban_connectors::{DatasetConfig, SourceConfig, open_dataset, session_config};
+use tongban_synth::HOUSEHOLD_FILE;
 
 const PROBES: usize = 2_000;
 

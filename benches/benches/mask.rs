@@ -9,9 +9,9 @@ use arrow::array::{ArrayRef, RecordBatch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::prelude::SessionContext;
 use tongban_benches::{ensure_dataset, rows_from_env};
-use tongban_connectors::synth::HOUSEHOLD_FILE;
 use tongban_connectors::{DatasetConfig, SourceConfig, mask_array, open_dataset, session_config};
 use tongban_policy::catalog::MaskRule;
+use tongban_synth::HOUSEHOLD_FILE;
 
 /// One county's people: the rows of the masked-output query of the SQL benchmark.
 const COUNTY: &str = "411502";

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use tongban_connectors::synth::{self, SynthConfig};
+use tongban_synth::{self as synth, SynthConfig};
 
 /// The day benchmark datasets describe, fixed so that runs are comparable.
 pub fn as_of() -> NaiveDate {

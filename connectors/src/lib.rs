@@ -14,7 +14,6 @@ pub mod location;
 pub mod lookup;
 pub mod parquet;
 pub mod postgres;
-pub mod synth;
 pub mod view;
 
 pub use dataset::{Dataset, DatasetConfig, SourceConfig, open_dataset, session_config};

@@ -9,8 +9,8 @@ use arrow::array::AsArray;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
-use tongban_connectors::synth::{HOUSEHOLD_FILE, SOCIAL_INSURANCE_FILE};
 use tongban_connectors::{Dataset, DatasetConfig, SourceConfig, open_dataset, session_config};
+use tongban_synth::{HOUSEHOLD_FILE, SOCIAL_INSURANCE_FILE};
 
 use common::keys;
 

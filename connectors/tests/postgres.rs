@@ -9,8 +9,8 @@ use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use sqlx::postgres::{PgPool, PgPoolCopyExt};
-use tongban_connectors::synth::{HOUSEHOLD_FILE, SOCIAL_INSURANCE_FILE};
 use tongban_connectors::{DatasetConfig, SourceConfig, open_dataset, session_config};
+use tongban_synth::{HOUSEHOLD_FILE, SOCIAL_INSURANCE_FILE};
 
 /// The server the test script started, or `None` when running outside it.
 fn server_url() -> Option<String> {

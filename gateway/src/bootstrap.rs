@@ -7,8 +7,8 @@
 use anyhow::Context;
 use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
-use crate::platform::Platform;
-use crate::store::{StoreError, UserRecord};
+use tongban_platform::Platform;
+use tongban_platform::store::{StoreError, UserRecord};
 
 /// The first administrator and the department they belong to.
 #[derive(Debug, Clone)]
@@ -49,11 +49,11 @@ pub async fn first_admin(platform: &Platform, admin: &FirstAdmin) -> anyhow::Res
         }
         Err(e) => return Err(e.into()),
     };
-    let username = crate::api::valid_username(&admin.username).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let password = crate::auth::new_password();
+    let username = tongban_platform::users::valid_username(&admin.username)?;
+    let password = tongban_platform::auth::new_password();
     let hash = {
         let password = password.clone();
-        tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await?
+        tokio::task::spawn_blocking(move || tongban_platform::auth::hash_password(&password)).await?
     };
     let now = Platform::now();
     let user = UserRecord {
@@ -95,7 +95,10 @@ mod tests {
         let (user, hash) =
             platform.store.user_with_password("admin").await.expect("store").expect("the administrator");
         assert_eq!(user.roles, vec![UserRole::PlatformAdmin]);
-        assert!(crate::auth::verify_password(&password, &hash), "the printed password is the one kept");
+        assert!(
+            tongban_platform::auth::verify_password(&password, &hash),
+            "the printed password is the one kept"
+        );
         assert!(!hash.contains(&password));
         let department = platform.store.department(&admin().department_code).await.expect("department");
         assert_eq!(department.roles, vec![DepartmentRole::DataOffice]);

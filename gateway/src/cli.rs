@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tongban_connectors::synth::{self, SynthConfig, SynthReport};
+use tongban_synth::{self as synth, SynthConfig, SynthReport};
 
 use crate::config::{Config, ServerConfig};
 
@@ -130,7 +130,7 @@ enum AuditCommand {
         /// A head an earlier audit printed, or a peer holds, as SEQ:HASH: the log must still
         /// lead through it, so records cut off at the end are found.
         #[arg(long)]
-        expect_head: Option<crate::exchange::audit::ExpectedHead>,
+        expect_head: Option<tongban_exchange::audit::ExpectedHead>,
         /// The retention the log is kept under, in days, when the data directory has no
         /// configuration to read it from. Without either, no segment may have been removed.
         #[arg(long)]
@@ -174,7 +174,7 @@ pub fn main() -> anyhow::Result<()> {
                 display_name,
             };
             let password = runtime.block_on(async {
-                let platform = crate::platform::Platform::open(&loaded).await?;
+                let platform = tongban_platform::Platform::open(loaded.platform_options()).await?;
                 crate::bootstrap::first_admin(&platform, &admin).await
             })?;
             #[allow(clippy::print_stdout)]
@@ -223,7 +223,7 @@ pub fn main() -> anyhow::Result<()> {
             let mut config = SynthConfig::new(
                 rows,
                 seed,
-                as_of.unwrap_or_else(|| crate::platform::Platform::now().date()),
+                as_of.unwrap_or_else(|| tongban_platform::Platform::now().date()),
             );
             config.defect_rate = defect_rate;
             config.row_group_rows = row_group_rows;
@@ -246,7 +246,7 @@ fn log_dir_of(data_dir: &Path) -> anyhow::Result<(PathBuf, Option<u32>)> {
             loaded.config.exchange_log.retention_days,
         ));
     }
-    let default = data_dir.join(crate::exchange::ExchangeLogConfig::default().dir);
+    let default = data_dir.join(tongban_exchange::ExchangeLogConfig::default().dir);
     Ok((if default.is_dir() { default } else { data_dir.to_owned() }, None))
 }
 
@@ -254,13 +254,13 @@ fn log_dir_of(data_dir: &Path) -> anyhow::Result<(PathBuf, Option<u32>)> {
 fn audit_verify(
     data_dir: &Path,
     json: bool,
-    head: Option<crate::exchange::audit::ExpectedHead>,
+    head: Option<tongban_exchange::audit::ExpectedHead>,
     retention_days: Option<u32>,
 ) -> anyhow::Result<()> {
     let (dir, configured) = log_dir_of(data_dir)?;
     let expected =
-        crate::exchange::audit::Expectations { retention_days: retention_days.or(configured), head };
-    let report = crate::exchange::audit::verify_against(&dir, &expected)
+        tongban_exchange::audit::Expectations { retention_days: retention_days.or(configured), head };
+    let report = tongban_exchange::audit::verify_against(&dir, &expected)
         .with_context(|| format!("reading {}", dir.display()))?;
     anyhow::ensure!(report.segments > 0, "{} holds no exchange log segments", dir.display());
     if json {

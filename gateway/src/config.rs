@@ -25,7 +25,7 @@ pub struct Config {
     #[serde(default)]
     pub data: DataConfig,
     #[serde(default)]
-    pub exchange_log: crate::exchange::ExchangeLogConfig,
+    pub exchange_log: tongban_exchange::ExchangeLogConfig,
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
 }
@@ -163,6 +163,22 @@ impl LoadedConfig {
                 format!("sqlite://{}", self.base_dir.join(rest).display())
             }
             _ => url.clone(),
+        }
+    }
+
+    /// What the platform is opened with, paths resolved against the configuration's folder.
+    pub fn platform_options(&self) -> tongban_platform::PlatformOptions {
+        let config = &self.config;
+        tongban_platform::PlatformOptions {
+            store_url: self.store_url(),
+            calendar: config.workflow.calendar.as_ref().map(|p| self.base_dir.join(p)),
+            limits: tongban_policy::workflow::StageLimits {
+                conformity: config.workflow.conformity_days,
+                supplier: config.workflow.supplier_days,
+                coordination: config.workflow.coordination_days,
+            },
+            datasets: config.datasets.iter().map(|d| (d.name.clone(), d.supplier.clone())).collect(),
+            session_hours: config.store.session_hours,
         }
     }
 }
@@ -372,7 +388,7 @@ mod tests {
         assert!(tls.client_ca.is_some(), "and accepts client certificates");
         assert!(!config.server.plaintext);
         assert!(config.store.url.starts_with("postgres://"));
-        assert_eq!(config.exchange_log.durability, crate::exchange::Durability::Fsync);
+        assert_eq!(config.exchange_log.durability, tongban_exchange::Durability::Fsync);
         assert_eq!(config.datasets.len(), 3);
         assert_eq!(config.data.upstreams.len(), 1);
         assert!(config.data.upstreams[0].credential.is_none(), "credentials come from the environment");

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use tongban_connectors::synth::{self, SynthConfig};
 use tongban_connectors::{DatasetConfig, SourceConfig};
+use tongban_synth::{self as synth, SynthConfig};
 
 use crate::config::{Config, DataConfig, LoadedConfig, ServerConfig, StoreConfig, WorkflowConfig};
 
@@ -35,7 +35,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         store: StoreConfig::default(),
         workflow: WorkflowConfig::default(),
         data: DataConfig::default(),
-        exchange_log: crate::exchange::ExchangeLogConfig::default(),
+        exchange_log: tongban_exchange::ExchangeLogConfig::default(),
         telemetry: crate::telemetry::TelemetryConfig::default(),
     }
 }
@@ -122,5 +122,5 @@ pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyho
 }
 
 fn today() -> NaiveDate {
-    crate::platform::Platform::now().date()
+    tongban_platform::Platform::now().date()
 }

@@ -8,7 +8,9 @@ use tongban_policy::grant::GrantError;
 use tongban_policy::org::OrgError;
 use tongban_policy::workflow::WorkflowError;
 
-use crate::store::StoreError;
+use tongban_platform::auth::PasswordBusy;
+use tongban_platform::store::StoreError;
+use tongban_platform::{ErrorKind, PlatformError};
 
 /// An API error with a stable machine-readable code. The code is the contract; titles and
 /// details are for people and may change.
@@ -143,12 +145,7 @@ impl ApiError {
     }
 
     pub fn ungrantable(items: &[&str]) -> Self {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ungrantable_items",
-            "Items cannot be granted",
-            format!("items {items:?} are unknown or not shared (不予共享) by the resource"),
-        )
+        PlatformError::ungrantable(items).into()
     }
 
     /// A failure that is the platform's, not the caller's. The cause goes to the diagnostic
@@ -164,73 +161,37 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
-            StoreError::Conflict(_) => ApiError::conflict(e.to_string()),
-            StoreError::Duplicate(_) => {
-                ApiError::new(StatusCode::CONFLICT, "already_exists", "Already exists", e.to_string())
-            }
-            other => ApiError::internal(&other),
+impl From<PlatformError> for ApiError {
+    /// The one place a platform refusal becomes an HTTP status.
+    fn from(e: PlatformError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut error = ApiError::new(status, e.code, e.title, e.detail);
+        if e.kind == ErrorKind::Busy {
+            error.retry_after = Some(1);
         }
+        error
     }
 }
 
-impl From<WorkflowError> for ApiError {
-    fn from(e: WorkflowError) -> Self {
-        let detail = e.to_string();
-        match e {
-            WorkflowError::IllegalTransition { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "illegal_transition",
-                "Not possible in this state",
-                detail,
-            ),
-            WorkflowError::WrongRole { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "wrong_role", "Wrong role", detail)
-            }
-            WorkflowError::MissingReason(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_reason", "Reason missing", detail)
-            }
-            WorkflowError::MissingBasis => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_basis", "Basis missing", detail)
-            }
-            WorkflowError::Widening(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "widening", "Wider than requested", detail)
+/// The platform's errors and the ones it converts, so handlers can use `?` on the store and
+/// the policy rules directly; each goes through [`PlatformError`]'s one mapping.
+macro_rules! through_platform_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                PlatformError::from(e).into()
             }
         }
-    }
+    )*};
 }
-
-impl From<GrantError> for ApiError {
-    fn from(e: GrantError) -> Self {
-        let detail = e.to_string();
-        match e {
-            GrantError::Ungrantable(_) => {
-                ApiError::new(StatusCode::CONFLICT, "ungrantable_items", "Items cannot be granted", detail)
-            }
-            GrantError::Widening(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "widening", "Wider than granted", detail)
-            }
-            GrantError::IllegalChange { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "illegal_transition",
-                "Not possible in this state",
-                detail,
-            ),
-            GrantError::EmptyValidity { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request", detail)
-            }
-        }
-    }
-}
-
-impl From<OrgError> for ApiError {
-    fn from(e: OrgError) -> Self {
-        ApiError::invalid(e.to_string())
-    }
-}
+through_platform_error!(StoreError, WorkflowError, GrantError, OrgError, PasswordBusy);
 
 /// A JSON request body whose rejections are problem documents: 415 without a JSON content
 /// type, 400 for malformed JSON, 422 for JSON of the wrong shape.
@@ -349,19 +310,6 @@ struct Problem<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "<[Reason]>::is_empty")]
     reasons: &'a [Reason],
-}
-
-impl From<crate::auth::PasswordBusy> for ApiError {
-    fn from(_: crate::auth::PasswordBusy) -> Self {
-        let mut error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sign_in_busy",
-            "Sign-in busy",
-            "every password check is in use; try again shortly",
-        );
-        error.retry_after = Some(1);
-        error
-    }
 }
 
 impl IntoResponse for ApiError {

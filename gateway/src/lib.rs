@@ -1,7 +1,6 @@
 //! Tongban's gateway: the server, its HTTP API, configuration and commands.
 
 pub mod api;
-pub mod auth;
 pub mod bootstrap;
 pub mod certs;
 pub mod cli;
@@ -11,15 +10,12 @@ pub mod data;
 pub mod datasets;
 pub mod demo;
 pub mod error;
-pub mod exchange;
 pub mod listener;
 pub mod metrics;
-pub mod platform;
 pub mod quality;
 pub mod seed;
 pub mod server;
 pub mod sources;
-pub mod store;
 pub mod supplier;
 pub mod telemetry;
 pub mod tls;

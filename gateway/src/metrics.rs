@@ -17,9 +17,9 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::data::SqlMetrics;
 use crate::error::ApiError;
-use crate::exchange::LogMetrics;
-use crate::platform::Caller;
 use crate::server::AppState;
+use tongban_exchange::LogMetrics;
+use tongban_platform::Caller;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -148,7 +148,9 @@ pub(crate) async fn metrics(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| crate::auth::digest(token) == crate::auth::digest(expected))
+            .is_some_and(|token| {
+                tongban_platform::auth::digest(token) == tongban_platform::auth::digest(expected)
+            })
     });
     if !scraper {
         let caller = caller?;

@@ -13,10 +13,15 @@ use tongban_policy::credit_code::CreditCode;
 use tongban_policy::org::{Department, DepartmentRole as D, ServiceItem, UserRole as U};
 use tongban_policy::workflow::{Action, Reasoned, Terms};
 
-use crate::auth;
-use crate::platform::{Caller, DemandInput, Platform, ResourceInput};
+use tongban_platform::auth;
+use tongban_platform::store::Acting;
+use tongban_platform::users::{self, NewUser};
+use tongban_platform::{Caller, DemandInput, Platform, ResourceInput};
 
 /// Where the demo writes its generated sign-in details, readable by its owner only.
+/// The actor the demo seed is recorded as in the administrative history.
+const SEED_ACTOR: &str = "seed";
+
 pub const CREDENTIALS_FILE: &str = "demo-credentials.json";
 
 /// The demo's sign-in details.
@@ -309,7 +314,7 @@ pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::
     let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
     let issued = crate::certs::generate(&dir, &hosts, &names)?;
     for (system, files) in credentials.systems.iter().zip(&issued) {
-        let seed = crate::store::Acting { by: "seed", at: Platform::now() };
+        let seed = Acting { by: SEED_ACTOR, at: Platform::now() };
         platform.store.set_system_certificate(&system.id, &files.sha256, seed).await?;
     }
     Ok(())
@@ -342,20 +347,19 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
             roles: roles.to_vec(),
         };
         department.validate()?;
-        platform.store.create_department(&department, crate::store::Acting { by: "seed", at: now }).await?;
+        platform.store.create_department(&department, Acting { by: SEED_ACTOR, at: now }).await?;
     }
     let password = auth::new_password();
     let mut users = Vec::new();
     for (username, display, department, roles) in USERS {
-        crate::api::register_user(
-            platform,
-            username,
-            display,
-            &code_of(department),
-            roles.to_vec(),
-            &password,
-        )
-        .await?;
+        let user = NewUser {
+            username: (*username).to_owned(),
+            display_name: (*display).to_owned(),
+            department_code: code_of(department),
+            roles: roles.to_vec(),
+            password: password.clone(),
+        };
+        users::create_user(platform, user, SEED_ACTOR).await?;
         users.push(DemoUser {
             username: (*username).into(),
             department: code_of(department),
@@ -372,7 +376,7 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
                 name,
                 &issued.digest,
                 &issued.prefix,
-                crate::store::Acting { by: "seed", at: now },
+                Acting { by: SEED_ACTOR, at: now },
             )
             .await?;
         systems.push(DemoSystem {

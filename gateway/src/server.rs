@@ -13,8 +13,8 @@ use crate::config::LoadedConfig;
 use crate::data::DataPlane;
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
-use crate::exchange::ExchangeLog;
-use crate::platform::Platform;
+use tongban_exchange::ExchangeLog;
+use tongban_platform::Platform;
 
 /// Where dataset loading stands; `/readyz` reports it.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ pub type Seed = Box<dyn FnOnce(Platform) -> futures::future::BoxFuture<'static, 
 pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<()> {
     // The store is ready (and seeded) before the address is announced, so a caller that sees
     // it can use the API at once; datasets keep loading after.
-    let platform = Platform::open(&loaded).await?;
+    let platform = Platform::open(loaded.platform_options()).await?;
     if let Some(seed) = seed {
         seed(platform.clone()).await?;
     }
@@ -166,7 +166,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     // Resources the configuration does not let their supplier serve are refused on every call;
     // the operator hears of them once, here, rather than from callers.
     let snapshot = platform.grants.snapshot();
-    for resource in crate::platform::unowned_resources(snapshot.resources.values(), &platform.datasets) {
+    for resource in tongban_platform::unowned_resources(snapshot.resources.values(), &platform.datasets) {
         tracing::error!(
             resource = %resource.code,
             dataset = %resource.dataset,
@@ -179,7 +179,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     // half-written line, which is cut off here.
     let mut log_config = loaded.config.exchange_log.clone();
     log_config.dir = loaded.base_dir.join(&log_config.dir);
-    let log = ExchangeLog::open(&log_config, crate::exchange::LogMetrics::new())
+    let log = ExchangeLog::open(&log_config, tongban_exchange::LogMetrics::new())
         .await
         .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_config.dir.display()))?;
     let server_config = &loaded.config.server;
@@ -223,7 +223,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             let now = Platform::now();
             sweeping.data().limits.sweep(now);
             sweeping.sources().sweep();
-            if let Err(e) = crate::auth::sweep_sign_ins(&sweeping.platform().store, now).await {
+            if let Err(e) = tongban_platform::auth::sweep_sign_ins(&sweeping.platform().store, now).await {
                 tracing::warn!(error = %e, "sweeping old sign-in attempts failed; will retry");
             }
             if let Err(e) = sweeping.platform().store.sweep_sessions(now).await {

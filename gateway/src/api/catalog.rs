@@ -9,8 +9,8 @@ use tongban_policy::org::ServiceItem;
 
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::platform::{Caller, ResourceInput};
 use crate::server::AppState;
+use tongban_platform::{Caller, ResourceInput};
 
 /// Lists service items (事项).
 #[utoipa::path(get, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),

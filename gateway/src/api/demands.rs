@@ -10,9 +10,9 @@ use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms,
 
 use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::platform::{Caller, DemandInput, Platform};
 use crate::server::AppState;
-use crate::store::{DemandFilter, DemandRecord};
+use tongban_platform::store::{DemandFilter, DemandRecord};
+use tongban_platform::{Caller, DemandInput, Platform};
 
 /// A demand as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::exchange::query::{self, Bucket, GroupBy, QueryError, Scope};
-use crate::platform::Caller;
 use crate::server::AppState;
+use tongban_exchange::query::{self, Bucket, GroupBy, QueryError, Scope};
+use tongban_platform::Caller;
 
 /// Which exchanges a question is about.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -198,21 +198,22 @@ pub(super) async fn chain(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ChainQuery>,
-) -> Result<Json<crate::exchange::audit::Report>, ApiError> {
+) -> Result<Json<tongban_exchange::audit::Report>, ApiError> {
     if !caller.oversees() {
         return Err(ApiError::forbidden("the chain's audit is for operators and platform administrators"));
     }
     let head = query
         .expect_head
-        .map(|h| h.parse::<crate::exchange::audit::ExpectedHead>())
+        .map(|h| h.parse::<tongban_exchange::audit::ExpectedHead>())
         .transpose()
         .map_err(|why| ApiError::invalid(format!("expect_head: {why}")))?;
     let expected =
-        crate::exchange::audit::Expectations { retention_days: state.data().log.retention_days(), head };
+        tongban_exchange::audit::Expectations { retention_days: state.data().log.retention_days(), head };
     let dir = state.data().log.dir().to_owned();
-    let report = tokio::task::spawn_blocking(move || crate::exchange::audit::verify_against(&dir, &expected))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
+    let report =
+        tokio::task::spawn_blocking(move || tongban_exchange::audit::verify_against(&dir, &expected))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(report))
 }

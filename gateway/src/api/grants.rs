@@ -9,8 +9,8 @@ use tongban_policy::org::UserRole;
 
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::platform::{Caller, Platform};
 use crate::server::AppState;
+use tongban_platform::{Caller, Platform};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct GrantView {

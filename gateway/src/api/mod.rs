@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use crate::auth;
 use crate::error::ApiError;
-use crate::platform::{Caller, Credential, Platform, SystemIdentity};
 use crate::server::AppState;
+use tongban_platform::auth;
+use tongban_platform::{Caller, Credential, Platform, SystemIdentity};
 
 mod catalog;
 mod demands;
@@ -23,8 +23,6 @@ mod exchanges;
 mod grants;
 mod org;
 mod quality;
-
-pub(crate) use org::{register_user, valid_username};
 
 /// The API's routes, to be nested at `/api/v1`.
 pub fn routes() -> Router<AppState> {

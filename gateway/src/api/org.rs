@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
 use super::{Listing, Paging};
-use crate::auth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::platform::{Caller, Platform};
 use crate::server::AppState;
-use crate::store::{Acting, AdminAction, SystemRecord, UserRecord};
+use tongban_platform::auth;
+use tongban_platform::store::{Acting, AdminAction, SystemRecord, UserRecord};
+use tongban_platform::users::{self, NewUser};
+use tongban_platform::{Caller, Platform};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +133,7 @@ pub(super) async fn change_password(
     let Caller::User { user, .. } = &caller else {
         return Err(ApiError::forbidden("systems have no password"));
     };
-    long_enough("new_password", &input.new_password)?;
+    users::long_enough("new_password", &input.new_password)?;
     if input.new_password == input.current_password {
         return Err(ApiError::invalid("new_password: the same as the current one"));
     }
@@ -473,17 +474,6 @@ pub(super) async fn list_admin_actions(
     Ok(Json(Listing { items: page.items, next: page.next }))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewUser {
-    username: String,
-    display_name: String,
-    department_code: String,
-    roles: Vec<UserRole>,
-    /// At least 12 characters.
-    password: String,
-}
-
 /// Registers a person (platform administrators).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
     responses((status = 201, body = UserRecord), (status = 403, body = super::ProblemSchema),
@@ -494,7 +484,7 @@ pub(super) async fn create_user(
     ApiJson(input): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserRecord>), ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    let user = create_user_record(state.platform(), input, &caller.actor()).await?;
+    let user = users::create_user(state.platform(), input, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -546,8 +536,8 @@ pub(super) async fn reset_password(
         &username,
         "change your own password at /me/password, with the current one",
     )?;
-    long_enough("password", &input.password)?;
-    let hash = hashed(input.password).await?;
+    users::long_enough("password", &input.password)?;
+    let hash = users::hashed(input.password).await?;
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
     platform.store.change_password(&username, &hash, "", acting(&caller.actor())).await?;
@@ -568,87 +558,4 @@ fn administrator_of_another<'a>(
         return Err(ApiError::forbidden(own_account));
     }
     Ok(admin)
-}
-
-/// Refuses a new password shorter than the platform allows, naming its `field`.
-fn long_enough(field: &str, password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < auth::MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(format!("{field}: at least {} characters", auth::MIN_PASSWORD_CHARS)));
-    }
-    Ok(())
-}
-
-/// Hashes a password off the runtime's threads (Argon2id takes tens of milliseconds).
-async fn hashed(password: String) -> Result<String, ApiError> {
-    Ok(auth::password_work(move || auth::hash_password(&password)).await?)
-}
-
-/// `username` without surrounding spaces, if it is a name people can be given.
-pub(crate) fn valid_username(username: &str) -> Result<&str, ApiError> {
-    let username = username.trim();
-    if username.is_empty()
-        || username.len() > 64
-        || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return Err(ApiError::invalid("username: 1-64 of a-z, A-Z, 0-9, '.', '_' and '-'"));
-    }
-    Ok(username)
-}
-
-async fn create_user_record(
-    platform: &Platform,
-    input: NewUser,
-    actor: &str,
-) -> Result<UserRecord, ApiError> {
-    let username = valid_username(&input.username)?;
-    long_enough("password", &input.password)?;
-    if input.roles.is_empty() {
-        return Err(ApiError::invalid("roles: give at least one"));
-    }
-    let department = platform.store.department(&input.department_code).await.map_err(|_| {
-        ApiError::invalid(format!("department_code {} is not a registered department", input.department_code))
-    })?;
-    if let Some(role) =
-        input.roles.iter().find(|r| r.required_department_role().is_some_and(|d| !department.has_role(d)))
-    {
-        return Err(ApiError::invalid(format!(
-            "role {role:?} needs a department with role {:?}",
-            role.required_department_role()
-        )));
-    }
-    let hash = hashed(input.password).await?;
-    let user = UserRecord {
-        username: username.to_owned(),
-        display_name: input.display_name,
-        department_code: department.code,
-        roles: input.roles,
-        enabled: true,
-        created_at: Platform::now(),
-    };
-    platform.store.create_user(&user, &hash, Acting { by: actor, at: user.created_at }).await?;
-    Ok(user)
-}
-
-/// Registers a person with a chosen password, for the demo seed (which is named as the
-/// actor).
-pub(crate) async fn register_user(
-    platform: &Platform,
-    username: &str,
-    display_name: &str,
-    department_code: &str,
-    roles: Vec<UserRole>,
-    password: &str,
-) -> Result<UserRecord, ApiError> {
-    create_user_record(
-        platform,
-        NewUser {
-            username: username.to_owned(),
-            display_name: display_name.to_owned(),
-            department_code: department_code.to_owned(),
-            roles,
-            password: password.to_owned(),
-        },
-        "seed",
-    )
-    .await
 }

@@ -8,10 +8,10 @@ use tongban_policy::org::UserRole;
 use tongban_policy::workflow::DemandState;
 
 use crate::error::ApiError;
-use crate::platform::{Caller, Platform};
 use crate::quality::{OUTSIDE_GRANT_REASONS, OUTSIDE_VALIDITY_REASONS, ResourceQuality};
 use crate::server::AppState;
-use crate::store::DemandFilter;
+use tongban_platform::store::DemandFilter;
+use tongban_platform::{Caller, Platform};
 
 /// One demand's review deadlines.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -133,7 +133,7 @@ pub(super) async fn report(
     let refusals =
         super::exchanges::ask(
             &state,
-            |dir| async move { crate::exchange::query::refusals(&dir, &scope).await },
+            |dir| async move { tongban_exchange::query::refusals(&dir, &scope).await },
         )
         .await?;
     let mut calls = CallSummary::default();

@@ -33,25 +33,7 @@ impl Default for CacheConfig {
     }
 }
 
-/// Whether a call's answer came from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheOutcome {
-    Hit,
-    Miss,
-    /// Not cacheable: SQL, real-time resources, or the cache is off.
-    Bypass,
-}
-
-impl CacheOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheOutcome::Hit => "hit",
-            CacheOutcome::Miss => "miss",
-            CacheOutcome::Bypass => "bypass",
-        }
-    }
-}
+pub use tongban_exchange::CacheOutcome;
 
 #[derive(Debug)]
 struct Entry {

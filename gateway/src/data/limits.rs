@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use serde::{Deserialize, Serialize};
 use tongban_policy::grant::Grant;
 
-use crate::store::{Store, StoreError};
+use tongban_platform::store::{Store, StoreError};
 
 /// Limits that are not set by approvals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,26 +38,7 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Which limit refused a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Limit {
-    System,
-    Grant,
-    DailyQuota,
-    Resource,
-}
-
-impl Limit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::System => "system",
-            Limit::Grant => "grant",
-            Limit::DailyQuota => "daily_quota",
-            Limit::Resource => "resource",
-        }
-    }
-}
+pub use tongban_exchange::Limit;
 
 /// A refusal: which limit, and when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,10 +20,10 @@ use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose
 use tongban_policy::grant::Grant;
 
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
 use crate::listener::Peer;
-use crate::platform::{Caller, Platform, PolicySnapshot};
 use crate::server::{AppState, Readiness};
+use tongban_exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
+use tongban_platform::{Caller, Platform, PolicySnapshot};
 
 mod cache;
 mod limits;
@@ -252,7 +252,7 @@ impl Answer {
 }
 
 /// The calling system, once authenticated.
-struct System(Arc<crate::platform::SystemIdentity>);
+struct System(Arc<tongban_platform::SystemIdentity>);
 
 impl System {
     fn id(&self) -> &str {
@@ -707,7 +707,7 @@ fn purpose(headers: &HeaderMap, salt: &[u8], record: &mut ExchangeRecord) -> Res
 fn resolve<'s>(
     snapshot: &'s PolicySnapshot,
     registry: &crate::datasets::DatasetRegistry,
-    suppliers: &crate::platform::DatasetSuppliers,
+    suppliers: &tongban_platform::DatasetSuppliers,
     system: &System,
     purpose: &Purpose,
     body: &CallBody,
@@ -903,7 +903,7 @@ impl DataPlane {
     pub fn new(
         config: crate::config::DataConfig,
         log: ExchangeLog,
-        store: crate::store::Store,
+        store: tongban_platform::store::Store,
     ) -> Result<Self, DataPlaneError> {
         let sql_executor = SqlExecutor::new(&config)?;
         Ok(DataPlane {
@@ -952,7 +952,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let exchange_id = response.headers()[EXCHANGE_ID_HEADER].to_str().expect("ascii").to_owned();
         // The record is in the log by the time the answer is out.
-        let records = crate::exchange::read_records(dir.path()).expect("log");
+        let records = tongban_exchange::read_records(dir.path()).expect("log");
         let record = &records[0];
         assert_eq!(record["id"], exchange_id);
         assert_eq!(
@@ -984,7 +984,7 @@ mod tests {
         // from a chain that still verifies.
         let recovered = app.oneshot(verify_call()).await.expect("infallible");
         assert_eq!(recovered.status(), StatusCode::UNAUTHORIZED);
-        let report = crate::exchange::audit::verify(dir.path()).expect("audit");
+        let report = tongban_exchange::audit::verify(dir.path()).expect("audit");
         assert!(report.intact(), "{:?}", report.problem);
         assert_eq!((report.records, report.torn_tail_bytes), (2, 0));
     }
@@ -1069,7 +1069,7 @@ mod tests {
             assert_eq!(problem["code"], "internal");
         }
 
-        let records = crate::exchange::read_records(dir.path()).expect("log");
+        let records = tongban_exchange::read_records(dir.path()).expect("log");
         assert_eq!(records.len(), 2, "{records:?}");
         for (record, exchange_id) in records.iter().zip(&exchange_ids) {
             assert_eq!(record["id"], *exchange_id);
@@ -1094,7 +1094,7 @@ mod future_size {
     async fn a_data_calls_future_stays_small() {
         let dir = tempfile::tempdir().expect("dir");
         let log = super::ExchangeLog::open_in(dir.path()).await.expect("log");
-        let platform = crate::platform::Platform::in_memory(vec![]).await.expect("platform");
+        let platform = tongban_platform::Platform::in_memory(vec![]).await.expect("platform");
         let data = super::DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
             .expect("data plane");
         let state = crate::server::AppState::new(platform, data);

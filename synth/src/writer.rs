@@ -15,7 +15,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE, SynthConfig, schema};
-use crate::error::{ConnectorError, Result};
+use crate::error::{Result, SynthError};
 
 /// The key every dataset is sorted and looked up by.
 const KEY: &str = "id_number";
@@ -90,9 +90,7 @@ impl DatasetWriter {
 
     fn finish(self, out: &Path) -> Result<()> {
         drop(self.sender);
-        self.thread
-            .join()
-            .map_err(|_| ConnectorError::Io(std::io::Error::other("writer thread panicked")))??;
+        self.thread.join().map_err(|_| SynthError::WriterStopped(self.final_name))??;
         fs::rename(&self.partial, out.join(self.final_name))?;
         Ok(())
     }
@@ -119,10 +117,12 @@ impl Writers {
     }
 
     pub(super) fn send(&self, household: RecordBatch, social: RecordBatch, fund: RecordBatch) -> Result<()> {
-        let closed = || ConnectorError::Io(std::io::Error::other("a Parquet writer stopped early"));
-        self.household.sender.send(household).map_err(|_| closed())?;
-        self.social_insurance.sender.send(social).map_err(|_| closed())?;
-        self.housing_fund.sender.send(fund).map_err(|_| closed())?;
+        self.household.sender.send(household).map_err(|_| SynthError::WriterStopped(HOUSEHOLD_FILE))?;
+        self.social_insurance
+            .sender
+            .send(social)
+            .map_err(|_| SynthError::WriterStopped(SOCIAL_INSURANCE_FILE))?;
+        self.housing_fund.sender.send(fund).map_err(|_| SynthError::WriterStopped(HOUSING_FUND_FILE))?;
         Ok(())
     }
 

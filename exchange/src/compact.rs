@@ -83,13 +83,26 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
+/// Why a segment could not be decoded or compacted.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error("reading or writing the log's files: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("decoding records: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("writing the retention anchor: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Decodes the record lines `reader` yields, handing each batch of up to 8,192 records on as
 /// it fills, so a segment is never held whole. Seals are skipped, and so is a last line
 /// without its newline (one being written).
 pub fn decode_stream(
     mut reader: impl std::io::BufRead,
-    mut each: impl FnMut(RecordBatch) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(RecordBatch) -> Result<(), CompactError>,
+) -> Result<(), CompactError> {
     const BATCH: usize = 8192;
     let json_schema = Arc::new(Schema::new(RECORD_FIELDS.clone()));
     let mut decoder = arrow::json::ReaderBuilder::new(json_schema).with_batch_size(BATCH).build_decoder()?;
@@ -219,7 +232,7 @@ pub struct Compacted {
 
 /// Writes a Parquet copy of every sealed segment that lacks one, then removes segments (and
 /// their copies) sealed more than `retention_days` ago.
-pub fn compact(dir: &Path, retention_days: Option<u32>) -> anyhow::Result<Compacted> {
+pub fn compact(dir: &Path, retention_days: Option<u32>) -> Result<Compacted, CompactError> {
     let parquet_dir = dir.join(PARQUET_DIR);
     std::fs::create_dir_all(&parquet_dir)?;
     let mut done = Compacted::default();
@@ -286,7 +299,7 @@ pub fn parquet_path(dir: &Path, number: u64) -> PathBuf {
 
 /// The records of the active (unsealed) segments, decoded: what queries add to the Parquet
 /// copies so they see calls made a moment ago.
-pub fn tail(dir: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+pub fn tail(dir: &Path) -> Result<Vec<RecordBatch>, CompactError> {
     let mut batches = Vec::new();
     for (number, path) in wal::list_segments(dir)? {
         if parquet_path(dir, number).exists() {

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type};
 use chrono::NaiveDate;
-use tongban_connectors::synth::{self, HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE};
 use tongban_policy::{CreditCode, IdNumber, IdNumberError, division};
+use tongban_synth::{self as synth, HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE};
 
 use common::{count_by, defects, keys, read, strings};
 

@@ -23,7 +23,7 @@ use super::compact::{self, PARQUET_DIR, SCHEMA};
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("reading the exchange log: {0}")]
-    Read(#[from] anyhow::Error),
+    Read(#[from] compact::CompactError),
     #[error("querying the exchange log: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
     #[error("encoding the answer: {0}")]
@@ -83,7 +83,7 @@ async fn table(ctx: &SessionContext, dir: &Path) -> Result<DataFrame, QueryError
     let dir_owned = dir.to_owned();
     let tail = tokio::task::spawn_blocking(move || compact::tail(&dir_owned))
         .await
-        .map_err(|e| QueryError::Read(anyhow::anyhow!(e)))??;
+        .map_err(|e| QueryError::Read(compact::CompactError::Io(std::io::Error::other(e))))??;
     let tail: Vec<RecordBatch> = tail;
     let memory = MemTable::try_new(SCHEMA.clone(), vec![tail])?;
     let mut frame = ctx.read_table(Arc::new(memory))?;
@@ -335,7 +335,7 @@ mod tests {
     use super::super::wal::{Wal, WalOptions};
     use super::super::{Durability, ExchangeRecord, LogMetrics};
     use super::*;
-    use crate::data::{CacheOutcome, Limit};
+    use crate::{CacheOutcome, Limit};
 
     fn call(system: Option<&str>, resource: Option<&str>, status: u16, ms: i64) -> ExchangeRecord {
         let mut record = ExchangeRecord::begin(Operation::Verify);

@@ -125,7 +125,7 @@ pub struct Wal {
     /// The group being written, kept between groups.
     buf: Vec<u8>,
     metrics: LogMetrics,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(super) faults: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -243,7 +243,7 @@ impl Wal {
             broken: false,
             buf: Vec::with_capacity(256 * 1024),
             metrics,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             faults: Default::default(),
         }
     }
@@ -383,7 +383,7 @@ impl Wal {
     }
 
     fn try_write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         if self
             .faults
             .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {

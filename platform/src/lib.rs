@@ -14,8 +14,13 @@ use tongban_policy::org::{
 };
 use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
 
-use crate::error::ApiError;
+pub mod auth;
+pub mod error;
+pub mod store;
+pub mod users;
+
 use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord, UserRecord};
+pub use error::{ErrorKind, PlatformError};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone)]
@@ -56,10 +61,10 @@ impl Caller {
     }
 
     /// Refuses with 403 unless the caller is a person holding one of `roles`.
-    pub fn require(&self, roles: &[UserRole]) -> Result<&UserRecord, ApiError> {
+    pub fn require(&self, roles: &[UserRole]) -> Result<&UserRecord, PlatformError> {
         match self {
             Caller::User { user, .. } if roles.iter().any(|r| user.roles.contains(r)) => Ok(user),
-            _ => Err(ApiError::forbidden(format!("this needs one of the roles {roles:?}"))),
+            _ => Err(PlatformError::forbidden(format!("this needs one of the roles {roles:?}"))),
         }
     }
 
@@ -246,13 +251,13 @@ pub struct ResourceInput {
     pub division_item: Option<String>,
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::invalid(detail)
+fn invalid(detail: impl Into<String>) -> PlatformError {
+    PlatformError::invalid(detail)
 }
 
 /// Checks terms a demand asks for: something to grant, rows named by a division prefix, a
 /// positive rate and quota, a validity in the future.
-fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
+fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), PlatformError> {
     if terms.items.is_empty() {
         return Err(invalid("terms.items: name at least one information item"));
     }
@@ -278,11 +283,11 @@ fn check_terms(terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
 
 /// Checks terms a demand asks of `resource`, when filed and again when resubmitted: the terms
 /// themselves, then that every item can be granted and that rows can be scoped as asked.
-fn check_demand_terms(resource: &Resource, terms: &Terms, today: NaiveDate) -> Result<(), ApiError> {
+fn check_demand_terms(resource: &Resource, terms: &Terms, today: NaiveDate) -> Result<(), PlatformError> {
     check_terms(terms, today)?;
     let ungrantable = resource.ungrantable(terms.items.iter().map(String::as_str));
     if !ungrantable.is_empty() {
-        return Err(ApiError::ungrantable(&ungrantable));
+        return Err(PlatformError::ungrantable(&ungrantable));
     }
     if !terms.division_prefix.is_empty() && resource.division_item.is_none() {
         return Err(invalid(format!(
@@ -303,44 +308,59 @@ struct CalendarFile {
     makeup_working_days: Vec<NaiveDate>,
 }
 
+/// Why the platform could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("calendar {path}: {source}")]
+    CalendarUnreadable { path: String, source: std::io::Error },
+    #[error("calendar {path}: {detail}")]
+    CalendarInvalid { path: String, detail: String },
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Reads a calendar file (or the built-in one).
-pub fn load_calendar(path: Option<&std::path::Path>) -> anyhow::Result<WorkingCalendar> {
-    use anyhow::Context;
+pub fn load_calendar(path: Option<&std::path::Path>) -> Result<WorkingCalendar, OpenError> {
+    let name = path.map_or_else(|| "(built in)".to_owned(), |p| p.display().to_string());
     let text = match path {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("calendar {}", path.display()))?
-        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| OpenError::CalendarUnreadable { path: name.clone(), source })?,
         None => BUILTIN_CALENDAR.to_owned(),
     };
-    let file: CalendarFile = toml::from_str(&text).context("calendar")?;
-    Ok(WorkingCalendar::new(file.holidays, file.makeup_working_days)?)
+    let invalid = |detail: String| OpenError::CalendarInvalid { path: name.clone(), detail };
+    let file: CalendarFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    WorkingCalendar::new(file.holidays, file.makeup_working_days).map_err(|e| invalid(e.to_string()))
+}
+
+/// What the platform is opened with: the gateway's configuration, resolved.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    pub store_url: String,
+    /// A calendar file replacing the built-in one.
+    pub calendar: Option<std::path::PathBuf>,
+    pub limits: StageLimits,
+    /// The configured datasets and the credit code of the department supplying each.
+    pub datasets: Vec<(String, Option<String>)>,
+    pub session_hours: u32,
 }
 
 impl Platform {
-    /// Connects the store named by the configuration and loads the calendar.
-    pub async fn open(loaded: &crate::config::LoadedConfig) -> anyhow::Result<Platform> {
-        let config = &loaded.config;
-        let store = Store::connect(&loaded.store_url()).await?;
-        let calendar_path = config.workflow.calendar.as_ref().map(|p| loaded.base_dir.join(p));
+    /// Connects the store and loads the calendar.
+    pub async fn open(options: PlatformOptions) -> Result<Platform, OpenError> {
+        let store = Store::connect(&options.store_url).await?;
         Ok(Platform {
             store,
-            calendar: Arc::new(load_calendar(calendar_path.as_deref())?),
-            limits: StageLimits {
-                conformity: config.workflow.conformity_days,
-                supplier: config.workflow.supplier_days,
-                coordination: config.workflow.coordination_days,
-            },
+            calendar: Arc::new(load_calendar(options.calendar.as_deref())?),
+            limits: options.limits,
             grants: GrantRegistry::default(),
-            datasets: Arc::new(
-                config.datasets.iter().map(|d| (d.name.clone(), d.supplier.clone())).collect(),
-            ),
-            session_hours: config.store.session_hours,
+            datasets: Arc::new(options.datasets.into_iter().collect()),
+            session_hours: options.session_hours,
             identities: Identities::default(),
         })
     }
 
     /// A platform on an in-memory store, for tests: `datasets` are names with their suppliers.
-    pub async fn in_memory(datasets: Vec<(String, Option<String>)>) -> anyhow::Result<Platform> {
+    pub async fn in_memory(datasets: Vec<(String, Option<String>)>) -> Result<Platform, OpenError> {
         Ok(Platform {
             store: Store::connect("sqlite::memory:").await?,
             calendar: Arc::new(load_calendar(None)?),
@@ -364,7 +384,7 @@ impl Platform {
     // ---- Catalog ------------------------------------------------------------------------
 
     /// Checks a catalog entry of `supplier` before it is stored.
-    async fn check_resource(&self, input: &ResourceInput, supplier: &str) -> Result<(), ApiError> {
+    async fn check_resource(&self, input: &ResourceInput, supplier: &str) -> Result<(), PlatformError> {
         if input.code.trim().is_empty() || input.name.trim().is_empty() {
             return Err(invalid("code and name must not be empty"));
         }
@@ -391,7 +411,7 @@ impl Platform {
         }
         match self.datasets.get(&input.dataset) {
             None => {
-                return Err(ApiError::unprocessable(
+                return Err(PlatformError::unprocessable(
                     "unknown_dataset",
                     "Unknown dataset",
                     format!(
@@ -404,8 +424,8 @@ impl Platform {
             // A department shares only what it supplies: binding a resource to another
             // department's dataset would let its own approval release that department's data.
             Some(owner) if owner.as_deref() != Some(supplier) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
+                return Err(PlatformError::new(
+                    ErrorKind::Forbidden,
                     "dataset_not_owned",
                     "Dataset not owned",
                     format!(
@@ -419,7 +439,7 @@ impl Platform {
         }
         for code in &input.service_items {
             self.store.service_item(code).await.map_err(|_| {
-                ApiError::unprocessable(
+                PlatformError::unprocessable(
                     "unknown_service_item",
                     "Unknown service item",
                     format!("service item {code} is not registered"),
@@ -430,16 +450,20 @@ impl Platform {
     }
 
     /// Registers a new resource of the caller's department as version 1.
-    pub async fn create_resource(&self, caller: &Caller, input: ResourceInput) -> Result<Resource, ApiError> {
+    pub async fn create_resource(
+        &self,
+        caller: &Caller,
+        input: ResourceInput,
+    ) -> Result<Resource, PlatformError> {
         caller.require(&[UserRole::SupplierAdmin])?;
         let supplier = caller.department();
         if !supplier.has_role(DepartmentRole::Supplier) {
-            return Err(ApiError::forbidden("the caller's department is not a supplier"));
+            return Err(PlatformError::forbidden("the caller's department is not a supplier"));
         }
         self.check_resource(&input, &supplier.code).await?;
         if self.store.newest_resource_version(&input.code).await? > 0 {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
+            return Err(PlatformError::new(
+                ErrorKind::Conflict,
                 "already_exists",
                 "Already exists",
                 format!("resource {} exists; edit it to make a new version", input.code),
@@ -459,17 +483,17 @@ impl Platform {
         code: &str,
         base_version: u32,
         input: ResourceInput,
-    ) -> Result<Resource, ApiError> {
+    ) -> Result<Resource, PlatformError> {
         caller.require(&[UserRole::SupplierAdmin])?;
         let current = self.store.resource(code, None).await?;
         if current.supplier != caller.department().code {
-            return Err(ApiError::forbidden(format!("resource {code} belongs to another supplier")));
+            return Err(PlatformError::forbidden(format!("resource {code} belongs to another supplier")));
         }
         if input.code != code {
             return Err(invalid("code: a resource's code cannot change"));
         }
         if base_version != current.version {
-            return Err(ApiError::conflict(format!(
+            return Err(PlatformError::conflict(format!(
                 "resource {code} is at version {}, the edit was made on version {base_version}",
                 current.version
             )));
@@ -489,7 +513,11 @@ impl Platform {
     /// dataset, change the division item or offer a new kind of call while any grant on the
     /// resource can still be used. Narrowing edits (withdrawing items or methods) stay allowed:
     /// they take effect under every grant at once.
-    async fn check_edit_keeps_grants(&self, current: &Resource, next: &Resource) -> Result<(), ApiError> {
+    async fn check_edit_keeps_grants(
+        &self,
+        current: &Resource,
+        next: &Resource,
+    ) -> Result<(), PlatformError> {
         let mut widenings = Vec::new();
         if next.dataset != current.dataset {
             widenings.push(format!("dataset {:?} → {:?}", current.dataset, next.dataset));
@@ -525,8 +553,8 @@ impl Platform {
         if live.is_empty() {
             return Ok(());
         }
-        Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
+        Err(PlatformError::new(
+            ErrorKind::Conflict,
             "edit_widens_grants",
             "Edit widens grants",
             format!(
@@ -542,22 +570,26 @@ impl Platform {
     // ---- Demands ------------------------------------------------------------------------
 
     /// Files a demand as a draft.
-    pub async fn file_demand(&self, caller: &Caller, input: DemandInput) -> Result<DemandRecord, ApiError> {
+    pub async fn file_demand(
+        &self,
+        caller: &Caller,
+        input: DemandInput,
+    ) -> Result<DemandRecord, PlatformError> {
         self.file_demand_at(caller, input, Self::now()).await
     }
 
     /// Files a demand as a draft at `now`: the demo seeds demands filed in the past this way,
     /// so that the review queue has work that is already overdue.
-    pub(crate) async fn file_demand_at(
+    pub async fn file_demand_at(
         &self,
         caller: &Caller,
         input: DemandInput,
         now: NaiveDateTime,
-    ) -> Result<DemandRecord, ApiError> {
+    ) -> Result<DemandRecord, PlatformError> {
         caller.require(&[UserRole::Demander])?;
         let applicant = caller.department();
         if !applicant.has_role(DepartmentRole::Demander) {
-            return Err(ApiError::forbidden("the caller's department is not a demanding department"));
+            return Err(PlatformError::forbidden("the caller's department is not a demanding department"));
         }
         for (field, value) in [
             ("purpose", &input.purpose),
@@ -569,7 +601,7 @@ impl Platform {
             }
         }
         let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound(_) => ApiError::unprocessable(
+            crate::store::StoreError::NotFound(_) => PlatformError::unprocessable(
                 "unknown_resource",
                 "Unknown resource",
                 format!("resource {} is not in the catalog", input.resource_code),
@@ -578,7 +610,7 @@ impl Platform {
         })?;
         check_demand_terms(&resource, &input.terms, now.date())?;
         if !resource.service_items.contains(&input.service_item) {
-            return Err(ApiError::unprocessable(
+            return Err(PlatformError::unprocessable(
                 "service_item_not_served",
                 "Service item not served",
                 format!(
@@ -615,7 +647,7 @@ impl Platform {
     }
 
     /// The parties of a demand.
-    async fn parties(&self, demand: &DemandRecord) -> Result<(Department, Department), ApiError> {
+    async fn parties(&self, demand: &DemandRecord) -> Result<(Department, Department), PlatformError> {
         let applicant = self.store.department(&demand.filing.applicant_department).await?;
         let supplier = self.store.department(&demand.filing.supplier_department).await?;
         Ok((applicant, supplier))
@@ -629,7 +661,7 @@ impl Platform {
         &self,
         caller: &Caller,
         mut asked: crate::store::DemandFilter,
-    ) -> Result<crate::store::DemandFilter, ApiError> {
+    ) -> Result<crate::store::DemandFilter, PlatformError> {
         let user = caller.require(&[
             UserRole::Demander,
             UserRole::SupplierAdmin,
@@ -642,19 +674,19 @@ impl Platform {
             // Everything.
         } else if user.roles.contains(&UserRole::DataOfficeReviewer) {
             if !department.has_role(DepartmentRole::DataOffice) {
-                return Err(ApiError::forbidden("reviewers belong to a data office"));
+                return Err(PlatformError::forbidden("reviewers belong to a data office"));
             }
             // A data office reviews the demands on its own province's data.
             asked.supplier_province = Some(department.province().to_owned());
         } else if user.roles.contains(&UserRole::Demander) {
             // Departments see their side of the workflow only.
             if asked.applicant_department.as_ref().is_some_and(|a| a != &department.code) {
-                return Err(ApiError::forbidden("demanders list their own department's demands"));
+                return Err(PlatformError::forbidden("demanders list their own department's demands"));
             }
             asked.applicant_department = Some(department.code.clone());
         } else {
             if asked.supplier_department.as_ref().is_some_and(|s| s != &department.code) {
-                return Err(ApiError::forbidden("suppliers list the demands on their own resources"));
+                return Err(PlatformError::forbidden("suppliers list the demands on their own resources"));
             }
             asked.supplier_department = Some(department.code.clone());
         }
@@ -663,7 +695,11 @@ impl Platform {
 
     /// Whether the caller may read a demand: its parties, the reviewers of the supplier's
     /// province, and those who oversee the platform.
-    pub async fn may_read_demand(&self, caller: &Caller, demand: &DemandRecord) -> Result<bool, ApiError> {
+    pub async fn may_read_demand(
+        &self,
+        caller: &Caller,
+        demand: &DemandRecord,
+    ) -> Result<bool, PlatformError> {
         if caller.oversees() {
             return Ok(true);
         }
@@ -687,21 +723,21 @@ impl Platform {
         id: &str,
         expected_version: i64,
         action: Action,
-    ) -> Result<DemandRecord, ApiError> {
+    ) -> Result<DemandRecord, PlatformError> {
         self.act_on_demand_at(caller, id, expected_version, action, Self::now()).await
     }
 
     /// Takes `action` on a demand at `now` (see [`Platform::file_demand_at`]).
-    pub(crate) async fn act_on_demand_at(
+    pub async fn act_on_demand_at(
         &self,
         caller: &Caller,
         id: &str,
         expected_version: i64,
         action: Action,
         now: NaiveDateTime,
-    ) -> Result<DemandRecord, ApiError> {
+    ) -> Result<DemandRecord, PlatformError> {
         let Caller::User { user, department } = caller else {
-            return Err(ApiError::forbidden("systems do not take part in the workflow"));
+            return Err(PlatformError::forbidden("systems do not take part in the workflow"));
         };
         let record = self.store.demand(id).await?;
         let (applicant, supplier) = self.parties(&record).await?;
@@ -711,10 +747,10 @@ impl Platform {
             DemandParties { applicant: &applicant, supplier: &supplier },
         );
         let Some(&first) = held.first() else {
-            return Err(ApiError::forbidden(format!("{} has no part in demand {id}", user.username)));
+            return Err(PlatformError::forbidden(format!("{} has no part in demand {id}", user.username)));
         };
         if record.version != expected_version {
-            return Err(ApiError::conflict(format!(
+            return Err(PlatformError::conflict(format!(
                 "demand {id} is at version {}, the action was taken on version {expected_version}",
                 record.version
             )));
@@ -769,7 +805,7 @@ impl Platform {
     /// Whether the caller may read a grant.
     /// Whether the caller may read a grant: its consumer, the supplier, the reviewers of the
     /// supplier's province, and those who oversee the platform.
-    pub async fn may_read_grant(&self, caller: &Caller, grant: &Grant) -> Result<bool, ApiError> {
+    pub async fn may_read_grant(&self, caller: &Caller, grant: &Grant) -> Result<bool, PlatformError> {
         if caller.oversees() {
             return Ok(true);
         }
@@ -794,10 +830,10 @@ impl Platform {
         expected_version: i64,
         change: GrantChange,
         reason: &str,
-    ) -> Result<GrantRecord, ApiError> {
+    ) -> Result<GrantRecord, PlatformError> {
         let user = caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;
         if reason.trim().is_empty() {
-            return Err(ApiError::unprocessable(
+            return Err(PlatformError::unprocessable(
                 "missing_reason",
                 "Reason missing",
                 "a grant change records its reason",
@@ -812,10 +848,10 @@ impl Platform {
             user.roles.contains(&UserRole::SupplierAdmin) && department.code == supplier.code;
         let reviewer = reviews_for(&user.roles, department, &supplier);
         if !(supplier_admin || reviewer) {
-            return Err(ApiError::forbidden(format!("{} may not change grant {id}", user.username)));
+            return Err(PlatformError::forbidden(format!("{} may not change grant {id}", user.username)));
         }
         if record.version != expected_version {
-            return Err(ApiError::conflict(format!(
+            return Err(PlatformError::conflict(format!(
                 "grant {id} is at version {}, the change was made on version {expected_version}",
                 record.version
             )));
@@ -834,7 +870,7 @@ impl Platform {
         &self,
         caller: &Caller,
         item: ServiceItem,
-    ) -> Result<ServiceItem, ApiError> {
+    ) -> Result<ServiceItem, PlatformError> {
         caller.require(&[UserRole::PlatformAdmin])?;
         if item.code.trim().is_empty() || item.name.trim().is_empty() || item.ministry.trim().is_empty() {
             return Err(invalid("code, name and ministry must not be empty"));

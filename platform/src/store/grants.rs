@@ -211,7 +211,6 @@ impl Store {
     }
 
     /// The calls of `grant_id`'s quota taken on `day`, leased or used.
-    #[cfg(test)]
     pub async fn quota_used(&self, grant_id: &str, day: NaiveDate) -> Result<u32> {
         let row = sqlx::query("SELECT used FROM quota_usage WHERE grant_id = $1 AND day = $2")
             .bind(grant_id)

@@ -11,6 +11,8 @@
 //! (the largest county, and so the peak, still grows with the row count; see
 //! docs/benchmarks.md).
 
+pub mod error;
+pub mod inspect;
 mod names;
 mod people;
 pub mod schema;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+pub use error::{Result, SynthError};
 
 pub use people::Defect;
 

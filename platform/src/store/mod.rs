@@ -210,7 +210,6 @@ impl Store {
     }
 
     /// Closes every connection: later calls fail as they would with the database gone.
-    #[cfg(test)]
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,0 +1,190 @@
+//! The exchange record: what the log keeps of one data call, and the enums it names.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tongban_policy::decision::{Operation, Reason};
+
+/// Which limit refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    System,
+    Grant,
+    DailyQuota,
+    Resource,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::System => "system",
+            Limit::Grant => "grant",
+            Limit::DailyQuota => "daily_quota",
+            Limit::Resource => "resource",
+        }
+    }
+}
+
+/// Whether a call's answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    /// Not cacheable: SQL, real-time resources, or the cache is off.
+    Bypass,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Bypass => "bypass",
+        }
+    }
+}
+
+/// The named phases of a data call, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Authenticate,
+    ResolveGrant,
+    RateLimit,
+    Cache,
+    Execute,
+    Mask,
+    Log,
+}
+
+/// One exchange, as written to the log. Absent values are left out of the line rather than
+/// written as `null`: the log's readers take a missing field as null, and every byte saved is
+/// one less to encode, hash and write on each call.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExchangeRecord {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The W3C trace the call belongs to: the caller's `traceparent` when it sent a valid
+    /// one, else one named after the record.
+    pub trace_id: String,
+    pub operation: Operation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// The GB/T 2260 division of the calling department's seat (from its credit code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Resources the call read (or asked for, when refused), with the catalog version served.
+    pub resources: Vec<String>,
+    pub resource_versions: Vec<u32>,
+    /// The supplying departments of those resources, and their divisions.
+    pub suppliers: Vec<String>,
+    pub supplier_regions: Vec<String>,
+    pub grants: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_item: Option<String>,
+    /// Salted SHA-256 of the case number (办件编号), so calls of one case can be found together
+    /// without the log holding the number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_digest: Option<String>,
+    /// Items served (column names, never values).
+    pub items: Vec<String>,
+    pub rows: u64,
+    /// Request body bytes received and answer body bytes sent.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub status: u16,
+    /// The problem code of a refused or failed call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    pub reasons: Vec<Reason>,
+    /// The limit that refused the call, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Limit>,
+    /// Whether the answer came from the cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheOutcome>,
+    /// Microseconds spent in each phase that ran, written as an object keyed by phase.
+    #[serde(serialize_with = "phases_as_object")]
+    pub phases: Vec<(Phase, u64)>,
+    /// For a proxied call: the supplier's status, how many attempts were made, and the
+    /// microseconds from the first attempt to the supplier's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    pub upstream_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<u64>,
+    /// For a summary of calls refused without a credential past their source's allowance:
+    /// the source address; `rows` then counts the calls it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(phases.len()))?;
+    for (phase, us) in phases {
+        map.serialize_entry(phase, us)?;
+    }
+    map.end()
+}
+
+impl ExchangeRecord {
+    pub fn begin(operation: Operation) -> Self {
+        let id = uuid::Uuid::now_v7();
+        // Encoded into a buffer rather than through `Display`, which goes through the
+        // formatting machinery on every call.
+        let mut text = uuid::Uuid::encode_buffer();
+        ExchangeRecord {
+            id: id.hyphenated().encode_lower(&mut text).to_owned(),
+            trace_id: id.simple().encode_lower(&mut text).to_owned(),
+            started_at: Utc::now(),
+            finished_at: None,
+            operation,
+            system: None,
+            department: None,
+            region: None,
+            resources: Vec::new(),
+            resource_versions: Vec::new(),
+            suppliers: Vec::new(),
+            supplier_regions: Vec::new(),
+            grants: Vec::new(),
+            service_item: None,
+            case_digest: None,
+            operator_digest: None,
+            items: Vec::new(),
+            rows: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            status: 0,
+            code: None,
+            upstream_status: None,
+            upstream_attempts: 0,
+            upstream_us: None,
+            source: None,
+            reasons: Vec::new(),
+            rate_limit: None,
+            cache: None,
+            phases: Vec::new(),
+        }
+    }
+}
+
+/// A keyed digest of a purpose field, so the log can group calls by case without holding it.
+/// The key is the log's own (`purpose.key` beside its segments), so digests match across
+/// restarts but cannot be recomputed from a guessed case number without it.
+pub fn purpose_digest(key: &[u8], value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update(value.as_bytes());
+    let mut text = [0u8; 32];
+    hex::encode_to_slice(&hasher.finalize()[..16], &mut text).expect("16 bytes are 32 hex digits");
+    std::str::from_utf8(&text).expect("hex digits are ASCII").to_owned()
+}
