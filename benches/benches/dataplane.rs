@@ -26,7 +26,8 @@ use tongban_exchange::ExchangeLog;
 use tongban_gateway::config::DataConfig;
 use tongban_gateway::data::DataPlane;
 use tongban_gateway::datasets::DatasetRegistry;
-use tongban_gateway::server::{AppState, Readiness};
+use tongban_gateway::datasets::Readiness;
+use tongban_gateway::state::AppState;
 use tongban_platform::{Caller, DemandInput, Platform};
 use tongban_policy::catalog::MaskRule;
 use tongban_policy::workflow::{Action, Terms};
@@ -95,7 +96,7 @@ async fn run(rows: u64, dir: &Path) {
     let config = |name: &str, file: &str| DatasetConfig {
         name: name.into(),
         key: "id_number".into(),
-        supplier: tongban_gateway::seed::dataset_supplier(name),
+        supplier: tongban_gateway::demo::seed::dataset_supplier(name),
         source: SourceConfig::Parquet { location: file.into() },
     };
     let configs = [
@@ -143,7 +144,7 @@ async fn run(rows: u64, dir: &Path) {
         Platform::in_memory(configs.iter().map(|c| (c.name.clone(), c.supplier.clone())).collect())
             .await
             .expect("platform");
-    let credentials = tongban_gateway::seed::seed(&platform).await.expect("seed");
+    let credentials = tongban_gateway::demo::seed::seed(&platform).await.expect("seed");
     // The demo's grants allow 10 calls a second; the benchmark files and approves its own
     // demand, through the workflow, for a rate that does not limit a latency run.
     let system =

@@ -75,9 +75,10 @@ async fn run(durability: Durability, writers: usize) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let records = written.load(Ordering::Relaxed);
-    let text = tongban_gateway::metrics::Metrics::new(metrics, &tongban_gateway::data::SqlMetrics::default())
-        .encode()
-        .expect("metrics");
+    let text =
+        tongban_gateway::metrics::Metrics::new(metrics, &tongban_gateway::metrics::SqlMetrics::default())
+            .encode()
+            .expect("metrics");
     let groups = metric(&text, "tongban_exchange_log_group_records_count");
     let fsyncs = metric(&text, "tongban_exchange_log_fsync_duration_seconds_count");
     let fsync_seconds = metric(&text, "tongban_exchange_log_fsync_duration_seconds_sum");

@@ -162,7 +162,7 @@ pub fn verify_against(dir: &Path, expected: &Expectations) -> std::io::Result<Re
     if report.problem.is_some() {
         return Ok(report);
     }
-    if let Some(retained) = super::compact::retained(dir)? {
+    if let Some(retained) = super::wal::retained(dir)? {
         let allowed = match (expected.retention_days, retained.removed_sealed_at) {
             (None, _) | (Some(_), None) => false,
             (Some(days), Some(sealed_at)) => {
@@ -212,7 +212,7 @@ fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Optio
         problem: None,
     };
     // After retention removed the oldest segments, the chain starts where they ended.
-    let retained = super::compact::retained(dir)?;
+    let retained = super::wal::retained(dir)?;
     let mut expected_seq = retained.as_ref().map_or(1, |r| r.first_seq);
     let mut chain = match &retained {
         Some(r) => {
@@ -574,7 +574,7 @@ mod tests {
             for (_, path) in &segments[..2] {
                 std::fs::remove_file(path).expect("remove");
             }
-            let anchor = super::super::compact::Retained {
+            let anchor = super::super::wal::Retained {
                 first_segment: 3,
                 first_seq: seal.last_seq + 1,
                 prev: seal.last_hash,

@@ -15,9 +15,8 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::{Deserialize, Serialize};
 
-use super::wal::{self, Link};
+use super::wal::{self, Link, RETAINED_FILE, Retained};
 
 /// The directory of Parquet copies inside the log's directory.
 pub const PARQUET_DIR: &str = "parquet";
@@ -180,31 +179,6 @@ fn finish(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> 
         }
     }
     RecordBatch::try_new(SCHEMA.clone(), columns)
-}
-
-/// Where segments stand after retention.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retained {
-    /// The first segment kept.
-    pub first_segment: u64,
-    /// Its first record, and the hash that record links to.
-    pub first_seq: u64,
-    pub prev: String,
-    /// When the last segment removed was sealed: the audit checks it was old enough for the
-    /// configured retention to remove it. (Absent in anchors written before it was recorded.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub removed_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-pub const RETAINED_FILE: &str = "retained.json";
-
-/// Reads `retained.json`, if retention has removed segments.
-pub fn retained(dir: &Path) -> std::io::Result<Option<Retained>> {
-    match std::fs::read(dir.join(RETAINED_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// The seal of a segment, if it has one. Only the end of the file is read: a seal line is

@@ -405,17 +405,40 @@ impl Wal {
     }
 }
 
+/// Where segments stand after retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retained {
+    /// The first segment kept.
+    pub first_segment: u64,
+    /// Its first record, and the hash that record links to.
+    pub first_seq: u64,
+    pub prev: String,
+    /// When the last segment removed was sealed: the audit checks it was old enough for the
+    /// configured retention to remove it. (Absent in anchors written before it was recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub const RETAINED_FILE: &str = "retained.json";
+
+/// Reads `retained.json`, if retention has removed segments.
+pub fn retained(dir: &Path) -> std::io::Result<Option<Retained>> {
+    match std::fs::read(dir.join(RETAINED_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Where the chain stands after the segments before the last, when the last one is empty.
 fn previous_end(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<(u64, [u8; 32]), OpenError> {
     let Some((_, path)) = segments.len().checked_sub(2).map(|i| &segments[i]) else {
         // The only segment: the chain starts at the log's beginning, or where retention
         // left it.
-        return match super::compact::retained(dir)? {
+        return match retained(dir)? {
             Some(retained) => {
-                let prev = decode_hash(&retained.prev).ok_or_else(|| OpenError::Unreadable {
-                    path: dir.join(super::compact::RETAINED_FILE),
-                    line: 0,
-                })?;
+                let prev = decode_hash(&retained.prev)
+                    .ok_or_else(|| OpenError::Unreadable { path: dir.join(RETAINED_FILE), line: 0 })?;
                 Ok((retained.first_seq, prev))
             }
             None => Ok((1, GENESIS)),

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use tongban_synth::{self as synth, SynthConfig, SynthReport};
+use tongban_synth::{SynthConfig, SynthReport};
 
 use crate::config::{Config, ServerConfig};
 
@@ -75,7 +74,7 @@ enum Command {
         #[arg(long, env = "TONGBAN_SUPPLIER_TOKEN")]
         token: String,
         /// The Cache-Control its answers carry (`no-store` keeps them out of shared caches).
-        #[arg(long, default_value = crate::supplier::CACHE_CONTROL)]
+        #[arg(long, default_value = crate::demo::supplier::CACHE_CONTROL)]
         cache_control: String,
     },
     /// Write a development CA, a server certificate and client certificates (PEM).
@@ -189,9 +188,9 @@ pub fn main() -> anyhow::Result<()> {
             crate::demo::start_supplier(&mut loaded, &data_dir).await?;
             let seed: crate::server::Seed = Box::new(move |platform| {
                 Box::pin(async move {
-                    crate::seed::demo(&platform, &data_dir).await?;
+                    crate::demo::seed::demo(&platform, &data_dir).await?;
                     if tls {
-                        crate::seed::demo_certificates(&platform, &data_dir).await?;
+                        crate::demo::seed::demo_certificates(&platform, &data_dir).await?;
                     }
                     Ok(())
                 })
@@ -200,7 +199,7 @@ pub fn main() -> anyhow::Result<()> {
         }),
         Command::Supplier { listen, parquet, token, cache_control } => runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            let app = crate::supplier::app(&parquet, &token, &cache_control).await?;
+            let app = crate::demo::supplier::app(&parquet, &token, &cache_control).await?;
             tracing::info!(%listen, "supplier API listening");
             axum::serve(listener, app).await?;
             Ok(())
@@ -227,7 +226,7 @@ pub fn main() -> anyhow::Result<()> {
             );
             config.defect_rate = defect_rate;
             config.row_group_rows = row_group_rows;
-            let report = generate_with_progress(&config, &out)?;
+            let report = crate::demo::generate_with_progress(&config, &out)?;
             report_generation(&report, &out);
             Ok(())
         }
@@ -299,19 +298,6 @@ fn audit_verify(
         }
         Some(problem) => anyhow::bail!("exchange log tampered with: {problem}"),
     }
-}
-
-/// Generates datasets with a progress bar on standard error.
-pub fn generate_with_progress(config: &SynthConfig, out: &Path) -> anyhow::Result<SynthReport> {
-    let bar = ProgressBar::new(config.rows);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:40} {human_pos}/{human_len} people {per_sec} eta {eta}")
-            .expect("valid template"),
-    );
-    let report = synth::generate(config, out, &|done| bar.set_position(done))
-        .with_context(|| format!("generating into {}", out.display()))?;
-    bar.finish_and_clear();
-    Ok(report)
 }
 
 #[allow(clippy::print_stdout)]

@@ -2,9 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use tongban_connectors::{Dataset, DatasetConfig, open_dataset, session_config};
+
+/// Where dataset loading stands; `/readyz` reports it, and data calls wait for `Ready`.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    Loading,
+    Ready(Arc<DatasetRegistry>),
+    Failed(String),
+}
 
 /// Every configured dataset, opened, with the query context their tables are registered in.
 pub struct DatasetRegistry {

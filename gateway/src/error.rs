@@ -58,27 +58,6 @@ impl ApiError {
         ApiError { status, code, title, detail: detail.into(), reasons, retry_after: None, allow: None }
     }
 
-    /// A call refused by a rate limit or quota, with when to try again.
-    pub fn rate_limited(limited: crate::data::Limited) -> Self {
-        use crate::data::Limit;
-        let what = match limited.limit {
-            Limit::System => "the calling system's rate limit",
-            Limit::Grant => "the grant's approved rate",
-            Limit::DailyQuota => "the grant's daily quota",
-            Limit::Resource => "the resource's rate limit, which protects its supplier",
-        };
-        // Whole seconds, rounded up, and never zero: a client told 0 would retry at once.
-        let seconds = limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many requests",
-            format!("{what} is used up; try again in {} s", seconds.max(1)),
-        );
-        error.retry_after = Some(seconds.max(1));
-        error
-    }
-
     /// A daily quota that cannot be counted because the store does not answer.
     pub fn quota_unavailable() -> Self {
         let mut error = ApiError::new(
@@ -334,4 +313,21 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An RFC 9457 problem document, as every error is answered.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemSchema {
+    /// `urn:tongban:problem:{code}`.
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: String,
+    status: u16,
+    /// The stable machine-readable code.
+    code: String,
+    detail: String,
+    /// Why a policy decision refused a data call, when it did.
+    reasons: Option<Vec<tongban_policy::decision::Reason>>,
 }

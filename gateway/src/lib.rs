@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod caller;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -13,13 +14,13 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod quality;
-pub mod seed;
 pub mod server;
 pub mod sources;
-pub mod supplier;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use server::{AppState, app};
+pub use server::app;
+pub use state::AppState;

@@ -28,7 +28,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::ClientCertificate;
+/// The SHA-256 of the client certificate the TLS layer verified for a connection, computed
+/// once per connection and put in each request's extensions by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertificate {
+    pub sha256: [u8; 32],
+}
 
 /// What bounds the connections of one listener.
 #[derive(Debug, Clone, Copy)]

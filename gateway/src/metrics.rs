@@ -6,20 +6,21 @@
 //! Labels name operations, resources, problem codes and outcomes only: never a person, a key,
 //! a case number, or a calling system (the exchange log answers who called).
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::data::SqlMetrics;
-use crate::error::ApiError;
-use crate::server::AppState;
 use tongban_exchange::LogMetrics;
-use tongban_platform::Caller;
+
+/// Queries holding a slot and queries waiting for one, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct SqlMetrics {
+    pub running: Gauge,
+    pub waiting: Gauge,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -134,37 +135,4 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
-}
-
-/// `GET /metrics`: for Prometheus with the configured bearer token, or for a signed-in
-/// operator or platform administrator.
-pub(crate) async fn metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    caller: Result<Caller, ApiError>,
-) -> Result<Response, ApiError> {
-    let scraper = state.metrics_token().is_some_and(|expected| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| {
-                tongban_platform::auth::digest(token) == tongban_platform::auth::digest(expected)
-            })
-    });
-    if !scraper {
-        let caller = caller?;
-        if !caller.oversees() {
-            return Err(ApiError::forbidden("metrics are for operators and platform administrators"));
-        }
-    }
-    let text = state.data().metrics.encode().map_err(|e| ApiError::internal(&e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response())
 }

@@ -1,9 +1,12 @@
-//! The HTTP server: router, shared state, and the listener's lifecycle.
+//! The HTTP server: the router, the operational endpoints (`/healthz`, `/readyz`,
+//! `/metrics`), and the listener's lifecycle.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -11,85 +14,19 @@ use tokio::net::TcpListener;
 
 use crate::config::LoadedConfig;
 use crate::data::DataPlane;
-use crate::datasets::DatasetRegistry;
+use crate::datasets::{DatasetRegistry, Readiness};
 use crate::error::ApiError;
+use crate::state::AppState;
 use tongban_exchange::ExchangeLog;
-use tongban_platform::Platform;
-
-/// Where dataset loading stands; `/readyz` reports it.
-#[derive(Debug, Clone)]
-pub enum Readiness {
-    Loading,
-    Ready(Arc<DatasetRegistry>),
-    Failed(String),
-}
-
-/// State shared by every handler.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    readiness: Arc<RwLock<Readiness>>,
-    platform: Arc<Platform>,
-    data: Arc<DataPlane>,
-    metrics_token: Option<Arc<str>>,
-    sources: Arc<crate::sources::SourceLimits>,
-}
-
-impl AppState {
-    pub fn new(platform: Platform, data: DataPlane) -> Self {
-        AppState {
-            readiness: Arc::new(RwLock::new(Readiness::Loading)),
-            platform: Arc::new(platform),
-            data: Arc::new(data),
-            metrics_token: None,
-            sources: Arc::default(),
-        }
-    }
-
-    /// The limits per source address on what is sent without a credential.
-    pub fn sources(&self) -> &crate::sources::SourceLimits {
-        &self.sources
-    }
-
-    /// Limits per source address as configured.
-    pub fn with_source_limits(mut self, config: &crate::sources::SourceLimitsConfig) -> Self {
-        self.sources = Arc::new(crate::sources::SourceLimits::new(config));
-        self
-    }
-
-    /// Lets Prometheus read `/metrics` with `token` as its bearer credential.
-    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
-        self.metrics_token = token.filter(|t| !t.is_empty()).map(Arc::from);
-        self
-    }
-
-    pub fn metrics_token(&self) -> Option<&str> {
-        self.metrics_token.as_deref()
-    }
-
-    pub fn data(&self) -> &DataPlane {
-        &self.data
-    }
-
-    pub fn platform(&self) -> &Platform {
-        &self.platform
-    }
-
-    pub fn set_readiness(&self, readiness: Readiness) {
-        *self.readiness.write().expect("readiness lock is never poisoned") = readiness;
-    }
-
-    pub fn readiness(&self) -> Readiness {
-        self.readiness.read().expect("readiness lock is never poisoned").clone()
-    }
-}
+use tongban_platform::{Caller, Platform};
 
 /// The gateway's routes.
 pub fn app(state: AppState) -> Router {
-    let data_routes = crate::data::routes(state.data.sql.max_body_bytes);
+    let data_routes = crate::data::routes(state.data_state().clone());
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(metrics))
         .nest("/api/v1", crate::api::routes().merge(data_routes))
         .merge(crate::console::routes())
         .fallback(not_found);
@@ -143,6 +80,39 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
                 .collect(),
         })),
     }
+}
+
+/// `GET /metrics`: for Prometheus with the configured bearer token, or for a signed-in
+/// operator or platform administrator.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Result<Response, ApiError> {
+    let scraper = state.metrics_token().is_some_and(|expected| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| {
+                tongban_platform::auth::digest(token) == tongban_platform::auth::digest(expected)
+            })
+    });
+    if !scraper {
+        let caller = caller?;
+        if !caller.oversees() {
+            return Err(ApiError::forbidden("metrics are for operators and platform administrators"));
+        }
+    }
+    let text = state.data().metrics.encode().map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -242,7 +212,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         let mut ticks = tokio::time::interval(Duration::from_secs(10));
         loop {
             ticks.tick().await;
-            crate::data::record_suppressed(&summarising).await;
+            crate::data::record_suppressed(summarising.data_state()).await;
         }
     });
     let loading = state.clone();
@@ -287,7 +257,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over, closing remaining connections"),
     }
-    crate::data::record_suppressed(&stopping).await;
+    crate::data::record_suppressed(stopping.data_state()).await;
     // The calls of daily quotas this gateway leased and did not use go back to the store, for
     // the other gateways or this one once restarted.
     if let Err(e) = stopping.data().limits.return_leases(Platform::now()).await {

@@ -10,7 +10,11 @@ use std::time::Duration;
 use tongban_e2e::Demo;
 
 fn console_tests() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console")
+    // Where the test runs, not where it was compiled: the target directory may be shared
+    // between checkouts.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("console")
 }
 
 fn chromium() -> PathBuf {

@@ -9,12 +9,12 @@ use tongban_policy::org::ServiceItem;
 
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_platform::{Caller, ResourceInput};
 
 /// Lists service items (事项).
 #[utoipa::path(get, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),
-    responses((status = 200, body = Listing<ServiceItem>), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<ServiceItem>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_service_items(
     State(state): State<AppState>,
     _caller: Caller,
@@ -27,8 +27,8 @@ pub(super) async fn list_service_items(
 /// Registers a service item (platform administrators).
 #[utoipa::path(post, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])),
     request_body = ServiceItem,
-    responses((status = 201, body = ServiceItem), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema)))]
+    responses((status = 201, body = ServiceItem), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_service_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -40,7 +40,7 @@ pub(super) async fn create_service_item(
 /// One service item.
 #[utoipa::path(get, path = "/api/v1/service-items/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)),
-    responses((status = 200, body = ServiceItem), (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = ServiceItem), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_service_item(
     State(state): State<AppState>,
     _caller: Caller,
@@ -66,7 +66,7 @@ pub(super) struct ResourceQuery {
 /// Lists the catalog's resources at their newest versions.
 #[utoipa::path(get, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
     params(ResourceQuery),
-    responses((status = 200, body = Listing<Resource>), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<Resource>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_resources(
     State(state): State<AppState>,
     _caller: Caller,
@@ -89,8 +89,8 @@ pub(super) async fn list_resources(
 /// Registers a resource of the caller's supplying department as version 1.
 #[utoipa::path(post, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
     request_body = ResourceInput,
-    responses((status = 201, body = Resource), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+    responses((status = 201, body = Resource), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_resource(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +102,7 @@ pub(super) async fn create_resource(
 /// A resource at its newest version.
 #[utoipa::path(get, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)),
-    responses((status = 200, body = Resource), (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = Resource), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_resource(
     State(state): State<AppState>,
     _caller: Caller,
@@ -122,8 +122,8 @@ pub(super) struct ResourceEdit {
 /// Edits a resource: stores the next version. Grants keep the version they were approved on.
 #[utoipa::path(put, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)), request_body = ResourceEdit,
-    responses((status = 200, body = Resource), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+    responses((status = 200, body = Resource), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn edit_resource(
     State(state): State<AppState>,
     caller: Caller,
@@ -136,7 +136,7 @@ pub(super) async fn edit_resource(
 /// A resource at a given version.
 #[utoipa::path(get, path = "/api/v1/catalog/resources/{code}/versions/{version}", tag = "catalog",
     security(("bearer" = [])), params(("code" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = Resource), (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = Resource), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_resource_version(
     State(state): State<AppState>,
     _caller: Caller,

@@ -10,7 +10,7 @@ use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms,
 
 use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_platform::store::{DemandFilter, DemandRecord};
 use tongban_platform::{Caller, DemandInput, Platform};
 
@@ -86,8 +86,8 @@ pub(super) struct DemandQuery {
 /// Lists demands the caller may see: a department sees its own and those it must answer,
 /// reviewers those on their province's data, and those who oversee the platform all.
 #[utoipa::path(get, path = "/api/v1/demands", tag = "demands", security(("bearer" = [])), params(DemandQuery),
-    responses((status = 200, body = Listing<DemandView>), (status = 401, body = super::ProblemSchema),
-        (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<DemandView>), (status = 401, body = crate::error::ProblemSchema),
+        (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_demands(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,8 +114,8 @@ pub(super) async fn list_demands(
 
 /// Files a demand as a draft (demanders).
 #[utoipa::path(post, path = "/api/v1/demands", tag = "demands", security(("bearer" = [])), request_body = DemandInput,
-    responses((status = 201, body = DemandView), (status = 403, body = super::ProblemSchema),
-        (status = 422, body = super::ProblemSchema)))]
+    responses((status = 201, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn file_demand(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,7 +135,7 @@ pub(super) struct OverdueQuery {
 /// Demands whose running review stage is past its deadline (reviewers and operators).
 #[utoipa::path(get, path = "/api/v1/demands/overdue", tag = "demands", security(("bearer" = [])),
     params(OverdueQuery),
-    responses((status = 200, body = Listing<DemandView>), (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<DemandView>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn overdue_demands(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,8 +151,8 @@ pub(super) async fn overdue_demands(
 /// One demand with its history.
 #[utoipa::path(get, path = "/api/v1/demands/{id}", tag = "demands", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = DemandView), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_demand(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,9 +178,9 @@ pub(super) struct ActionRequest {
 /// resubmit, answer as supplier, dispute, decide, withdraw.
 #[utoipa::path(post, path = "/api/v1/demands/{id}/actions", tag = "demands", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ActionRequest,
-    responses((status = 200, body = DemandView), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema), (status = 409, body = super::ProblemSchema),
-        (status = 422, body = super::ProblemSchema)))]
+    responses((status = 200, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema), (status = 409, body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn act(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_exchange::query::{self, Bucket, GroupBy, QueryError, Scope};
 use tongban_platform::Caller;
 
@@ -100,7 +100,7 @@ pub(super) struct Rows {
 
 /// Searches exchange records, newest first.
 #[utoipa::path(get, path = "/api/v1/exchanges", tag = "exchange log", security(("bearer" = [])),
-    params(ExchangeFilter), responses((status = 200, body = Rows), (status = 403, body = super::ProblemSchema)))]
+    params(ExchangeFilter), responses((status = 200, body = Rows), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn search(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,7 +114,7 @@ pub(super) async fn search(
 
 /// One exchange record.
 #[utoipa::path(get, path = "/api/v1/exchanges/{id}", tag = "exchange log", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = super::ProblemSchema)))]
+    params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_record(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,7 +193,7 @@ pub(super) struct ChainQuery {
 /// retention and an expected head when given: operators and platform administrators only.
 #[utoipa::path(get, path = "/api/v1/exchanges/chain", tag = "exchange log", security(("bearer" = [])),
     params(ChainQuery),
-    responses((status = 200, body = Object), (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Object), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn chain(
     State(state): State<AppState>,
     caller: Caller,

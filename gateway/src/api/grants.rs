@@ -9,7 +9,7 @@ use tongban_policy::org::UserRole;
 
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_platform::{Caller, Platform};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -40,7 +40,7 @@ pub(super) struct GrantDetail {
 /// Lists grants: a department's own and those on its resources, reviewers those on their
 /// province's data, those who oversee the platform all (the rule of `may_read_grant`).
 #[utoipa::path(get, path = "/api/v1/grants", tag = "grants", security(("bearer" = [])), params(Paging),
-    responses((status = 200, body = Listing<GrantView>), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<GrantView>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,7 +64,7 @@ pub(super) async fn list_grants(
 
 /// The grants in force for the calling system, as the data plane sees them right now.
 #[utoipa::path(get, path = "/api/v1/grants/in-force", tag = "grants", security(("bearer" = [])),
-    responses((status = 200, body = Listing<Grant>), (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<Grant>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn in_force(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,8 +82,8 @@ pub(super) async fn in_force(
 /// One grant with its versions.
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = GrantDetail), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = GrantDetail), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_grant(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,8 +121,8 @@ pub(super) struct ChangeRequest {
 /// reviewers of its province). Takes effect on the data plane before the answer is sent.
 #[utoipa::path(post, path = "/api/v1/grants/{id}/changes", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ChangeRequest,
-    responses((status = 200, body = GrantView), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+    responses((status = 200, body = GrantView), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn change_grant(
     State(state): State<AppState>,
     caller: Caller,

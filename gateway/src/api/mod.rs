@@ -2,20 +2,12 @@
 //! the catalog, demands and grants. Every route authenticates its caller and checks the
 //! caller's role; the OpenAPI 3.1 document is generated from these handlers.
 
-use std::sync::Arc;
-
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use crate::error::ApiError;
-use crate::server::AppState;
-use tongban_platform::auth;
-use tongban_platform::{Caller, Credential, Platform, SystemIdentity};
+use crate::state::AppState;
 
 mod catalog;
 mod demands;
@@ -79,9 +71,10 @@ pub fn routes() -> Router<AppState> {
         exchanges::search, exchanges::get_record, exchanges::stats, exchanges::refusals,
         exchanges::top_callers, exchanges::top_resources, exchanges::chain,
         quality::report,
-        crate::data::verify, crate::data::lookup, crate::data::run_sql, crate::data::proxy_call,
+        crate::data::calls::verify::verify, crate::data::calls::lookup::lookup, crate::data::calls::sql::run_sql,
+        crate::data::calls::proxy::proxy_call,
     ),
-    components(schemas(ProblemSchema)),
+    components(schemas(crate::error::ProblemSchema)),
     modifiers(&Security),
 )]
 struct ApiDoc;
@@ -113,23 +106,6 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi_document())
-}
-
-/// An RFC 9457 problem document, as every error is answered.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = Problem)]
-#[allow(dead_code)]
-pub(crate) struct ProblemSchema {
-    /// `urn:tongban:problem:{code}`.
-    #[serde(rename = "type")]
-    type_uri: String,
-    title: String,
-    status: u16,
-    /// The stable machine-readable code.
-    code: String,
-    detail: String,
-    /// Why a policy decision refused a data call, when it did.
-    reasons: Option<Vec<tongban_policy::decision::Reason>>,
 }
 
 /// A page of a list.
@@ -170,104 +146,5 @@ impl Paging {
             None
         };
         Listing { items: rest, next }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    /// Authenticates `Authorization: Bearer …` (a session token for people, an API key for
-    /// systems) or a system's client certificate, verified by the TLS layer. No credentials is
-    /// 401 `unauthenticated`; wrong ones 401 `invalid_credentials`; a certificate no system
-    /// registered 401 `unknown_certificate`; a certificate and a key of different systems 401
-    /// `identity_mismatch`.
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let platform = state.platform();
-        let certified = match parts.extensions.get::<ClientCertificate>() {
-            Some(certificate) => Some(system_by_certificate(platform, certificate.sha256).await?),
-            None => None,
-        };
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return match certified {
-                Some(identity) => Ok(Caller::System(identity)),
-                None => {
-                    Err(ApiError::unauthenticated("send Authorization: Bearer <session token or API key>"))
-                }
-            };
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(ApiError::invalid_credentials)?;
-        let caller = authenticate(platform, token).await?;
-        if let (Some(certified), Caller::System(identity)) = (&certified, &caller)
-            && certified.system.id != identity.system.id
-        {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "identity_mismatch",
-                "Identity mismatch",
-                "the client certificate and the API key belong to different systems",
-            ));
-        }
-        Ok(caller)
-    }
-}
-
-/// The SHA-256 of the client certificate the TLS layer verified for a connection, computed
-/// once per connection and put in each request's extensions by the listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientCertificate {
-    pub sha256: [u8; 32],
-}
-
-/// The enabled system a verified client certificate is registered to.
-async fn system_by_certificate(
-    platform: &Platform,
-    sha256: [u8; 32],
-) -> Result<Arc<SystemIdentity>, ApiError> {
-    let credential = Credential::Certificate(sha256);
-    if let Some(identity) = platform.identities.get(&credential) {
-        return Ok(identity);
-    }
-    let system = platform.store.system_by_certificate(&hex::encode(sha256)).await?.ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "unknown_certificate",
-            "Unknown certificate",
-            "the client certificate is not registered to any enabled system",
-        )
-    })?;
-    let department = platform.store.department(&system.department_code).await?;
-    Ok(platform.identities.insert(credential, system, department))
-}
-
-async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiError> {
-    if token.starts_with(auth::SESSION_PREFIX) {
-        let digest = auth::digest(token);
-        let user = platform
-            .store
-            .session_user(&digest, Platform::now())
-            .await?
-            .ok_or_else(ApiError::invalid_credentials)?;
-        let department = platform.store.department(&user.department_code).await?;
-        Ok(Caller::User { user, department })
-    } else if token.starts_with(auth::API_KEY_PREFIX) {
-        let digest = auth::digest_bytes(token);
-        let credential = Credential::ApiKey(digest);
-        if let Some(identity) = platform.identities.get(&credential) {
-            return Ok(Caller::System(identity));
-        }
-        let system = platform
-            .store
-            .system_by_key_digest(&hex::encode(digest))
-            .await?
-            .ok_or_else(ApiError::invalid_credentials)?;
-        let department = platform.store.department(&system.department_code).await?;
-        Ok(Caller::System(platform.identities.insert(credential, system, department)))
-    } else {
-        Err(ApiError::invalid_credentials())
     }
 }

@@ -9,7 +9,7 @@ use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_platform::auth;
 use tongban_platform::store::{Acting, AdminAction, SystemRecord, UserRecord};
 use tongban_platform::users::{self, NewUser};
@@ -32,9 +32,9 @@ pub(super) struct Session {
 
 /// Signs a person in.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SignIn,
-    responses((status = 201, body = Session), (status = 401, body = super::ProblemSchema),
-        (status = 429, description = "sign_in_locked or sign_in_rate_limited, with Retry-After", body = super::ProblemSchema),
-        (status = 503, description = "sign_in_busy: every password check in use", body = super::ProblemSchema)))]
+    responses((status = 201, body = Session), (status = 401, body = crate::error::ProblemSchema),
+        (status = 429, description = "sign_in_locked or sign_in_rate_limited, with Retry-After", body = crate::error::ProblemSchema),
+        (status = 503, description = "sign_in_busy: every password check in use", body = crate::error::ProblemSchema)))]
 pub(super) async fn sign_in(
     State(state): State<AppState>,
     crate::listener::Peer(peer): crate::listener::Peer,
@@ -89,7 +89,7 @@ async fn count_attempt(platform: &Platform, username: &str) -> Result<(), ApiErr
 
 /// Ends the caller's session.
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 204), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn sign_out(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,9 +121,9 @@ pub(super) struct PasswordChange {
 /// session of theirs ends.
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "sessions", security(("bearer" = [])),
     request_body = PasswordChange,
-    responses((status = 204), (status = 401, body = super::ProblemSchema), (status = 403, body = super::ProblemSchema),
-        (status = 422, description = "wrong_password, invalid_request", body = super::ProblemSchema),
-        (status = 429, description = "sign_in_locked, with Retry-After", body = super::ProblemSchema)))]
+    responses((status = 204), (status = 401, body = crate::error::ProblemSchema), (status = 403, body = crate::error::ProblemSchema),
+        (status = 422, description = "wrong_password, invalid_request", body = crate::error::ProblemSchema),
+        (status = 429, description = "sign_in_locked, with Retry-After", body = crate::error::ProblemSchema)))]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -172,7 +172,7 @@ fn bearer(headers: &HeaderMap) -> &str {
 
 /// Who the caller is.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
         Caller::User { user, department } => Me::User { user, department },
@@ -185,7 +185,7 @@ pub(super) async fn me(caller: Caller) -> Json<Me> {
 /// Lists departments.
 #[utoipa::path(get, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
     params(Paging, DepartmentQuery),
-    responses((status = 200, body = Listing<Department>), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<Department>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_departments(
     State(state): State<AppState>,
     _caller: Caller,
@@ -223,8 +223,8 @@ impl DepartmentQuery {
 /// Registers a department (platform administrators).
 #[utoipa::path(post, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
     request_body = Department,
-    responses((status = 201, body = Department), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+    responses((status = 201, body = Department), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_department(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,7 +239,7 @@ pub(super) async fn create_department(
 /// One department.
 #[utoipa::path(get, path = "/api/v1/departments/{code}", tag = "departments", security(("bearer" = [])),
     params(("code" = String, Path, description = "统一社会信用代码")),
-    responses((status = 200, body = Department), (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = Department), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_department(
     State(state): State<AppState>,
     _caller: Caller,
@@ -250,7 +250,7 @@ pub(super) async fn get_department(
 
 /// Lists systems: a department's own, or every system for those who oversee the platform.
 #[utoipa::path(get, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), params(Paging),
-    responses((status = 200, body = Listing<SystemRecord>), (status = 401, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<SystemRecord>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_systems(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,8 +279,8 @@ pub(super) struct RegisteredSystem {
 
 /// Registers a calling system and issues its API key.
 #[utoipa::path(post, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), request_body = NewSystem,
-    responses((status = 201, body = RegisteredSystem), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema)))]
+    responses((status = 201, body = RegisteredSystem), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_system(
     State(state): State<AppState>,
     caller: Caller,
@@ -335,9 +335,9 @@ pub(super) struct RegisteredCertificate {
 /// any earlier one.
 #[utoipa::path(put, path = "/api/v1/systems/{id}/certificate", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = SystemCertificate,
-    responses((status = 200, body = RegisteredCertificate), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema), (status = 409, body = super::ProblemSchema),
-        (status = 422, description = "invalid_certificate", body = super::ProblemSchema)))]
+    responses((status = 200, body = RegisteredCertificate), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema), (status = 409, body = crate::error::ProblemSchema),
+        (status = 422, description = "invalid_certificate", body = crate::error::ProblemSchema)))]
 pub(super) async fn register_certificate(
     State(state): State<AppState>,
     caller: Caller,
@@ -386,8 +386,8 @@ async fn managed_system(state: &AppState, caller: &Caller, id: &str) -> Result<S
 /// gateway and within 5 seconds on others sharing the store (their identity caches).
 #[utoipa::path(post, path = "/api/v1/systems/{id}/api-key", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = RegisteredSystem), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = RegisteredSystem), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn rotate_api_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -416,8 +416,8 @@ pub(super) struct Enabled {
 /// effect at once on this gateway and within 5 seconds on others sharing the store.
 #[utoipa::path(put, path = "/api/v1/systems/{id}/enabled", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = Enabled,
-    responses((status = 200, body = SystemRecord), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = SystemRecord), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn set_system_enabled(
     State(state): State<AppState>,
     caller: Caller,
@@ -435,7 +435,7 @@ pub(super) async fn set_system_enabled(
 
 /// Lists people (platform administrators).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Paging),
-    responses((status = 200, body = Listing<UserRecord>), (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<UserRecord>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -461,7 +461,7 @@ pub(super) struct AdminActionQuery {
 /// department, system or account, and when (platform administrators).
 #[utoipa::path(get, path = "/api/v1/admin-actions", tag = "users", security(("bearer" = [])),
     params(AdminActionQuery),
-    responses((status = 200, body = Listing<AdminAction>), (status = 403, body = super::ProblemSchema)))]
+    responses((status = 200, body = Listing<AdminAction>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_admin_actions(
     State(state): State<AppState>,
     caller: Caller,
@@ -476,8 +476,8 @@ pub(super) async fn list_admin_actions(
 
 /// Registers a person (platform administrators).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
-    responses((status = 201, body = UserRecord), (status = 403, body = super::ProblemSchema),
-        (status = 409, body = super::ProblemSchema), (status = 422, body = super::ProblemSchema)))]
+    responses((status = 201, body = UserRecord), (status = 403, body = crate::error::ProblemSchema),
+        (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -492,8 +492,8 @@ pub(super) async fn create_user(
 /// them sign in again (platform administrators, not for themselves).
 #[utoipa::path(put, path = "/api/v1/users/{username}/enabled", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = Enabled,
-    responses((status = 200, body = UserRecord), (status = 403, body = super::ProblemSchema),
-        (status = 404, body = super::ProblemSchema)))]
+    responses((status = 200, body = UserRecord), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn set_user_enabled(
     State(state): State<AppState>,
     caller: Caller,
@@ -523,8 +523,8 @@ pub(super) struct PasswordReset {
 /// is lifted.
 #[utoipa::path(put, path = "/api/v1/users/{username}/password", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = PasswordReset,
-    responses((status = 204), (status = 403, body = super::ProblemSchema), (status = 404, body = super::ProblemSchema),
-        (status = 422, body = super::ProblemSchema)))]
+    responses((status = 204), (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,

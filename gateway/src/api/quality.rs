@@ -9,7 +9,7 @@ use tongban_policy::workflow::DemandState;
 
 use crate::error::ApiError;
 use crate::quality::{OUTSIDE_GRANT_REASONS, OUTSIDE_VALIDITY_REASONS, ResourceQuality};
-use crate::server::AppState;
+use crate::state::AppState;
 use tongban_platform::store::DemandFilter;
 use tongban_platform::{Caller, Platform};
 
@@ -58,8 +58,8 @@ pub(super) struct QualityReport {
 /// Quality indicators: freshness and defect rate per resource, review deadlines per demand,
 /// and refused calls outside grants or validity (reviewers, operators, administrators).
 #[utoipa::path(get, path = "/api/v1/quality", tag = "exchange log", security(("bearer" = [])),
-    responses((status = 200, body = QualityReport), (status = 403, body = super::ProblemSchema),
-        (status = 503, body = super::ProblemSchema)))]
+    responses((status = 200, body = QualityReport), (status = 403, body = crate::error::ProblemSchema),
+        (status = 503, body = crate::error::ProblemSchema)))]
 pub(super) async fn report(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,7 +67,7 @@ pub(super) async fn report(
     caller.require(&[UserRole::DataOfficeReviewer, UserRole::Operator, UserRole::PlatformAdmin])?;
     let today = Platform::now().date();
     let registry = match state.readiness() {
-        crate::server::Readiness::Ready(registry) => registry,
+        crate::datasets::Readiness::Ready(registry) => registry,
         _ => return Err(ApiError::not_ready("datasets are not loaded yet")),
     };
     let snapshot = state.platform().grants.snapshot();
@@ -80,8 +80,7 @@ pub(super) async fn report(
             continue;
         }
         let measured = state
-            .data()
-            .quality
+            .quality()
             .get(&state.data().sql_executor, &registry, resource, today)
             .await
             .map_err(|e| ApiError::internal(&e))?;

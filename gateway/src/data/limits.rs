@@ -22,6 +22,8 @@ use tongban_policy::grant::Grant;
 
 use tongban_platform::store::{Store, StoreError};
 
+use crate::error::ApiError;
+
 /// Limits that are not set by approvals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +47,28 @@ pub use tongban_exchange::Limit;
 pub struct Limited {
     pub limit: Limit,
     pub retry_after: Duration,
+}
+
+/// A call refused by a rate limit or quota answers 429 with when to try again.
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        let what = match limited.limit {
+            Limit::System => "the calling system's rate limit",
+            Limit::Grant => "the grant's approved rate",
+            Limit::DailyQuota => "the grant's daily quota",
+            Limit::Resource => "the resource's rate limit, which protects its supplier",
+        };
+        // Whole seconds, rounded up, and never zero: a client told 0 would retry at once.
+        let seconds = limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+        let mut error = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            format!("{what} is used up; try again in {} s", seconds.max(1)),
+        );
+        error.retry_after = Some(seconds.max(1));
+        error
+    }
 }
 
 /// Grants idle this long lose their limiter state. It must outlive a day, or a daily quota

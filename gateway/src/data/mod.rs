@@ -5,40 +5,50 @@
 //! API key or client certificate) → **resolve grant** (purpose fields, then a policy decision
 //! per resource) → **rate limit** → **cache** → **execute** (key look-up, SQL over per-grant
 //! views, or the supplier's API) → **mask** (each item by its grant's rule) → **log** (one
-//! exchange record, on every outcome, before the response is released).
+//! exchange record, on every outcome, before the response is released). What differs between
+//! the kinds of call (what they read, how they are answered) is in [`calls`], one module each.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use futures::FutureExt;
-use tongban_policy::decision::{AccessRequest, Denial, Operation, Permit, Purpose, Reason, decide};
+use tongban_policy::decision::{Denial, Operation, Permit, Purpose, Reason};
 use tongban_policy::grant::Grant;
 
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::datasets::{DatasetRegistry, Readiness};
+use crate::error::ApiError;
 use crate::listener::Peer;
-use crate::server::{AppState, Readiness};
+use crate::sources::SourceLimits;
+use calls::lookup::Lookup;
+use calls::sql::Sql;
+use calls::verify::Verify;
+use calls::{Answering, DataCall, Resolving};
 use tongban_exchange::{ExchangeLog, ExchangeRecord, Phase, purpose_digest};
 use tongban_platform::{Caller, Platform, PolicySnapshot};
 
 mod cache;
+pub(crate) mod calls;
+mod config;
 mod limits;
-mod proxy;
-mod records;
-mod sql;
+pub(crate) mod proxy;
+pub(crate) mod records;
+pub(crate) mod sql;
 mod sql_executor;
 
 pub use cache::{AnswerCache, CacheConfig, CacheOutcome};
+pub use config::DataConfig;
 pub use limits::{Limit, Limited, Limiters, LimitsConfig, Refusal};
 pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
-pub use sql_executor::{SqlExecutor, SqlExecutorError, SqlMetrics};
+pub use sql_executor::{SqlExecutor, SqlExecutorError};
 
 /// Header carrying the service item (事项编码) a call serves.
 pub const SERVICE_ITEM_HEADER: &str = "x-tongban-service-item";
@@ -52,23 +62,26 @@ pub const EXCHANGE_ID_HEADER: &str = "x-tongban-exchange-id";
 pub const CACHE_HEADER: &str = "x-tongban-cache";
 
 /// The data plane's routes, to be nested at `/api/v1`.
-pub fn routes(max_body_bytes: usize) -> Router<AppState> {
+/// The data routes, to be nested at `/api/v1`, served from `state` alone.
+pub fn routes<S>(state: DataState) -> Router<S> {
+    let max_body_bytes = state.data().sql.max_body_bytes;
     // A data route asked with another method is refused through the lifecycle too, so that
     // the refusal has its record like any other.
     Router::new()
-        .route("/data/verify", post(verify).fallback(wrong_method))
-        .route("/data/{resource}/records/{key}", get(lookup).fallback(wrong_method))
-        .route("/data/sql", post(run_sql).fallback(wrong_method))
+        .route("/data/verify", post(calls::verify::verify).fallback(wrong_method))
+        .route("/data/{resource}/records/{key}", get(calls::lookup::lookup).fallback(wrong_method))
+        .route("/data/sql", post(calls::sql::run_sql).fallback(wrong_method))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Proxied bodies are streamed and limited per upstream, not by the JSON body limit.
-        .route("/proxy/{resource}/{*path}", any(proxy_call))
+        .route("/proxy/{resource}/{*path}", any(calls::proxy::proxy_call))
+        .with_state(state)
 }
 
 /// The purpose every data call names, as headers.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
-struct PurposeHeaders {
+pub(crate) struct PurposeHeaders {
     /// The service item (事项编码) the call serves.
     #[param(rename = "X-Tongban-Service-Item")]
     service_item: String,
@@ -80,130 +93,10 @@ struct PurposeHeaders {
     operator: String,
 }
 
-/// What a call asks for, as the handlers received it. Rejections of the path and body are
-/// kept, so that a malformed call is logged like any other.
-enum CallBody {
-    Verify(Result<VerifyRequest, ApiError>),
-    /// The resource and key from the path, and the items asked for.
-    Lookup {
-        target: Result<(String, String), ApiError>,
-        query: Result<LookupQuery, ApiError>,
-    },
-    Sql {
-        request: Result<SqlRequest, ApiError>,
-        accept: Option<String>,
-    },
-    Proxy(Result<proxy::ProxyCall, ApiError>),
-}
-
-impl CallBody {
-    fn operation(&self) -> Operation {
-        match self {
-            CallBody::Verify(_) => Operation::Verify,
-            CallBody::Lookup { .. } => Operation::Lookup,
-            CallBody::Sql { .. } => Operation::Sql,
-            CallBody::Proxy(_) => Operation::Proxy,
-        }
-    }
-}
-
-/// Verifies claimed values against the record with a key (核验): match or no match per item.
-#[utoipa::path(post, path = "/api/v1/data/verify", tag = "data", security(("bearer" = [])),
-    params(PurposeHeaders), request_body = VerifyRequest,
-    responses((status = 200, body = VerifyAnswer), (status = 400, body = crate::api::ProblemSchema),
-        (status = 403, description = "access_denied, with reasons", body = crate::api::ProblemSchema),
-        (status = 422, body = crate::api::ProblemSchema)))]
-pub(crate) async fn verify(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<ApiJson<VerifyRequest>, ApiError>,
-) -> Response {
-    serve(state, caller, peer, headers, CallBody::Verify(body.map(|ApiJson(b)| b))).await
-}
-
-/// The granted items of the records with a key, masked.
-#[utoipa::path(get, path = "/api/v1/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
-    params(PurposeHeaders, ("resource" = String, Path), ("key" = String, Path),
-        ("items" = Option<String>, Query, description = "comma-separated items; every granted item when absent")),
-    responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}"),
-        (status = 403, body = crate::api::ProblemSchema), (status = 404, body = crate::api::ProblemSchema)))]
-pub(crate) async fn lookup(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    target: Result<ApiPath<(String, String)>, ApiError>,
-    query: Result<ApiQuery<LookupQuery>, ApiError>,
-) -> Response {
-    let body =
-        CallBody::Lookup { target: target.map(|ApiPath(target)| target), query: query.map(|ApiQuery(q)| q) };
-    serve(state, caller, peer, headers, body).await
-}
-
-/// Runs one query over the caller's per-grant views.
-#[utoipa::path(post, path = "/api/v1/data/sql", tag = "data", security(("bearer" = [])),
-    params(PurposeHeaders), request_body = SqlRequest,
-    responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
-        (status = 403, body = crate::api::ProblemSchema), (status = 406, body = crate::api::ProblemSchema),
-        (status = 422, body = crate::api::ProblemSchema),
-        (status = 503, description = "sql_busy: every SQL slot taken, with Retry-After", body = crate::api::ProblemSchema)))]
-pub(crate) async fn run_sql(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<ApiJson<SqlRequest>, ApiError>,
-) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    serve(state, caller, peer, headers, CallBody::Sql { request: body.map(|ApiJson(b)| b), accept }).await
-}
-
-/// Passes a call on to the supplier API bound to a resource (the 接口 share method). The
-/// answer keeps only granted items, masked; documents pass only when granted whole.
-#[utoipa::path(get, path = "/api/v1/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
-    params(PurposeHeaders, ("resource" = String, Path), ("path" = String, Path, description = "the supplier API's path")),
-    responses((status = 200, description = "the supplier's answer, filtered and masked by the grant"),
-        (status = 403, body = crate::api::ProblemSchema), (status = 404, body = crate::api::ProblemSchema),
-        (status = 502, description = "upstream_unreachable, upstream_failed, upstream_response_too_large", body = crate::api::ProblemSchema),
-        (status = 503, description = "upstream_circuit_open, with Retry-After", body = crate::api::ProblemSchema),
-        (status = 504, description = "upstream_timeout", body = crate::api::ProblemSchema)))]
-pub(crate) async fn proxy_call(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    Peer(peer): Peer,
-    target: Result<ApiPath<(String, String)>, ApiError>,
-    request: axum::extract::Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let resource = match target {
-        Ok(ApiPath((resource, _))) => resource,
-        Err(error) => return serve(state, caller, peer, parts.headers, CallBody::Proxy(Err(error))).await,
-    };
-    // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
-    // an encoded `?` or `/` into structure.
-    let raw_path = parts.uri.path();
-    let path = raw_path
-        .find("/proxy/")
-        .map(|at| &raw_path[at + "/proxy/".len()..])
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, tail)| tail.to_owned())
-        .unwrap_or_default();
-    let call = proxy::ProxyCall {
-        resource,
-        path,
-        query: parts.uri.query().map(str::to_owned),
-        method: parts.method,
-        body: std::sync::Mutex::new(Some(body)),
-    };
-    serve(state, caller, peer, parts.headers, CallBody::Proxy(Ok(call))).await
-}
-
 /// A data route asked with a method it does not take: refused with 405 in the resolve phase,
 /// after the caller and purpose are checked, and recorded.
 async fn wrong_method(
-    State(state): State<AppState>,
+    State(state): State<DataState>,
     caller: Result<Caller, ApiError>,
     Peer(peer): Peer,
     method: axum::http::Method,
@@ -219,12 +112,11 @@ async fn wrong_method(
         ("GET", Operation::Lookup)
     };
     let error = ApiError::method_not_allowed(format!("{path} takes {allowed}, not {method}"), &[allowed]);
-    let body = match operation {
-        Operation::Verify => CallBody::Verify(Err(error)),
-        Operation::Sql => CallBody::Sql { request: Err(error), accept: None },
-        _ => CallBody::Lookup { target: Err(error.clone()), query: Err(error) },
-    };
-    serve(state, caller, peer, headers, body).await
+    match operation {
+        Operation::Verify => serve(state, caller, peer, headers, Verify::refused(error)).await,
+        Operation::Sql => serve(state, caller, peer, headers, Sql::refused(error)).await,
+        _ => serve(state, caller, peer, headers, Lookup::refused(error)).await,
+    }
 }
 
 /// A call's answer, encoded: masked values only.
@@ -252,33 +144,27 @@ impl Answer {
 }
 
 /// The calling system, once authenticated.
-struct System(Arc<tongban_platform::SystemIdentity>);
+pub(crate) struct System(Arc<tongban_platform::SystemIdentity>);
 
 impl System {
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.0.system.id
     }
 
     /// The credit code of the system's department.
-    fn department(&self) -> &str {
+    pub(crate) fn department(&self) -> &str {
         &self.0.system.department_code
     }
 }
 
-/// What resolve grant hands on: per resource the call reads, its current catalog entry and
-/// the permit deciding it.
-struct Resolved<'s> {
-    permits: Vec<(&'s tongban_policy::catalog::Resource, Permit<'s>)>,
-}
-
 /// Times the phases of one call into its exchange record.
-struct Phases<'r> {
-    record: &'r mut ExchangeRecord,
+pub(crate) struct Phases<'r> {
+    pub(crate) record: &'r mut ExchangeRecord,
     at: Instant,
 }
 
 impl Phases<'_> {
-    fn end(&mut self, phase: Phase) {
+    pub(crate) fn end(&mut self, phase: Phase) {
         let now = Instant::now();
         self.record.phases.push((phase, u64::try_from((now - self.at).as_micros()).unwrap_or(u64::MAX)));
         self.at = now;
@@ -287,23 +173,23 @@ impl Phases<'_> {
 
 /// The lifecycle of every data call. The log phase runs whatever the outcome, and the
 /// response is released only once the record is written.
-async fn serve(
-    state: AppState,
+pub(crate) async fn serve<C: DataCall>(
+    state: DataState,
     caller: Result<Caller, ApiError>,
     peer: Option<std::net::SocketAddr>,
     headers: HeaderMap,
-    body: CallBody,
+    call: C,
 ) -> Response {
     // A source sending calls without a valid credential gets a record for each only within
     // its allowance; past it, a summary stands for them (`record_suppressed`).
     if let Err(error) = &caller
         && error.status == StatusCode::UNAUTHORIZED
-        && let Err(refusal) = state.sources().unauthenticated(peer, body.operation())
+        && let Err(refusal) = state.sources().unauthenticated(peer, C::OPERATION)
     {
         return refusal.into_response();
     }
     if !crate::telemetry::enabled() {
-        return lifecycle(&state, caller, &headers, body, None).await;
+        return lifecycle(&state, caller, &headers, call, None).await;
     }
     // With telemetry on, the call is one span continuing the caller's trace; its record
     // carries the same trace id.
@@ -311,14 +197,14 @@ async fn serve(
     use tracing::Instrument;
     use tracing::field::Empty;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let operation = body.operation().as_str();
+    let operation = C::OPERATION.as_str();
     let span = tracing::info_span!(target: "tongban::exchange", "data_call",
         otel.name = operation, otel.kind = "server", tongban.operation = operation,
         exchange.id = Empty, tongban.resource = Empty, http.response.status_code = Empty,
         tongban.code = Empty, tongban.cache = Empty);
     let _ = span.set_parent(crate::telemetry::parent_context(&headers));
     let trace_id = span.context().span().span_context().trace_id().to_string();
-    lifecycle(&state, caller, &headers, body, Some(trace_id)).instrument(span).await
+    lifecycle(&state, caller, &headers, call, Some(trace_id)).instrument(span).await
 }
 
 /// The record of a call until the log phase takes it. A caller that hangs up drops the call
@@ -327,7 +213,7 @@ async fn serve(
 /// filled in: the caller, the purpose, the resource, the grant. A query is stopped with it,
 /// and a supplier that was being asked has the exchange id to join its own log to this one.
 struct Unfinished {
-    state: AppState,
+    state: DataState,
     record: Option<ExchangeRecord>,
 }
 
@@ -349,16 +235,16 @@ impl Drop for Unfinished {
     }
 }
 
-async fn lifecycle(
-    state: &AppState,
+async fn lifecycle<C: DataCall>(
+    state: &DataState,
     caller: Result<Caller, ApiError>,
     headers: &HeaderMap,
-    body: CallBody,
+    call: C,
     trace_id: Option<String>,
 ) -> Response {
     let data = state.data();
     let mut unfinished =
-        Unfinished { state: state.clone(), record: Some(ExchangeRecord::begin(body.operation())) };
+        Unfinished { state: state.clone(), record: Some(ExchangeRecord::begin(C::OPERATION)) };
     let record = unfinished.record.as_mut().expect("just made");
     if let Some(trace_id) = trace_id {
         record.trace_id = trace_id;
@@ -397,26 +283,31 @@ async fn lifecycle(
         // learns nothing about what it asked for.
         let purpose = purpose(headers, data.log.key(), phases.record)?;
         let registry = ready_datasets(state)?;
-        let resolved = resolve(
-            &snapshot,
-            &registry,
-            &state.platform().datasets,
-            &system,
-            &purpose,
-            &body,
-            &data.upstreams,
-            phases.record,
-        )?;
+        let resolving = Resolving {
+            snapshot: &snapshot,
+            registry: &registry,
+            suppliers: &state.platform().datasets,
+            system: &system,
+            purpose: &purpose,
+            upstreams: &data.upstreams,
+            operation: C::OPERATION,
+            today: Platform::now().date(),
+        };
+        let permits = call.resolve(&resolving, phases.record)?;
+        for (_, permit) in &permits {
+            phases.record.grants.push(permit.grant.id.clone());
+            phases.record.items.extend(permit.items.iter().map(|i| i.name.clone()));
+        }
         phases.end(Phase::ResolveGrant);
 
         // Rate limit: per system, per grant (rate and daily quota), per resource.
-        let grants: Vec<&Grant> = resolved.permits.iter().map(|(_, p)| p.grant).collect();
-        let resources: Vec<&str> = resolved.permits.iter().map(|(r, _)| r.code.as_str()).collect();
+        let grants: Vec<&Grant> = permits.iter().map(|(_, p)| p.grant).collect();
+        let resources: Vec<&str> = permits.iter().map(|(r, _)| r.code.as_str()).collect();
         match data.limits.check(system.id(), &grants, &resources, Platform::now()).await {
             Ok(()) => {}
             Err(Refusal::Limited(limited)) => {
                 phases.record.rate_limit = Some(limited.limit);
-                return Err(ApiError::rate_limited(limited));
+                return Err(limited.into());
             }
             Err(Refusal::QuotaUnavailable(e)) => {
                 tracing::error!(error = %e, "the daily quota cannot be counted; refusing the call");
@@ -426,108 +317,16 @@ async fn lifecycle(
         phases.end(Phase::RateLimit);
 
         // Cache, then execute and mask on a miss.
-        let answer = match &body {
-            CallBody::Verify(request) => {
-                let request = request.as_ref().map_err(Clone::clone)?;
-                let (resource, permit) = &resolved.permits[0];
-                let claims = serde_json::to_vec(&request.claims).map_err(|e| ApiError::internal(&e))?;
-                let key = cache_key(
-                    "verify",
-                    &snapshot,
-                    &registry,
-                    resource,
-                    permit,
-                    &[request.key.as_bytes(), &claims],
-                );
-                let execute = Box::pin(async {
-                    let answer = records::verify(&registry, resource, permit, request).await?;
-                    phases.end(Phase::Execute);
-                    Ok(answer)
-                });
-                cached(&data.cache, data.cache.ttl(resource.update_cycle), key, execute).await?
-            }
-            CallBody::Lookup { target, .. } => {
-                let (_, record_key) = target.as_ref().map_err(Clone::clone)?;
-                let (resource, permit) = &resolved.permits[0];
-                let items: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
-                let items = items.join(",");
-                let key = cache_key(
-                    "lookup",
-                    &snapshot,
-                    &registry,
-                    resource,
-                    permit,
-                    &[record_key.as_bytes(), items.as_bytes()],
-                );
-                let execute = Box::pin(async {
-                    let found = records::lookup(&registry, resource, permit, record_key).await?;
-                    phases.end(Phase::Execute);
-                    let answer = found.mask(permit)?;
-                    phases.end(Phase::Mask);
-                    Ok(answer)
-                });
-                cached(&data.cache, data.cache.ttl(resource.update_cycle), key, execute).await?
-            }
-            CallBody::Sql { request, accept } => {
-                let request = request.as_ref().map_err(Clone::clone)?;
-                // Masks are applied inside each per-grant view, below the caller's query, so
-                // execute and mask are one phase here. Queries are not cached.
-                let answer = Box::pin(sql::run(
-                    &data.sql_executor,
-                    system.department(),
-                    &registry,
-                    &data.sql,
-                    &resolved.permits,
-                    request,
-                    accept.as_deref(),
-                ))
-                .await?;
-                phases.end(Phase::Execute);
-                (answer, CacheOutcome::Bypass)
-            }
-            CallBody::Proxy(call) => {
-                let call = call.as_ref().map_err(Clone::clone)?;
-                let (resource, permit) = &resolved.permits[0];
-                let exchange_id = phases.record.id.clone();
-                let context = proxy::CallContext {
-                    exchange_id: &exchange_id,
-                    system: system.id(),
-                    department: system.department(),
-                    purpose: &purpose,
-                };
-                let mut upstream = proxy::UpstreamOutcome::default();
-                let execute = Box::pin(async {
-                    let answer = proxy::forward(
-                        &data.upstreams,
-                        resource,
-                        permit,
-                        call,
-                        headers,
-                        &context,
-                        &mut upstream,
-                    )
-                    .await;
-                    phases.end(Phase::Execute);
-                    answer
-                });
-                let ttl = if call.cacheable(headers) { data.cache.ttl(resource.update_cycle) } else { None };
-                let accept = headers.get(header::ACCEPT).map(HeaderValue::as_bytes).unwrap_or_default();
-                let key = cache_key(
-                    "proxy",
-                    &snapshot,
-                    &registry,
-                    resource,
-                    permit,
-                    &[call.path.as_bytes(), call.query.as_deref().unwrap_or_default().as_bytes(), accept],
-                );
-                let answer = cached(&data.cache, ttl, key, execute).await;
-                phases.record.upstream_status = upstream.status;
-                phases.record.upstream_attempts = upstream.attempts;
-                phases.record.upstream_us = (upstream.attempts > 0)
-                    .then(|| u64::try_from(upstream.latency.as_micros()).unwrap_or(u64::MAX));
-                answer?
-            }
+        let answering = Answering {
+            data,
+            snapshot: &snapshot,
+            registry: &registry,
+            permits: &permits,
+            system: &system,
+            purpose: &purpose,
+            headers,
         };
+        let answer = call.answer(&answering, &mut phases).await?;
         if answer.1 == CacheOutcome::Hit {
             phases.end(Phase::Cache);
         }
@@ -608,7 +407,7 @@ async fn lifecycle(
 
 /// Writes one summary record per source address and operation for the calls refused without
 /// a credential past the source's allowance since the last summary (see `sources`).
-pub async fn record_suppressed(state: &AppState) {
+pub async fn record_suppressed(state: &DataState) {
     for ((source, operation), calls) in state.sources().take_suppressed() {
         let mut record = ExchangeRecord::begin(operation);
         record.status = StatusCode::TOO_MANY_REQUESTS.as_u16();
@@ -701,99 +500,6 @@ fn purpose(headers: &HeaderMap, salt: &[u8], record: &mut ExchangeRecord) -> Res
     Ok(purpose)
 }
 
-/// Decides the call: one resource for a verification or look-up; for SQL, every resource the
-/// system holds a grant on for the call's service item.
-#[allow(clippy::too_many_arguments)]
-fn resolve<'s>(
-    snapshot: &'s PolicySnapshot,
-    registry: &crate::datasets::DatasetRegistry,
-    suppliers: &tongban_platform::DatasetSuppliers,
-    system: &System,
-    purpose: &Purpose,
-    body: &CallBody,
-    upstreams: &Upstreams,
-    record: &mut ExchangeRecord,
-) -> Result<Resolved<'s>, ApiError> {
-    let today = Platform::now().date();
-    let ask = |resource_code: &str,
-               items: &[String]|
-     -> Result<(&'s tongban_policy::catalog::Resource, Permit<'s>), ApiError> {
-        let resource = snapshot.resources.get(resource_code).ok_or_else(|| {
-            ApiError::not_found(format!("there is no catalog resource {resource_code}"))
-                .with_code("unknown_resource")
-        })?;
-        let request = AccessRequest {
-            department: system.department(),
-            system: system.id(),
-            resource,
-            dataset_supplier: suppliers.get(&resource.dataset).and_then(Option::as_deref),
-            operation: body.operation(),
-            items,
-            purpose,
-            today,
-        };
-        decide(&snapshot.grants, &request).map(|permit| (resource, permit)).map_err(denied)
-    };
-    let permits = match body {
-        CallBody::Verify(request) => {
-            let request = request.as_ref().map_err(Clone::clone)?;
-            record.resources.push(request.resource.clone());
-            let resource = snapshot.resources.get(&request.resource);
-            let items = records::verify_items(registry, resource, request)?;
-            vec![ask(&request.resource, &items)?]
-        }
-        CallBody::Lookup { target, query } => {
-            let (resource, _) = target.as_ref().map_err(Clone::clone)?;
-            record.resources.push(resource.clone());
-            let query = query.as_ref().map_err(Clone::clone)?;
-            vec![ask(resource, &query.items())?]
-        }
-        CallBody::Proxy(call) => {
-            let call = call.as_ref().map_err(Clone::clone)?;
-            record.resources.push(call.resource.clone());
-            call.check_path()?;
-            let (resource, permit) = ask(&call.resource, &[])?;
-            upstreams.check_method(&resource.code, &call.method)?;
-            vec![(resource, permit)]
-        }
-        CallBody::Sql { request, .. } => {
-            request.as_ref().map_err(Clone::clone)?;
-            let mut codes: Vec<&str> = snapshot
-                .grants
-                .of_department(system.department())
-                .filter(|g| g.service_item == purpose.service_item)
-                .map(|g: &Grant| g.resource_code.as_str())
-                .collect();
-            codes.sort_unstable();
-            codes.dedup();
-            if codes.is_empty() {
-                return Err(denied(Denial {
-                    reasons: vec![Reason::WrongPurpose { service_item: purpose.service_item.clone() }],
-                }));
-            }
-            let mut permits = Vec::new();
-            let mut reasons = Vec::new();
-            for code in codes {
-                record.resources.push(code.to_owned());
-                match ask(code, &[]) {
-                    Ok(permit) => permits.push(permit),
-                    Err(e) => reasons.extend(e.reasons),
-                }
-            }
-            if permits.is_empty() {
-                return Err(denied(Denial { reasons }));
-            }
-            record.resources = permits.iter().map(|(r, _)| r.code.clone()).collect();
-            permits
-        }
-    };
-    for (_, permit) in &permits {
-        record.grants.push(permit.grant.id.clone());
-        record.items.extend(permit.items.iter().map(|i| i.name.clone()));
-    }
-    Ok(Resolved { permits })
-}
-
 pub(crate) fn denied(denial: Denial) -> ApiError {
     let detail = denial.reasons.iter().map(reason_text).collect::<Vec<_>>().join("; ");
     ApiError::denied(StatusCode::FORBIDDEN, "access_denied", "Access denied", detail, denial.reasons)
@@ -834,7 +540,7 @@ fn reason_text(reason: &Reason) -> String {
 }
 
 /// The cache key of a verification or look-up: everything that decides its answer.
-fn cache_key(
+pub(crate) fn cache_key(
     operation: &str,
     snapshot: &PolicySnapshot,
     registry: &crate::datasets::DatasetRegistry,
@@ -856,7 +562,7 @@ fn cache_key(
 }
 
 /// Runs `execute` through the cache when answers may be cached for `ttl`.
-async fn cached(
+pub(crate) async fn cached(
     cache: &AnswerCache,
     ttl: Option<std::time::Duration>,
     key: [u8; 32],
@@ -868,7 +574,7 @@ async fn cached(
     }
 }
 
-fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegistry>, ApiError> {
+fn ready_datasets(state: &DataState) -> Result<Arc<DatasetRegistry>, ApiError> {
     match state.readiness() {
         Readiness::Ready(registry) => Ok(registry),
         Readiness::Loading => Err(ApiError::not_ready("datasets are still loading")),
@@ -879,14 +585,13 @@ fn ready_datasets(state: &AppState) -> Result<Arc<crate::datasets::DatasetRegist
 /// The data plane's own state: its limits, rate limiters, answer cache and exchange log.
 #[derive(Debug)]
 pub struct DataPlane {
-    pub sql: crate::config::DataConfig,
+    pub sql: DataConfig,
     pub sql_executor: SqlExecutor,
     pub log: ExchangeLog,
     pub limits: Limiters,
     pub cache: AnswerCache,
     pub upstreams: Upstreams,
     pub metrics: crate::metrics::Metrics,
-    pub quality: crate::quality::QualityCache,
 }
 
 /// Why the data plane could not start.
@@ -901,7 +606,7 @@ pub enum DataPlaneError {
 impl DataPlane {
     /// The data plane for `config`, writing to `log`, counting daily quotas in `store`.
     pub fn new(
-        config: crate::config::DataConfig,
+        config: DataConfig,
         log: ExchangeLog,
         store: tongban_platform::store::Store,
     ) -> Result<Self, DataPlaneError> {
@@ -909,13 +614,68 @@ impl DataPlane {
         Ok(DataPlane {
             metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics()),
             sql_executor,
-            quality: crate::quality::QualityCache::default(),
             limits: Limiters::new(&config.limits, store),
             cache: AnswerCache::new(&config.cache),
             upstreams: Upstreams::new(&config.upstreams)?,
             sql: config,
             log,
         })
+    }
+}
+
+/// What a data call reads: the platform (grants, identities, who owns which dataset), the
+/// data plane, where dataset loading stands, and each source's allowance of calls without a
+/// credential. The server's state holds one and gives the data routes this alone, so the data
+/// plane knows nothing of the management API or the server.
+#[derive(Debug, Clone)]
+pub struct DataState {
+    platform: Arc<Platform>,
+    data: Arc<DataPlane>,
+    readiness: Arc<RwLock<Readiness>>,
+    sources: Arc<SourceLimits>,
+}
+
+impl DataState {
+    pub fn new(
+        platform: Arc<Platform>,
+        data: Arc<DataPlane>,
+        readiness: Arc<RwLock<Readiness>>,
+        sources: Arc<SourceLimits>,
+    ) -> Self {
+        DataState { platform, data, readiness, sources }
+    }
+
+    /// The same state with other limits per source address.
+    pub fn with_sources(self, sources: Arc<SourceLimits>) -> Self {
+        DataState { sources, ..self }
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    pub fn data(&self) -> &DataPlane {
+        &self.data
+    }
+
+    pub fn sources(&self) -> &SourceLimits {
+        &self.sources
+    }
+
+    pub fn set_readiness(&self, readiness: Readiness) {
+        *self.readiness.write().expect("readiness lock is never poisoned") = readiness;
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.read().expect("readiness lock is never poisoned").clone()
+    }
+}
+
+impl FromRequestParts<DataState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &DataState) -> Result<Self, Self::Rejection> {
+        crate::caller::caller(parts, state.platform()).await
     }
 }
 
@@ -927,11 +687,11 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::state::AppState;
 
     async fn state(log: ExchangeLog) -> AppState {
         let platform = Platform::in_memory(Vec::new()).await.expect("platform");
-        let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
-            .expect("data plane");
+        let data = DataPlane::new(DataConfig::default(), log, platform.store.clone()).expect("data plane");
         AppState::new(platform, data)
     }
 
@@ -1010,10 +770,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open_in(dir.path()).await.expect("exchange log");
         let datasets = ["household", "social_insurance", "housing_fund"]
-            .map(|name| (name.to_owned(), crate::seed::dataset_supplier(name)))
+            .map(|name| (name.to_owned(), crate::demo::seed::dataset_supplier(name)))
             .to_vec();
         let platform = Platform::in_memory(datasets).await.expect("platform");
-        let credentials = crate::seed::seed(&platform).await.expect("seed");
+        let credentials = crate::demo::seed::seed(&platform).await.expect("seed");
         platform.grants.reload(&platform.store).await.expect("grants");
         let system = credentials
             .systems
@@ -1037,8 +797,7 @@ mod tests {
             ctx: datafusion::prelude::SessionContext::new(),
             generation: 0,
         };
-        let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
-            .expect("data plane");
+        let data = DataPlane::new(DataConfig::default(), log, platform.store.clone()).expect("data plane");
         let state = AppState::new(platform, data);
         state.set_readiness(Readiness::Ready(Arc::new(registry)));
         let app = crate::app(state);
@@ -1095,13 +854,18 @@ mod future_size {
         let dir = tempfile::tempdir().expect("dir");
         let log = super::ExchangeLog::open_in(dir.path()).await.expect("log");
         let platform = tongban_platform::Platform::in_memory(vec![]).await.expect("platform");
-        let data = super::DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
+        let data = super::DataPlane::new(super::DataConfig::default(), log, platform.store.clone())
             .expect("data plane");
-        let state = crate::server::AppState::new(platform, data);
+        let state = crate::state::AppState::new(platform, data).data_state().clone();
         let headers = axum::http::HeaderMap::new();
         let refused = || crate::error::ApiError::internal(&"not called");
-        let call =
-            super::serve(state, Err(refused()), None, headers, super::CallBody::Verify(Err(refused())));
+        let call = super::serve(
+            state,
+            Err(refused()),
+            None,
+            headers,
+            <super::Verify as super::DataCall>::refused(refused()),
+        );
         let size = std::mem::size_of_val(&call);
         assert!(size <= 6 * 1024, "a data call's future is {size} bytes");
     }

@@ -35,8 +35,8 @@ use tongban_policy::catalog::Resource;
 use tongban_policy::decision::Permit;
 
 use super::Answer;
+use super::DataConfig;
 use super::sql_executor::SqlExecutor;
-use crate::config::DataConfig;
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
 

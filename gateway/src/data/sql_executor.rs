@@ -23,12 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use crate::config::DataConfig;
+use super::DataConfig;
 use crate::error::ApiError;
+use crate::metrics::SqlMetrics;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Stack for the SQL runtime's threads. DataFusion and its parser build, copy, compare and
 /// drop a query's trees recursively; the sandbox's bound on a query's terms
@@ -43,13 +44,6 @@ pub enum SqlExecutorError {
     Nice(u8),
     #[error("starting the SQL runtime: {0}")]
     Runtime(#[from] std::io::Error),
-}
-
-/// Queries holding a slot and queries waiting for one, for `/metrics`.
-#[derive(Debug, Clone, Default)]
-pub struct SqlMetrics {
-    pub running: Gauge,
-    pub waiting: Gauge,
 }
 
 /// The SQL runtime and its slots.

@@ -182,6 +182,11 @@ fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
     })
 }
 
+/// What every SQLite connection is set to: concurrent readers with one writer, waiting rather
+/// than failing on a busy database file, and foreign keys enforced.
+const SQLITE_PRAGMAS: [&str; 3] =
+    ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"];
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH?mode=rwc`, `sqlite::memory:`, or `postgres://…`) and
     /// applies pending migrations.
@@ -191,20 +196,27 @@ impl Store {
         }
         sqlx::any::install_default_drivers();
         let in_memory = url.contains(":memory:");
+        let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             // An in-memory SQLite database exists per connection; keep exactly one.
             .max_connections(if in_memory { 1 } else { 8 })
             .min_connections(if in_memory { 1 } else { 0 })
             .idle_timeout(if in_memory { None } else { Some(std::time::Duration::from_secs(600)) })
+            // SQLite's settings belong to a connection, not to the database: each connection
+            // the pool opens gets them, or only the first would wait on a busy file and check
+            // foreign keys.
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        for pragma in SQLITE_PRAGMAS {
+                            sqlx::query(pragma).execute(&mut *connection).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
-        if url.starts_with("sqlite:") {
-            // Concurrent readers with one writer, and waiting rather than failing on a busy
-            // database file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-            sqlx::query("PRAGMA busy_timeout = 5000").execute(&pool).await?;
-            sqlx::query("PRAGMA foreign_keys = ON").execute(&pool).await?;
-        }
         MIGRATOR.run(&pool).await?;
         Ok(Store { pool })
     }

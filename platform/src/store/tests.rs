@@ -643,3 +643,33 @@ async fn departments_people_catalog_and_grants_round_trip() {
         assert_eq!(store.grants().await.expect("grants").len(), 1);
     }
 }
+
+/// SQLite keeps these settings per connection: every pooled connection must have them, not
+/// only the one that happened to run them at start.
+#[tokio::test]
+async fn every_sqlite_connection_waits_on_a_busy_file_and_checks_foreign_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display()))
+        .await
+        .expect("sqlite store");
+    // Held together, so that the pool has to open several.
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        connections.push(store.pool.acquire().await.expect("connection"));
+    }
+    for connection in &mut connections {
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut **connection)
+            .await
+            .expect("foreign_keys");
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut **connection)
+            .await
+            .expect("busy_timeout");
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut **connection)
+            .await
+            .expect("journal_mode");
+        assert_eq!((foreign_keys, busy_timeout, journal_mode.as_str()), (1, 5000, "wal"));
+    }
+}

@@ -1,11 +1,16 @@
 //! `tongban demo`: generate demo datasets on first run, write a default configuration, serve.
 
+pub mod seed;
+pub mod supplier;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
 use tongban_connectors::{DatasetConfig, SourceConfig};
-use tongban_synth::{self as synth, SynthConfig};
+use tongban_synth::{self as synth, SynthConfig, SynthReport};
 
 use crate::config::{Config, DataConfig, LoadedConfig, ServerConfig, StoreConfig, WorkflowConfig};
 
@@ -21,7 +26,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
     let parquet = |name: &str, file: &str| DatasetConfig {
         name: name.to_owned(),
         key: "id_number".to_owned(),
-        supplier: crate::seed::dataset_supplier(name),
+        supplier: seed::dataset_supplier(name),
         source: SourceConfig::Parquet { location: format!("{DATASETS_DIR}/{file}") },
     };
     Config {
@@ -55,8 +60,7 @@ pub async fn prepare(
         let config = SynthConfig::new(rows, seed, today());
         tracing::info!(rows, dir = %datasets.display(), "generating demo datasets");
         let out = datasets.clone();
-        let report =
-            tokio::task::spawn_blocking(move || crate::cli::generate_with_progress(&config, &out)).await??;
+        let report = tokio::task::spawn_blocking(move || generate_with_progress(&config, &out)).await??;
         tracing::info!(
             household = report.household_rows,
             social_insurance = report.social_insurance_rows,
@@ -74,7 +78,7 @@ pub async fn prepare(
     // they are the seeded departments' own, and no resource can be bound to a dataset without one.
     for dataset in &mut loaded.config.datasets {
         if dataset.supplier.is_none() {
-            dataset.supplier = crate::seed::dataset_supplier(&dataset.name);
+            dataset.supplier = seed::dataset_supplier(&dataset.name);
         }
     }
     // The command line names the address; the file may be from an earlier run, written before
@@ -107,7 +111,7 @@ pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyho
     let token = hex::encode(token);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let parquet = data_dir.join(DATASETS_DIR).join(synth::HOUSING_FUND_FILE);
-    let address = crate::supplier::spawn(listener, &parquet, &token).await?;
+    let address = supplier::spawn(listener, &parquet, &token).await?;
     tracing::info!(%address, resource = SUPPLIER_RESOURCE, "demo supplier API started");
     let mut binding = crate::data::UpstreamConfig::new(SUPPLIER_RESOURCE, format!("http://{address}"));
     binding.credential_header = Some("authorization".into());
@@ -123,4 +127,17 @@ pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyho
 
 fn today() -> NaiveDate {
     tongban_platform::Platform::now().date()
+}
+
+/// Generates datasets with a progress bar on standard error.
+pub fn generate_with_progress(config: &SynthConfig, out: &Path) -> anyhow::Result<SynthReport> {
+    let bar = ProgressBar::new(config.rows);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {human_pos}/{human_len} people {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let report = synth::generate(config, out, &|done| bar.set_position(done))
+        .with_context(|| format!("generating into {}", out.display()))?;
+    bar.finish_and_clear();
+    Ok(report)
 }

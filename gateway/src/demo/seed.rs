@@ -304,7 +304,7 @@ pub async fn demo(platform: &Platform, data_dir: &Path) -> anyhow::Result<()> {
 /// Makes the demo's development certificates (once) and registers a client certificate for
 /// every demo system, so systems can authenticate by mutual TLS as well as by API key.
 pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::Result<()> {
-    let dir = data_dir.join(crate::demo::CERTS_DIR);
+    let dir = data_dir.join(super::CERTS_DIR);
     if dir.join(crate::certs::CA_FILE).is_file() {
         return Ok(());
     }

@@ -1,0 +1,80 @@
+//! Record look-up: the granted items of the records with a key, masked.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use tongban_exchange::{ExchangeRecord, Phase};
+use tongban_platform::Caller;
+use tongban_policy::decision::Operation;
+
+use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::records::{self, LookupQuery};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::listener::Peer;
+
+/// A look-up as its handler received it: the resource and key from the path, and the items
+/// asked for.
+pub(crate) struct Lookup {
+    target: Result<(String, String), ApiError>,
+    query: Result<LookupQuery, ApiError>,
+}
+
+/// The granted items of the records with a key, masked.
+#[utoipa::path(get, path = "/api/v1/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders, ("resource" = String, Path), ("key" = String, Path),
+        ("items" = Option<String>, Query, description = "comma-separated items; every granted item when absent")),
+    responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}"),
+        (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema)))]
+pub(crate) async fn lookup(
+    State(state): State<DataState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    target: Result<ApiPath<(String, String)>, ApiError>,
+    query: Result<ApiQuery<LookupQuery>, ApiError>,
+) -> Response {
+    let call = Lookup { target: target.map(|ApiPath(target)| target), query: query.map(|ApiQuery(q)| q) };
+    serve(state, caller, peer, headers, call).await
+}
+
+impl DataCall for Lookup {
+    const OPERATION: Operation = Operation::Lookup;
+
+    fn refused(error: ApiError) -> Self {
+        Lookup { target: Err(error.clone()), query: Err(error) }
+    }
+
+    fn resolve<'s>(
+        &self,
+        resolving: &Resolving<'s, '_>,
+        record: &mut ExchangeRecord,
+    ) -> Result<Vec<Granted<'s>>, ApiError> {
+        let (resource, _) = self.target.as_ref().map_err(Clone::clone)?;
+        record.resources.push(resource.clone());
+        let query = self.query.as_ref().map_err(Clone::clone)?;
+        Ok(vec![resolving.ask(resource, &query.items())?])
+    }
+
+    async fn answer(
+        &self,
+        answering: &Answering<'_, '_>,
+        phases: &mut Phases<'_>,
+    ) -> Result<(Answer, CacheOutcome), ApiError> {
+        let (_, record_key) = self.target.as_ref().map_err(Clone::clone)?;
+        let (resource, permit) = answering.only();
+        let items: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
+        let items = items.join(",");
+        let key = answering.cache_key("lookup", &[record_key.as_bytes(), items.as_bytes()]);
+        let registry = answering.registry;
+        let execute = Box::pin(async {
+            let found = records::lookup(registry, resource, permit, record_key).await?;
+            phases.end(Phase::Execute);
+            let answer = found.mask(permit)?;
+            phases.end(Phase::Mask);
+            Ok(answer)
+        });
+        let cache = &answering.data.cache;
+        cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+    }
+}

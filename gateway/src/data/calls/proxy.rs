@@ -1,0 +1,117 @@
+//! Calls passed on to the supplier API bound to a resource (the 接口 share method).
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use tongban_exchange::{ExchangeRecord, Phase};
+use tongban_platform::Caller;
+use tongban_policy::decision::Operation;
+
+use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::proxy::{self, ProxyCall};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
+use crate::error::{ApiError, ApiPath};
+use crate::listener::Peer;
+
+/// A proxied call as its handler received it.
+pub(crate) struct Proxy(Result<ProxyCall, ApiError>);
+
+/// Passes a call on to the supplier API bound to a resource (the 接口 share method). The
+/// answer keeps only granted items, masked; documents pass only when granted whole.
+#[utoipa::path(get, path = "/api/v1/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders, ("resource" = String, Path), ("path" = String, Path, description = "the supplier API's path")),
+    responses((status = 200, description = "the supplier's answer, filtered and masked by the grant"),
+        (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema),
+        (status = 502, description = "upstream_unreachable, upstream_failed, upstream_response_too_large", body = crate::error::ProblemSchema),
+        (status = 503, description = "upstream_circuit_open, with Retry-After", body = crate::error::ProblemSchema),
+        (status = 504, description = "upstream_timeout", body = crate::error::ProblemSchema)))]
+pub(crate) async fn proxy_call(
+    State(state): State<DataState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    target: Result<ApiPath<(String, String)>, ApiError>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let resource = match target {
+        Ok(ApiPath((resource, _))) => resource,
+        Err(error) => return serve(state, caller, peer, parts.headers, Proxy(Err(error))).await,
+    };
+    // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
+    // an encoded `?` or `/` into structure.
+    let raw_path = parts.uri.path();
+    let path = raw_path
+        .find("/proxy/")
+        .map(|at| &raw_path[at + "/proxy/".len()..])
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, tail)| tail.to_owned())
+        .unwrap_or_default();
+    let call = ProxyCall {
+        resource,
+        path,
+        query: parts.uri.query().map(str::to_owned),
+        method: parts.method,
+        body: std::sync::Mutex::new(Some(body)),
+    };
+    serve(state, caller, peer, parts.headers, Proxy(Ok(call))).await
+}
+
+impl DataCall for Proxy {
+    const OPERATION: Operation = Operation::Proxy;
+
+    fn refused(error: ApiError) -> Self {
+        Proxy(Err(error))
+    }
+
+    fn resolve<'s>(
+        &self,
+        resolving: &Resolving<'s, '_>,
+        record: &mut ExchangeRecord,
+    ) -> Result<Vec<Granted<'s>>, ApiError> {
+        let call = self.0.as_ref().map_err(Clone::clone)?;
+        record.resources.push(call.resource.clone());
+        call.check_path()?;
+        let (resource, permit) = resolving.ask(&call.resource, &[])?;
+        resolving.upstreams.check_method(&resource.code, &call.method)?;
+        Ok(vec![(resource, permit)])
+    }
+
+    async fn answer(
+        &self,
+        answering: &Answering<'_, '_>,
+        phases: &mut Phases<'_>,
+    ) -> Result<(Answer, CacheOutcome), ApiError> {
+        let call = self.0.as_ref().map_err(Clone::clone)?;
+        let (resource, permit) = answering.only();
+        let headers = answering.headers;
+        let system = answering.system;
+        let exchange_id = phases.record.id.clone();
+        let context = proxy::CallContext {
+            exchange_id: &exchange_id,
+            system: system.id(),
+            department: system.department(),
+            purpose: answering.purpose,
+        };
+        let accept = headers.get(header::ACCEPT).map(HeaderValue::as_bytes).unwrap_or_default();
+        let key = answering.cache_key(
+            "proxy",
+            &[call.path.as_bytes(), call.query.as_deref().unwrap_or_default().as_bytes(), accept],
+        );
+        let data = answering.data;
+        let mut upstream = proxy::UpstreamOutcome::default();
+        let execute = Box::pin(async {
+            let answer =
+                proxy::forward(&data.upstreams, resource, permit, call, headers, &context, &mut upstream)
+                    .await;
+            phases.end(Phase::Execute);
+            answer
+        });
+        let ttl = if call.cacheable(headers) { data.cache.ttl(resource.update_cycle) } else { None };
+        let answer = cached(&data.cache, ttl, key, execute).await;
+        phases.record.upstream_status = upstream.status;
+        phases.record.upstream_attempts = upstream.attempts;
+        phases.record.upstream_us =
+            (upstream.attempts > 0).then(|| u64::try_from(upstream.latency.as_micros()).unwrap_or(u64::MAX));
+        answer
+    }
+}

@@ -1,0 +1,110 @@
+//! SQL: one query over the caller's per-grant views, for every resource the calling
+//! department holds a grant on for the call's service item.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use tongban_exchange::{ExchangeRecord, Phase};
+use tongban_platform::Caller;
+use tongban_policy::decision::{Denial, Operation, Reason};
+use tongban_policy::grant::Grant;
+
+use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::sql::{self, SqlRequest};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, denied, serve};
+use crate::error::{ApiError, ApiJson};
+use crate::listener::Peer;
+
+/// A query as its handler received it, with the encoding the caller accepts.
+pub(crate) struct Sql {
+    request: Result<SqlRequest, ApiError>,
+    accept: Option<String>,
+}
+
+/// Runs one query over the caller's per-grant views.
+#[utoipa::path(post, path = "/api/v1/data/sql", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders), request_body = SqlRequest,
+    responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
+        (status = 403, body = crate::error::ProblemSchema), (status = 406, body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema),
+        (status = 503, description = "sql_busy: every SQL slot taken, with Retry-After", body = crate::error::ProblemSchema)))]
+pub(crate) async fn run_sql(
+    State(state): State<DataState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<ApiJson<SqlRequest>, ApiError>,
+) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    serve(state, caller, peer, headers, Sql { request: body.map(|ApiJson(b)| b), accept }).await
+}
+
+impl DataCall for Sql {
+    const OPERATION: Operation = Operation::Sql;
+
+    fn refused(error: ApiError) -> Self {
+        Sql { request: Err(error), accept: None }
+    }
+
+    /// Every resource the system's department holds a grant on for the call's service item;
+    /// those the policy refuses are left out, and the call is refused only when none is left.
+    fn resolve<'s>(
+        &self,
+        resolving: &Resolving<'s, '_>,
+        record: &mut ExchangeRecord,
+    ) -> Result<Vec<Granted<'s>>, ApiError> {
+        self.request.as_ref().map_err(Clone::clone)?;
+        let purpose = resolving.purpose;
+        let mut codes: Vec<&str> = resolving
+            .snapshot
+            .grants
+            .of_department(resolving.system.department())
+            .filter(|g| g.service_item == purpose.service_item)
+            .map(|g: &Grant| g.resource_code.as_str())
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        if codes.is_empty() {
+            return Err(denied(Denial {
+                reasons: vec![Reason::WrongPurpose { service_item: purpose.service_item.clone() }],
+            }));
+        }
+        let mut permits = Vec::new();
+        let mut reasons = Vec::new();
+        for code in codes {
+            record.resources.push(code.to_owned());
+            match resolving.ask(code, &[]) {
+                Ok(permit) => permits.push(permit),
+                Err(e) => reasons.extend(e.reasons),
+            }
+        }
+        if permits.is_empty() {
+            return Err(denied(Denial { reasons }));
+        }
+        record.resources = permits.iter().map(|(r, _)| r.code.clone()).collect();
+        Ok(permits)
+    }
+
+    /// Masks are applied inside each per-grant view, below the caller's query, so execute and
+    /// mask are one phase here. Queries are not cached.
+    async fn answer(
+        &self,
+        answering: &Answering<'_, '_>,
+        phases: &mut Phases<'_>,
+    ) -> Result<(Answer, CacheOutcome), ApiError> {
+        let request = self.request.as_ref().map_err(Clone::clone)?;
+        let data = answering.data;
+        let answer = Box::pin(sql::run(
+            &data.sql_executor,
+            answering.system.department(),
+            answering.registry,
+            &data.sql,
+            answering.permits,
+            request,
+            self.accept.as_deref(),
+        ))
+        .await?;
+        phases.end(Phase::Execute);
+        Ok((answer, CacheOutcome::Bypass))
+    }
+}

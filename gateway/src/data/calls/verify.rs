@@ -1,0 +1,73 @@
+//! Verification (核验): claimed values checked against the record with a key, match or no
+//! match per item, never the values themselves.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use tongban_exchange::{ExchangeRecord, Phase};
+use tongban_platform::Caller;
+use tongban_policy::decision::Operation;
+
+use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::records::{self, VerifyAnswer, VerifyRequest};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
+use crate::error::{ApiError, ApiJson};
+use crate::listener::Peer;
+
+/// A verification as its handler received it.
+pub(crate) struct Verify(Result<VerifyRequest, ApiError>);
+
+/// Verifies claimed values against the record with a key (核验): match or no match per item.
+#[utoipa::path(post, path = "/api/v1/data/verify", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders), request_body = VerifyRequest,
+    responses((status = 200, body = VerifyAnswer), (status = 400, body = crate::error::ProblemSchema),
+        (status = 403, description = "access_denied, with reasons", body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
+pub(crate) async fn verify(
+    State(state): State<DataState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<ApiJson<VerifyRequest>, ApiError>,
+) -> Response {
+    serve(state, caller, peer, headers, Verify(body.map(|ApiJson(b)| b))).await
+}
+
+impl DataCall for Verify {
+    const OPERATION: Operation = Operation::Verify;
+
+    fn refused(error: ApiError) -> Self {
+        Verify(Err(error))
+    }
+
+    fn resolve<'s>(
+        &self,
+        resolving: &Resolving<'s, '_>,
+        record: &mut ExchangeRecord,
+    ) -> Result<Vec<Granted<'s>>, ApiError> {
+        let request = self.0.as_ref().map_err(Clone::clone)?;
+        record.resources.push(request.resource.clone());
+        let resource = resolving.snapshot.resources.get(&request.resource);
+        let items = records::verify_items(resolving.registry, resource, request)?;
+        Ok(vec![resolving.ask(&request.resource, &items)?])
+    }
+
+    async fn answer(
+        &self,
+        answering: &Answering<'_, '_>,
+        phases: &mut Phases<'_>,
+    ) -> Result<(Answer, CacheOutcome), ApiError> {
+        let request = self.0.as_ref().map_err(Clone::clone)?;
+        let (resource, permit) = answering.only();
+        let claims = serde_json::to_vec(&request.claims).map_err(|e| ApiError::internal(&e))?;
+        let key = answering.cache_key("verify", &[request.key.as_bytes(), &claims]);
+        let registry = answering.registry;
+        let execute = Box::pin(async {
+            let answer = records::verify(registry, resource, permit, request).await?;
+            phases.end(Phase::Execute);
+            Ok(answer)
+        });
+        let cache = &answering.data.cache;
+        cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+    }
+}

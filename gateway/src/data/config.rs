@@ -1,0 +1,64 @@
+//! The data plane's section of the configuration (`[data]`).
+
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits on the data plane's calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The largest request body a data call may send, in bytes.
+    pub max_body_bytes: usize,
+    /// The longest SQL text accepted, in bytes.
+    pub sql_max_bytes: usize,
+    /// The most rows a SQL result may have; a larger result is refused, not cut short.
+    pub sql_max_rows: usize,
+    /// How long a SQL query may run, in milliseconds.
+    pub sql_timeout_ms: u64,
+    /// How much memory one SQL query may hold for sorts, joins and aggregates, in MiB. Nothing
+    /// spills to disk: a query that needs more is refused.
+    pub sql_memory_mib: usize,
+    /// How many SQL queries may run at once. Each may hold `sql_memory_mib`, so this also
+    /// bounds the memory SQL takes.
+    pub sql_concurrency: NonZeroUsize,
+    /// How long a query waits for a free slot, in milliseconds, before it is refused with 503
+    /// `sql_busy`.
+    pub sql_queue_ms: u64,
+    /// How many of the slots the queries of one department may hold at once; 0 means half of
+    /// `sql_concurrency` (at least one), so that no department's queries can keep another's
+    /// waiting for every slot.
+    pub sql_slots_per_department: usize,
+    /// Threads SQL queries run on, apart from the threads serving HTTP; 0 means one per
+    /// processor.
+    pub sql_threads: usize,
+    /// The nice value (0 to 19) of the SQL threads: the higher, the more the operating system
+    /// favours verifications, look-ups and proxied calls over queries when both want a
+    /// processor. At 10, by the kernel's scheduling weights (110 against 1024 at nice 0), a
+    /// query gets about a tenth of a processor that calls keep busy.
+    pub sql_nice: u8,
+    pub limits: super::LimitsConfig,
+    pub cache: super::CacheConfig,
+    /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
+    pub upstreams: Vec<super::UpstreamConfig>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            max_body_bytes: 64 * 1024,
+            sql_max_bytes: 16 * 1024,
+            sql_max_rows: 100_000,
+            sql_timeout_ms: 10_000,
+            sql_memory_mib: 256,
+            sql_concurrency: NonZeroUsize::new(4).expect("nonzero"),
+            sql_queue_ms: 1_000,
+            sql_slots_per_department: 0,
+            sql_threads: 0,
+            sql_nice: 10,
+            limits: super::LimitsConfig::default(),
+            cache: super::CacheConfig::default(),
+            upstreams: Vec::new(),
+        }
+    }
+}
