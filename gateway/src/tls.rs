@@ -1,8 +1,8 @@
 //! TLS for the listener: the rustls (ring) acceptor, HTTP/1.1 and HTTP/2, and optional client certificates.
 //!
 //! When a client CA is configured, a client may present a certificate signed by it; the
-//! certificate's SHA-256 goes into every request of the connection as [`ClientCertificate`],
-//! which the `Caller` extractor maps to a registered system. Clients without a certificate
+//! certificate's SHA-256 goes into every request of the connection as
+//! `listener::ClientCertificate`, which `caller` maps to a registered system. Clients without a certificate
 //! can still connect and authenticate with an API key.
 
 use std::path::{Path, PathBuf};
