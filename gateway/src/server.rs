@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -22,12 +23,25 @@ use tongban_platform::{Caller, Platform};
 
 /// The gateway's routes.
 pub fn app(state: AppState) -> Router {
-    let data_routes = crate::data::routes(state.data_state().clone());
+    let data_routes =
+        crate::data::routes(state.data().sql.max_body_bytes).with_state(state.data_state().clone());
+    let (api_routes, document) =
+        utoipa_axum::router::OpenApiRouter::with_openapi(crate::api::document_base())
+            .nest("/api/v1", crate::api::routes().merge(data_routes))
+            .split_for_parts();
+    // The document is written once: it is the same for every caller.
+    let document: Bytes = serde_json::to_vec(&document).expect("the OpenAPI document serializes").into();
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", crate::api::routes().merge(data_routes))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], document)
+            }),
+        )
+        .merge(api_routes)
         .merge(crate::console::routes())
         .fallback(not_found);
     guard_panics(routes).with_state(state)
@@ -408,5 +422,126 @@ mod tests {
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(body["code"], "not_found");
         assert_eq!(body["status"], 404);
+    }
+
+    /// Every operation the OpenAPI document lists is served: asked with its method on its
+    /// path, it reaches a handler rather than the router's "no route" answer or a 405.
+    #[tokio::test]
+    async fn every_documented_operation_is_routed() {
+        let state = state().await;
+        let (status, _, document) = call(state.clone(), "/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let paths = document["paths"].as_object().expect("paths");
+        let mut operations = 0;
+        for (template, item) in paths {
+            // Every path parameter is given a value that parses as most of them would.
+            let path: String = template
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "1" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in item.as_object().expect("path item").keys() {
+                let Ok(method) = method.to_uppercase().parse::<axum::http::Method>() else { continue };
+                if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    continue;
+                }
+                operations += 1;
+                let response = app(state.clone())
+                    .oneshot(
+                        Request::builder()
+                            .method(method.clone())
+                            .uri(&path)
+                            .header("content-type", "application/json")
+                            .body(Body::from("{}"))
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("infallible");
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body").to_bytes();
+                let detail = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["detail"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                assert_ne!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} is documented but not routed"
+                );
+                assert!(
+                    !detail.starts_with("no route"),
+                    "{method} {template} is documented but not routed: {detail}"
+                );
+            }
+        }
+        // The management API, the data plane and the proxy: a document that lost its
+        // operations would pass the loop above trivially.
+        assert!(operations >= 50, "only {operations} operations documented");
+        assert!(paths.contains_key("/api/v1/data/sql"), "the data routes are documented");
+        assert!(paths.contains_key("/api/v1/proxy/{resource}/{path}"), "the proxy route is documented");
+        // What the routers add is merged into the document's base, which keeps its own parts.
+        assert_eq!(document["info"]["title"], "Tongban API");
+        assert!(
+            document["components"]["securitySchemes"]["bearer"].is_object(),
+            "the bearer scheme is declared"
+        );
+        assert!(document["components"]["schemas"]["Problem"].is_object(), "the problem schema is declared");
+    }
+
+    /// Routes are registered with `routes!`, which documents them; a route added with a bare
+    /// `.route(` is either one of the few that are not part of the API, named here with the
+    /// reason, or a route the document would miss.
+    #[test]
+    fn every_api_route_is_registered_with_its_documentation() {
+        let undocumented_on_purpose = [
+            // The console's pages and assets, and the redirect to them.
+            "/",
+            "/console",
+            "/console/",
+            "/console/{*path}",
+            // Operational endpoints outside the versioned API.
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            // The document itself.
+            "/api/v1/openapi.json",
+            // Documented beside the route, as `/proxy/{resource}/{path}`: a template cannot
+            // say "the rest of the path".
+            "/proxy/{resource}/{*path}",
+            // The demo supplier's own API, a separate server.
+            "/deposits/{id_number}",
+            "/certificates/{id_number}",
+        ];
+        let mut pending = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut bare_routes = Vec::new();
+        while let Some(path) = pending.pop() {
+            if path.is_dir() {
+                pending
+                    .extend(std::fs::read_dir(&path).expect("source dir").map(|e| e.expect("entry").path()));
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("source file");
+            // Tests build routers of their own; they are not the gateway's.
+            let source = source.split("\n#[cfg(test)]").next().unwrap_or_default();
+            for (at, _) in source.match_indices(".route(") {
+                let rest = source[at + ".route(".len()..].trim_start();
+                let literal =
+                    rest.strip_prefix('"').and_then(|r| r.split_once('"')).map(|(p, _)| p.to_owned());
+                bare_routes.push((path.display().to_string(), literal));
+            }
+        }
+        assert!(bare_routes.len() >= 10, "the scan found the routes: {bare_routes:?}");
+        for (file, literal) in bare_routes {
+            let Some(route) = literal else {
+                panic!("{file}: a route whose path is not a literal cannot be checked; use routes!");
+            };
+            assert!(
+                undocumented_on_purpose.contains(&route.as_str()),
+                "{file}: {route} is routed without its OpenAPI operation; register it with routes!"
+            );
+        }
     }
 }

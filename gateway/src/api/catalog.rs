@@ -13,7 +13,7 @@ use crate::state::AppState;
 use tongban_platform::{Caller, ResourceInput};
 
 /// Lists service items (事项).
-#[utoipa::path(get, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),
+#[utoipa::path(get, path = "/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<ServiceItem>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_service_items(
     State(state): State<AppState>,
@@ -25,7 +25,7 @@ pub(super) async fn list_service_items(
 }
 
 /// Registers a service item (platform administrators).
-#[utoipa::path(post, path = "/api/v1/service-items", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(post, path = "/service-items", tag = "catalog", security(("bearer" = [])),
     request_body = ServiceItem,
     responses((status = 201, body = ServiceItem), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema)))]
@@ -38,7 +38,7 @@ pub(super) async fn create_service_item(
 }
 
 /// One service item.
-#[utoipa::path(get, path = "/api/v1/service-items/{code}", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/service-items/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)),
     responses((status = 200, body = ServiceItem), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_service_item(
@@ -64,7 +64,7 @@ pub(super) struct ResourceQuery {
 }
 
 /// Lists the catalog's resources at their newest versions.
-#[utoipa::path(get, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/catalog/resources", tag = "catalog", security(("bearer" = [])),
     params(ResourceQuery),
     responses((status = 200, body = Listing<Resource>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_resources(
@@ -87,7 +87,7 @@ pub(super) async fn list_resources(
 }
 
 /// Registers a resource of the caller's supplying department as version 1.
-#[utoipa::path(post, path = "/api/v1/catalog/resources", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(post, path = "/catalog/resources", tag = "catalog", security(("bearer" = [])),
     request_body = ResourceInput,
     responses((status = 201, body = Resource), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
@@ -100,7 +100,7 @@ pub(super) async fn create_resource(
 }
 
 /// A resource at its newest version.
-#[utoipa::path(get, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)),
     responses((status = 200, body = Resource), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_resource(
@@ -120,7 +120,7 @@ pub(super) struct ResourceEdit {
 }
 
 /// Edits a resource: stores the next version. Grants keep the version they were approved on.
-#[utoipa::path(put, path = "/api/v1/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(put, path = "/catalog/resources/{code}", tag = "catalog", security(("bearer" = [])),
     params(("code" = String, Path)), request_body = ResourceEdit,
     responses((status = 200, body = Resource), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
@@ -134,7 +134,7 @@ pub(super) async fn edit_resource(
 }
 
 /// A resource at a given version.
-#[utoipa::path(get, path = "/api/v1/catalog/resources/{code}/versions/{version}", tag = "catalog",
+#[utoipa::path(get, path = "/catalog/resources/{code}/versions/{version}", tag = "catalog",
     security(("bearer" = [])), params(("code" = String, Path), ("version" = u32, Path)),
     responses((status = 200, body = Resource), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_resource_version(

@@ -85,7 +85,7 @@ pub(super) struct DemandQuery {
 
 /// Lists demands the caller may see: a department sees its own and those it must answer,
 /// reviewers those on their province's data, and those who oversee the platform all.
-#[utoipa::path(get, path = "/api/v1/demands", tag = "demands", security(("bearer" = [])), params(DemandQuery),
+#[utoipa::path(get, path = "/demands", tag = "demands", security(("bearer" = [])), params(DemandQuery),
     responses((status = 200, body = Listing<DemandView>), (status = 401, body = crate::error::ProblemSchema),
         (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_demands(
@@ -113,7 +113,7 @@ pub(super) async fn list_demands(
 }
 
 /// Files a demand as a draft (demanders).
-#[utoipa::path(post, path = "/api/v1/demands", tag = "demands", security(("bearer" = [])), request_body = DemandInput,
+#[utoipa::path(post, path = "/demands", tag = "demands", security(("bearer" = [])), request_body = DemandInput,
     responses((status = 201, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
         (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn file_demand(
@@ -133,7 +133,7 @@ pub(super) struct OverdueQuery {
 }
 
 /// Demands whose running review stage is past its deadline (reviewers and operators).
-#[utoipa::path(get, path = "/api/v1/demands/overdue", tag = "demands", security(("bearer" = [])),
+#[utoipa::path(get, path = "/demands/overdue", tag = "demands", security(("bearer" = [])),
     params(OverdueQuery),
     responses((status = 200, body = Listing<DemandView>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn overdue_demands(
@@ -149,7 +149,7 @@ pub(super) async fn overdue_demands(
 }
 
 /// One demand with its history.
-#[utoipa::path(get, path = "/api/v1/demands/{id}", tag = "demands", security(("bearer" = [])),
+#[utoipa::path(get, path = "/demands/{id}", tag = "demands", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema)))]
@@ -176,7 +176,7 @@ pub(super) struct ActionRequest {
 
 /// Takes a workflow step: submit, pass or refuse the conformity check, request a correction,
 /// resubmit, answer as supplier, dispute, decide, withdraw.
-#[utoipa::path(post, path = "/api/v1/demands/{id}/actions", tag = "demands", security(("bearer" = [])),
+#[utoipa::path(post, path = "/demands/{id}/actions", tag = "demands", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ActionRequest,
     responses((status = 200, body = DemandView), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema), (status = 409, body = crate::error::ProblemSchema),

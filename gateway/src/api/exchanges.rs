@@ -99,7 +99,7 @@ pub(super) struct Rows {
 }
 
 /// Searches exchange records, newest first.
-#[utoipa::path(get, path = "/api/v1/exchanges", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges", tag = "exchange log", security(("bearer" = [])),
     params(ExchangeFilter), responses((status = 200, body = Rows), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn search(
     State(state): State<AppState>,
@@ -113,7 +113,7 @@ pub(super) async fn search(
 }
 
 /// One exchange record.
-#[utoipa::path(get, path = "/api/v1/exchanges/{id}", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/{id}", tag = "exchange log", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_record(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub(super) async fn get_record(
 
 /// Calls per time bucket and group: volume, successes, refusals, rate-limited and failed
 /// calls, cache hits, and latency percentiles (milliseconds).
-#[utoipa::path(get, path = "/api/v1/exchanges/stats", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/stats", tag = "exchange log", security(("bearer" = [])),
     params(ExchangeFilter), responses((status = 200, body = Rows)))]
 pub(super) async fn stats(
     State(state): State<AppState>,
@@ -142,7 +142,7 @@ pub(super) async fn stats(
 }
 
 /// Refused and failed calls by policy reason and by problem code.
-#[utoipa::path(get, path = "/api/v1/exchanges/refusals", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/refusals", tag = "exchange log", security(("bearer" = [])),
     params(ExchangeFilter), responses((status = 200, body = Object)))]
 pub(super) async fn refusals(
     State(state): State<AppState>,
@@ -154,7 +154,7 @@ pub(super) async fn refusals(
 }
 
 /// The systems that called most.
-#[utoipa::path(get, path = "/api/v1/exchanges/top-callers", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/top-callers", tag = "exchange log", security(("bearer" = [])),
     params(ExchangeFilter), responses((status = 200, body = Rows)))]
 pub(super) async fn top_callers(
     State(state): State<AppState>,
@@ -168,7 +168,7 @@ pub(super) async fn top_callers(
 }
 
 /// The resources called most.
-#[utoipa::path(get, path = "/api/v1/exchanges/top-resources", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/top-resources", tag = "exchange log", security(("bearer" = [])),
     params(ExchangeFilter), responses((status = 200, body = Rows)))]
 pub(super) async fn top_resources(
     State(state): State<AppState>,
@@ -191,7 +191,7 @@ pub(super) struct ChainQuery {
 
 /// Checks the whole chain now, as `tongban audit verify` does, against the configured
 /// retention and an expected head when given: operators and platform administrators only.
-#[utoipa::path(get, path = "/api/v1/exchanges/chain", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/exchanges/chain", tag = "exchange log", security(("bearer" = [])),
     params(ChainQuery),
     responses((status = 200, body = Object), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn chain(

@@ -39,7 +39,7 @@ pub(super) struct GrantDetail {
 
 /// Lists grants: a department's own and those on its resources, reviewers those on their
 /// province's data, those who oversee the platform all (the rule of `may_read_grant`).
-#[utoipa::path(get, path = "/api/v1/grants", tag = "grants", security(("bearer" = [])), params(Paging),
+#[utoipa::path(get, path = "/grants", tag = "grants", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<GrantView>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_grants(
     State(state): State<AppState>,
@@ -63,7 +63,7 @@ pub(super) async fn list_grants(
 }
 
 /// The grants in force for the calling system, as the data plane sees them right now.
-#[utoipa::path(get, path = "/api/v1/grants/in-force", tag = "grants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/grants/in-force", tag = "grants", security(("bearer" = [])),
     responses((status = 200, body = Listing<Grant>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn in_force(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ pub(super) async fn in_force(
 }
 
 /// One grant with its versions.
-#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "grants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/grants/{id}", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = GrantDetail), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema)))]
@@ -119,7 +119,7 @@ pub(super) struct ChangeRequest {
 
 /// Suspends, resumes, revokes or narrows a grant (the supplier's administrators and the
 /// reviewers of its province). Takes effect on the data plane before the answer is sent.
-#[utoipa::path(post, path = "/api/v1/grants/{id}/changes", tag = "grants", security(("bearer" = [])),
+#[utoipa::path(post, path = "/grants/{id}/changes", tag = "grants", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ChangeRequest,
     responses((status = 200, body = GrantView), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]

@@ -2,10 +2,10 @@
 //! the catalog, demands and grants. Every route authenticates its caller and checks the
 //! caller's role; the OpenAPI 3.1 document is generated from these handlers.
 
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -16,64 +16,56 @@ mod grants;
 mod org;
 mod quality;
 
-/// The API's routes, to be nested at `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/sessions", post(org::sign_in))
-        .route("/sessions/current", axum::routing::delete(org::sign_out))
-        .route("/me", get(org::me))
-        .route("/me/password", axum::routing::put(org::change_password))
-        .route("/departments", get(org::list_departments).post(org::create_department))
-        .route("/departments/{code}", get(org::get_department))
-        .route("/systems", get(org::list_systems).post(org::create_system))
-        .route("/systems/{id}/certificate", axum::routing::put(org::register_certificate))
-        .route("/systems/{id}/api-key", post(org::rotate_api_key))
-        .route("/systems/{id}/enabled", axum::routing::put(org::set_system_enabled))
-        .route("/users", get(org::list_users).post(org::create_user))
-        .route("/users/{username}/enabled", axum::routing::put(org::set_user_enabled))
-        .route("/users/{username}/password", axum::routing::put(org::reset_password))
-        .route("/admin-actions", get(org::list_admin_actions))
-        .route("/service-items", get(catalog::list_service_items).post(catalog::create_service_item))
-        .route("/service-items/{code}", get(catalog::get_service_item))
-        .route("/catalog/resources", get(catalog::list_resources).post(catalog::create_resource))
-        .route("/catalog/resources/{code}", get(catalog::get_resource).put(catalog::edit_resource))
-        .route("/catalog/resources/{code}/versions/{version}", get(catalog::get_resource_version))
-        .route("/demands", get(demands::list_demands).post(demands::file_demand))
-        .route("/demands/overdue", get(demands::overdue_demands))
-        .route("/demands/{id}", get(demands::get_demand))
-        .route("/demands/{id}/actions", post(demands::act))
-        .route("/grants", get(grants::list_grants))
-        .route("/grants/in-force", get(grants::in_force))
-        .route("/grants/{id}", get(grants::get_grant))
-        .route("/grants/{id}/changes", post(grants::change_grant))
-        .route("/exchanges", get(exchanges::search))
-        .route("/exchanges/stats", get(exchanges::stats))
-        .route("/exchanges/refusals", get(exchanges::refusals))
-        .route("/exchanges/top-callers", get(exchanges::top_callers))
-        .route("/exchanges/top-resources", get(exchanges::top_resources))
-        .route("/exchanges/chain", get(exchanges::chain))
-        .route("/exchanges/{id}", get(exchanges::get_record))
-        .route("/quality", get(quality::report))
+/// The API's routes, to be nested at `/api/v1`. Each handler is registered together with its
+/// OpenAPI operation, so the document lists exactly the routes served.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(org::sign_in))
+        .routes(routes!(org::sign_out))
+        .routes(routes!(org::me))
+        .routes(routes!(org::change_password))
+        .routes(routes!(org::list_departments, org::create_department))
+        .routes(routes!(org::get_department))
+        .routes(routes!(org::list_systems, org::create_system))
+        .routes(routes!(org::register_certificate))
+        .routes(routes!(org::rotate_api_key))
+        .routes(routes!(org::set_system_enabled))
+        .routes(routes!(org::list_users, org::create_user))
+        .routes(routes!(org::set_user_enabled))
+        .routes(routes!(org::reset_password))
+        .routes(routes!(org::list_admin_actions))
+        .routes(routes!(catalog::list_service_items, catalog::create_service_item))
+        .routes(routes!(catalog::get_service_item))
+        .routes(routes!(catalog::list_resources, catalog::create_resource))
+        .routes(routes!(catalog::get_resource, catalog::edit_resource))
+        .routes(routes!(catalog::get_resource_version))
+        .routes(routes!(demands::list_demands, demands::file_demand))
+        .routes(routes!(demands::overdue_demands))
+        .routes(routes!(demands::get_demand))
+        .routes(routes!(demands::act))
+        .routes(routes!(grants::list_grants))
+        .routes(routes!(grants::in_force))
+        .routes(routes!(grants::get_grant))
+        .routes(routes!(grants::change_grant))
+        .routes(routes!(exchanges::search))
+        .routes(routes!(exchanges::stats))
+        .routes(routes!(exchanges::refusals))
+        .routes(routes!(exchanges::top_callers))
+        .routes(routes!(exchanges::top_resources))
+        .routes(routes!(exchanges::chain))
+        .routes(routes!(exchanges::get_record))
+        .routes(routes!(quality::report))
+}
+
+/// The document's title, description, shared schemas and security schemes; the operations are
+/// added by the routers as they are built.
+pub fn document_base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
-    paths(
-        org::sign_in, org::sign_out, org::me, org::change_password, org::list_departments, org::create_department, org::get_department,
-        org::list_systems, org::create_system, org::register_certificate, org::rotate_api_key, org::set_system_enabled, org::list_users, org::create_user, org::set_user_enabled, org::reset_password, org::list_admin_actions,
-        catalog::list_service_items, catalog::create_service_item, catalog::get_service_item,
-        catalog::list_resources, catalog::create_resource, catalog::get_resource, catalog::edit_resource,
-        catalog::get_resource_version,
-        demands::list_demands, demands::file_demand, demands::overdue_demands, demands::get_demand, demands::act,
-        grants::list_grants, grants::in_force, grants::get_grant, grants::change_grant,
-        exchanges::search, exchanges::get_record, exchanges::stats, exchanges::refusals,
-        exchanges::top_callers, exchanges::top_resources, exchanges::chain,
-        quality::report,
-        crate::data::calls::verify::verify, crate::data::calls::lookup::lookup, crate::data::calls::sql::run_sql,
-        crate::data::calls::proxy::proxy_call,
-    ),
     components(schemas(crate::error::ProblemSchema)),
     modifiers(&Security),
 )]
@@ -97,15 +89,6 @@ impl utoipa::Modify for Security {
             ),
         );
     }
-}
-
-/// The OpenAPI document.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi_document())
 }
 
 /// A page of a list.

@@ -31,7 +31,7 @@ pub(super) struct Session {
 }
 
 /// Signs a person in.
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SignIn,
+#[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = SignIn,
     responses((status = 201, body = Session), (status = 401, body = crate::error::ProblemSchema),
         (status = 429, description = "sign_in_locked or sign_in_rate_limited, with Retry-After", body = crate::error::ProblemSchema),
         (status = 503, description = "sign_in_busy: every password check in use", body = crate::error::ProblemSchema)))]
@@ -88,7 +88,7 @@ async fn count_attempt(platform: &Platform, username: &str) -> Result<(), ApiErr
 }
 
 /// Ends the caller's session.
-#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/sessions/current", tag = "sessions", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn sign_out(
     State(state): State<AppState>,
@@ -119,7 +119,7 @@ pub(super) struct PasswordChange {
 
 /// Changes the signed-in person's password. The current one must be given; every other
 /// session of theirs ends.
-#[utoipa::path(put, path = "/api/v1/me/password", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(put, path = "/me/password", tag = "sessions", security(("bearer" = [])),
     request_body = PasswordChange,
     responses((status = 204), (status = 401, body = crate::error::ProblemSchema), (status = 403, body = crate::error::ProblemSchema),
         (status = 422, description = "wrong_password, invalid_request", body = crate::error::ProblemSchema),
@@ -171,7 +171,7 @@ fn bearer(headers: &HeaderMap) -> &str {
 }
 
 /// Who the caller is.
-#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/me", tag = "sessions", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
@@ -183,7 +183,7 @@ pub(super) async fn me(caller: Caller) -> Json<Me> {
 }
 
 /// Lists departments.
-#[utoipa::path(get, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/departments", tag = "departments", security(("bearer" = [])),
     params(Paging, DepartmentQuery),
     responses((status = 200, body = Listing<Department>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_departments(
@@ -221,7 +221,7 @@ impl DepartmentQuery {
 }
 
 /// Registers a department (platform administrators).
-#[utoipa::path(post, path = "/api/v1/departments", tag = "departments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/departments", tag = "departments", security(("bearer" = [])),
     request_body = Department,
     responses((status = 201, body = Department), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
@@ -237,7 +237,7 @@ pub(super) async fn create_department(
 }
 
 /// One department.
-#[utoipa::path(get, path = "/api/v1/departments/{code}", tag = "departments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/departments/{code}", tag = "departments", security(("bearer" = [])),
     params(("code" = String, Path, description = "统一社会信用代码")),
     responses((status = 200, body = Department), (status = 404, body = crate::error::ProblemSchema)))]
 pub(super) async fn get_department(
@@ -249,7 +249,7 @@ pub(super) async fn get_department(
 }
 
 /// Lists systems: a department's own, or every system for those who oversee the platform.
-#[utoipa::path(get, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), params(Paging),
+#[utoipa::path(get, path = "/systems", tag = "systems", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<SystemRecord>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_systems(
     State(state): State<AppState>,
@@ -278,7 +278,7 @@ pub(super) struct RegisteredSystem {
 }
 
 /// Registers a calling system and issues its API key.
-#[utoipa::path(post, path = "/api/v1/systems", tag = "systems", security(("bearer" = [])), request_body = NewSystem,
+#[utoipa::path(post, path = "/systems", tag = "systems", security(("bearer" = [])), request_body = NewSystem,
     responses((status = 201, body = RegisteredSystem), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_system(
@@ -333,7 +333,7 @@ pub(super) struct RegisteredCertificate {
 
 /// Registers the client certificate a system authenticates with over mutual TLS, replacing
 /// any earlier one.
-#[utoipa::path(put, path = "/api/v1/systems/{id}/certificate", tag = "systems", security(("bearer" = [])),
+#[utoipa::path(put, path = "/systems/{id}/certificate", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = SystemCertificate,
     responses((status = 200, body = RegisteredCertificate), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema), (status = 409, body = crate::error::ProblemSchema),
@@ -384,7 +384,7 @@ async fn managed_system(state: &AppState, caller: &Caller, id: &str) -> Result<S
 
 /// Issues a system a new API key, shown once; the old key stops working at once on this
 /// gateway and within 5 seconds on others sharing the store (their identity caches).
-#[utoipa::path(post, path = "/api/v1/systems/{id}/api-key", tag = "systems", security(("bearer" = [])),
+#[utoipa::path(post, path = "/systems/{id}/api-key", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = RegisteredSystem), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema)))]
@@ -414,7 +414,7 @@ pub(super) struct Enabled {
 
 /// Stops a system calling (by key and by certificate alike), or lets it call again. Takes
 /// effect at once on this gateway and within 5 seconds on others sharing the store.
-#[utoipa::path(put, path = "/api/v1/systems/{id}/enabled", tag = "systems", security(("bearer" = [])),
+#[utoipa::path(put, path = "/systems/{id}/enabled", tag = "systems", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = Enabled,
     responses((status = 200, body = SystemRecord), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema)))]
@@ -434,7 +434,7 @@ pub(super) async fn set_system_enabled(
 }
 
 /// Lists people (platform administrators).
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Paging),
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(Paging),
     responses((status = 200, body = Listing<UserRecord>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_users(
     State(state): State<AppState>,
@@ -459,7 +459,7 @@ pub(super) struct AdminActionQuery {
 
 /// The trail of management actions, oldest first: who made, changed or stopped which
 /// department, system or account, and when (platform administrators).
-#[utoipa::path(get, path = "/api/v1/admin-actions", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin-actions", tag = "users", security(("bearer" = [])),
     params(AdminActionQuery),
     responses((status = 200, body = Listing<AdminAction>), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_admin_actions(
@@ -475,7 +475,7 @@ pub(super) async fn list_admin_actions(
 }
 
 /// Registers a person (platform administrators).
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
     responses((status = 201, body = UserRecord), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_user(
@@ -490,7 +490,7 @@ pub(super) async fn create_user(
 
 /// Stops a person signing in, ending their sessions at once (someone who has left), or lets
 /// them sign in again (platform administrators, not for themselves).
-#[utoipa::path(put, path = "/api/v1/users/{username}/enabled", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/users/{username}/enabled", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = Enabled,
     responses((status = 200, body = UserRecord), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema)))]
@@ -521,7 +521,7 @@ pub(super) struct PasswordReset {
 /// Sets a new password for someone who lost theirs (platform administrators; their own is
 /// changed at `/me/password`). Every session of that person ends, and a lock on their name
 /// is lifted.
-#[utoipa::path(put, path = "/api/v1/users/{username}/password", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/users/{username}/password", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = PasswordReset,
     responses((status = 204), (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema),
         (status = 422, body = crate::error::ProblemSchema)))]

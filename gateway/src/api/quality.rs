@@ -57,7 +57,7 @@ pub(super) struct QualityReport {
 
 /// Quality indicators: freshness and defect rate per resource, review deadlines per demand,
 /// and refused calls outside grants or validity (reviewers, operators, administrators).
-#[utoipa::path(get, path = "/api/v1/quality", tag = "exchange log", security(("bearer" = [])),
+#[utoipa::path(get, path = "/quality", tag = "exchange log", security(("bearer" = [])),
     responses((status = 200, body = QualityReport), (status = 403, body = crate::error::ProblemSchema),
         (status = 503, body = crate::error::ProblemSchema)))]
 pub(super) async fn report(

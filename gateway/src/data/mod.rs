@@ -11,15 +11,16 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use futures::FutureExt;
 use tongban_policy::decision::{Denial, Operation, Permit, Purpose, Reason};
 use tongban_policy::grant::Grant;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::datasets::{DatasetRegistry, Readiness};
 use crate::error::ApiError;
@@ -61,20 +62,28 @@ pub const EXCHANGE_ID_HEADER: &str = "x-tongban-exchange-id";
 /// Response header saying whether the answer came from the cache (`hit`, `miss`, `bypass`).
 pub const CACHE_HEADER: &str = "x-tongban-cache";
 
-/// The data plane's routes, to be nested at `/api/v1`.
-/// The data routes, to be nested at `/api/v1`, served from `state` alone.
-pub fn routes<S>(state: DataState) -> Router<S> {
-    let max_body_bytes = state.data().sql.max_body_bytes;
+/// The data routes, to be nested at `/api/v1`, each registered with its OpenAPI operation.
+/// JSON bodies are limited to `max_body_bytes`.
+pub fn routes(max_body_bytes: usize) -> OpenApiRouter<DataState> {
     // A data route asked with another method is refused through the lifecycle too, so that
     // the refusal has its record like any other.
-    Router::new()
-        .route("/data/verify", post(calls::verify::verify).fallback(wrong_method))
-        .route("/data/{resource}/records/{key}", get(calls::lookup::lookup).fallback(wrong_method))
-        .route("/data/sql", post(calls::sql::run_sql).fallback(wrong_method))
+    let refusing_other_methods = |(schemas, paths, method_router): UtoipaMethodRouter<DataState>| {
+        (schemas, paths, method_router.fallback(wrong_method))
+    };
+    let mut router = OpenApiRouter::new()
+        .routes(refusing_other_methods(routes!(calls::verify::verify)))
+        .routes(refusing_other_methods(routes!(calls::lookup::lookup)))
+        .routes(refusing_other_methods(routes!(calls::sql::run_sql)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        // Proxied bodies are streamed and limited per upstream, not by the JSON body limit.
-        .route("/proxy/{resource}/{*path}", any(calls::proxy::proxy_call))
-        .with_state(state)
+        // Proxied bodies are streamed and limited per upstream, not by the JSON body limit. The
+        // route takes every method and the rest of the path, which an OpenAPI path template
+        // cannot say, so its operation is documented beside the route rather than through it.
+        .route("/proxy/{resource}/{*path}", any(calls::proxy::proxy_call));
+    let (schemas, paths, _) = routes!(calls::proxy::proxy_call);
+    let document = router.get_openapi_mut();
+    document.paths.paths.extend(paths.paths);
+    document.components.get_or_insert_with(Default::default).schemas.extend(schemas);
+    router
 }
 
 /// The purpose every data call names, as headers.

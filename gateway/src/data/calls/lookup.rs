@@ -21,7 +21,7 @@ pub(crate) struct Lookup {
 }
 
 /// The granted items of the records with a key, masked.
-#[utoipa::path(get, path = "/api/v1/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
+#[utoipa::path(get, path = "/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders, ("resource" = String, Path), ("key" = String, Path),
         ("items" = Option<String>, Query, description = "comma-separated items; every granted item when absent")),
     responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}"),

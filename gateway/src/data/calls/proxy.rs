@@ -18,7 +18,7 @@ pub(crate) struct Proxy(Result<ProxyCall, ApiError>);
 
 /// Passes a call on to the supplier API bound to a resource (the 接口 share method). The
 /// answer keeps only granted items, masked; documents pass only when granted whole.
-#[utoipa::path(get, path = "/api/v1/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
+#[utoipa::path(method(get, post, put, patch, delete), path = "/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders, ("resource" = String, Path), ("path" = String, Path, description = "the supplier API's path")),
     responses((status = 200, description = "the supplier's answer, filtered and masked by the grant"),
         (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema),

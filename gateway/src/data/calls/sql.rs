@@ -22,7 +22,7 @@ pub(crate) struct Sql {
 }
 
 /// Runs one query over the caller's per-grant views.
-#[utoipa::path(post, path = "/api/v1/data/sql", tag = "data", security(("bearer" = [])),
+#[utoipa::path(post, path = "/data/sql", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders), request_body = SqlRequest,
     responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
         (status = 403, body = crate::error::ProblemSchema), (status = 406, body = crate::error::ProblemSchema),

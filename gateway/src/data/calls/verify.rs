@@ -18,7 +18,7 @@ use crate::listener::Peer;
 pub(crate) struct Verify(Result<VerifyRequest, ApiError>);
 
 /// Verifies claimed values against the record with a key (核验): match or no match per item.
-#[utoipa::path(post, path = "/api/v1/data/verify", tag = "data", security(("bearer" = [])),
+#[utoipa::path(post, path = "/data/verify", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders), request_body = VerifyRequest,
     responses((status = 200, body = VerifyAnswer), (status = 400, body = crate::error::ProblemSchema),
         (status = 403, description = "access_denied, with reasons", body = crate::error::ProblemSchema),
