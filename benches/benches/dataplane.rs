@@ -53,7 +53,7 @@ async fn approve_benchmark_grant(platform: &Platform, system_id: &str) {
         division_prefix: SCOPE.into(),
         rate_per_second: 1_000_000,
         daily_quota: 1_000_000_000,
-        valid_until: Platform::now().date() + chrono::Duration::days(30),
+        valid_until: tongban_platform::Clock::system().now().date() + chrono::Duration::days(30),
     };
     let applicant = person(platform, "demander.guangdong-police").await;
     let demand = platform

@@ -55,7 +55,7 @@ pub async fn first_admin(platform: &Platform, admin: &FirstAdmin) -> anyhow::Res
         let password = password.clone();
         tokio::task::spawn_blocking(move || tongban_platform::auth::hash_password(&password)).await?
     };
-    let now = Platform::now();
+    let now = platform.now();
     let user = UserRecord {
         username: username.to_owned(),
         display_name: admin.display_name.clone(),

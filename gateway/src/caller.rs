@@ -74,7 +74,7 @@ async fn authenticate(platform: &Platform, token: &str) -> Result<Caller, ApiErr
         let digest = auth::digest(token);
         let user = platform
             .store
-            .session_user(&digest, Platform::now())
+            .session_user(&digest, platform.now())
             .await?
             .ok_or_else(ApiError::invalid_credentials)?;
         let department = platform.store.department(&user.department_code).await?;

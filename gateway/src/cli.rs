@@ -222,7 +222,7 @@ pub fn main() -> anyhow::Result<()> {
             let mut config = SynthConfig::new(
                 rows,
                 seed,
-                as_of.unwrap_or_else(|| tongban_platform::Platform::now().date()),
+                as_of.unwrap_or_else(|| tongban_platform::Clock::system().now().date()),
             );
             config.defect_rate = defect_rate;
             config.row_group_rows = row_group_rows;

@@ -204,7 +204,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
         loop {
             ticks.tick().await;
-            let now = Platform::now();
+            let now = sweeping.platform().now();
             sweeping.data().limits.sweep(now);
             sweeping.sources().sweep();
             if let Err(e) = tongban_platform::auth::sweep_sign_ins(&sweeping.platform().store, now).await {
@@ -274,7 +274,7 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     crate::data::record_suppressed(stopping.data_state()).await;
     // The calls of daily quotas this gateway leased and did not use go back to the store, for
     // the other gateways or this one once restarted.
-    if let Err(e) = stopping.data().limits.return_leases(Platform::now()).await {
+    if let Err(e) = stopping.data().limits.return_leases(stopping.platform().now()).await {
         tracing::warn!(error = %e, "unused quota leases could not be given back; they lapse at midnight");
     }
     Ok(())
@@ -348,9 +348,12 @@ mod tests {
     use tower::ServiceExt;
 
     async fn state() -> AppState {
+        state_on(Platform::in_memory(Vec::new()).await.expect("platform")).await
+    }
+
+    async fn state_on(platform: Platform) -> AppState {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = ExchangeLog::open_in(&dir.keep().join("exchange")).await.expect("exchange log");
-        let platform = Platform::in_memory(Vec::new()).await.expect("platform");
         let data = DataPlane::new(crate::config::DataConfig::default(), log, platform.store.clone())
             .expect("data plane");
         AppState::new(platform, data)
@@ -543,5 +546,57 @@ mod tests {
                 "{file}: {route} is routed without its OpenAPI operation; register it with routes!"
             );
         }
+    }
+
+    /// A session lasts its configured hours on the platform's clock, which the test moves on
+    /// instead of waiting.
+    #[tokio::test]
+    async fn a_session_ends_when_the_platform_clock_passes_its_hours() {
+        let clock = tongban_platform::SetClock::now_standing();
+        let platform = Platform::in_memory(Vec::new()).await.expect("platform").with_clock(clock.clone());
+        let session_hours = platform.session_hours;
+        let admin = crate::bootstrap::FirstAdmin {
+            department_code: tongban_policy::credit_code::CreditCode::compose('1', '1', "410000", "00410003"),
+            department_name: "河南省数据局".into(),
+            region: "410000".into(),
+            username: "admin".into(),
+            display_name: "平台管理员".into(),
+        };
+        let password = crate::bootstrap::first_admin(&platform, &admin).await.expect("bootstrapped");
+        let state = state_on(platform).await;
+        let sign_in = serde_json::json!({"username": "admin", "password": password});
+        let response = app(state.clone())
+            .oneshot(
+                Request::post("/api/v1/sessions")
+                    .header("content-type", "application/json")
+                    .body(Body::from(sign_in.to_string()))
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let session: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let token = session["token"].as_str().expect("token").to_owned();
+        let me = |state: AppState| {
+            let token = token.clone();
+            async move {
+                app(state)
+                    .oneshot(
+                        Request::get("/api/v1/me")
+                            .header("authorization", format!("Bearer {token}"))
+                            .body(Body::empty())
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("infallible")
+                    .status()
+            }
+        };
+        assert_eq!(me(state.clone()).await, StatusCode::OK);
+        clock.advance(chrono::Duration::hours(i64::from(session_hours)) - chrono::Duration::minutes(1));
+        assert_eq!(me(state.clone()).await, StatusCode::OK, "a minute before its end");
+        clock.advance(chrono::Duration::minutes(2));
+        assert_eq!(me(state).await, StatusCode::UNAUTHORIZED, "a minute after its end");
     }
 }

@@ -15,11 +15,13 @@ use tongban_policy::org::{
 use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
 
 pub mod auth;
+pub mod clock;
 pub mod error;
 pub mod store;
 pub mod users;
 
 use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord, UserRecord};
+pub use clock::{Clock, SetClock};
 pub use error::{ErrorKind, PlatformError};
 
 /// Who is calling, once authenticated.
@@ -156,6 +158,8 @@ pub struct Platform {
     /// The configured datasets a resource may be bound to, each with its supplier.
     pub datasets: DatasetSuppliers,
     pub session_hours: u32,
+    /// Where the platform reads the time.
+    pub clock: Clock,
     /// Systems recently authenticated, by API key digest or certificate fingerprint.
     pub identities: Identities,
 }
@@ -356,6 +360,7 @@ impl Platform {
             datasets: Arc::new(options.datasets.into_iter().collect()),
             session_hours: options.session_hours,
             identities: Identities::default(),
+            clock: Clock::system(),
         })
     }
 
@@ -369,16 +374,20 @@ impl Platform {
             datasets: Arc::new(datasets.into_iter().collect()),
             session_hours: 8,
             identities: Identities::default(),
+            clock: Clock::system(),
         })
     }
 
-    /// The platform's clock: Beijing time (UTC+8, the mainland's one time zone, without
-    /// daylight saving), whatever the server's own zone. Workflow deadlines, grant validity
-    /// and daily quotas are counted in Beijing calendar days, and the store keeps timestamps
-    /// as Beijing wall time; the console reads them so and shows them in the reader's zone.
-    pub fn now() -> NaiveDateTime {
-        let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-        chrono::Utc::now().with_timezone(&beijing).naive_local()
+    /// The time on the platform's clock: Beijing wall time (see [`Clock::now`]). Workflow
+    /// deadlines, grant validity and daily quotas are counted in Beijing calendar days.
+    pub fn now(&self) -> NaiveDateTime {
+        self.clock.now()
+    }
+
+    /// The platform reading its time from `clock`, as tests that cross deadlines do.
+    pub fn with_clock(mut self, clock: impl Into<Clock>) -> Platform {
+        self.clock = clock.into();
+        self
     }
 
     // ---- Catalog ------------------------------------------------------------------------
@@ -470,7 +479,7 @@ impl Platform {
             ));
         }
         let resource = resource_from(input, 1, &supplier.code);
-        self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        self.store.put_resource_version(&resource, &caller.actor(), self.now()).await?;
         self.grants.reload(&self.store).await?;
         Ok(resource)
     }
@@ -501,7 +510,7 @@ impl Platform {
         self.check_resource(&input, &current.supplier).await?;
         let resource = resource_from(input, current.version + 1, &current.supplier);
         self.check_edit_keeps_grants(&current, &resource).await?;
-        self.store.put_resource_version(&resource, &caller.actor(), Self::now()).await?;
+        self.store.put_resource_version(&resource, &caller.actor(), self.now()).await?;
         // Items withdrawn from sharing stop flowing at once, under every grant.
         self.grants.reload(&self.store).await?;
         Ok(resource)
@@ -533,7 +542,7 @@ impl Platform {
         if widenings.is_empty() {
             return Ok(());
         }
-        let today = Self::now().date();
+        let today = self.now().date();
         let live: Vec<String> = self
             .store
             .grants()
@@ -575,7 +584,7 @@ impl Platform {
         caller: &Caller,
         input: DemandInput,
     ) -> Result<DemandRecord, PlatformError> {
-        self.file_demand_at(caller, input, Self::now()).await
+        self.file_demand_at(caller, input, self.now()).await
     }
 
     /// Files a demand as a draft at `now`: the demo seeds demands filed in the past this way,
@@ -724,7 +733,7 @@ impl Platform {
         expected_version: i64,
         action: Action,
     ) -> Result<DemandRecord, PlatformError> {
-        self.act_on_demand_at(caller, id, expected_version, action, Self::now()).await
+        self.act_on_demand_at(caller, id, expected_version, action, self.now()).await
     }
 
     /// Takes `action` on a demand at `now` (see [`Platform::file_demand_at`]).
@@ -859,7 +868,7 @@ impl Platform {
         let next = record.grant.change(&change)?;
         let stored = self
             .store
-            .update_grant(&next, expected_version, &caller.actor(), Some(reason), Self::now())
+            .update_grant(&next, expected_version, &caller.actor(), Some(reason), self.now())
             .await?;
         self.grants.reload(&self.store).await?;
         Ok(stored)
@@ -900,13 +909,13 @@ fn resource_from(input: ResourceInput, version: u32, supplier: &str) -> Resource
 
 #[cfg(test)]
 mod tests {
-    use super::Platform;
+    use super::Clock;
 
     #[test]
     fn the_platform_keeps_beijing_time_whatever_the_servers_zone() {
         // Computed from UTC, so the process's own zone (TZ) plays no part.
         let beijing = chrono::Utc::now().naive_utc() + chrono::Duration::hours(8);
-        let drift = (Platform::now() - beijing).num_seconds().abs();
+        let drift = (Clock::system().now() - beijing).num_seconds().abs();
         assert!(drift <= 5, "platform time is Beijing time (drift {drift} s)");
     }
 }

@@ -78,7 +78,7 @@ pub async fn create_user(platform: &Platform, input: NewUser, actor: &str) -> Re
         department_code: department.code,
         roles: input.roles,
         enabled: true,
-        created_at: Platform::now(),
+        created_at: platform.now(),
     };
     platform.store.create_user(&user, &hash, Acting { by: actor, at: user.created_at }).await?;
     Ok(user)

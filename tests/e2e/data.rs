@@ -374,7 +374,7 @@ async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<(
         let police = police.clone();
         tokio::spawn(async move { police.post("/data/sql", &slow).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    until_sql_running(&demo).await?;
 
     let started = std::time::Instant::now();
     let refused = police
@@ -386,18 +386,7 @@ async fn sql_runs_in_bounded_slots_apart_from_verification() -> anyhow::Result<(
     assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
     assert!(started.elapsed() >= std::time::Duration::from_millis(300), "it waited for a slot");
 
-    let sql_gauges = || async {
-        let text = reqwest::Client::new()
-            .get(demo.gateway.url("/metrics"))
-            .bearer_auth("scrape-token-for-tests")
-            .send()
-            .await?
-            .text()
-            .await?;
-        let value =
-            |series: &str| text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
-        anyhow::Ok((value("tongban_sql_running_queries "), value("tongban_sql_waiting_queries ")))
-    };
+    let sql_gauges = || sql_gauges(&demo);
     assert_eq!(sql_gauges().await?, (Some(1.0), Some(0.0)), "the long query holds the one slot");
 
     let person = truth.in_scope().find(|p| p.name.is_some()).expect("person").clone();
@@ -862,18 +851,50 @@ async fn datasets_reload_on_hangup_and_take_their_cached_answers_with_them() -> 
 
 #[tokio::test]
 async fn shutdown_drains_calls_in_flight() -> anyhow::Result<()> {
-    let mut demo = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "2000")]).await?;
+    let mut demo = Demo::start_with(
+        ROWS,
+        &[
+            ("TONGBAN_DATA__SQL_TIMEOUT_MS", "2000"),
+            ("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests"),
+        ],
+    )
+    .await?;
     let (_, system) = demo.system(POLICE_SYSTEM)?;
     let police = with_purpose(&system, "KSTB-GA-001");
     // A query that runs until its time limit, then answers 422.
     let slow = json!({"query": "SELECT count(*) FROM household a, household b, household c, household d"});
     let call = tokio::spawn(async move { police.post("/data/sql", &slow).await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    until_sql_running(&demo).await?;
     demo.gateway.signal("TERM")?;
     // The call in flight still gets its whole answer.
     let (status, body) = call.await??;
     assert_eq!((status, body["code"].as_str()), (422, Some("query_timeout")), "{body}");
     let exit = demo.gateway.wait_exit(std::time::Duration::from_secs(30)).await?;
     assert!(exit.success(), "{exit:?}");
+    Ok(())
+}
+
+/// The SQL gauges on `/metrics` of a gateway started with the tests' scrape token: queries
+/// holding a slot and queries waiting for one.
+async fn sql_gauges(demo: &Demo) -> anyhow::Result<(Option<f64>, Option<f64>)> {
+    let text = reqwest::Client::new()
+        .get(demo.gateway.url("/metrics"))
+        .bearer_auth("scrape-token-for-tests")
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |series: &str| text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
+    Ok((value("tongban_sql_running_queries "), value("tongban_sql_waiting_queries ")))
+}
+
+/// Waits until the gateway says a SQL query holds a slot, rather than for a time that is
+/// usually long enough for it to start.
+async fn until_sql_running(demo: &Demo) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sql_gauges(demo).await?.0 != Some(1.0) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no SQL query started within ten seconds");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     Ok(())
 }

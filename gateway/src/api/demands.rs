@@ -12,7 +12,7 @@ use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use tongban_platform::store::{DemandFilter, DemandRecord};
-use tongban_platform::{Caller, DemandInput, Platform};
+use tongban_platform::{Caller, DemandInput};
 
 /// A demand as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -105,7 +105,7 @@ pub(super) async fn list_demands(
     )?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let page = state.platform().store.list_demands(&filter, query.after.as_deref(), limit).await?;
-    let today = Platform::now().date();
+    let today = state.platform().now().date();
     Ok(Json(Listing {
         items: page.items.into_iter().map(|d| DemandView::of(d, today)).collect(),
         next: page.next,
@@ -122,7 +122,7 @@ pub(super) async fn file_demand(
     ApiJson(input): ApiJson<DemandInput>,
 ) -> Result<(StatusCode, Json<DemandView>), ApiError> {
     let record = state.platform().file_demand(&caller, input).await?;
-    Ok((StatusCode::CREATED, Json(DemandView::of(record, Platform::now().date()))))
+    Ok((StatusCode::CREATED, Json(DemandView::of(record, state.platform().now().date()))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -143,7 +143,7 @@ pub(super) async fn overdue_demands(
 ) -> Result<Json<Listing<DemandView>>, ApiError> {
     caller.require(&[UserRole::DataOfficeReviewer, UserRole::Operator, UserRole::PlatformAdmin])?;
     let filter = state.platform().demand_scope(&caller, DemandFilter::default())?;
-    let on = query.on.unwrap_or_else(|| Platform::now().date());
+    let on = query.on.unwrap_or_else(|| state.platform().now().date());
     let overdue = state.platform().store.overdue_demands(on, &filter).await?;
     Ok(Json(Listing { items: overdue.into_iter().map(|d| DemandView::of(d, on)).collect(), next: None }))
 }
@@ -163,7 +163,7 @@ pub(super) async fn get_demand(
     if !platform.may_read_demand(&caller, &record).await? {
         return Err(ApiError::forbidden(format!("demand {id} is not the caller's to see")));
     }
-    Ok(Json(DemandView::of(record, Platform::now().date())))
+    Ok(Json(DemandView::of(record, state.platform().now().date())))
 }
 
 /// A workflow step, naming the version of the demand it was decided on.
@@ -188,5 +188,5 @@ pub(super) async fn act(
     ApiJson(request): ApiJson<ActionRequest>,
 ) -> Result<Json<DemandView>, ApiError> {
     let record = state.platform().act_on_demand(&caller, &id, request.version, request.action).await?;
-    Ok(Json(DemandView::of(record, Platform::now().date())))
+    Ok(Json(DemandView::of(record, state.platform().now().date())))
 }

@@ -10,7 +10,7 @@ use tongban_policy::org::UserRole;
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use tongban_platform::{Caller, Platform};
+use tongban_platform::Caller;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct GrantView {
@@ -48,7 +48,7 @@ pub(super) async fn list_grants(
 ) -> Result<Json<Listing<GrantView>>, ApiError> {
     let platform = state.platform();
     let all = platform.store.grants().await?;
-    let today = Platform::now().date();
+    let today = state.platform().now().date();
     let mut views = Vec::new();
     for record in all {
         if platform.may_read_grant(&caller, &record.grant).await? {
@@ -73,7 +73,7 @@ pub(super) async fn in_force(
         return Err(ApiError::forbidden("grants in force are asked for by a system, with its API key"));
     };
     let snapshot = state.platform().grants.snapshot();
-    let today = Platform::now().date();
+    let today = state.platform().now().date();
     let system = &identity.system;
     let items = snapshot.grants.in_force(&system.department_code, &system.id, today).cloned().collect();
     Ok(Json(Listing { items, next: None }))
@@ -101,7 +101,7 @@ pub(super) async fn get_grant(
         .into_iter()
         .map(|(grant, changed_by, reason, at)| GrantVersion { grant, changed_by, reason, at })
         .collect();
-    let effective = record.grant.effective(Platform::now().date());
+    let effective = record.grant.effective(state.platform().now().date());
     Ok(Json(GrantDetail {
         current: GrantView { version: record.version, effective, grant: record.grant },
         versions,
@@ -132,6 +132,6 @@ pub(super) async fn change_grant(
     caller.require(&[UserRole::SupplierAdmin, UserRole::DataOfficeReviewer])?;
     let record =
         state.platform().change_grant(&caller, &id, request.version, request.change, &request.reason).await?;
-    let effective = record.grant.effective(Platform::now().date());
+    let effective = record.grant.effective(state.platform().now().date());
     Ok(Json(GrantView { version: record.version, effective, grant: record.grant }))
 }

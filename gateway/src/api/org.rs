@@ -57,21 +57,21 @@ pub(super) async fn sign_in(
     };
     auth::clear_sign_ins(&platform.store, &input.username).await?;
     let token = auth::new_secret(auth::SESSION_PREFIX);
-    let now = Platform::now();
+    let now = platform.now();
     let expires_at = now + chrono::Duration::hours(i64::from(platform.session_hours));
     platform.store.create_session(&auth::digest(&token), &user.username, now, expires_at).await?;
     Ok((StatusCode::CREATED, Json(Session { token, expires_at, user })))
 }
 
 /// `actor` acting now, for the trail of management actions.
-fn acting(actor: &str) -> Acting<'_> {
-    Acting { by: actor, at: Platform::now() }
+fn acting<'a>(platform: &Platform, actor: &'a str) -> Acting<'a> {
+    Acting { by: actor, at: platform.now() }
 }
 
 /// Counts an attempt to sign in as `username` before its password is checked (see
 /// [`auth::count_sign_in`]), refusing it with `sign_in_locked` while the name is locked.
 async fn count_attempt(platform: &Platform, username: &str) -> Result<(), ApiError> {
-    let Err(wait) = auth::count_sign_in(&platform.store, username, Platform::now()).await? else {
+    let Err(wait) = auth::count_sign_in(&platform.store, username, platform.now()).await? else {
         return Ok(());
     };
     let mut locked = ApiError::new(
@@ -155,7 +155,10 @@ pub(super) async fn change_password(
     })?;
     let session = auth::digest(bearer(&headers));
     let actor = caller.actor();
-    platform.store.change_password(&user.username, &new_hash, &session, acting(&actor)).await?;
+    platform
+        .store
+        .change_password(&user.username, &new_hash, &session, acting(state.platform(), &actor))
+        .await?;
     auth::clear_sign_ins(&platform.store, &user.username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -232,7 +235,7 @@ pub(super) async fn create_department(
 ) -> Result<(StatusCode, Json<Department>), ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
     department.validate()?;
-    state.platform().store.create_department(&department, acting(&caller.actor())).await?;
+    state.platform().store.create_department(&department, acting(state.platform(), &caller.actor())).await?;
     Ok((StatusCode::CREATED, Json(department)))
 }
 
@@ -310,7 +313,7 @@ pub(super) async fn create_system(
             input.name.trim(),
             &issued.digest,
             &issued.prefix,
-            acting(&caller.actor()),
+            acting(state.platform(), &caller.actor()),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(RegisteredSystem { system, api_key: issued.key })))
@@ -364,7 +367,10 @@ pub(super) async fn register_certificate(
         return Err(ApiError::conflict("this certificate is registered to another system")
             .with_code("certificate_in_use"));
     }
-    platform.store.set_system_certificate(&system.id, &sha256, acting(&caller.actor())).await?;
+    platform
+        .store
+        .set_system_certificate(&system.id, &sha256, acting(state.platform(), &caller.actor()))
+        .await?;
     // The old certificate stops identifying the system at once on this instance.
     platform.identities.forget_all();
     tracing::info!(system = %system.id, %sha256, "client certificate registered");
@@ -398,7 +404,12 @@ pub(super) async fn rotate_api_key(
     let issued = auth::issue_api_key();
     let system = platform
         .store
-        .set_system_api_key(&system.id, &issued.digest, &issued.prefix, acting(&caller.actor()))
+        .set_system_api_key(
+            &system.id,
+            &issued.digest,
+            &issued.prefix,
+            acting(state.platform(), &caller.actor()),
+        )
         .await?;
     platform.identities.forget_all();
     tracing::info!(system = %system.id, prefix = %issued.prefix, "API key replaced");
@@ -426,8 +437,10 @@ pub(super) async fn set_system_enabled(
 ) -> Result<Json<SystemRecord>, ApiError> {
     let system = managed_system(&state, &caller, &id).await?;
     let platform = state.platform();
-    let system =
-        platform.store.set_system_enabled(&system.id, input.enabled, acting(&caller.actor())).await?;
+    let system = platform
+        .store
+        .set_system_enabled(&system.id, input.enabled, acting(state.platform(), &caller.actor()))
+        .await?;
     platform.identities.forget_all();
     tracing::info!(system = %system.id, enabled = input.enabled, "system enabled changed");
     Ok(Json(system))
@@ -505,8 +518,11 @@ pub(super) async fn set_user_enabled(
         &username,
         "administrators do not stop or start their own account",
     )?;
-    let user =
-        state.platform().store.set_user_enabled(&username, input.enabled, acting(&caller.actor())).await?;
+    let user = state
+        .platform()
+        .store
+        .set_user_enabled(&username, input.enabled, acting(state.platform(), &caller.actor()))
+        .await?;
     tracing::info!(%username, enabled = input.enabled, by = %admin.username, "account enabled changed");
     Ok(Json(user))
 }
@@ -540,7 +556,7 @@ pub(super) async fn reset_password(
     let hash = users::hashed(input.password).await?;
     let platform = state.platform();
     // No session is kept: none of the person's sessions is the administrator's.
-    platform.store.change_password(&username, &hash, "", acting(&caller.actor())).await?;
+    platform.store.change_password(&username, &hash, "", acting(state.platform(), &caller.actor())).await?;
     auth::clear_sign_ins(&platform.store, &username).await?;
     tracing::info!(%username, by = %admin.username, "password reset");
     Ok(StatusCode::NO_CONTENT)

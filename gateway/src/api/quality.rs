@@ -10,8 +10,8 @@ use tongban_policy::workflow::DemandState;
 use crate::error::ApiError;
 use crate::quality::{OUTSIDE_GRANT_REASONS, OUTSIDE_VALIDITY_REASONS, ResourceQuality};
 use crate::state::AppState;
+use tongban_platform::Caller;
 use tongban_platform::store::DemandFilter;
-use tongban_platform::{Caller, Platform};
 
 /// One demand's review deadlines.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -65,7 +65,7 @@ pub(super) async fn report(
     caller: Caller,
 ) -> Result<Json<QualityReport>, ApiError> {
     caller.require(&[UserRole::DataOfficeReviewer, UserRole::Operator, UserRole::PlatformAdmin])?;
-    let today = Platform::now().date();
+    let today = state.platform().now().date();
     let registry = match state.readiness() {
         crate::datasets::Readiness::Ready(registry) => registry,
         _ => return Err(ApiError::not_ready("datasets are not loaded yet")),

@@ -300,7 +300,7 @@ async fn lifecycle<C: DataCall>(
             purpose: &purpose,
             upstreams: &data.upstreams,
             operation: C::OPERATION,
-            today: Platform::now().date(),
+            today: state.platform().now().date(),
         };
         let permits = call.resolve(&resolving, phases.record)?;
         for (_, permit) in &permits {
@@ -312,7 +312,7 @@ async fn lifecycle<C: DataCall>(
         // Rate limit: per system, per grant (rate and daily quota), per resource.
         let grants: Vec<&Grant> = permits.iter().map(|(_, p)| p.grant).collect();
         let resources: Vec<&str> = permits.iter().map(|(r, _)| r.code.as_str()).collect();
-        match data.limits.check(system.id(), &grants, &resources, Platform::now()).await {
+        match data.limits.check(system.id(), &grants, &resources, state.platform().now()).await {
             Ok(()) => {}
             Err(Refusal::Limited(limited)) => {
                 phases.record.rate_limit = Some(limited.limit);

@@ -301,26 +301,41 @@ mod tests {
         assert_eq!(own_nice(), 0, "the caller's thread keeps its priority");
     }
 
+    /// Waits until `condition` holds, looking again after every millisecond, so that a test
+    /// goes on as soon as the executor has done what it waits for rather than after a guess.
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "waited ten seconds for {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// A caller running a query that never finishes on its own, yielding as DataFusion's
-    /// streams do.
-    fn endless_query(executor: &Arc<SqlExecutor>) -> tokio::task::JoinHandle<Result<(), ApiError>> {
+    /// streams do; the receiver hears when the query has started on its slot.
+    fn endless_query(
+        executor: &Arc<SqlExecutor>,
+    ) -> (tokio::task::JoinHandle<Result<(), ApiError>>, tokio::sync::oneshot::Receiver<()>) {
         let executor = Arc::clone(executor);
-        tokio::spawn(async move {
+        let (started, running) = tokio::sync::oneshot::channel();
+        let caller = tokio::spawn(async move {
             executor
-                .run("d", async {
+                .run("d", async move {
+                    let _ = started.send(());
                     loop {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 })
                 .await
-        })
+        });
+        (caller, running)
     }
 
     #[tokio::test]
     async fn a_full_executor_refuses_after_the_queue_wait_and_frees_its_slot_after_the_time_limit() {
         let executor = Arc::new(SqlExecutor::new(&config(1, 200, 1_000)).expect("executor"));
-        let endless = endless_query(&executor);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (endless, running) = endless_query(&executor);
+        running.await.expect("the endless query started");
         assert_eq!(executor.free_slots(), 0);
         assert_eq!(executor.metrics().running.get(), 1);
         let started = std::time::Instant::now();
@@ -328,8 +343,7 @@ mod tests {
             let executor = Arc::clone(&executor);
             tokio::spawn(async move { executor.run("d", async { Ok(1) }).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(executor.metrics().waiting.get(), 1);
+        until("the second query to queue", || executor.metrics().waiting.get() == 1).await;
         let refused = waiting.await.expect("joined").expect_err("no free slot");
         assert_eq!((refused.status, refused.code), (StatusCode::SERVICE_UNAVAILABLE, "sql_busy"));
         assert_eq!(refused.retry_after, Some(1));
@@ -338,9 +352,8 @@ mod tests {
 
         let timed_out = endless.await.expect("joined").expect_err("past its limit");
         assert_eq!(timed_out.code, "query_timeout");
-        // The aborted query gave its slot back, and the next query runs.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(executor.free_slots(), 1);
+        // The aborted query gives its slot back, and the next query runs.
+        until("the aborted query's slot to come back", || executor.free_slots() == 1).await;
         assert_eq!(executor.metrics().running.get(), 0);
         assert_eq!(executor.run("d", async { Ok(7) }).await.expect("ran"), 7);
     }
@@ -349,10 +362,12 @@ mod tests {
     async fn a_query_that_never_yields_is_answered_on_time_and_holds_its_slot_until_it_ends() {
         let executor = SqlExecutor::new(&config(1, 100, 300)).expect("executor");
         let started = std::time::Instant::now();
+        let (ended, planning_ended) = tokio::sync::oneshot::channel();
         // Planning runs to its end without yielding; a blocking sleep stands for it.
         let refused = executor
-            .run("d", async {
+            .run("d", async move {
                 std::thread::sleep(Duration::from_millis(1_500));
+                let _ = ended.send(());
                 Ok(())
             })
             .await
@@ -360,8 +375,8 @@ mod tests {
         assert_eq!(refused.code, "query_timeout");
         assert!(started.elapsed() < Duration::from_millis(1_000), "answered after {:?}", started.elapsed());
         assert_eq!(executor.free_slots(), 0, "the planning query still holds its slot");
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        assert_eq!(executor.free_slots(), 1, "and gives it back when it ends");
+        planning_ended.await.expect("planning ran to its end");
+        until("the slot to come back once planning ended", || executor.free_slots() == 1).await;
     }
 
     /// One department's queries hold at most its share of the slots; another department's
@@ -381,8 +396,10 @@ mod tests {
             })
         };
         let hogs: Vec<_> = (0..6).map(|_| costly("hog")).collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(executor.free_slots(), 2, "the hog holds its share, half of the slots");
+        until("the hog to hold its share and queue the rest", || {
+            executor.free_slots() == 2 && executor.metrics().waiting.get() == 4
+        })
+        .await;
         let started = std::time::Instant::now();
         assert_eq!(executor.run("other", async { Ok(7) }).await.expect("another department runs"), 7);
         assert!(started.elapsed() < Duration::from_millis(150), "at once: {:?}", started.elapsed());
@@ -399,12 +416,11 @@ mod tests {
     #[tokio::test]
     async fn a_query_whose_caller_goes_away_is_aborted() {
         let executor = Arc::new(SqlExecutor::new(&config(1, 100, 60_000)).expect("executor"));
-        let caller = endless_query(&executor);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (caller, running) = endless_query(&executor);
+        running.await.expect("the endless query started");
         assert_eq!(executor.free_slots(), 0);
         caller.abort();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(executor.free_slots(), 1, "the slot came back well before the 60 s limit");
+        until("the slot to come back well before the 60 s limit", || executor.free_slots() == 1).await;
     }
 
     #[tokio::test]

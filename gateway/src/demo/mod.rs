@@ -126,7 +126,7 @@ pub async fn start_supplier(loaded: &mut LoadedConfig, data_dir: &Path) -> anyho
 }
 
 fn today() -> NaiveDate {
-    tongban_platform::Platform::now().date()
+    tongban_platform::Clock::system().now().date()
 }
 
 /// Generates datasets with a progress bar on standard error.

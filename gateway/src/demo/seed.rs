@@ -314,7 +314,7 @@ pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::
     let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
     let issued = crate::certs::generate(&dir, &hosts, &names)?;
     for (system, files) in credentials.systems.iter().zip(&issued) {
-        let seed = Acting { by: SEED_ACTOR, at: Platform::now() };
+        let seed = Acting { by: SEED_ACTOR, at: platform.now() };
         platform.store.set_system_certificate(&system.id, &files.sha256, seed).await?;
     }
     Ok(())
@@ -338,7 +338,7 @@ async fn caller(platform: &Platform, username: &str) -> anyhow::Result<Caller> {
 
 /// Seeds everything and returns the sign-in details.
 pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
-    let now = Platform::now();
+    let now = platform.now();
     for (_, org, name, region, roles) in DEPARTMENTS {
         let department = Department {
             code: CreditCode::compose('1', '1', region, org),
@@ -459,7 +459,7 @@ async fn run_script(
 
 /// Demands standing in every state, each made by its scripted steps.
 async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Result<()> {
-    let until = Platform::now().date() + Duration::days(365);
+    let until = platform.now().date() + Duration::days(365);
     let household = terms(
         &["id_number", "name", "gender", "division_code", "address", "status"],
         "41",
@@ -682,7 +682,7 @@ async fn seed_demands(platform: &Platform, systems: &[DemoSystem]) -> anyhow::Re
             ],
         ),
     ];
-    let now = Platform::now();
+    let now = platform.now();
     for script in scripts {
         run_script(platform, systems, basis, script, now).await?;
     }
