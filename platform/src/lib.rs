@@ -811,6 +811,29 @@ impl Platform {
 
     // ---- Grants -------------------------------------------------------------------------
 
+    /// A page of the grants `caller` may read, by the rule of [`Platform::may_read_grant`]
+    /// written as the store's filter: a department's own, those on its resources, a
+    /// reviewer's on its province's data, and all for those who oversee the platform.
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        request: &store::PageRequest,
+    ) -> Result<store::Page<store::GrantRecord>, PlatformError> {
+        let filter = if caller.oversees() {
+            store::GrantFilter::default()
+        } else {
+            let department = caller.department();
+            let reviews = matches!(caller, Caller::User { user, .. }
+                if user.roles.contains(&UserRole::DataOfficeReviewer)
+                    && department.has_role(tongban_policy::org::DepartmentRole::DataOffice));
+            store::GrantFilter {
+                party: Some(department.code.clone()),
+                reviewing_province: reviews.then(|| department.province().to_owned()),
+            }
+        };
+        Ok(self.store.grants_page(&filter, request).await?)
+    }
+
     /// Whether the caller may read a grant.
     /// Whether the caller may read a grant: its consumer, the supplier, the reviewers of the
     /// supplier's province, and those who oversee the platform.

@@ -2,6 +2,7 @@
 //! seed: approvals that become grants, refusals and disputes, corrections, role checks,
 //! concurrent reviewers and bad input.
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use tongban_e2e::{Api, Demo, act, terms};
 
@@ -784,4 +785,67 @@ async fn sign_in_locks_a_name_after_five_wrong_passwords_until_an_administrator_
     }
     let (status, body) = other.put("/me/password", &guess(5)).await.expect("call");
     assert_eq!((status, body["code"].as_str()), (429, Some("sign_in_locked")), "{body}");
+}
+
+/// The grants list is filtered in the store, and the rule for reading one grant is checked
+/// per grant: for every kind of user the two agree, page by page.
+#[tokio::test]
+async fn each_user_lists_exactly_the_grants_they_may_read() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let admin = demo.sign_in("admin").await?;
+    let mut every = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(after) => format!("/grants?limit=2&after={after}"),
+            None => "/grants?limit=2".to_owned(),
+        };
+        let (status, page) = admin.get(&path).await?;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().context("items")?;
+        assert!(items.len() <= 2);
+        every.extend(items.iter().filter_map(|g| g["grant"]["id"].as_str().map(str::to_owned)));
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(every.len() >= 3, "the seed has grants: {every:?}");
+    let mut sorted = every.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, every, "each grant once, in identifier order");
+    for username in [
+        "operator",
+        "demander.guangdong-police",
+        "demander.guangzhou-fund",
+        "demander.hefei-fund",
+        "demander.henan-hrss",
+        "reviewer.anhui",
+        "reviewer.guangdong",
+        "reviewer.henan",
+        "supplier.anhui-housing",
+        "supplier.guangdong-hrss",
+        "supplier.henan-police",
+    ] {
+        let user = demo.sign_in(username).await?;
+        let (status, listed) = user.get("/grants?limit=500").await?;
+        assert_eq!(status, 200, "{username}: {listed}");
+        let listed: Vec<&str> = listed["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .filter_map(|g| g["grant"]["id"].as_str())
+            .collect();
+        let mut readable = Vec::new();
+        for id in &every {
+            let (status, _) = user.get(&format!("/grants/{id}")).await?;
+            assert!(status == 200 || status == 403 || status == 404, "{username} reading {id}: {status}");
+            if status == 200 {
+                readable.push(id.as_str());
+            }
+        }
+        assert_eq!(listed, readable, "{username} lists the grants it may read");
+    }
+    Ok(())
 }

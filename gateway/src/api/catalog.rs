@@ -10,6 +10,7 @@ use tongban_policy::org::ServiceItem;
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use tongban_platform::store::{PageRequest, ResourceFilter};
 use tongban_platform::{Caller, ResourceInput};
 
 /// Lists service items (事项).
@@ -20,8 +21,7 @@ pub(super) async fn list_service_items(
     _caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<ServiceItem>>, ApiError> {
-    let items = state.platform().store.service_items().await?;
-    Ok(Json(paging.apply(items, |i| i.code.clone())))
+    Ok(Json(state.platform().store.service_items_page(&paging.into()).await?.into()))
 }
 
 /// Registers a service item (platform administrators).
@@ -72,18 +72,14 @@ pub(super) async fn list_resources(
     _caller: Caller,
     ApiQuery(query): ApiQuery<ResourceQuery>,
 ) -> Result<Json<Listing<Resource>>, ApiError> {
-    let resources: Vec<Resource> = state
-        .platform()
-        .store
-        .resources(query.supplier.as_deref())
-        .await?
-        .into_iter()
-        .filter(|r| query.share_type.is_none_or(|t| r.share_type == t))
-        .filter(|r| query.service_item.as_ref().is_none_or(|s| r.service_items.contains(s)))
-        .filter(|r| query.dataset.as_ref().is_none_or(|d| &r.dataset == d))
-        .collect();
-    let paging = Paging { limit: query.limit, after: query.after };
-    Ok(Json(paging.apply(resources, |r| r.code.clone())))
+    let filter = ResourceFilter {
+        supplier: query.supplier,
+        share_type: query.share_type,
+        service_item: query.service_item,
+        dataset: query.dataset,
+    };
+    let page = PageRequest { after: query.after, limit: query.limit };
+    Ok(Json(state.platform().store.resources_page(&filter, &page).await?.into()))
 }
 
 /// Registers a resource of the caller's supplying department as version 1.

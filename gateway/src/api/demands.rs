@@ -11,7 +11,7 @@ use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms,
 use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use tongban_platform::store::{DemandFilter, DemandRecord};
+use tongban_platform::store::{DemandFilter, DemandRecord, PageRequest};
 use tongban_platform::{Caller, DemandInput};
 
 /// A demand as the API shows it.
@@ -103,13 +103,10 @@ pub(super) async fn list_demands(
             supplier_province: None,
         },
     )?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let page = state.platform().store.list_demands(&filter, query.after.as_deref(), limit).await?;
+    let page = PageRequest { after: query.after, limit: query.limit };
+    let page = state.platform().store.list_demands(&filter, &page).await?;
     let today = state.platform().now().date();
-    Ok(Json(Listing {
-        items: page.items.into_iter().map(|d| DemandView::of(d, today)).collect(),
-        next: page.next,
-    }))
+    Ok(Json(Listing::of(page, |d| DemandView::of(d, today))))
 }
 
 /// Files a demand as a draft (demanders).

@@ -47,19 +47,13 @@ pub(super) async fn list_grants(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<GrantView>>, ApiError> {
     let platform = state.platform();
-    let all = platform.store.grants().await?;
-    let today = state.platform().now().date();
-    let mut views = Vec::new();
-    for record in all {
-        if platform.may_read_grant(&caller, &record.grant).await? {
-            views.push(GrantView {
-                version: record.version,
-                effective: record.grant.effective(today),
-                grant: record.grant,
-            });
-        }
-    }
-    Ok(Json(paging.apply(views, |v| v.grant.id.clone())))
+    let page = platform.list_grants(&caller, &paging.into()).await?;
+    let today = platform.now().date();
+    Ok(Json(Listing::of(page, |record| GrantView {
+        version: record.version,
+        effective: record.grant.effective(today),
+        grant: record.grant,
+    })))
 }
 
 /// The grants in force for the calling system, as the data plane sees them right now.

@@ -3,6 +3,7 @@
 //! caller's role; the OpenAPI 3.1 document is generated from these handlers.
 
 use serde::{Deserialize, Serialize};
+use tongban_platform::store::{Page, PageRequest};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -100,8 +101,23 @@ pub struct Listing<T> {
     pub next: Option<String>,
 }
 
-/// Paging parameters shared by lists.
+impl<T> Listing<T> {
+    /// The page the store read, each item shown as `view` shows it.
+    pub fn of<S>(page: Page<S>, view: impl FnMut(S) -> T) -> Listing<T> {
+        Listing { items: page.items.into_iter().map(view).collect(), next: page.next }
+    }
+}
+
+impl<T> From<Page<T>> for Listing<T> {
+    fn from(page: Page<T>) -> Listing<T> {
+        Listing { items: page.items, next: page.next }
+    }
+}
+
+/// Paging parameters shared by lists. Every list is paged by key in the store
+/// ([`PageRequest`]); lists with filters of their own repeat these two fields.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// At most this many items (1–500, default 100).
@@ -110,24 +126,8 @@ pub struct Paging {
     pub after: Option<String>,
 }
 
-impl Paging {
-    pub fn limit(&self) -> u32 {
-        self.limit.unwrap_or(100).clamp(1, 500)
-    }
-
-    /// Pages a list already sorted by `key`.
-    pub fn apply<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Listing<T> {
-        let limit = self.limit() as usize;
-        let mut rest: Vec<T> = items
-            .into_iter()
-            .filter(|item| self.after.as_ref().is_none_or(|after| key(item) > *after))
-            .collect();
-        let next = if rest.len() > limit {
-            rest.truncate(limit);
-            rest.last().map(&key)
-        } else {
-            None
-        };
-        Listing { items: rest, next }
+impl From<Paging> for PageRequest {
+    fn from(paging: Paging) -> PageRequest {
+        PageRequest { after: paging.after, limit: paging.limit }
     }
 }

@@ -11,7 +11,7 @@ use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use tongban_platform::auth;
-use tongban_platform::store::{Acting, AdminAction, SystemRecord, UserRecord};
+use tongban_platform::store::{Acting, AdminAction, DepartmentFilter, PageRequest, SystemRecord, UserRecord};
 use tongban_platform::users::{self, NewUser};
 use tongban_platform::{Caller, Platform};
 
@@ -194,16 +194,9 @@ pub(super) async fn list_departments(
     _caller: Caller,
     ApiQuery(query): ApiQuery<DepartmentQuery>,
 ) -> Result<Json<Listing<Department>>, ApiError> {
-    let departments: Vec<Department> = state
-        .platform()
-        .store
-        .departments()
-        .await?
-        .into_iter()
-        .filter(|d| query.role.is_none_or(|r| d.has_role(r)))
-        .filter(|d| query.region.as_ref().is_none_or(|p| d.region.starts_with(p.as_str())))
-        .collect();
-    Ok(Json(query.paging().apply(departments, |d| format!("{}{}", d.region, d.code))))
+    let filter = DepartmentFilter { role: query.role, region_prefix: query.region };
+    let page = PageRequest { after: query.after, limit: query.limit };
+    Ok(Json(state.platform().store.departments_page(&filter, &page).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -215,12 +208,6 @@ pub(super) struct DepartmentQuery {
     region: Option<String>,
     limit: Option<u32>,
     after: Option<String>,
-}
-
-impl DepartmentQuery {
-    fn paging(&self) -> Paging {
-        Paging { limit: self.limit, after: self.after.clone() }
-    }
 }
 
 /// Registers a department (platform administrators).
@@ -260,8 +247,7 @@ pub(super) async fn list_systems(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<SystemRecord>>, ApiError> {
     let department = (!caller.oversees()).then(|| caller.department().code.clone());
-    let systems = state.platform().store.systems(department.as_deref()).await?;
-    Ok(Json(paging.apply(systems, |s| s.id.clone())))
+    Ok(Json(state.platform().store.systems_page(department.as_deref(), &paging.into()).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -455,8 +441,7 @@ pub(super) async fn list_users(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<UserRecord>>, ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    let users = state.platform().store.users(None).await?;
-    Ok(Json(paging.apply(users, |u| u.username.clone())))
+    Ok(Json(state.platform().store.users_page(None, &paging.into()).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -481,10 +466,8 @@ pub(super) async fn list_admin_actions(
     ApiQuery(query): ApiQuery<AdminActionQuery>,
 ) -> Result<Json<Listing<AdminAction>>, ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let page =
-        state.platform().store.admin_actions(query.target.as_deref(), query.after.as_deref(), limit).await?;
-    Ok(Json(Listing { items: page.items, next: page.next }))
+    let page = PageRequest { after: query.after, limit: query.limit };
+    Ok(Json(state.platform().store.admin_actions(query.target.as_deref(), &page).await?.into()))
 }
 
 /// Registers a person (platform administrators).

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::quality::{OUTSIDE_GRANT_REASONS, OUTSIDE_VALIDITY_REASONS, ResourceQuality};
 use crate::state::AppState;
 use tongban_platform::Caller;
-use tongban_platform::store::DemandFilter;
+use tongban_platform::store::{DemandFilter, PageRequest};
 
 /// One demand's review deadlines.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -93,7 +93,8 @@ pub(super) async fn report(
     let mut summary = DemandSummary::default();
     let mut after: Option<String> = None;
     loop {
-        let page = state.platform().store.list_demands(&filter, after.as_deref(), 500).await?;
+        let request = PageRequest { after: after.take(), limit: Some(PageRequest::MAX_LIMIT) };
+        let page = state.platform().store.list_demands(&filter, &request).await?;
         for record in page.items {
             let workflow = &record.filing.workflow;
             let (mut in_time, mut late) = (0, 0);

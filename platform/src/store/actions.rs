@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Page, Result, Store, page_of, parse_time, time};
+use super::{Keyset, Page, PageRequest, Result, Store, parse_time, time};
 
 /// Who acts, and when.
 #[derive(Debug, Clone, Copy)]
@@ -75,20 +75,11 @@ impl Store {
     pub async fn admin_actions(
         &self,
         target: Option<&str>,
-        after: Option<&str>,
-        limit: u32,
+        request: &PageRequest,
     ) -> Result<Page<AdminAction>> {
-        let limit = limit.clamp(1, 500);
-        let rows = sqlx::query(&format!(
-            "SELECT id, at, actor, action, target, detail FROM admin_actions \
-             WHERE ($1 = '' OR target = $1) AND id > $2 ORDER BY id LIMIT {}",
-            limit + 1
-        ))
-        .bind(target.unwrap_or_default())
-        .bind(after.unwrap_or_default())
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(action_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, limit, |a| a.id.clone()))
+        Keyset::new("SELECT id, at, actor, action, target, detail FROM admin_actions", "id")
+            .equal("target", target)
+            .page(&self.pool, request, action_from_row)
+            .await
     }
 }

@@ -5,9 +5,55 @@ use sqlx::Row;
 use tongban_policy::catalog::Resource;
 use tongban_policy::org::ServiceItem;
 
-use super::{Result, Store, StoreError, duplicate, json_column, time, unique_as};
+use super::{Keyset, Page, PageRequest, Result, Store, StoreError, duplicate, json_column, time, unique_as};
+
+/// Which catalog resources to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceFilter {
+    /// Only resources this department supplies.
+    pub supplier: Option<String>,
+    /// Only resources of this share type.
+    pub share_type: Option<tongban_policy::catalog::ShareType>,
+    /// Only resources serving this service item.
+    pub service_item: Option<String>,
+    /// Only resources bound to this dataset.
+    pub dataset: Option<String>,
+}
 
 impl Store {
+    /// A page of the service items, by code.
+    pub async fn service_items_page(&self, request: &PageRequest) -> Result<Page<ServiceItem>> {
+        Keyset::new("SELECT body FROM service_items", "code")
+            .page(&self.pool, request, |r| json_column(r, "body"))
+            .await
+    }
+
+    /// A page of the catalog's resources at their newest versions, by code.
+    pub async fn resources_page(
+        &self,
+        filter: &ResourceFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Resource>> {
+        Keyset::new("SELECT r.body FROM resource_versions r", "r.code")
+            .condition_with(
+                "r.version = (SELECT MAX(version) FROM resource_versions n WHERE n.code = r.code)",
+                [],
+            )
+            .equal("r.supplier", filter.supplier.clone())
+            // The rest is held in the resource's document, and is checked on it.
+            .page_where(
+                &self.pool,
+                request,
+                |r| json_column(r, "body"),
+                |resource: &Resource| {
+                    filter.share_type.is_none_or(|t| resource.share_type == t)
+                        && filter.service_item.as_ref().is_none_or(|s| resource.service_items.contains(s))
+                        && filter.dataset.as_ref().is_none_or(|d| &resource.dataset == d)
+                },
+            )
+            .await
+    }
+
     pub async fn create_service_item(&self, item: &ServiceItem) -> Result<()> {
         sqlx::query("INSERT INTO service_items (code, name, ministry, body) VALUES ($1, $2, $3, $4)")
             .bind(&item.code)

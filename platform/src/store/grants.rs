@@ -4,7 +4,19 @@ use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::Row;
 use tongban_policy::grant::Grant;
 
-use super::{Result, Store, StoreError, json_column, serde_name, time};
+use super::{
+    Keyset, Page, PageRequest, Result, Store, StoreError, json_column, serde_name, starts_with_pattern, time,
+};
+
+/// Which grants to list: all, or those a department is party to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    /// Only grants this department holds or that are on resources it supplies, and, with
+    /// `reviewing_province`, those on data of suppliers seated in that province.
+    pub party: Option<String>,
+    /// A province (two-digit code) whose data office reviews the grants on its suppliers' data.
+    pub reviewing_province: Option<String>,
+}
 
 /// A stored grant and the store version a change must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +89,32 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| json_column(&r, "body")).transpose()
+    }
+
+    /// A page of the grants within `filter`, in identifier order.
+    pub async fn grants_page(
+        &self,
+        filter: &GrantFilter,
+        request: &PageRequest,
+    ) -> Result<Page<GrantRecord>> {
+        let mut keyset = Keyset::new("SELECT body, version FROM grants", "id");
+        if let Some(department) = &filter.party {
+            // A province that matches no region stands in when the department reviews none.
+            let province =
+                filter.reviewing_province.as_deref().map_or_else(|| "-".to_owned(), starts_with_pattern);
+            keyset = keyset.condition_with(
+                "consumer_department = $?1 \
+                 OR resource_code IN (SELECT code FROM resource_versions WHERE supplier = $?1) \
+                 OR resource_code IN (SELECT r.code FROM resource_versions r JOIN departments s ON s.code = r.supplier \
+                                      WHERE s.region LIKE $?2 ESCAPE '\\')",
+                [department.clone(), province],
+            );
+        }
+        keyset
+            .page(&self.pool, request, |r| {
+                Ok(GrantRecord { grant: json_column(r, "body")?, version: r.try_get("version")? })
+            })
+            .await
     }
 
     /// Every grant, in identifier order.

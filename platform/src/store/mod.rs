@@ -15,10 +15,14 @@ mod actions;
 mod catalog;
 pub mod grants;
 mod org;
+mod paging;
 
 pub use actions::{Acting, AdminAction};
-pub use grants::GrantRecord;
-pub use org::{SignInAttempt, SystemRecord, UserRecord};
+pub use catalog::ResourceFilter;
+pub use grants::{GrantFilter, GrantRecord};
+pub use org::{DepartmentFilter, SignInAttempt, SystemRecord, UserRecord};
+pub(crate) use paging::{Keyset, like_escaped, starts_with_pattern};
+pub use paging::{Page, PageRequest};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,55 +91,22 @@ pub struct DemandFilter {
     pub supplier_province: Option<String>,
 }
 
-/// The query selecting the demands within `filter`, with its bound values, for more conditions
-/// to be added to: every list of demands reads through it.
-fn demands_where(filter: &DemandFilter) -> (String, Vec<String>) {
-    let mut sql = format!("SELECT {DEMAND_COLUMNS} FROM demands WHERE 1 = 1");
-    let mut binds: Vec<String> = Vec::new();
-    let mut condition = |column: &str, value: String| {
-        binds.push(value);
-        sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-    };
-    if let Some(state) = filter.state {
-        condition("state", state_name(state));
+/// The query selecting the demands within `filter`, for more conditions to be added to: every
+/// list of demands reads through it. v7 identifiers sort in creation order, so the key `id`
+/// lists demands as they were filed.
+fn demands_where(filter: &DemandFilter) -> Keyset {
+    let keyset = Keyset::new(&format!("SELECT {DEMAND_COLUMNS} FROM demands"), "id")
+        .equal("state", filter.state.map(state_name))
+        .equal("applicant_department", filter.applicant_department.clone())
+        .equal("resource_code", filter.resource_code.clone())
+        .equal("supplier_department", filter.supplier_department.clone());
+    match &filter.supplier_province {
+        Some(province) => keyset.condition(
+            "supplier_department IN (SELECT code FROM departments WHERE region LIKE $? ESCAPE '\\')",
+            starts_with_pattern(province),
+        ),
+        None => keyset,
     }
-    if let Some(department) = &filter.applicant_department {
-        condition("applicant_department", department.clone());
-    }
-    if let Some(resource) = &filter.resource_code {
-        condition("resource_code", resource.clone());
-    }
-    if let Some(supplier) = &filter.supplier_department {
-        condition("supplier_department", supplier.clone());
-    }
-    if let Some(province) = &filter.supplier_province {
-        binds.push(format!("{province}%"));
-        sql.push_str(&format!(
-            " AND supplier_department IN (SELECT code FROM departments WHERE region LIKE ${})",
-            binds.len()
-        ));
-    }
-    (sql, binds)
-}
-
-/// The first `limit` of `items`, read as `limit + 1` rows so that one more row tells there is
-/// a next page, which starts after the last item's key.
-fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next }
-}
-
-/// A page of a list, in creation order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `after` to get the next page; `None` on the last page.
-    pub next: Option<String>,
 }
 
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f";
@@ -316,28 +287,13 @@ impl Store {
         self.demand(id).await
     }
 
-    /// Lists demands in creation order, `limit` at a time, after the item named by `after`.
+    /// Lists demands in creation order, a page at a time.
     pub async fn list_demands(
         &self,
         filter: &DemandFilter,
-        after: Option<&str>,
-        limit: u32,
+        request: &PageRequest,
     ) -> Result<Page<DemandRecord>> {
-        let limit = limit.clamp(1, 500);
-        let (mut sql, mut binds) = demands_where(filter);
-        if let Some(after) = after {
-            binds.push(after.to_owned());
-            // v7 identifiers sort in creation order.
-            sql.push_str(&format!(" AND id > ${}", binds.len()));
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
-        let mut query = sqlx::query(&sql);
-        for bind in &binds {
-            query = query.bind(bind);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(demand_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, limit, |d| d.id.clone()))
+        demands_where(filter).page(&self.pool, request, demand_from_row).await
     }
 
     /// Demands within `filter` whose running review stage is past its deadline on `today`.
@@ -346,7 +302,7 @@ impl Store {
         today: NaiveDate,
         filter: &DemandFilter,
     ) -> Result<Vec<DemandRecord>> {
-        let (mut sql, mut binds) = demands_where(filter);
+        let (mut sql, mut binds) = demands_where(filter).into_parts();
         let running = [DemandState::Submitted, DemandState::SupplierReview, DemandState::Disputed];
         let mut placeholders = Vec::new();
         for state in running {

@@ -3,12 +3,24 @@
 use chrono::NaiveDateTime;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tongban_policy::org::{Department, UserRole};
+use tongban_policy::org::{Department, DepartmentRole, UserRole};
 
 use serde_json::json;
 
 use super::actions::{self, Acting};
-use super::{Result, Store, StoreError, duplicate, json_column, parse_time, time, unique_as};
+use super::{
+    Keyset, Page, PageRequest, Result, Store, StoreError, duplicate, json_column, like_escaped, parse_time,
+    starts_with_pattern, time, unique_as,
+};
+
+/// Which departments to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DepartmentFilter {
+    /// Only departments with this role.
+    pub role: Option<DepartmentRole>,
+    /// Only departments whose region starts with this division prefix.
+    pub region_prefix: Option<String>,
+}
 
 /// A department's calling system. Its API key is stored only as a digest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -105,6 +117,26 @@ impl Store {
         department_from_row(&row)
     }
 
+    /// A page of the departments within `filter`, by region and then code.
+    pub async fn departments_page(
+        &self,
+        filter: &DepartmentFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Department>> {
+        let mut keyset = Keyset::new("SELECT code, name, region, roles FROM departments", "region || code");
+        if let Some(role) = filter.role {
+            // Roles are kept as a JSON array of their serialized names.
+            keyset = keyset.condition(
+                "roles LIKE $? ESCAPE '\\'",
+                format!("%{}%", like_escaped(&serde_json::to_string(&role)?)),
+            );
+        }
+        if let Some(region) = &filter.region_prefix {
+            keyset = keyset.condition("region LIKE $? ESCAPE '\\'", starts_with_pattern(region));
+        }
+        keyset.page(&self.pool, request, department_from_row).await
+    }
+
     pub async fn departments(&self) -> Result<Vec<Department>> {
         let rows = sqlx::query("SELECT code, name, region, roles FROM departments ORDER BY region, code")
             .fetch_all(&self.pool)
@@ -149,6 +181,18 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("system {id}")))?;
         system_from_row(&row)
+    }
+
+    /// A page of the systems, of one department when given, in the order they were registered.
+    pub async fn systems_page(
+        &self,
+        department_code: Option<&str>,
+        request: &PageRequest,
+    ) -> Result<Page<SystemRecord>> {
+        Keyset::new(&format!("SELECT {SYSTEM_COLUMNS} FROM systems"), "id")
+            .equal("department_code", department_code)
+            .page(&self.pool, request, system_from_row)
+            .await
     }
 
     pub async fn systems(&self, department_code: Option<&str>) -> Result<Vec<SystemRecord>> {
@@ -364,6 +408,18 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
+    }
+
+    /// A page of the people, of one department when given, by username.
+    pub async fn users_page(
+        &self,
+        department_code: Option<&str>,
+        request: &PageRequest,
+    ) -> Result<Page<UserRecord>> {
+        Keyset::new(&format!("SELECT {USER_COLUMNS} FROM users"), "username")
+            .equal("department_code", department_code)
+            .page(&self.pool, request, user_from_row)
+            .await
     }
 
     pub async fn users(&self, department_code: Option<&str>) -> Result<Vec<UserRecord>> {

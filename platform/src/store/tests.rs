@@ -93,7 +93,10 @@ async fn demands_round_trip_list_filter_and_paginate() {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = store.list_demands(&DemandFilter::default(), after.as_deref(), 2).await.expect("list");
+            let page = store
+                .list_demands(&DemandFilter::default(), &PageRequest { after: after.clone(), limit: Some(2) })
+                .await
+                .expect("list");
             assert!(page.items.len() <= 2);
             seen.extend(page.items.iter().map(|d| d.id.clone()));
             match page.next {
@@ -105,13 +108,21 @@ async fn demands_round_trip_list_filter_and_paginate() {
         assert_eq!(seen.first(), Some(&created.id), "{backend}: creation order");
         let filter =
             DemandFilter { applicant_department: Some("人社厅".into()), ..DemandFilter::default() };
-        assert_eq!(store.list_demands(&filter, None, 50).await.expect("list").items.len(), 3, "{backend}");
+        assert_eq!(
+            store.list_demands(&filter, &PageRequest::first(50)).await.expect("list").items.len(),
+            3,
+            "{backend}"
+        );
         let filter = DemandFilter {
             resource_code: Some("R-SOCIAL".into()),
             state: Some(DemandState::Draft),
             ..DemandFilter::default()
         };
-        assert_eq!(store.list_demands(&filter, None, 50).await.expect("list").items.len(), 4, "{backend}");
+        assert_eq!(
+            store.list_demands(&filter, &PageRequest::first(50)).await.expect("list").items.len(),
+            4,
+            "{backend}"
+        );
         assert!(matches!(store.demand("no-such-id").await, Err(StoreError::NotFound(_))), "{backend}");
     }
 }
@@ -326,7 +337,7 @@ async fn only_one_of_two_first_administrators_made_at_once_is_kept() {
         let again = bootstrap(3).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
         // The bootstrap that won is on the trail, alone.
-        let trail = store.admin_actions(None, None, 10).await.expect("trail");
+        let trail = store.admin_actions(None, &PageRequest::first(10)).await.expect("trail");
         let actions: Vec<(&str, &str, &str)> =
             trail.items.iter().map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str())).collect();
         assert_eq!(
@@ -497,7 +508,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
 
         // Every change is on the trail, in order, in the transaction that made it: the refused
         // ones above (a duplicate, an unknown system or person) are not.
-        let trail = store.admin_actions(None, None, 500).await.expect("trail");
+        let trail = store.admin_actions(None, &PageRequest::first(500)).await.expect("trail");
         let actions: Vec<(&str, &str, &str)> =
             trail.items.iter().map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str())).collect();
         let by_admin = |action, target| ("user:admin", action, target);
@@ -522,9 +533,12 @@ async fn departments_people_catalog_and_grants_round_trip() {
         assert_eq!(trail.items[3].detail["sha256"], "cert-1", "{backend}");
         assert_eq!(trail.items[9].detail["api_key_prefix"], "tbk_ghi", "{backend}");
         assert_eq!(trail.items[9].at, at(2, 13), "{backend}");
-        let first = store.admin_actions(Some("demander"), None, 3).await.expect("trail");
+        let first = store.admin_actions(Some("demander"), &PageRequest::first(3)).await.expect("trail");
         assert_eq!(first.items.len(), 3, "{backend}");
-        let rest = store.admin_actions(Some("demander"), first.next.as_deref(), 10).await.expect("trail");
+        let rest = store
+            .admin_actions(Some("demander"), &PageRequest { after: first.next.clone(), limit: Some(10) })
+            .await
+            .expect("trail");
         assert_eq!((rest.items.len(), rest.next), (1, None), "{backend}");
         assert_eq!(store.session_user("session-1", at(2, 18)).await.expect("expired"), None, "{backend}");
         store.delete_session("session-1").await.expect("sign out");
@@ -578,6 +592,44 @@ async fn departments_people_catalog_and_grants_round_trip() {
         assert_eq!(store.resource(&resource.code, None).await.expect("newest").summary, "second");
         assert_eq!(store.resource(&resource.code, Some(1)).await.expect("v1").summary, "");
         assert_eq!(store.resources(Some(&supplier.code)).await.expect("list").len(), 1, "{backend}");
+        // Ten more resources, every third unconditional: a filter on what the resource's
+        // document holds still fills each page, across the chunks the store reads.
+        for n in 2..12 {
+            let mut more = resource.clone();
+            more.code = format!("A01-410000-{n:04}");
+            more.version = 1;
+            more.share_type = if n % 3 == 0 { ShareType::Unconditional } else { ShareType::Conditional };
+            store.put_resource_version(&more, "user:s", at(2, 9)).await.expect("more");
+        }
+        let unconditional =
+            ResourceFilter { share_type: Some(ShareType::Unconditional), ..ResourceFilter::default() };
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .resources_page(&unconditional, &PageRequest { after: after.clone(), limit: Some(2) })
+                .await
+                .expect("page");
+            pages.push(page.items.iter().map(|r| r.code.clone()).collect::<Vec<_>>());
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            pages,
+            [vec!["A01-410000-0003", "A01-410000-0006"], vec!["A01-410000-0009"]],
+            "{backend}: full pages of the matching resources only, at their newest versions"
+        );
+        let newest = store
+            .resources_page(
+                &ResourceFilter { supplier: Some(supplier.code.clone()), ..ResourceFilter::default() },
+                &PageRequest::first(1),
+            )
+            .await
+            .expect("page");
+        assert_eq!((newest.items[0].version, newest.items[0].summary.as_str()), (2, "second"), "{backend}");
+        assert_eq!(newest.next.as_deref(), Some(resource.code.as_str()), "{backend}");
 
         // A demand on the supplier's data, found by the supplier and by its province.
         let mut filing = new_demand(&applicant.code, &resource.code);
@@ -586,7 +638,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
         for (province, expected) in [("41", 1), ("44", 0)] {
             let filter = DemandFilter { supplier_province: Some(province.into()), ..DemandFilter::default() };
             assert_eq!(
-                store.list_demands(&filter, None, 10).await.expect("list").items.len(),
+                store.list_demands(&filter, &PageRequest::first(10)).await.expect("list").items.len(),
                 expected,
                 "{backend}"
             );
@@ -641,6 +693,87 @@ async fn departments_people_catalog_and_grants_round_trip() {
         assert_eq!(versions.len(), 2, "{backend}");
         assert_eq!(versions[1].2.as_deref(), Some("检查"));
         assert_eq!(store.grants().await.expect("grants").len(), 1);
+
+        // Who lists the grant: its holder, its supplier, a data office reviewing the
+        // supplier's province; not another department, nor another province's office.
+        let visible = |party: &str, reviewing: Option<&str>| {
+            let filter = GrantFilter {
+                party: Some(party.to_owned()),
+                reviewing_province: reviewing.map(str::to_owned),
+            };
+            let store = store.clone();
+            async move { store.grants_page(&filter, &PageRequest::default()).await.expect("grants").items.len() }
+        };
+        assert_eq!(visible(&applicant.code, None).await, 1, "{backend}: the holder");
+        assert_eq!(visible(&supplier.code, None).await, 1, "{backend}: the supplier");
+        assert_eq!(visible("office-of-henan", Some("41")).await, 1, "{backend}: the supplier's province");
+        assert_eq!(visible("office-of-guangdong", Some("44")).await, 0, "{backend}: another province");
+        assert_eq!(visible("office-of-henan", None).await, 0, "{backend}: not a reviewer");
+        assert_eq!(
+            store
+                .grants_page(&GrantFilter::default(), &PageRequest::default())
+                .await
+                .expect("all")
+                .items
+                .len(),
+            1
+        );
+    }
+}
+
+/// Departments are paged by region and code, filtered by role and by region prefix in the
+/// store; a prefix is matched as text, so `%` or `_` in it match nothing but themselves.
+#[tokio::test]
+async fn departments_are_paged_by_key_and_filtered_in_the_store() {
+    for (backend, store, _dir) in stores().await {
+        let regions = ["440100", "410000", "441900", "340000", "440000"];
+        for (n, region) in regions.iter().enumerate() {
+            let department = Department {
+                code: CreditCode::compose('1', '1', region, &format!("0000000{n}")),
+                name: format!("部门{n}"),
+                region: (*region).into(),
+                roles: if n % 2 == 0 {
+                    vec![DepartmentRole::Supplier]
+                } else {
+                    vec![DepartmentRole::DataOffice]
+                },
+            };
+            store.create_department(&department, admin(2, 9)).await.expect("department");
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let request = PageRequest { after: after.clone(), limit: Some(2) };
+            let page = store.departments_page(&DepartmentFilter::default(), &request).await.expect("page");
+            assert!(page.items.len() <= 2, "{backend}");
+            seen.extend(page.items.into_iter().map(|d| d.region));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["340000", "410000", "440000", "440100", "441900"], "{backend}");
+        let regions_of = |filter: DepartmentFilter| {
+            let store = store.clone();
+            async move {
+                let page = store.departments_page(&filter, &PageRequest::default()).await.expect("page");
+                page.items.into_iter().map(|d| d.region).collect::<Vec<_>>()
+            }
+        };
+        let guangdong = DepartmentFilter { region_prefix: Some("44".into()), ..DepartmentFilter::default() };
+        assert_eq!(regions_of(guangdong).await, ["440000", "440100", "441900"], "{backend}");
+        let offices =
+            DepartmentFilter { role: Some(DepartmentRole::DataOffice), ..DepartmentFilter::default() };
+        assert_eq!(
+            regions_of(offices).await,
+            ["410000", "340000"].map(String::from).iter().rev().cloned().collect::<Vec<_>>(),
+            "{backend}"
+        );
+        for pattern in ["4_", "%", "44%"] {
+            let literal =
+                DepartmentFilter { region_prefix: Some(pattern.into()), ..DepartmentFilter::default() };
+            assert!(regions_of(literal).await.is_empty(), "{backend}: {pattern:?} is text, not a pattern");
+        }
     }
 }
 
