@@ -6,7 +6,13 @@
 //! Labels name operations, resources, problem codes and outcomes only: never a person, a key,
 //! a case number, or a calling system (the exchange log answers who called).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -45,6 +51,99 @@ pub struct ResourceLabels {
     pub resource: String,
 }
 
+/// Data-plane calls and their latency, counted once and read by both exporters: Prometheus
+/// reads them at each scrape of `/metrics`, and OpenTelemetry at each OTLP export
+/// ([`crate::telemetry::export_calls`]).
+#[derive(Debug, Default)]
+pub struct CallMetrics {
+    calls: DashMap<CallLabels, Counter>,
+    durations: DashMap<&'static str, Timing>,
+}
+
+/// One operation's latencies: their distribution for Prometheus, and their count and total,
+/// which the histogram does not give out, for OTLP.
+#[derive(Debug)]
+struct Timing {
+    histogram: Histogram,
+    count: AtomicU64,
+    total_micros: AtomicU64,
+}
+
+impl Timing {
+    fn new() -> Timing {
+        Timing { histogram: latency_histogram(), count: AtomicU64::new(0), total_micros: AtomicU64::new(0) }
+    }
+
+    fn observe(&self, seconds: f64) {
+        self.histogram.observe(seconds);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // Whole microseconds: a call is never longer than the u64 range of them.
+        self.total_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
+impl CallMetrics {
+    /// Counts one call and its latency.
+    pub fn record(&self, labels: CallLabels, seconds: f64) {
+        let operation = labels.operation;
+        // A read lock on the common path; the write lock only for a label set seen first.
+        match self.calls.get(&labels) {
+            Some(counter) => {
+                counter.inc();
+            }
+            None => {
+                self.calls.entry(labels).or_default().inc();
+            }
+        }
+        match self.durations.get(operation) {
+            Some(timing) => timing.observe(seconds),
+            None => self.durations.entry(operation).or_insert_with(Timing::new).observe(seconds),
+        }
+    }
+
+    /// Calls so far, by label set.
+    pub fn calls(&self) -> Vec<(CallLabels, u64)> {
+        self.calls.iter().map(|entry| (entry.key().clone(), entry.value().get())).collect()
+    }
+
+    /// Each operation's calls and the seconds they took in all.
+    pub fn durations(&self) -> Vec<(&'static str, u64, f64)> {
+        self.durations
+            .iter()
+            .map(|entry| {
+                let timing = entry.value();
+                let seconds = timing.total_micros.load(Ordering::Relaxed) as f64 / 1e6;
+                (*entry.key(), timing.count.load(Ordering::Relaxed), seconds)
+            })
+            .collect()
+    }
+}
+
+impl Collector for CallMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "data_calls",
+            "Data-plane calls by operation, status and problem code",
+            None,
+            MetricType::Counter,
+        )?;
+        for entry in &self.calls {
+            entry.value().encode(family.encode_family(entry.key())?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "data_call_duration",
+            "Data-plane call latency, from arrival to the record being durable",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for entry in &self.durations {
+            let labels = OperationLabels { operation: entry.key() };
+            entry.value().histogram.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 6.5 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
@@ -54,8 +153,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    pub calls: Family<CallLabels, Counter>,
-    pub call_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    pub calls: Arc<CallMetrics>,
     pub cache: Family<OutcomeLabels, Counter>,
     pub rate_limited: Family<OutcomeLabels, Counter>,
     /// Requests the HTTP layer refused before any route, by reason.
@@ -67,20 +165,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(log: LogMetrics, sql: &SqlMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("tongban");
-        let calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "data_calls",
-            "Data-plane calls by operation, status and problem code",
-            calls.clone(),
-        );
-        let call_seconds: Family<OperationLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register_with_unit(
-            "data_call_duration",
-            "Data-plane call latency, from arrival to the record being durable",
-            Unit::Seconds,
-            call_seconds.clone(),
-        );
+        let calls = Arc::new(CallMetrics::default());
+        registry.register_collector(Box::new(Arc::clone(&calls)));
         let cache = Family::<OutcomeLabels, Counter>::default();
         registry.register("cache_lookups", "Answer cache outcomes (hit, miss, bypass)", cache.clone());
         let rate_limited = Family::<OutcomeLabels, Counter>::default();
@@ -126,7 +212,7 @@ impl Metrics {
             Unit::Seconds,
             log.fsync_seconds.clone(),
         );
-        Metrics { registry, calls, call_seconds, cache, rate_limited, malformed, upstream_seconds, log }
+        Metrics { registry, calls, cache, rate_limited, malformed, upstream_seconds, log }
     }
 
     /// The registry in the OpenMetrics text format.
@@ -134,5 +220,46 @@ impl Metrics {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call is counted once; the scrape and the figures OTLP reads show the same count.
+    #[test]
+    fn calls_are_counted_once_and_read_alike_by_both_exporters() {
+        let metrics = Metrics::new(LogMetrics::new(), &SqlMetrics::default());
+        let verified = CallLabels { operation: "verify", status: 200, code: "" };
+        let refused = CallLabels { operation: "sql", status: 403, code: "forbidden_table" };
+        metrics.calls.record(verified.clone(), 0.002);
+        metrics.calls.record(verified.clone(), 0.004);
+        metrics.calls.record(refused.clone(), 0.001);
+
+        let mut calls = metrics.calls.calls();
+        calls.sort_by_key(|(labels, _)| labels.operation);
+        assert_eq!(calls, [(refused, 1), (verified, 2)]);
+        let mut durations = metrics.calls.durations();
+        durations.sort_by_key(|(operation, _, _)| *operation);
+        assert_eq!(
+            durations.iter().map(|(o, n, _)| (*o, *n)).collect::<Vec<_>>(),
+            [("sql", 1), ("verify", 2)]
+        );
+        assert!((durations[1].2 - 0.006).abs() < 1e-6, "{durations:?}");
+
+        let text = metrics.encode().expect("encoded");
+        assert!(
+            text.contains("tongban_data_calls_total{operation=\"verify\",status=\"200\",code=\"\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tongban_data_calls_total{operation=\"sql\",status=\"403\",code=\"forbidden_table\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("tongban_data_call_duration_seconds_count{operation=\"verify\"} 2"), "{text}");
+        assert!(text.contains("# TYPE tongban_data_call_duration_seconds histogram"), "{text}");
     }
 }

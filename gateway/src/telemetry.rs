@@ -1,22 +1,26 @@
 //! OpenTelemetry: a span per data call and the data-call metrics, exported over OTLP/HTTP
-//! (protobuf) when `[telemetry] otlp_endpoint` is set; nothing is collected otherwise.
+//! (protobuf) when `[telemetry] otlp_endpoint` is set; nothing is collected otherwise. The
+//! metrics are not counted here: each export reads the counts `/metrics` shows
+//! ([`crate::metrics::CallMetrics`]), so the two can never disagree.
 //!
 //! Spans carry the operation, the exchange id, the resource, the status, the problem code and
 //! the cache outcome, never a key, a claimed or returned value, a case number or an operator:
 //! the exchange record holds the rest, under the same trace id.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::Serialized;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableCounter};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::CallMetrics;
 
 /// The target of the spans exported; only these reach the OTLP exporter.
 pub const SPAN_TARGET: &str = "tongban::exchange";
@@ -51,29 +55,64 @@ impl TelemetryConfig {
     }
 }
 
-struct Instruments {
-    calls: Counter<u64>,
-    duration: Histogram<f64>,
-}
+/// The meter of the OTLP exporter, once it is started.
+static METER: OnceLock<Meter> = OnceLock::new();
 
-static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+/// The instruments reading the call metrics; kept so that their callbacks stay registered.
+static CALL_INSTRUMENTS: OnceLock<(ObservableCounter<u64>, ObservableCounter<u64>, ObservableCounter<f64>)> =
+    OnceLock::new();
 
 /// Whether telemetry is being exported.
 pub fn enabled() -> bool {
-    INSTRUMENTS.get().is_some()
+    METER.get().is_some()
 }
 
-/// Counts a data call in the exported metrics.
-pub fn record_call(operation: &'static str, status: u16, code: &'static str, seconds: f64) {
-    if let Some(instruments) = INSTRUMENTS.get() {
-        let attributes = [
-            KeyValue::new("operation", operation),
-            KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("code", code),
-        ];
-        instruments.calls.add(1, &attributes);
-        instruments.duration.record(seconds, &attributes[..1]);
-    }
+/// Exports `calls` over OTLP at each export, when telemetry is on: every call by operation,
+/// status and problem code, and each operation's calls and the seconds they took in all. The
+/// distribution of latencies is on `/metrics`, and each call's own on its span.
+pub fn export_calls(calls: &Arc<CallMetrics>) {
+    let Some(meter) = METER.get() else { return };
+    let counted = Arc::clone(calls);
+    let calls_counter = meter
+        .u64_observable_counter("tongban.data.calls")
+        .with_description("Data-plane calls")
+        .with_callback(move |observer| {
+            for (labels, value) in counted.calls() {
+                observer.observe(
+                    value,
+                    &[
+                        KeyValue::new("operation", labels.operation),
+                        KeyValue::new("http.response.status_code", i64::from(labels.status)),
+                        KeyValue::new("code", labels.code),
+                    ],
+                );
+            }
+        })
+        .build();
+    let counted = Arc::clone(calls);
+    let timed_calls = meter
+        .u64_observable_counter("tongban.data.call.duration.count")
+        .with_description("Data-plane calls timed, by operation")
+        .with_callback(move |observer| {
+            for (operation, count, _) in counted.durations() {
+                observer.observe(count, &[KeyValue::new("operation", operation)]);
+            }
+        })
+        .build();
+    let counted = Arc::clone(calls);
+    let seconds = meter
+        .f64_observable_counter("tongban.data.call.duration.sum")
+        .with_unit("s")
+        .with_description(
+            "Data-plane call latency in all, until the exchange record is durable, by operation",
+        )
+        .with_callback(move |observer| {
+            for (operation, _, sum) in counted.durations() {
+                observer.observe(sum, &[KeyValue::new("operation", operation)]);
+            }
+        })
+        .build();
+    let _ = CALL_INSTRUMENTS.set((calls_counter, timed_calls, seconds));
 }
 
 /// The exporters, flushed and stopped when dropped.
@@ -124,15 +163,7 @@ pub fn start(
         .map_err(|e| TelemetryError(e.to_string()))?;
     let reader = PeriodicReader::builder(metrics).with_interval(interval).build();
     let meter_provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
-    let meter = meter_provider.meter("tongban");
-    let _ = INSTRUMENTS.set(Instruments {
-        calls: meter.u64_counter("tongban.data.calls").with_description("Data-plane calls").build(),
-        duration: meter
-            .f64_histogram("tongban.data.call.duration")
-            .with_unit("s")
-            .with_description("Data-plane call latency, until the exchange record is durable")
-            .build(),
-    });
+    let _ = METER.set(meter_provider.meter("tongban"));
     let tracer = tracer_provider.tracer("tongban");
     Ok(Some((tracer, Telemetry { tracer_provider, meter_provider })))
 }

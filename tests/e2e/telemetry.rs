@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
@@ -30,7 +31,8 @@ const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 #[derive(Default)]
 struct Received {
     spans: Vec<Span>,
-    metric_names: Vec<String>,
+    /// The newest exported value of `tongban.data.calls`, by operation and status.
+    calls: std::collections::HashMap<(String, String), i64>,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -45,13 +47,28 @@ async fn traces(State(received): State<Shared>, body: Bytes) -> Vec<u8> {
 
 async fn metrics(State(received): State<Shared>, body: Bytes) -> Vec<u8> {
     if let Ok(request) = ExportMetricsServiceRequest::decode(body) {
-        let names = request
-            .resource_metrics
-            .into_iter()
-            .flat_map(|r| r.scope_metrics)
-            .flat_map(|s| s.metrics)
-            .map(|m| m.name);
-        received.lock().expect("not poisoned").metric_names.extend(names);
+        let metrics =
+            request.resource_metrics.into_iter().flat_map(|r| r.scope_metrics).flat_map(|s| s.metrics);
+        let mut received = received.lock().expect("not poisoned");
+        for metric in metrics.filter(|m| m.name == "tongban.data.calls") {
+            let Some(metric::Data::Sum(sum)) = metric.data else { continue };
+            for point in sum.data_points {
+                let label = |key: &str| {
+                    point.attributes.iter().find(|a| a.key == key).and_then(|a| {
+                        match a.value.as_ref()?.value.as_ref()? {
+                            AnyValue::StringValue(s) => Some(s.clone()),
+                            AnyValue::IntValue(i) => Some(i.to_string()),
+                            _ => None,
+                        }
+                    })
+                };
+                if let (Some(operation), Some(status), Some(number_data_point::Value::AsInt(value))) =
+                    (label("operation"), label("http.response.status_code"), point.value)
+                {
+                    received.calls.insert((operation, status), value);
+                }
+            }
+        }
     }
     ExportMetricsServiceResponse::default().encode_to_vec()
 }
@@ -79,7 +96,11 @@ async fn data_calls_export_spans_without_personal_data_and_metrics_over_otlp() -
 
     let demo = Demo::start_with(
         2000,
-        &[("TONGBAN_TELEMETRY__OTLP_ENDPOINT", &collector), ("TONGBAN_TELEMETRY__EXPORT_INTERVAL_MS", "200")],
+        &[
+            ("TONGBAN_TELEMETRY__OTLP_ENDPOINT", &collector),
+            ("TONGBAN_TELEMETRY__EXPORT_INTERVAL_MS", "200"),
+            ("TONGBAN_SERVER__METRICS_TOKEN", "scrape-token-for-tests"),
+        ],
     )
     .await?;
     let (_, system) = demo.system(POLICE_SYSTEM)?;
@@ -131,9 +152,35 @@ async fn data_calls_export_spans_without_personal_data_and_metrics_over_otlp() -
     for secret in secrets {
         assert!(!everything.contains(secret), "{secret} in an exported span");
     }
+    // The calls exported are the calls `/metrics` shows: one count, read both ways.
+    let scraped = reqwest::Client::new()
+        .get(demo.gateway.url("/metrics"))
+        .bearer_auth("scrape-token-for-tests")
+        .send()
+        .await?
+        .text()
+        .await?;
+    let verified: i64 = scraped
+        .lines()
+        .filter(|l| {
+            l.starts_with("tongban_data_calls_total{")
+                && l.contains("operation=\"verify\"")
+                && l.contains("status=\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .sum();
+    assert_eq!(verified, 1, "{scraped}");
     let started = Instant::now();
-    while !received.lock().expect("not poisoned").metric_names.iter().any(|n| n == "tongban.data.calls") {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "no data-call metrics exported");
+    loop {
+        let exported =
+            received.lock().expect("not poisoned").calls.get(&("verify".into(), "200".into())).copied();
+        if exported == Some(verified) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "OTLP says {exported:?} verifications, /metrics {verified}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())

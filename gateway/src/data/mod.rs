@@ -454,15 +454,13 @@ impl Counted {
 
     /// Counts the call; `refused` overrides its outcome when its record could not be written.
     fn count(self, metrics: &crate::metrics::Metrics, refused: Option<&'static str>, started: Instant) {
-        use crate::metrics::{CallLabels, OperationLabels, OutcomeLabels, ResourceLabels};
+        use crate::metrics::{CallLabels, OutcomeLabels, ResourceLabels};
         let (status, code) = match refused {
             Some(code) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), code),
             None => (self.status, self.code),
         };
         let seconds = started.elapsed().as_secs_f64();
-        metrics.calls.get_or_create(&CallLabels { operation: self.operation, status, code }).inc();
-        crate::telemetry::record_call(self.operation, status, code, seconds);
-        metrics.call_seconds.get_or_create(&OperationLabels { operation: self.operation }).observe(seconds);
+        metrics.calls.record(CallLabels { operation: self.operation, status, code }, seconds);
         if let Some(cache) = self.cache {
             metrics.cache.get_or_create(&OutcomeLabels { outcome: cache.as_str() }).inc();
         }
@@ -620,8 +618,11 @@ impl DataPlane {
         store: tongban_platform::store::Store,
     ) -> Result<Self, DataPlaneError> {
         let sql_executor = SqlExecutor::new(&config)?;
+        let metrics = crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics());
+        // The calls counted for `/metrics` are the ones exported over OTLP, when that is on.
+        crate::telemetry::export_calls(&metrics.calls);
         Ok(DataPlane {
-            metrics: crate::metrics::Metrics::new(log.metrics().clone(), sql_executor.metrics()),
+            metrics,
             sql_executor,
             limits: Limiters::new(&config.limits, store),
             cache: AnswerCache::new(&config.cache),
