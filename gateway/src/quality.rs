@@ -186,4 +186,4 @@ pub const OUTSIDE_GRANT_REASONS: &[&str] = &[
 
 /// Refusal reasons of calls made outside their grants' validity.
 pub const OUTSIDE_VALIDITY_REASONS: &[&str] =
-    &["grant_expired", "grant_not_yet_valid", "grant_suspended", "grant_revoked"];
+    &["grant_expired", "grant_not_yet_valid", "grant_suspended", "grant_revoked", "grant_superseded"];

@@ -348,10 +348,24 @@ pub struct PlatformOptions {
     pub session_hours: u32,
 }
 
+/// Brings a store to one standing grant per purpose ([`Store::one_grant_per_purpose`]) and
+/// tells the operator of each grant this replaced.
+async fn settle_grants(store: &Store, now: NaiveDateTime) -> Result<(), OpenError> {
+    for replaced in store.one_grant_per_purpose(now).await? {
+        tracing::warn!(
+            grant = %replaced.grant,
+            by = %replaced.by,
+            "two grants stood for one purpose; the older is now superseded by the newer approval"
+        );
+    }
+    Ok(())
+}
+
 impl Platform {
     /// Connects the store and loads the calendar.
     pub async fn open(options: PlatformOptions) -> Result<Platform, OpenError> {
         let store = Store::connect(&options.store_url).await?;
+        settle_grants(&store, Clock::system().now()).await?;
         Ok(Platform {
             store,
             calendar: Arc::new(load_calendar(options.calendar.as_deref())?),
@@ -366,8 +380,10 @@ impl Platform {
 
     /// A platform on an in-memory store, for tests: `datasets` are names with their suppliers.
     pub async fn in_memory(datasets: Vec<(String, Option<String>)>) -> Result<Platform, OpenError> {
+        let store = Store::connect("sqlite::memory:").await?;
+        settle_grants(&store, Clock::system().now()).await?;
         Ok(Platform {
-            store: Store::connect("sqlite::memory:").await?,
+            store,
             calendar: Arc::new(load_calendar(None)?),
             limits: StageLimits::default(),
             grants: GrantRegistry::default(),

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{MaskRule, Resource, ShareMethod};
-use crate::grant::{Effective, Grant, GrantSet, GrantedItem};
+use crate::grant::{Effective, Grant, GrantSet, GrantStatus, GrantedItem};
 
 /// What a call does with a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +119,12 @@ pub enum Reason {
     },
     GrantRevoked {
         grant: String,
+    },
+    /// The grant was replaced by a later approval for the same purpose, which is not in
+    /// force either.
+    GrantSuperseded {
+        grant: String,
+        by: String,
     },
     GrantExpired {
         grant: String,
@@ -267,11 +273,18 @@ pub fn decide<'g>(grants: &'g GrantSet, request: &AccessRequest<'_>) -> Result<P
         for_purpose.iter().copied().filter(|g| g.effective(request.today) == Effective::Active).collect();
     if in_force.is_empty() {
         // The newest grant says why: an older one may have been replaced by a later demand.
-        let newest = for_purpose.iter().max_by_key(|g| g.valid_until).expect("not empty");
+        // A replaced grant speaks only when its successor is not among these.
+        let newest = for_purpose
+            .iter()
+            .max_by_key(|g| (g.status != GrantStatus::Superseded, g.valid_until, g.id.as_str()))
+            .expect("not empty");
         let grant = newest.id.clone();
         return deny(match newest.effective(request.today) {
             Effective::Suspended => Reason::GrantSuspended { grant },
             Effective::Revoked => Reason::GrantRevoked { grant },
+            Effective::Superseded => {
+                Reason::GrantSuperseded { grant, by: newest.superseded_by.clone().unwrap_or_default() }
+            }
             Effective::Expired => Reason::GrantExpired { grant, valid_until: newest.valid_until },
             Effective::NotYetValid | Effective::Active => {
                 Reason::GrantNotYetValid { grant, valid_from: newest.valid_from }
@@ -283,12 +296,15 @@ pub fn decide<'g>(grants: &'g GrantSet, request: &AccessRequest<'_>) -> Result<P
     if !resource.share_methods.contains(&request.operation.share_method()) {
         reasons.push(Reason::OperationNotOffered { operation: request.operation });
     }
-    // Of several grants in force, the one covering most of the asked items decides, so the
-    // reasons name the smallest gap; ties go to the lowest id, for repeatable answers.
+    // One grant decides. The store keeps at most one in force per purpose (department, system
+    // or any system, resource, service item): a later approval replaces the earlier grant. So
+    // there are two candidates at most, and the one naming the calling system decides over
+    // the department's grant for any system. Should a store still hold two for one purpose,
+    // the newest approval decides, as the store's own migration would have it.
     let grant = in_force
         .iter()
         .copied()
-        .min_by_key(|g| (request.items.iter().filter(|i| !g.grants_item(i)).count(), g.id.as_str()))
+        .max_by_key(|g| (g.consumer_system.is_some(), g.valid_from, g.id.as_str()))
         .expect("not empty");
     let items: Vec<GrantedItem> = if request.items.is_empty() {
         grant.items.clone()

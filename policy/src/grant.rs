@@ -20,6 +20,9 @@ pub enum GrantStatus {
     Active,
     Suspended,
     Revoked,
+    /// Replaced by a later approval for the same purpose (see [`Grant::same_purpose`]); the
+    /// grant names its successor in [`Grant::superseded_by`].
+    Superseded,
 }
 
 /// Whether a grant allows calls on a given day.
@@ -30,6 +33,7 @@ pub enum Effective {
     Active,
     Suspended,
     Revoked,
+    Superseded,
     NotYetValid,
     Expired,
 }
@@ -69,6 +73,9 @@ pub struct Grant {
     pub valid_from: NaiveDate,
     pub valid_until: NaiveDate,
     pub status: GrantStatus,
+    /// The grant that replaced this one, once a later approval for the same purpose did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 /// Why a grant cannot be made or changed.
@@ -142,6 +149,7 @@ impl Grant {
             valid_from: today,
             valid_until: terms.valid_until,
             status: GrantStatus::Active,
+            superseded_by: None,
         })
     }
 
@@ -149,6 +157,7 @@ impl Grant {
     pub fn effective(&self, today: NaiveDate) -> Effective {
         match self.status {
             GrantStatus::Revoked => Effective::Revoked,
+            GrantStatus::Superseded => Effective::Superseded,
             GrantStatus::Suspended => Effective::Suspended,
             GrantStatus::Active if today < self.valid_from => Effective::NotYetValid,
             GrantStatus::Active if today > self.valid_until => Effective::Expired,
@@ -174,8 +183,8 @@ impl Grant {
         match change {
             GrantChange::Suspend if status == GrantStatus::Active => next.status = GrantStatus::Suspended,
             GrantChange::Resume if status == GrantStatus::Suspended => next.status = GrantStatus::Active,
-            GrantChange::Revoke if status != GrantStatus::Revoked => next.status = GrantStatus::Revoked,
-            GrantChange::Narrow { terms } if status != GrantStatus::Revoked => {
+            GrantChange::Revoke if self.stands() => next.status = GrantStatus::Revoked,
+            GrantChange::Narrow { terms } if self.stands() => {
                 if let Some(why) = terms.widening_of(&self.terms()) {
                     return Err(GrantError::Widening(why));
                 }
@@ -187,6 +196,39 @@ impl Grant {
             }
             _ => return Err(GrantError::IllegalChange { status, action }),
         }
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// Whether the grant still stands, active or suspended: neither revoked nor replaced.
+    fn stands(&self) -> bool {
+        matches!(self.status, GrantStatus::Active | GrantStatus::Suspended)
+    }
+
+    /// Whether the grant is in force on `today`: standing, and not past its validity. One grant
+    /// at most is in force for a purpose; a later approval for it replaces the earlier grant.
+    pub fn in_force(&self, today: NaiveDate) -> bool {
+        self.stands() && today <= self.valid_until
+    }
+
+    /// Whether `other` serves the same purpose: the same department, the same system (or both
+    /// any of the department's systems), the same resource and the same service item.
+    pub fn same_purpose(&self, other: &Grant) -> bool {
+        self.consumer_department == other.consumer_department
+            && self.consumer_system == other.consumer_system
+            && self.resource_code == other.resource_code
+            && self.service_item == other.service_item
+    }
+
+    /// The grant's next version, replaced by `successor`, a later approval for the same
+    /// purpose. A suspended grant is replaced too: the new approval was reviewed as its own.
+    pub fn supersede(&self, successor: &Grant) -> Result<Grant, GrantError> {
+        if !self.stands() || !self.same_purpose(successor) || self.id == successor.id {
+            return Err(GrantError::IllegalChange { status: self.status, action: "superseded" });
+        }
+        let mut next = self.clone();
+        next.status = GrantStatus::Superseded;
+        next.superseded_by = Some(successor.id.clone());
         next.version += 1;
         Ok(next)
     }
@@ -364,5 +406,42 @@ mod tests {
         let set = GrantSet::new([grant.clone(), revoked]);
         assert_eq!(set.in_force("11440000MB0000001Y", "s1", day(2)).count(), 1);
         assert_eq!(set.in_force("11440000MB0000001Y", "other", day(2)).count(), 0);
+    }
+
+    #[test]
+    fn a_later_approval_for_the_same_purpose_replaces_the_grant_in_force() {
+        let first = Grant::compile("g1".into(), source(), &terms(&["id_number"]), &resource(), day(1))
+            .expect("grant");
+        let second =
+            Grant::compile("g2".into(), source(), &terms(&["id_number", "name"]), &resource(), day(3))
+                .expect("grant");
+        assert!(first.same_purpose(&second) && first.in_force(day(3)));
+        let replaced = first.supersede(&second).expect("superseded");
+        assert_eq!(
+            (replaced.version, replaced.status, replaced.superseded_by.as_deref()),
+            (2, GrantStatus::Superseded, Some("g2"))
+        );
+        assert_eq!(replaced.effective(day(3)), Effective::Superseded);
+        assert!(!replaced.in_force(day(3)));
+        // An ended grant stays ended: it is neither replaced again, revoked, narrowed nor resumed.
+        assert!(replaced.supersede(&second).is_err());
+        for change in
+            [GrantChange::Revoke, GrantChange::Resume, GrantChange::Narrow { terms: terms(&["id_number"]) }]
+        {
+            assert!(matches!(replaced.change(&change), Err(GrantError::IllegalChange { .. })), "{change:?}");
+        }
+        // A suspended grant is replaced too; a grant for another purpose is not.
+        let suspended = first.change(&GrantChange::Suspend).expect("suspend");
+        assert_eq!(suspended.supersede(&second).expect("superseded").status, GrantStatus::Superseded);
+        let mut elsewhere = second.clone();
+        elsewhere.service_item = "另一事项".into();
+        assert!(!first.same_purpose(&elsewhere));
+        assert!(first.supersede(&elsewhere).is_err());
+        assert!(!first.in_force(NaiveDate::from_ymd_opt(2027, 1, 1).expect("date")), "expired");
+        // Older stored grants, written before successors were named, still read.
+        let stored = serde_json::to_value(&first).expect("json");
+        assert!(stored.get("superseded_by").is_none());
+        let read: Grant = serde_json::from_value(stored).expect("read");
+        assert_eq!(read.superseded_by, None);
     }
 }

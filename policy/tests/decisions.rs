@@ -124,26 +124,44 @@ fn grant(
         valid_from: date(from),
         valid_until: date(until),
         status,
+        superseded_by: None,
     }
 }
 
 fn grants() -> GrantSet {
-    use GrantStatus::{Active, Revoked, Suspended};
+    use GrantStatus::{Active, Revoked, Superseded, Suspended};
     let year = ("2026-01-01", "2026-12-31");
     let household = ["id_number", "name", "status", "ethnicity"];
     GrantSet::new([
         grant("g-active", "dept-a", Some("s1"), "A01", "KSTB-GA-001", &household, "41", year, Active),
+        // A department's grant for any of its systems, and one system's own, for one purpose.
         grant(
-            "g-wider",
+            "g-dept",
             "dept-a",
-            Some("s1"),
+            None,
             "A01",
-            "KSTB-GA-001",
+            "KSTB-GA-006",
             &["id_number", "household_number"],
             "41",
             year,
             Active,
         ),
+        grant("g-own", "dept-a", Some("s1"), "A01", "KSTB-GA-006", &["id_number"], "41", year, Active),
+        // Grants replaced by later approvals for the same purpose.
+        Grant {
+            superseded_by: Some("g-new".into()),
+            ..grant("g-old", "dept-a", Some("s1"), "A01", "KSTB-GA-007", &household, "41", year, Superseded)
+        },
+        grant("g-new", "dept-a", Some("s1"), "A01", "KSTB-GA-007", &["id_number"], "41", year, Active),
+        Grant {
+            superseded_by: Some("g-new-revoked".into()),
+            ..grant("g-old2", "dept-a", Some("s1"), "A01", "KSTB-GA-008", &household, "41", year, Superseded)
+        },
+        grant("g-new-revoked", "dept-a", Some("s1"), "A01", "KSTB-GA-008", &household, "41", year, Revoked),
+        Grant {
+            superseded_by: Some("g-elsewhere".into()),
+            ..grant("g-old3", "dept-a", Some("s1"), "A01", "KSTB-GA-009", &household, "41", year, Superseded)
+        },
         grant("g-anysys", "dept-a", None, "A01", "KSTB-GA-002", &["id_number", "status"], "", year, Active),
         grant("g-susp", "dept-a", Some("s1"), "A01", "KSTB-GA-003", &household, "41", year, Suspended),
         grant("g-rev", "dept-a", Some("s1"), "A01", "KSTB-GA-004", &household, "41", year, Revoked),

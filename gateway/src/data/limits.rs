@@ -367,6 +367,7 @@ mod tests {
             valid_from: day("2026-01-01"),
             valid_until: day("2026-12-31"),
             status: GrantStatus::Active,
+            superseded_by: None,
         }
     }
 

@@ -522,6 +522,9 @@ fn reason_text(reason: &Reason) -> String {
         Reason::WrongPurpose { service_item } => format!("no grant covers service item {service_item}"),
         Reason::GrantSuspended { grant } => format!("grant {grant} is suspended"),
         Reason::GrantRevoked { grant } => format!("grant {grant} is revoked"),
+        Reason::GrantSuperseded { grant, by } => {
+            format!("grant {grant} was replaced by grant {by}, a later approval for the same purpose")
+        }
         Reason::GrantExpired { grant, valid_until } => format!("grant {grant} expired after {valid_until}"),
         Reason::GrantNotYetValid { grant, valid_from } => format!("grant {grant} is valid from {valid_from}"),
         Reason::ItemsNotGranted { grant, items } => {

@@ -6,6 +6,7 @@ use tongban_policy::grant::Grant;
 
 use super::{
     Keyset, Page, PageRequest, Result, Store, StoreError, json_column, serde_name, starts_with_pattern, time,
+    unique_as,
 };
 
 /// Which grants to list: all, or those a department is party to.
@@ -34,7 +35,7 @@ pub(super) async fn insert_grant(
     let body = serde_json::to_string(grant)?;
     sqlx::query(
         "INSERT INTO grants (id, demand_id, consumer_department, resource_code, status, valid_until, version, body, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         updated_at, purpose) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&grant.id)
     .bind(&grant.demand_id)
@@ -45,9 +46,89 @@ pub(super) async fn insert_grant(
     .bind(i64::from(grant.version))
     .bind(&body)
     .bind(time(now))
+    .bind(purpose_key(grant)?)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(unique_as(|| {
+        StoreError::Conflict(format!(
+            "the grants for service item {} on {} (another approval for the same purpose was written first)",
+            grant.service_item, grant.resource_code
+        ))
+    }))?;
     insert_version(tx, grant, &body, actor, Some("approved"), now).await
+}
+
+/// The key of the purpose a grant serves (see [`Grant::same_purpose`]).
+fn purpose_key(grant: &Grant) -> Result<String> {
+    Ok(serde_json::to_string(&(
+        &grant.consumer_department,
+        grant.consumer_system.as_deref().unwrap_or_default(),
+        &grant.resource_code,
+        &grant.service_item,
+    ))?)
+}
+
+/// A grant replaced by a later approval, and the approval that replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub grant: String,
+    pub by: String,
+}
+
+/// Replaces the standing grants for `successor`'s purpose by `successor`, in the transaction
+/// that writes it: each gets its next version, superseded and naming its successor, and the
+/// calls it used today count against the successor's daily quota.
+pub(super) async fn supersede_for(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    successor: &Grant,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<Superseded>> {
+    let rows = sqlx::query(
+        "SELECT body, version FROM grants WHERE consumer_department = $1 AND resource_code = $2 AND id <> $3 \
+         AND status IN ('active', 'suspended') ORDER BY id",
+    )
+    .bind(&successor.consumer_department)
+    .bind(&successor.resource_code)
+    .bind(&successor.id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut replaced = Vec::new();
+    for row in rows {
+        let old: Grant = json_column(&row, "body")?;
+        let version: i64 = row.try_get("version")?;
+        let Ok(next) = old.supersede(successor) else { continue };
+        let body = serde_json::to_string(&next)?;
+        let updated = sqlx::query(
+            "UPDATE grants SET status = $1, version = $2, body = $3, updated_at = $4 WHERE id = $5 AND version = $6",
+        )
+        .bind(serde_name(&next.status))
+        .bind(i64::from(next.version))
+        .bind(&body)
+        .bind(time(now))
+        .bind(&next.id)
+        .bind(version)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(format!("grant {}", next.id)));
+        }
+        let reason = format!("superseded by grant {}, a later approval for the same purpose", successor.id);
+        insert_version(tx, &next, &body, actor, Some(&reason), now).await?;
+        sqlx::query(
+            "INSERT INTO quota_usage (grant_id, day, used, last_lease) \
+             SELECT $1, day, used, 0 FROM quota_usage WHERE grant_id = $2 AND day = $3 \
+             ON CONFLICT (grant_id, day) DO UPDATE SET used = quota_usage.used + excluded.used",
+        )
+        .bind(&successor.id)
+        .bind(&old.id)
+        .bind(now.date().format("%Y-%m-%d").to_string())
+        .execute(&mut **tx)
+        .await?;
+        replaced.push(Superseded { grant: old.id, by: successor.id.clone() });
+    }
+    Ok(replaced)
 }
 
 async fn insert_version(
@@ -115,6 +196,53 @@ impl Store {
                 Ok(GrantRecord { grant: json_column(r, "body")?, version: r.try_get("version")? })
             })
             .await
+    }
+
+    /// Brings a store to one standing grant per purpose: fills the purpose of grants written
+    /// before it was kept, replaces all but the newest approval of each purpose that has more
+    /// than one (as an approval would have), and makes the unique index that keeps it so.
+    /// Returns what it replaced, for the operator to hear; nothing on a store already so.
+    pub async fn one_grant_per_purpose(&self, now: NaiveDateTime) -> Result<Vec<Superseded>> {
+        let mut tx = self.pool.begin().await?;
+        let unfilled =
+            sqlx::query("SELECT id, body FROM grants WHERE purpose IS NULL").fetch_all(&mut *tx).await?;
+        for row in &unfilled {
+            let grant: Grant = json_column(row, "body")?;
+            sqlx::query("UPDATE grants SET purpose = $1 WHERE id = $2")
+                .bind(purpose_key(&grant)?)
+                .bind(row.try_get::<String, _>("id")?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT body FROM grants WHERE status IN ('active', 'suspended') AND purpose IN \
+             (SELECT purpose FROM grants WHERE status IN ('active', 'suspended') GROUP BY purpose HAVING COUNT(*) > 1)",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut overlapping: Vec<Grant> =
+            rows.iter().map(|r| json_column(r, "body")).collect::<Result<_>>()?;
+        // The newest approval first: the latest start, then the latest identifier (v7
+        // identifiers grow with time).
+        overlapping.sort_by(|a, b| (b.valid_from, &b.id).cmp(&(a.valid_from, &a.id)));
+        let mut newest_of_each: Vec<Grant> = Vec::new();
+        for grant in overlapping {
+            if !newest_of_each.iter().any(|newest| newest.same_purpose(&grant)) {
+                newest_of_each.push(grant);
+            }
+        }
+        let mut replaced = Vec::new();
+        for newest in &newest_of_each {
+            replaced.extend(supersede_for(&mut tx, newest, "migration", now).await?);
+        }
+        sqlx::query(
+            "CREATE UNIQUE INDEX IF NOT EXISTS grants_one_standing_per_purpose ON grants (purpose) \
+             WHERE status IN ('active', 'suspended')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(replaced)
     }
 
     /// Every grant, in identifier order.

@@ -19,7 +19,7 @@ mod paging;
 
 pub use actions::{Acting, AdminAction};
 pub use catalog::ResourceFilter;
-pub use grants::{GrantFilter, GrantRecord};
+pub use grants::{GrantFilter, GrantRecord, Superseded};
 pub use org::{DepartmentFilter, SignInAttempt, SystemRecord, UserRecord};
 pub(crate) use paging::{Keyset, like_escaped, starts_with_pattern};
 pub use paging::{Page, PageRequest};
@@ -279,8 +279,9 @@ impl Store {
         let new = workflow.history.get(stored as usize..).unwrap_or_default();
         insert_transitions(&mut tx, id, stored, new).await?;
         // An approval and its grant are one change: the grant exists exactly when the demand
-        // is approved.
+        // is approved, and replaces the grant standing for the same purpose, if one does.
         if let Some((grant, actor)) = grant {
+            grants::supersede_for(&mut tx, grant, actor, now).await?;
             grants::insert_grant(&mut tx, grant, actor, now).await?;
         }
         tx.commit().await?;

@@ -806,3 +806,173 @@ async fn every_sqlite_connection_waits_on_a_busy_file_and_checks_foreign_keys() 
         assert_eq!((foreign_keys, busy_timeout, journal_mode.as_str()), (1, 5000, "wal"));
     }
 }
+
+/// A grant of `id` for `demand` serving `service_item`, for department 人社厅's system.
+fn grant_of(id: &str, demand: &str, service_item: &str, from: NaiveDate) -> tongban_policy::grant::Grant {
+    use tongban_policy::catalog::{
+        InformationItem, MaskRule, Resource, Sensitivity, ShareMethod, ShareType, UpdateCycle,
+    };
+    let item = InformationItem {
+        name: "id_number".into(),
+        label: "身份证号".into(),
+        data_type: "Utf8".into(),
+        sensitivity: Sensitivity::Important,
+        personal: true,
+        default_mask: MaskRule::None,
+        share_type: ShareType::Conditional,
+        required: false,
+    };
+    let resource = Resource {
+        code: "R-HOUSEHOLD".into(),
+        version: 1,
+        name: "户籍".into(),
+        supplier: "11410000MB0000000X".into(),
+        summary: String::new(),
+        share_type: ShareType::Conditional,
+        share_condition: None,
+        share_methods: vec![ShareMethod::Interface],
+        update_cycle: UpdateCycle::Daily,
+        dataset: "household".into(),
+        items: vec![item],
+        service_items: vec![],
+        division_item: None,
+    };
+    let source = tongban_policy::grant::GrantSource {
+        demand_id: demand,
+        consumer_department: "人社厅",
+        consumer_system: Some("system-1"),
+        service_item,
+        purpose: "核验",
+    };
+    let mut terms = terms();
+    terms.items = vec!["id_number".into()];
+    tongban_policy::grant::Grant::compile(id.into(), source, &terms, &resource, from).expect("grant")
+}
+
+/// Approving a demand for the purpose a standing grant serves replaces that grant in the same
+/// write: it ends superseded, naming its successor, and the calls it used today count against
+/// the successor's quota. A grant for another service item stays.
+#[tokio::test]
+async fn a_later_approval_replaces_the_grant_standing_for_its_purpose() {
+    use tongban_policy::grant::GrantStatus;
+
+    for (backend, store, _dir) in stores().await {
+        assert!(store.one_grant_per_purpose(at(2, 8)).await.expect("settled").is_empty(), "{backend}");
+        let approve = |grant: tongban_policy::grant::Grant, now: NaiveDateTime| {
+            let store = store.clone();
+            async move {
+                let demand =
+                    store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), now).await.expect("demand");
+                let grant = tongban_policy::grant::Grant { demand_id: demand.id.clone(), ..grant };
+                store
+                    .update_demand(
+                        &demand.id,
+                        demand.version,
+                        &demand.filing.workflow,
+                        Some((&grant, "user:office")),
+                        now,
+                    )
+                    .await
+                    .expect("approved");
+            }
+        };
+        let day = at(3, 9).date();
+        approve(grant_of("g-first", "-", "KSTB-GA-001", day), at(3, 9)).await;
+        approve(grant_of("g-other-item", "-", "KSTB-GA-002", day), at(3, 9)).await;
+        assert_eq!(store.lease_quota("g-first", day, 7, 1_000).await.expect("lease"), 7);
+
+        approve(grant_of("g-second", "-", "KSTB-GA-001", day), at(3, 15)).await;
+        let first = store.grant("g-first").await.expect("first");
+        assert_eq!(
+            (first.version, first.grant.status, first.grant.superseded_by.as_deref()),
+            (2, GrantStatus::Superseded, Some("g-second")),
+            "{backend}"
+        );
+        let history = store.grant_versions("g-first").await.expect("history");
+        let (_, actor, reason, _) = history.last().expect("a version");
+        assert_eq!(actor, "user:office", "{backend}");
+        assert!(
+            reason.as_deref().is_some_and(|r| r.contains("superseded by grant g-second")),
+            "{backend}: {reason:?}"
+        );
+        assert_eq!(
+            store.quota_used("g-second", day).await.expect("used"),
+            7,
+            "{backend}: the day's calls carry over"
+        );
+        assert_eq!(
+            store.grant("g-second").await.expect("second").grant.status,
+            GrantStatus::Active,
+            "{backend}"
+        );
+        assert_eq!(
+            store.grant("g-other-item").await.expect("other").grant.status,
+            GrantStatus::Active,
+            "{backend}"
+        );
+    }
+}
+
+/// A store written before one grant per purpose was kept may hold two standing grants for one
+/// purpose; opening it replaces the older, says so, and from then on the store refuses a
+/// second standing grant for a purpose even when written around the platform.
+#[tokio::test]
+async fn overlapping_grants_of_an_older_store_are_settled_newest_first() {
+    use tongban_policy::grant::GrantStatus;
+
+    for (backend, store, _dir) in stores().await {
+        store.one_grant_per_purpose(at(2, 8)).await.expect("settled");
+        sqlx::query("DROP INDEX grants_one_standing_per_purpose")
+            .execute(&store.pool)
+            .await
+            .expect("as before");
+        let day = at(3, 9).date();
+        for (id, from) in [("g-older", day), ("g-newer", day.succ_opt().expect("day"))] {
+            let demand =
+                store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(3, 9)).await.expect("demand");
+            let grant = grant_of(id, &demand.id, "KSTB-GA-001", from);
+            // Written as an older gateway did: no purpose kept, nothing replaced.
+            sqlx::query(
+                "INSERT INTO grants (id, demand_id, consumer_department, resource_code, status, valid_until, version, \
+                 body, updated_at) VALUES ($1, $2, $3, $4, 'active', '2027-06-30', 1, $5, '2026-03-03 09:00:00')",
+            )
+            .bind(id)
+            .bind(&demand.id)
+            .bind(&grant.consumer_department)
+            .bind(&grant.resource_code)
+            .bind(serde_json::to_string(&grant).expect("json"))
+            .execute(&store.pool)
+            .await
+            .expect("older write");
+        }
+        let replaced = store.one_grant_per_purpose(at(4, 9)).await.expect("settled");
+        assert_eq!(replaced, [Superseded { grant: "g-older".into(), by: "g-newer".into() }], "{backend}");
+        let older = store.grant("g-older").await.expect("older").grant;
+        assert_eq!(
+            (older.status, older.superseded_by.as_deref()),
+            (GrantStatus::Superseded, Some("g-newer"))
+        );
+        assert_eq!(store.grant("g-newer").await.expect("newer").grant.status, GrantStatus::Active);
+        assert!(store.one_grant_per_purpose(at(4, 10)).await.expect("again").is_empty(), "{backend}: once");
+
+        let demand =
+            store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(4, 9)).await.expect("demand");
+        let third = grant_of("g-third", &demand.id, "KSTB-GA-001", day);
+        let around = sqlx::query(
+            "INSERT INTO grants (id, demand_id, consumer_department, resource_code, status, valid_until, version, \
+             body, updated_at, purpose) VALUES ($1, $2, $3, $4, 'active', '2027-06-30', 1, $5, '2026-03-04 09:00:00', \
+             (SELECT purpose FROM grants WHERE id = 'g-newer'))",
+        )
+        .bind("g-third")
+        .bind(&demand.id)
+        .bind(&third.consumer_department)
+        .bind(&third.resource_code)
+        .bind(serde_json::to_string(&third).expect("json"))
+        .execute(&store.pool)
+        .await;
+        assert!(
+            around.is_err(),
+            "{backend}: a second standing grant for one purpose is refused by the store"
+        );
+    }
+}
