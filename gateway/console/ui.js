@@ -77,7 +77,7 @@ export function StateBadge({ state }) {
   return html`<${Badge} kind=${STATE_KIND[state] ?? 'info'}>${label('state', state)}<//>`;
 }
 
-const EFFECTIVE_KIND = { active: 'ok', suspended: 'warn', revoked: 'bad', expired: 'muted', not_yet_valid: 'info' };
+const EFFECTIVE_KIND = { active: 'ok', suspended: 'warn', revoked: 'bad', superseded: 'muted', expired: 'muted', not_yet_valid: 'info' };
 
 export function EffectiveBadge({ effective }) {
   return html`<${Badge} kind=${EFFECTIVE_KIND[effective] ?? 'info'}>${label('effective', effective)}<//>`;

@@ -273,6 +273,19 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
   await demander.waitForFunction(() => document.querySelector('[data-testid=demand-state]')?.textContent.includes('已批准'));
   await open(demander, 'grants');
   await demander.waitForSelector(`[data-testid=grants] tr:has-text("${RESOURCE}")`);
+  // Starting another demand for the same purpose, the form says its approval would replace
+  // the grant now in force; for another system of the department it says nothing.
+  await open(demander, 'catalog');
+  await demander.fill('input[name=q]', '社会保险');
+  await demander.click(`[data-testid=catalog] tr:has-text("${RESOURCE}")`);
+  await demander.click('a:has-text("提交需求")');
+  await demander.waitForSelector('[data-testid=demand-form]');
+  await demander.selectOption('select[name=service_item]', SERVICE_ITEM);
+  await demander.selectOption('select[name=system]', { label: SYSTEM });
+  await demander.waitForSelector('[data-testid=replaces-grant]');
+  assert.match(await demander.textContent('[data-testid=replaces-grant]'), /替代/);
+  await demander.selectOption('select[name=system]', '');
+  await demander.waitForSelector('[data-testid=replaces-grant]', { state: 'detached' });
   await done(demander);
 
   // The operator sees the call on the dashboard, which refreshes itself.

@@ -849,3 +849,97 @@ async fn each_user_lists_exactly_the_grants_they_may_read() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// A department asks again, for the purpose a grant in force already serves, at a higher rate.
+/// Once approved, the new grant replaces the old in the same write: calls run at the new rate
+/// at once, and the old grant shows as superseded, naming its successor, in the API.
+#[tokio::test]
+async fn a_later_approval_for_the_same_purpose_replaces_the_grant_in_force() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let applicant = demo.sign_in("demander.guangzhou-fund").await?;
+    let office = demo.sign_in("reviewer.anhui").await?;
+    let supplier = demo.sign_in("supplier.anhui-housing").await?;
+    let (system_id, system) = demo.system("广州公积金业务系统")?;
+    let (_, grants) = applicant.get("/grants?limit=500").await?;
+    let old = grants["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|g| &g["grant"])
+        .find(|g| g["resource_code"] == FUND && g["service_item"] == "KSTB-JS-004" && g["status"] == "active")
+        .context("the seeded grant for this purpose")?
+        .clone();
+    let old_id = old["id"].as_str().context("id")?.to_owned();
+    assert_eq!(old["rate_per_second"], 5);
+
+    // At the old rate a burst is cut short.
+    let fund = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-JS-004"),
+        ("x-tongban-case-number", "GZ-2026-880001"),
+        ("x-tongban-operator", "operator-0088"),
+    ]);
+    let burst = |n: usize| {
+        let fund = fund.clone();
+        async move {
+            let path = format!("/data/{FUND}/records/440106199001011234");
+            let calls = (0..n).map(|_| fund.get(&path));
+            let answers = futures::future::join_all(calls).await;
+            answers.into_iter().map(|a| a.map(|(status, _)| status)).collect::<Result<Vec<u16>, _>>()
+        }
+    };
+    let before = burst(30).await?;
+    assert!(before.contains(&429), "the old grant's 5 calls a second bind: {before:?}");
+
+    let items = ["id_number", "name", "account_status", "balance"];
+    let created = file(
+        &applicant,
+        &demand(FUND, "KSTB-JS-004", Some(&system_id), terms(&items, "", 1_000_000, 1_000_000_000)),
+    )
+    .await;
+    let id = created["id"].as_str().context("id")?;
+    act(&applicant, &applicant, id, json!({"action": "submit"})).await;
+    let (status, reviewed) = act(
+        &office,
+        &office,
+        id,
+        json!({"action": "pass_conformity", "terms": terms(&items, "", 1_000_000, 1_000_000_000)}),
+    )
+    .await;
+    assert_eq!((status, reviewed["state"].as_str()), (200, Some("supplier_review")), "{reviewed}");
+    let (status, approved) = act(
+        &supplier,
+        &supplier,
+        id,
+        json!({"action": "supplier_approve", "terms": terms(&items, "", 1_000_000, 1_000_000_000)}),
+    )
+    .await;
+    assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+
+    // The old grant is superseded by the new one, and says so with its history.
+    let (_, in_force) = system.get("/grants/in-force").await?;
+    let new = in_force["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .find(|g| g["demand_id"] == id)
+        .context("the new grant is in force")?
+        .clone();
+    let new_id = new["id"].as_str().context("id")?;
+    assert!(
+        !in_force["items"].as_array().context("items")?.iter().any(|g| g["id"] == old_id.as_str()),
+        "the old grant is no longer in force"
+    );
+    let (status, old_now) = applicant.get(&format!("/grants/{old_id}")).await?;
+    assert_eq!(status, 200, "{old_now}");
+    assert_eq!(old_now["effective"], "superseded", "{old_now}");
+    assert_eq!(old_now["grant"]["status"], "superseded");
+    assert_eq!(old_now["grant"]["superseded_by"], new_id);
+    let last = old_now["versions"].as_array().and_then(|v| v.last()).context("versions")?;
+    assert!(last["reason"].as_str().is_some_and(|r| r.contains(new_id)), "{last}");
+    assert_eq!(last["changed_by"], "user:supplier.anhui-housing");
+
+    // Calls run at the new rate at once.
+    let after = burst(30).await?;
+    assert!(!after.contains(&429), "the new grant's rate applies: {after:?}");
+    Ok(())
+}

@@ -93,15 +93,21 @@ function shareable(resource) {
 export function DemandForm({ me }) {
   const wanted = new URLSearchParams(window.location.hash.split('?')[1] ?? '').get('resource') ?? '';
   const result = useLoad(async () => {
-    const [resources, serviceItems, systems] = await Promise.all([
+    const [resources, serviceItems, systems, grants] = await Promise.all([
       all('/catalog/resources'),
       all('/service-items'),
       all('/systems').catch(() => []),
+      all('/grants').catch(() => []),
     ]);
     return {
       resources: resources.filter((r) => r.share_type !== 'not_shared' && r.supplier !== me.department.code),
       serviceItems,
       systems: systems.filter((s) => s.department_code === me.department.code),
+      // The department's own grants that still stand: a new approval for one's purpose
+      // replaces it.
+      standing: grants
+        .map((g) => g.grant)
+        .filter((g) => g.consumer_department === me.department.code && (g.status === 'active' || g.status === 'suspended')),
     };
   }, []);
   return html`<section>
@@ -122,6 +128,8 @@ function FilingForm({ loaded, initial }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const serviceItems = loaded.serviceItems.filter((s) => !resource || resource.service_items.includes(s.code));
+  const replaces = loaded.standing.find((g) => g.resource_code === code && g.service_item === serviceItem
+    && (g.consumer_system ?? '') === systemId);
   const submit = async (event) => {
     event.preventDefault();
     setBusy(true);
@@ -162,6 +170,9 @@ function FilingForm({ loaded, initial }) {
       <${Field} label=${t('demands.legal_basis')}><input name="legal_basis" required value=${basis} onInput=${(e) => setBasis(e.target.value)} /><//>
       <${Field} label=${t('demands.purpose')} wide><textarea name="purpose" required rows="2" value=${purpose} onInput=${(e) => setPurpose(e.target.value)}></textarea><//>
     </div>
+    ${replaces ? html`<p class="notice" role="status" data-testid="replaces-grant">
+      ${t('demands.replaces_grant')} <a href=${`#/grants/${replaces.id}`}><code>${replaces.id.slice(-8)}</code></a>
+      (${replaces.rate_per_second}/s, ${replaces.daily_quota}, ${replaces.valid_until})</p>` : null}
     <${TermsForm} terms=${terms} onChange=${setTerms} itemLabels=${Object.fromEntries(items.map((i) => [i.name, i.label]))} />
     <${ErrorBox} error=${error} />
     <div class="row"><button type="submit" class="primary" disabled=${busy || !terms.items.length}>${t('action.submit')}</button></div>

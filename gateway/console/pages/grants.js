@@ -60,6 +60,8 @@ export function GrantDetail({ me, id }) {
           <dt>${t('terms.quota')}</dt><dd>${g.daily_quota}</dd>
           <dt>${t('grants.valid')}</dt><dd>${g.valid_from} — ${g.valid_until}</dd>
           <dt>${t('demands.id')}</dt><dd><a href=${`#/demands/${g.demand_id}`}><code>${g.demand_id}</code></a></dd>
+          ${g.superseded_by ? html`<dt>${t('grants.superseded_by')}</dt>
+            <dd data-testid="superseded-by"><a href=${`#/grants/${g.superseded_by}`}><code>${g.superseded_by}</code></a></dd>` : null}
         </dl>
         <h2>${t('grants.items')}</h2>
         <${Table} rows=${g.items} columns=${[
@@ -85,7 +87,7 @@ function ChangePanel({ detail, onDone }) {
   const [reason, setReason] = useState('');
   const [error, setError] = useState(null);
   const status = detail.grant.status;
-  const choices = status === 'revoked' ? [] : status === 'suspended' ? ['resume', 'revoke'] : ['suspend', 'revoke'];
+  const choices = status === 'active' ? ['suspend', 'revoke'] : status === 'suspended' ? ['resume', 'revoke'] : [];
   if (!choices.length) return null;
   const submit = async (event) => {
     event.preventDefault();
