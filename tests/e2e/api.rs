@@ -42,8 +42,10 @@ async fn an_approval_with_supplier_review_becomes_a_grant_that_takes_effect_at_o
     let grants_before = before["items"].as_array().expect("items").len();
 
     let requested = terms(&["id_number", "name", "address", "status"], "41", 20, 10_000);
+    // A service item the system holds no grant for yet, so the approval adds a grant rather
+    // than replacing one (that case has a test of its own below).
     let created =
-        file(&applicant, &demand(HOUSEHOLD, "KSTB-GA-001", Some(&system_id), requested.clone())).await;
+        file(&applicant, &demand(HOUSEHOLD, "KSTB-GA-003", Some(&system_id), requested.clone())).await;
     let id = created["id"].as_str().expect("id");
     assert_eq!(created["supplier_review"], true, "the household resource is conditional");
 
