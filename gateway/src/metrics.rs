@@ -56,8 +56,9 @@ pub struct ResourceLabels {
 /// ([`crate::telemetry::export_calls`]).
 #[derive(Debug, Default)]
 pub struct CallMetrics {
-    calls: DashMap<CallLabels, Counter>,
-    durations: DashMap<&'static str, Timing>,
+    /// Each label set's count, beside its operation's latencies, so that a call is one look-up.
+    calls: DashMap<CallLabels, (Counter, Arc<Timing>)>,
+    durations: DashMap<&'static str, Arc<Timing>>,
 }
 
 /// One operation's latencies: their distribution for Prometheus, and their count and total,
@@ -85,25 +86,24 @@ impl Timing {
 impl CallMetrics {
     /// Counts one call and its latency.
     pub fn record(&self, labels: CallLabels, seconds: f64) {
-        let operation = labels.operation;
-        // A read lock on the common path; the write lock only for a label set seen first.
-        match self.calls.get(&labels) {
-            Some(counter) => {
-                counter.inc();
-            }
-            None => {
-                self.calls.entry(labels).or_default().inc();
-            }
+        // A read lock on the common path; the write locks only for a label set seen first.
+        if let Some(entry) = self.calls.get(&labels) {
+            let (counter, timing) = entry.value();
+            counter.inc();
+            timing.observe(seconds);
+            return;
         }
-        match self.durations.get(operation) {
-            Some(timing) => timing.observe(seconds),
-            None => self.durations.entry(operation).or_insert_with(Timing::new).observe(seconds),
-        }
+        let timing =
+            Arc::clone(&self.durations.entry(labels.operation).or_insert_with(|| Arc::new(Timing::new())));
+        let entry = self.calls.entry(labels).or_insert_with(|| (Counter::default(), timing));
+        let (counter, timing) = entry.value();
+        counter.inc();
+        timing.observe(seconds);
     }
 
     /// Calls so far, by label set.
     pub fn calls(&self) -> Vec<(CallLabels, u64)> {
-        self.calls.iter().map(|entry| (entry.key().clone(), entry.value().get())).collect()
+        self.calls.iter().map(|entry| (entry.key().clone(), entry.value().0.get())).collect()
     }
 
     /// Each operation's calls and the seconds they took in all.
@@ -128,7 +128,7 @@ impl Collector for CallMetrics {
             MetricType::Counter,
         )?;
         for entry in &self.calls {
-            entry.value().encode(family.encode_family(entry.key())?)?;
+            entry.value().0.encode(family.encode_family(entry.key())?)?;
         }
         let mut family = encoder.encode_descriptor(
             "data_call_duration",
