@@ -29,6 +29,8 @@ packages=()
 fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' || packages+=(fonts-noto-cjk)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+# The OpenAPI document's validator runs from PyPI in a virtual environment.
+python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${packages[*]}" >&2
   as_root apt-get update -qq
@@ -61,6 +63,15 @@ export TONGBAN_REQUIRE_PG=1
 # downloads none of its own.
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 export TONGBAN_REQUIRE_BROWSER=1
+
+# openapi-spec-validator, pinned, in a virtual environment beside the build cache; the API test
+# runs it on the document the gateway serves.
+oas_venv="$HOME/.cache/tongban/openapi-venv"
+if ! "$oas_venv/bin/openapi-spec-validator" --version >/dev/null 2>&1; then
+  python3 -m venv "$oas_venv"
+  "$oas_venv/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
+fi
+export TONGBAN_OPENAPI_VALIDATOR="$oas_venv/bin/openapi-spec-validator"
 
 # The end-to-end tests start the real binary. Building every target at once keeps one feature
 # resolution (dev-dependencies included), so the binary and the tests share compiled crates.

@@ -25,10 +25,11 @@ use tongban_platform::{Caller, Platform};
 pub fn app(state: AppState) -> Router {
     let data_routes =
         crate::data::routes(state.data().sql.max_body_bytes).with_state(state.data_state().clone());
-    let (api_routes, document) =
+    let (api_routes, mut document) =
         utoipa_axum::router::OpenApiRouter::with_openapi(crate::api::document_base())
             .nest("/api/v1", crate::api::routes().merge(data_routes))
             .split_for_parts();
+    crate::api::finish_document(&mut document);
     // The document is written once: it is the same for every caller.
     let document: Bytes = serde_json::to_vec(&document).expect("the OpenAPI document serializes").into();
     let routes = Router::new()

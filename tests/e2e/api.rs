@@ -945,3 +945,60 @@ async fn a_later_approval_for_the_same_purpose_replaces_the_grant_in_force() -> 
     assert!(!after.contains(&429), "the new grant's rate applies: {after:?}");
     Ok(())
 }
+
+/// The document the gateway serves is valid OpenAPI 3.1, as `openapi-spec-validator` (from
+/// PyPI, installed by `tests/run.sh`) reads it: list filters are query parameters, each declared
+/// once, every referenced schema is defined, and errors are `application/problem+json`.
+#[tokio::test]
+async fn the_openapi_document_passes_the_validator() -> anyhow::Result<()> {
+    let Some(validator) = std::env::var_os("TONGBAN_OPENAPI_VALIDATOR") else {
+        assert!(
+            std::env::var_os("TONGBAN_REQUIRE_BROWSER").is_none(),
+            "tests/run.sh sets TONGBAN_OPENAPI_VALIDATOR"
+        );
+        eprintln!("openapi-spec-validator not configured: run through tests/run.sh");
+        return Ok(());
+    };
+    let demo = Demo::start().await?;
+    let (status, document) = demo.anonymous().get("/openapi.json").await?;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&document)?)?;
+    let output =
+        std::process::Command::new(validator).arg("--subschema-errors").arg("all").arg(&file).output()?;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // What the validator does not look at: no parameter is declared twice, list filters are
+    // in the query, and problems have their own media type.
+    for (path, item) in document["paths"].as_object().context("paths")? {
+        for (method, operation) in item.as_object().context("item")? {
+            let mut seen = std::collections::HashSet::new();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let key = (parameter["name"].as_str(), parameter["in"].as_str());
+                assert!(seen.insert(key), "{method} {path} declares {key:?} twice");
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().unwrap_or_default();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: {name} is not in the path"
+                    );
+                }
+            }
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"].get("application/json").is_none(),
+                        "{method} {path} {status} documents a problem as application/json"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

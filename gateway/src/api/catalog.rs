@@ -50,6 +50,7 @@ pub(super) async fn get_service_item(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResourceQuery {
     /// Only resources of this supplier (credit code).

@@ -71,6 +71,7 @@ impl DemandView {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DemandQuery {
     state: Option<DemandState>,
@@ -123,6 +124,7 @@ pub(super) async fn file_demand(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OverdueQuery {
     /// The day to judge on (YYYY-MM-DD); today when absent.

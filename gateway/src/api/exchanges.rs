@@ -18,6 +18,7 @@ use tongban_platform::Caller;
 
 /// Which exchanges a question is about.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExchangeFilter {
     /// From this instant (RFC 3339); statistics default to the last 24 hours.

@@ -64,10 +64,63 @@ pub fn document_base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// Finishes the document once the routers added their operations: errors are documented with
+/// the media type they are sent with, `application/problem+json` (RFC 9457), not as plain JSON,
+/// and an operation documented under several methods (the proxy) gets an id per method, since
+/// operation ids are unique.
+pub fn finish_document(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let mut ids = std::collections::HashMap::<String, usize>::new();
+    for item in document.paths.paths.values() {
+        let operations = [
+            &item.get,
+            &item.put,
+            &item.post,
+            &item.delete,
+            &item.options,
+            &item.head,
+            &item.patch,
+            &item.trace,
+        ];
+        for id in operations.into_iter().flatten().filter_map(|o| o.operation_id.clone()) {
+            *ids.entry(id).or_default() += 1;
+        }
+    }
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            if let Some(id) = &mut operation.operation_id
+                && ids.get(id.as_str()).is_some_and(|n| *n > 1)
+            {
+                *id = format!("{id}_{method}");
+            }
+            for (status, response) in &mut operation.responses.responses {
+                let RefOr::T(response) = response else { continue };
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if let Some(content) =
+                    is_error.then(|| response.content.shift_remove("application/json")).flatten()
+                {
+                    response.content.insert("application/problem+json".to_owned(), content);
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
-    components(schemas(crate::error::ProblemSchema)),
+    components(schemas(crate::error::ProblemSchema, tongban_exchange::query::Bucket, tongban_exchange::query::GroupBy)),
     modifiers(&Security),
 )]
 struct ApiDoc;

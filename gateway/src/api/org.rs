@@ -187,7 +187,7 @@ pub(super) async fn me(caller: Caller) -> Json<Me> {
 
 /// Lists departments.
 #[utoipa::path(get, path = "/departments", tag = "departments", security(("bearer" = [])),
-    params(Paging, DepartmentQuery),
+    params(DepartmentQuery),
     responses((status = 200, body = Listing<Department>), (status = 401, body = crate::error::ProblemSchema)))]
 pub(super) async fn list_departments(
     State(state): State<AppState>,
@@ -200,6 +200,7 @@ pub(super) async fn list_departments(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DepartmentQuery {
     /// Only departments with this role.
@@ -445,6 +446,7 @@ pub(super) async fn list_users(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AdminActionQuery {
     /// Only the actions on this username, system id or department code.
