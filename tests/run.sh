@@ -31,6 +31,8 @@ command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 # The OpenAPI document's validator runs from PyPI in a virtual environment.
 python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+# promtool checks that /metrics is what Prometheus tooling accepts.
+command -v promtool >/dev/null || packages+=(prometheus)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${packages[*]}" >&2
   as_root apt-get update -qq
@@ -72,6 +74,7 @@ if ! "$oas_venv/bin/openapi-spec-validator" --version >/dev/null 2>&1; then
   "$oas_venv/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
 fi
 export TONGBAN_OPENAPI_VALIDATOR="$oas_venv/bin/openapi-spec-validator"
+export TONGBAN_PROMTOOL="$(command -v promtool)"
 
 # The end-to-end tests start the real binary. Building every target at once keeps one feature
 # resolution (dev-dependencies included), so the binary and the tests share compiled crates.

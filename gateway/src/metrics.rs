@@ -215,12 +215,45 @@ impl Metrics {
         Metrics { registry, calls, cache, rate_limited, malformed, upstream_seconds, log }
     }
 
+    /// The registry in the Prometheus text format (version 0.0.4), for scrapers that do not
+    /// ask for OpenMetrics: the same samples, with a counter's help and type under its
+    /// `_total` name, and without OpenMetrics' unit lines and end marker.
+    pub fn encode_text(&self) -> Result<String, std::fmt::Error> {
+        Ok(open_metrics_to_text(&self.encode()?))
+    }
+
     /// The registry in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4 reads it.
+fn open_metrics_to_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match described {
+            Some(line) => text.push_str(line.trim_end()),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -261,5 +294,14 @@ mod tests {
         );
         assert!(text.contains("tongban_data_call_duration_seconds_count{operation=\"verify\"} 2"), "{text}");
         assert!(text.contains("# TYPE tongban_data_call_duration_seconds histogram"), "{text}");
+
+        let plain = metrics.encode_text().expect("encoded");
+        assert!(plain.contains("# TYPE tongban_data_calls_total counter\n"), "{plain}");
+        assert!(plain.contains("# HELP tongban_data_calls_total Data-plane calls"), "{plain}");
+        assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"), "{plain}");
+        assert!(
+            plain.contains("tongban_data_calls_total{operation=\"verify\",status=\"200\",code=\"\"} 2"),
+            "{plain}"
+        );
     }
 }

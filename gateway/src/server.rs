@@ -119,15 +119,20 @@ async fn metrics(
             return Err(ApiError::forbidden("metrics are for operators and platform administrators"));
         }
     }
-    let text = state.data().metrics.encode().map_err(|e| ApiError::internal(&e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response())
+    // OpenMetrics for a scraper that asks for it (Prometheus does, first); the older text
+    // format, which every Prometheus tool reads, otherwise.
+    let open_metrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let metrics = &state.data().metrics;
+    let (content_type, text) = if open_metrics {
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
+    } else {
+        ("text/plain; version=0.0.4; charset=utf-8", metrics.encode_text())
+    };
+    let text = text.map_err(|e| ApiError::internal(&e))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -599,5 +604,64 @@ mod tests {
         assert_eq!(me(state.clone()).await, StatusCode::OK, "a minute before its end");
         clock.advance(chrono::Duration::minutes(2));
         assert_eq!(me(state).await, StatusCode::UNAUTHORIZED, "a minute after its end");
+    }
+
+    /// `/metrics` answers in the format asked for: OpenMetrics when the scraper asks for it,
+    /// and otherwise the Prometheus text format, which `promtool check metrics` (from Debian's
+    /// `prometheus`, installed by `tests/run.sh`) finds clean.
+    #[tokio::test]
+    async fn metrics_come_in_the_format_asked_for_and_pass_promtool() {
+        let state = state().await.with_metrics_token(Some("scrape".into()));
+        let verified = crate::metrics::CallLabels { operation: "verify", status: 200, code: "" };
+        state.data().metrics.calls.record(verified, 0.002);
+        let scrape = |accept: &'static str| {
+            let state = state.clone();
+            async move {
+                let response = app(state)
+                    .oneshot(
+                        Request::get("/metrics")
+                            .header("authorization", "Bearer scrape")
+                            .header("accept", accept)
+                            .body(Body::empty())
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("infallible");
+                assert_eq!(response.status(), StatusCode::OK);
+                let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+                let body = response.into_body().collect().await.expect("body").to_bytes();
+                (content_type, String::from_utf8(body.to_vec()).expect("utf-8"))
+            }
+        };
+        let (content_type, open_metrics) =
+            scrape("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5").await;
+        assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+        assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+        let (content_type, text) = scrape("text/plain;version=0.0.4").await;
+        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        assert!(text.contains("tongban_data_calls_total{operation=\"verify\""), "{text}");
+
+        let promtool = std::env::var_os("TONGBAN_PROMTOOL").unwrap_or_else(|| "/usr/bin/promtool".into());
+        if !std::path::Path::new(&promtool).exists() {
+            assert!(std::env::var_os("TONGBAN_REQUIRE_PG").is_none(), "tests/run.sh installs promtool");
+            eprintln!("promtool not installed: run through tests/run.sh");
+            return;
+        }
+        let mut check = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool starts");
+        use std::io::Write as _;
+        check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("written");
+        let output = check.wait_with_output().expect("promtool ran");
+        assert!(
+            output.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
