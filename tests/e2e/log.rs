@@ -230,8 +230,13 @@ async fn metrics_count_calls_cache_limits_and_log_writes_for_operators_only() ->
     assert_eq!(ok + limited, 15, "{statuses:?}");
 
     let client = reqwest::Client::new();
-    let scrape =
-        client.get(demo.gateway.url("/metrics")).bearer_auth("scrape-token-for-tests").send().await?;
+    // Asked as Prometheus asks, OpenMetrics first.
+    let scrape = client
+        .get(demo.gateway.url("/metrics"))
+        .bearer_auth("scrape-token-for-tests")
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await?;
     assert_eq!(scrape.status(), 200);
     assert!(
         scrape.headers()["content-type"].to_str()?.starts_with("application/openmetrics-text"),
