@@ -36,6 +36,15 @@ pub struct CallLabels {
     pub code: &'static str,
 }
 
+/// A management API request: its method, its route's template (never the path itself, which
+/// may name a person or a key) and its status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     pub operation: &'static str,
@@ -159,6 +168,8 @@ pub struct Metrics {
     /// Requests the HTTP layer refused before any route, by reason.
     pub malformed: Family<OutcomeLabels, Counter>,
     pub upstream_seconds: Family<ResourceLabels, Histogram, fn() -> Histogram>,
+    /// Management API requests, by method, route and status.
+    pub api_requests: Family<ApiLabels, Counter>,
     pub log: LogMetrics,
 }
 
@@ -189,6 +200,12 @@ impl Metrics {
             Unit::Seconds,
             upstream_seconds.clone(),
         );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Management API requests by method, route and status",
+            api_requests.clone(),
+        );
         let sql_registry = registry.sub_registry_with_prefix("sql");
         sql_registry.register("running_queries", "SQL queries holding a slot", sql.running.clone());
         sql_registry.register("waiting_queries", "SQL queries waiting for a slot", sql.waiting.clone());
@@ -212,21 +229,150 @@ impl Metrics {
             Unit::Seconds,
             log.fsync_seconds.clone(),
         );
-        Metrics { registry, calls, cache, rate_limited, malformed, upstream_seconds, log }
+        Metrics { registry, calls, cache, rate_limited, malformed, upstream_seconds, api_requests, log }
     }
 
     /// The registry in the Prometheus text format (version 0.0.4), for scrapers that do not
     /// ask for OpenMetrics: the same samples, with a counter's help and type under its
     /// `_total` name, and without OpenMetrics' unit lines and end marker.
-    pub fn encode_text(&self) -> Result<String, std::fmt::Error> {
-        Ok(open_metrics_to_text(&self.encode()?))
+    pub fn encode_text(&self, standing: &Standing) -> Result<String, std::fmt::Error> {
+        Ok(open_metrics_to_text(&self.encode_with(standing)?))
     }
 
-    /// The registry in the OpenMetrics text format.
+    /// Every series in the OpenMetrics text format: those counted, then those read now.
+    pub fn encode_with(&self, standing: &Standing) -> Result<String, std::fmt::Error> {
+        let mut text = self.encode()?;
+        // One end marker, after both registries.
+        if text.ends_with("# EOF\n") {
+            text.truncate(text.len() - "# EOF\n".len());
+        }
+        prometheus_client::encoding::text::encode(&mut text, &standing_registry(standing))?;
+        Ok(text)
+    }
+
+    /// The counted series in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// How the gateway stands at a scrape, read then rather than counted: the store's pool, the
+/// answer cache and the datasets. The build and the process are read by [`Metrics`] itself.
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    /// The store pool's open connections, and of those the idle.
+    pub store_connections: (u32, u32),
+    pub cache_entries: u64,
+    /// Whether every configured dataset is open and answering.
+    pub datasets_ready: bool,
+    /// Rows of each open dataset, where known.
+    pub dataset_rows: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatasetLabels {
+    dataset: String,
+}
+
+/// The series read at each scrape, in a registry of their own.
+fn standing_registry(standing: &Standing) -> Registry {
+    let mut registry = Registry::default();
+    {
+        let gateway = registry.sub_registry_with_prefix("tongban");
+        let build = Family::<VersionLabels, Gauge>::default();
+        build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        gateway.register("build_info", "The running build, by version (always 1)", build);
+        let connections = Family::<StateLabels, Gauge>::default();
+        let (open, idle) = standing.store_connections;
+        connections.get_or_create(&StateLabels { state: "idle" }).set(i64::from(idle));
+        connections.get_or_create(&StateLabels { state: "in_use" }).set(i64::from(open.saturating_sub(idle)));
+        gateway.register("store_connections", "Connections of the store's pool, idle or in use", connections);
+        let entries = Gauge::<i64>::default();
+        entries.set(i64::try_from(standing.cache_entries).unwrap_or(i64::MAX));
+        gateway.register("cache_entries", "Answers held by the answer cache", entries);
+        let ready = Gauge::<i64>::default();
+        ready.set(i64::from(standing.datasets_ready));
+        gateway.register("datasets_ready", "1 when every configured dataset is open and answering", ready);
+        let rows = Family::<DatasetLabels, Gauge>::default();
+        for (dataset, count) in &standing.dataset_rows {
+            rows.get_or_create(&DatasetLabels { dataset: dataset.clone() })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        gateway.register("dataset_rows", "Rows of each open dataset", rows);
+    }
+    if let Some(process) = ProcessFigures::read() {
+        let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        cpu.inc_by(process.cpu_seconds);
+        registry.register_with_unit("process_cpu", "User and system processor time", Unit::Seconds, cpu);
+        for (name, help, value) in [
+            ("process_resident_memory_bytes", "Resident memory", process.resident_bytes),
+            ("process_virtual_memory_bytes", "Virtual memory", process.virtual_bytes),
+            ("process_open_fds", "Open file descriptors", process.open_fds),
+            ("process_max_fds", "The limit on open file descriptors", process.max_fds),
+            ("process_start_time_seconds", "Start time since the Unix epoch", process.start_time_seconds),
+        ] {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(name, help, gauge);
+        }
+    }
+    registry
+}
+
+/// The process's own figures, from `/proc` (Linux).
+struct ProcessFigures {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: u64,
+    max_fds: u64,
+    start_time_seconds: u64,
+}
+
+impl ProcessFigures {
+    fn read() -> Option<ProcessFigures> {
+        // The kernel reports times in USER_HZ, which is 100 on Linux whatever the kernel's own
+        // tick rate.
+        const TICKS_PER_SECOND: u64 = 100;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces: the
+        // state is field 3 of proc(5), so field n is at index n - 3.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let (utime, stime, start_ticks, virtual_bytes, resident_pages) =
+            (field(14)?, field(15)?, field(22)?, field(23)?, field(24)?);
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("Max open files"))?
+            .split_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()?;
+        Some(ProcessFigures {
+            cpu_seconds: (utime + stime) as f64 / TICKS_PER_SECOND as f64,
+            resident_bytes: resident_pages * 4096,
+            virtual_bytes,
+            open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as u64,
+            max_fds,
+            start_time_seconds: boot_time + start_ticks / TICKS_PER_SECOND,
+        })
     }
 }
 
@@ -295,7 +441,7 @@ mod tests {
         assert!(text.contains("tongban_data_call_duration_seconds_count{operation=\"verify\"} 2"), "{text}");
         assert!(text.contains("# TYPE tongban_data_call_duration_seconds histogram"), "{text}");
 
-        let plain = metrics.encode_text().expect("encoded");
+        let plain = metrics.encode_text(&Standing::default()).expect("encoded");
         assert!(plain.contains("# TYPE tongban_data_calls_total counter\n"), "{plain}");
         assert!(plain.contains("# HELP tongban_data_calls_total Data-plane calls"), "{plain}");
         assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"), "{plain}");

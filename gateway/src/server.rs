@@ -27,7 +27,12 @@ pub fn app(state: AppState) -> Router {
         crate::data::routes(state.data().sql.max_body_bytes).with_state(state.data_state().clone());
     let (api_routes, mut document) =
         utoipa_axum::router::OpenApiRouter::with_openapi(crate::api::document_base())
-            .nest("/api/v1", crate::api::routes().merge(data_routes))
+            .nest(
+                "/api/v1",
+                crate::api::routes()
+                    .layer(axum::middleware::from_fn_with_state(state.clone(), count_api_request))
+                    .merge(data_routes),
+            )
             .split_for_parts();
     crate::api::finish_document(&mut document);
     // The document is written once: it is the same for every caller.
@@ -126,13 +131,48 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
     let metrics = &state.data().metrics;
+    let standing = standing(&state);
     let (content_type, text) = if open_metrics {
-        ("application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode_with(&standing))
     } else {
-        ("text/plain; version=0.0.4; charset=utf-8", metrics.encode_text())
+        ("text/plain; version=0.0.4; charset=utf-8", metrics.encode_text(&standing))
     };
     let text = text.map_err(|e| ApiError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response())
+}
+
+/// How the gateway stands now, for the series `/metrics` reads at each scrape.
+fn standing(state: &AppState) -> crate::metrics::Standing {
+    let (datasets_ready, dataset_rows) = match state.readiness() {
+        Readiness::Ready(registry) => {
+            (true, registry.datasets.values().filter_map(|d| Some((d.name.clone(), d.rows?))).collect())
+        }
+        Readiness::Loading | Readiness::Failed(_) => (false, Vec::new()),
+    };
+    crate::metrics::Standing {
+        store_connections: state.platform().store.connections(),
+        cache_entries: state.data().cache.entries(),
+        datasets_ready,
+        dataset_rows,
+    }
+}
+
+/// Counts a management API request by method, route template and status.
+async fn count_api_request(
+    State(state): State<AppState>,
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = crate::metrics::ApiLabels {
+        method,
+        route: route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned()),
+        status: response.status().as_u16(),
+    };
+    state.data().metrics.api_requests.get_or_create(&labels).inc();
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -640,6 +680,34 @@ mod tests {
         let (content_type, text) = scrape("text/plain;version=0.0.4").await;
         assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
         assert!(text.contains("tongban_data_calls_total{operation=\"verify\""), "{text}");
+        // Read at the scrape: the build, the process, the store's pool, the cache, the datasets;
+        // and the management API's own requests, by route template (this scrape's comes after).
+        for series in [
+            "tongban_build_info{version=",
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "tongban_store_connections{state=\"idle\"}",
+            "tongban_cache_entries 0",
+            "tongban_datasets_ready 0",
+        ] {
+            assert!(text.contains(series), "no {series} in\n{text}");
+        }
+        let response = app(state.clone())
+            .oneshot(Request::get("/api/v1/grants/some-grant").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let (_, text) = scrape("text/plain").await;
+        assert!(
+            text.contains(
+                "tongban_api_requests_total{method=\"GET\",route=\"/api/v1/grants/{id}\",status=\"401\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("some-grant"), "paths never become labels");
 
         let promtool = std::env::var_os("TONGBAN_PROMTOOL").unwrap_or_else(|| "/usr/bin/promtool".into());
         if !std::path::Path::new(&promtool).exists() {

@@ -63,6 +63,13 @@ pub struct AnswerCache {
     max_ttl: Duration,
 }
 
+impl AnswerCache {
+    /// Answers held now (approximate: moka counts lazily).
+    pub fn entries(&self) -> u64 {
+        self.entries.entry_count()
+    }
+}
+
 impl std::fmt::Debug for AnswerCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnswerCache").field("entries", &self.entries.entry_count()).finish_non_exhaustive()

@@ -161,6 +161,11 @@ const SQLITE_PRAGMAS: [&str; 3] =
 impl Store {
     /// Connects to `url` (`sqlite://PATH?mode=rwc`, `sqlite::memory:`, or `postgres://…`) and
     /// applies pending migrations.
+    /// The pool's connections: open, and of those idle.
+    pub fn connections(&self) -> (u32, u32) {
+        (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+    }
+
     pub async fn connect(url: &str) -> Result<Store> {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
