@@ -25,36 +25,49 @@ struct Cli {
 enum Command {
     /// Serve with a configuration file.
     Serve {
+        /// The configuration file (TOML); `TONGBAN_SECTION__FIELD` variables override it.
         #[arg(long, env = "TONGBAN_CONFIG")]
         config: PathBuf,
+    },
+    /// Check a configuration without serving.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Make the first platform administrator of a new store, in the data office that runs the
     /// platform; prints the password once. Refused when the store already has one.
     Bootstrap {
+        /// The configuration file naming the store (TOML).
         #[arg(long, env = "TONGBAN_CONFIG")]
         config: PathBuf,
         /// The data office's 统一社会信用代码 (registered as a data office if it is new).
         #[arg(long)]
         department_code: String,
+        /// The data office's name, such as 河南省数据局.
         #[arg(long)]
         department_name: String,
         /// The GB/T 2260 division of the department's seat, such as 410000.
         #[arg(long)]
         region: String,
+        /// The administrator's sign-in name.
         #[arg(long, default_value = "admin")]
         username: String,
+        /// The administrator's name as people see it.
         #[arg(long, default_value = "平台管理员")]
         display_name: String,
     },
     /// Serve demo data on loopback, generating it into the data directory on first run.
     Demo {
+        /// The address to serve on (checked before anything is generated).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Where the demo keeps its configuration, datasets, store and exchange log.
         #[arg(long, default_value = "tongban-demo")]
         data_dir: PathBuf,
         /// People in the demo's household registration, when it is generated.
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
+        /// The generator's seed: the same seed makes the same people.
         #[arg(long, default_value_t = 2026)]
         seed: u64,
         /// Serve HTTPS with development certificates (made on first use in DATA_DIR/certs),
@@ -65,6 +78,7 @@ enum Command {
     /// Serve the demo housing fund centre's own API (a supplier the gateway proxies to) from a
     /// generated housing fund Parquet file.
     Supplier {
+        /// The address to serve on.
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
         /// The housing fund dataset, e.g. tongban-demo/datasets/housing_fund.parquet.
@@ -79,6 +93,7 @@ enum Command {
     },
     /// Write a development CA, a server certificate and client certificates (PEM).
     Certs {
+        /// The directory the PEM files are written to.
         #[arg(long)]
         out: PathBuf,
         /// Names the server certificate is valid for.
@@ -98,8 +113,10 @@ enum Command {
         /// People in household registration.
         #[arg(long)]
         rows: u64,
+        /// The generator's seed: the same seed makes the same files.
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// The directory the Parquet files are written to.
         #[arg(long)]
         out: PathBuf,
         /// Fraction of rows made defective on purpose, listed in defects.csv.
@@ -111,6 +128,17 @@ enum Command {
         /// Rows per Parquet row group.
         #[arg(long, default_value_t = 131_072)]
         row_group_rows: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load a configuration as `serve` would, check that the files it names exist, and print
+    /// each problem on a line of its own naming the file, the key and the value; exits with
+    /// status 1 when there is one.
+    Check {
+        /// The configuration file (TOML); `TONGBAN_SECTION__FIELD` variables override it.
+        file: PathBuf,
     },
 }
 
@@ -140,10 +168,20 @@ enum AuditCommand {
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A configuration is checked whole before anything reads part of it, so that each problem
+    // is told once, on a line of its own.
+    let preloaded = match &cli.command {
+        Command::Serve { config } | Command::Config { command: ConfigCommand::Check { file: config } } => {
+            Some(Config::load(config)?)
+        }
+        _ => None,
+    };
     // Telemetry and the worker count are read before the rest of the configuration: diagnostics
     // are set up, and the runtime that loads the rest is built, first.
     let early_config = match &cli.command {
-        Command::Serve { config } => Some(config.clone()),
+        Command::Serve { config } | Command::Config { command: ConfigCommand::Check { file: config } } => {
+            Some(config.clone())
+        }
         Command::Demo { data_dir, .. } => Some(data_dir.join(crate::demo::CONFIG_FILE)),
         _ => None,
     };
@@ -160,8 +198,33 @@ pub fn main() -> anyhow::Result<()> {
     let runtime = runtime.enable_all().build()?;
     match cli.command {
         Command::Serve { config } => {
-            let loaded = Config::load(&config)?;
+            let loaded = match preloaded {
+                Some(loaded) => loaded,
+                None => Config::load(&config)?,
+            };
             runtime.block_on(crate::server::serve(loaded, None))
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let loaded = match preloaded {
+                Some(loaded) => loaded,
+                None => Config::load(&file)?,
+            };
+            let problems = loaded.missing_files();
+            #[allow(clippy::print_stdout)]
+            for problem in &problems {
+                println!("{problem}");
+            }
+            anyhow::ensure!(problems.is_empty(), "{}: {} problems", file.display(), problems.len());
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "{}: valid; {} datasets, listening on {}",
+                    file.display(),
+                    loaded.config.datasets.len(),
+                    loaded.config.server.listen
+                );
+            }
+            Ok(())
         }
         Command::Bootstrap { config, department_code, department_name, region, username, display_name } => {
             let loaded = Config::load(&config)?;
@@ -184,6 +247,11 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { listen, data_dir, rows, seed, tls } => runtime.block_on(async {
+            // A taken address is told at once, not after the data is generated and seeded.
+            drop(
+                std::net::TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen} (--listen)"))?,
+            );
             let mut loaded = crate::demo::prepare(listen, &data_dir, rows, seed, tls).await?;
             crate::demo::start_supplier(&mut loaded, &data_dir).await?;
             let seed: crate::server::Seed = Box::new(move |platform| {
@@ -198,7 +266,9 @@ pub fn main() -> anyhow::Result<()> {
             crate::server::serve(loaded, Some(seed)).await
         }),
         Command::Supplier { listen, parquet, token, cache_control } => runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
             let app = crate::demo::supplier::app(&parquet, &token, &cache_control).await?;
             tracing::info!(%listen, "supplier API listening");
             axum::serve(listener, app).await?;
@@ -336,4 +406,33 @@ fn init_tracing(
     };
     tracing_subscriber::registry().with(diagnostics).with(exported).init();
     Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tongban", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+        Cli::command().debug_assert();
+    }
 }

@@ -232,8 +232,41 @@ impl Default for ServerConfig {
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     Missing(PathBuf),
-    #[error("configuration {path}: {source}")]
-    Invalid { path: PathBuf, source: Box<figment::Error> },
+    /// One line per problem, each naming where it was set, the key and the value.
+    #[error("{}", problems.join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+/// Each of `error`'s problems on a line: the file (or environment variable) that set the key,
+/// the key as written there, the value, and what is wrong with it.
+fn describe(figment: &Figment, error: figment::Error, file: &Path) -> Vec<String> {
+    error
+        .into_iter()
+        .map(|problem| {
+            let key = problem.path.join(".");
+            let profile = problem.profile.clone().unwrap_or_default();
+            let source = match problem.metadata.as_ref() {
+                // Set by an environment variable: name the variable, as `env_overrides` reads it.
+                Some(metadata) if metadata.source.is_none() && metadata.name.contains("environment") => {
+                    format!("TONGBAN_{}", problem.path.join("__").to_uppercase())
+                }
+                Some(metadata) => match &metadata.source {
+                    Some(figment::Source::File(path)) => format!("{}: {key}", path.display()),
+                    _ => format!("{}: {key}", file.display()),
+                },
+                None => format!("{}: {key}", file.display()),
+            };
+            let value = figment
+                .find_value(&format!("{profile}.{key}"))
+                .ok()
+                .or_else(|| figment.find_value(&key).ok())
+                .and_then(|value| serde_json::to_string(&value).ok())
+                .map(|value| format!(" = {value}"))
+                .unwrap_or_default();
+            let source = if key.is_empty() { file.display().to_string() } else { source };
+            format!("{source}{value}: {}", problem.kind)
+        })
+        .collect()
 }
 
 /// A loaded configuration and the directory relative paths in it are resolved against.
@@ -245,16 +278,56 @@ pub struct LoadedConfig {
     pub source: PathBuf,
 }
 
+impl LoadedConfig {
+    /// The files the configuration names that do not exist, each on a line naming its key.
+    /// Locations that are URLs (object stores, PostgreSQL) are not looked at here.
+    pub fn missing_files(&self) -> Vec<String> {
+        let mut named: Vec<(String, PathBuf)> = Vec::new();
+        for (n, dataset) in self.config.datasets.iter().enumerate() {
+            let location = match &dataset.source {
+                tongban_connectors::SourceConfig::Parquet { location }
+                | tongban_connectors::SourceConfig::Csv { location, .. } => location,
+                tongban_connectors::SourceConfig::Postgres { .. } => continue,
+            };
+            if !location.contains("://") {
+                named.push((
+                    format!("datasets[{n}].source.location ({})", dataset.name),
+                    PathBuf::from(location),
+                ));
+            }
+        }
+        if let Some(tls) = &self.config.server.tls {
+            named.push(("server.tls.cert".into(), tls.cert.clone()));
+            named.push(("server.tls.key".into(), tls.key.clone()));
+            if let Some(ca) = &tls.client_ca {
+                named.push(("server.tls.client_ca".into(), ca.clone()));
+            }
+        }
+        if let Some(calendar) = &self.config.workflow.calendar {
+            named.push(("workflow.calendar".into(), calendar.clone()));
+        }
+        named
+            .into_iter()
+            .filter(|(_, path)| !self.base_dir.join(path).exists())
+            .map(|(key, path)| {
+                format!("{}: {key} = {:?}: no such file", self.source.display(), path.display().to_string())
+            })
+            .collect()
+    }
+}
+
 impl Config {
     /// Loads `path`, applies environment overrides and checks every field.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         if !path.is_file() {
             return Err(ConfigError::Missing(path.to_owned()));
         }
-        let config: Config = Figment::from(Serialized::default("server", ServerConfig::default()))
-            .merge(file_and_env(path))
-            .extract()
-            .map_err(|e| ConfigError::Invalid { path: path.to_owned(), source: Box::new(e) })?;
+        let figment =
+            Figment::from(Serialized::default("server", ServerConfig::default())).merge(file_and_env(path));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: describe(&figment, e, path),
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         Ok(LoadedConfig { config, base_dir, source: path.to_owned() })

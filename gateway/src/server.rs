@@ -221,7 +221,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
              plain HTTP deliberately"
         ),
     };
-    let listener = TcpListener::bind(server_config.listen).await?;
+    let listener = TcpListener::bind(server_config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (server.listen): {e}", server_config.listen))?;
     let address = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     // Printed on standard output so scripts and tests can find an ephemeral port.

@@ -167,3 +167,105 @@ async fn bootstrap_makes_the_first_administrator_of_a_new_store() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("already has an administrator (admin)"), "{stderr}");
 }
+
+/// `tongban config check` tells each problem once, on a line naming the file or variable, the
+/// key and the value, without figment's profile; then the files a valid configuration names.
+#[tokio::test]
+async fn config_check_names_each_problem_once_with_its_key_and_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tongban.toml");
+    let check = |env: Vec<(&'static str, &'static str)>| {
+        let config = config.clone();
+        async move {
+            let output = tokio::process::Command::new(tongban_e2e::tongban_bin())
+                .args(["config", "check"])
+                .arg(&config)
+                .envs(env)
+                .env("TONGBAN_LOG", "error")
+                .output()
+                .await
+                .expect("run");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr),
+            )
+        }
+    };
+    // Reading stops at the first problem; each is told on one line, once.
+    for (file, env, expected) in [
+        (
+            "[server]\nlisten = \"localhost-8080\"\n",
+            vec![],
+            "tongban.toml: server.listen = \"localhost-8080\": ",
+        ),
+        ("[server]\nshutdown_grace_sec = 5\n", vec![], "shutdown_grace_sec"),
+        (
+            "[server]\nplaintext = true\n",
+            vec![("TONGBAN_STORE__SESSION_HOURS", "many")],
+            "TONGBAN_STORE__SESSION_HOURS = \"many\": ",
+        ),
+    ] {
+        std::fs::write(&config, file).expect("write");
+        let (ok, said) = check(env).await;
+        assert!(!ok, "{said}");
+        let telling: Vec<&str> = said.lines().filter(|l| l.contains(expected)).collect();
+        assert_eq!(telling.len(), 1, "once: {expected}\n{said}");
+        assert!(!said.contains("default."), "figment's profile is not shown: {said}");
+    }
+
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n\n[[datasets]]\nname = \"household\"\nkey = \"id_number\"\n\
+         [datasets.source]\nkind = \"parquet\"\nlocation = \"data/household.parquet\"\n",
+    )
+    .expect("write");
+    let (ok, said) = check(vec![]).await;
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("datasets[0].source.location (household) = \"data/household.parquet\": no such file"),
+        "{said}"
+    );
+    std::fs::create_dir_all(dir.path().join("data")).expect("dir");
+    std::fs::write(dir.path().join("data/household.parquet"), b"").expect("file");
+    let (ok, said) = check(vec![]).await;
+    assert!(ok, "{said}");
+    assert!(said.contains("valid; 1 datasets"), "{said}");
+}
+
+/// A demo asked to listen on a taken address says so at once, naming it, before it generates
+/// or seeds anything.
+#[tokio::test]
+async fn a_taken_address_is_told_before_the_demo_generates_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = tokio::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["demo", "--listen", &address, "--rows", "1000", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(!dir.path().join("datasets").exists(), "nothing was generated");
+}
+
+/// Generating with standard error going to a file or a pipe shows progress lines, where a bar
+/// would show nothing.
+#[tokio::test]
+async fn generation_reports_progress_in_lines_when_not_at_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = tokio::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["generate", "--rows", "20000", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .await
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines =
+        stderr.lines().filter(|l| l.starts_with("generated ") && l.contains("of 20000 people")).count();
+    assert!(lines >= 5, "{stderr}");
+}

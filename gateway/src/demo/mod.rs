@@ -131,6 +131,29 @@ fn today() -> NaiveDate {
 
 /// Generates datasets with a progress bar on standard error.
 pub fn generate_with_progress(config: &SynthConfig, out: &Path) -> anyhow::Result<SynthReport> {
+    // A bar for people at a terminal; a line at each tenth for logs and pipes, which a bar
+    // would leave empty.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let tenth = (config.rows / 10).max(1);
+        let next = std::sync::atomic::AtomicU64::new(tenth);
+        let started = std::time::Instant::now();
+        let report = synth::generate(config, out, &|done| {
+            if done >= next.load(std::sync::atomic::Ordering::Relaxed) {
+                next.store(done - done % tenth + tenth, std::sync::atomic::Ordering::Relaxed);
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "generated {done} of {} people ({}%) in {:.1}s",
+                        config.rows,
+                        done * 100 / config.rows.max(1),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        })
+        .with_context(|| format!("generating into {}", out.display()))?;
+        return Ok(report);
+    }
     let bar = ProgressBar::new(config.rows);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {bar:40} {human_pos}/{human_len} people {per_sec} eta {eta}")
