@@ -351,8 +351,12 @@ impl ProcessFigures {
         // state is field 3 of proc(5), so field n is at index n - 3.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-        let (utime, stime, start_ticks, virtual_bytes, resident_pages) =
-            (field(14)?, field(15)?, field(22)?, field(23)?, field(24)?);
+        let (utime, stime, start_ticks, virtual_bytes) = (field(14)?, field(15)?, field(22)?, field(23)?);
+        // In kilobytes, whatever the page size.
+        let resident_kib: u64 = std::fs::read_to_string("/proc/self/status")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())?;
         let boot_time = std::fs::read_to_string("/proc/stat")
             .ok()?
             .lines()
@@ -367,7 +371,7 @@ impl ProcessFigures {
             .ok()?;
         Some(ProcessFigures {
             cpu_seconds: (utime + stime) as f64 / TICKS_PER_SECOND as f64,
-            resident_bytes: resident_pages * 4096,
+            resident_bytes: resident_kib * 1024,
             virtual_bytes,
             open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as u64,
             max_fds,

@@ -697,6 +697,11 @@ mod tests {
         ] {
             assert!(text.contains(series), "no {series} in\n{text}");
         }
+        let resident: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes ")?.parse().ok())
+            .expect("resident memory");
+        assert!(resident > 1_000_000.0, "a test process holds more than a megabyte: {resident}");
         let response = app(state.clone())
             .oneshot(Request::get("/api/v1/grants/some-grant").body(Body::empty()).expect("request"))
             .await
