@@ -1002,3 +1002,42 @@ async fn the_openapi_document_passes_the_validator() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A page size outside 1–500 is refused with 422 `invalid_limit` on every list, rather than
+/// quietly changed; the document states the bounds.
+#[tokio::test]
+async fn page_sizes_outside_their_bounds_are_refused_on_every_list() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let admin = demo.sign_in("admin").await?;
+    for list in [
+        "/grants",
+        "/departments",
+        "/systems",
+        "/users",
+        "/admin-actions",
+        "/service-items",
+        "/catalog/resources",
+        "/demands",
+    ] {
+        for limit in ["0", "501", "2147483648"] {
+            let (status, problem) = admin.get(&format!("{list}?limit={limit}")).await?;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (422, Some("invalid_limit")),
+                "{list}?limit={limit}: {problem}"
+            );
+        }
+        let (status, page) = admin.get(&format!("{list}?limit=500")).await?;
+        assert_eq!(status, 200, "{list}: {page}");
+    }
+    let (_, document) = demo.anonymous().get("/openapi.json").await?;
+    let limit = document["paths"]["/api/v1/grants"]["get"]["parameters"]
+        .as_array()
+        .context("parameters")?
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .context("limit")?
+        .clone();
+    assert_eq!((limit["in"].as_str(), &limit["schema"]["maximum"]), (Some("query"), &json!(500)), "{limit}");
+    Ok(())
+}

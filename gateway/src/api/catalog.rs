@@ -10,7 +10,7 @@ use tongban_policy::org::ServiceItem;
 use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use tongban_platform::store::{PageRequest, ResourceFilter};
+use tongban_platform::store::ResourceFilter;
 use tongban_platform::{Caller, ResourceInput};
 
 /// Lists service items (事项).
@@ -21,7 +21,7 @@ pub(super) async fn list_service_items(
     _caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<ServiceItem>>, ApiError> {
-    Ok(Json(state.platform().store.service_items_page(&paging.into()).await?.into()))
+    Ok(Json(state.platform().store.service_items_page(&paging.request()?).await?.into()))
 }
 
 /// Registers a service item (platform administrators).
@@ -60,6 +60,7 @@ pub(super) struct ResourceQuery {
     service_item: Option<String>,
     /// Only resources bound to this dataset.
     dataset: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     after: Option<String>,
 }
@@ -79,7 +80,7 @@ pub(super) async fn list_resources(
         service_item: query.service_item,
         dataset: query.dataset,
     };
-    let page = PageRequest { after: query.after, limit: query.limit };
+    let page = super::page_request(query.after, query.limit)?;
     Ok(Json(state.platform().store.resources_page(&filter, &page).await?.into()))
 }
 

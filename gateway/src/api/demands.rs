@@ -11,7 +11,7 @@ use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms,
 use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use tongban_platform::store::{DemandFilter, DemandRecord, PageRequest};
+use tongban_platform::store::{DemandFilter, DemandRecord};
 use tongban_platform::{Caller, DemandInput};
 
 /// A demand as the API shows it.
@@ -80,6 +80,7 @@ pub(super) struct DemandQuery {
     /// The supplying department (credit code).
     supplier: Option<String>,
     resource: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     after: Option<String>,
 }
@@ -104,7 +105,7 @@ pub(super) async fn list_demands(
             supplier_province: None,
         },
     )?;
-    let page = PageRequest { after: query.after, limit: query.limit };
+    let page = super::page_request(query.after, query.limit)?;
     let page = state.platform().store.list_demands(&filter, &page).await?;
     let today = state.platform().now().date();
     Ok(Json(Listing::of(page, |d| DemandView::of(d, today))))

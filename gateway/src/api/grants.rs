@@ -47,7 +47,7 @@ pub(super) async fn list_grants(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<GrantView>>, ApiError> {
     let platform = state.platform();
-    let page = platform.list_grants(&caller, &paging.into()).await?;
+    let page = platform.list_grants(&caller, &paging.request()?).await?;
     let today = platform.now().date();
     Ok(Json(Listing::of(page, |record| GrantView {
         version: record.version,

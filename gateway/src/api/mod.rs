@@ -174,13 +174,34 @@ impl<T> From<Page<T>> for Listing<T> {
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// At most this many items (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` value of the previous page.
     pub after: Option<String>,
 }
 
-impl From<Paging> for PageRequest {
-    fn from(paging: Paging) -> PageRequest {
-        PageRequest { after: paging.after, limit: paging.limit }
+impl Paging {
+    /// The page asked for, refused with 422 `invalid_limit` outside 1–500.
+    pub fn request(self) -> Result<PageRequest, crate::error::ApiError> {
+        page_request(self.after, self.limit)
+    }
+}
+
+/// The page a list's `after` and `limit` ask for. A limit outside 1–500 is refused rather than
+/// quietly changed, so a client learns the bound instead of receiving fewer items than it
+/// asked for without knowing why.
+pub fn page_request(
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<PageRequest, crate::error::ApiError> {
+    match limit {
+        Some(limit) if !(1..=PageRequest::MAX_LIMIT).contains(&limit) => {
+            Err(crate::error::ApiError::unprocessable(
+                "invalid_limit",
+                "Invalid limit",
+                format!("limit must be between 1 and {}, not {limit}", PageRequest::MAX_LIMIT),
+            ))
+        }
+        _ => Ok(PageRequest { after, limit }),
     }
 }

@@ -11,7 +11,7 @@ use super::{Listing, Paging};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use tongban_platform::auth;
-use tongban_platform::store::{Acting, AdminAction, DepartmentFilter, PageRequest, SystemRecord, UserRecord};
+use tongban_platform::store::{Acting, AdminAction, DepartmentFilter, SystemRecord, UserRecord};
 use tongban_platform::users::{self, NewUser};
 use tongban_platform::{Caller, Platform};
 
@@ -195,7 +195,7 @@ pub(super) async fn list_departments(
     ApiQuery(query): ApiQuery<DepartmentQuery>,
 ) -> Result<Json<Listing<Department>>, ApiError> {
     let filter = DepartmentFilter { role: query.role, region_prefix: query.region };
-    let page = PageRequest { after: query.after, limit: query.limit };
+    let page = super::page_request(query.after, query.limit)?;
     Ok(Json(state.platform().store.departments_page(&filter, &page).await?.into()))
 }
 
@@ -207,6 +207,7 @@ pub(super) struct DepartmentQuery {
     role: Option<DepartmentRole>,
     /// Only departments whose region starts with this division prefix.
     region: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     after: Option<String>,
 }
@@ -248,7 +249,7 @@ pub(super) async fn list_systems(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<SystemRecord>>, ApiError> {
     let department = (!caller.oversees()).then(|| caller.department().code.clone());
-    Ok(Json(state.platform().store.systems_page(department.as_deref(), &paging.into()).await?.into()))
+    Ok(Json(state.platform().store.systems_page(department.as_deref(), &paging.request()?).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -442,7 +443,7 @@ pub(super) async fn list_users(
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<Listing<UserRecord>>, ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    Ok(Json(state.platform().store.users_page(None, &paging.into()).await?.into()))
+    Ok(Json(state.platform().store.users_page(None, &paging.request()?).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -452,6 +453,7 @@ pub(super) struct AdminActionQuery {
     /// Only the actions on this username, system id or department code.
     target: Option<String>,
     /// At most this many (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The `next` value of the previous page.
     after: Option<String>,
@@ -468,7 +470,7 @@ pub(super) async fn list_admin_actions(
     ApiQuery(query): ApiQuery<AdminActionQuery>,
 ) -> Result<Json<Listing<AdminAction>>, ApiError> {
     caller.require(&[UserRole::PlatformAdmin])?;
-    let page = PageRequest { after: query.after, limit: query.limit };
+    let page = super::page_request(query.after, query.limit)?;
     Ok(Json(state.platform().store.admin_actions(query.target.as_deref(), &page).await?.into()))
 }
 
