@@ -32,10 +32,10 @@ export function ErrorBox({ error }) {
   if (!error) return null;
   if (error.status === 403) return html`<p class="error" role="alert" data-code=${error.code}>${t('common.forbidden')} (${error.message})</p>`;
   const reasons = error.reasons?.length
-    ? html`<ul>${error.reasons.map((r) => html`<li>${r.code}: ${r.detail ?? ''}</li>`)}</ul>`
+    ? html`<ul>${error.reasons.map((r) => html`<li data-code=${r.code}>${label('code', r.code)}${r.detail ? `: ${r.detail}` : ''}</li>`)}</ul>`
     : null;
   return html`<div class="error" role="alert" data-code=${error.code ?? ''}>
-    <strong>${t('common.error')}</strong> <code>${error.code ?? ''}</code> ${error.message}${reasons}
+    <strong>${t('common.error')}</strong> <span title=${error.code ?? ''}>${label('code', error.code)}</span> ${error.message}${reasons}
   </div>`;
 }
 

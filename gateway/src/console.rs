@@ -151,4 +151,66 @@ mod tests {
             }
         }
     }
+
+    /// Every problem code the gateway and the platform can answer with, and every refusal
+    /// reason, has a label in both of the console's languages, so no page shows a raw code.
+    #[test]
+    fn every_problem_code_and_refusal_reason_has_a_label_in_both_languages() {
+        // Problem codes are written as a code literal followed by its title, as in
+        // `ApiError::new(status, "code", "Title", detail)`; metric names follow the same shape
+        // and are left out with the file that registers them.
+        fn codes_in(source: &str, codes: &mut std::collections::BTreeSet<String>) {
+            let bytes = source.as_bytes();
+            let mut at = 0;
+            while let Some(open) = source[at..].find('"').map(|o| at + o) {
+                let start = open + 1;
+                let end = start
+                    + bytes[start..].iter().take_while(|b| b.is_ascii_lowercase() || **b == b'_').count();
+                at = start;
+                if end == start || !source[end..].starts_with("\",") {
+                    continue;
+                }
+                let rest = source[end + 2..].trim_start();
+                if rest.starts_with('"') && rest[1..].chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+                    codes.insert(source[start..end].to_owned());
+                }
+            }
+        }
+        let mut codes = std::collections::BTreeSet::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut pending = vec![root.join("src"), root.join("../platform/src")];
+        while let Some(path) = pending.pop() {
+            if path.is_dir() {
+                pending.extend(std::fs::read_dir(&path).expect("dir").map(|e| e.expect("entry").path()));
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("metrics.rs") {
+                let source = std::fs::read_to_string(&path).expect("source");
+                codes_in(source.split("\n#[cfg(test)]").next().unwrap_or_default(), &mut codes);
+            }
+        }
+        assert!(codes.len() > 50 && codes.contains("access_denied"), "the scan found the codes: {codes:?}");
+        codes.extend(crate::quality::OUTSIDE_GRANT_REASONS.iter().map(|c| (*c).to_owned()));
+        codes.extend(crate::quality::OUTSIDE_VALIDITY_REASONS.iter().map(|c| (*c).to_owned()));
+        codes.extend(
+            [
+                "record_not_found",
+                "client_closed",
+                "unauthenticated_rate_limited",
+                "purpose_missing",
+                "purpose_invalid",
+                "dataset_not_owned",
+            ]
+            .map(String::from),
+        );
+        let dictionaries = std::fs::read_to_string(root.join("console/i18n.js")).expect("i18n.js");
+        let (zh, en) = dictionaries.split_once("const en = {").expect("two dictionaries");
+        let missing: Vec<String> = codes
+            .iter()
+            .filter(|code| {
+                let key = format!("'code.{code}':");
+                !zh.contains(&key) || !en.contains(&key)
+            })
+            .cloned()
+            .collect();
+        assert!(missing.is_empty(), "codes without a label in both languages: {missing:?}");
+    }
 }

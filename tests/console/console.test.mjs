@@ -178,7 +178,8 @@ test('a person changes their own password from their name in the header', async 
   await change(credentials.password, 'hefei-fund-new-passphrase', 'something-else-entirely');
   assert.match(await page.textContent('[role=alert]'), /两次输入的新密码不一致/);
   await change('not-the-password', 'hefei-fund-new-passphrase');
-  await page.waitForSelector('[role=alert] >> text=wrong_password');
+  // The code is kept for scripts in `data-code`; people read it in their language.
+  await page.waitForSelector('[role=alert][data-code=wrong_password] >> text=当前密码不正确');
   await change(credentials.password, 'hefei-fund-new-passphrase');
   await page.waitForSelector('[data-testid=password-changed]');
   await shot(page, 'password-changed');
@@ -229,6 +230,10 @@ test('a department replaces a system\'s key and stops and allows the system', as
   assert.equal(henan.length, 3, rows.join('\n'));
   ['启用系统', '停用系统', '更换密钥'].forEach((action, i) => assert.ok(henan[i].includes(action), henan[i]));
   assert.ok(!(await admin.content()).includes(key), 'the trail never shows a key');
+  // Roles and departments read by their names, not as codes.
+  const trail = await admin.textContent('[data-testid=trail]');
+  assert.ok(!/roles:|data_office|supplier_admin|角色: demander/.test(trail), trail.slice(0, 2000));
+  assert.ok(trail.includes('角色: 数据管理机构') && trail.includes('角色: 需求方业务员'), trail.slice(0, 2000));
   await shot(admin, 'trail');
   await done(admin);
 });
@@ -316,6 +321,11 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
 
   await open(operator, `exchanges?status=403&resource=${RESOURCE}`);
   await operator.waitForSelector('[data-testid=log] tbody tr:has-text("403")');
+  // Refusals read in Chinese, and the calling system by its name, not raw codes and ids.
+  const refusedRows = await operator.$$eval('[data-testid=log] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(refusedRows.every((r) => !/access_denied|no_grant/.test(r)), refusedRows.join('\n'));
+  assert.ok(refusedRows.some((r) => r.includes('拒绝访问') && r.includes(SYSTEM)), refusedRows.join('\n'));
+  await shot(operator, 'exchange-log-refusals');
 
   // The dashboard refreshes on its own: a new call shows without reloading the page.
   await open(operator, 'dashboard');

@@ -71,11 +71,11 @@ function Tile({ title, value, testid, kind }) {
   return html`<div class=${`tile ${kind ?? ''}`} data-testid=${testid}><div class="tile-value">${value}</div><div class="tile-title">${title}</div></div>`;
 }
 
-function Bars({ rows, keyName, testid }) {
+function Bars({ rows, keyName, testid, show = (value) => value }) {
   if (!rows.length) return html`<p class="muted">${t('common.none')}</p>`;
   const max = Math.max(...rows.map((r) => r.calls));
-  return html`<ul class="bars" data-testid=${testid}>${rows.map((r) => html`<li>
-    <span class="bar-label"><code>${r[keyName] ?? '—'}</code></span>
+  return html`<ul class="bars" data-testid=${testid}>${rows.map((r) => html`<li data-key=${r[keyName] ?? ''}>
+    <span class="bar-label" title=${r[keyName] ?? ''}>${r[keyName] === null || r[keyName] === undefined ? '—' : show(r[keyName])}</span>
     <span class="bar"><span style=${{ width: `${(100 * r.calls) / max}%` }}></span></span>
     <span class="num">${r.calls}</span>
   </li>`)}</ul>`;
@@ -156,9 +156,9 @@ function Figures({ figures: f, period }) {
           { label: 'p99', color: COLORS.p99 },
         ]} /></div>
       <div class="panel"><h2>${t('dash.refusals')}</h2>
-        <${Bars} testid="refusal-reasons" rows=${f.refusals.by_reason} keyName="reason" />
+        <${Bars} testid="refusal-reasons" rows=${f.refusals.by_reason} keyName="reason" show=${(reason) => label('code', reason)} />
         <h3>${t('dash.codes')}</h3>
-        <${Bars} testid="refusal-codes" rows=${f.refusals.by_code.map((r) => ({ ...r, code: `${r.status} ${r.code ?? ''}` }))} keyName="code" /></div>
+        <${Bars} testid="refusal-codes" rows=${f.refusals.by_code.map((r) => ({ ...r, shown: `${r.status} ${r.code ? label('code', r.code) : ''}` }))} keyName="shown" /></div>
       <div class="panel"><h2>${t('dash.top_callers')}</h2>
         <${Table} testid="top-callers" rows=${f.callers} columns=${[
           { title: t('log.system'), render: (r) => html`<a href=${`#/exchanges?system=${encodeURIComponent(r.system)}`} title=${r.system}>${f.systemNames[r.system] ?? r.system}</a>` },

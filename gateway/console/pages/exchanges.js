@@ -2,7 +2,8 @@
 // one record in full.
 
 import { html, useState } from '../vendor/htm-preact.js';
-import { api } from '../api.js';
+import { all, api } from '../api.js';
+import { departmentNames } from './catalog.js';
 import { label, t } from '../i18n.js';
 import { Badge, Field, Loaded, Table, formatTime, navigate, useLoad } from '../ui.js';
 
@@ -29,10 +30,14 @@ function StatusBadge({ status }) {
 export function Exchanges({ me }) {
   const applied = filtersFromHash();
   const [draft, setDraft] = useState(applied);
-  const result = useLoad(
-    () => api('/exchanges', { query: { ...applied, from: instant(applied.from), to: instant(applied.to), limit: 200 } }),
-    [window.location.hash],
-  );
+  const result = useLoad(async () => {
+    const [page, systems, departments] = await Promise.all([
+      api('/exchanges', { query: { ...applied, from: instant(applied.from), to: instant(applied.to), limit: 200 } }),
+      all('/systems').catch(() => []),
+      departmentNames().catch(() => ({})),
+    ]);
+    return { rows: page.rows, systemNames: Object.fromEntries(systems.map((s) => [s.id, s.name])), departments };
+  }, [window.location.hash]);
   const search = (event) => {
     event.preventDefault();
     const params = new URLSearchParams(Object.entries(draft).filter(([, v]) => v));
@@ -60,16 +65,17 @@ export function Exchanges({ me }) {
       </div>
       <div class="row"><button type="submit" class="primary">${t('common.search')}</button></div>
     </form>
-    <${Loaded} result=${result}>${({ rows }) => html`
+    <${Loaded} result=${result}>${({ rows, systemNames, departments }) => html`
       <p class="muted" data-testid="log-count">${t('log.count', { n: rows.length })}</p>
       <${Table} testid="log" rows=${rows} onRow=${(r) => navigate(`#/exchanges/${r.id}`)} columns=${[
         { title: t('log.time'), render: (r) => formatTime(r.started_at) },
         { title: t('log.operation'), render: (r) => label('operation', r.operation) },
-        { title: t('log.system'), render: (r) => html`<code title=${r.system ?? ''}>${(r.system ?? '').slice(-8)}</code>` },
+        { title: t('log.department'), render: (r) => html`<span title=${r.department ?? ''}>${departments[r.department] ?? r.department ?? ''}</span>` },
+        { title: t('log.system'), render: (r) => html`<span data-field="system" title=${r.system ?? ''}>${systemNames[r.system] ?? (r.system ?? '').slice(-8)}</span>` },
         { title: t('log.resource'), render: (r) => html`<code>${(r.resources ?? []).join(', ')}</code>` },
         { title: t('demands.service_item'), render: (r) => r.service_item ?? '' },
         { title: t('log.status'), render: (r) => html`<${StatusBadge} status=${r.status} />` },
-        { title: t('log.code'), render: (r) => html`<code>${r.code ?? ''}</code>` },
+        { title: t('log.code'), render: (r) => html`<span data-code=${r.code ?? ''} title=${r.code ?? ''}>${label('code', r.code)}</span>` },
         { title: t('log.cache'), render: (r) => r.cache ?? '' },
         { title: t('log.duration'), render: (r) => (r.duration_us === null ? '' : (r.duration_us / 1000).toFixed(2)), className: 'num' },
       ]} />`}<//>
