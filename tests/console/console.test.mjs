@@ -327,6 +327,24 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
   assert.ok(refusedRows.some((r) => r.includes('拒绝访问') && r.includes(SYSTEM)), refusedRows.join('\n'));
   await shot(operator, 'exchange-log-refusals');
 
+  // The log pages back in time: one record at a time here (the resource has two so far: the
+  // refusal and the SQL call), each page older than the one before, and no empty page after.
+  await open(operator, `exchanges?resource=${RESOURCE}&limit=1`);
+  await operator.waitForSelector('[data-testid=log-pages] [data-action=older]');
+  const firstPage = await operator.$$eval('[data-testid=log] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.equal(firstPage.length, 1, firstPage.join('\n'));
+  await operator.click('[data-testid=log-pages] [data-action=older]');
+  await operator.waitForSelector('[data-testid=log-pages] [data-action=newest]');
+  await operator.waitForFunction(
+    (shown) => document.querySelector('[data-testid=log] tbody tr')?.textContent !== shown,
+    firstPage[0],
+  );
+  const secondPage = await operator.$$eval('[data-testid=log] tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(secondPage.length === 1 && !firstPage.includes(secondPage[0]), `${firstPage}\n${secondPage}`);
+  assert.equal(await operator.$('[data-testid=log-pages] [data-action=older]'), null, 'the last page offers no older one');
+  await operator.click('[data-testid=log-pages] [data-action=newest]');
+  await operator.waitForFunction(() => !document.querySelector('[data-testid=log-pages] [data-action=newest]'));
+
   // The dashboard refreshes on its own: a new call shows without reloading the page.
   await open(operator, 'dashboard');
   await operator.waitForSelector('[data-testid=tile-calls]');

@@ -7,7 +7,8 @@ import { departmentNames } from './catalog.js';
 import { label, t } from '../i18n.js';
 import { Badge, Field, Loaded, Table, formatTime, navigate, useLoad } from '../ui.js';
 
-const FILTERS = ['from', 'to', 'department', 'system', 'resource', 'operation', 'status', 'code'];
+// `before` and `limit` come from paging (and links), not from the form.
+const FILTERS = ['from', 'to', 'department', 'system', 'resource', 'operation', 'status', 'code', 'before', 'limit'];
 const OPERATIONS = ['verify', 'lookup', 'sql', 'proxy'];
 
 function filtersFromHash() {
@@ -32,18 +33,24 @@ export function Exchanges({ me }) {
   const [draft, setDraft] = useState(applied);
   const result = useLoad(async () => {
     const [page, systems, departments] = await Promise.all([
-      api('/exchanges', { query: { ...applied, from: instant(applied.from), to: instant(applied.to), limit: 200 } }),
+      api('/exchanges', { query: { ...applied, from: instant(applied.from), to: instant(applied.to), limit: applied.limit || 200 } }),
       all('/systems').catch(() => []),
       departmentNames().catch(() => ({})),
     ]);
-    return { rows: page.rows, systemNames: Object.fromEntries(systems.map((s) => [s.id, s.name])), departments };
+    return { rows: page.rows, next: page.next, systemNames: Object.fromEntries(systems.map((s) => [s.id, s.name])), departments };
   }, [window.location.hash]);
   const search = (event) => {
     event.preventDefault();
-    const params = new URLSearchParams(Object.entries(draft).filter(([, v]) => v));
+    // A new search starts from the newest records.
+    const params = new URLSearchParams(Object.entries({ ...draft, before: '' }).filter(([, v]) => v));
     navigate(`#/exchanges?${params}`);
   };
   const set = (name) => (e) => setDraft({ ...draft, [name]: e.target.value });
+  // Older pages keep the search and start below the last record shown.
+  const page = (before) => {
+    const params = new URLSearchParams(Object.entries({ ...applied, before }).filter(([, v]) => v));
+    navigate(`#/exchanges?${params}`);
+  };
   const oversees = me.user.roles.some((r) => r === 'operator' || r === 'platform_admin');
   return html`<section>
     <h1>${t('nav.exchanges')}</h1>
@@ -65,7 +72,7 @@ export function Exchanges({ me }) {
       </div>
       <div class="row"><button type="submit" class="primary">${t('common.search')}</button></div>
     </form>
-    <${Loaded} result=${result}>${({ rows, systemNames, departments }) => html`
+    <${Loaded} result=${result}>${({ rows, next, systemNames, departments }) => html`
       <p class="muted" data-testid="log-count">${t('log.count', { n: rows.length })}</p>
       <${Table} testid="log" rows=${rows} onRow=${(r) => navigate(`#/exchanges/${r.id}`)} columns=${[
         { title: t('log.time'), render: (r) => formatTime(r.started_at) },
@@ -78,7 +85,11 @@ export function Exchanges({ me }) {
         { title: t('log.code'), render: (r) => html`<span data-code=${r.code ?? ''} title=${r.code ?? ''}>${label('code', r.code)}</span>` },
         { title: t('log.cache'), render: (r) => r.cache ?? '' },
         { title: t('log.duration'), render: (r) => (r.duration_us === null ? '' : (r.duration_us / 1000).toFixed(2)), className: 'num' },
-      ]} />`}<//>
+      ]} />
+      <div class="row" data-testid="log-pages">
+        ${applied.before ? html`<button type="button" data-action="newest" onClick=${() => page('')}>${t('log.newest')}</button>` : null}
+        ${next ? html`<button type="button" data-action="older" onClick=${() => page(String(next))}>${t('log.older')}</button>` : null}
+      </div>`}<//>
   </section>`;
 }
 

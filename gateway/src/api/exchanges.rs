@@ -39,6 +39,8 @@ pub(super) struct ExchangeFilter {
     by: Option<GroupBy>,
     /// At most this many rows (1–1000, default 100).
     limit: Option<usize>,
+    /// Only records older than this sequence number: the `next` of the previous page.
+    before: Option<u64>,
 }
 
 impl ExchangeFilter {
@@ -101,16 +103,34 @@ pub(super) struct Rows {
 
 /// Searches exchange records, newest first.
 #[utoipa::path(get, path = "/exchanges", tag = "exchange log", security(("bearer" = [])),
-    params(ExchangeFilter), responses((status = 200, body = Rows), (status = 403, body = crate::error::ProblemSchema)))]
+    params(ExchangeFilter), responses((status = 200, body = RecordPage), (status = 403, body = crate::error::ProblemSchema)))]
 pub(super) async fn search(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
-) -> Result<Json<Rows>, ApiError> {
+) -> Result<Json<RecordPage>, ApiError> {
     let scope = filter.scope(&caller, None)?;
-    let limit = filter.limit();
-    let rows = ask(&state, |dir| async move { query::records(&dir, &scope, limit).await }).await?;
-    Ok(Json(Rows { rows }))
+    let (limit, before) = (filter.limit(), filter.before);
+    // One row more than the page tells whether an older page exists, so the last page never
+    // offers an empty one after it.
+    let mut rows =
+        ask(&state, |dir| async move { query::records(&dir, &scope, before, limit + 1).await }).await?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().and_then(|r| r["seq"].as_u64())
+    } else {
+        None
+    };
+    Ok(Json(RecordPage { rows, next }))
+}
+
+/// A page of exchange records, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct RecordPage {
+    rows: Vec<serde_json::Value>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
 }
 
 /// One exchange record.
@@ -123,7 +143,7 @@ pub(super) async fn get_record(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut scope = ExchangeFilter::default().scope(&caller, None)?;
     scope.id = Some(id.clone());
-    let mut rows = ask(&state, |dir| async move { query::records(&dir, &scope, 1).await }).await?;
+    let mut rows = ask(&state, |dir| async move { query::records(&dir, &scope, None, 1).await }).await?;
     rows.pop().map(Json).ok_or_else(|| ApiError::not_found(format!("there is no exchange {id} you may read")))
 }
 
