@@ -877,13 +877,7 @@ async fn shutdown_drains_calls_in_flight() -> anyhow::Result<()> {
 /// The SQL gauges on `/metrics` of a gateway started with the tests' scrape token: queries
 /// holding a slot and queries waiting for one.
 async fn sql_gauges(demo: &Demo) -> anyhow::Result<(Option<f64>, Option<f64>)> {
-    let text = reqwest::Client::new()
-        .get(demo.gateway.url("/metrics"))
-        .bearer_auth("scrape-token-for-tests")
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = demo.gateway.scrape_metrics("scrape-token-for-tests").await?;
     let value = |series: &str| text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
     Ok((value("tongban_sql_running_queries "), value("tongban_sql_waiting_queries ")))
 }

@@ -153,13 +153,7 @@ async fn data_calls_export_spans_without_personal_data_and_metrics_over_otlp() -
         assert!(!everything.contains(secret), "{secret} in an exported span");
     }
     // The calls exported are the calls `/metrics` shows: one count, read both ways.
-    let scraped = reqwest::Client::new()
-        .get(demo.gateway.url("/metrics"))
-        .bearer_auth("scrape-token-for-tests")
-        .send()
-        .await?
-        .text()
-        .await?;
+    let scraped = demo.gateway.scrape_metrics("scrape-token-for-tests").await?;
     let verified: i64 = scraped
         .lines()
         .filter(|l| {

@@ -69,6 +69,11 @@ impl Gateway {
         Ok(Gateway { child, base_url })
     }
 
+    /// `/metrics` in the Prometheus text format, read with the scrape token `token`.
+    pub async fn scrape_metrics(&self, token: &str) -> anyhow::Result<String> {
+        Ok(reqwest::Client::new().get(self.url("/metrics")).bearer_auth(token).send().await?.text().await?)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
