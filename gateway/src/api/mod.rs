@@ -70,24 +70,9 @@ pub fn document_base() -> utoipa::openapi::OpenApi {
 /// operation ids are unique.
 pub fn finish_document(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    let mut ids = std::collections::HashMap::<String, usize>::new();
-    for item in document.paths.paths.values() {
-        let operations = [
-            &item.get,
-            &item.put,
-            &item.post,
-            &item.delete,
-            &item.options,
-            &item.head,
-            &item.patch,
-            &item.trace,
-        ];
-        for id in operations.into_iter().flatten().filter_map(|o| o.operation_id.clone()) {
-            *ids.entry(id).or_default() += 1;
-        }
-    }
-    for item in document.paths.paths.values_mut() {
-        let operations = [
+    use utoipa::openapi::path::{Operation, PathItem};
+    fn operations(item: &mut PathItem) -> [(&'static str, &mut Option<Operation>); 8] {
+        [
             ("get", &mut item.get),
             ("put", &mut item.put),
             ("post", &mut item.post),
@@ -96,8 +81,18 @@ pub fn finish_document(document: &mut utoipa::openapi::OpenApi) {
             ("head", &mut item.head),
             ("patch", &mut item.patch),
             ("trace", &mut item.trace),
-        ];
-        for (method, operation) in operations {
+        ]
+    }
+    let mut ids = std::collections::HashMap::<String, usize>::new();
+    for item in document.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            if let Some(id) = operation.as_ref().and_then(|o| o.operation_id.clone()) {
+                *ids.entry(id).or_default() += 1;
+            }
+        }
+    }
+    for item in document.paths.paths.values_mut() {
+        for (method, operation) in operations(item) {
             let Some(operation) = operation else { continue };
             if let Some(id) = &mut operation.operation_id
                 && ids.get(id.as_str()).is_some_and(|n| *n > 1)
