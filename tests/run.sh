@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Tongban test on a fresh Debian machine.
 #
-# Installs what the tests need from Debian's packages (PostgreSQL, Chromium, Node.js) and npm
-# (playwright-core), starts a throwaway PostgreSQL server on loopback, builds the `tongban`
-# binary the end-to-end tests run, and runs the workspace's tests, the console's browser tests
-# among them. Extra arguments go to the test runner.
+# Installs what the tests need from Debian's packages (PostgreSQL, Chromium, Node.js, Python's
+# venv, Prometheus's promtool), npm (playwright-core, openapi-typescript, TypeScript) and PyPI
+# (tests/clients/requirements.txt), starts a throwaway PostgreSQL server on loopback, builds
+# the `tongban` binary the end-to-end tests run, and runs the workspace's tests, the console's
+# browser tests among them. Extra arguments go to the test runner.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,14 +67,25 @@ export TONGBAN_REQUIRE_PG=1
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 export TONGBAN_REQUIRE_BROWSER=1
 
-# openapi-spec-validator, pinned, in a virtual environment beside the build cache; the API test
-# runs it on the document the gateway serves.
-oas_venv="$HOME/.cache/tongban/openapi-venv"
-if ! "$oas_venv/bin/openapi-spec-validator" --version >/dev/null 2>&1; then
-  python3 -m venv "$oas_venv"
-  "$oas_venv/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
+# Python tools, pinned in tests/clients/requirements.txt, in a virtual environment beside the
+# build cache, rebuilt when that file changes: the OpenAPI validator, the Python client
+# generator, schemathesis and an S3-compatible server (moto).
+tools_venv="$HOME/.cache/tongban/python-tools"
+requirements="$root/tests/clients/requirements.txt"
+if ! cmp -s "$requirements" "$tools_venv/requirements.txt"; then
+  rm -rf "$tools_venv"
+  python3 -m venv "$tools_venv"
+  "$tools_venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$tools_venv/requirements.txt"
 fi
-export TONGBAN_OPENAPI_VALIDATOR="$oas_venv/bin/openapi-spec-validator"
+export TONGBAN_OPENAPI_VALIDATOR="$tools_venv/bin/openapi-spec-validator"
+export TONGBAN_PYTHON_CLIENT_GENERATOR="$tools_venv/bin/openapi-python-client"
+export TONGBAN_PYTHON="$tools_venv/bin/python"
+export TONGBAN_SCHEMATHESIS="$tools_venv/bin/schemathesis"
+export TONGBAN_S3_SERVER="$tools_venv/bin/moto_server"
+export TONGBAN_REQUIRE_CLIENTS=1 TONGBAN_REQUIRE_S3=1
+# openapi-typescript and the TypeScript compiler, pinned by tests/clients/package-lock.json.
+npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 export TONGBAN_PROMTOOL="$(command -v promtool)"
 
 # The end-to-end tests start the real binary. Building every target at once keeps one feature

@@ -27,10 +27,10 @@ fn main() {
     let way = std::env::var("TONGBAN_BENCH_COUNTING").unwrap_or_else(|_| "one".into());
     // The label sets a gateway sees most: a few operations and outcomes, over and over.
     let labels = [
-        CallLabels { operation: "verify", status: 200, code: "" },
-        CallLabels { operation: "lookup", status: 200, code: "" },
-        CallLabels { operation: "verify", status: 429, code: "rate_limited" },
-        CallLabels { operation: "sql", status: 403, code: "access_denied" },
+        CallLabels { operation: "verify", status: 200, code: None },
+        CallLabels { operation: "lookup", status: 200, code: None },
+        CallLabels { operation: "verify", status: 429, code: Some("rate_limited") },
+        CallLabels { operation: "sql", status: 403, code: Some("access_denied") },
     ];
     let started = Instant::now();
     match way.as_str() {

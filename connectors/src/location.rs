@@ -38,7 +38,15 @@ impl Location {
                 url.map_err(|()| bad("not an absolute path".into()))?
             }
         };
-        let (store, path) = object_store::parse_url(&url).map_err(|e| bad(e.to_string()))?;
+        if matches!(url.scheme(), "s3" | "s3a") && !cfg!(feature = "s3") {
+            return Err(bad("S3 locations need a build with the `s3` feature".into()));
+        }
+        // An object store's endpoint, region and credentials come from the `AWS_*` variables
+        // that every S3 client reads (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+        // …), so that secrets stay out of the configuration file; no other variable is passed,
+        // since the builder would read a bare `ENDPOINT` or `REGION` too.
+        let options = std::env::vars().filter(|(key, _)| key.starts_with("AWS_"));
+        let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| bad(e.to_string()))?;
         Ok(Location { url, store: Arc::from(store), path })
     }
 

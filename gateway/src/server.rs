@@ -654,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_come_in_the_format_asked_for_and_pass_promtool() {
         let state = state().await.with_metrics_token(Some("scrape".into()));
-        let verified = crate::metrics::CallLabels { operation: "verify", status: 200, code: "" };
+        let verified = crate::metrics::CallLabels { operation: "verify", status: 200, code: None };
         state.data().metrics.calls.record(verified, 0.002);
         let scrape = |accept: &'static str| {
             let state = state.clone();

@@ -78,14 +78,12 @@ pub fn export_calls(calls: &Arc<CallMetrics>) {
         .with_description("Data-plane calls")
         .with_callback(move |observer| {
             for (labels, value) in counted.calls() {
-                observer.observe(
-                    value,
-                    &[
-                        KeyValue::new("operation", labels.operation),
-                        KeyValue::new("http.response.status_code", i64::from(labels.status)),
-                        KeyValue::new("code", labels.code),
-                    ],
-                );
+                let mut attributes = vec![
+                    KeyValue::new("operation", labels.operation),
+                    KeyValue::new("http.response.status_code", i64::from(labels.status)),
+                ];
+                attributes.extend(labels.code.map(|code| KeyValue::new("code", code)));
+                observer.observe(value, &attributes);
             }
         })
         .build();

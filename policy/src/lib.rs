@@ -12,6 +12,7 @@ pub mod grant;
 pub mod id_number;
 pub mod mask;
 pub mod org;
+pub mod time;
 pub mod workflow;
 
 pub use credit_code::{CreditCode, CreditCodeError};

@@ -335,6 +335,7 @@ pub struct Transition {
     pub kind: ActionKind,
     pub from: DemandState,
     pub to: DemandState,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: NaiveDateTime,
     pub reason: Option<String>,
     /// When the step ended or paused a review stage: that stage's deadline, so the history

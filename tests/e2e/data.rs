@@ -892,3 +892,103 @@ async fn until_sql_running(demo: &Demo) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An S3-compatible server for the object-store test: moto's (`moto_server`, from PyPI),
+/// started on a free loopback port and stopped when dropped.
+struct S3Server {
+    _child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server `TONGBAN_S3_SERVER` names; `None` when it names none and the run does
+    /// not require it (`tests/run.sh` installs the server and requires it).
+    async fn start() -> anyhow::Result<Option<S3Server>> {
+        let Some(program) = std::env::var_os("TONGBAN_S3_SERVER") else {
+            anyhow::ensure!(
+                std::env::var_os("TONGBAN_REQUIRE_S3").is_none(),
+                "TONGBAN_S3_SERVER names no S3-compatible server"
+            );
+            eprintln!("skipped: TONGBAN_S3_SERVER names no S3-compatible server");
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = tokio::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the S3 server")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while client.get(format!("{endpoint}/")).send().await.is_err() {
+            anyhow::ensure!(started.elapsed().as_secs() < 60, "the S3 server did not start in 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(Some(S3Server { _child: child, endpoint }))
+    }
+}
+
+/// A dataset in an S3-compatible object store serves look-ups, verification and SQL as the
+/// same file on disk does: the household file is moved into a bucket, the configuration names
+/// `s3://…`, and the restarted gateway answers the same, reading only from the bucket.
+#[tokio::test]
+async fn a_dataset_in_an_s3_compatible_store_answers_as_the_file_did() -> anyhow::Result<()> {
+    let Some(s3) = S3Server::start().await? else { return Ok(()) };
+    // Every S3 client's settings; the gateway reads `AWS_*` from its environment.
+    let env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "cn-north-1"),
+        ("AWS_ACCESS_KEY_ID", "tongban-test"),
+        ("AWS_SECRET_ACCESS_KEY", "tongban-test-secret"),
+    ];
+    let mut demo = Demo::start_with(2_000, &env).await?;
+    let truth = Truth::read(&demo)?;
+    let person = truth.in_scope().find(|p| p.name.is_some()).context("person")?.clone();
+    let police = with_purpose(&demo.system(POLICE_SYSTEM)?.1, "KSTB-GA-001");
+    let record = format!("/data/{HOUSEHOLD}/records/{}", person.id_number);
+    let count = json!({"query": "SELECT count(*) AS n FROM household"});
+    let (status, from_disk) = police.get(&record).await?;
+    assert_eq!((status, from_disk["records"].as_array().map(Vec::len)), (200, Some(1)), "{from_disk}");
+    let (status, counted_on_disk) = police.post("/data/sql", &count).await?;
+    assert_eq!(status, 200, "{counted_on_disk}");
+    assert_eq!(counted_on_disk["rows"][0]["n"].as_u64(), Some(truth.approved.len() as u64));
+
+    // The bucket takes the file; the file leaves the disk, so only the bucket can answer.
+    let file = demo.data_dir().join("datasets/household.parquet");
+    let client = reqwest::Client::new();
+    let created = client.put(format!("{}/tongban-datasets", s3.endpoint)).send().await?;
+    anyhow::ensure!(created.status().is_success(), "create bucket: {}", created.status());
+    let uploaded = client
+        .put(format!("{}/tongban-datasets/province/household.parquet", s3.endpoint))
+        .body(std::fs::read(&file)?)
+        .send()
+        .await?;
+    anyhow::ensure!(uploaded.status().is_success(), "upload: {}", uploaded.status());
+    demo.gateway.signal("TERM")?;
+    demo.gateway.wait_exit(std::time::Duration::from_secs(30)).await?;
+    std::fs::rename(&file, file.with_extension("moved"))?;
+    let config = demo.data_dir().join("tongban.toml");
+    let text = std::fs::read_to_string(&config)?;
+    let moved =
+        text.replace("datasets/household.parquet", "s3://tongban-datasets/province/household.parquet");
+    anyhow::ensure!(moved != text, "the demo's configuration names the household file:\n{text}");
+    std::fs::write(&config, moved)?;
+    demo.restart().await?;
+
+    let police = with_purpose(&demo.system(POLICE_SYSTEM)?.1, "KSTB-GA-001");
+    let (status, from_bucket) = police.get(&record).await?;
+    assert_eq!(status, 200, "{from_bucket}");
+    assert_eq!(from_bucket["records"], from_disk["records"], "the same record, masked the same way");
+    let (status, counted) = police.post("/data/sql", &count).await?;
+    assert_eq!((status, &counted["rows"]), (200, &counted_on_disk["rows"]), "{counted}");
+    let claims = json!({"resource": HOUSEHOLD, "key": person.id_number, "claims": {"name": person.name}});
+    let (status, verified) = police.post("/data/verify", &claims).await?;
+    assert_eq!((status, &verified["results"]["name"]), (200, &json!("match")), "{verified}");
+    let (status, missing) = police.get(&format!("/data/{HOUSEHOLD}/records/11010519491231002X")).await?;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("record_not_found")), "{missing}");
+    Ok(())
+}

@@ -354,6 +354,11 @@ impl Api {
     }
 
     /// A client over a given `reqwest::Client` (for TLS roots and client certificates).
+    /// The bearer token the client sends: a session's or a system's API key.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn with_client(base_url: &str, token: Option<String>, client: reqwest::Client) -> Api {
         Api { base_url: base_url.to_owned(), token, headers: Vec::new(), client }
     }

@@ -37,7 +37,9 @@ pub(super) struct DemandView {
     clock: Option<StageClock>,
     overdue: bool,
     history: Vec<Transition>,
+    #[serde(serialize_with = "tongban_policy::time::rfc3339::serialize")]
     created_at: NaiveDateTime,
+    #[serde(serialize_with = "tongban_policy::time::rfc3339::serialize")]
     updated_at: NaiveDateTime,
 }
 

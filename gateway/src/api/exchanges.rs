@@ -30,6 +30,8 @@ pub(super) struct ExchangeFilter {
     system: Option<String>,
     resource: Option<String>,
     operation: Option<String>,
+    /// The HTTP status answered.
+    #[param(minimum = 100, maximum = 599)]
     status: Option<u16>,
     /// The problem code of refused or failed calls.
     code: Option<String>,
@@ -38,19 +40,41 @@ pub(super) struct ExchangeFilter {
     /// Grouping of statistics: none (default), department, resource, status, operation or system.
     by: Option<GroupBy>,
     /// At most this many rows (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Only records older than this sequence number: the `next` of the previous page.
-    before: Option<u64>,
+    #[param(minimum = 0)]
+    before: Option<i64>,
 }
 
 impl ExchangeFilter {
     fn limit(&self) -> usize {
-        self.limit.unwrap_or(100).clamp(1, 1000)
+        self.limit.unwrap_or(100)
+    }
+
+    /// Refuses, with 422, a limit, status or sequence number outside what the document states, rather
+    /// than quietly changing it.
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        if let Some(limit) = self.limit.filter(|l| !(1..=1000).contains(l)) {
+            return Err(ApiError::unprocessable(
+                "invalid_limit",
+                "Invalid limit",
+                format!("limit must be between 1 and 1000, not {limit}"),
+            ));
+        }
+        if let Some(status) = self.status.filter(|s| !(100..=599).contains(s)) {
+            return Err(ApiError::invalid(format!("status is an HTTP status, 100 to 599, not {status}")));
+        }
+        if let Some(before) = self.before.filter(|b| *b < 0) {
+            return Err(ApiError::invalid(format!("before is a sequence number, not {before}")));
+        }
+        Ok(())
     }
 
     /// The scope of the question for `caller`, with `default_hours` of history when no start
     /// is given.
     pub(super) fn scope(&self, caller: &Caller, default_hours: Option<i64>) -> Result<Scope, ApiError> {
+        self.check_bounds()?;
         let department = match caller {
             Caller::System(_) => {
                 return Err(ApiError::forbidden("the exchange log is read by people, not systems"));
@@ -110,7 +134,7 @@ pub(super) async fn search(
     ApiQuery(filter): ApiQuery<ExchangeFilter>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let scope = filter.scope(&caller, None)?;
-    let (limit, before) = (filter.limit(), filter.before);
+    let (limit, before) = (filter.limit(), filter.before.and_then(|b| u64::try_from(b).ok()));
     // One row more than the page tells whether an older page exists, so the last page never
     // offers an empty one after it.
     let mut rows =

@@ -26,6 +26,7 @@ pub(super) struct GrantVersion {
     grant: Grant,
     changed_by: String,
     reason: Option<String>,
+    #[serde(serialize_with = "tongban_policy::time::rfc3339::serialize")]
     at: NaiveDateTime,
 }
 

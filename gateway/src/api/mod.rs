@@ -83,6 +83,7 @@ pub fn finish_document(document: &mut utoipa::openapi::OpenApi) {
             ("trace", &mut item.trace),
         ]
     }
+    distribute_extensions(document);
     let mut ids = std::collections::HashMap::<String, usize>::new();
     for item in document.paths.paths.values_mut() {
         for (_, operation) in operations(item) {
@@ -108,7 +109,126 @@ pub fn finish_document(document: &mut utoipa::openapi::OpenApi) {
                     response.content.insert("application/problem+json".to_owned(), content);
                 }
             }
+            document_problems(operation);
         }
+    }
+}
+
+/// Rewrites each schema that extends a choice of objects (`allOf: [choice, {fields}]`, as a
+/// flattened tagged enum beside fields of its own is generated) into the choice of each object
+/// with the fields added (`oneOf: [{…variant, fields}]`). The two mean the same, but client
+/// generators take `allOf` only of objects, and dropped the workflow's own requests
+/// (`ActionRequest`, `ChangeRequest`) from generated clients.
+fn distribute_extensions(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{OneOf, Schema};
+    let Some(components) = document.components.as_mut() else { return };
+    let choices: std::collections::HashMap<String, Vec<RefOr<Schema>>> = components
+        .schemas
+        .iter()
+        .filter_map(|(name, schema)| match schema {
+            RefOr::T(Schema::OneOf(one_of)) => Some((name.clone(), one_of.items.clone())),
+            _ => None,
+        })
+        .collect();
+    for (name, schema) in components.schemas.iter_mut() {
+        let RefOr::T(Schema::AllOf(all_of)) = schema else { continue };
+        let [RefOr::Ref(choice), RefOr::T(Schema::Object(fields))] = all_of.items.as_slice() else {
+            continue;
+        };
+        let Some(variants) =
+            choice.ref_location.strip_prefix("#/components/schemas/").and_then(|name| choices.get(name))
+        else {
+            continue;
+        };
+        let extended: Option<Vec<RefOr<Schema>>> = variants
+            .iter()
+            .map(|variant| {
+                let RefOr::T(Schema::Object(variant)) = variant else { return None };
+                let mut variant = variant.clone();
+                for (name, property) in &fields.properties {
+                    variant.properties.insert(name.clone(), property.clone());
+                }
+                variant.required.extend(fields.required.iter().cloned());
+                variant.title = variant_tag(&variant).map(|tag| format!("{}{name}", pascal_case(tag)));
+                Some(RefOr::T(Schema::Object(variant)))
+            })
+            .collect();
+        // A choice that is not only of objects is left as it is.
+        let Some(extended) = extended else { continue };
+        let mut one_of = OneOf::new();
+        one_of.items = extended;
+        one_of.description = all_of.description.clone();
+        *schema = RefOr::T(Schema::OneOf(one_of));
+    }
+}
+
+/// The tag that tells a variant of a choice apart: the value of its one required property
+/// that admits a single value (`"action": "submit"`).
+fn variant_tag(variant: &utoipa::openapi::schema::Object) -> Option<&str> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    variant.required.iter().find_map(|name| match variant.properties.get(name) {
+        Some(RefOr::T(Schema::Object(property))) => match property.enum_values.as_deref() {
+            Some([only]) => only.as_str(),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// `supplier_approve` as `SupplierApprove`, so that a generated client names the variant
+/// `SupplierApproveActionRequest`.
+fn pascal_case(tag: &str) -> String {
+    tag.split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Documents the refusals every operation of its kind can answer, so that a client generated
+/// from the document knows each of them as a problem: 400 for a malformed request, 401 and 403
+/// where a credential is needed, 404 where the path names something, 415 where a body is
+/// taken, 422 for a request that is well-formed but invalid, and `default` for the rest (429
+/// when rate-limited, 503 when the log or store cannot take the call), all as
+/// `application/problem+json`.
+fn document_problems(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let names_something = operation
+        .parameters
+        .as_ref()
+        .is_some_and(|ps| ps.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path)));
+    let takes_body = operation.request_body.is_some();
+    let problems = [
+        ("400", "The request is malformed: a parameter, header or body that cannot be read", true),
+        ("401", "No valid credential", secured),
+        ("403", "The caller may not do this", secured),
+        ("404", "Nothing by that name, or nothing the caller may see", names_something),
+        ("415", "The body is not sent as application/json", takes_body),
+        ("422", "The request is well-formed but invalid", true),
+        (
+            "default",
+            "Any other refusal or failure: 429 when rate-limited, 503 when the gateway cannot take the call",
+            true,
+        ),
+    ];
+    for (status, description, applies) in problems {
+        if !applies || operation.responses.responses.contains_key(status) {
+            continue;
+        }
+        let problem = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", problem)
+            .build();
+        operation.responses.responses.insert(status.to_owned(), response.into());
     }
 }
 

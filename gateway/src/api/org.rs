@@ -26,6 +26,7 @@ pub(super) struct SignIn {
 pub(super) struct Session {
     /// Send as `Authorization: Bearer <token>`.
     token: String,
+    #[serde(serialize_with = "tongban_policy::time::rfc3339::serialize")]
     expires_at: NaiveDateTime,
     user: UserRecord,
 }

@@ -91,14 +91,19 @@ pub fn routes(max_body_bytes: usize) -> OpenApiRouter<DataState> {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub(crate) struct PurposeHeaders {
-    /// The service item (事项编码) the call serves.
-    #[param(rename = "X-Tongban-Service-Item")]
+    /// The service item (事项编码) the call serves: letters, digits, `-`, `_` and `.`.
+    #[param(rename = "X-Tongban-Service-Item", pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64)]
     service_item: String,
-    /// The case number (办件编号).
-    #[param(rename = "X-Tongban-Case-Number")]
+    /// The case number (办件编号): letters, digits, `-`, `_` and `.`.
+    #[param(rename = "X-Tongban-Case-Number", pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64)]
     case_number: String,
-    /// The operator (经办人) handling the case.
-    #[param(rename = "X-Tongban-Operator")]
+    /// The operator (经办人) handling the case, by staff number or name: up to 64 characters,
+    /// none of them a control character, and not only spaces.
+    #[param(
+        rename = "X-Tongban-Operator",
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 64
+    )]
     operator: String,
 }
 
@@ -434,7 +439,7 @@ pub async fn record_suppressed(state: &DataState) {
 struct Counted {
     operation: &'static str,
     status: u16,
-    code: &'static str,
+    code: Option<&'static str>,
     cache: Option<CacheOutcome>,
     rate_limit: Option<Limit>,
     upstream: Option<(String, u64)>,
@@ -445,7 +450,7 @@ impl Counted {
         Counted {
             operation: record.operation.as_str(),
             status: record.status,
-            code: record.code.unwrap_or_default(),
+            code: record.code,
             cache: record.cache,
             rate_limit: record.rate_limit,
             upstream: record.upstream_us.zip(record.resources.first()).map(|(us, r)| (r.clone(), us)),
@@ -456,7 +461,7 @@ impl Counted {
     fn count(self, metrics: &crate::metrics::Metrics, refused: Option<&'static str>, started: Instant) {
         use crate::metrics::{CallLabels, OutcomeLabels, ResourceLabels};
         let (status, code) = match refused {
-            Some(code) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), code),
+            Some(code) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), Some(code)),
             None => (self.status, self.code),
         };
         let seconds = started.elapsed().as_secs_f64();

@@ -22,6 +22,7 @@ pub struct Acting<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AdminAction {
     pub id: String,
+    #[serde(with = "tongban_policy::time::rfc3339")]
     pub at: NaiveDateTime,
     /// Who acted: `user:NAME`, `bootstrap` or `seed`.
     pub actor: String,

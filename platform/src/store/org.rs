@@ -31,6 +31,7 @@ pub struct SystemRecord {
     /// The key's first characters, to tell keys apart; not enough to use it.
     pub api_key_prefix: String,
     pub enabled: bool,
+    #[serde(with = "tongban_policy::time::rfc3339")]
     pub created_at: NaiveDateTime,
 }
 
@@ -42,6 +43,7 @@ pub struct UserRecord {
     pub department_code: String,
     pub roles: Vec<UserRole>,
     pub enabled: bool,
+    #[serde(with = "tongban_policy::time::rfc3339")]
     pub created_at: NaiveDateTime,
 }
 
