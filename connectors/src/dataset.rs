@@ -120,6 +120,21 @@ pub fn session_config() -> SessionConfig {
     config
 }
 
+/// Names the location in an error reading it, unless the error already does: an object
+/// store's error names only the request it made.
+fn unreadable(location: &Location, error: ConnectorError) -> ConnectorError {
+    unreadable_at(location.url.to_string(), error)
+}
+
+fn unreadable_at(location: String, error: ConnectorError) -> ConnectorError {
+    match error {
+        ConnectorError::ObjectStore(_) | ConnectorError::Parquet(_) | ConnectorError::Io(_) => {
+            ConnectorError::Unreadable { location, source: Box::new(error) }
+        }
+        named => named,
+    }
+}
+
 /// Opens a configured dataset. File locations are resolved against `base_dir`; object stores
 /// that the location needs are registered with `ctx`, which later runs SQL over the table.
 pub async fn open_dataset(config: &DatasetConfig, base_dir: &Path, ctx: &SessionContext) -> Result<Dataset> {
@@ -128,7 +143,9 @@ pub async fn open_dataset(config: &DatasetConfig, base_dir: &Path, ctx: &Session
             let location = Location::resolve(location, base_dir)?;
             // The look-up source reads every footer first, and names what is wrong with the
             // files (no files, mixed schemas, no key) before DataFusion plans anything.
-            let source = ParquetSource::open(&config.name, location.clone(), &config.key).await?;
+            let source = ParquetSource::open(&config.name, location.clone(), &config.key)
+                .await
+                .map_err(|e| unreadable(&location, e))?;
             ctx.register_object_store(&location.store_url(), Arc::clone(&location.store));
             let table_url = ListingTableUrl::parse(location.url.as_str())?;
             // A single file is taken whatever its name; a directory contributes its *.parquet.
@@ -160,7 +177,10 @@ pub async fn open_dataset(config: &DatasetConfig, base_dir: &Path, ctx: &Session
                 header: *header,
                 types: types.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
-            let source = CsvSource::open(&config.name, location, &config.key, &options).await?;
+            let named = location.url.to_string();
+            let source = CsvSource::open(&config.name, location, &config.key, &options)
+                .await
+                .map_err(|e| unreadable_at(named, e))?;
             Ok(Dataset {
                 name: config.name.clone(),
                 key_column: config.key.clone(),

@@ -6,6 +6,10 @@
 pub enum ConnectorError {
     #[error("location {location:?} cannot be used: {reason}")]
     BadLocation { location: String, reason: String },
+    /// A location that resolved but whose files could not be read: missing, unreachable, or
+    /// refused by the object store (credentials, bucket, key).
+    #[error("location {location} cannot be read: {source}")]
+    Unreadable { location: String, source: Box<ConnectorError> },
     #[error("dataset {dataset}: key column {column:?} {problem}")]
     BadKeyColumn { dataset: String, column: String, problem: &'static str },
     #[error("PostgreSQL table {table}: column {column:?} has type {pg_type:?}, which has no Arrow mapping")]

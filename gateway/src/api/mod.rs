@@ -207,19 +207,19 @@ fn document_problems(operation: &mut utoipa::openapi::path::Operation) {
         .is_some_and(|ps| ps.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path)));
     let takes_body = operation.request_body.is_some();
     let problems = [
-        ("400", "The request is malformed: a parameter, header or body that cannot be read", true),
-        ("401", "No valid credential", secured),
-        ("403", "The caller may not do this", secured),
-        ("404", "Nothing by that name, or nothing the caller may see", names_something),
-        ("415", "The body is not sent as application/json", takes_body),
-        ("422", "The request is well-formed but invalid", true),
+        ("400", true, "The request is malformed: a parameter, header or body that cannot be read"),
+        ("401", secured, "No valid credential"),
+        ("403", secured, "The caller may not do this"),
+        ("404", names_something, "Nothing by that name, or nothing the caller may see"),
+        ("415", takes_body, "The body is not sent as application/json"),
+        ("422", true, "The request is well-formed but invalid"),
         (
             "default",
-            "Any other refusal or failure: 429 when rate-limited, 503 when the gateway cannot take the call",
             true,
+            "Any other refusal or failure: 429 when rate-limited, 503 when the gateway cannot take the call",
         ),
     ];
-    for (status, description, applies) in problems {
+    for (status, applies, description) in problems {
         if !applies || operation.responses.responses.contains_key(status) {
             continue;
         }
