@@ -202,6 +202,7 @@ pub fn main() -> anyhow::Result<()> {
                 Some(loaded) => loaded,
                 None => Config::load(&config)?,
             };
+            loaded.install_divisions()?;
             runtime.block_on(crate::server::serve(loaded, None))
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
@@ -209,7 +210,8 @@ pub fn main() -> anyhow::Result<()> {
                 Some(loaded) => loaded,
                 None => Config::load(&file)?,
             };
-            let problems = loaded.missing_files();
+            let mut problems = loaded.missing_files();
+            problems.extend(loaded.check_divisions());
             #[allow(clippy::print_stdout)]
             for problem in &problems {
                 println!("{problem}");
@@ -228,6 +230,7 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Bootstrap { config, department_code, department_name, region, username, display_name } => {
             let loaded = Config::load(&config)?;
+            loaded.install_divisions()?;
             let admin = crate::bootstrap::FirstAdmin {
                 department_code,
                 department_name,

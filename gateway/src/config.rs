@@ -29,6 +29,25 @@ pub struct Config {
     pub exchange_log: tongban_exchange::ExchangeLogConfig,
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    #[serde(default, skip_serializing_if = "ReferenceConfig::is_default")]
+    pub reference: ReferenceConfig,
+}
+
+/// Reference data that changes on its own schedule, replaceable without a new release.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// A GB/T 2260 division table in the shipped format (`code`, `level`, `name`, `parent`,
+    /// tab-separated; `policy/data/divisions.tsv`), replacing the shipped table of the
+    /// National Bureau of Statistics' 2023 codes. Read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divisions: Option<PathBuf>,
+}
+
+impl ReferenceConfig {
+    fn is_default(&self) -> bool {
+        *self == ReferenceConfig::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +298,39 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Replaces the shipped division table with the one `reference.divisions` names, if it
+    /// names one. Called once, at start, before anything reads the table.
+    pub fn install_divisions(&self) -> anyhow::Result<()> {
+        let Some(file) = &self.config.reference.divisions else { return Ok(()) };
+        let path = self.base_dir.join(file);
+        let describe = |why: String| {
+            anyhow::anyhow!(
+                "{}: reference.divisions = {:?}: {why}",
+                self.source.display(),
+                file.display().to_string()
+            )
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| describe(e.to_string()))?;
+        let table = tongban_policy::division::install(text).map_err(|e| describe(e.to_string()))?;
+        tracing::info!(divisions = table.all().len(), file = %path.display(), "division table replaced");
+        Ok(())
+    }
+
+    /// The division table `reference.divisions` names, checked without being put in use:
+    /// `None` when it names none or the file is missing (which `missing_files` tells).
+    pub fn check_divisions(&self) -> Option<String> {
+        let file = self.config.reference.divisions.as_ref()?;
+        let text = std::fs::read_to_string(self.base_dir.join(file)).ok()?;
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        tongban_policy::division::DivisionTable::parse(text).err().map(|why| {
+            format!(
+                "{}: reference.divisions = {:?}: {why}",
+                self.source.display(),
+                file.display().to_string()
+            )
+        })
+    }
+
     /// The files the configuration names that do not exist, each on a line naming its key.
     /// Locations that are URLs (object stores, PostgreSQL) are not looked at here.
     pub fn missing_files(&self) -> Vec<String> {
@@ -305,6 +357,9 @@ impl LoadedConfig {
         }
         if let Some(calendar) = &self.config.workflow.calendar {
             named.push(("workflow.calendar".into(), calendar.clone()));
+        }
+        if let Some(divisions) = &self.config.reference.divisions {
+            named.push(("reference.divisions".into(), divisions.clone()));
         }
         named
             .into_iter()

@@ -179,6 +179,11 @@ pub(crate) const WORK_DESTINATIONS: &[&str] =
 
 /// Relative population weight of each province prefix in the synthetic data, roughly in
 /// proportion to the real populations.
+/// The provinces the demo's people live in: 北京, 安徽, 河南, 广东 and 青海.
+pub(crate) fn is_demo_province(province: &str) -> bool {
+    matches!(province, "11" | "34" | "41" | "44" | "63")
+}
+
 pub(crate) fn province_weight(province: &str) -> f64 {
     match province {
         "11" => 22.0,

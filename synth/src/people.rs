@@ -51,7 +51,9 @@ fn pick_weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
 /// Splits `rows` people over the leaf divisions, in code order, in proportion to province
 /// populations and a per-county weight drawn from the seed.
 pub(super) fn allocate(rows: u64, seed: u64) -> Vec<(&'static Division, u64)> {
-    let leaves: Vec<&'static Division> = division::leaf_divisions().collect();
+    // People are generated in the demo's provinces only, whatever the division table lists.
+    let leaves: Vec<&'static Division> =
+        division::leaf_divisions().filter(|d| names::is_demo_province(&d.code[..2])).collect();
     let per_province: HashMap<&str, usize> = leaves.iter().fold(HashMap::new(), |mut m, d| {
         *m.entry(&d.code[..2]).or_default() += 1;
         m
@@ -304,9 +306,11 @@ impl Generator<'_> {
             return Work::Resident;
         }
         let civil_servant = self.rng.random_bool(0.07);
-        let (insured_in, employer) = if !civil_servant && self.rng.random_bool(0.15) {
-            let code = *pick(&mut self.rng, names::WORK_DESTINATIONS);
-            let destination = division::find(code).expect("destinations are in the table");
+        let moves_away = !civil_servant && self.rng.random_bool(0.15);
+        // A replaced division table may lack a destination; the person then works at home.
+        let destination =
+            moves_away.then(|| *pick(&mut self.rng, names::WORK_DESTINATIONS)).and_then(division::find);
+        let (insured_in, employer) = if let Some(destination) = destination {
             let count = employers.of(destination).len();
             (destination, self.rng.random_range(0..count))
         } else {

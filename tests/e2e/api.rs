@@ -1291,3 +1291,49 @@ async fn schemathesis_finds_no_failure_in_a_bounded_run() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// A gateway whose configuration names a newer division table uses it: a department in a
+/// division only that table lists is registered, its identity numbers and addresses are read
+/// by it, and `tongban config check` names the line of a table that cannot be used.
+#[tokio::test]
+async fn a_division_table_named_by_the_configuration_replaces_the_shipped_one() -> anyhow::Result<()> {
+    let mut demo = Demo::start().await?;
+    let admin = demo.sign_in("admin").await?;
+    let code = tongban_policy::CreditCode::compose('1', '1', "329801", "00000007");
+    let department = json!({"code": code, "name": "新设市公安局", "region": "329801", "roles": ["demander"]});
+    let (status, problem) = admin.post("/departments", &department).await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_request")),
+        "not in the shipped table"
+    );
+
+    let shipped = include_str!("../../policy/data/divisions.tsv");
+    let newer = format!("{shipped}329800\tprefecture\t新设市\t320000\n329801\tcounty\t新设区\t329800\n");
+    std::fs::write(demo.data_dir().join("divisions-2027.tsv"), newer)?;
+    let config = demo.data_dir().join("tongban.toml");
+    let text = std::fs::read_to_string(&config)?;
+    std::fs::write(&config, format!("{text}\n[reference]\ndivisions = \"divisions-2027.tsv\"\n"))?;
+    demo.gateway.signal("TERM")?;
+    demo.gateway.wait_exit(std::time::Duration::from_secs(30)).await?;
+    demo.restart().await?;
+
+    let admin = demo.sign_in("admin").await?;
+    let (status, created) = admin.post("/departments", &department).await?;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["region"], "329801");
+
+    // `config check` reads the table without putting it in use, and names a bad line.
+    std::fs::write(
+        demo.data_dir().join("divisions-2027.tsv"),
+        "110000\tprovince\t北京市\t\n3298\tcounty\t新设区\t329800\n",
+    )?;
+    let output = std::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["config", "check"])
+        .arg(&config)
+        .output()?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("reference.divisions = \"divisions-2027.tsv\": line 2:"), "{said}");
+    Ok(())
+}

@@ -42,6 +42,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         data: DataConfig::default(),
         exchange_log: tongban_exchange::ExchangeLogConfig::default(),
         telemetry: crate::telemetry::TelemetryConfig::default(),
+        reference: crate::config::ReferenceConfig::default(),
     }
 }
 
@@ -55,6 +56,14 @@ pub async fn prepare(
     tls: bool,
 ) -> anyhow::Result<LoadedConfig> {
     tokio::fs::create_dir_all(data_dir).await?;
+    // The configuration comes first: a division table it names is put in use before the
+    // generator reads one.
+    let config_path: PathBuf = data_dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        tokio::fs::write(&config_path, default_config(listen).to_toml()).await?;
+    }
+    let mut loaded = Config::load(&config_path)?;
+    loaded.install_divisions()?;
     let datasets = data_dir.join(DATASETS_DIR);
     if !synth::is_generated(&datasets) {
         let config = SynthConfig::new(rows, seed, today());
@@ -69,11 +78,6 @@ pub async fn prepare(
             "demo datasets generated"
         );
     }
-    let config_path: PathBuf = data_dir.join(CONFIG_FILE);
-    if !config_path.is_file() {
-        tokio::fs::write(&config_path, default_config(listen).to_toml()).await?;
-    }
-    let mut loaded = Config::load(&config_path)?;
     // A configuration written by an earlier release names no supplier for the demo's datasets;
     // they are the seeded departments' own, and no resource can be bound to a dataset without one.
     for dataset in &mut loaded.config.datasets {
