@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
 use datafusion::datasource::MemTable;
+use datafusion::functions::unicode::expr_fn::substring;
 use datafusion::functions_aggregate::expr_fn::{approx_percentile_cont, count, sum};
-use datafusion::logical_expr::{Expr, SortExpr, case, col, lit};
+use datafusion::logical_expr::{Expr, SortExpr, case, cast, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,11 @@ pub enum GroupBy {
     Status,
     Operation,
     System,
+    /// The service item (事项) the calls named as their purpose.
+    ServiceItem,
+    /// The calling department's province and the supplying one's (`consumer_province`,
+    /// `supplier_province`: two-digit GB/T 2260 codes), for exchanges across provinces.
+    ProvincePair,
 }
 
 /// The width of the time buckets of statistics.
@@ -63,7 +70,10 @@ pub enum GroupBy {
 pub enum Bucket {
     Minute,
     Hour,
+    /// Days in Beijing time.
     Day,
+    /// Calendar months in Beijing time.
+    Month,
     /// One bucket for the whole period.
     All,
 }
@@ -112,11 +122,12 @@ async fn scoped(ctx: &SessionContext, dir: &Path, scope: &Scope) -> Result<DataF
     // Unnesting both lists together pairs each resource with its supplier.
     frame = frame
         .unnest_columns_with_options(
-            &["resources", "suppliers"],
+            &["resources", "suppliers", "supplier_regions"],
             datafusion::common::UnnestOptions::new().with_preserve_nulls(true),
         )?
         .with_column_renamed("resources", "resource")?
-        .with_column_renamed("suppliers", "supplier")?;
+        .with_column_renamed("suppliers", "supplier")?
+        .with_column_renamed("supplier_regions", "supplier_region")?;
     if let Some(department) = &scope.department {
         // A department sees the calls it made and the calls on the resources it supplies.
         frame = frame.filter(
@@ -177,44 +188,45 @@ pub async fn stats(
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let ctx = session();
     let frame = scoped(&ctx, dir, scope).await?;
-    let interval = match bucket {
-        Bucket::Minute => Some("1 minute"),
-        Bucket::Hour => Some("1 hour"),
-        Bucket::Day => Some("1 day"),
+    let mut group = Vec::new();
+    let beijing_midnight = DateTime::UNIX_EPOCH - chrono::Duration::hours(8);
+    let bin = |width: IntervalMonthDayNano, origin: DateTime<Utc>| {
+        datafusion::functions::datetime::expr_fn::date_bin(
+            lit(ScalarValue::IntervalMonthDayNano(Some(width))),
+            col("started_at"),
+            timestamp(origin),
+        )
+    };
+    let bucketed = match bucket {
+        Bucket::Minute => Some(bin(IntervalMonthDayNano::new(0, 0, 60_000_000_000), DateTime::UNIX_EPOCH)),
+        Bucket::Hour => Some(bin(IntervalMonthDayNano::new(0, 0, 3_600_000_000_000), DateTime::UNIX_EPOCH)),
+        // Days and months begin at midnight in Beijing, as the platform's reports count them.
+        Bucket::Day => Some(bin(IntervalMonthDayNano::new(0, 1, 0), beijing_midnight)),
+        Bucket::Month => Some(datafusion::functions::datetime::expr_fn::date_trunc(
+            lit("month"),
+            cast(col("started_at"), DataType::Timestamp(TimeUnit::Microsecond, Some("+08:00".into()))),
+        )),
         Bucket::All => None,
     };
-    let mut group = Vec::new();
-    if let Some(interval) = interval {
-        let width = lit(ScalarValue::IntervalMonthDayNano(Some(
-            datafusion::arrow::datatypes::IntervalMonthDayNano::new(
-                0,
-                i32::from(interval == "1 day"),
-                match interval {
-                    "1 minute" => 60_000_000_000,
-                    "1 hour" => 3_600_000_000_000,
-                    _ => 0,
-                },
-            ),
-        )));
-        group.push(
-            datafusion::functions::datetime::expr_fn::date_bin(
-                width,
-                col("started_at"),
-                timestamp(DateTime::UNIX_EPOCH),
-            )
-            .alias("bucket"),
-        );
+    let has_buckets = bucketed.is_some();
+    if let Some(bucketed) = bucketed {
+        group.push(bucketed.alias("bucket"));
     }
-    let key = match by {
-        GroupBy::None => None,
-        GroupBy::Department => Some("department"),
-        GroupBy::Resource => Some("resource"),
-        GroupBy::Status => Some("status"),
-        GroupBy::Operation => Some("operation"),
-        GroupBy::System => Some("system"),
+    let keys: Vec<(&str, Expr)> = match by {
+        GroupBy::None => vec![],
+        GroupBy::Department => vec![("department", col("department"))],
+        GroupBy::Resource => vec![("resource", col("resource"))],
+        GroupBy::Status => vec![("status", col("status"))],
+        GroupBy::Operation => vec![("operation", col("operation"))],
+        GroupBy::System => vec![("system", col("system"))],
+        GroupBy::ServiceItem => vec![("service_item", col("service_item"))],
+        GroupBy::ProvincePair => vec![
+            ("consumer_province", substring(col("region"), lit(1i64), lit(2i64))),
+            ("supplier_province", substring(col("supplier_region"), lit(1i64), lit(2i64))),
+        ],
     };
-    if let Some(key) = key {
-        group.push(col(key));
+    for (name, key) in &keys {
+        group.push(key.clone().alias(*name));
     }
     let aggregates = vec![
         count(lit(1)).alias("calls"),
@@ -232,11 +244,11 @@ pub async fn stats(
         percentile_ms(0.99, "p99_ms"),
     ];
     let mut sort: Vec<SortExpr> = Vec::new();
-    if interval.is_some() {
+    if has_buckets {
         sort.push(col("bucket").sort(true, false));
     }
-    if let Some(key) = key {
-        sort.push(col(key).sort(true, true));
+    for (name, _) in &keys {
+        sort.push(col(*name).sort(true, true));
     }
     let frame = frame.aggregate(group, aggregates)?;
     let frame = if sort.is_empty() { frame } else { frame.sort(sort)? };
@@ -422,6 +434,84 @@ mod tests {
         assert_eq!(calls_of("R2".into()), Some(2.into()), "{by_resource:?}");
         // The call refused before it named a resource is still counted.
         assert_eq!(calls_of(serde_json::Value::Null), Some(1.into()), "{by_resource:?}");
+    }
+
+    /// Statistics per service item, per province pair and per Beijing month agree with counts
+    /// taken from the calls as they were written.
+    #[tokio::test]
+    async fn statistics_per_service_item_province_pair_and_month_match_the_calls() {
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().expect("dir");
+        let options = WalOptions {
+            durability: Durability::Write,
+            segment_max_bytes: 1 << 20,
+            segment_max_age: Duration::from_secs(3600),
+        };
+        let mut wal = Wal::open(dir.path(), options, LogMetrics::new()).expect("open");
+        let items = ["KSTB-GA-001", "KSTB-RS-004", "KSTB-GJJ-002"];
+        let regions = ["440106", "410102", "340104", "320102", "510104"];
+        // 2026-11-30 20:00 UTC is 1 December 04:00 in Beijing: the last calls fall in December.
+        let start = "2026-11-30T10:00:00Z".parse::<DateTime<Utc>>().expect("time");
+        let (mut per_item, mut per_pair, mut per_month) = (
+            BTreeMap::<&str, i64>::new(),
+            BTreeMap::<(String, String), i64>::new(),
+            BTreeMap::<u32, i64>::new(),
+        );
+        let mut records = Vec::new();
+        for i in 0..97usize {
+            let mut record = call(Some("s1"), Some("R1"), if i % 7 == 0 { 403 } else { 200 }, 5);
+            let item = items[i % items.len()];
+            let (consumer, supplier) = (regions[i % regions.len()], regions[(i / 3) % regions.len()]);
+            record.service_item = Some(item.to_owned());
+            record.region = Some(consumer.to_owned());
+            record.supplier_regions = vec![supplier.to_owned()];
+            record.started_at = start + chrono::Duration::minutes(10 * i as i64);
+            record.finished_at = Some(record.started_at + chrono::Duration::milliseconds(5));
+            *per_item.entry(item).or_default() += 1;
+            *per_pair.entry((consumer[..2].to_owned(), supplier[..2].to_owned())).or_default() += 1;
+            let beijing = record.started_at.with_timezone(&tongban_policy::time::beijing());
+            *per_month.entry(chrono::Datelike::month(&beijing)).or_default() += 1;
+            records.push(record);
+        }
+        // Half sealed and compacted to Parquet, half in the active segment.
+        wal.append_records(&records[..50]).expect("append");
+        wal.seal_if_older(Duration::ZERO).expect("seal");
+        compact::compact(dir.path(), None).expect("compact");
+        wal.append_records(&records[50..]).expect("append");
+
+        let rows =
+            stats(dir.path(), &Scope::default(), Bucket::All, GroupBy::ServiceItem).await.expect("stats");
+        let got: BTreeMap<&str, i64> = rows
+            .iter()
+            .map(|r| (r["service_item"].as_str().unwrap_or_default(), r["calls"].as_i64().unwrap_or(0)))
+            .collect();
+        assert_eq!(got, per_item, "{rows:?}");
+
+        let rows =
+            stats(dir.path(), &Scope::default(), Bucket::All, GroupBy::ProvincePair).await.expect("stats");
+        let got: BTreeMap<(String, String), i64> = rows
+            .iter()
+            .map(|r| {
+                let province = |key: &str| r[key].as_str().unwrap_or_default().to_owned();
+                (
+                    (province("consumer_province"), province("supplier_province")),
+                    r["calls"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(got, per_pair, "{rows:?}");
+
+        let rows = stats(dir.path(), &Scope::default(), Bucket::Month, GroupBy::None).await.expect("stats");
+        let got: Vec<(String, i64)> = rows
+            .iter()
+            .map(|r| (r["bucket"].as_str().unwrap_or_default().to_owned(), r["calls"].as_i64().unwrap_or(0)))
+            .collect();
+        assert_eq!(got.len(), 2, "November and December in Beijing: {rows:?}");
+        assert!(
+            got[0].0.starts_with("2026-11-01T00:00:00") && got[1].0.starts_with("2026-12-01T00:00:00"),
+            "{got:?}"
+        );
+        assert_eq!((got[0].1, got[1].1), (per_month[&11], per_month[&12]), "{got:?}");
     }
 
     #[tokio::test]

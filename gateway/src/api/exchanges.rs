@@ -35,9 +35,11 @@ pub(super) struct ExchangeFilter {
     status: Option<u16>,
     /// The problem code of refused or failed calls.
     code: Option<String>,
-    /// Time buckets of statistics: minute, hour (default), day or all.
+    /// Time buckets of statistics: minute, hour (default), day, month (Beijing days and
+    /// months) or all.
     bucket: Option<Bucket>,
-    /// Grouping of statistics: none (default), department, resource, status, operation or system.
+    /// Grouping of statistics: none (default), department, resource, status, operation, system,
+    /// service_item or province_pair (consumer and supplier provinces).
     by: Option<GroupBy>,
     /// At most this many rows (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
