@@ -308,6 +308,21 @@ async fn operators_query_the_log_and_departments_see_only_their_own() -> anyhow:
     };
     assert_eq!(calls_with(200), Some(json!(3)), "{stats}");
     assert_eq!(calls_with(400), Some(json!(1)), "{stats}");
+    // The same calls per service item and per province pair: Guangdong's police calling
+    // Henan's household registration, for KSTB-GA-001.
+    let (status, per_item) = operator.get("/exchanges/stats?bucket=month&by=service_item").await?;
+    assert_eq!(status, 200, "{per_item}");
+    let item_row =
+        per_item["rows"].as_array().into_iter().flatten().find(|r| r["service_item"] == "KSTB-GA-001");
+    assert_eq!(item_row.map(|r| r["calls"].clone()), Some(json!(3)), "{per_item}");
+    let (status, pairs) = operator.get("/exchanges/stats?bucket=all&by=province_pair").await?;
+    assert_eq!(status, 200, "{pairs}");
+    let pair = pairs["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["consumer_province"] == "44" && r["supplier_province"] == "41");
+    assert_eq!(pair.map(|r| r["calls"].clone()), Some(json!(3)), "{pairs}");
 
     let (status, refusals) = operator.get("/exchanges/refusals").await?;
     assert_eq!(status, 200);
