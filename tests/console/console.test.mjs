@@ -302,6 +302,11 @@ test('a demand is filed, reviewed and approved in the pages, and the call it all
   await operator.waitForSelector('[data-testid=refusal-reasons] li');
   await operator.waitForSelector('[data-testid=chart-volume] canvas');
   await operator.waitForSelector('[data-testid=chain] .badge-ok');
+  // The calls per service item and per province pair: Guangzhou's fund system calling
+  // Guangdong's social insurance, both in 广东省, by name.
+  await operator.waitForSelector(`[data-testid=service-items] li[data-key="${SERVICE_ITEM}"]`);
+  const pair = await operator.textContent('[data-testid=province-pairs] tbody tr');
+  assert.match(pair, /广东省.*广东省/, pair);
   await shot(operator, 'dashboard');
 
   // …and finds it in the log search, then opens the record.

@@ -85,9 +85,11 @@ async function loadFigures(period) {
   const { hours, bucket } = PERIODS[period];
   const from = Date.now() - hours * 3600 * 1000;
   const window = { from: new Date(from).toISOString() };
-  const [buckets, totals, refusals, callers, resources, quality, systems] = await Promise.all([
+  const [buckets, totals, items, pairs, refusals, callers, resources, quality, systems] = await Promise.all([
     api('/exchanges/stats', { query: { ...window, bucket } }),
     api('/exchanges/stats', { query: { ...window, bucket: 'all' } }),
+    api('/exchanges/stats', { query: { ...window, bucket: 'all', by: 'service_item' } }),
+    api('/exchanges/stats', { query: { ...window, bucket: 'all', by: 'province_pair' } }),
     api('/exchanges/refusals', { query: window }),
     api('/exchanges/top-callers', { query: { ...window, limit: 10 } }),
     api('/exchanges/top-resources', { query: { ...window, limit: 10 } }),
@@ -95,7 +97,8 @@ async function loadFigures(period) {
     all('/systems').catch(() => []),
   ]);
   const systemNames = Object.fromEntries(systems.map((s) => [s.id, s.name]));
-  return { systemNames, from, buckets: buckets.rows, total: totals.rows[0] ?? null, refusals, callers: callers.rows, resources: resources.rows, quality, at: new Date() };
+  const byCalls = (rows) => [...rows].sort((a, b) => b.calls - a.calls);
+  return { systemNames, from, buckets: buckets.rows, total: totals.rows[0] ?? null, items: byCalls(items.rows), pairs: byCalls(pairs.rows), refusals, callers: callers.rows, resources: resources.rows, quality, at: new Date() };
 }
 
 export function Dashboard() {
@@ -172,6 +175,16 @@ function Figures({ figures: f, period }) {
           { title: t('log.resource'), render: (r) => html`<a href=${`#/exchanges?resource=${encodeURIComponent(r.resource)}`}><code>${r.resource}</code></a>` },
           { title: t('dash.calls'), key: 'calls', className: 'num' },
           { title: t('dash.refused'), key: 'refused_or_failed', className: 'num' },
+          { title: 'p95 ms', render: (r) => ms(r.p95_ms), className: 'num' },
+        ]} /></div>
+      <div class="panel"><h2>${t('dash.service_items')}</h2>
+        <${Bars} testid="service-items" rows=${f.items} keyName="service_item" /></div>
+      <div class="panel"><h2>${t('dash.province_pairs')}</h2>
+        <${Table} testid="province-pairs" rows=${f.pairs.map((r) => ({ id: `${r.consumer_province}-${r.supplier_province}`, ...r }))} columns=${[
+          { title: t('dash.consumer_province'), render: (r) => r.consumer_province_name ?? r.consumer_province ?? '—' },
+          { title: t('dash.supplier_province'), render: (r) => r.supplier_province_name ?? r.supplier_province ?? '—' },
+          { title: t('dash.calls'), key: 'calls', className: 'num' },
+          { title: t('dash.refused'), key: 'refused', className: 'num' },
           { title: 'p95 ms', render: (r) => ms(r.p95_ms), className: 'num' },
         ]} /></div>
       <div class="panel"><h2>${t('dash.outside')}</h2>

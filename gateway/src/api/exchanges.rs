@@ -184,7 +184,20 @@ pub(super) async fn stats(
 ) -> Result<Json<Rows>, ApiError> {
     let scope = filter.scope(&caller, Some(24))?;
     let (bucket, by) = (filter.bucket.unwrap_or(Bucket::Hour), filter.by.unwrap_or(GroupBy::None));
-    let rows = ask(&state, |dir| async move { query::stats(&dir, &scope, bucket, by).await }).await?;
+    let mut rows = ask(&state, |dir| async move { query::stats(&dir, &scope, bucket, by).await }).await?;
+    if by == GroupBy::ProvincePair {
+        // Provinces by name too, from the division table in use, so a reader need not know
+        // the codes.
+        for row in &mut rows {
+            for side in ["consumer_province", "supplier_province"] {
+                let name = row[side]
+                    .as_str()
+                    .and_then(|code| tongban_policy::division::find(&format!("{code}0000")))
+                    .map(|division| division.name);
+                row[format!("{side}_name")] = name.into();
+            }
+        }
+    }
     Ok(Json(Rows { rows }))
 }
 
