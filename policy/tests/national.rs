@@ -42,7 +42,7 @@ fn departments_identity_numbers_and_addresses_of_any_province_work() {
         assert_eq!(MaskRule::Address.apply(address), masked);
         let number = IdNumber::compose(
             &format!("{}02", &region[..4]),
-            NaiveDate::from_ymd_opt(1990, 5, 17).unwrap(),
+            NaiveDate::from_ymd_opt(1990, 5, 17).expect("date"),
             31,
         );
         let parsed = IdNumber::parse(&number).unwrap_or_else(|e| panic!("{number}: {e}"));
