@@ -84,34 +84,25 @@ def main():
     def current(client):
         return answered(get_demand.sync_detailed(filed.id, client=client)).version
 
-    submitted = answered(
-        act.sync_detailed(
-            filed.id,
-            client=demander,
-            body=SubmitActionRequest(action=SubmitActionRequestAction.SUBMIT, version=current(demander)),
-        )
+    def step(client, body):
+        """Takes one workflow step as `client` and notes the state it led to."""
+        demand = answered(act.sync_detailed(filed.id, client=client, body=body))
+        steps.append(demand.state.value)
+        return demand
+
+    step(demander, SubmitActionRequest(action=SubmitActionRequestAction.SUBMIT, version=current(demander)))
+    step(
+        office,
+        PassConformityActionRequest(
+            action=PassConformityActionRequestAction.PASS_CONFORMITY, terms=terms, version=current(office)
+        ),
     )
-    steps.append(submitted.state.value)
-    passed = answered(
-        act.sync_detailed(
-            filed.id,
-            client=office,
-            body=PassConformityActionRequest(
-                action=PassConformityActionRequestAction.PASS_CONFORMITY, terms=terms, version=current(office)
-            ),
-        )
+    approved = step(
+        supplier,
+        SupplierApproveActionRequest(
+            action=SupplierApproveActionRequestAction.SUPPLIER_APPROVE, terms=terms, version=current(supplier)
+        ),
     )
-    steps.append(passed.state.value)
-    approved = answered(
-        act.sync_detailed(
-            filed.id,
-            client=supplier,
-            body=SupplierApproveActionRequest(
-                action=SupplierApproveActionRequestAction.SUPPLIER_APPROVE, terms=terms, version=current(supplier)
-            ),
-        )
-    )
-    steps.append(approved.state.value)
 
     system = AuthenticatedClient(base_url=base_url, token=api_key, raise_on_unexpected_status=True)
     grants = answered(in_force.sync_detailed(client=system))
