@@ -41,6 +41,11 @@ fn resource(code: &str) -> Resource {
             .collect(),
         service_items: vec![],
         division_item: Some("division_code".into()),
+        format: Default::default(),
+        open_type: Default::default(),
+        class: Default::default(),
+        related_resources: vec![],
+        legal_basis: String::new(),
     }
 }
 

@@ -53,6 +53,7 @@ static RECORD_FIELDS: LazyLock<Vec<Field>> = LazyLock::new(|| {
         Field::new("service_item", DataType::Utf8, true),
         Field::new("case_digest", DataType::Utf8, true),
         Field::new("operator_digest", DataType::Utf8, true),
+        Field::new("key_digest", DataType::Utf8, true),
         Field::new("items", list_of(DataType::Utf8), true),
         Field::new("rows", DataType::UInt64, true),
         Field::new("bytes_in", DataType::UInt64, true),

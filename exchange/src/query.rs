@@ -212,19 +212,7 @@ pub async fn stats(
     if let Some(bucketed) = bucketed {
         group.push(bucketed.alias("bucket"));
     }
-    let keys: Vec<(&str, Expr)> = match by {
-        GroupBy::None => vec![],
-        GroupBy::Department => vec![("department", col("department"))],
-        GroupBy::Resource => vec![("resource", col("resource"))],
-        GroupBy::Status => vec![("status", col("status"))],
-        GroupBy::Operation => vec![("operation", col("operation"))],
-        GroupBy::System => vec![("system", col("system"))],
-        GroupBy::ServiceItem => vec![("service_item", col("service_item"))],
-        GroupBy::ProvincePair => vec![
-            ("consumer_province", substring(col("region"), lit(1i64), lit(2i64))),
-            ("supplier_province", substring(col("supplier_region"), lit(1i64), lit(2i64))),
-        ],
-    };
+    let keys = group_keys(by);
     for (name, key) in &keys {
         group.push(key.clone().alias(*name));
     }
@@ -252,6 +240,51 @@ pub async fn stats(
     }
     let frame = frame.aggregate(group, aggregates)?;
     let frame = if sort.is_empty() { frame } else { frame.sort(sort)? };
+    to_json(frame).await
+}
+
+/// The columns a grouping names, with the expressions that compute them.
+fn group_keys(by: GroupBy) -> Vec<(&'static str, Expr)> {
+    match by {
+        GroupBy::None => vec![],
+        GroupBy::Department => vec![("department", col("department"))],
+        GroupBy::Resource => vec![("resource", col("resource"))],
+        GroupBy::Status => vec![("status", col("status"))],
+        GroupBy::Operation => vec![("operation", col("operation"))],
+        GroupBy::System => vec![("system", col("system"))],
+        GroupBy::ServiceItem => vec![("service_item", col("service_item"))],
+        GroupBy::ProvincePair => vec![
+            ("consumer_province", substring(col("region"), lit(1i64), lit(2i64))),
+            ("supplier_province", substring(col("supplier_region"), lit(1i64), lit(2i64))),
+        ],
+    }
+}
+
+/// Refused and failed calls per group of `by` and reason: each of the policy's reasons where
+/// the decision gave them (a call refused for several counts once under each), else the
+/// problem code (`rate_limited`, `purpose_required`, …). Rows hold the group's columns,
+/// `reason` and `calls`.
+pub async fn refusal_reasons(
+    dir: &Path,
+    scope: &Scope,
+    by: GroupBy,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let ctx = session();
+    let refused = scoped(&ctx, dir, scope)
+        .await?
+        .filter(col("status").gt_eq(lit(400u16)))?
+        .unnest_columns_with_options(
+            &["reason_codes"],
+            datafusion::common::UnnestOptions::new().with_preserve_nulls(true),
+        )?;
+    let keys = group_keys(by);
+    let mut group: Vec<Expr> = keys.iter().map(|(name, key)| key.clone().alias(*name)).collect();
+    let reason = datafusion::functions::core::expr_fn::coalesce(vec![col("reason_codes"), col("code")]);
+    group.push(reason.alias("reason"));
+    let mut sort: Vec<SortExpr> = keys.iter().map(|(name, _)| col(*name).sort(true, true)).collect();
+    sort.push(col("calls").sort(false, true));
+    sort.push(col("reason").sort(true, true));
+    let frame = refused.aggregate(group, vec![count(lit(1)).alias("calls")])?.sort(sort)?;
     to_json(frame).await
 }
 

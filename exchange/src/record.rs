@@ -94,6 +94,10 @@ pub struct ExchangeRecord {
     pub case_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_digest: Option<String>,
+    /// Keyed SHA-256 of the key a look-up or verification asked for, so that an objection to
+    /// the answer can name the record without the log holding the identity number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_digest: Option<String>,
     /// Items served (column names, never values).
     pub items: Vec<String>,
     pub rows: u64,
@@ -159,6 +163,7 @@ impl ExchangeRecord {
             service_item: None,
             case_digest: None,
             operator_digest: None,
+            key_digest: None,
             items: Vec::new(),
             rows: 0,
             bytes_in: 0,

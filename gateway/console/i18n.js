@@ -4,6 +4,11 @@
 const zh = {
   // Problem and refusal codes, as the API and the exchange log carry them.
   'code.access_denied': '拒绝访问',
+  'code.already_answered': '已答复',
+  'code.invalid_encoding': '文件不是 UTF-8 编码',
+  'code.invalid_service_item_list': '事项清单有误',
+  'code.not_objectable': '该交换不可纠错',
+  'code.invalid_month': '月份无效',
   'code.already_exists': '已存在',
   'code.bad_request': '请求有误',
   'code.body_too_large': '请求体过大',
@@ -356,6 +361,11 @@ const zh = {
 
 const en = {
   'code.access_denied': 'Access denied',
+  'code.already_answered': 'Already answered',
+  'code.invalid_encoding': 'The file is not UTF-8',
+  'code.invalid_service_item_list': 'The service-item list has errors',
+  'code.not_objectable': 'This exchange cannot be objected to',
+  'code.invalid_month': 'Invalid month',
   'code.already_exists': 'Already exists',
   'code.bad_request': 'Bad request',
   'code.body_too_large': 'Body too large',

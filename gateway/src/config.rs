@@ -86,6 +86,12 @@ pub struct WorkflowConfig {
     pub supplier_days: u32,
     #[serde(default = "default_coordination_days")]
     pub coordination_days: u32,
+    /// Working days a supplier has to answer a data objection (纠错).
+    #[serde(default = "default_objection_days")]
+    pub objection_days: u32,
+    /// Working days a supplier has to answer a poor rating with its rectification (整改).
+    #[serde(default = "default_rectification_days")]
+    pub rectification_days: u32,
     /// A calendar file (TOML with `holidays` and `makeup_working_days` date lists); the
     /// published national schedule built into the gateway when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,12 +110,22 @@ fn default_coordination_days() -> u32 {
     10
 }
 
+fn default_objection_days() -> u32 {
+    5
+}
+
+fn default_rectification_days() -> u32 {
+    10
+}
+
 impl Default for WorkflowConfig {
     fn default() -> Self {
         WorkflowConfig {
             conformity_days: default_conformity_days(),
             supplier_days: default_supplier_days(),
             coordination_days: default_coordination_days(),
+            objection_days: default_objection_days(),
+            rectification_days: default_rectification_days(),
             calendar: None,
         }
     }
@@ -137,6 +153,8 @@ impl LoadedConfig {
                 conformity: config.workflow.conformity_days,
                 supplier: config.workflow.supplier_days,
                 coordination: config.workflow.coordination_days,
+                objection: config.workflow.objection_days,
+                rectification: config.workflow.rectification_days,
             },
             datasets: config.datasets.iter().map(|d| (d.name.clone(), d.supplier.clone())).collect(),
             session_hours: config.store.session_hours,

@@ -218,6 +218,55 @@ where
     }
 }
 
+/// A CSV request body (`text/csv`, UTF-8), with the same problem documents as `ApiJson`: 415
+/// for another media type, 400 for text that is not UTF-8, 413 past the body limit.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCsv(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiCsv {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_csv = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"));
+        if !is_csv {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "CSV expected",
+                "send the body as text/csv",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "Body too large",
+                    rejection.body_text(),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", rejection.body_text())
+            }
+        })?;
+        String::from_utf8(bytes.to_vec()).map(ApiCsv).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_encoding",
+                "Not UTF-8",
+                format!(
+                    "the body is not UTF-8 text (byte {}); save the list as UTF-8",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })
+    }
+}
+
 /// Query parameters whose rejections are problem documents (400).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);

@@ -10,19 +10,23 @@ use tongban_policy::calendar::WorkingCalendar;
 use tongban_policy::catalog::{Resource, ShareType};
 use tongban_policy::grant::{Grant, GrantChange, GrantSet, GrantSource};
 use tongban_policy::org::{
-    DemandParties, Department, DepartmentRole, ServiceItem, UserRole, reviews_for, workflow_roles,
+    DemandParties, Department, DepartmentRole, ItemOrigin, ServiceItem, ServiceItemInput, UserRole,
+    reviews_for, workflow_roles,
 };
 use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_state};
 
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod feedback;
+pub mod service_items;
 pub mod store;
 pub mod users;
 
 use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord, UserRecord};
 pub use clock::{Clock, SetClock};
 pub use error::{ErrorKind, PlatformError};
+pub use feedback::RatingInput;
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone)]
@@ -253,6 +257,18 @@ pub struct ResourceInput {
     /// The item holding each record's division code, for row scopes.
     #[serde(default)]
     pub division_item: Option<String>,
+    #[serde(default)]
+    pub format: tongban_policy::catalog::ResourceFormat,
+    #[serde(default)]
+    pub open_type: tongban_policy::catalog::OpenType,
+    #[serde(default)]
+    pub class: tongban_policy::catalog::ResourceClass,
+    /// Codes of related resources in the catalog.
+    #[serde(default)]
+    pub related_resources: Vec<String>,
+    /// The laws and regulations the sharing rests on; required of a resource not shared.
+    #[serde(default)]
+    pub legal_basis: String,
 }
 
 fn invalid(detail: impl Into<String>) -> PlatformError {
@@ -461,6 +477,23 @@ impl Platform {
                 ));
             }
             Some(_) => {}
+        }
+        if input.share_type == ShareType::NotShared && input.legal_basis.trim().is_empty() {
+            return Err(invalid("legal_basis: a resource not shared states the basis for not sharing it"));
+        }
+        let mut related: Vec<&str> = input.related_resources.iter().map(String::as_str).collect();
+        related.sort_unstable();
+        if related.windows(2).any(|w| w[0] == w[1]) || related.contains(&input.code.as_str()) {
+            return Err(invalid("related_resources: name each other resource once, not the resource itself"));
+        }
+        for code in related {
+            if self.store.newest_resource_version(code).await? == 0 {
+                return Err(PlatformError::unprocessable(
+                    "unknown_resource",
+                    "Unknown resource",
+                    format!("related resource {code} is not in the catalog"),
+                ));
+            }
         }
         for code in &input.service_items {
             self.store.service_item(code).await.map_err(|_| {
@@ -913,19 +946,72 @@ impl Platform {
         Ok(stored)
     }
 
-    /// Service items, for the demo seed and the API alike.
+    /// Registers one service item, for the API and the demo alike.
     pub async fn create_service_item(
         &self,
         caller: &Caller,
-        item: ServiceItem,
+        input: ServiceItemInput,
     ) -> Result<ServiceItem, PlatformError> {
         caller.require(&[UserRole::PlatformAdmin])?;
-        if item.code.trim().is_empty() || item.name.trim().is_empty() || item.ministry.trim().is_empty() {
-            return Err(invalid("code, name and ministry must not be empty"));
+        let problems = input.problems();
+        if !problems.is_empty() {
+            return Err(invalid(problems.join("; ")));
         }
+        let item = ServiceItem::new(input, ItemOrigin::Registered, caller.actor(), self.now_rfc3339());
         self.store.create_service_item(&item).await?;
         Ok(item)
     }
+
+    /// Imports a service-item list in the CSV format of `service_items`: new codes are
+    /// registered, changed ones stored anew, and nothing at all is written when any row is bad.
+    pub async fn import_service_items(
+        &self,
+        caller: &Caller,
+        text: &str,
+    ) -> Result<ImportSummary, PlatformError> {
+        caller.require(&[UserRole::PlatformAdmin])?;
+        let inputs = service_items::parse(text).map_err(|e| {
+            PlatformError::unprocessable(
+                "invalid_service_item_list",
+                "Invalid service-item list",
+                e.to_string(),
+            )
+        })?;
+        let stored: HashMap<String, ServiceItem> =
+            self.store.service_items().await?.into_iter().map(|i| (i.code.clone(), i)).collect();
+        let (mut created, mut updated, mut unchanged) = (Vec::new(), Vec::new(), 0);
+        let at = self.now_rfc3339();
+        for input in inputs {
+            match stored.get(&input.code) {
+                Some(current) if !current.differs_from(&input) => unchanged += 1,
+                Some(_) => {
+                    updated.push(ServiceItem::new(input, ItemOrigin::Import, caller.actor(), at.clone()))
+                }
+                None => created.push(ServiceItem::new(input, ItemOrigin::Import, caller.actor(), at.clone())),
+            }
+        }
+        self.store.import_service_items(&created, &updated).await?;
+        Ok(ImportSummary {
+            created: created.into_iter().map(|i| i.code).collect(),
+            updated: updated.into_iter().map(|i| i.code).collect(),
+            unchanged,
+        })
+    }
+
+    fn now_rfc3339(&self) -> String {
+        tongban_policy::time::to_rfc3339(self.now())
+    }
+}
+
+/// What an import of a service-item list did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportSummary {
+    /// Codes registered for the first time.
+    pub created: Vec<String>,
+    /// Codes whose statement changed and was stored anew.
+    pub updated: Vec<String>,
+    /// How many items the list states as they are already stored.
+    pub unchanged: usize,
 }
 
 fn resource_from(input: ResourceInput, version: u32, supplier: &str) -> Resource {
@@ -943,6 +1029,11 @@ fn resource_from(input: ResourceInput, version: u32, supplier: &str) -> Resource
         items: input.items,
         service_items: input.service_items,
         division_item: input.division_item,
+        format: input.format,
+        open_type: input.open_type,
+        class: input.class,
+        related_resources: input.related_resources,
+        legal_basis: input.legal_basis,
     }
 }
 

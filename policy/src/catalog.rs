@@ -29,6 +29,57 @@ pub enum ShareMethod {
     File,
 }
 
+/// 资源格式: how the supplier holds the resource, as the national catalog rules classify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceFormat {
+    /// 数据库
+    #[default]
+    Database,
+    /// 电子表格
+    Spreadsheet,
+    /// 电子文件 (text, documents)
+    ElectronicFile,
+    /// 图形图像
+    Image,
+    /// 流媒体
+    Streaming,
+    /// 自描述格式 (XML, JSON)
+    SelfDescribing,
+    /// 其他
+    Other,
+}
+
+/// 开放属性: whether the resource may be opened to the public, apart from sharing between
+/// departments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OpenType {
+    /// 无条件开放
+    Unconditional,
+    /// 有条件开放
+    Conditional,
+    /// 不予开放: the default, since shared personal data is never opened.
+    #[default]
+    NotOpen,
+}
+
+/// The catalog class of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceClass {
+    /// 基础信息资源: 人口, 法人, 空间地理, 信用, 电子证照.
+    Base,
+    /// 主题信息资源: 社会保障, 健康, ….
+    Theme,
+    /// 部门信息资源: a department's own.
+    #[default]
+    Department,
+}
+
 /// Data grade under GB/T 43697.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -133,6 +184,18 @@ pub struct Resource {
     /// prefix) apply to; a resource without one can only be granted whole.
     #[serde(default)]
     pub division_item: Option<String>,
+    #[serde(default)]
+    pub format: ResourceFormat,
+    #[serde(default)]
+    pub open_type: OpenType,
+    #[serde(default)]
+    pub class: ResourceClass,
+    /// Codes of related catalog resources (关联资源).
+    #[serde(default)]
+    pub related_resources: Vec<String>,
+    /// The laws and regulations the sharing rests on; a resource not shared must state why.
+    #[serde(default)]
+    pub legal_basis: String,
 }
 
 impl Resource {
@@ -193,6 +256,11 @@ mod tests {
             ],
             service_items: vec![],
             division_item: None,
+            format: ResourceFormat::Database,
+            open_type: OpenType::NotOpen,
+            class: ResourceClass::Base,
+            related_resources: vec![],
+            legal_basis: String::new(),
         }
     }
 

@@ -345,6 +345,11 @@ mod tests {
             ],
             service_items: vec![],
             division_item: Some("division_code".into()),
+            format: Default::default(),
+            open_type: Default::default(),
+            class: Default::default(),
+            related_resources: vec![],
+            legal_basis: String::new(),
         }
     }
 

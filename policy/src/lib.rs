@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod credit_code;
 pub mod decision;
 pub mod division;
+pub mod feedback;
 pub mod grant;
 pub mod id_number;
 pub mod mask;

@@ -101,17 +101,154 @@ impl UserRole {
     }
 }
 
-/// A national 跨省通办 service item (政务服务事项) that shared data serves.
+/// The kinds of 政务服务事项, as the national lists name them. An item's type must be one of
+/// these, so lists from different offices group the same way.
+pub const SERVICE_ITEM_TYPES: &[&str] = &[
+    "行政许可",
+    "行政给付",
+    "行政确认",
+    "行政裁决",
+    "行政奖励",
+    "行政征收",
+    "行政检查",
+    "行政处罚",
+    "行政强制",
+    "其他行政权力",
+    "公共服务",
+];
+
+/// A 跨省通办 service item (政务服务事项) that shared data serves, as a national or
+/// provincial list states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceItemInput {
+    /// The item's code in its list.
+    pub code: String,
+    pub name: String,
+    /// 事项类型: one of `SERVICE_ITEM_TYPES`.
+    pub item_type: String,
+    /// The ministry responsible for the item nationally.
+    pub ministry: String,
+    /// 设定依据: the laws and regulations the item rests on.
+    #[serde(default)]
+    pub legal_basis: String,
+    /// The kinds of data the item needs, as dataset names (household, social_insurance, …).
+    pub needs: Vec<String>,
+    /// The list the item comes from, such as 全国高频政务服务“跨省通办”事项清单; empty for an
+    /// item registered on its own.
+    #[serde(default)]
+    pub list: String,
+}
+
+impl ServiceItemInput {
+    /// Checks what an item must state. Every problem is named, so a list's author can fix a
+    /// row in one go.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let code_ok = !self.code.is_empty()
+            && self.code.len() <= 64
+            && self.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !code_ok {
+            problems.push(format!("code {:?}: 1 to 64 letters, digits, '-' or '_'", self.code));
+        }
+        for (field, value) in [("name", &self.name), ("ministry", &self.ministry)] {
+            if value.trim().is_empty() {
+                problems.push(format!("{field} must not be empty"));
+            }
+        }
+        if !SERVICE_ITEM_TYPES.contains(&self.item_type.as_str()) {
+            problems.push(format!(
+                "item_type {:?} is not one of {}",
+                self.item_type,
+                SERVICE_ITEM_TYPES.join("、")
+            ));
+        }
+        if self.needs.is_empty() || self.needs.iter().any(|n| n.trim().is_empty()) {
+            problems.push("needs: name at least one kind of data, none empty".into());
+        }
+        problems
+    }
+}
+
+/// How a service item came to be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOrigin {
+    /// Imported from a list file.
+    Import,
+    /// Registered one by one.
+    #[default]
+    Registered,
+}
+
+/// Where a service item came from: its list, how it was registered, by whom and when.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemSource {
+    /// The list the item came from; empty for an item registered on its own.
+    pub list: String,
+    pub origin: ItemOrigin,
+    /// The actor who registered or last imported it (`user:…`).
+    pub by: String,
+    /// When, as RFC 3339; empty for items registered before sources were kept.
+    pub at: String,
+}
+
+/// A registered service item: what its list states, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceItem {
-    /// The item's code in the national list.
     pub code: String,
     pub name: String,
-    /// The ministry responsible for the item nationally.
+    /// 事项类型; empty for items registered before types were kept.
+    #[serde(default)]
+    pub item_type: String,
     pub ministry: String,
-    /// The kinds of data the item needs, as dataset names (household, social_insurance, …).
+    #[serde(default)]
+    pub legal_basis: String,
     pub needs: Vec<String>,
+    #[serde(default)]
+    pub source: ItemSource,
+}
+
+impl ServiceItem {
+    /// The item as `input` states it, registered from `source`.
+    pub fn new(input: ServiceItemInput, origin: ItemOrigin, by: String, at: String) -> ServiceItem {
+        ServiceItem {
+            code: input.code,
+            name: input.name,
+            item_type: input.item_type,
+            ministry: input.ministry,
+            legal_basis: input.legal_basis,
+            needs: input.needs,
+            source: ItemSource { list: input.list, origin, by, at },
+        }
+    }
+
+    /// Whether the list's statement of the item differs from this one's, so an import must
+    /// store it anew.
+    pub fn differs_from(&self, input: &ServiceItemInput) -> bool {
+        self.name != input.name
+            || self.item_type != input.item_type
+            || self.ministry != input.ministry
+            || self.legal_basis != input.legal_basis
+            || self.needs != input.needs
+            || self.source.list != input.list
+    }
+
+    /// The item as a list states it, for export.
+    pub fn input(&self) -> ServiceItemInput {
+        ServiceItemInput {
+            code: self.code.clone(),
+            name: self.name.clone(),
+            item_type: self.item_type.clone(),
+            ministry: self.ministry.clone(),
+            legal_basis: self.legal_basis.clone(),
+            needs: self.needs.clone(),
+            list: self.source.list.clone(),
+        }
+    }
 }
 
 /// The parties to one demand, as the rules for who acts on it need them.

@@ -43,6 +43,31 @@ pub mod rfc3339 {
     }
 }
 
+/// `#[serde(default, with = "tongban_policy::time::rfc3339_option")]` for an optional
+/// Beijing wall-time field.
+pub mod rfc3339_option {
+    use chrono::NaiveDateTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &Option<NaiveDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => serializer.serialize_some(&super::to_rfc3339(*at)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<NaiveDateTime>, D::Error> {
+        let text = Option::<std::borrow::Cow<str>>::deserialize(deserializer)?;
+        text.map(|text| {
+            super::parse(&text)
+                .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 timestamp: {text:?}")))
+        })
+        .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -293,11 +293,15 @@ pub struct StageLimits {
     pub conformity: u32,
     pub supplier: u32,
     pub coordination: u32,
+    /// Working days a supplier has to answer a data objection (纠错).
+    pub objection: u32,
+    /// Working days a supplier has to answer a poor rating (整改).
+    pub rectification: u32,
 }
 
 impl Default for StageLimits {
     fn default() -> Self {
-        StageLimits { conformity: 2, supplier: 10, coordination: 10 }
+        StageLimits { conformity: 2, supplier: 10, coordination: 10, objection: 5, rectification: 10 }
     }
 }
 

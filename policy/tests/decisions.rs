@@ -50,6 +50,11 @@ fn resource(
             .collect(),
         service_items: vec![],
         division_item: division.then(|| "division_code".into()),
+        format: Default::default(),
+        open_type: Default::default(),
+        class: Default::default(),
+        related_resources: vec![],
+        legal_basis: String::new(),
     }
 }
 

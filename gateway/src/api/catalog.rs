@@ -2,16 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use tongban_policy::catalog::{Resource, ShareType};
-use tongban_policy::org::ServiceItem;
+use tongban_policy::org::{ServiceItem, ServiceItemInput};
 
 use super::{Listing, Paging};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiCsv, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use tongban_platform::store::ResourceFilter;
-use tongban_platform::{Caller, ResourceInput};
+use tongban_platform::{Caller, ImportSummary, ResourceInput};
 
 /// Lists service items (事项).
 #[utoipa::path(get, path = "/service-items", tag = "catalog", security(("bearer" = [])), params(Paging),
@@ -24,17 +25,51 @@ pub(super) async fn list_service_items(
     Ok(Json(state.platform().store.service_items_page(&paging.request()?).await?.into()))
 }
 
-/// Registers a service item (platform administrators).
+/// Registers a service item (platform administrators). Its source records who registered it
+/// and when.
 #[utoipa::path(post, path = "/service-items", tag = "catalog", security(("bearer" = [])),
-    request_body = ServiceItem,
+    request_body = ServiceItemInput,
     responses((status = 201, body = ServiceItem), (status = 403, body = crate::error::ProblemSchema),
         (status = 409, body = crate::error::ProblemSchema)))]
 pub(super) async fn create_service_item(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(item): ApiJson<ServiceItem>,
+    ApiJson(item): ApiJson<ServiceItemInput>,
 ) -> Result<(StatusCode, Json<ServiceItem>), ApiError> {
     Ok((StatusCode::CREATED, Json(state.platform().create_service_item(&caller, item).await?)))
+}
+
+/// Imports a service-item list (事项清单) in the CSV format of `docs/service-items.md`
+/// (platform administrators). New codes are registered and changed ones stored anew; when
+/// any row is bad, nothing is written and every bad row is named by its line.
+#[utoipa::path(post, path = "/service-items/import", tag = "catalog", security(("bearer" = [])),
+    request_body(content = String, content_type = "text/csv", description = "The list, UTF-8, with a header row."),
+    responses((status = 200, body = ImportSummary), (status = 403, body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
+pub(super) async fn import_service_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiCsv(text): ApiCsv,
+) -> Result<Json<ImportSummary>, ApiError> {
+    Ok(Json(state.platform().import_service_items(&caller, &text).await?))
+}
+
+/// Exports every service item as a list in the import format: UTF-8 CSV with a byte-order
+/// mark and Chinese headers, which spreadsheet programs open as they are.
+#[utoipa::path(get, path = "/service-items/export", tag = "catalog", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String)))]
+pub(super) async fn export_service_items(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let items = state.platform().store.service_items().await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"service-items.csv\""),
+        ],
+        tongban_platform::service_items::write(&items),
+    ))
 }
 
 /// One service item.

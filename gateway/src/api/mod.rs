@@ -36,6 +36,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(org::reset_password))
         .routes(routes!(org::list_admin_actions))
         .routes(routes!(catalog::list_service_items, catalog::create_service_item))
+        .routes(routes!(catalog::import_service_items))
+        .routes(routes!(catalog::export_service_items))
         .routes(routes!(catalog::get_service_item))
         .routes(routes!(catalog::list_resources, catalog::create_resource))
         .routes(routes!(catalog::get_resource, catalog::edit_resource))
@@ -211,7 +213,7 @@ fn document_problems(operation: &mut utoipa::openapi::path::Operation) {
         ("401", secured, "No valid credential"),
         ("403", secured, "The caller may not do this"),
         ("404", names_something, "Nothing by that name, or nothing the caller may see"),
-        ("415", takes_body, "The body is not sent as application/json"),
+        ("415", takes_body, "The body is not sent in the media type the operation takes"),
         ("422", true, "The request is well-formed but invalid"),
         (
             "default",

@@ -306,6 +306,7 @@ async fn lifecycle<C: DataCall>(
             upstreams: &data.upstreams,
             operation: C::OPERATION,
             today: state.platform().now().date(),
+            salt: data.log.key(),
         };
         let permits = call.resolve(&resolving, phases.record)?;
         for (_, permit) in &permits {

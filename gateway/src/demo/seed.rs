@@ -8,9 +8,12 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
-use tongban_policy::catalog::{InformationItem, MaskRule, Sensitivity, ShareMethod, ShareType, UpdateCycle};
+use tongban_policy::catalog::{
+    InformationItem, MaskRule, OpenType, ResourceClass, ResourceFormat, Sensitivity, ShareMethod, ShareType,
+    UpdateCycle,
+};
 use tongban_policy::credit_code::CreditCode;
-use tongban_policy::org::{Department, DepartmentRole as D, ServiceItem, UserRole as U};
+use tongban_policy::org::{Department, DepartmentRole as D, UserRole as U};
 use tongban_policy::workflow::{Action, Reasoned, Terms};
 
 use tongban_platform::auth;
@@ -88,24 +91,10 @@ const SYSTEMS: &[(&str, &str)] = &[
     ("henan-police", "河南省公安厅人口管理系统"),
 ];
 
-/// National 跨省通办 service items needing the three datasets: (code, name, ministry, needs).
-/// The codes are the platform's own; the names and ministries are those of the national list.
-const SERVICE_ITEMS: &[(&str, &str, &str, &[&str])] = &[
-    ("KSTB-GA-001", "工作调动户口迁移", "公安部", &["household"]),
-    ("KSTB-GA-002", "大中专院校录取学生户口迁移", "公安部", &["household"]),
-    ("KSTB-GA-003", "夫妻投靠户口迁移", "公安部", &["household"]),
-    ("KSTB-GA-004", "父母投靠子女户口迁移", "公安部", &["household"]),
-    ("KSTB-GA-005", "开具户籍类证明", "公安部", &["household"]),
-    ("KSTB-RS-001", "社会保障卡申领", "人力资源社会保障部", &["social_insurance", "household"]),
-    ("KSTB-RS-002", "企业职工基本养老保险关系转移接续", "人力资源社会保障部", &["social_insurance"]),
-    ("KSTB-RS-003", "城乡居民基本养老保险关系转移接续", "人力资源社会保障部", &["social_insurance"]),
-    ("KSTB-RS-004", "失业登记", "人力资源社会保障部", &["social_insurance", "household"]),
-    ("KSTB-JS-001", "住房公积金单位和个人缴存信息变更", "住房和城乡建设部", &["housing_fund"]),
-    ("KSTB-JS-002", "住房公积金转移接续", "住房和城乡建设部", &["housing_fund"]),
-    ("KSTB-JS-003", "出具异地贷款缴存使用证明", "住房和城乡建设部", &["housing_fund"]),
-    ("KSTB-JS-004", "正常退休提取住房公积金", "住房和城乡建设部", &["housing_fund", "social_insurance"]),
-    ("KSTB-YB-001", "异地就医登记备案", "国家医疗保障局", &["social_insurance", "household"]),
-];
+/// The demo's service items, as a list in the import format: the demo registers them through
+/// the same import an office uses for a national or provincial list. The codes are the
+/// platform's own; the names and ministries are those of the national list.
+const SERVICE_ITEM_LIST: &str = include_str!("service-items.csv");
 
 /// The demo's datasets and the seeded department that supplies each.
 const DATASET_SUPPLIERS: &[(&str, &str)] = &[
@@ -196,6 +185,11 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                 .map(String::from)
                 .to_vec(),
                 division_item: Some("division_code".into()),
+                format: ResourceFormat::Database,
+                open_type: OpenType::NotOpen,
+                class: ResourceClass::Base,
+                related_resources: vec![],
+                legal_basis: "《中华人民共和国户口登记条例》；《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）".into(),
             },
         ),
         (
@@ -237,6 +231,11 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                 .map(String::from)
                 .to_vec(),
                 division_item: Some("insured_division_code".into()),
+                format: ResourceFormat::Database,
+                open_type: OpenType::NotOpen,
+                class: ResourceClass::Theme,
+                related_resources: ["A01-410000-0001"].map(String::from).to_vec(),
+                legal_basis: "《中华人民共和国社会保险法》；《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）".into(),
             },
         ),
         (
@@ -273,6 +272,11 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                     .map(String::from)
                     .to_vec(),
                 division_item: None,
+                format: ResourceFormat::Database,
+                open_type: OpenType::NotOpen,
+                class: ResourceClass::Department,
+                related_resources: ["A01-410000-0001", "B02-440000-0001"].map(String::from).to_vec(),
+                legal_basis: "《住房公积金管理条例》；《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）".into(),
             },
         ),
     ]
@@ -387,15 +391,7 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
         });
     }
     let admin = caller(platform, "admin").await?;
-    for (code, name, ministry, needs) in SERVICE_ITEMS {
-        let item = ServiceItem {
-            code: (*code).into(),
-            name: (*name).into(),
-            ministry: (*ministry).into(),
-            needs: needs.iter().map(|n| (*n).to_owned()).collect(),
-        };
-        platform.create_service_item(&admin, item).await?;
-    }
+    platform.import_service_items(&admin, SERVICE_ITEM_LIST).await?;
     for (supplier, resource) in resources() {
         let username = USERS
             .iter()

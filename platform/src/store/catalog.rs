@@ -66,6 +66,37 @@ impl Store {
         Ok(())
     }
 
+    /// Stores an imported list in one transaction: `created` as new items, `updated` over
+    /// the stored ones of their codes. Either all of it is written or none.
+    pub async fn import_service_items(&self, created: &[ServiceItem], updated: &[ServiceItem]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for item in created {
+            sqlx::query("INSERT INTO service_items (code, name, ministry, body) VALUES ($1, $2, $3, $4)")
+                .bind(&item.code)
+                .bind(&item.name)
+                .bind(&item.ministry)
+                .bind(serde_json::to_string(item)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(duplicate(|| format!("service item {}", item.code)))?;
+        }
+        for item in updated {
+            let done =
+                sqlx::query("UPDATE service_items SET name = $1, ministry = $2, body = $3 WHERE code = $4")
+                    .bind(&item.name)
+                    .bind(&item.ministry)
+                    .bind(serde_json::to_string(item)?)
+                    .bind(&item.code)
+                    .execute(&mut *tx)
+                    .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::NotFound(format!("service item {}", item.code)));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn service_item(&self, code: &str) -> Result<ServiceItem> {
         let row = sqlx::query("SELECT body FROM service_items WHERE code = $1")
             .bind(code)

@@ -13,12 +13,14 @@ use tongban_policy::workflow::{Demand, DemandState, Transition};
 
 mod actions;
 mod catalog;
+mod feedback;
 pub mod grants;
 mod org;
 mod paging;
 
 pub use actions::{Acting, AdminAction};
 pub use catalog::ResourceFilter;
+pub use feedback::FeedbackFilter;
 pub use grants::{GrantFilter, GrantRecord, Superseded};
 pub use org::{DepartmentFilter, SignInAttempt, SystemRecord, UserRecord};
 pub(crate) use paging::{Keyset, like_escaped, starts_with_pattern};

@@ -548,8 +548,11 @@ async fn departments_people_catalog_and_grants_round_trip() {
             .create_service_item(&ServiceItem {
                 code: "KSTB-GA-001".into(),
                 name: "工作调动户口迁移".into(),
+                item_type: "行政许可".into(),
                 ministry: "公安部".into(),
+                legal_basis: "《中华人民共和国户口登记条例》".into(),
                 needs: vec!["household".into()],
+                source: Default::default(),
             })
             .await
             .expect("service item");
@@ -577,6 +580,11 @@ async fn departments_people_catalog_and_grants_round_trip() {
             items: vec![item("id_number"), item("name"), item("status")],
             service_items: vec!["KSTB-GA-001".into()],
             division_item: None,
+            format: Default::default(),
+            open_type: Default::default(),
+            class: Default::default(),
+            related_resources: vec![],
+            legal_basis: String::new(),
         };
         store.put_resource_version(&resource, "user:s", at(2, 9)).await.expect("v1");
         resource.summary = "second".into();
@@ -836,6 +844,11 @@ fn grant_of(id: &str, demand: &str, service_item: &str, from: NaiveDate) -> tong
         items: vec![item],
         service_items: vec![],
         division_item: None,
+        format: Default::default(),
+        open_type: Default::default(),
+        class: Default::default(),
+        related_resources: vec![],
+        legal_basis: String::new(),
     };
     let source = tongban_policy::grant::GrantSource {
         demand_id: demand,

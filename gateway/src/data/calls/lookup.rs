@@ -50,8 +50,9 @@ impl DataCall for Lookup {
         resolving: &Resolving<'s, '_>,
         record: &mut ExchangeRecord,
     ) -> Result<Vec<Granted<'s>>, ApiError> {
-        let (resource, _) = self.target.as_ref().map_err(Clone::clone)?;
+        let (resource, key) = self.target.as_ref().map_err(Clone::clone)?;
         record.resources.push(resource.clone());
+        record.key_digest = Some(tongban_exchange::purpose_digest(resolving.salt, key));
         let query = self.query.as_ref().map_err(Clone::clone)?;
         Ok(vec![resolving.ask(resource, &query.items())?])
     }

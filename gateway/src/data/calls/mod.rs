@@ -62,6 +62,8 @@ pub(crate) struct Resolving<'s, 'a> {
     pub(crate) upstreams: &'a Upstreams,
     pub(crate) operation: Operation,
     pub(crate) today: NaiveDate,
+    /// The log's key, for digests of what a call names.
+    pub(crate) salt: &'a [u8],
 }
 
 impl<'s> Resolving<'s, '_> {
