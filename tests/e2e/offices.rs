@@ -142,3 +142,275 @@ async fn catalog_resources_carry_format_open_attribute_class_relations_and_legal
     assert!(problem["detail"].as_str().is_some_and(|d| d.contains("legal_basis")), "{problem}");
     Ok(())
 }
+
+const HOUSEHOLD: &str = "A01-410000-0001";
+const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
+
+/// A person of the demo's household file inside the Guangdong police's grant (Xinyang, 4115),
+/// with a name: (identity number, name).
+fn person_in_scope(demo: &Demo) -> anyhow::Result<(String, String)> {
+    use arrow::array::{Array, AsArray};
+    let file = std::fs::File::open(demo.data_dir().join("datasets/household.parquet"))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok())
+                .ok_or_else(|| anyhow::anyhow!("column {name}"))
+        };
+        let (ids, names, divisions) = (column("id_number")?, column("name")?, column("division_code")?);
+        let (ids, names, divisions) =
+            (ids.as_string::<i32>(), names.as_string::<i32>(), divisions.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            if !names.is_null(row) && !divisions.is_null(row) && divisions.value(row).starts_with("4115") {
+                return Ok((ids.value(row).to_owned(), names.value(row).to_owned()));
+            }
+        }
+    }
+    anyhow::bail!("no person of Xinyang in the household file")
+}
+
+/// A fresh database on the PostgreSQL server the test script started, as a store URL; `None`
+/// when no server is configured (and the script does not require one).
+async fn postgres_store() -> anyhow::Result<Option<String>> {
+    let Ok(admin) = std::env::var("TONGBAN_TEST_PG_URL") else {
+        anyhow::ensure!(
+            std::env::var_os("TONGBAN_REQUIRE_PG").is_none(),
+            "TONGBAN_REQUIRE_PG without a server"
+        );
+        return Ok(None);
+    };
+    let name = format!("offices_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&pool).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
+    let (base, _) = admin.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a database in {admin}"))?;
+    Ok(Some(format!("{base}/{name}")))
+}
+
+/// Objections and ratings taken through every step against the demo on `store` (SQLite when
+/// `None`): filed by the consumer, answered by the supplier within working-day deadlines,
+/// refused to every other role.
+async fn feedback_workflows(store: Option<&str>) -> anyhow::Result<()> {
+    let env: Vec<(&str, &str)> = store.map(|url| vec![("TONGBAN_STORE__URL", url)]).unwrap_or_default();
+    let demo = Demo::start_with(2000, &env).await?;
+    let backend = if store.is_some() { "postgres" } else { "sqlite" };
+    let (person, name) = person_in_scope(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let police = system.with_headers(&[
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-004417"),
+        ("x-tongban-operator", "警员0107"),
+    ]);
+    let answer =
+        police.send(reqwest::Method::GET, &format!("/data/{HOUSEHOLD}/records/{person}"), None, None).await?;
+    assert_eq!(answer.status, 200, "{backend}: {}", String::from_utf8_lossy(&answer.body));
+    let exchange = answer.header("x-tongban-exchange-id").expect("an exchange id");
+    let claim = json!({"resource": HOUSEHOLD, "key": person, "claims": {"name": name}});
+    let verified = police.send(reqwest::Method::POST, "/data/verify", Some(&claim), None).await?;
+    assert_eq!(verified.status, 200);
+    let refused = police.send(reqwest::Method::GET, "/data/Z99-000000-0001/records/1", None, None).await?;
+    assert!(refused.status >= 400);
+    let refused_exchange = refused.header("x-tongban-exchange-id").expect("refusals have ids too");
+
+    let demander = demo.sign_in("demander.guangdong-police").await?;
+    let supplier = demo.sign_in("supplier.henan-police").await?;
+    let henan_office = demo.sign_in("reviewer.henan").await?;
+    let anhui_office = demo.sign_in("reviewer.anhui").await?;
+    let operator = demo.sign_in("operator").await?;
+
+    // The consumer objects to the status its answer held. The objection names no person: the
+    // gateway filled in the resource, supplier and a digest of the key from the log.
+    let objection = json!({"exchange_id": exchange, "item": "status", "description": "户口状态应为迁出，与本地受理材料不一致"});
+    let (status, filed) = demander.post("/objections", &objection).await?;
+    assert_eq!(status, 201, "{backend}: {filed}");
+    assert_eq!((filed["state"].as_str(), filed["resource"].as_str()), (Some("open"), Some(HOUSEHOLD)));
+    assert_eq!(filed["supplier"], demo.department_of("supplier.henan-police"));
+    assert!(!filed.to_string().contains(&person), "the objection holds no identity number: {filed}");
+    let id = filed["id"].as_str().expect("id").to_owned();
+    let filed_on = filed["filed_at"].as_str().expect("filed_at")[..10].to_owned();
+    let deadline = filed["deadline"].as_str().expect("deadline").to_owned();
+    assert!(deadline.as_str() > filed_on.as_str(), "{backend}: due {deadline}, filed {filed_on}");
+    // Five working days on: never fewer calendar days, since weekends do not count.
+    let (filed_date, due): (chrono::NaiveDate, chrono::NaiveDate) = (filed_on.parse()?, deadline.parse()?);
+    assert!((due - filed_date).num_days() >= 5, "{backend}: filed {filed_on}, due {deadline}");
+
+    // The same item of the same answer once; items not in the answer, failed calls and other
+    // departments' calls not at all.
+    let (status, problem) = demander.post("/objections", &objection).await?;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_exists")), "{problem}");
+    let (status, problem) = demander
+        .post("/objections", &json!({"exchange_id": exchange, "item": "marital_status", "description": "错"}))
+        .await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_request")), "{problem}");
+    let (status, problem) = demander
+        .post("/objections", &json!({"exchange_id": refused_exchange, "item": "name", "description": "错"}))
+        .await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("not_objectable")), "{problem}");
+    let (status, problem) = supplier.post("/objections", &objection).await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("not_found")),
+        "a supplier cannot object: {problem}"
+    );
+    let (status, _) = henan_office.post("/objections", &objection).await?;
+    assert_eq!(status, 404, "nor a reviewer");
+    let (status, _) = demander
+        .post("/objections", &json!({"exchange_id": "0190e0b4-0000-7000-8000-000000000000", "item": "name", "description": "错"}))
+        .await?;
+    assert_eq!(status, 404, "an exchange that does not exist");
+    // A system of the department may file too, on another item.
+    let (status, by_system) = system
+        .post("/objections", &json!({"exchange_id": exchange, "item": "name", "description": "姓名有误"}))
+        .await?;
+    assert_eq!(
+        (status, by_system["filed_by"].as_str().map(|b| b.starts_with("system:"))),
+        (201, Some(true)),
+        "{by_system}"
+    );
+
+    // Who sees it: both parties, the supplier's province's office, the operator.
+    for (who, api, sees) in [
+        ("demander", &demander, true),
+        ("supplier", &supplier, true),
+        ("henan office", &henan_office, true),
+        ("operator", &operator, true),
+        ("anhui office", &anhui_office, false),
+    ] {
+        let (status, _) = api.get(&format!("/objections/{id}")).await?;
+        assert_eq!(status, if sees { 200 } else { 404 }, "{backend}: {who}");
+        let (_, listed) = api.get("/objections").await?;
+        let listed = listed["items"].as_array().map_or(0, Vec::len);
+        assert_eq!(listed, if sees { 2 } else { 0 }, "{backend}: {who} lists");
+    }
+
+    // Overdue the day after the deadline, not on it.
+    let after = next_day(&deadline);
+    let (_, on_deadline) = henan_office.get(&format!("/objections?overdue_on={deadline}")).await?;
+    assert_eq!(on_deadline["items"].as_array().map(Vec::len), Some(0), "{on_deadline}");
+    let (_, past) = henan_office.get(&format!("/objections?overdue_on={after}")).await?;
+    assert_eq!(past["items"].as_array().map(Vec::len), Some(2), "{past}");
+
+    // The supplier checks a candidate key against the digest, never seeing the key stored.
+    let (status, check) =
+        supplier.post(&format!("/objections/{id}/key-check"), &json!({"key": person})).await?;
+    assert_eq!((status, check["matches"].as_bool()), (200, Some(true)), "{check}");
+    let (_, check) =
+        supplier.post(&format!("/objections/{id}/key-check"), &json!({"key": "410000199001011234"})).await?;
+    assert_eq!(check["matches"], false);
+    let (status, _) = demander.post(&format!("/objections/{id}/key-check"), &json!({"key": person})).await?;
+    assert_eq!(status, 403);
+
+    // Only the supplier answers; a rejection needs its reason; an answer is given once.
+    let rejected_without_reason = json!({"outcome": "rejected", "reason": " "});
+    for (who, api) in [("demander", &demander), ("henan office", &henan_office), ("operator", &operator)] {
+        let (status, problem) = api
+            .post(&format!("/objections/{id}/answer"), &json!({"outcome": "corrected", "note": "x"}))
+            .await?;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("wrong_role")),
+            "{backend}: {who}: {problem}"
+        );
+    }
+    let (status, problem) =
+        supplier.post(&format!("/objections/{id}/answer"), &rejected_without_reason).await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_request")), "{problem}");
+    let (status, answered) = supplier
+        .post(
+            &format!("/objections/{id}/answer"),
+            &json!({"outcome": "corrected", "note": "已核实更正户口状态"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(
+        (answered["state"].as_str(), answered["answered_late"].as_bool()),
+        (Some("corrected"), Some(false))
+    );
+    let (status, problem) = supplier
+        .post(&format!("/objections/{id}/answer"), &json!({"outcome": "rejected", "reason": "重复"}))
+        .await?;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_answered")), "{problem}");
+    // The consumer sees the outcome; an answered objection is no longer overdue.
+    let (_, seen) = demander.get(&format!("/objections/{id}")).await?;
+    assert_eq!(
+        (seen["state"].as_str(), seen["answer"].as_str()),
+        (Some("corrected"), Some("已核实更正户口状态"))
+    );
+    let (_, past) = henan_office.get(&format!("/objections?overdue_on={after}")).await?;
+    assert_eq!(past["items"].as_array().map(Vec::len), Some(1), "{past}");
+
+    // Ratings: the consuming department rates its grant once a month.
+    let (_, in_force) = system.get("/grants/in-force").await?;
+    let grant = in_force["items"]
+        .as_array()
+        .and_then(|g| {
+            g.iter().find(|g| g["resource_code"] == HOUSEHOLD && g["service_item"] == "KSTB-GA-001")
+        })
+        .and_then(|g| g["id"].as_str())
+        .expect("the police's household grant")
+        .to_owned();
+    let (status, problem) = demander.post("/ratings", &json!({"grant_id": grant, "score": 2})).await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_request")),
+        "a poor rating says why: {problem}"
+    );
+    let (status, problem) =
+        demander.post("/ratings", &json!({"grant_id": grant, "score": 6, "tags": ["slow"]})).await?;
+    assert_eq!(status, 422, "{problem}");
+    for (who, api) in [("supplier", &supplier), ("henan office", &henan_office), ("operator", &operator)] {
+        let (status, _) = api.post("/ratings", &json!({"grant_id": grant, "score": 5})).await?;
+        assert_eq!(status, 404, "{backend}: {who} cannot rate another department's grant");
+    }
+    let poor = json!({"grant_id": grant, "score": 2, "tags": ["slow", "wrong_data"], "comment": "高峰期响应超过三秒"});
+    let (status, rating) = demander.post("/ratings", &poor).await?;
+    assert_eq!(status, 201, "{backend}: {rating}");
+    let rating_id = rating["id"].as_str().expect("id").to_owned();
+    let task_deadline =
+        rating["rectification"]["deadline"].as_str().expect("a rectification task").to_owned();
+    assert!(task_deadline > deadline, "ten working days are later than five");
+    let (status, problem) = demander.post("/ratings", &json!({"grant_id": grant, "score": 5})).await?;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_exists")), "once a month: {problem}");
+    let (_, overdue) = henan_office.get(&format!("/ratings?overdue_on={}", next_day(&task_deadline))).await?;
+    assert_eq!(overdue["items"].as_array().map(Vec::len), Some(1), "{overdue}");
+    let (_, open) = supplier.get("/ratings?task=open").await?;
+    assert_eq!(open["items"][0]["id"], rating_id.as_str());
+    let (status, problem) =
+        demander.post(&format!("/ratings/{rating_id}/rectification"), &json!({"answer": "x"})).await?;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("wrong_role")), "{problem}");
+    let (status, _) = anhui_office.get(&format!("/ratings/{rating_id}")).await?;
+    assert_eq!(status, 404);
+    let (status, rectified) = supplier
+        .post(&format!("/ratings/{rating_id}/rectification"), &json!({"answer": "已扩容查询节点"}))
+        .await?;
+    assert_eq!(status, 200, "{rectified}");
+    assert_eq!(rectified["rectification"]["answer"], "已扩容查询节点");
+    let (status, problem) =
+        supplier.post(&format!("/ratings/{rating_id}/rectification"), &json!({"answer": "again"})).await?;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_answered")), "{problem}");
+    let (_, answered) = supplier.get("/ratings?task=answered").await?;
+    assert_eq!(answered["items"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+/// The day after `day` (YYYY-MM-DD).
+fn next_day(day: &str) -> String {
+    let date: chrono::NaiveDate = day.parse().expect("a date");
+    (date + chrono::Duration::days(1)).to_string()
+}
+
+#[tokio::test]
+async fn objections_and_ratings_run_their_workflows_on_sqlite() -> anyhow::Result<()> {
+    feedback_workflows(None).await
+}
+
+#[tokio::test]
+async fn objections_and_ratings_run_their_workflows_on_postgres() -> anyhow::Result<()> {
+    match postgres_store().await? {
+        Some(url) => feedback_workflows(Some(&url)).await,
+        None => Ok(()),
+    }
+}

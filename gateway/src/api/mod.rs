@@ -13,6 +13,7 @@ use crate::state::AppState;
 mod catalog;
 mod demands;
 mod exchanges;
+mod feedback;
 mod grants;
 mod org;
 mod quality;
@@ -58,6 +59,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(exchanges::chain))
         .routes(routes!(exchanges::get_record))
         .routes(routes!(quality::report))
+        .routes(routes!(feedback::list_objections, feedback::file_objection))
+        .routes(routes!(feedback::get_objection))
+        .routes(routes!(feedback::answer_objection))
+        .routes(routes!(feedback::check_objection_key))
+        .routes(routes!(feedback::list_ratings, feedback::rate))
+        .routes(routes!(feedback::get_rating))
+        .routes(routes!(feedback::rectify))
 }
 
 /// The document's title, description, shared schemas and security schemes; the operations are
