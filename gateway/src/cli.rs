@@ -108,6 +108,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Write the monthly report (跨省通办数据共享月度汇总表) from the store and the exchange log
+    /// a configuration names.
+    Report {
+        /// The configuration file (TOML) naming the store and the log.
+        #[arg(long, env = "TONGBAN_CONFIG")]
+        config: PathBuf,
+        /// The month, YYYY-MM (Beijing time).
+        #[arg(long)]
+        month: String,
+        /// Where to write it: `.xlsx` writes the workbook, `.csv` the service-item table (or
+        /// the one `--table` names), `.json` the whole report; `-` prints JSON.
+        #[arg(long, default_value = "-")]
+        output: PathBuf,
+        /// For CSV: service-items, departments or resources.
+        #[arg(long, default_value = "service-items")]
+        table: ReportTableArg,
+    },
     /// Generate the synthetic shared datasets as Parquet.
     Generate {
         /// People in household registration.
@@ -288,6 +305,17 @@ pub fn main() -> anyhow::Result<()> {
         Command::Audit { command: AuditCommand::Verify { data_dir, json, expect_head, retention_days } } => {
             audit_verify(&data_dir, json, expect_head, retention_days)
         }
+        Command::Report { config, month, output, table } => {
+            let loaded = Config::load(&config)?;
+            loaded.install_divisions()?;
+            let month = crate::report::Month::parse(&month)?;
+            let log_dir = loaded.base_dir.join(&loaded.config.exchange_log.dir);
+            let report = runtime.block_on(async {
+                let platform = tongban_platform::Platform::open(loaded.platform_options()).await?;
+                anyhow::Ok(crate::report::build(&platform, &log_dir, month).await?)
+            })?;
+            write_report(&report, &output, table as usize)
+        }
         Command::Generate { rows, seed, out, defect_rate, as_of, row_group_rows } => {
             anyhow::ensure!(rows > 0, "--rows must be at least 1");
             anyhow::ensure!((0.0..=1.0).contains(&defect_rate), "--defect-rate must be between 0 and 1");
@@ -304,6 +332,37 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The report's tables, as `--table` names them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportTableArg {
+    ServiceItems,
+    Departments,
+    Resources,
+}
+
+/// Writes `report` to `output` in the form its extension names.
+fn write_report(report: &crate::report::MonthlyReport, output: &Path, table: usize) -> anyhow::Result<()> {
+    let bytes = match output.extension().and_then(|e| e.to_str()) {
+        _ if output == Path::new("-") => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", serde_json::to_string_pretty(report)?);
+            }
+            return Ok(());
+        }
+        Some("xlsx") => report.xlsx()?,
+        Some("csv") => report.csv(table).into_bytes(),
+        Some("json") => serde_json::to_vec_pretty(report)?,
+        _ => anyhow::bail!("--output {}: name a .xlsx, .csv or .json file, or - for JSON", output.display()),
+    };
+    std::fs::write(output, bytes).with_context(|| format!("writing {}", output.display()))?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}: the report for {}", output.display(), report.month);
+    }
+    Ok(())
 }
 
 /// The exchange log's directory for a data directory, with the retention its configuration

@@ -14,6 +14,7 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod quality;
+pub mod report;
 pub mod server;
 pub mod sources;
 pub mod state;

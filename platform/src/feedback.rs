@@ -144,6 +144,7 @@ impl Platform {
                 resource: grant.resource_code.clone(),
                 supplier: resource.supplier,
                 consumer_department: grant.consumer_department.clone(),
+                service_item: grant.service_item.clone(),
             },
             input.score,
             input.tags,

@@ -87,6 +87,8 @@ pub struct ObjectedExchange {
     pub consumer_system: Option<String>,
     pub resource: String,
     pub supplier: String,
+    /// The service item the call named as its purpose.
+    pub service_item: Option<String>,
     /// The keyed digest of the key the call looked up (an identity number, an account).
     pub key_digest: String,
     /// The items the answer held.
@@ -106,6 +108,9 @@ pub struct Objection {
     pub filed_by: String,
     pub resource: String,
     pub supplier: String,
+    /// The service item the objected call served.
+    #[serde(default)]
+    pub service_item: Option<String>,
     /// The keyed digest of the record's key, from the exchange record; never the key.
     pub key_digest: String,
     /// The information item said to be wrong.
@@ -175,6 +180,7 @@ impl Objection {
             filed_by,
             resource: exchange.resource,
             supplier: exchange.supplier,
+            service_item: exchange.service_item,
             key_digest: exchange.key_digest,
             item,
             description,
@@ -248,6 +254,9 @@ pub struct Rating {
     pub resource: String,
     pub supplier: String,
     pub consumer_department: String,
+    /// The service item the grant serves.
+    #[serde(default)]
+    pub service_item: String,
     /// The month rated, `YYYY-MM`; one rating per grant and month.
     pub period: String,
     /// 1 (very poor) to 5 (very good).
@@ -284,6 +293,7 @@ pub struct RatedGrant {
     pub resource: String,
     pub supplier: String,
     pub consumer_department: String,
+    pub service_item: String,
 }
 
 /// The month `at` falls in, as `YYYY-MM`.
@@ -323,6 +333,7 @@ impl Rating {
             resource: grant.resource,
             supplier: grant.supplier,
             consumer_department: grant.consumer_department,
+            service_item: grant.service_item,
             period: period_of(at),
             score,
             tags,
@@ -373,6 +384,7 @@ mod tests {
             consumer_system: Some("s".into()),
             resource: "r".into(),
             supplier: "p".into(),
+            service_item: Some("KSTB-GA-001".into()),
             key_digest: "d".into(),
             items: vec!["name".into(), "status".into()],
         }
@@ -420,6 +432,7 @@ mod tests {
             resource: "r".into(),
             supplier: "p".into(),
             consumer_department: "c".into(),
+            service_item: "KSTB-GA-001".into(),
         };
         let rate = |score: u8, tags: Vec<RatingTag>| {
             Rating::new(

@@ -414,3 +414,203 @@ async fn objections_and_ratings_run_their_workflows_on_postgres() -> anyhow::Res
         None => Ok(()),
     }
 }
+
+/// The workbook at `path` as openpyxl reads it: sheet name → rows of cells. `None` when the
+/// test script's Python is not configured (and not required).
+fn read_workbook(path: &std::path::Path) -> anyhow::Result<Option<serde_json::Map<String, Value>>> {
+    let Some(python) = std::env::var_os("TONGBAN_PYTHON") else {
+        anyhow::ensure!(
+            std::env::var_os("TONGBAN_REQUIRE_CLIENTS").is_none(),
+            "tests/run.sh sets TONGBAN_PYTHON"
+        );
+        return Ok(None);
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/read_xlsx.py");
+    let output = std::process::Command::new(python).arg(script).arg(path).output()?;
+    anyhow::ensure!(output.status.success(), "openpyxl: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(serde_json::from_slice::<Value>(&output.stdout)?.as_object().cloned())
+}
+
+/// A report row's cells as the workbook holds them: numbers as numbers, absent values empty.
+fn expected_cells(row: &Value) -> Vec<Value> {
+    let reasons = row["refusals_by_reason"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default();
+    let mut cells = vec![row["code"].clone(), row["name"].clone()];
+    for key in ["calls", "succeeded", "refused", "failed"] {
+        cells.push(json!(row[key].as_f64()));
+    }
+    cells.push(json!(reasons));
+    for key in [
+        "p95_ms",
+        "objections",
+        "objections_open",
+        "ratings",
+        "mean_score",
+        "poor_ratings",
+        "overdue_demands",
+    ] {
+        cells.push(json!(row[key].as_f64()));
+    }
+    cells
+}
+
+fn same_cells(got: &[Value], expected: &[Value]) -> bool {
+    got.len() >= expected.len()
+        && got.iter().zip(expected).all(|(g, e)| match (g.as_f64(), e.as_f64()) {
+            (Some(g), Some(e)) => (g - e).abs() < 1e-9,
+            _ => g == e || (g.is_null() && e.as_str() == Some("")),
+        })
+}
+
+#[tokio::test]
+async fn the_monthly_report_counts_what_the_log_and_the_store_hold() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let (person, _) = person_in_scope(&demo)?;
+    let (_, system) = demo.system(POLICE_SYSTEM)?;
+    let with_item = |item: &str| {
+        system.with_headers(&[
+            ("x-tongban-service-item", item),
+            ("x-tongban-case-number", "GD-2026-005120"),
+            ("x-tongban-operator", "警员0200"),
+        ])
+    };
+    let granted = with_item("KSTB-GA-001");
+    let mut exchange = None;
+    for _ in 0..4 {
+        let answer = granted
+            .send(reqwest::Method::GET, &format!("/data/{HOUSEHOLD}/records/{person}"), None, None)
+            .await?;
+        assert_eq!(answer.status, 200);
+        exchange = answer.header("x-tongban-exchange-id");
+    }
+    // Calls under a purpose the grant does not serve are refused, and counted under it.
+    let unserved = with_item("KSTB-RS-002");
+    for _ in 0..3 {
+        let (status, _) = unserved.get(&format!("/data/{HOUSEHOLD}/records/{person}")).await?;
+        assert_eq!(status, 403);
+    }
+    let demander = demo.sign_in("demander.guangdong-police").await?;
+    let (status, _) = demander
+        .post("/objections", &json!({"exchange_id": exchange, "item": "status", "description": "状态有误"}))
+        .await?;
+    assert_eq!(status, 201);
+    let (_, in_force) = system.get("/grants/in-force").await?;
+    let grant = in_force["items"]
+        .as_array()
+        .and_then(|g| {
+            g.iter().find(|g| g["resource_code"] == HOUSEHOLD && g["service_item"] == "KSTB-GA-001")
+        })
+        .and_then(|g| g["id"].as_str())
+        .expect("the household grant")
+        .to_owned();
+    let (status, _) =
+        demander.post("/ratings", &json!({"grant_id": grant, "score": 1, "tags": ["wrong_data"]})).await?;
+    assert_eq!(status, 201);
+
+    let month = (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y-%m").to_string();
+    let operator = demo.sign_in("operator").await?;
+    let (status, report) = operator.get(&format!("/reports/monthly?month={month}")).await?;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["month"], month.as_str());
+
+    // Counts per service item and department, against the records the log wrote.
+    let records = demo.exchange_records()?;
+    let of_item =
+        |item: &str| -> Vec<&Value> { records.iter().filter(|r| r["service_item"] == item).collect() };
+    let row = |table: &str, code: &str| -> Value {
+        report[table]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["code"] == code))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let served = row("service_items", "KSTB-GA-001");
+    assert_eq!(served["calls"].as_u64(), Some(of_item("KSTB-GA-001").len() as u64), "{served}");
+    assert_eq!(served["name"], "工作调动户口迁移");
+    assert_eq!((served["objections"].as_u64(), served["objections_open"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (served["ratings"].as_u64(), served["mean_score"].as_f64(), served["poor_ratings"].as_u64()),
+        (Some(1), Some(1.0), Some(1))
+    );
+    assert!(served["p95_ms"].as_f64().is_some(), "{served}");
+    let refused = row("service_items", "KSTB-RS-002");
+    let refused_records = of_item("KSTB-RS-002");
+    assert_eq!((refused["calls"].as_u64(), refused["refused"].as_u64()), (Some(3), Some(3)), "{refused}");
+    let mut reasons = std::collections::BTreeMap::<String, u64>::new();
+    for record in &refused_records {
+        for reason in record["reasons"].as_array().into_iter().flatten() {
+            let code = reason.as_str().or_else(|| reason["code"].as_str()).unwrap_or_default();
+            *reasons.entry(code.to_owned()).or_default() += 1;
+        }
+    }
+    assert!(!reasons.is_empty(), "the refusals carry reasons: {refused_records:?}");
+    assert_eq!(refused["refusals_by_reason"], json!(reasons), "{refused}");
+    let police_department = demo.department_of("demander.guangdong-police");
+    let department = row("departments", &police_department);
+    let department_calls = records.iter().filter(|r| r["department"] == police_department.as_str()).count();
+    assert_eq!(department["calls"].as_u64(), Some(department_calls as u64), "{department}");
+    assert_eq!(department["objections"].as_u64(), Some(1));
+    let household = row("resources", HOUSEHOLD);
+    assert_eq!(
+        (household["objections"].as_u64(), household["open"].as_u64(), household["ratings"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+
+    // CSV: one table, with the headers offices read.
+    let csv = operator
+        .send(
+            reqwest::Method::GET,
+            &format!("/reports/monthly?month={month}&format=csv&table=resources"),
+            None,
+            None,
+        )
+        .await?;
+    assert!(csv.content_type.starts_with("text/csv"));
+    let text = String::from_utf8(csv.body)?;
+    assert!(text.starts_with("\u{feff}资源编码,资源名称,提供部门,调用次数,纠错"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with(HOUSEHOLD)), "{text}");
+
+    // XLSX, read back by openpyxl: a sheet per table, titled, with the JSON's cells.
+    let xlsx = operator
+        .send(reqwest::Method::GET, &format!("/reports/monthly?month={month}&format=xlsx"), None, None)
+        .await?;
+    assert_eq!(xlsx.status, 200);
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("report.xlsx");
+    std::fs::write(&file, &xlsx.body)?;
+    if let Some(sheets) = read_workbook(&file)? {
+        assert_eq!(sheets.keys().cloned().collect::<Vec<_>>(), ["按事项", "按部门", "资源质量"]);
+        let items = sheets["按事项"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items[0][0], format!("跨省通办数据共享月度汇总表（{month}）"));
+        assert_eq!(items[3][0], "编码");
+        assert_eq!(items[3][7], "P95时延(毫秒)");
+        let body: Vec<&Value> = items.iter().skip(4).collect();
+        assert_eq!(body.len(), report["service_items"].as_array().map_or(0, Vec::len));
+        for expected in report["service_items"].as_array().into_iter().flatten() {
+            let cells = expected_cells(expected);
+            let found = body.iter().any(|r| r.as_array().is_some_and(|r| same_cells(r, &cells)));
+            assert!(found, "row {cells:?} in {body:?}");
+        }
+
+        // The command line writes the same workbook from the configuration's store and log.
+        let written = dir.path().join("cli.xlsx");
+        let output = std::process::Command::new(tongban_e2e::tongban_bin())
+            .args(["report", "--month", &month, "--config"])
+            .arg(demo.data_dir().join("tongban.toml"))
+            .arg("--output")
+            .arg(&written)
+            .output()?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let from_cli = read_workbook(&written)?.unwrap_or_default();
+        assert_eq!(from_cli["按事项"].as_array().map(|rows| rows[3..].to_vec()), Some(items[3..].to_vec()));
+    }
+
+    // Departments' people do not read the platform's report; a month is a month.
+    let (status, _) = demander.get(&format!("/reports/monthly?month={month}")).await?;
+    assert_eq!(status, 403);
+    let (status, problem) = operator.get("/reports/monthly?month=2026-13").await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_month")), "{problem}");
+    Ok(())
+}

@@ -125,6 +125,7 @@ async fn objected_exchange(
         consumer_system: text("system"),
         resource: resource.clone(),
         supplier: supplier.clone(),
+        service_item: text("service_item"),
         key_digest,
         items: list("items"),
     })

@@ -17,6 +17,7 @@ mod feedback;
 mod grants;
 mod org;
 mod quality;
+mod reports;
 
 /// The API's routes, to be nested at `/api/v1`. Each handler is registered together with its
 /// OpenAPI operation, so the document lists exactly the routes served.
@@ -66,6 +67,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback::list_ratings, feedback::rate))
         .routes(routes!(feedback::get_rating))
         .routes(routes!(feedback::rectify))
+        .routes(routes!(reports::monthly))
 }
 
 /// The document's title, description, shared schemas and security schemes; the operations are
