@@ -55,6 +55,22 @@ export async function api(path, { method = 'GET', body, query } = {}) {
   return data;
 }
 
+// Fetches a file the API writes (a report's workbook or CSV) with the session's token and
+// hands it to the browser as a download named `name`.
+export async function download(path, query, name) {
+  const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
+  const response = await fetch(`/api/v1${path}?${params}`, { headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) throw new Problem(response.status, await response.json().catch(() => ({})));
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 export async function signIn(username, password) {
   const session = await api('/sessions', { method: 'POST', body: { username, password } });
   token = session.token;

@@ -15,6 +15,8 @@ import { ExchangeDetail, Exchanges } from './pages/exchanges.js';
 import { Account } from './pages/account.js';
 import { Systems } from './pages/systems.js';
 import { Trail } from './pages/trail.js';
+import { Feedback } from './pages/feedback.js';
+import { Reports } from './pages/reports.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -24,6 +26,8 @@ const PAGES = [
   { path: 'review', nav: 'nav.review', roles: ['data_office_reviewer', 'supplier_admin'] },
   { path: 'grants', nav: 'nav.grants', roles: null },
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
+  { path: 'feedback', nav: 'nav.feedback', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
+  { path: 'reports', nav: 'nav.reports', roles: ['data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
   { path: 'trail', nav: 'nav.trail', roles: ['platform_admin'] },
   // Reached from the signed-in person's name, not the navigation.
@@ -119,6 +123,10 @@ function Page({ route, me }) {
       return html`<${Systems} />`;
     case 'trail':
       return html`<${Trail} />`;
+    case 'feedback':
+      return html`<${Feedback} me=${me} />`;
+    case 'reports':
+      return html`<${Reports} />`;
     default:
       return null;
   }

@@ -528,7 +528,7 @@ test('pages fit an ordinary laptop width, and the console is light to load', asy
   console.log(`console assets transferred on a first visit: ${weight} bytes`);
   assert.ok(weight > 0 && weight < 150_000, `the console transfers ${weight} bytes on a first visit`);
   await page.setViewportSize({ width: 1280, height: 720 });
-  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges']) {
+  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges', 'feedback', 'reports']) {
     await open(page, hash);
     await page.waitForSelector('main.content h1');
     await page.waitForLoadState('networkidle');
@@ -572,4 +572,85 @@ test('a supplier edits its resource into a new version and registers a new one',
   await page.waitForSelector('[data-testid=catalog] tr:has-text("B03-440000-0001")');
   await shot(page, 'catalog-registered');
   await done(page);
+});
+
+test('a department objects to an answer and rates its grant, and the supplier answers both', async () => {
+  // The Guangdong police's system looks a person up under its household grant.
+  const police = system('广东省公安厅跨省户籍业务系统');
+  const person = process.env.TONGBAN_PERSON;
+  assert.ok(person, 'TONGBAN_PERSON names a person the grant covers');
+  const response = await fetch(`${base}/api/v1/data/A01-410000-0001/records/${person}`, {
+    headers: {
+      Authorization: `Bearer ${police.api_key}`,
+      'X-Tongban-Service-Item': 'KSTB-GA-001',
+      'X-Tongban-Case-Number': 'GD-2026-020417',
+      'X-Tongban-Operator': '0107',
+    },
+  });
+  assert.equal(response.status, 200);
+  const exchange = response.headers.get('x-tongban-exchange-id');
+
+  const demander = await signIn('demander.guangdong-police');
+  await open(demander, 'feedback');
+  await demander.fill('[data-testid=objection-form] input[name=exchange_id]', exchange);
+  await demander.fill('[data-testid=objection-form] input[name=item]', 'status');
+  await demander.fill('[data-testid=objection-form] textarea[name=description]', '户口状态应为迁出，与申请人提交的迁移证不一致');
+  await demander.click('[data-testid=objection-form] button[type=submit]');
+  await demander.waitForSelector('[data-testid=objections] tr:has-text("待答复")');
+  // A poor rating names what went wrong and opens a task for the supplier.
+  const grant = await demander.$eval('[data-testid=rating-form] select[name=grant_id]',
+    (select) => [...select.options].find((o) => o.textContent.includes('A01-410000-0001 · KSTB-GA-001'))?.value);
+  assert.ok(grant, 'the household grant is offered');
+  await demander.selectOption('[data-testid=rating-form] select[name=grant_id]', grant);
+  await demander.selectOption('[data-testid=rating-form] select[name=score]', '2');
+  await demander.click('[data-testid=rating-form] button[type=submit]');
+  await demander.waitForSelector('[data-testid=rating-form] [data-code=invalid_request]');
+  await demander.check('[data-testid=rating-form] input[name=tag-wrong_data]');
+  await demander.fill('[data-testid=rating-form] textarea[name=comment]', '户口状态多次与实际不符');
+  await demander.click('[data-testid=rating-form] button[type=submit]');
+  await demander.waitForSelector('[data-testid=ratings] tr:has-text("数据错误")');
+  await shot(demander, 'feedback-filed');
+  await done(demander);
+
+  // The supplier answers the objection and the rating's rectification task.
+  const supplier = await signIn('supplier.henan-police');
+  await open(supplier, 'feedback');
+  await supplier.selectOption('[data-testid=answer-objection] select[name=outcome]', 'corrected');
+  await supplier.fill('[data-testid=answer-objection] input[name=answer]', '已核实并更正户口状态');
+  await supplier.click('[data-testid=answer-objection] button[type=submit]');
+  await supplier.waitForSelector('[data-testid=objections] tr:has-text("已更正")');
+  await supplier.fill('[data-testid=rectify] input[name=rectification]', '已完成户口状态批量核查');
+  await supplier.click('[data-testid=rectify] button[type=submit]');
+  await supplier.waitForSelector('[data-testid=ratings] tr:has-text("已完成户口状态批量核查")');
+  await shot(supplier, 'feedback-answered');
+  await done(supplier);
+
+  // The consumer sees the outcome; the office of the supplier's province sees both.
+  const office = await signIn('reviewer.henan');
+  await open(office, 'feedback');
+  await office.waitForSelector('[data-testid=objections] tr:has-text("已核实并更正户口状态")');
+  assert.equal(await office.$('[data-testid=answer-objection]'), null, 'a reviewer does not answer for the supplier');
+  await done(office);
+});
+
+test('the monthly report shows the month by service item, department and resource, and downloads as Excel', async () => {
+  const operator = await signIn('operator');
+  await open(operator, 'reports');
+  await operator.waitForSelector('[data-testid=report-items] tr:has-text("KSTB-GA-001")');
+  await operator.waitForSelector('[data-testid=report-departments] tr');
+  const household = await operator.textContent('[data-testid=report-resources] tr:has-text("A01-410000-0001")');
+  assert.match(household ?? '', /河南省户籍人口基本信息/);
+  const [download] = await Promise.all([operator.waitForEvent('download'), operator.click('[data-testid=download-xlsx]')]);
+  assert.match(download.suggestedFilename(), /^tongban-report-\d{4}-\d{2}\.xlsx$/);
+  const saved = await download.path();
+  const bytes = await readFile(saved);
+  assert.equal(bytes.subarray(0, 2).toString(), 'PK', 'an XLSX workbook is a zip archive');
+  await shot(operator, 'monthly-report');
+
+  // The dashboard shows the month's objections and ratings per resource.
+  await open(operator, 'dashboard');
+  await operator.waitForSelector('[data-testid=feedback-quality] tr:has-text("A01-410000-0001")', { timeout: 30000 });
+  await operator.waitForSelector('[data-testid=ratings-chart] li[data-key="A01-410000-0001"]');
+  await shot(operator, 'dashboard-feedback');
+  await done(operator);
 });

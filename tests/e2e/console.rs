@@ -51,6 +51,9 @@ async fn console_in_headless_chromium() {
         .map(PathBuf::from)
         .unwrap_or_else(|| console_tests().join("screenshots"));
     let _ = std::fs::remove_dir_all(&screenshots);
+    // A person the Guangdong police's household grant covers, for the objection the browser
+    // test files against a real answer.
+    let (person, _) = demo.household_person("4115").expect("a person of Xinyang");
 
     let run = tokio::process::Command::new("node")
         .args(["--test", "--test-reporter=spec", "console.test.mjs"])
@@ -58,6 +61,7 @@ async fn console_in_headless_chromium() {
         .env("TONGBAN_URL", demo.gateway.url(""))
         .env("TONGBAN_CREDENTIALS", demo.data_dir().join("demo-credentials.json"))
         .env("TONGBAN_SCREENSHOTS", &screenshots)
+        .env("TONGBAN_PERSON", &person)
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())
         .kill_on_drop(true)

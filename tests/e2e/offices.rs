@@ -149,27 +149,7 @@ const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
 /// A person of the demo's household file inside the Guangdong police's grant (Xinyang, 4115),
 /// with a name: (identity number, name).
 fn person_in_scope(demo: &Demo) -> anyhow::Result<(String, String)> {
-    use arrow::array::{Array, AsArray};
-    let file = std::fs::File::open(demo.data_dir().join("datasets/household.parquet"))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    for batch in reader {
-        let batch = batch?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok())
-                .ok_or_else(|| anyhow::anyhow!("column {name}"))
-        };
-        let (ids, names, divisions) = (column("id_number")?, column("name")?, column("division_code")?);
-        let (ids, names, divisions) =
-            (ids.as_string::<i32>(), names.as_string::<i32>(), divisions.as_string::<i32>());
-        for row in 0..batch.num_rows() {
-            if !names.is_null(row) && !divisions.is_null(row) && divisions.value(row).starts_with("4115") {
-                return Ok((ids.value(row).to_owned(), names.value(row).to_owned()));
-            }
-        }
-    }
-    anyhow::bail!("no person of Xinyang in the household file")
+    demo.household_person("4115")
 }
 
 /// A fresh database on the PostgreSQL server the test script started, as a store URL; `None`

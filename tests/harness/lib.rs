@@ -271,6 +271,32 @@ impl Demo {
     }
 
     /// The demo's data directory: generated datasets, configuration, store and exchange log.
+    /// A person of the demo's household file whose division starts with `division_prefix`,
+    /// with a name: (identity number, name), read from the generated Parquet file.
+    pub fn household_person(&self, division_prefix: &str) -> anyhow::Result<(String, String)> {
+        use arrow::array::{Array, AsArray};
+        let file = std::fs::File::open(self.data_dir().join("datasets/household.parquet"))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok())
+                    .with_context(|| format!("column {name}"))
+            };
+            let (ids, names, divisions) = (column("id_number")?, column("name")?, column("division_code")?);
+            let (ids, names, divisions) =
+                (ids.as_string::<i32>(), names.as_string::<i32>(), divisions.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                if !names.is_null(row) && !divisions.is_null(row) && divisions.value(row).starts_with(division_prefix) {
+                    return Ok((ids.value(row).to_owned(), names.value(row).to_owned()));
+                }
+            }
+        }
+        anyhow::bail!("no person of division {division_prefix} in the household file")
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._data.path()
     }

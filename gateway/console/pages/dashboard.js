@@ -5,6 +5,7 @@
 
 import { html, useEffect, useRef, useState } from '../vendor/htm-preact.js';
 import { all, api } from '../api.js';
+import { currentMonth, resourceColumns } from './reports.js';
 import { label, t } from '../i18n.js';
 import { Badge, ErrorBox, Loaded, Table, navigate, percent, useLoad } from '../ui.js';
 
@@ -71,9 +72,10 @@ function Tile({ title, value, testid, kind }) {
   return html`<div class=${`tile ${kind ?? ''}`} data-testid=${testid}><div class="tile-value">${value}</div><div class="tile-title">${title}</div></div>`;
 }
 
-function Bars({ rows, keyName, testid, show = (value) => value }) {
+// Bars of `rows[].calls`, against `scale` or else the largest value.
+function Bars({ rows, keyName, testid, show = (value) => value, scale }) {
   if (!rows.length) return html`<p class="muted">${t('common.none')}</p>`;
-  const max = Math.max(...rows.map((r) => r.calls));
+  const max = scale ?? Math.max(...rows.map((r) => r.calls));
   return html`<ul class="bars" data-testid=${testid}>${rows.map((r) => html`<li data-key=${r[keyName] ?? ''}>
     <span class="bar-label" title=${r[keyName] ?? ''}>${r[keyName] === null || r[keyName] === undefined ? '—' : show(r[keyName])}</span>
     <span class="bar"><span style=${{ width: `${(100 * r.calls) / max}%` }}></span></span>
@@ -96,9 +98,11 @@ async function loadFigures(period) {
     api('/quality'),
     all('/systems').catch(() => []),
   ]);
+  // This month's objections and ratings per resource, from the monthly report.
+  const report = await api('/reports/monthly', { query: { month: currentMonth() } });
   const systemNames = Object.fromEntries(systems.map((s) => [s.id, s.name]));
   const byCalls = (rows) => [...rows].sort((a, b) => b.calls - a.calls);
-  return { systemNames, from, buckets: buckets.rows, total: totals.rows[0] ?? null, items: byCalls(items.rows), pairs: byCalls(pairs.rows), refusals, callers: callers.rows, resources: resources.rows, quality, at: new Date() };
+  return { systemNames, from, buckets: buckets.rows, total: totals.rows[0] ?? null, items: byCalls(items.rows), pairs: byCalls(pairs.rows), refusals, callers: callers.rows, resources: resources.rows, quality, feedback: report.resources, at: new Date() };
 }
 
 export function Dashboard() {
@@ -199,6 +203,11 @@ function Figures({ figures: f, period }) {
           { title: t('demands.state'), render: (d) => label('state', d.state) },
           { title: t('demands.deadline'), render: (d) => html`<span class="overdue">${d.deadline}</span>` },
         ]} /></div>
+    </div>
+    <div class="panel wide"><h2>${t('dash.feedback')}</h2>
+      <h3>${t('dash.mean_scores')}</h3>
+      <${Bars} testid="ratings-chart" scale=${5} rows=${f.feedback.filter((r) => r.ratings > 0).map((r) => ({ ...r, calls: r.mean_score }))} keyName="code" />
+      <${Table} testid="feedback-quality" rows=${f.feedback.map((r) => ({ id: r.code, ...r }))} columns=${resourceColumns()} />
     </div>
     <div class="panel wide"><h2>${t('dash.quality')}</h2>
       <${Table} testid="quality" rows=${q.resources.map((r) => ({ id: r.code, ...r }))} columns=${[
