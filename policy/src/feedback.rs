@@ -144,7 +144,34 @@ fn check_text(field: &str, text: &str, required: bool) -> Result<(), FeedbackErr
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(FeedbackError::Invalid(format!("{field} is longer than {MAX_TEXT_CHARS} characters")));
     }
+    if holds_identity_number(text) {
+        return Err(FeedbackError::Invalid(format!(
+            "{field} holds an identity number; feedback names no person (the exchange id finds the record)"
+        )));
+    }
     Ok(())
+}
+
+/// Whether `text` holds a valid citizen identity number (18 characters with a right check
+/// digit), so feedback that would put one in the store is refused rather than kept.
+pub fn holds_identity_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        if !bytes[start].is_ascii_digit() {
+            start += 1;
+            continue;
+        }
+        let end = start
+            + bytes[start..].iter().take_while(|b| b.is_ascii_digit() || matches!(b, b'X' | b'x')).count();
+        let run = &text[start..end];
+        if run.len() >= 18 && (0..=run.len() - 18).any(|at| crate::IdNumber::parse(&run[at..at + 18]).is_ok())
+        {
+            return true;
+        }
+        start = end.max(start + 1);
+    }
+    false
 }
 
 /// A working-day deadline `days` after `at`: the clock starts on the next working day, as
@@ -408,6 +435,11 @@ mod tests {
             matches!(file("address", "错"), Err(FeedbackError::Invalid(m)) if m.contains("not in the answer"))
         );
         assert!(matches!(file("status", " "), Err(FeedbackError::Invalid(_))));
+        let with_number = "申请人11010519491231002X的户口状态有误";
+        assert!(
+            matches!(file("status", with_number), Err(FeedbackError::Invalid(m)) if m.contains("identity number"))
+        );
+        assert!(!holds_identity_number("办件编号 GD-2026-000731，电话 13800138000"));
         let mut objection = file("status", "户口状态应为迁出").expect("filed");
         assert!(!objection.overdue(deadline));
         assert!(objection.overdue(at(10, 0).date()));

@@ -284,6 +284,10 @@ async fn every_route_checks_who_calls() {
         "/users",
         "/systems",
         "/service-items",
+        "/service-items/export",
+        "/objections",
+        "/ratings",
+        "/reports/monthly?month=2026-11",
     ] {
         let (status, problem) = anonymous.get(path).await.expect("get");
         assert_eq!((status, problem["code"].as_str()), (401, Some("unauthenticated")), "{path}");
@@ -1018,6 +1022,8 @@ async fn page_sizes_outside_their_bounds_are_refused_on_every_list() -> anyhow::
         "/service-items",
         "/catalog/resources",
         "/demands",
+        "/objections",
+        "/ratings",
     ] {
         for limit in ["0", "501", "2147483648"] {
             let (status, problem) = admin.get(&format!("{list}?limit={limit}")).await?;

@@ -217,6 +217,12 @@ async fn feedback_workflows(store: Option<&str>) -> anyhow::Result<()> {
     let (filed_date, due): (chrono::NaiveDate, chrono::NaiveDate) = (filed_on.parse()?, deadline.parse()?);
     assert!((due - filed_date).num_days() >= 5, "{backend}: filed {filed_on}, due {deadline}");
 
+    // A description naming the person is refused: the store never holds the identity number.
+    let naming =
+        json!({"exchange_id": exchange, "item": "gender", "description": format!("{person} 性别有误")});
+    let (status, problem) = demander.post("/objections", &naming).await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_request")), "{problem}");
+
     // The same item of the same answer once; items not in the answer, failed calls and other
     // departments' calls not at all.
     let (status, problem) = demander.post("/objections", &objection).await?;
@@ -590,6 +596,9 @@ async fn the_monthly_report_counts_what_the_log_and_the_store_hold() -> anyhow::
     // Departments' people do not read the platform's report; a month is a month.
     let (status, _) = demander.get(&format!("/reports/monthly?month={month}")).await?;
     assert_eq!(status, 403);
+    let (status, _) =
+        demo.sign_in("reviewer.henan").await?.get(&format!("/reports/monthly?month={month}")).await?;
+    assert_eq!(status, 403, "the report covers every province, so one office does not read it");
     let (status, problem) = operator.get("/reports/monthly?month=2026-13").await?;
     assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_month")), "{problem}");
     Ok(())

@@ -289,7 +289,10 @@ impl Demo {
             let (ids, names, divisions) =
                 (ids.as_string::<i32>(), names.as_string::<i32>(), divisions.as_string::<i32>());
             for row in 0..batch.num_rows() {
-                if !names.is_null(row) && !divisions.is_null(row) && divisions.value(row).starts_with(division_prefix) {
+                if !names.is_null(row)
+                    && !divisions.is_null(row)
+                    && divisions.value(row).starts_with(division_prefix)
+                {
                     return Ok((ids.value(row).to_owned(), names.value(row).to_owned()));
                 }
             }

@@ -247,7 +247,8 @@ fn document_problems(operation: &mut utoipa::openapi::path::Operation) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tongban API", description = "Catalog, demand workflow and grants of the Tongban data-sharing gateway, and its data plane (verification, record look-up, SQL over per-grant views)."),
-    components(schemas(crate::error::ProblemSchema, tongban_exchange::query::Bucket, tongban_exchange::query::GroupBy)),
+    components(schemas(crate::error::ProblemSchema, tongban_exchange::query::Bucket, tongban_exchange::query::GroupBy,
+        tongban_policy::feedback::ObjectionState, feedback::TaskState, reports::ReportFormat, reports::ReportTable)),
     modifiers(&Security),
 )]
 struct ApiDoc;
