@@ -55,6 +55,18 @@ export async function api(path, { method = 'GET', body, query } = {}) {
   return data;
 }
 
+// Sends `text` as the body of a POST in `contentType` (a CSV list), answering as `api` does.
+export async function upload(path, text, contentType) {
+  const response = await fetch(`/api/v1${path}`, {
+    method: 'POST',
+    headers: { Accept: 'application/json', Authorization: `Bearer ${token}`, 'Content-Type': contentType },
+    body: text,
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Problem(response.status, data);
+  return data;
+}
+
 // Fetches a file the API writes (a report's workbook or CSV) with the session's token and
 // hands it to the browser as a download named `name`.
 export async function download(path, query, name) {

@@ -654,3 +654,30 @@ test('the monthly report shows the month by service item, department and resourc
   await shot(operator, 'dashboard-feedback');
   await done(operator);
 });
+
+test('a platform administrator imports a service-item list, and the catalog shows where each item came from', async () => {
+  const admin = await signIn('admin');
+  await open(admin, 'catalog');
+  const national = '[data-testid=service-item-list] tr:has-text("KSTB-GA-001")';
+  await admin.waitForSelector(national);
+  assert.match(await admin.textContent(national), /全国高频政务服务/);
+  const list = 'code,name,item_type,ministry,needs,list\nHN-GA-201,居住证签注,公共服务,公安部,household,河南省“跨省通办”事项清单\n';
+  await admin.setInputFiles('input[name=service_item_list]', { name: 'henan.csv', mimeType: 'text/csv', buffer: Buffer.from(list) });
+  await admin.waitForSelector('[data-testid=import-outcome]');
+  assert.match(await admin.textContent('[data-testid=import-outcome]'), /新增 1/);
+  const imported = '[data-testid=service-item-list] tr:has-text("HN-GA-201")';
+  await admin.waitForSelector(imported);
+  assert.match(await admin.textContent(imported), /河南省“跨省通办”事项清单/);
+  // A list with a bad row is refused whole, and the page says which line.
+  const bad = 'code,name,item_type,ministry,needs,list\nHN-GA-202,,审批,公安部,household,河南省清单\n';
+  await admin.setInputFiles('input[name=service_item_list]', { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });
+  await admin.waitForSelector('[data-code=invalid_service_item_list]');
+  assert.match(await admin.textContent('[data-code=invalid_service_item_list]'), /line 2/);
+  await shot(admin, 'service-item-list');
+  // A resource shows the catalog metadata the national rules ask for.
+  await open(admin, 'catalog/C03-340000-0001');
+  assert.equal(await admin.textContent('[data-testid=resource-format]'), '数据库');
+  await admin.waitForSelector('dd:has-text("部门信息资源")');
+  await admin.waitForSelector('dd a:has-text("A01-410000-0001")');
+  await done(admin);
+});

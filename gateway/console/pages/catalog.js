@@ -1,7 +1,7 @@
 // The catalog: browse and search shared resources; suppliers register and edit their own.
 
 import { html, useState } from '../vendor/htm-preact.js';
-import { all, api } from '../api.js';
+import { all, api, upload } from '../api.js';
 import { label, t } from '../i18n.js';
 import { Badge, ErrorBox, Field, Loaded, Table, navigate, useLoad } from '../ui.js';
 
@@ -11,6 +11,9 @@ const CYCLES = ['real_time', 'daily', 'weekly', 'monthly', 'quarterly', 'yearly'
 const SENSITIVITIES = ['general', 'important', 'core'];
 const MASKS = ['none', 'id_number', 'phone', 'name', 'address', 'redact'];
 const SHARE_KIND = { unconditional: 'ok', conditional: 'warn', not_shared: 'bad' };
+const FORMATS = ['database', 'spreadsheet', 'electronic_file', 'image', 'streaming', 'self_describing', 'other'];
+const OPEN_TYPES = ['unconditional', 'conditional', 'not_open'];
+const CLASSES = ['base', 'theme', 'department'];
 
 export function ShareBadge({ type }) {
   return html`<${Badge} kind=${SHARE_KIND[type]}>${label('share_type', type)}<//>`;
@@ -64,7 +67,44 @@ export function Catalog({ me }) {
         { title: t('catalog.version'), key: 'version', className: 'num' },
       ]}
     />`}<//>
+    <${ServiceItems} admin=${me.user.roles.includes('platform_admin')} />
   </section>`;
+}
+
+// The service items (事项) with the list each came from; platform administrators import a
+// list file (docs/service-items.md) and export the whole list.
+function ServiceItems({ admin }) {
+  const result = useLoad(() => all('/service-items'), []);
+  const [outcome, setOutcome] = useState(null);
+  const [error, setError] = useState(null);
+  const importList = async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    try {
+      setOutcome(await upload('/service-items/import', await file.text(), 'text/csv'));
+      setError(null);
+      result.reload();
+    } catch (e) {
+      setOutcome(null);
+      setError(e);
+    } finally {
+      event.target.value = '';
+    }
+  };
+  return html`<div class="heading"><h2>${t('catalog.service_item_list')}</h2>
+      ${admin ? html`<label class="button">${t('catalog.import_list')}
+        <input type="file" name="service_item_list" accept=".csv,text/csv" hidden onChange=${importList} /></label>` : null}
+    </div>
+    <${ErrorBox} error=${error} />
+    ${outcome ? html`<p data-testid="import-outcome">${t('catalog.imported', { created: outcome.created.length, updated: outcome.updated.length, unchanged: outcome.unchanged })}</p>` : null}
+    <${Loaded} result=${result}>${(items) => html`<${Table} testid="service-item-list" rows=${items.map((i) => ({ id: i.code, ...i }))} columns=${[
+      { title: t('catalog.item_code'), render: (i) => html`<code>${i.code}</code>` },
+      { title: t('catalog.item_name'), key: 'name' },
+      { title: t('catalog.item_type'), key: 'item_type' },
+      { title: t('catalog.ministry'), key: 'ministry' },
+      { title: t('catalog.legal_basis'), key: 'legal_basis' },
+      { title: t('catalog.source'), render: (i) => html`<span title=${`${i.source.by} ${i.source.at}`}>${i.source.list || label('origin', i.source.origin)}</span>` },
+    ]} />`}<//>`;
 }
 
 export function ResourceDetail({ me, code }) {
@@ -85,6 +125,11 @@ export function ResourceDetail({ me, code }) {
         <dt>${t('catalog.update_cycle')}</dt><dd>${label('cycle', r.update_cycle)}</dd>
         <dt>${t('catalog.dataset')}</dt><dd><code>${r.dataset}</code></dd>
         <dt>${t('catalog.service_items')}</dt><dd>${r.service_items.join('、')}</dd>
+        <dt>${t('catalog.format')}</dt><dd data-testid="resource-format">${label('format', r.format)}</dd>
+        <dt>${t('catalog.open_type')}</dt><dd>${label('open_type', r.open_type)}</dd>
+        <dt>${t('catalog.class')}</dt><dd>${label('class', r.class)}</dd>
+        <dt>${t('catalog.related')}</dt><dd>${r.related_resources.map((c) => html`<a href=${`#/catalog/${encodeURIComponent(c)}`}><code>${c}</code></a> `)}</dd>
+        <dt>${t('catalog.legal_basis')}</dt><dd>${r.legal_basis}</dd>
       </dl>
       <h2>${t('catalog.items')}</h2>
       <${Table} testid="items" rows=${r.items} columns=${[
@@ -104,7 +149,8 @@ export function ResourceDetail({ me, code }) {
   </section>`;
 }
 
-const INPUT_KEYS = ['code', 'name', 'summary', 'share_type', 'share_condition', 'share_methods', 'update_cycle', 'dataset', 'items', 'service_items', 'division_item'];
+const INPUT_KEYS = ['code', 'name', 'summary', 'share_type', 'share_condition', 'share_methods', 'update_cycle', 'dataset', 'items',
+  'service_items', 'division_item', 'format', 'open_type', 'class', 'related_resources', 'legal_basis'];
 
 function inputOf(resource) {
   return Object.fromEntries(INPUT_KEYS.map((k) => [k, resource[k]]));
@@ -122,6 +168,11 @@ const EMPTY = {
   items: [],
   service_items: [],
   division_item: null,
+  format: 'database',
+  open_type: 'not_open',
+  class: 'department',
+  related_resources: [],
+  legal_basis: '',
 };
 
 const EMPTY_ITEM = { name: '', label: '', data_type: 'Utf8', sensitivity: 'general', personal: false, default_mask: 'none', share_type: 'unconditional', required: false };
@@ -180,6 +231,12 @@ function EditorForm({ loaded }) {
       <${Field} label=${t('catalog.update_cycle')}><${Select} name="update_cycle" value=${input.update_cycle} options=${CYCLES} group="cycle" onChange=${(v) => set({ update_cycle: v })} /><//>
       <${Field} label=${t('catalog.share_condition')} wide><input name="share_condition" value=${input.share_condition ?? ''} onInput=${(e) => set({ share_condition: e.target.value })} /><//>
       <${Field} label=${t('catalog.summary')} wide><textarea name="summary" rows="2" value=${input.summary} onInput=${(e) => set({ summary: e.target.value })}></textarea><//>
+      <${Field} label=${t('catalog.format')}><${Select} name="format" value=${input.format} options=${FORMATS} group="format" onChange=${(v) => set({ format: v })} /><//>
+      <${Field} label=${t('catalog.open_type')}><${Select} name="open_type" value=${input.open_type} options=${OPEN_TYPES} group="open_type" onChange=${(v) => set({ open_type: v })} /><//>
+      <${Field} label=${t('catalog.class')}><${Select} name="class" value=${input.class} options=${CLASSES} group="class" onChange=${(v) => set({ class: v })} /><//>
+      <${Field} label=${t('catalog.related')}><input name="related_resources" value=${input.related_resources.join(' ')}
+        onInput=${(e) => set({ related_resources: e.target.value.split(/[\s,，]+/).filter(Boolean) })} /><//>
+      <${Field} label=${t('catalog.legal_basis')} wide><input name="legal_basis" value=${input.legal_basis} onInput=${(e) => set({ legal_basis: e.target.value })} /><//>
     </div>
     <fieldset><legend>${t('catalog.share_methods')}</legend>
       ${SHARE_METHODS.map((m) => html`<label class="check"><input type="checkbox" checked=${input.share_methods.includes(m)}
