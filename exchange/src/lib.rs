@@ -12,7 +12,7 @@ pub mod query;
 pub mod record;
 pub mod wal;
 
-pub use record::{CacheOutcome, ExchangeRecord, Limit, Phase, purpose_digest};
+pub use record::{CacheOutcome, ExchangeRecord, Limit, Phase, key_digest, purpose_digest};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -45,6 +45,10 @@ pub struct Scope {
     pub status: Option<u16>,
     pub code: Option<String>,
     pub id: Option<String>,
+    /// Only calls made by departments seated in this province, or supplied by them (two-digit
+    /// GB/T 2260 code): a data office's view.
+    #[serde(default)]
+    pub province: Option<String>,
 }
 
 /// How records are grouped in statistics.
@@ -133,6 +137,10 @@ async fn scoped(ctx: &SessionContext, dir: &Path, scope: &Scope) -> Result<DataF
         frame = frame.filter(
             col("department").eq(lit(department.as_str())).or(col("supplier").eq(lit(department.as_str()))),
         )?;
+    }
+    if let Some(province) = &scope.province {
+        let of = |column: &str| substring(col(column), lit(1i64), lit(2i64)).eq(lit(province.as_str()));
+        frame = frame.filter(of("region").or(of("supplier_region")))?;
     }
     if let Some(system) = &scope.system {
         frame = frame.filter(col("system").eq(lit(system.as_str())))?;

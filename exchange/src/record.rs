@@ -182,6 +182,13 @@ impl ExchangeRecord {
     }
 }
 
+/// The keyed digest of a record key a call asked for (`ExchangeRecord::key_digest`). Letters
+/// are taken in upper case first, as the data plane reads keys (an identity number's check
+/// character may come as `x`), so one record always has one digest.
+pub fn key_digest(log_key: &[u8], record_key: &str) -> String {
+    purpose_digest(log_key, &record_key.to_ascii_uppercase())
+}
+
 /// A keyed digest of a purpose field, so the log can group calls by case without holding it.
 /// The key is the log's own (`purpose.key` beside its segments), so digests match across
 /// restarts but cannot be recomputed from a guessed case number without it.

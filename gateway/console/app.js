@@ -27,7 +27,7 @@ const PAGES = [
   { path: 'grants', nav: 'nav.grants', roles: null },
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
   { path: 'feedback', nav: 'nav.feedback', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
-  { path: 'reports', nav: 'nav.reports', roles: ['operator', 'platform_admin'] },
+  { path: 'reports', nav: 'nav.reports', roles: ['data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
   { path: 'trail', nav: 'nav.trail', roles: ['platform_admin'] },
   // Reached from the signed-in person's name, not the navigation.

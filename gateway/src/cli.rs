@@ -124,6 +124,10 @@ enum Command {
         /// For CSV: service-items, departments or resources.
         #[arg(long, default_value = "service-items")]
         table: ReportTableArg,
+        /// Only what departments of this province (two-digit GB/T 2260 code) took part in:
+        /// a data office's report.
+        #[arg(long)]
+        province: Option<String>,
     },
     /// Generate the synthetic shared datasets as Parquet.
     Generate {
@@ -305,14 +309,21 @@ pub fn main() -> anyhow::Result<()> {
         Command::Audit { command: AuditCommand::Verify { data_dir, json, expect_head, retention_days } } => {
             audit_verify(&data_dir, json, expect_head, retention_days)
         }
-        Command::Report { config, month, output, table } => {
+        Command::Report { config, month, output, table, province } => {
             let loaded = Config::load(&config)?;
             loaded.install_divisions()?;
+            if let Some(province) = &province {
+                anyhow::ensure!(
+                    province.len() == 2
+                        && tongban_policy::division::find(&format!("{province}0000")).is_some(),
+                    "--province {province:?}: give a province's two-digit code, such as 41"
+                );
+            }
             let month = crate::report::Month::parse(&month)?;
             let log_dir = loaded.base_dir.join(&loaded.config.exchange_log.dir);
             let report = runtime.block_on(async {
                 let platform = tongban_platform::Platform::open(loaded.platform_options()).await?;
-                anyhow::Ok(crate::report::build(&platform, &log_dir, month).await?)
+                anyhow::Ok(crate::report::build(&platform, &log_dir, month, province.as_deref()).await?)
             })?;
             write_report(&report, &output, table as usize)
         }

@@ -115,6 +115,9 @@ pub struct ResourceRow {
 pub struct MonthlyReport {
     /// `YYYY-MM`.
     pub month: String,
+    /// The province (two-digit code) a data office's report is limited to; absent for the
+    /// whole platform's.
+    pub province: Option<String>,
     /// RFC 3339, Beijing time.
     pub generated_at: String,
     pub service_items: Vec<ReportRow>,
@@ -131,14 +134,23 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| (sum / f64::from(n) * 100.0).round() / 100.0)
 }
 
-/// Builds the report for `month` from the log in `log_dir` and the platform's store.
-pub async fn build(platform: &Platform, log_dir: &Path, month: Month) -> Result<MonthlyReport, ReportError> {
+/// Builds the report for `month` from the log in `log_dir` and the platform's store: of the
+/// whole platform, or, with `province` (a two-digit code), of what a data office of that
+/// province oversees: calls and feedback where either party is seated there, its
+/// departments, and the resources its suppliers share.
+pub async fn build(
+    platform: &Platform,
+    log_dir: &Path,
+    month: Month,
+    province: Option<&str>,
+) -> Result<MonthlyReport, ReportError> {
     let now = platform.now();
     // What was open "at the end of the month" is judged now for the current month.
     let judged_on = (month.next - chrono::Duration::days(1)).min(now.date());
     let scope = Scope {
         from: Some(Month::instant(month.first)),
         to: Some(Month::instant(month.next)),
+        province: province.map(str::to_owned),
         ..Scope::default()
     };
     let calls_by_item = query::stats(log_dir, &scope, Bucket::All, GroupBy::ServiceItem).await?;
@@ -148,14 +160,34 @@ pub async fn build(platform: &Platform, log_dir: &Path, month: Month) -> Result<
     let reasons_by_department = query::refusal_reasons(log_dir, &scope, GroupBy::Department).await?;
 
     let store = &platform.store;
-    let objections = store.objections_filed_between(month.first, month.next).await?;
-    let ratings = store.ratings_of_period(&month.label()).await?;
-    let overdue = overdue_demands(platform, month, judged_on).await?;
+    let departments_all = store.departments().await?;
+    let seated: BTreeMap<String, String> =
+        departments_all.iter().map(|d| (d.code.clone(), d.province().to_owned())).collect();
+    // Whether a department is one the report covers; every department without a province.
+    let covers = |code: &str| province.is_none_or(|p| seated.get(code).is_some_and(|s| s == p));
+    let objections: Vec<Objection> = store
+        .objections_filed_between(month.first, month.next)
+        .await?
+        .into_iter()
+        .filter(|o| covers(&o.consumer_department) || covers(&o.supplier))
+        .collect();
+    let ratings: Vec<Rating> = store
+        .ratings_of_period(&month.label())
+        .await?
+        .into_iter()
+        .filter(|r| covers(&r.consumer_department) || covers(&r.supplier))
+        .collect();
+    let overdue: Vec<(String, String, String)> = overdue_demands(platform, month, judged_on)
+        .await?
+        .into_iter()
+        .filter(|(_, applicant, supplier)| covers(applicant) || covers(supplier))
+        .collect();
     let item_names: BTreeMap<String, String> =
         store.service_items().await?.into_iter().map(|i| (i.code, i.name)).collect();
     let department_names: BTreeMap<String, String> =
-        store.departments().await?.into_iter().map(|d| (d.code, d.name)).collect();
-    let resources = store.resources(None).await?;
+        departments_all.iter().map(|d| (d.code.clone(), d.name.clone())).collect();
+    let resources: Vec<tongban_policy::catalog::Resource> =
+        store.resources(None).await?.into_iter().filter(|r| covers(&r.supplier)).collect();
 
     let mut items: BTreeMap<String, ReportRow> = BTreeMap::new();
     let mut departments: BTreeMap<String, ReportRow> = BTreeMap::new();
@@ -238,6 +270,8 @@ pub async fn build(platform: &Platform, log_dir: &Path, month: Month) -> Result<
         code.clone_into(&mut row.code);
         row.name = department_names.get(code).cloned().unwrap_or_default();
     }
+    // A data office's report lists its own province's departments, not their counterparts.
+    departments.retain(|code, _| covers(code));
 
     let calls_of: BTreeMap<&str, u64> = calls_by_resource
         .iter()
@@ -249,6 +283,7 @@ pub async fn build(platform: &Platform, log_dir: &Path, month: Month) -> Result<
         .collect();
     Ok(MonthlyReport {
         month: month.label(),
+        province: province.map(str::to_owned),
         generated_at: tongban_policy::time::to_rfc3339(now),
         service_items: items.into_values().collect(),
         departments: departments.into_values().collect(),
@@ -398,6 +433,15 @@ const ROW_HEADERS: [&str; 14] = [
 ];
 
 impl MonthlyReport {
+    /// The province's name and a space, for a data office's report; empty for the platform's.
+    fn province_name(&self) -> String {
+        self.province
+            .as_ref()
+            .and_then(|p| tongban_policy::division::find(&format!("{p}0000")))
+            .map(|d| format!("{} ", d.name))
+            .unwrap_or_default()
+    }
+
     /// The report's three tables: per service item, per department, per resource.
     pub fn tables(&self) -> Vec<Table> {
         let resource_headers = vec![
@@ -490,7 +534,7 @@ impl MonthlyReport {
             sheet.write_string_with_format(
                 0,
                 0,
-                format!("跨省通办数据共享月度汇总表（{}）", self.month),
+                format!("跨省通办数据共享月度汇总表（{}{}）", self.province_name(), self.month),
                 &bold,
             )?;
             sheet.write_string(1, 0, format!("生成时间：{}", self.generated_at))?;

@@ -283,6 +283,9 @@ async fn feedback_workflows(store: Option<&str>) -> anyhow::Result<()> {
     let (status, check) =
         supplier.post(&format!("/objections/{id}/key-check"), &json!({"key": person})).await?;
     assert_eq!((status, check["matches"].as_bool()), (200, Some(true)), "{check}");
+    let lower = json!({"key": person.to_lowercase()});
+    let (_, check) = supplier.post(&format!("/objections/{id}/key-check"), &lower).await?;
+    assert_eq!(check["matches"], true, "a check character in lower case is the same key");
     let (_, check) =
         supplier.post(&format!("/objections/{id}/key-check"), &json!({"key": "410000199001011234"})).await?;
     assert_eq!(check["matches"], false);
@@ -593,12 +596,41 @@ async fn the_monthly_report_counts_what_the_log_and_the_store_hold() -> anyhow::
         assert_eq!(from_cli["按事项"].as_array().map(|rows| rows[3..].to_vec()), Some(items[3..].to_vec()));
     }
 
-    // Departments' people do not read the platform's report; a month is a month.
+    // Departments' people do not read reports; a month is a month.
     let (status, _) = demander.get(&format!("/reports/monthly?month={month}")).await?;
     assert_eq!(status, 403);
+    // A data office reads what its province's departments took part in, and no more.
+    let henan = demo.sign_in("reviewer.henan").await?;
+    let (status, own) = henan.get(&format!("/reports/monthly?month={month}")).await?;
+    assert_eq!((status, own["province"].as_str()), (200, Some("41")), "{own}");
+    let codes = |table: &str| -> Vec<String> {
+        own[table]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["code"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(codes("resources"), [HOUSEHOLD], "only Henan's resources");
+    assert!(codes("departments").iter().all(|code| &code[2..4] == "41"), "only Henan's departments: {own}");
+    let item = own["service_items"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["code"] == "KSTB-GA-001"))
+        .cloned();
+    assert_eq!(item.map(|r| r["objections"].clone()), Some(json!(1)), "the objection on Henan's data counts");
+    let (_, anhui) =
+        demo.sign_in("reviewer.anhui").await?.get(&format!("/reports/monthly?month={month}")).await?;
+    assert!(
+        anhui["resources"].as_array().is_some_and(|r| r.iter().all(|r| r["code"] != HOUSEHOLD)),
+        "{anhui}"
+    );
+    assert!(
+        anhui["service_items"].as_array().is_some_and(|r| r.iter().all(|r| r["objections"] == 0)),
+        "{anhui}"
+    );
     let (status, _) =
-        demo.sign_in("reviewer.henan").await?.get(&format!("/reports/monthly?month={month}")).await?;
-    assert_eq!(status, 403, "the report covers every province, so one office does not read it");
+        demo.sign_in("supplier.henan-police").await?.get(&format!("/reports/monthly?month={month}")).await?;
+    assert_eq!(status, 403);
     let (status, problem) = operator.get("/reports/monthly?month=2026-13").await?;
     assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_month")), "{problem}");
     Ok(())

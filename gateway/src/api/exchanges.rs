@@ -105,6 +105,7 @@ impl ExchangeFilter {
             status: self.status,
             code: self.code.clone(),
             id: None,
+            province: None,
         })
     }
 }

@@ -224,7 +224,7 @@ pub(super) async fn check_objection_key(
     {
         return Err(ApiError::forbidden("keys are checked by an administrator of the supplying department"));
     }
-    let digest = tongban_exchange::purpose_digest(state.data().log.key(), &check.key);
+    let digest = tongban_exchange::key_digest(state.data().log.key(), &check.key);
     Ok(Json(KeyCheckAnswer { matches: digest == objection.key_digest }))
 }
 

@@ -60,7 +60,8 @@ impl From<ReportError> for ApiError {
 
 /// The monthly report (跨省通办数据共享月度汇总表) per service item, per department and per
 /// resource: calls, refusals by reason, p95 latency, objections, ratings and overdue demands
-/// (operators and platform administrators).
+/// (operators and platform administrators; a data office's reviewers get what their
+/// province's departments took part in).
 #[utoipa::path(get, path = "/reports/monthly", tag = "exchange log", security(("bearer" = [])),
     params(ReportQuery),
     responses((status = 200, description = "The report", content(
@@ -73,13 +74,23 @@ pub(super) async fn monthly(
     caller: Caller,
     ApiQuery(query): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    // The report covers the whole platform, so only those who oversee it read it; a data
-    // office's report limited to its province is not built yet.
-    caller.require(&[UserRole::Operator, UserRole::PlatformAdmin])?;
+    // Those who oversee the platform read all of it; a data office's reviewers read what
+    // their province's departments took part in.
+    let user =
+        caller.require(&[UserRole::Operator, UserRole::PlatformAdmin, UserRole::DataOfficeReviewer])?;
+    let province = if caller.oversees() {
+        None
+    } else if caller.department().has_role(tongban_policy::org::DepartmentRole::DataOffice)
+        && user.roles.contains(&UserRole::DataOfficeReviewer)
+    {
+        Some(caller.department().province().to_owned())
+    } else {
+        return Err(ApiError::forbidden("reviewers belong to a data office"));
+    };
     let month = Month::parse(&query.month)?;
     let platform = state.platform().clone();
     let report: MonthlyReport = super::exchanges::ask(&state, move |dir| async move {
-        crate::report::build(&platform, &dir, month).await.map_err(|e| match e {
+        crate::report::build(&platform, &dir, month, province.as_deref()).await.map_err(|e| match e {
             ReportError::Log(e) => e,
             other => tongban_exchange::query::QueryError::Encode(other.to_string()),
         })

@@ -52,7 +52,7 @@ impl DataCall for Lookup {
     ) -> Result<Vec<Granted<'s>>, ApiError> {
         let (resource, key) = self.target.as_ref().map_err(Clone::clone)?;
         record.resources.push(resource.clone());
-        record.key_digest = Some(tongban_exchange::purpose_digest(resolving.salt, key));
+        record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, key));
         let query = self.query.as_ref().map_err(Clone::clone)?;
         Ok(vec![resolving.ask(resource, &query.items())?])
     }

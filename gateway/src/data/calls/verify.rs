@@ -47,7 +47,7 @@ impl DataCall for Verify {
     ) -> Result<Vec<Granted<'s>>, ApiError> {
         let request = self.0.as_ref().map_err(Clone::clone)?;
         record.resources.push(request.resource.clone());
-        record.key_digest = Some(tongban_exchange::purpose_digest(resolving.salt, &request.key));
+        record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, &request.key));
         let resource = resolving.snapshot.resources.get(&request.resource);
         let items = records::verify_items(resolving.registry, resource, request)?;
         Ok(vec![resolving.ask(&request.resource, &items)?])
