@@ -34,6 +34,8 @@ command -v npm >/dev/null || packages+=(npm)
 python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 # promtool checks that /metrics is what Prometheus tooling accepts.
 command -v promtool >/dev/null || packages+=(prometheus)
+# OpenSSL 3 checks the evidence crate's SM2 and ECDSA signatures, and makes some for it.
+command -v openssl >/dev/null || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${packages[*]}" >&2
   as_root apt-get update -qq
@@ -87,6 +89,7 @@ export TONGBAN_REQUIRE_CLIENTS=1 TONGBAN_REQUIRE_S3=1
 # openapi-typescript and the TypeScript compiler, pinned by tests/clients/package-lock.json.
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 export TONGBAN_PROMTOOL="$(command -v promtool)"
+export TONGBAN_REQUIRE_OPENSSL=1
 
 # The end-to-end tests start the real binary. Building every target at once keeps one feature
 # resolution (dev-dependencies included), so the binary and the tests share compiled crates.

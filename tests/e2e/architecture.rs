@@ -67,6 +67,21 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         "connectors read data sources: they serve no HTTP, keep no log, hold no grants and generate nothing",
     ),
     ("tongban-synth", &["datafusion", "sqlx", "axum", "hyper"], "the generator only writes files"),
+    (
+        "tongban-evidence",
+        &[
+            "tokio",
+            "axum",
+            "hyper",
+            "rustls",
+            "sqlx",
+            "datafusion",
+            "tongban-exchange",
+            "tongban-platform",
+            "serde_json",
+        ],
+        "evidence signs and hashes the bytes it is given: no I/O, no HTTP, no store, no log format",
+    ),
 ];
 
 #[test]
