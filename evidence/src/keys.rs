@@ -218,7 +218,10 @@ impl VerifyingKey {
     /// so evidence names the key it was signed with and retired keys stay findable.
     pub fn fingerprint(&self) -> String {
         let bytes = self.spki_der();
-        let digest = crate::merkle::HashAlgorithm::for_signatures(self.algorithm()).digest(&[&bytes]);
+        let digest: [u8; 32] = match self.algorithm() {
+            Algorithm::Sm2Sm3 => <sm3::Sm3 as sm3::Digest>::digest(&bytes).into(),
+            Algorithm::EcdsaP256Sha256 => <sha2::Sha256 as sha2::Digest>::digest(&bytes).into(),
+        };
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
