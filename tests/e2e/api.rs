@@ -1092,31 +1092,6 @@ fn documented_operations(file: &std::path::Path) -> anyhow::Result<Vec<String>> 
     Ok(operations)
 }
 
-/// A person of the demo's Henan household registration, with a name: (identity number, name).
-fn henan_person(demo: &Demo) -> anyhow::Result<(String, String)> {
-    use arrow::array::{Array, AsArray};
-    let file = std::fs::File::open(demo.data_dir().join("datasets/household.parquet"))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    for batch in reader {
-        let batch = batch?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok())
-                .with_context(|| format!("column {name}"))
-        };
-        let (ids, names, divisions) = (column("id_number")?, column("name")?, column("division_code")?);
-        let (ids, names, divisions) =
-            (ids.as_string::<i32>(), names.as_string::<i32>(), divisions.as_string::<i32>());
-        for row in 0..batch.num_rows() {
-            if !names.is_null(row) && !divisions.is_null(row) && divisions.value(row).starts_with("41") {
-                return Ok((ids.value(row).to_owned(), names.value(row).to_owned()));
-            }
-        }
-    }
-    anyhow::bail!("no person of Henan in the household file")
-}
-
 /// The document makes a whole Python client: `openapi-python-client` generates every
 /// operation without a warning, and that client alone files a demand, takes it through the
 /// office's and the supplier's reviews, and verifies a person under the grant it became
@@ -1155,7 +1130,7 @@ async fn a_generated_python_client_runs_the_workflow() -> anyhow::Result<()> {
 
     let (system_id, system) = demo.system(GD_POLICE_SYSTEM)?;
     let key = system.token().context("the system's key")?.to_owned();
-    let (person, name) = henan_person(&demo)?;
+    let (person, name) = demo.household_person("41")?;
     let output = std::process::Command::new(&python)
         .arg(clients_dir().join("workflow.py"))
         .args([&demo.gateway.base_url, &demo.password(), &system_id, &key, &person, &name])
@@ -1230,7 +1205,7 @@ async fn the_typescript_client_builds_and_runs_the_workflow() -> anyhow::Result<
 
     let (system_id, system) = demo.system(GD_POLICE_SYSTEM)?;
     let key = system.token().context("the system's key")?.to_owned();
-    let (person, name) = henan_person(&demo)?;
+    let (person, name) = demo.household_person("41")?;
     let call = format!(
         "import('./workflow.js').then(m => m.workflow({})).then(r => console.log(JSON.stringify(r)))",
         [demo.gateway.base_url.as_str(), &demo.password(), &system_id, &key]
