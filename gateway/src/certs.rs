@@ -14,6 +14,10 @@ use sha2::{Digest, Sha256};
 pub const CA_FILE: &str = "ca.pem";
 pub const SERVER_CERT_FILE: &str = "server.pem";
 pub const SERVER_KEY_FILE: &str = "server-key.pem";
+/// A federated gateway's own certificate: its server certificate on the peer listener and its
+/// client certificate towards peers.
+pub const GATEWAY_CERT_FILE: &str = "gateway.pem";
+pub const GATEWAY_KEY_FILE: &str = "gateway-key.pem";
 
 /// A client certificate written for one system.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -37,7 +41,15 @@ pub fn fingerprint_bytes(der: &[u8]) -> [u8; 32] {
 
 /// Writes a development CA, a server certificate for `hosts` and a client certificate per name
 /// in `clients` into `out`. Keys are written readable by the owner only.
-pub fn generate(out: &Path, hosts: &[String], clients: &[String]) -> anyhow::Result<Vec<ClientFiles>> {
+///
+/// With `gateway`, also a federated gateway's certificate named so, valid for `hosts`, for
+/// both server and client authentication; it is the last of the files returned.
+pub fn generate(
+    out: &Path,
+    hosts: &[String],
+    clients: &[String],
+    gateway: Option<&str>,
+) -> anyhow::Result<Vec<ClientFiles>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name.push(DnType::CommonName, "Tongban development CA");
@@ -72,6 +84,24 @@ pub fn generate(out: &Path, hosts: &[String], clients: &[String]) -> anyhow::Res
         });
     }
     std::fs::write(out.join("clients.json"), serde_json::to_vec_pretty(&issued)?)?;
+    if let Some(name) = gateway {
+        // Peers know a gateway by this certificate's SHA-256, so it serves both ends of a peer
+        // connection: the listener's side and the caller's.
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca)?;
+        write(out, GATEWAY_CERT_FILE, cert.pem().as_bytes(), false)?;
+        write(out, GATEWAY_KEY_FILE, key.serialize_pem().as_bytes(), true)?;
+        issued.push(ClientFiles {
+            name: name.to_owned(),
+            cert: out.join(GATEWAY_CERT_FILE),
+            key: out.join(GATEWAY_KEY_FILE),
+            sha256: fingerprint(cert.der()),
+        });
+    }
     Ok(issued)
 }
 

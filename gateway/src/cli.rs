@@ -102,6 +102,10 @@ enum Command {
         /// A client certificate is made for each (the common name: a system's name).
         #[arg(long = "client")]
         clients: Vec<String>,
+        /// Also make a federated gateway's certificate with this name (`gateway.pem`), valid
+        /// for the hosts, which its peers list by the SHA-256 printed.
+        #[arg(long)]
+        gateway: Option<String>,
     },
     /// Check the exchange log.
     Audit {
@@ -233,6 +237,14 @@ pub fn main() -> anyhow::Result<()> {
             };
             let mut problems = loaded.missing_files();
             problems.extend(loaded.check_divisions());
+            problems.extend(
+                loaded
+                    .config
+                    .federation
+                    .as_ref()
+                    .and_then(|f| f.check().err())
+                    .map(|e| format!("{}: {e}", file.display())),
+            );
             #[allow(clippy::print_stdout)]
             for problem in &problems {
                 println!("{problem}");
@@ -298,8 +310,8 @@ pub fn main() -> anyhow::Result<()> {
             axum::serve(listener, app).await?;
             Ok(())
         }),
-        Command::Certs { out, hosts, clients } => {
-            let issued = crate::certs::generate(&out, &hosts, &clients)?;
+        Command::Certs { out, hosts, clients, gateway } => {
+            let issued = crate::certs::generate(&out, &hosts, &clients, gateway.as_deref())?;
             #[allow(clippy::print_stdout)]
             for client in &issued {
                 println!("{}  sha256={}  {}", client.cert.display(), client.sha256, client.name);

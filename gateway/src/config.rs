@@ -31,6 +31,9 @@ pub struct Config {
     pub telemetry: crate::telemetry::TelemetryConfig,
     #[serde(default, skip_serializing_if = "ReferenceConfig::is_default")]
     pub reference: ReferenceConfig,
+    /// Peer gateways in other provinces; absent for a gateway that stands alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<crate::peers::FederationConfig>,
 }
 
 /// Reference data that changes on its own schedule, replaceable without a new release.
@@ -371,6 +374,13 @@ impl LoadedConfig {
             named.push(("server.tls.key".into(), tls.key.clone()));
             if let Some(ca) = &tls.client_ca {
                 named.push(("server.tls.client_ca".into(), ca.clone()));
+            }
+        }
+        if let Some(federation) = &self.config.federation {
+            named.push(("federation.cert".into(), federation.cert.clone()));
+            named.push(("federation.key".into(), federation.key.clone()));
+            for peer in &federation.peers {
+                named.push((format!("federation.peers.{}.ca", peer.name), peer.ca.clone()));
             }
         }
         if let Some(calendar) = &self.config.workflow.calendar {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub(crate) mod breaker;
 pub mod caller;
 pub mod certs;
 pub mod cli;
@@ -11,8 +12,10 @@ pub mod data;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod listener;
 pub mod metrics;
+pub mod peers;
 pub mod quality;
 pub mod report;
 pub mod server;

@@ -231,9 +231,27 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     tracing::info!(%address, scheme, "listening");
 
     let data = DataPlane::new(loaded.config.data.clone(), log, platform.store.clone())?;
-    let state = AppState::new(platform.clone(), data)
+    let mut state = AppState::new(platform.clone(), data)
         .with_metrics_token(loaded.config.server.metrics_token.clone())
         .with_source_limits(&loaded.config.server.sources);
+    let limits = crate::listener::ConnectionLimits {
+        max_connections: loaded.config.server.max_connections,
+        header_read_timeout: Duration::from_secs(loaded.config.server.header_read_timeout_secs.max(1)),
+    };
+    // The peer listener stops with the main one.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let peer_listener = match &loaded.config.federation {
+        Some(federation) => {
+            let peers = Arc::new(crate::peers::Peers::new(federation, &loaded.base_dir)?);
+            state = state.with_peers(Arc::clone(&peers));
+            let mut stopping = stopping_rx.clone();
+            let shutdown = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            Some(crate::federation::serve(state.clone(), peers, &loaded.base_dir, limits, shutdown).await?)
+        }
+        None => None,
+    };
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));
@@ -301,12 +319,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         shutdown_signal().await;
         tracing::info!("shutdown signal received, draining");
         let _ = signalled_tx.send(());
+        let _ = stopping_tx.send(true);
     };
     let stopping = state.clone();
-    let limits = crate::listener::ConnectionLimits {
-        max_connections: loaded.config.server.max_connections,
-        header_read_timeout: Duration::from_secs(loaded.config.server.header_read_timeout_secs.max(1)),
-    };
     let refusals = state.data().metrics.malformed.clone();
     let refused = move |reason: &'static str| {
         refusals.get_or_create(&crate::metrics::OutcomeLabels { outcome: reason }).inc();
@@ -319,6 +334,13 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over, closing remaining connections"),
     }
+    if let Some(peer_listener) = peer_listener {
+        // The peer listener drains within the same grace period.
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(grace, peer_listener).await {
+            tracing::warn!(error = %e, "the peer listener ended with an error");
+        }
+    }
+    drop(stopping_rx);
     crate::data::record_suppressed(stopping.data_state()).await;
     // The calls of daily quotas this gateway leased and did not use go back to the store, for
     // the other gateways or this one once restarted.
@@ -559,6 +581,9 @@ mod tests {
             // Documented beside the route, as `/proxy/{resource}/{path}`: a template cannot
             // say "the rest of the path".
             "/proxy/{resource}/{*path}",
+            // The peer listener's routes, for peer gateways only, are described in
+            // docs/federation.md; they are no part of the API department systems call.
+            "/federation/v1/catalog",
             // The demo supplier's own API, a separate server.
             "/deposits/{id_number}",
             "/certificates/{id_number}",

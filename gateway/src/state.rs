@@ -56,6 +56,17 @@ impl AppState {
         self.metrics_token.as_deref()
     }
 
+    /// Federates the gateway with `peers`.
+    pub fn with_peers(mut self, peers: Arc<crate::peers::Peers>) -> Self {
+        self.data = self.data.with_peers(peers);
+        self
+    }
+
+    /// The peer gateways, when this one is federated.
+    pub fn peers(&self) -> Option<&Arc<crate::peers::Peers>> {
+        self.data.peers()
+    }
+
     /// What data calls are served from.
     pub fn data_state(&self) -> &DataState {
         &self.data

@@ -18,6 +18,7 @@ use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_st
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod federation;
 pub mod feedback;
 pub mod service_items;
 pub mod store;

@@ -244,10 +244,27 @@ impl Demo {
     }
 
     async fn launch(rows: u64, env: &[(&str, &str)], extra: &[&str]) -> anyhow::Result<Demo> {
-        let data = tempfile::tempdir()?;
+        Demo::launch_in(tempfile::tempdir()?, "127.0.0.1:0", rows, env, extra).await
+    }
+
+    /// Starts `tongban demo` on `listen` in the data directory `data`, which may already hold
+    /// the configuration it is to serve (`tongban.toml`), and waits until it is ready.
+    pub async fn start_in(data: tempfile::TempDir, listen: &str, rows: u64) -> anyhow::Result<Demo> {
+        let demo = Demo::launch_in(data, listen, rows, &[], &[]).await?;
+        demo.gateway.wait_ready(Duration::from_secs(60)).await?;
+        Ok(demo)
+    }
+
+    async fn launch_in(
+        data: tempfile::TempDir,
+        listen: &str,
+        rows: u64,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> anyhow::Result<Demo> {
         let data_dir = data.path().to_str().context("utf-8 path")?.to_owned();
         let rows = rows.to_string();
-        let mut args = vec!["demo", "--listen", "127.0.0.1:0", "--data-dir", &data_dir, "--rows", &rows];
+        let mut args = vec!["demo", "--listen", listen, "--data-dir", &data_dir, "--rows", &rows];
         args.extend_from_slice(extra);
         let gateway = Gateway::start_with_env(&args, env, Duration::from_secs(180)).await?;
         let credentials = serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json"))?)?;

@@ -13,6 +13,7 @@ use crate::state::AppState;
 mod catalog;
 mod demands;
 mod exchanges;
+mod federation;
 mod feedback;
 mod grants;
 mod org;
@@ -44,6 +45,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::list_resources, catalog::create_resource))
         .routes(routes!(catalog::get_resource, catalog::edit_resource))
         .routes(routes!(catalog::get_resource_version))
+        .routes(routes!(federation::list_remote_resources))
+        .routes(routes!(federation::get_remote_resource))
+        .routes(routes!(federation::peers))
         .routes(routes!(demands::list_demands, demands::file_demand))
         .routes(routes!(demands::overdue_demands))
         .routes(routes!(demands::get_demand))

@@ -652,6 +652,8 @@ pub struct DataState {
     data: Arc<DataPlane>,
     readiness: Arc<RwLock<Readiness>>,
     sources: Arc<SourceLimits>,
+    /// The peer gateways, when this one is federated.
+    peers: Option<Arc<crate::peers::Peers>>,
 }
 
 impl DataState {
@@ -661,7 +663,17 @@ impl DataState {
         readiness: Arc<RwLock<Readiness>>,
         sources: Arc<SourceLimits>,
     ) -> Self {
-        DataState { platform, data, readiness, sources }
+        DataState { platform, data, readiness, sources, peers: None }
+    }
+
+    /// The same state, federated with `peers`.
+    pub fn with_peers(self, peers: Arc<crate::peers::Peers>) -> Self {
+        DataState { peers: Some(peers), ..self }
+    }
+
+    /// The peer gateways, when this one is federated.
+    pub fn peers(&self) -> Option<&Arc<crate::peers::Peers>> {
+        self.peers.as_ref()
     }
 
     /// The same state with other limits per source address.

@@ -43,6 +43,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         exchange_log: tongban_exchange::ExchangeLogConfig::default(),
         telemetry: crate::telemetry::TelemetryConfig::default(),
         reference: crate::config::ReferenceConfig::default(),
+        federation: None,
     }
 }
 

@@ -316,7 +316,7 @@ pub async fn demo_certificates(platform: &Platform, data_dir: &Path) -> anyhow::
         serde_json::from_slice(&std::fs::read(data_dir.join(CREDENTIALS_FILE))?)?;
     let names: Vec<String> = credentials.systems.iter().map(|s| s.name.clone()).collect();
     let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let issued = crate::certs::generate(&dir, &hosts, &names)?;
+    let issued = crate::certs::generate(&dir, &hosts, &names, None)?;
     for (system, files) in credentials.systems.iter().zip(&issued) {
         let seed = Acting { by: SEED_ACTOR, at: platform.now() };
         platform.store.set_system_certificate(&system.id, &files.sha256, seed).await?;

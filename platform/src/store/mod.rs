@@ -17,6 +17,7 @@ mod feedback;
 pub mod grants;
 mod org;
 mod paging;
+mod peers;
 
 pub use actions::{Acting, AdminAction};
 pub use catalog::ResourceFilter;

@@ -19,7 +19,6 @@
 //!   answer is a document the gateway cannot mask: it is passed on (streamed) only when the
 //!   items the binding says it holds are all granted unmasked and unscoped.
 
-mod breaker;
 mod filter;
 mod headers;
 mod problems;

@@ -11,8 +11,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
-use super::breaker::Breaker;
 use super::problems::not_bound;
+use crate::breaker::Breaker;
 use crate::error::ApiError;
 
 /// A supplier API bound to one catalog resource.
@@ -200,7 +200,11 @@ impl Upstreams {
                 base: config.url.trim_end_matches('/').to_owned(),
                 credential,
                 client,
-                breaker: Breaker::new(config.breaker_failures, Duration::from_millis(config.breaker_open_ms)),
+                breaker: Breaker::new(
+                    format!("the supplier API of {}", config.resource),
+                    config.breaker_failures,
+                    Duration::from_millis(config.breaker_open_ms),
+                ),
                 config: config.clone(),
             };
             if by_resource.insert(config.resource.clone(), upstream).is_some() {

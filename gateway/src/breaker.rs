@@ -1,4 +1,4 @@
-//! The circuit breaker each supplier binding has.
+//! The circuit breaker each supplier binding and each peer gateway has.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 /// `threshold` consecutive failures; then half open, admitting one trial call whose outcome
 /// closes or reopens it.
 #[derive(Debug)]
-pub(super) struct Breaker {
+pub(crate) struct Breaker {
+    /// What the breaker guards (a resource's supplier, a peer gateway), for the warning.
+    guards: String,
     threshold: u32,
     open_for: Duration,
     state: Mutex<BreakerState>,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) enum BreakerState {
+pub(crate) enum BreakerState {
     Closed { failures: u32 },
     Open { until: Instant },
     HalfOpen,
@@ -22,11 +24,12 @@ pub(super) enum BreakerState {
 
 /// Whether an admitted call is the trial of a half-open breaker.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Trial(bool);
+pub(crate) struct Trial(bool);
 
 impl Breaker {
-    pub(super) fn new(threshold: u32, open_for: Duration) -> Self {
+    pub(crate) fn new(guards: impl Into<String>, threshold: u32, open_for: Duration) -> Self {
         Breaker {
+            guards: guards.into(),
             threshold: threshold.max(1),
             open_for,
             state: Mutex::new(BreakerState::Closed { failures: 0 }),
@@ -34,12 +37,12 @@ impl Breaker {
     }
 
     /// Admits a call now, or says how long the circuit stays open.
-    pub(super) fn admit(&self) -> Result<Trial, Duration> {
+    pub(crate) fn admit(&self) -> Result<Trial, Duration> {
         self.admit_at(Instant::now())
     }
 
     /// Records the outcome of an admitted call that ended now.
-    pub(super) fn record(&self, trial: Trial, success: bool) {
+    pub(crate) fn record(&self, trial: Trial, success: bool) {
         self.record_at(trial, success, Instant::now());
     }
 
@@ -71,7 +74,11 @@ impl Breaker {
             }
             (_, false) => {
                 if !matches!(*state, BreakerState::Open { .. }) {
-                    tracing::warn!(open_for_ms = self.open_for.as_millis() as u64, "supplier circuit opened");
+                    tracing::warn!(
+                        guards = %self.guards,
+                        open_for_ms = self.open_for.as_millis() as u64,
+                        "circuit opened"
+                    );
                 }
                 BreakerState::Open { until: now + self.open_for }
             }
@@ -86,7 +93,7 @@ mod tests {
     #[test]
     fn breakers_open_after_failures_and_close_after_a_good_trial() {
         let open_for = Duration::from_millis(30);
-        let breaker = Breaker::new(3, open_for);
+        let breaker = Breaker::new("a test", 3, open_for);
         let start = Instant::now();
         for _ in 0..2 {
             let trial = breaker.admit_at(start).expect("closed");

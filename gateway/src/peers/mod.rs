@@ -1,0 +1,99 @@
+//! The other provinces' gateways, as this one knows them: who they are (`config`), how a
+//! peer is told from any other client (`tls`: mutual TLS, a certificate from the peer's CA and
+//! listed for it), how they are called (`client`), and the last good copy of each one's
+//! catalog. The routes peers call and the tasks that keep the copies fresh are in
+//! `federation`; this module knows nothing of them, so that the data plane can call peers
+//! without knowing the routes that serve them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tongban_platform::federation::{RemoteCatalog, split_remote_id};
+use tongban_policy::catalog::Resource;
+
+pub mod client;
+pub mod config;
+pub mod tls;
+
+pub use client::{PeerAnswer, PeerClient, PeerError};
+pub use config::{FederationConfig, PeerConfig};
+
+/// This gateway's peers: a client for each, who each certificate belongs to, and the
+/// catalogs last received from them.
+#[derive(Debug)]
+pub struct Peers {
+    pub config: FederationConfig,
+    clients: BTreeMap<String, PeerClient>,
+    by_certificate: HashMap<[u8; 32], String>,
+    catalogs: RwLock<Arc<BTreeMap<String, RemoteCatalog>>>,
+}
+
+impl Peers {
+    /// The peers `config` names, each with its pool of connections. Fails on a file that
+    /// cannot be read or a certificate that does not parse.
+    pub fn new(config: &FederationConfig, base_dir: &Path) -> anyhow::Result<Self> {
+        config.check()?;
+        let mut clients = BTreeMap::new();
+        let mut by_certificate = HashMap::new();
+        let mut catalogs = BTreeMap::new();
+        for peer in &config.peers {
+            clients.insert(peer.name.clone(), PeerClient::new(config, peer, base_dir)?);
+            for certificate in &peer.certificates {
+                let mut sha256 = [0u8; 32];
+                hex::decode_to_slice(certificate, &mut sha256)?;
+                by_certificate.insert(sha256, peer.name.clone());
+            }
+            catalogs.insert(peer.name.clone(), RemoteCatalog::empty(&peer.name, &peer.region));
+        }
+        Ok(Peers {
+            config: config.clone(),
+            clients,
+            by_certificate,
+            catalogs: RwLock::new(Arc::new(catalogs)),
+        })
+    }
+
+    /// The peer whose certificate has this SHA-256, if it is one of the configured ones.
+    pub fn identify(&self, certificate_sha256: &[u8; 32]) -> Option<&PeerClient> {
+        self.by_certificate.get(certificate_sha256).and_then(|name| self.clients.get(name))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &PeerClient> {
+        self.clients.values()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&PeerClient> {
+        self.clients.get(name)
+    }
+
+    /// The peer serving the province `region`.
+    pub fn in_region(&self, region: &str) -> Option<&PeerClient> {
+        self.clients.values().find(|c| c.config.region == region)
+    }
+
+    /// The catalogs last received, by peer name.
+    pub fn catalogs(&self) -> Arc<BTreeMap<String, RemoteCatalog>> {
+        Arc::clone(&self.catalogs.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Replaces what is known of one peer's catalog; peers no longer configured are ignored.
+    pub fn set_catalog(&self, catalog: RemoteCatalog) {
+        if !self.clients.contains_key(&catalog.peer) {
+            return;
+        }
+        let mut current = self.catalogs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = BTreeMap::clone(&current);
+        next.insert(catalog.peer.clone(), catalog);
+        *current = Arc::new(next);
+    }
+
+    /// A remote resource by its id (`410000:A01-410000-0001`), with the catalog it came from.
+    pub fn remote_resource(&self, id: &str) -> Option<(RemoteCatalog, Resource)> {
+        let (region, code) = split_remote_id(id)?;
+        let catalogs = self.catalogs();
+        let catalog = catalogs.values().find(|c| c.region == region)?;
+        let resource = catalog.document.as_ref()?.resources.iter().find(|r| r.code == code)?.clone();
+        Some((catalog.clone(), resource))
+    }
+}

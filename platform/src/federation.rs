@@ -1,0 +1,244 @@
+//! What a gateway shares with its peers in other provinces, and what it keeps of theirs.
+//!
+//! A gateway publishes a catalog document to its peers: the resources it shares beyond its
+//! province, which are all of its own except those not shared (不予共享), each without the
+//! items that are not shared. A peer keeps the last good copy of each other gateway's
+//! document and lists its resources beside its own, under ids that cannot collide with local
+//! codes: the supplying province's code, a colon, and the supplier's own code
+//! (`410000:A01-410000-0001`).
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use tongban_policy::catalog::{Resource, ShareType};
+
+/// The catalog a gateway publishes to its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogDocument {
+    /// The publishing gateway's name, as its peers configure it.
+    pub gateway: String,
+    /// The publishing gateway's province (GB/T 2260).
+    pub region: String,
+    /// Its shared resources, each at its newest version, ordered by code.
+    pub resources: Vec<Resource>,
+}
+
+impl CatalogDocument {
+    /// The document of a gateway named `gateway` in `region` whose catalog is `resources`.
+    pub fn publish<'a>(
+        gateway: &str,
+        region: &str,
+        resources: impl IntoIterator<Item = &'a Resource>,
+    ) -> CatalogDocument {
+        let mut resources: Vec<Resource> = resources.into_iter().filter_map(publishable).collect();
+        resources.sort_by(|a, b| a.code.cmp(&b.code));
+        CatalogDocument { gateway: gateway.to_owned(), region: region.to_owned(), resources }
+    }
+
+    /// The document as a peer accepts it from the gateway it configured as `region`: only
+    /// resources of suppliers seated in that province, each as it may be published. A peer
+    /// cannot publish another province's resources, nor items that are not shared; what is
+    /// dropped is named, for the operator.
+    pub fn accepted_from(mut self, region: &str) -> (CatalogDocument, Vec<String>) {
+        let mut dropped = Vec::new();
+        let province = region.get(..2).unwrap_or(region);
+        if self.region != region {
+            dropped.push(format!("the document names region {}, not {region}", self.region));
+            self.region = region.to_owned();
+        }
+        let mut kept = Vec::with_capacity(self.resources.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for resource in std::mem::take(&mut self.resources) {
+            let seat = resource.supplier.get(2..4);
+            if seat != Some(province) {
+                dropped.push(format!(
+                    "{}: its supplier {} is not seated in {region}",
+                    resource.code, resource.supplier
+                ));
+            } else if !valid_code(&resource.code) {
+                dropped.push(format!("{:?}: not a resource code", resource.code));
+            } else if !seen.insert(resource.code.clone()) {
+                dropped.push(format!("{}: listed twice", resource.code));
+            } else if let Some(resource) = publishable(&resource) {
+                kept.push(resource);
+            } else {
+                dropped.push(format!("{}: not shared", resource.code));
+            }
+        }
+        self.resources = kept;
+        (self, dropped)
+    }
+}
+
+/// A resource as it may leave its province: `None` when it is not shared, else without its
+/// items that are not shared.
+fn publishable(resource: &Resource) -> Option<Resource> {
+    if resource.share_type == ShareType::NotShared {
+        return None;
+    }
+    let mut published = resource.clone();
+    published.items.retain(|item| resource.item_share_type(&item.name) != Some(ShareType::NotShared));
+    (!published.items.is_empty()).then_some(published)
+}
+
+/// Whether `code` can be a resource code: letters, digits, `-`, `_` and `.`, at most 64.
+pub fn valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The id a resource of the gateway in `region` has at its peers.
+pub fn remote_id(region: &str, code: &str) -> String {
+    format!("{region}:{code}")
+}
+
+/// The province and the supplier's own code of a remote resource id, when `id` is one.
+pub fn split_remote_id(id: &str) -> Option<(&str, &str)> {
+    let (region, code) = id.split_once(':')?;
+    (region.len() == 6 && region.bytes().all(|b| b.is_ascii_digit()) && valid_code(code))
+        .then_some((region, code))
+}
+
+/// The last good copy of a peer's catalog, and how its refreshing stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCatalog {
+    /// The peer's name in this gateway's configuration.
+    pub peer: String,
+    pub region: String,
+    /// The document, when one was ever received.
+    pub document: Option<CatalogDocument>,
+    /// The peer's entity tag for the document, sent back to ask whether it changed.
+    pub etag: Option<String>,
+    /// When the document was received (Beijing time).
+    pub fetched_at: Option<NaiveDateTime>,
+    /// When the peer last confirmed the copy current: the copy's age counts from here.
+    pub checked_at: Option<NaiveDateTime>,
+    /// The last failure to refresh it since, if the last attempt failed.
+    pub failure: Option<RefreshFailure>,
+}
+
+/// Why a catalog could not be refreshed, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshFailure {
+    pub at: NaiveDateTime,
+    pub error: String,
+}
+
+impl RemoteCatalog {
+    /// A peer's catalog before anything was received from it.
+    pub fn empty(peer: &str, region: &str) -> RemoteCatalog {
+        RemoteCatalog {
+            peer: peer.to_owned(),
+            region: region.to_owned(),
+            document: None,
+            etag: None,
+            fetched_at: None,
+            checked_at: None,
+            failure: None,
+        }
+    }
+
+    /// Seconds since the peer last confirmed the copy, at `now`.
+    pub fn age_seconds(&self, now: NaiveDateTime) -> Option<i64> {
+        self.checked_at.map(|at| (now - at).num_seconds().max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tongban_policy::catalog::{InformationItem, MaskRule, Sensitivity};
+
+    use super::*;
+
+    fn resource(code: &str, supplier: &str, share_type: ShareType, items: &[(&str, ShareType)]) -> Resource {
+        Resource {
+            code: code.into(),
+            version: 1,
+            name: code.into(),
+            supplier: supplier.into(),
+            summary: String::new(),
+            share_type,
+            share_condition: None,
+            share_methods: vec![],
+            update_cycle: tongban_policy::catalog::UpdateCycle::Daily,
+            dataset: "household".into(),
+            items: items
+                .iter()
+                .map(|(name, share_type)| InformationItem {
+                    name: (*name).into(),
+                    label: (*name).into(),
+                    data_type: "string".into(),
+                    sensitivity: Sensitivity::General,
+                    personal: false,
+                    default_mask: MaskRule::None,
+                    share_type: *share_type,
+                    required: false,
+                })
+                .collect(),
+            service_items: vec![],
+            division_item: None,
+            format: Default::default(),
+            open_type: Default::default(),
+            class: Default::default(),
+            related_resources: vec![],
+            legal_basis: "the law".into(),
+        }
+    }
+
+    const HENAN_POLICE: &str = "11410000MB0000001X";
+
+    #[test]
+    fn resources_and_items_not_shared_are_never_published() {
+        let resources = [
+            resource(
+                "B",
+                HENAN_POLICE,
+                ShareType::Conditional,
+                &[("name", ShareType::Unconditional), ("religion", ShareType::NotShared)],
+            ),
+            resource("A", HENAN_POLICE, ShareType::NotShared, &[("name", ShareType::Unconditional)]),
+            resource("C", HENAN_POLICE, ShareType::Unconditional, &[("x", ShareType::NotShared)]),
+        ];
+        let document = CatalogDocument::publish("henan", "410000", &resources);
+        assert_eq!(document.resources.len(), 1, "{document:?}");
+        assert_eq!(document.resources[0].code, "B");
+        let items: Vec<&str> = document.resources[0].items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(items, ["name"]);
+    }
+
+    #[test]
+    fn a_peer_publishes_only_its_own_provinces_resources() {
+        let guangdong = "11440000MB0000002Y";
+        let document = CatalogDocument {
+            gateway: "henan".into(),
+            region: "440000".into(),
+            resources: vec![
+                resource("A", HENAN_POLICE, ShareType::Unconditional, &[("name", ShareType::Unconditional)]),
+                resource("B", guangdong, ShareType::Unconditional, &[("name", ShareType::Unconditional)]),
+                resource("A", HENAN_POLICE, ShareType::Unconditional, &[("name", ShareType::Unconditional)]),
+                resource(
+                    "a/b",
+                    HENAN_POLICE,
+                    ShareType::Unconditional,
+                    &[("name", ShareType::Unconditional)],
+                ),
+                resource("C", HENAN_POLICE, ShareType::NotShared, &[("name", ShareType::Unconditional)]),
+            ],
+        };
+        let (accepted, dropped) = document.accepted_from("410000");
+        assert_eq!(accepted.region, "410000");
+        let codes: Vec<&str> = accepted.resources.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["A"]);
+        assert_eq!(dropped.len(), 5, "{dropped:?}");
+    }
+
+    #[test]
+    fn remote_ids_name_the_province_and_the_suppliers_code() {
+        let id = remote_id("410000", "A01-410000-0001");
+        assert_eq!(split_remote_id(&id), Some(("410000", "A01-410000-0001")));
+        for not_remote in ["A01-410000-0001", "41:A", "410000:", "410000:a/b", "4100x0:A"] {
+            assert_eq!(split_remote_id(not_remote), None, "{not_remote}");
+        }
+    }
+}

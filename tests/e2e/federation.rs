@@ -1,0 +1,290 @@
+//! Three gateways on distinct loopback addresses, peered as provinces' gateways are: 河南
+//! (127.0.0.2) peers with 广东 (127.0.0.3) and 安徽 (127.0.0.4); 广东 and 安徽 do not peer with
+//! each other. Each is a demo gateway with its own data directory, store and log, whose
+//! `[federation]` section this test writes, with certificates from `tongban certs --gateway`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use tongban_e2e::Demo;
+
+/// A province's gateway before it starts: its name, province, addresses and certificates.
+struct Province {
+    name: &'static str,
+    region: &'static str,
+    host: &'static str,
+    /// The peer listener's port, chosen free before the gateways start, since each peer's
+    /// configuration names the others' URLs.
+    peer_port: u16,
+    data: tempfile::TempDir,
+    /// SHA-256 of its gateway certificate, as `tongban certs` printed it.
+    sha256: String,
+}
+
+impl Province {
+    fn new(name: &'static str, region: &'static str, host: &'static str) -> anyhow::Result<Province> {
+        let peer_port = std::net::TcpListener::bind((host, 0))?.local_addr()?.port();
+        let data = tempfile::tempdir()?;
+        let out = data.path().join("federation");
+        let made = std::process::Command::new(tongban_e2e::tongban_bin())
+            .args(["certs", "--out", out.to_str().context("utf-8")?, "--host", host, "--gateway", name])
+            .args(["--client", "not-a-gateway"])
+            .output()?;
+        anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let printed = String::from_utf8(made.stdout)?;
+        let line = printed.lines().find(|l| l.trim_end().ends_with(name)).context("the gateway's line")?;
+        let sha256 =
+            line.split("sha256=").nth(1).and_then(|r| r.split_whitespace().next()).context("sha256")?;
+        Ok(Province { name, region, host, peer_port, data, sha256: sha256.to_owned() })
+    }
+
+    fn dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn peer_url(&self) -> String {
+        format!("https://{}:{}", self.host, self.peer_port)
+    }
+
+    /// Writes the demo's configuration with a `[federation]` section naming `peers`, each
+    /// with the certificates listed for it (its own unless `pins` says otherwise).
+    fn configure(&self, peers: &[(&Province, Option<&str>)]) -> anyhow::Result<()> {
+        let mut toml = String::from("[server]\nplaintext = true\n");
+        for (name, file) in [
+            ("household", "household.parquet"),
+            ("social_insurance", "social_insurance.parquet"),
+            ("housing_fund", "housing_fund.parquet"),
+        ] {
+            toml.push_str(&format!(
+                "\n[[datasets]]\nname = \"{name}\"\nkey = \"id_number\"\n[datasets.source]\nkind = \"parquet\"\n\
+                 location = \"datasets/{file}\"\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "\n[federation]\nname = \"{}\"\nregion = \"{}\"\nlisten = \"{}:{}\"\ncert = \"federation/gateway.pem\"\n\
+             key = \"federation/gateway-key.pem\"\ncatalog_refresh_secs = 1\ntimeout_ms = 2000\n",
+            self.name, self.region, self.host, self.peer_port
+        ));
+        for (peer, pin) in peers {
+            let ca = peer.dir().join("federation/ca.pem");
+            toml.push_str(&format!(
+                "\n[[federation.peers]]\nname = \"{}\"\nregion = \"{}\"\nurl = \"{}\"\nca = \"{}\"\ncertificates = [\"{}\"]\n",
+                peer.name,
+                peer.region,
+                peer.peer_url(),
+                ca.display(),
+                pin.unwrap_or(&peer.sha256)
+            ));
+        }
+        std::fs::write(self.dir().join("tongban.toml"), toml)?;
+        Ok(())
+    }
+}
+
+/// Polls `check` on `what` until it holds, for up to `timeout`.
+async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<Value>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(started.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ids(listing: &Value) -> Vec<String> {
+    listing["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn peer<'a>(federation: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
+    federation["peers"].as_array().into_iter().flatten().find(|p| p["name"] == name).context("the peer")
+}
+
+/// An HTTPS client trusting the CA of the gateway whose data directory is `dir`, presenting
+/// `identity` (PEM files), if any.
+fn client(dir: &Path, identity: Option<(PathBuf, PathBuf)>) -> anyhow::Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("federation/ca.pem"))?)?;
+    let mut builder =
+        reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca);
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert)?;
+        pem.extend(std::fs::read(key)?);
+        builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
+    }
+    Ok(builder.build()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_exchange_catalogs_keep_stale_copies_and_refuse_unknown_certificates() -> anyhow::Result<()> {
+    let henan = Province::new("henan", "410000", "127.0.0.2")?;
+    let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
+    let anhui = Province::new("anhui", "340000", "127.0.0.4")?;
+    henan.configure(&[(&guangdong, None), (&anhui, None)])?;
+    // 广东 also lists a 海南 gateway that is really 安徽's listener with a certificate 广东 was
+    // not told of: a changed or substituted certificate is refused.
+    let mut hainan = Province::new("hainan", "460000", "127.0.0.4")?;
+    hainan.peer_port = anhui.peer_port;
+    std::fs::copy(anhui.dir().join("federation/ca.pem"), hainan.dir().join("federation/ca.pem"))?;
+    guangdong.configure(&[(&henan, None), (&hainan, None)])?;
+    anhui.configure(&[(&henan, None)])?;
+
+    let (henan_dir, guangdong_dir) = (henan.dir().to_owned(), guangdong.dir().to_owned());
+    let henan_peer_url = format!("{}/federation/v1/catalog", henan.peer_url());
+    let (henan_data, guangdong_data, anhui_data) = (henan.data, guangdong.data, anhui.data);
+    let (henan_demo, guangdong_demo, anhui_demo) = tokio::try_join!(
+        Demo::start_in(henan_data, "127.0.0.2:0", 1000),
+        Demo::start_in(guangdong_data, "127.0.0.3:0", 1000),
+        Demo::start_in(anhui_data, "127.0.0.4:0", 1000),
+    )?;
+    let at_guangdong = guangdong_demo.sign_in("demander.guangdong-police").await?;
+    let at_anhui = anhui_demo.sign_in("operator").await?;
+
+    // Catalog exchange: 广东 lists 河南's resources beside its own, under ids that name the
+    // province, with the copy's age. Each gateway publishes only its own province's resources
+    // (the demo's catalog holds all three provinces'; the others are not accepted from it).
+    let listing = eventually(Duration::from_secs(20), "河南's catalog at 广东", || async {
+        let (status, listing) = at_guangdong.get("/catalog/remote-resources").await?;
+        anyhow::ensure!(status == 200, "{listing}");
+        Ok(ids(&listing).contains(&"410000:A01-410000-0001".to_owned()).then_some(listing))
+    })
+    .await?;
+    assert_eq!(ids(&listing), ["410000:A01-410000-0001"], "only 河南's own resources: {listing}");
+    let household = &listing["items"][0];
+    assert_eq!(
+        (household["peer"].as_str(), household["region_name"].as_str()),
+        (Some("henan"), Some("河南省"))
+    );
+    assert_eq!(household["resource"]["code"], "A01-410000-0001");
+    assert!(household["catalog"]["age_seconds"].as_i64().is_some_and(|age| age <= 5), "{household}");
+    let (status, one) = at_guangdong.get("/catalog/remote-resources/410000:A01-410000-0001").await?;
+    assert_eq!((status, one["resource"]["name"].as_str()), (200, household["resource"]["name"].as_str()));
+    let (status, missing) = at_guangdong.get("/catalog/remote-resources/410000:B02-440000-0001").await?;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("not_found")), "{missing}");
+    // Local resources are listed as before, without the remote ones.
+    let (_, local) = at_guangdong.get("/catalog/resources").await?;
+    assert!(
+        local["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .all(|r| !r["code"].as_str().unwrap_or(":").contains(':'))
+    );
+
+    // 安徽 peers with 河南 only: it sees 河南's resources and none of 广东's.
+    let listing = eventually(Duration::from_secs(20), "河南's catalog at 安徽", || async {
+        let (_, listing) = at_anhui.get("/catalog/remote-resources").await?;
+        Ok((!ids(&listing).is_empty()).then_some(listing))
+    })
+    .await?;
+    assert_eq!(ids(&listing), ["410000:A01-410000-0001"]);
+    // 河南 holds both of its peers' catalogs.
+    let at_henan = henan_demo.sign_in("operator").await?;
+    let listing = eventually(Duration::from_secs(20), "both catalogs at 河南", || async {
+        let (_, listing) = at_henan.get("/catalog/remote-resources").await?;
+        Ok((ids(&listing).len() == 2).then_some(listing))
+    })
+    .await?;
+    assert_eq!(ids(&listing), ["340000:C03-340000-0001", "440000:B02-440000-0001"]);
+
+    // The peers' health: 河南 reachable with its catalog confirmed again and again (the copy
+    // is asked for with its entity tag, so it is confirmed rather than fetched each time).
+    let federation = eventually(Duration::from_secs(20), "河南 confirmed at 广东", || async {
+        let (_, federation) = at_guangdong.get("/federation/peers").await?;
+        let henan = peer(&federation, "henan")?;
+        let confirmed_later =
+            henan["catalog"]["checked_at"].as_str() > henan["catalog"]["fetched_at"].as_str();
+        Ok(confirmed_later.then(|| federation.clone()))
+    })
+    .await?;
+    assert_eq!(
+        (federation["name"].as_str(), federation["region"].as_str()),
+        (Some("guangdong"), Some("440000"))
+    );
+    let henan_status = peer(&federation, "henan")?;
+    assert_eq!(
+        (henan_status["reachable"].as_bool(), henan_status["resources"].as_u64()),
+        (Some(true), Some(1))
+    );
+    // The substituted certificate: 海南's listed certificate is not the one presented.
+    let hainan_status = peer(&federation, "hainan")?;
+    assert_eq!(hainan_status["reachable"], false, "{hainan_status}");
+    assert!(
+        hainan_status["failure"].as_str().is_some_and(|f| f.contains("not one of those configured")),
+        "{hainan_status}"
+    );
+    // Systems do not read the federation's health.
+    let (_, police) = guangdong_demo.system("广东省公安厅跨省户籍业务系统")?;
+    assert_eq!(police.get("/federation/peers").await?.0, 403);
+
+    // The peer listener: a client without a certificate, or with one from another CA, cannot
+    // complete the handshake; one from a peer's CA that is not listed for a peer is refused.
+    assert!(client(&henan_dir, None)?.get(&henan_peer_url).send().await.is_err());
+    let foreign = tempfile::tempdir()?;
+    let made = std::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["certs", "--out", foreign.path().to_str().context("utf-8")?, "--client", "impostor"])
+        .output()?;
+    assert!(made.status.success());
+    let impostor = client(
+        &henan_dir,
+        Some((foreign.path().join("client-0.pem"), foreign.path().join("client-0-key.pem"))),
+    )?;
+    assert!(impostor.get(&henan_peer_url).send().await.is_err(), "a foreign CA's certificate was accepted");
+    // 广东's CA issued this certificate, but not as 广东's gateway certificate.
+    let unlisted = client(
+        &henan_dir,
+        Some((
+            guangdong_dir.join("federation/client-0.pem"),
+            guangdong_dir.join("federation/client-0-key.pem"),
+        )),
+    )?;
+    let refused = unlisted.get(&henan_peer_url).send().await?;
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await?;
+    assert_eq!(problem["code"], "unknown_peer");
+    // 广东's own gateway certificate is answered, with the catalog and its entity tag.
+    let genuine = client(
+        &henan_dir,
+        Some((
+            guangdong_dir.join("federation/gateway.pem"),
+            guangdong_dir.join("federation/gateway-key.pem"),
+        )),
+    )?;
+    let answer = genuine.get(&henan_peer_url).send().await?;
+    assert_eq!(answer.status(), 200);
+    let etag = answer.headers()["etag"].to_str()?.to_owned();
+    let document: Value = answer.json().await?;
+    assert_eq!((document["gateway"].as_str(), document["region"].as_str()), (Some("henan"), Some("410000")));
+    let again = genuine.get(&henan_peer_url).header("if-none-match", &etag).send().await?;
+    assert_eq!(again.status(), 304);
+    // The federation routes are not served on the main listener.
+    let (status, _) = at_guangdong.get_root("/federation/v1/catalog").await?;
+    assert_eq!(status, 404);
+
+    // 河南 goes down: 广东 keeps the last good copy, listed with its growing age and the failure.
+    henan_demo.gateway.stop().await?;
+    let federation = eventually(Duration::from_secs(20), "河南 unreachable at 广东", || async {
+        let (_, federation) = at_guangdong.get("/federation/peers").await?;
+        Ok((peer(&federation, "henan")?["reachable"] == false).then_some(federation))
+    })
+    .await?;
+    assert!(peer(&federation, "henan")?["failure"].as_str().is_some(), "{federation}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, listing) = at_guangdong.get("/catalog/remote-resources").await?;
+    assert_eq!(ids(&listing), ["410000:A01-410000-0001"], "the stale copy stays listed");
+    assert!(listing["items"][0]["catalog"]["age_seconds"].as_i64().is_some_and(|age| age >= 3), "{listing}");
+
+    drop((guangdong_demo, anhui_demo));
+    Ok(())
+}
