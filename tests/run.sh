@@ -13,6 +13,8 @@ cd "$root"
 # Builds are cached outside the checkout so repeated runs, and CI, reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tongban/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Bounds the shared build cache (see the script).
+source "$root/tests/build-cache.sh"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -584,6 +584,7 @@ mod tests {
             // The peer listener's routes, for peer gateways only, are described in
             // docs/federation.md; they are no part of the API department systems call.
             "/federation/v1/catalog",
+            "/federation/v1/messages/{seq}",
             // The demo supplier's own API, a separate server.
             "/deposits/{id_number}",
             "/certificates/{id_number}",

@@ -10,6 +10,8 @@
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use tongban_policy::catalog::{Resource, ShareType};
+use tongban_policy::grant::Grant;
+use tongban_policy::workflow::{Action, Demand, Role, Side, Stage, StageClock};
 
 /// The catalog a gateway publishes to its peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,115 @@ impl RemoteCatalog {
     pub fn age_seconds(&self, now: NaiveDateTime) -> Option<i64> {
         self.checked_at.map(|at| (now - at).num_seconds().max(0))
     }
+}
+
+/// A message from this gateway to a peer, written to the outbox in the same transaction as
+/// the change it carries and delivered exactly once, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerMessage {
+    /// A step on a demand that crosses gateways, taken on the sender's side.
+    DemandStep(Box<DemandStep>),
+    /// A grant the supplier's gateway compiled or changed, for the home gateway's mirror.
+    GrantChanged { grant: Box<Grant> },
+}
+
+impl PeerMessage {
+    /// The message's kind, as the outbox lists it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::DemandStep(_) => "demand_step",
+            PeerMessage::GrantChanged { .. } => "grant_changed",
+        }
+    }
+}
+
+/// A department of another province as its home gateway states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteDepartment {
+    pub code: String,
+    pub name: String,
+    pub region: String,
+}
+
+/// One step on a demand that crosses gateways, with the demand as filed, so that the first
+/// step the supplier's gateway receives (the home office's conformity pass) creates it there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemandStep {
+    /// The demand's id, the same on both gateways.
+    pub demand_id: String,
+    pub applicant: RemoteDepartment,
+    pub applicant_system: Option<String>,
+    /// The supplier's own code for the resource (not the remote id).
+    pub resource_code: String,
+    pub resource_version: i64,
+    pub supplier_department: String,
+    pub service_item: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    /// Who took the step, as the sender records actors.
+    pub actor: String,
+    pub role: Role,
+    pub action: Action,
+    #[serde(with = "tongban_policy::time::rfc3339")]
+    pub at: NaiveDateTime,
+    /// The demand after the step, as the sender computed it. The receiver replays the step on
+    /// its own copy and takes from this only the clock of a stage the sender runs.
+    pub workflow: Demand,
+}
+
+/// What a receiving gateway answers to a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// `false` when the message had been applied before: a repeat changes nothing.
+    pub applied: bool,
+    /// For a demand step: the clock of the stage the receiver now runs, computed with the
+    /// receiver's calendar, for the sender's copy.
+    pub clock: Option<StageClock>,
+}
+
+/// Which side runs a review stage of a demand that crosses gateways, and so whose calendar
+/// sets its deadline.
+pub fn stage_side(stage: Stage) -> Side {
+    match stage {
+        Stage::Conformity => Side::Home,
+        Stage::Supplier | Stage::Coordination => Side::Supplier,
+    }
+}
+
+/// What one of this gateway's demands that cross gateways is: the peer on the other side and
+/// this gateway's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossing {
+    pub peer: String,
+    pub side: Side,
+}
+
+/// A grant a peer compiled for one of this gateway's departments, as last received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantMirror {
+    pub peer: String,
+    /// The remote resource id (`region:code`).
+    pub resource_id: String,
+    pub grant: Grant,
+    pub received_at: NaiveDateTime,
+}
+
+/// How the outbox to one peer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutboxDepth {
+    /// Messages written and not yet delivered.
+    pub pending: i64,
+    /// When the oldest of them was written.
+    pub oldest_pending_at: Option<NaiveDateTime>,
+    /// Messages the peer refused for good.
+    pub refused: i64,
+    pub delivered: i64,
+    /// The last delivery attempt's failure, while messages are pending.
+    pub last_error: Option<String>,
 }
 
 #[cfg(test)]

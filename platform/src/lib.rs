@@ -17,6 +17,7 @@ use tongban_policy::workflow::{Action, Demand, Role, StageLimits, Terms, next_st
 
 pub mod auth;
 pub mod clock;
+mod crossing;
 pub mod error;
 pub mod federation;
 pub mod feedback;
@@ -26,6 +27,7 @@ pub mod users;
 
 use crate::store::{DemandFiling, DemandRecord, GrantRecord, Store, SystemRecord, UserRecord};
 pub use clock::{Clock, SetClock};
+pub use crossing::PeerGateway;
 pub use error::{ErrorKind, PlatformError};
 pub use feedback::RatingInput;
 
@@ -167,6 +169,8 @@ pub struct Platform {
     pub clock: Clock,
     /// Systems recently authenticated, by API key digest or certificate fingerprint.
     pub identities: Identities,
+    /// Bumped when a message for a peer gateway is written, so the outbox delivers it at once.
+    pub outbox_written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A short-lived cache of authenticated systems, so that a data call does not query the store
@@ -392,6 +396,7 @@ impl Platform {
             session_hours: options.session_hours,
             identities: Identities::default(),
             clock: Clock::system(),
+            outbox_written: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -408,6 +413,7 @@ impl Platform {
             session_hours: 8,
             identities: Identities::default(),
             clock: Clock::system(),
+            outbox_written: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -659,14 +665,23 @@ impl Platform {
                 return Err(invalid(format!("{field} must not be empty")));
             }
         }
-        let resource = self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound(_) => PlatformError::unprocessable(
+        let unknown = || {
+            PlatformError::unprocessable(
                 "unknown_resource",
                 "Unknown resource",
                 format!("resource {} is not in the catalog", input.resource_code),
-            ),
-            other => other.into(),
-        })?;
+            )
+        };
+        // A remote id names a resource in a peer gateway's catalog.
+        let remote = self.remote_resource(&input.resource_code).await?;
+        let resource = match &remote {
+            Some((_, resource)) => resource.clone(),
+            None if federation::split_remote_id(&input.resource_code).is_some() => return Err(unknown()),
+            None => self.store.resource(&input.resource_code, None).await.map_err(|e| match e {
+                crate::store::StoreError::NotFound(_) => unknown(),
+                other => other.into(),
+            })?,
+        };
         check_demand_terms(&resource, &input.terms, now.date())?;
         if !resource.service_items.contains(&input.service_item) {
             return Err(PlatformError::unprocessable(
@@ -701,15 +716,44 @@ impl Platform {
             purpose: input.purpose,
             legal_basis: input.legal_basis,
             workflow,
+            crossing: None,
+        };
+        let filing = match &remote {
+            Some((catalog, resource)) => {
+                Platform::remote_filing(catalog, resource, &input.resource_code, filing)
+            }
+            None => filing,
         };
         Ok(self.store.create_demand(filing, now).await?)
     }
 
-    /// The parties of a demand.
-    async fn parties(&self, demand: &DemandRecord) -> Result<(Department, Department), PlatformError> {
-        let applicant = self.store.department(&demand.filing.applicant_department).await?;
-        let supplier = self.store.department(&demand.filing.supplier_department).await?;
-        Ok((applicant, supplier))
+    /// The parties of a demand, and the province whose office reviews it here.
+    async fn parties(
+        &self,
+        demand: &DemandRecord,
+    ) -> Result<(Department, Department, String), PlatformError> {
+        let Some(crossing) = &demand.filing.crossing else {
+            let applicant = self.store.department(&demand.filing.applicant_department).await?;
+            let supplier = self.store.department(&demand.filing.supplier_department).await?;
+            let office = supplier.province().to_owned();
+            return Ok((applicant, supplier, office));
+        };
+        // Across gateways one party is another province's: stated by its gateway, or for a
+        // supplier, known from the catalog its gateway published.
+        let supplier_region = match federation::split_remote_id(&demand.filing.resource_code) {
+            Some((region, _)) => region.to_owned(),
+            None => String::new(),
+        };
+        let applicant = self.party(&demand.filing.applicant_department, DepartmentRole::Demander, "").await?;
+        let supplier = self
+            .party(&demand.filing.supplier_department, DepartmentRole::Supplier, &supplier_region)
+            .await?;
+        let office = match crossing.side {
+            tongban_policy::workflow::Side::Home => applicant.province(),
+            tongban_policy::workflow::Side::Supplier => supplier.province(),
+        }
+        .to_owned();
+        Ok((applicant, supplier, office))
     }
 
     /// The demands `caller` may read, as a filter narrowing `asked`: a department its own
@@ -735,8 +779,9 @@ impl Platform {
             if !department.has_role(DepartmentRole::DataOffice) {
                 return Err(PlatformError::forbidden("reviewers belong to a data office"));
             }
-            // A data office reviews the demands on its own province's data.
-            asked.supplier_province = Some(department.province().to_owned());
+            // A data office reviews the demands on its own province's data, and those its
+            // province's departments send to other provinces' gateways.
+            asked.office_province = Some(department.province().to_owned());
         } else if user.roles.contains(&UserRole::Demander) {
             // Departments see their side of the workflow only.
             if asked.applicant_department.as_ref().is_some_and(|a| a != &department.code) {
@@ -763,13 +808,17 @@ impl Platform {
             return Ok(true);
         }
         let Caller::User { user, department } = caller else { return Ok(false) };
-        let (applicant, supplier) = self.parties(demand).await?;
+        let (applicant, supplier, office_province) = self.parties(demand).await?;
         Ok(department.code == applicant.code
             || department.code == supplier.code
             || !workflow_roles(
                 &user.roles,
                 department,
-                DemandParties { applicant: &applicant, supplier: &supplier },
+                DemandParties {
+                    applicant: &applicant,
+                    supplier: &supplier,
+                    office_province: &office_province,
+                },
             )
             .is_empty())
     }
@@ -799,11 +848,11 @@ impl Platform {
             return Err(PlatformError::forbidden("systems do not take part in the workflow"));
         };
         let record = self.store.demand(id).await?;
-        let (applicant, supplier) = self.parties(&record).await?;
+        let (applicant, supplier, office_province) = self.parties(&record).await?;
         let held = workflow_roles(
             &user.roles,
             department,
-            DemandParties { applicant: &applicant, supplier: &supplier },
+            DemandParties { applicant: &applicant, supplier: &supplier, office_province: &office_province },
         );
         let Some(&first) = held.first() else {
             return Err(PlatformError::forbidden(format!("{} has no part in demand {id}", user.username)));
@@ -819,7 +868,7 @@ impl Platform {
         // Whether the supplier must answer follows from what is asked now, of the catalog as it
         // is now: a resubmission may ask for conditional items the first filing did not, and a
         // supplier may have made an item conditional since. Once needed, it stays needed.
-        let resource = self.store.resource(&record.filing.resource_code, None).await?;
+        let resource = self.resource_of(&record).await?;
         let asked = match &action {
             Action::Resubmit { terms } => {
                 check_demand_terms(&resource, terms, now.date())?;
@@ -835,7 +884,19 @@ impl Platform {
             .find(|r| next_state(workflow.state, kind, *r, workflow.supplier_review).is_some())
             .unwrap_or(first);
         let actor = caller.actor();
-        workflow.apply(&actor, role, action, now, &self.calendar, &self.limits)?;
+        // Across gateways each step is taken on one side only.
+        if let Some(crossing) = &record.filing.crossing
+            && tongban_policy::workflow::acting_side(workflow.state, kind, role) != crossing.side
+        {
+            return Err(PlatformError::new(
+                ErrorKind::Forbidden,
+                "step_at_peer",
+                "Step taken at the peer gateway",
+                format!("this step on demand {id} is taken at the other gateway ({})", crossing.peer),
+            ));
+        }
+        workflow.apply(&actor, role, action.clone(), now, &self.calendar, &self.limits)?;
+        let to_peer = self.step_message(&record, &workflow, action, role, &actor, now).await?;
         let grant = match (&workflow.approved, workflow.state) {
             (Some(terms), tongban_policy::workflow::DemandState::Approved) => {
                 let source = GrantSource {
@@ -851,8 +912,18 @@ impl Platform {
         };
         let updated = self
             .store
-            .update_demand(id, expected_version, &workflow, grant.as_ref().map(|g| (g, actor.as_str())), now)
+            .update_demand(
+                id,
+                expected_version,
+                &workflow,
+                grant.as_ref().map(|g| (g, actor.as_str())),
+                to_peer.as_ref().map(|(peer, message)| (peer.as_str(), message)),
+                now,
+            )
             .await?;
+        if to_peer.is_some() || (grant.is_some() && record.filing.crossing.is_some()) {
+            self.wake_outbox();
+        }
         if grant.is_some() {
             self.grants.reload(&self.store).await?;
         }
@@ -944,7 +1015,14 @@ impl Platform {
             .update_grant(&next, expected_version, &caller.actor(), Some(reason), self.now())
             .await?;
         self.grants.reload(&self.store).await?;
+        // A grant compiled for another gateway's department goes to that gateway's mirror.
+        self.wake_outbox();
         Ok(stored)
+    }
+
+    /// Tells the outbox that messages for peers may be waiting.
+    pub fn wake_outbox(&self) {
+        self.outbox_written.send_modify(|written| *written = written.wrapping_add(1));
     }
 
     /// Registers one service item, for the API and the demo alike.

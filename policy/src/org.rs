@@ -256,6 +256,17 @@ impl ServiceItem {
 pub struct DemandParties<'a> {
     pub applicant: &'a Department,
     pub supplier: &'a Department,
+    /// The province (two digits) whose data office reviews the demand here: the supplier's
+    /// for a demand within one gateway; for one that crosses gateways, that of the party on
+    /// this gateway's side, since each province's office acts at its own gateway.
+    pub office_province: &'a str,
+}
+
+impl<'a> DemandParties<'a> {
+    /// The parties of a demand within one gateway, reviewed by the supplier's province.
+    pub fn local(applicant: &'a Department, supplier: &'a Department) -> DemandParties<'a> {
+        DemandParties { applicant, supplier, office_province: supplier.province() }
+    }
 }
 
 /// Whether a person in `department` holding `roles` reviews for the data office of
@@ -274,7 +285,10 @@ pub fn workflow_roles(roles: &[UserRole], department: &Department, parties: Dema
     if roles.contains(&UserRole::Demander) && department.code == parties.applicant.code {
         held.push(Role::Applicant);
     }
-    if reviews_for(roles, department, parties.supplier) {
+    if roles.contains(&UserRole::DataOfficeReviewer)
+        && department.has_role(DepartmentRole::DataOffice)
+        && department.province() == parties.office_province
+    {
         held.push(Role::DataOffice);
     }
     if roles.contains(&UserRole::SupplierAdmin) && department.code == parties.supplier.code {
@@ -317,7 +331,7 @@ mod tests {
         let guangdong_bureau = department("00000002", "440000", &[DepartmentRole::Demander]);
         let henan_office = department("00000003", "410000", &[DepartmentRole::DataOffice]);
         let anhui_office = department("00000004", "340000", &[DepartmentRole::DataOffice]);
-        let parties = DemandParties { applicant: &guangdong_bureau, supplier: &henan_police };
+        let parties = DemandParties::local(&guangdong_bureau, &henan_police);
         assert_eq!(workflow_roles(&[UserRole::Demander], &guangdong_bureau, parties), vec![Role::Applicant]);
         assert_eq!(workflow_roles(&[UserRole::Demander], &henan_police, parties), vec![]);
         assert_eq!(
@@ -330,5 +344,14 @@ mod tests {
             workflow_roles(&[UserRole::Operator, UserRole::PlatformAdmin], &henan_office, parties),
             vec![]
         );
+        // At the demanding department's home gateway the home office reviews a demand on
+        // another province's data; the supplier's office reviews it at its own gateway.
+        let guangdong_office = department("00000005", "440000", &[DepartmentRole::DataOffice]);
+        let at_home = DemandParties { office_province: "44", ..parties };
+        assert_eq!(
+            workflow_roles(&[UserRole::DataOfficeReviewer], &guangdong_office, at_home),
+            vec![Role::DataOffice]
+        );
+        assert_eq!(workflow_roles(&[UserRole::DataOfficeReviewer], &henan_office, at_home), vec![]);
     }
 }

@@ -285,6 +285,42 @@ pub fn next_state(
     })
 }
 
+/// The two gateways a demand crosses when the resource is another province's: the demanding
+/// department's home gateway and the supplier's gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The demanding department's gateway: the applicant's steps and its office's conformity
+    /// review are taken there.
+    Home,
+    /// The supplier's gateway: the supplier's answer and the coordination of a dispute by that
+    /// province's office are taken there, and the grant is compiled and enforced there.
+    Supplier,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Home => Side::Supplier,
+            Side::Supplier => Side::Home,
+        }
+    }
+}
+
+/// The gateway that takes step `kind` in `role` from `state` on a demand that crosses
+/// gateways. Each step has exactly one: the other side only replays it, so two offices can never
+/// both decide one stage, and a peer cannot take a step that belongs to this side.
+pub fn acting_side(state: DemandState, kind: ActionKind, role: Role) -> Side {
+    match (role, state, kind) {
+        (Role::Applicant, _, _) => Side::Home,
+        (Role::Supplier, _, _) => Side::Supplier,
+        // The office coordinating a dispute is the one over the data: the supplier's.
+        (Role::DataOffice, DemandState::Disputed, _) => Side::Supplier,
+        (Role::DataOffice, _, _) => Side::Home,
+    }
+}
+
 /// Working-day limits per review stage. Defaults follow common provincial practice and are
 /// meant to be configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -351,3 +351,33 @@ fn the_history_records_whether_each_stage_was_decided_in_time() {
     assert_eq!(met, [None, Some(true), Some(false)]);
     assert_eq!(demand.history[2].stage_deadline, NaiveDate::from_ymd_opt(2026, 3, 11));
 }
+
+/// On a demand that crosses gateways every legal step belongs to exactly one side, and the
+/// steps a supplier's gateway takes are the supplier's answer and the decision on a dispute.
+#[test]
+fn every_step_across_gateways_has_one_side() {
+    use tongban_policy::workflow::{Side, acting_side, next_state};
+    let mut supplier_steps = Vec::new();
+    for state in DemandState::ALL {
+        for kind in ActionKind::ALL {
+            for role in [Role::Applicant, Role::DataOffice, Role::Supplier] {
+                if next_state(state, kind, role, true).is_some()
+                    && acting_side(state, kind, role) == Side::Supplier
+                {
+                    supplier_steps.push((state, kind));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        supplier_steps,
+        vec![
+            (DemandState::SupplierReview, ActionKind::RequestCorrection),
+            (DemandState::SupplierReview, ActionKind::SupplierApprove),
+            (DemandState::SupplierReview, ActionKind::SupplierRefuse),
+            (DemandState::Disputed, ActionKind::DecideApprove),
+            (DemandState::Disputed, ActionKind::DecideRefuse),
+        ]
+    );
+    assert_eq!(Side::Home.other(), Side::Supplier);
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
-use tongban_e2e::Demo;
+use serde_json::{Value, json};
+use tongban_e2e::{Api, Demo, act, terms};
 
 /// A province's gateway before it starts: its name, province, addresses and certificates.
 struct Province {
@@ -286,5 +286,249 @@ async fn peers_exchange_catalogs_keep_stale_copies_and_refuse_unknown_certificat
     assert!(listing["items"][0]["catalog"]["age_seconds"].as_i64().is_some_and(|age| age >= 3), "{listing}");
 
     drop((guangdong_demo, anhui_demo));
+    Ok(())
+}
+
+const HOUSEHOLD_AT_PEERS: &str = "410000:A01-410000-0001";
+
+/// A demand for 河南's household resource filed by 广东's police, with `terms`.
+fn remote_demand(service_item: &str, terms: Value) -> Value {
+    json!({
+        "resource_code": HOUSEHOLD_AT_PEERS,
+        "service_item": service_item,
+        "purpose": "办理跨省户口迁移时核验申请人户籍信息",
+        "legal_basis": "《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》",
+        "terms": terms,
+    })
+}
+
+/// Polls demand `id` through `api` until it is in `state`.
+async fn demand_in(api: &Api, id: &str, state: &str) -> anyhow::Result<Value> {
+    eventually(Duration::from_secs(20), &format!("demand {id} in {state}"), || async {
+        let (status, demand) = api.get(&format!("/demands/{id}")).await?;
+        Ok((status == 200 && demand["state"] == state).then_some(demand))
+    })
+    .await
+}
+
+fn kinds(demand: &Value) -> Vec<String> {
+    demand["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["kind"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Signs in to both gateways anew (after a restart each listens on a new port).
+async fn sign_in_both(henan: &Demo, guangdong: &Demo) -> anyhow::Result<[Api; 5]> {
+    Ok([
+        guangdong.sign_in("demander.guangdong-police").await?,
+        guangdong.sign_in("reviewer.guangdong").await?,
+        henan.sign_in("supplier.henan-police").await?,
+        henan.sign_in("reviewer.henan").await?,
+        guangdong.sign_in("operator").await?,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> anyhow::Result<()> {
+    let henan = Province::new("henan", "410000", "127.0.0.2")?;
+    let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
+    henan.configure(&[(&guangdong, None)])?;
+    guangdong.configure(&[(&henan, None)])?;
+    let (mut henan_demo, mut guangdong_demo) = tokio::try_join!(
+        Demo::start_in(henan.data, "127.0.0.2:0", 1000),
+        Demo::start_in(guangdong.data, "127.0.0.3:0", 1000),
+    )?;
+    let [applicant, gd_office, supplier, hn_office, gd_operator] =
+        sign_in_both(&henan_demo, &guangdong_demo).await?;
+    eventually(Duration::from_secs(20), "河南's catalog at 广东", || async {
+        let (status, _) = applicant.get(&format!("/catalog/remote-resources/{HOUSEHOLD_AT_PEERS}")).await?;
+        Ok((status == 200).then_some(Value::Null))
+    })
+    .await?;
+
+    // Filed at home on the remote resource: the supplier's answer is always needed.
+    let asked = terms(&["id_number", "name", "address", "status"], "41", 20, 10_000);
+    let (status, filed) = applicant.post("/demands", &remote_demand("KSTB-GA-003", asked.clone())).await?;
+    assert_eq!(status, 201, "{filed}");
+    assert_eq!(
+        (filed["peer"].as_str(), filed["side"].as_str(), filed["supplier_review"].as_bool()),
+        (Some("henan"), Some("home"), Some(true)),
+        "{filed}"
+    );
+    let id = filed["id"].as_str().context("id")?.to_owned();
+    let mut unknown_resource = remote_demand("KSTB-GA-003", asked.clone());
+    unknown_resource["resource_code"] = json!("410000:A99-410000-0009");
+    let (status, unknown) = applicant.post("/demands", &unknown_resource).await?;
+    assert_eq!((status, unknown["code"].as_str()), (422, Some("unknown_resource")), "{unknown}");
+    assert_eq!(act(&applicant, &applicant, &id, json!({"action": "submit"})).await.0, 200);
+    // 河南 knows nothing of it before 广东's office lets it through.
+    assert_eq!(supplier.get(&format!("/demands/{id}")).await?.0, 404);
+    // The conformity review is the home office's: 河南's reviewer, though 广东's demo store
+    // knows the account, has no part in it there.
+    let at_guangdong_as_henan = guangdong_demo.sign_in("reviewer.henan").await?;
+    let through = terms(&["id_number", "name", "address", "status"], "41", 10, 10_000);
+    let pass = json!({"action": "pass_conformity", "terms": through});
+    let (status, _) = act(&at_guangdong_as_henan, &applicant, &id, pass.clone()).await;
+    assert_eq!(status, 403);
+    let (status, passed) = act(&gd_office, &gd_office, &id, pass.clone()).await;
+    assert_eq!((status, passed["state"].as_str()), (200, Some("supplier_review")), "{passed}");
+
+    // The hand-off: 河南 holds the demand in its supplier's review, with its own clock, and
+    // 广东's copy shows 河南's deadline.
+    let at_henan = demand_in(&supplier, &id, "supplier_review").await?;
+    assert_eq!((at_henan["peer"].as_str(), at_henan["side"].as_str()), (Some("guangdong"), Some("supplier")));
+    assert_eq!(at_henan["applicant_department"], filed["applicant_department"]);
+    assert_eq!(at_henan["resource_code"], "A01-410000-0001", "河南 names its own resource");
+    assert!(
+        at_henan["history"][1]["actor"].as_str().is_some_and(|a| a.starts_with("guangdong/")),
+        "{at_henan}"
+    );
+    let henan_deadline = at_henan["clock"]["deadline"].clone();
+    assert!(henan_deadline.is_string(), "{at_henan}");
+    eventually(Duration::from_secs(10), "河南's deadline at 广东", || async {
+        let (_, copy) = applicant.get(&format!("/demands/{id}")).await?;
+        Ok((copy["clock"]["deadline"] == henan_deadline && copy["clock"]["stage"] == "supplier")
+            .then_some(copy))
+    })
+    .await?;
+    // The supplier's answer is 河南's: a 河南 account in 广东's store cannot give it there.
+    let at_guangdong_as_supplier = guangdong_demo.sign_in("supplier.henan-police").await?;
+    let approve = json!({"action": "supplier_approve", "terms": terms(&["id_number", "name", "status"], "41", 10, 5_000)});
+    let (status, problem) = act(&at_guangdong_as_supplier, &applicant, &id, approve.clone()).await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("step_at_peer")), "{problem}");
+
+    // 补正 at the supplier, resubmitted at home, checked again by the home office.
+    let correction = json!({"action": "request_correction", "reason": "请说明核验的业务场景"});
+    assert_eq!(act(&supplier, &supplier, &id, correction).await.0, 200);
+    demand_in(&applicant, &id, "supplier_correction").await?;
+    let resubmit =
+        json!({"action": "resubmit", "terms": terms(&["id_number", "name", "status"], "41", 10, 10_000)});
+    assert_eq!(act(&applicant, &applicant, &id, resubmit).await.0, 200);
+    demand_in(&supplier, &id, "submitted").await?;
+    let pass = json!({"action": "pass_conformity", "terms": terms(&["id_number", "name", "status"], "41", 10, 10_000)});
+    assert_eq!(act(&gd_office, &gd_office, &id, pass).await.0, 200);
+    demand_in(&supplier, &id, "supplier_review").await?;
+
+    // Refused at the supplier, disputed at home, decided by the supplier's province's office.
+    let refuse = json!({"action": "supplier_refuse", "refusal": {"reason": "住址不属于必要信息", "basis": "《数据共享管理办法》第十条"}});
+    assert_eq!(act(&supplier, &supplier, &id, refuse).await.0, 200);
+    demand_in(&applicant, &id, "refused_by_supplier").await?;
+    assert_eq!(
+        act(&applicant, &applicant, &id, json!({"action": "dispute", "reason": "户籍核验确需姓名"})).await.0,
+        200
+    );
+    demand_in(&hn_office, &id, "disputed").await?;
+    let decide = json!({"action": "decide_approve", "terms": terms(&["id_number", "name", "status"], "4101", 5, 2_000)});
+    let (status, problem) = act(&gd_office, &gd_office, &id, decide.clone()).await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("step_at_peer")), "{problem}");
+    let (status, approved) = act(&hn_office, &hn_office, &id, decide).await;
+    assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+    let at_home = demand_in(&applicant, &id, "approved").await?;
+    let expected = [
+        "submit",
+        "pass_conformity",
+        "request_correction",
+        "resubmit",
+        "pass_conformity",
+        "supplier_refuse",
+        "dispute",
+        "decide_approve",
+    ];
+    assert_eq!(kinds(&at_home), expected);
+    assert_eq!(kinds(&approved), expected, "both sides hold the same history");
+
+    // The grant is 河南's; 广东 mirrors it, and a revocation at 河南 reaches the mirror.
+    let (_, grants) = supplier.get("/grants?limit=500").await?;
+    let grant = grants["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["grant"]["demand_id"] == id.as_str())
+        .with_context(|| format!("the grant at 河南: {grants}"))?
+        .clone();
+    let grant_id = grant["grant"]["id"].as_str().context("grant id")?.to_owned();
+    let mirrored = eventually(Duration::from_secs(10), "the mirror at 广东", || async {
+        let (status, mirrors) = applicant.get("/federation/grant-mirrors").await?;
+        anyhow::ensure!(status == 200, "{mirrors}");
+        Ok(mirrors.as_array().into_iter().flatten().find(|m| m["grant"]["id"] == grant_id.as_str()).cloned())
+    })
+    .await?;
+    assert_eq!(
+        (mirrored["peer"].as_str(), mirrored["resource_id"].as_str(), mirrored["grant"]["status"].as_str()),
+        (Some("henan"), Some(HOUSEHOLD_AT_PEERS), Some("active"))
+    );
+    assert_eq!(mirrored["grant"]["division_prefix"], "4101");
+    let revoke = json!({"action": "revoke", "version": grant["version"], "reason": "停止共享"});
+    let (status, revoked) = supplier.post(&format!("/grants/{grant_id}/changes"), &revoke).await?;
+    assert_eq!(status, 200, "{revoked}");
+    let started = Instant::now();
+    eventually(Duration::from_secs(5), "the revocation at 广东", || async {
+        let (_, mirrors) = applicant.get("/federation/grant-mirrors").await?;
+        let mirror = mirrors.as_array().into_iter().flatten().find(|m| m["grant"]["id"] == grant_id.as_str());
+        Ok(mirror.filter(|m| m["grant"]["status"] == "revoked").cloned())
+    })
+    .await?;
+    eprintln!("the revocation reached the mirror in {:?}", started.elapsed());
+
+    // 河南 is killed. 广东 keeps taking steps; they wait in its outbox, in order.
+    henan_demo.gateway.signal("KILL")?;
+    henan_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    let mut waiting = Vec::new();
+    for item in ["KSTB-GA-001", "KSTB-GA-003"] {
+        let (status, filed) = applicant.post("/demands", &remote_demand(item, asked.clone())).await?;
+        assert_eq!(status, 201, "{filed}");
+        let id = filed["id"].as_str().context("id")?.to_owned();
+        assert_eq!(act(&applicant, &applicant, &id, json!({"action": "submit"})).await.0, 200);
+        assert_eq!(
+            act(&gd_office, &gd_office, &id, json!({"action": "pass_conformity", "terms": asked})).await.0,
+            200
+        );
+        waiting.push(id);
+    }
+    // The first is withdrawn at once: its withdrawal must reach 河南 after the hand-off.
+    assert_eq!(
+        act(&applicant, &applicant, &waiting[0], json!({"action": "withdraw", "reason": "已线下办结"}))
+            .await
+            .0,
+        200
+    );
+    let federation = eventually(Duration::from_secs(10), "the outbox at 广东", || async {
+        let (_, federation) = gd_operator.get("/federation/peers").await?;
+        let outbox = &peer(&federation, "henan")?["outbox"];
+        Ok((outbox["pending"].as_i64() == Some(3) && outbox["last_error"].is_string())
+            .then(|| federation.clone()))
+    })
+    .await?;
+    assert!(peer(&federation, "henan")?["outbox"]["oldest_pending_at"].is_string(), "{federation}");
+    // 广东 is killed too, with the hand-offs still undelivered.
+    guangdong_demo.gateway.signal("KILL")?;
+    guangdong_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    guangdong_demo.restart().await?;
+    henan_demo.restart().await?;
+    let [applicant, _, supplier, _, gd_operator] = sign_in_both(&henan_demo, &guangdong_demo).await?;
+    let withdrawn = demand_in(&supplier, &waiting[0], "withdrawn").await?;
+    assert_eq!(kinds(&withdrawn), ["submit", "pass_conformity", "withdraw"], "delivered once, in order");
+    let second = demand_in(&supplier, &waiting[1], "supplier_review").await?;
+    assert_eq!(kinds(&second), ["submit", "pass_conformity"]);
+    let federation = eventually(Duration::from_secs(10), "the outbox emptied", || async {
+        let (_, federation) = gd_operator.get("/federation/peers").await?;
+        Ok((peer(&federation, "henan")?["outbox"]["pending"] == 0).then(|| federation.clone()))
+    })
+    .await?;
+    assert_eq!(peer(&federation, "henan")?["outbox"]["refused"], 0, "{federation}");
+    // Each demand once at 河南, the first one's history unchanged by the restarts.
+    let (_, listed) = supplier.get("/demands?limit=500").await?;
+    for id in waiting.iter().chain([&id]) {
+        let copies =
+            listed["items"].as_array().into_iter().flatten().filter(|d| d["id"] == id.as_str()).count();
+        assert_eq!(copies, 1, "demand {id}");
+    }
+    let (_, first) = supplier.get(&format!("/demands/{id}")).await?;
+    assert_eq!(kinds(&first), expected);
+    let (_, home) = applicant.get(&format!("/demands/{}", waiting[1])).await?;
+    assert_eq!(home["state"], "supplier_review");
     Ok(())
 }

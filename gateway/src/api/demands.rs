@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use tongban_policy::org::UserRole;
-use tongban_policy::workflow::{Action, DemandState, Reasoned, StageClock, Terms, Transition};
+use tongban_policy::workflow::{Action, DemandState, Reasoned, Side, StageClock, Terms, Transition};
 
 use super::Listing;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -41,6 +41,11 @@ pub(super) struct DemandView {
     created_at: NaiveDateTime,
     #[serde(serialize_with = "tongban_policy::time::rfc3339::serialize")]
     updated_at: NaiveDateTime,
+    /// For a demand that crosses gateways: the peer gateway on the other side.
+    peer: Option<String>,
+    /// For a demand that crosses gateways: this gateway's side. Each step is taken on one
+    /// side only; the other side shows it once the hand-off arrives.
+    side: Option<Side>,
 }
 
 impl DemandView {
@@ -68,6 +73,8 @@ impl DemandView {
             history: workflow.history,
             created_at: record.created_at,
             updated_at: record.updated_at,
+            peer: filing.crossing.as_ref().map(|c| c.peer.clone()),
+            side: filing.crossing.as_ref().map(|c| c.side),
         }
     }
 }
@@ -104,7 +111,7 @@ pub(super) async fn list_demands(
             applicant_department: query.applicant,
             resource_code: query.resource,
             supplier_department: query.supplier,
-            supplier_province: None,
+            office_province: None,
         },
     )?;
     let page = super::page_request(query.after, query.limit)?;

@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use tongban_platform::Caller;
-use tongban_platform::federation::{RemoteCatalog, remote_id};
+use tongban_platform::federation::{OutboxDepth, RemoteCatalog, remote_id};
 use tongban_platform::store::PageRequest;
+use tongban_platform::{Caller, PlatformError};
 use tongban_policy::catalog::Resource;
 
 use super::Listing;
@@ -148,6 +148,34 @@ pub(super) struct PeerStatus {
     /// The last failure to refresh its catalog, when the last attempt failed.
     failure: Option<String>,
     failed_at: Option<NaiveDateTime>,
+    /// The hand-offs (demand steps, grants) written for it.
+    outbox: OutboxStatus,
+}
+
+/// How the messages to one peer stand.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct OutboxStatus {
+    /// Written and not yet delivered.
+    pending: i64,
+    /// When the oldest of those was written (Beijing time).
+    oldest_pending_at: Option<NaiveDateTime>,
+    delivered: i64,
+    /// Refused by the peer for good; each is kept with the peer's reason.
+    refused: i64,
+    /// Why the last attempt to deliver failed, while messages are pending.
+    last_error: Option<String>,
+}
+
+impl From<OutboxDepth> for OutboxStatus {
+    fn from(depth: OutboxDepth) -> Self {
+        OutboxStatus {
+            pending: depth.pending,
+            oldest_pending_at: depth.oldest_pending_at,
+            delivered: depth.delivered,
+            refused: depth.refused,
+            last_error: depth.last_error,
+        }
+    }
 }
 
 /// This gateway's federation: its own name and province, and each peer's health. Empty on a
@@ -166,6 +194,7 @@ pub(super) async fn peers(
     };
     let now = state.platform().now();
     let catalogs = peers.catalogs();
+    let mut depths = state.platform().store.outbox_depths().await.map_err(PlatformError::from)?;
     let statuses = peers
         .all()
         .map(|client| {
@@ -184,6 +213,7 @@ pub(super) async fn peers(
                 catalog: CopyAge::of(&catalog, now),
                 failure: catalog.failure.as_ref().map(|f| f.error.clone()),
                 failed_at: catalog.failure.as_ref().map(|f| f.at),
+                outbox: depths.remove(&peer.name).unwrap_or_default().into(),
             }
         })
         .collect();
@@ -201,4 +231,53 @@ pub(super) struct Federation {
     name: Option<String>,
     region: Option<String>,
     peers: Vec<PeerStatus>,
+}
+
+/// A grant a peer gateway compiled for one of this gateway's departments, as last received.
+/// The supplier's gateway enforces the grant; this copy is for routing, early refusal and
+/// display, and trails the original by the time a hand-off takes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct GrantMirrorView {
+    /// The peer gateway that compiled and enforces it.
+    peer: String,
+    /// The remote resource id (`region:code`).
+    resource_id: String,
+    /// When this version arrived (Beijing time).
+    received_at: NaiveDateTime,
+    grant: tongban_policy::grant::Grant,
+}
+
+/// The grants peer gateways compiled for this gateway's departments: a department's
+/// demanders see their own, reviewers of this gateway's data office and those who oversee
+/// the platform see all. For people, not systems.
+#[utoipa::path(get, path = "/federation/grant-mirrors", tag = "federation", security(("bearer" = [])),
+    responses((status = 200, body = Vec<GrantMirrorView>), (status = 403, body = crate::error::ProblemSchema)))]
+pub(super) async fn grant_mirrors(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<GrantMirrorView>>, ApiError> {
+    use tongban_policy::org::UserRole;
+    let user = caller.require(&[
+        UserRole::Demander,
+        UserRole::DataOfficeReviewer,
+        UserRole::Operator,
+        UserRole::PlatformAdmin,
+    ])?;
+    let department = caller.department();
+    let everything = caller.oversees()
+        || (user.roles.contains(&UserRole::DataOfficeReviewer)
+            && state.peers().is_some_and(|p| p.config.region.get(..2) == Some(department.province())));
+    let consumer = (!everything).then_some(department.code.as_str());
+    let mirrors = state.platform().store.grant_mirrors(consumer).await.map_err(PlatformError::from)?;
+    Ok(Json(
+        mirrors
+            .into_iter()
+            .map(|m| GrantMirrorView {
+                peer: m.peer,
+                resource_id: m.resource_id,
+                received_at: m.received_at,
+                grant: m.grant,
+            })
+            .collect(),
+    ))
 }

@@ -48,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(federation::list_remote_resources))
         .routes(routes!(federation::get_remote_resource))
         .routes(routes!(federation::peers))
+        .routes(routes!(federation::grant_mirrors))
         .routes(routes!(demands::list_demands, demands::file_demand))
         .routes(routes!(demands::overdue_demands))
         .routes(routes!(demands::get_demand))

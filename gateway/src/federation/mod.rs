@@ -26,6 +26,7 @@ use crate::peers::Peers;
 use crate::state::AppState;
 
 pub mod catalog;
+mod outbox;
 
 /// The peer a request on the peer listener comes from, identified by its certificate.
 #[derive(Debug, Clone)]
@@ -55,6 +56,7 @@ fn unknown_peer() -> ApiError {
 pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
     Router::new()
         .route("/federation/v1/catalog", get(catalog::publish))
+        .route("/federation/v1/messages/{seq}", axum::routing::post(outbox::receive))
         .fallback(|| async { ApiError::not_found("no such federation route") })
         .layer(axum::middleware::from_fn(move |request, next| identify(Arc::clone(&peers), request, next)))
         .with_state(state)
@@ -120,6 +122,7 @@ pub async fn serve(
         Arc::clone(&peers),
         Duration::from_secs(config.catalog_refresh_secs.max(1)),
     ));
+    outbox::deliver_forever(&state, &peers);
     let app = router(state, peers);
     let refused = |reason: &'static str| tracing::debug!(reason, "peer request refused before routing");
     Ok(tokio::spawn(crate::listener::serve(listener, Some(acceptor), app, limits, refused, shutdown)))

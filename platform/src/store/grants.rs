@@ -131,6 +131,7 @@ pub(super) async fn supersede_for(
     Ok(replaced)
 }
 
+/// Records a version of a grant in `tx`.
 async fn insert_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     grant: &Grant,
@@ -150,7 +151,9 @@ async fn insert_version(
     .bind(time(now))
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    // Every version of every grant is written here, so this is where a peer's mirror learns of
+    // each one: approval, suspension, narrowing, revocation and supersession alike.
+    super::peers::mirror_to_peer(tx, grant, now).await
 }
 
 impl Store {

@@ -9,7 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tongban_policy::grant::Grant;
-use tongban_policy::workflow::{Demand, DemandState, Transition};
+use tongban_policy::workflow::{Demand, DemandState, Side, Transition};
 
 mod actions;
 mod catalog;
@@ -26,6 +26,7 @@ pub use grants::{GrantFilter, GrantRecord, Superseded};
 pub use org::{DepartmentFilter, SignInAttempt, SystemRecord, UserRecord};
 pub(crate) use paging::{Keyset, like_escaped, starts_with_pattern};
 pub use paging::{Page, PageRequest};
+pub use peers::{PeerChange, Received};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,8 @@ pub struct DemandFiling {
     pub purpose: String,
     pub legal_basis: String,
     pub workflow: Demand,
+    /// For a demand that crosses gateways: the peer on the other side and this gateway's side.
+    pub crossing: Option<crate::federation::Crossing>,
 }
 
 /// A stored demand.
@@ -90,8 +93,10 @@ pub struct DemandFilter {
     pub applicant_department: Option<String>,
     pub resource_code: Option<String>,
     pub supplier_department: Option<String>,
-    /// Only demands on data of suppliers seated in this province (two-digit code).
-    pub supplier_province: Option<String>,
+    /// Only demands this province's data office reviews here (two-digit code): within one
+    /// gateway those on data of suppliers seated in it; across gateways those whose party on
+    /// this gateway's side is seated in it.
+    pub office_province: Option<String>,
 }
 
 /// The query selecting the demands within `filter`, for more conditions to be added to: every
@@ -103,9 +108,10 @@ fn demands_where(filter: &DemandFilter) -> Keyset {
         .equal("applicant_department", filter.applicant_department.clone())
         .equal("resource_code", filter.resource_code.clone())
         .equal("supplier_department", filter.supplier_department.clone());
-    match &filter.supplier_province {
+    match &filter.office_province {
         Some(province) => keyset.condition(
-            "supplier_department IN (SELECT code FROM departments WHERE region LIKE $? ESCAPE '\\')",
+            "(CASE WHEN side = 'home' THEN applicant_department ELSE supplier_department END) \
+             IN (SELECT code FROM departments WHERE region LIKE $? ESCAPE '\\')",
             starts_with_pattern(province),
         ),
         None => keyset,
@@ -133,7 +139,7 @@ fn state_name(state: DemandState) -> String {
 }
 
 const DEMAND_COLUMNS: &str = "id, applicant_department, applicant_system, resource_code, resource_version, \
-    supplier_department, service_item, purpose, legal_basis, version, body, created_at, updated_at";
+    supplier_department, service_item, purpose, legal_basis, version, body, created_at, updated_at, peer, side";
 
 fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
     let body: String = row.try_get("body")?;
@@ -150,10 +156,24 @@ fn demand_from_row(row: &AnyRow) -> Result<DemandRecord> {
             purpose: row.try_get("purpose")?,
             legal_basis: row.try_get("legal_basis")?,
             workflow: serde_json::from_str(&body)?,
+            crossing: crossing_from(row.try_get("peer")?, row.try_get("side")?),
         },
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })
+}
+
+fn side_name(side: Side) -> String {
+    serde_name(&side)
+}
+
+fn crossing_from(peer: Option<String>, side: Option<String>) -> Option<crate::federation::Crossing> {
+    let side = match side.as_deref() {
+        Some("home") => Side::Home,
+        Some("supplier") => Side::Supplier,
+        _ => return None,
+    };
+    Some(crate::federation::Crossing { peer: peer?, side })
 }
 
 /// What every SQLite connection is set to: concurrent readers with one writer, waiting rather
@@ -208,29 +228,8 @@ impl Store {
     /// Files a new demand.
     pub async fn create_demand(&self, new: DemandFiling, now: NaiveDateTime) -> Result<DemandRecord> {
         let id = uuid::Uuid::now_v7().to_string();
-        let body = serde_json::to_string(&new.workflow)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO demands (id, applicant_department, applicant_system, resource_code, resource_version, \
-             supplier_department, service_item, purpose, legal_basis, state, deadline, version, body, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13)",
-        )
-        .bind(&id)
-        .bind(&new.applicant_department)
-        .bind(&new.applicant_system)
-        .bind(&new.resource_code)
-        .bind(new.resource_version)
-        .bind(&new.supplier_department)
-        .bind(&new.service_item)
-        .bind(&new.purpose)
-        .bind(&new.legal_basis)
-        .bind(state_name(new.workflow.state))
-        .bind(deadline_of(&new.workflow))
-        .bind(&body)
-        .bind(time(now))
-        .execute(&mut *tx)
-        .await?;
-        insert_transitions(&mut tx, &id, 0, &new.workflow.history).await?;
+        insert_demand(&mut tx, &id, &new, now).await?;
         tx.commit().await?;
         self.demand(&id).await
     }
@@ -253,6 +252,7 @@ impl Store {
         expected_version: i64,
         workflow: &Demand,
         grant: Option<(&Grant, &str)>,
+        to_peer: Option<(&str, &crate::federation::PeerMessage)>,
         now: NaiveDateTime,
     ) -> Result<DemandRecord> {
         let body = serde_json::to_string(workflow)?;
@@ -286,6 +286,11 @@ impl Store {
             .try_get("n")?;
         let new = workflow.history.get(stored as usize..).unwrap_or_default();
         insert_transitions(&mut tx, id, stored, new).await?;
+        // A step on a demand that crosses gateways reaches the peer exactly when it is stored,
+        // before the grant an approval compiles.
+        if let Some((peer, message)) = to_peer {
+            peers::enqueue(&mut tx, peer, message, now).await?;
+        }
         // An approval and its grant are one change: the grant exists exactly when the demand
         // is approved, and replaces the grant standing for the same purpose, if one does.
         if let Some((grant, actor)) = grant {
@@ -371,6 +376,39 @@ fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Re
 fn deadline_of(workflow: &Demand) -> Option<String> {
     workflow.state.running_stage()?;
     workflow.clock.map(|c| c.deadline.format("%Y-%m-%d").to_string())
+}
+
+/// Writes a new demand and its history in `tx`.
+async fn insert_demand(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    new: &DemandFiling,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let body = serde_json::to_string(&new.workflow)?;
+    sqlx::query(
+        "INSERT INTO demands (id, applicant_department, applicant_system, resource_code, resource_version, \
+         supplier_department, service_item, purpose, legal_basis, state, deadline, version, body, created_at, \
+         updated_at, peer, side) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13, $14, $15)",
+    )
+    .bind(id)
+    .bind(&new.applicant_department)
+    .bind(&new.applicant_system)
+    .bind(&new.resource_code)
+    .bind(new.resource_version)
+    .bind(&new.supplier_department)
+    .bind(&new.service_item)
+    .bind(&new.purpose)
+    .bind(&new.legal_basis)
+    .bind(state_name(new.workflow.state))
+    .bind(deadline_of(&new.workflow))
+    .bind(&body)
+    .bind(time(now))
+    .bind(new.crossing.as_ref().map(|c| c.peer.clone()))
+    .bind(new.crossing.as_ref().map(|c| side_name(c.side)))
+    .execute(&mut **tx)
+    .await?;
+    insert_transitions(tx, id, 0, &new.workflow.history).await
 }
 
 async fn insert_transitions(

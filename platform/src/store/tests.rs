@@ -67,6 +67,7 @@ fn new_demand(department: &str, resource: &str) -> DemandFiling {
         purpose: "户口迁移核验".into(),
         legal_basis: "《户口登记条例》".into(),
         workflow: Demand::draft(terms(), true),
+        crossing: None,
     }
 }
 
@@ -132,16 +133,18 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
     for (backend, store, _dir) in stores().await {
         let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
         let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
-        let stored =
-            store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("update");
+        let stored = store
+            .update_demand(&draft.id, draft.version, &submitted, None, None, at(2, 10))
+            .await
+            .expect("update");
         assert_eq!((stored.version, stored.filing.workflow.state), (2, DemandState::Submitted), "{backend}");
 
         // Writing again from the version already replaced is refused and changes nothing.
-        let again = store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 11)).await;
+        let again = store.update_demand(&draft.id, draft.version, &submitted, None, None, at(2, 11)).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{backend}: {again:?}");
         assert_eq!(store.demand(&draft.id).await.expect("read"), stored, "{backend}");
         assert!(matches!(
-            store.update_demand("missing", 1, &submitted, None, at(2, 11)).await,
+            store.update_demand("missing", 1, &submitted, None, None, at(2, 11)).await,
             Err(StoreError::NotFound(_))
         ));
 
@@ -151,8 +154,10 @@ async fn changes_need_the_current_version_and_record_their_transitions() {
             Action::RequestCorrection { reason: "请补充依据".into() },
             at(3, 9),
         );
-        let stored =
-            store.update_demand(&draft.id, stored.version, &corrected, None, at(3, 9)).await.expect("update");
+        let stored = store
+            .update_demand(&draft.id, stored.version, &corrected, None, None, at(3, 9))
+            .await
+            .expect("update");
         let transitions = store.demand_transitions(&draft.id).await.expect("transitions");
         let steps: Vec<(i64, &str, &str)> =
             transitions.iter().map(|(seq, _, a, s)| (*seq, a.as_str(), s.as_str())).collect();
@@ -173,7 +178,7 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
                 store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
             let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
             let current = store
-                .update_demand(&draft.id, draft.version, &submitted, None, at(2, 10))
+                .update_demand(&draft.id, draft.version, &submitted, None, None, at(2, 10))
                 .await
                 .expect("submit");
 
@@ -186,12 +191,12 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
                 tokio::spawn({
                     let store = store.clone();
                     let id = current.id.clone();
-                    async move { store.update_demand(&id, current.version, &approve, None, at(3, 9)).await }
+                    async move { store.update_demand(&id, current.version, &approve, None, None, at(3, 9)).await }
                 }),
                 tokio::spawn({
                     let store = store.clone();
                     let id = current.id.clone();
-                    async move { store.update_demand(&id, current.version, &refuse, None, at(3, 9)).await }
+                    async move { store.update_demand(&id, current.version, &refuse, None, None, at(3, 9)).await }
                 }),
             );
             let (a, b) = (a.expect("task"), b.expect("task"));
@@ -220,7 +225,10 @@ async fn overdue_reviews_are_one_query() {
     for (backend, store, _dir) in stores().await {
         let draft = store.create_demand(new_demand("人社厅", "R-HOUSEHOLD"), at(2, 9)).await.expect("create");
         let submitted = act(&draft, Role::Applicant, Action::Submit, at(2, 10));
-        store.update_demand(&draft.id, draft.version, &submitted, None, at(2, 10)).await.expect("submit");
+        store
+            .update_demand(&draft.id, draft.version, &submitted, None, None, at(2, 10))
+            .await
+            .expect("submit");
         // Submitted Monday 2 March: two working days, due Wednesday the 4th.
         assert!(
             store
@@ -644,7 +652,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
         filing.supplier_department = supplier.code.clone();
         let demand = store.create_demand(filing, at(2, 9)).await.expect("demand");
         for (province, expected) in [("41", 1), ("44", 0)] {
-            let filter = DemandFilter { supplier_province: Some(province.into()), ..DemandFilter::default() };
+            let filter = DemandFilter { office_province: Some(province.into()), ..DemandFilter::default() };
             assert_eq!(
                 store.list_demands(&filter, &PageRequest::first(10)).await.expect("list").items.len(),
                 expected,
@@ -656,7 +664,7 @@ async fn departments_people_catalog_and_grants_round_trip() {
         let revision = store.grant_revision().await.expect("revision");
         let submitted = act(&demand, Role::Applicant, Action::Submit, at(2, 10));
         let demand = store
-            .update_demand(&demand.id, demand.version, &submitted, None, at(2, 10))
+            .update_demand(&demand.id, demand.version, &submitted, None, None, at(2, 10))
             .await
             .expect("submit");
         let mut approved = demand.filing.workflow.clone();
@@ -681,7 +689,14 @@ async fn departments_people_catalog_and_grants_round_trip() {
         let grant =
             Grant::compile("g-1".into(), source, &terms(), &resource, at(3, 9).date()).expect("grant");
         store
-            .update_demand(&demand.id, demand.version, &approved, Some((&grant, "user:office")), at(3, 9))
+            .update_demand(
+                &demand.id,
+                demand.version,
+                &approved,
+                Some((&grant, "user:office")),
+                None,
+                at(3, 9),
+            )
             .await
             .expect("approve");
         assert_eq!(store.grant_of_demand(&demand.id).await.expect("grant"), Some(grant.clone()), "{backend}");
@@ -883,6 +898,7 @@ async fn a_later_approval_replaces_the_grant_standing_for_its_purpose() {
                         demand.version,
                         &demand.filing.workflow,
                         Some((&grant, "user:office")),
+                        None,
                         now,
                     )
                     .await
@@ -987,5 +1003,99 @@ async fn overlapping_grants_of_an_older_store_are_settled_newest_first() {
             around.is_err(),
             "{backend}: a second standing grant for one purpose is refused by the store"
         );
+    }
+}
+
+/// Across gateways: a demand answered here for a peer's department sends every grant version
+/// to the peer, numbered in commit order; messages from a peer are applied once each, in
+/// sequence; a mirror only moves to newer versions.
+#[tokio::test]
+async fn peer_messages_are_numbered_applied_once_and_mirrors_only_move_forward() {
+    use crate::federation::{Crossing, GrantMirror, PeerMessage};
+    use tongban_policy::grant::GrantStatus;
+    use tongban_policy::workflow::Side;
+
+    for (backend, store, _dir) in stores().await {
+        // The supplier's side: a demand from the peer "guangdong", approved here.
+        let mut filing = new_demand("11440000MB0000001X", "R-HOUSEHOLD");
+        filing.crossing = Some(Crossing { peer: "guangdong".into(), side: Side::Supplier });
+        let demand = store.create_demand(filing, at(3, 9)).await.expect("demand");
+        assert_eq!(
+            demand.filing.crossing.as_ref().map(|c| (c.peer.as_str(), c.side)),
+            Some(("guangdong", Side::Supplier)),
+            "{backend}"
+        );
+        let grant = tongban_policy::grant::Grant {
+            demand_id: demand.id.clone(),
+            ..grant_of("g-crossing", "-", "KSTB-GA-001", at(3, 9).date())
+        };
+        let step = PeerMessage::GrantChanged { grant: Box::new(grant.clone()) };
+        store
+            .update_demand(
+                &demand.id,
+                demand.version,
+                &demand.filing.workflow,
+                Some((&grant, "user:office")),
+                Some(("guangdong", &step)),
+                at(3, 10),
+            )
+            .await
+            .expect("approved");
+        let revoked = grant.change(&tongban_policy::grant::GrantChange::Revoke).expect("revoke");
+        store.update_grant(&revoked, 1, "user:supplier", Some("停止共享"), at(3, 11)).await.expect("revoked");
+        // The step first, then the approval's grant, then the revocation: 1, 2, 3.
+        let depth = store.outbox_depths().await.expect("depths");
+        assert_eq!(depth["guangdong"].pending, 3, "{backend}");
+        let mut sent = Vec::new();
+        while let Some((seq, message)) = store.next_outgoing("guangdong").await.expect("next") {
+            sent.push((
+                seq,
+                message.kind(),
+                match &message {
+                    PeerMessage::GrantChanged { grant } => grant.version,
+                    PeerMessage::DemandStep(_) => 0,
+                },
+            ));
+            store.delivered("guangdong", seq, None, at(3, 12)).await.expect("delivered");
+        }
+        assert_eq!(
+            sent,
+            [(1, "grant_changed", 1), (2, "grant_changed", 1), (3, "grant_changed", 2)],
+            "{backend}"
+        );
+        assert_eq!(store.outbox_depths().await.expect("depths")["guangdong"].delivered, 3, "{backend}");
+
+        // The home side: a peer's mirror messages, applied in sequence and once each.
+        let mut home = new_demand("11440000MB0000001X", "410000:R-HOUSEHOLD");
+        home.crossing = Some(Crossing { peer: "henan".into(), side: Side::Home });
+        let mirror_of = |grant: &tongban_policy::grant::Grant| GrantMirror {
+            peer: "henan".into(),
+            resource_id: "410000:R-HOUSEHOLD".into(),
+            grant: grant.clone(),
+            received_at: at(3, 12),
+        };
+        let (active, revoked) = (
+            tongban_policy::grant::Grant { id: "g-remote".into(), ..grant.clone() },
+            tongban_policy::grant::Grant { id: "g-remote".into(), ..revoked.clone() },
+        );
+        store.create_demand(home, at(3, 9)).await.expect("home demand");
+        assert_eq!(store.inbox_position("henan").await.expect("position"), 0, "{backend}");
+        let apply = |seq: i64, mirror: GrantMirror| {
+            let store = store.clone();
+            async move { store.receive_from_peer("henan", seq, PeerChange::Mirror(&mirror), at(3, 12)).await }
+        };
+        assert_eq!(apply(1, mirror_of(&active)).await.expect("1"), Received::Applied, "{backend}");
+        assert_eq!(apply(2, mirror_of(&revoked)).await.expect("2"), Received::Applied, "{backend}");
+        // A repeat changes nothing, and an older version never replaces a newer one.
+        assert_eq!(apply(1, mirror_of(&active)).await.expect("repeat"), Received::Repeat, "{backend}");
+        assert_eq!(apply(3, mirror_of(&active)).await.expect("3"), Received::Applied, "{backend}");
+        assert_eq!(store.inbox_position("henan").await.expect("position"), 3, "{backend}");
+        let mirrors = store.grant_mirrors(Some(&grant.consumer_department)).await.expect("mirrors");
+        assert_eq!(
+            mirrors.iter().map(|m| (m.grant.id.as_str(), m.grant.status)).collect::<Vec<_>>(),
+            [("g-remote", GrantStatus::Revoked)],
+            "{backend}"
+        );
+        assert!(store.grant_mirrors(Some("another")).await.expect("mirrors").is_empty(), "{backend}");
     }
 }

@@ -1,0 +1,18 @@
+//! The end-to-end tests, one module per part of the product, in one test binary. Each module
+//! starts the real `tongban` binary (see `harness/`) on loopback; nextest runs the tests in
+//! parallel processes as it would separate binaries.
+
+mod api;
+mod architecture;
+mod attacks;
+mod console;
+mod data;
+mod demo;
+mod federation;
+mod hostile;
+mod log;
+mod offices;
+mod proxy;
+mod slow;
+mod telemetry;
+mod tls;
