@@ -532,3 +532,130 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     assert_eq!(home["state"], "supplier_review");
     Ok(())
 }
+
+/// A demand step as a peer sends it: `role` takes `action` on demand `id`, filed by
+/// `applicant` (code and region) on 河南's household resource.
+fn step(id: &str, applicant: (&str, &str), role: &str, action: Value) -> Value {
+    let asked = terms(&["id_number", "name"], "41", 1, 10);
+    json!({
+        "kind": "demand_step",
+        "demand_id": id,
+        "applicant": {"code": applicant.0, "name": "某厅", "region": applicant.1},
+        "applicant_system": null,
+        "resource_code": "A01-410000-0001",
+        "resource_version": 1,
+        "supplier_department": "11410000004100017W",
+        "service_item": "KSTB-GA-003",
+        "purpose": "办理跨省户口迁移时核验申请人户籍信息",
+        "legal_basis": "《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》",
+        "actor": "user:reviewer.guangdong",
+        "role": role,
+        "action": action,
+        "at": "2026-12-05T10:00:00+08:00",
+        "workflow": {
+            "state": "supplier_review", "supplier_review": true, "requested": asked,
+            "approved": null, "refusal": null, "clock": null, "history": [],
+        },
+    })
+}
+
+/// A peer that sends what it may not: messages out of sequence, unreadable, for departments
+/// of another province, steps that are not its side's, and mirrors for demands it does not
+/// answer. Each is refused with its code, takes its place in the sequence, and changes nothing;
+/// a message a repeat acknowledges without effect. 广东's gateway certificate is used by the
+/// test itself, as a hostile 广东 gateway would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> {
+    let henan = Province::new("henan", "410000", "127.0.0.2")?;
+    let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
+    henan.configure(&[(&guangdong, None)])?;
+    let (henan_dir, guangdong_dir, messages) = (
+        henan.dir().to_owned(),
+        guangdong.dir().to_owned(),
+        format!("{}/federation/v1/messages", henan.peer_url()),
+    );
+    let henan_demo = Demo::start_in(henan.data, "127.0.0.2:0", 1000).await?;
+    let as_guangdong = client(
+        &henan_dir,
+        Some((
+            guangdong_dir.join("federation/gateway.pem"),
+            guangdong_dir.join("federation/gateway-key.pem"),
+        )),
+    )?;
+    let send = |seq: i64, body: String| {
+        let request =
+            as_guangdong.post(format!("{messages}/{seq}")).header("content-type", "application/json");
+        async move {
+            let answer = request.body(body).send().await?;
+            let status = answer.status().as_u16();
+            anyhow::Ok((status, answer.json::<Value>().await?))
+        }
+    };
+    let code = |answer: &(u16, Value)| (answer.0, answer.1["code"].as_str().map(str::to_owned));
+    let id = "01900000-0000-7000-8000-0000000000a1";
+    let pass = json!({"action": "pass_conformity", "terms": terms(&["id_number", "name"], "41", 1, 10)});
+    let genuine = step(id, ("114400000044000285", "440000"), "data_office", pass.clone());
+
+    // Ahead of the sequence: sent again later, nothing applied.
+    let ahead = send(5, genuine.to_string()).await?;
+    assert_eq!(code(&ahead), (409, Some("out_of_sequence".into())), "{}", ahead.1);
+    // Unreadable: refused, and its place taken, so the next number is 2.
+    let unreadable = send(1, "{\"kind\": \"demand_step\"".into()).await?;
+    assert_eq!(code(&unreadable), (422, Some("unreadable_message".into())), "{}", unreadable.1);
+    let repeat = send(1, genuine.to_string()).await?;
+    assert_eq!((repeat.0, repeat.1["applied"].as_bool()), (200, Some(false)), "{}", repeat.1);
+    // 广东 speaks for 广东's departments only.
+    let anhui = step(id, ("113400000034000187", "340000"), "data_office", pass.clone());
+    assert_eq!(code(&send(2, anhui.to_string()).await?), (403, Some("forbidden".into())));
+    // A demand starts at the supplier with its home office's pass, nothing else.
+    let approve = json!({"action": "supplier_approve", "terms": terms(&["id_number", "name"], "41", 1, 10)});
+    let skipped = step(id, ("114400000044000285", "440000"), "supplier", approve.clone());
+    assert_eq!(code(&send(3, skipped.to_string()).await?), (422, Some("unknown_demand".into())));
+    let supplier = henan_demo.sign_in("supplier.henan-police").await?;
+    assert_eq!(supplier.get(&format!("/demands/{id}")).await?.0, 404, "nothing was created");
+
+    // The genuine hand-off is applied.
+    let applied = send(4, genuine.to_string()).await?;
+    assert_eq!((applied.0, applied.1["applied"].as_bool()), (200, Some(true)), "{}", applied.1);
+    assert_eq!(applied.1["clock"]["stage"], "supplier", "河南's clock goes back: {}", applied.1);
+    let (status, demand) = supplier.get(&format!("/demands/{id}")).await?;
+    assert_eq!(
+        (status, demand["state"].as_str(), demand["side"].as_str()),
+        (200, Some("supplier_review"), Some("supplier"))
+    );
+    // The supplier's answer is 河南's to give, not 广东's.
+    let forged = step(id, ("114400000044000285", "440000"), "supplier", approve);
+    assert_eq!(code(&send(5, forged.to_string()).await?), (403, Some("forbidden".into())));
+    // Nor does 广东 send 河南 grants: 河南 is this demand's supplier.
+    let (_, grants) = supplier.get("/grants?limit=1").await?;
+    let mut grant = grants["items"][0]["grant"].clone();
+    grant["demand_id"] = json!(id);
+    let mirror = json!({"kind": "grant_changed", "grant": grant});
+    assert_eq!(code(&send(6, mirror.to_string()).await?), (403, Some("forbidden".into())));
+    let (_, demand) = supplier.get(&format!("/demands/{id}")).await?;
+    assert_eq!((demand["state"].as_str(), kinds(&demand).len()), (Some("supplier_review"), 0), "{demand}");
+    let (_, grants) = supplier.get("/grants?limit=500").await?;
+    assert!(grants["items"].as_array().into_iter().flatten().all(|g| g["grant"]["demand_id"] != id));
+    // Every refused message took its place: 6 is a repeat now.
+    let again = send(6, mirror.to_string()).await?;
+    assert_eq!((again.0, again.1["applied"].as_bool()), (200, Some(false)), "{}", again.1);
+
+    // Not a peer: 广东's CA issued this certificate, but not as its gateway's.
+    let unlisted = client(
+        &henan_dir,
+        Some((
+            guangdong_dir.join("federation/client-0.pem"),
+            guangdong_dir.join("federation/client-0-key.pem"),
+        )),
+    )?;
+    let answer = unlisted.post(format!("{messages}/7")).json(&genuine).send().await?;
+    assert_eq!(answer.status(), 403);
+    // The main listener serves no federation route, whatever the caller.
+    let on_main = reqwest::Client::new()
+        .post(format!("{}/federation/v1/messages/7", henan_demo.gateway.base_url))
+        .json(&genuine)
+        .send()
+        .await?;
+    assert_eq!(on_main.status(), 404);
+    Ok(())
+}
