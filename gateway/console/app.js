@@ -17,6 +17,7 @@ import { Systems } from './pages/systems.js';
 import { Trail } from './pages/trail.js';
 import { Feedback } from './pages/feedback.js';
 import { Reports } from './pages/reports.js';
+import { Federation } from './pages/federation.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -28,6 +29,7 @@ const PAGES = [
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
   { path: 'feedback', nav: 'nav.feedback', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'reports', nav: 'nav.reports', roles: ['data_office_reviewer', 'operator', 'platform_admin'] },
+  { path: 'federation', nav: 'nav.federation', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
   { path: 'trail', nav: 'nav.trail', roles: ['platform_admin'] },
   // Reached from the signed-in person's name, not the navigation.
@@ -127,6 +129,8 @@ function Page({ route, me }) {
       return html`<${Feedback} me=${me} />`;
     case 'reports':
       return html`<${Reports} />`;
+    case 'federation':
+      return html`<${Federation} me=${me} />`;
     default:
       return null;
   }

@@ -5,79 +5,14 @@
 //   TONGBAN_SCREENSHOTS  where screenshots are kept as test artifacts
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
-
-const base = process.env.TONGBAN_URL;
-const credentials = JSON.parse(await readFile(process.env.TONGBAN_CREDENTIALS, 'utf8'));
-const screenshots = process.env.TONGBAN_SCREENSHOTS ?? 'screenshots';
-await mkdir(screenshots, { recursive: true });
+import { readFile } from 'node:fs/promises';
+import { base, browser, credentials, done, open, shot, signIn } from './browser.mjs';
 
 const RESOURCE = 'B02-440000-0001'; // 广东省社会保险参保信息, supplied by 广东省人社厅
 const SYSTEM = '广州公积金业务系统';
 const SERVICE_ITEM = 'KSTB-JS-004'; // 正常退休提取住房公积金
-
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    // The machine has no route outside; these keep Chromium from trying to reach Google.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-let shotNumber = 0;
-async function shot(page, name) {
-  shotNumber += 1;
-  await page.screenshot({ path: `${screenshots}/${String(shotNumber).padStart(2, '0')}-${name}.png`, fullPage: true });
-}
-
-// A fresh browser profile signed in as `username`. Every request it makes is watched: the
-// console must load nothing from anywhere but the gateway, and raise no script error.
-async function signIn(username, { lang } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, locale: 'zh-CN' });
-  const page = await context.newPage();
-  page.foreign = [];
-  page.errors = [];
-  context.on('request', (request) => {
-    const url = request.url();
-    if (!url.startsWith(base) && !url.startsWith('data:')) page.foreign.push(url);
-  });
-  page.on('pageerror', (error) => page.errors.push(error.message));
-  page.on('console', (message) => {
-    // A refused API call shows in the console as a failed resource load; the page handles it.
-    if (message.type() === 'error' && !message.text().includes('status of 4')) page.errors.push(message.text());
-  });
-  await page.goto(`${base}/`);
-  if (lang === 'en') await page.click('[data-testid=lang]');
-  await page.fill('input[name=username]', username);
-  await page.fill('input[name=password]', credentials.password);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('[data-testid=who]');
-  return page;
-}
-
-async function done(page) {
-  assert.deepEqual(page.foreign, [], 'the console reached outside the gateway');
-  assert.deepEqual(page.errors, [], 'the console raised errors');
-  await page.context().close();
-}
-
-// Opens a page by its address; an address already shown is loaded again, as a person
-// would press reload to see a change made elsewhere.
-async function open(page, hash) {
-  const url = `${base}/console/#/${hash}`;
-  if (page.url() === url) await page.reload();
-  else await page.goto(url);
-}
 
 function system(name) {
   const found = credentials.systems.find((s) => s.name === name);
@@ -528,7 +463,7 @@ test('pages fit an ordinary laptop width, and the console is light to load', asy
   console.log(`console assets transferred on a first visit: ${weight} bytes`);
   assert.ok(weight > 0 && weight < 150_000, `the console transfers ${weight} bytes on a first visit`);
   await page.setViewportSize({ width: 1280, height: 720 });
-  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges', 'feedback', 'reports']) {
+  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges', 'feedback', 'reports', 'federation']) {
     await open(page, hash);
     await page.waitForSelector('main.content h1');
     await page.waitForLoadState('networkidle');

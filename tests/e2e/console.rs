@@ -1,7 +1,8 @@
 //! The web console in a real browser: starts the demo gateway and runs the browser tests in
 //! `tests/console/` (headless Debian Chromium driven by playwright-core under Node.js)
-//! against it. Screenshots are kept in `tests/console/screenshots/` (or
-//! `$TONGBAN_SCREENSHOTS`) as the run's artifacts.
+//! against it. Screenshots are kept in `tests/console/screenshots/console/` (or
+//! under `$TONGBAN_SCREENSHOTS`) as the run's artifacts. Other end-to-end modules run browser
+//! tests of their own pages through [`run_browser_tests`].
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -38,35 +39,34 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-#[tokio::test]
-async fn console_in_headless_chromium() {
+/// Runs the browser tests in `file` (in `tests/console/`) against `demo`, with `env` added,
+/// keeping screenshots in `screenshots`; `false` when the browser or playwright is missing
+/// and the run does not require them (`tests/run.sh` does).
+pub(crate) async fn run_browser_tests(
+    file: &str,
+    demo: &Demo,
+    screenshots: &std::path::Path,
+    env: &[(&str, &str)],
+) -> bool {
     if let Some(reason) = missing_prerequisite() {
-        // `tests/run.sh` installs everything and requires these tests to run.
         assert!(std::env::var_os("TONGBAN_REQUIRE_BROWSER").is_none(), "{reason}");
-        eprintln!("skipping the console's browser tests: {reason}");
-        return;
+        eprintln!("skipping the browser tests in {file}: {reason}");
+        return false;
     }
-    let demo = Demo::start().await.expect("demo starts");
-    let screenshots = std::env::var_os("TONGBAN_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| console_tests().join("screenshots"));
-    let _ = std::fs::remove_dir_all(&screenshots);
-    // A person the Guangdong police's household grant covers, for the objection the browser
-    // test files against a real answer.
-    let (person, _) = demo.household_person("4115").expect("a person of Xinyang");
-
-    let run = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "console.test.mjs"])
+    let mut command = tokio::process::Command::new("node");
+    command
+        .args(["--test", "--test-reporter=spec", file])
         .current_dir(console_tests())
         .env("TONGBAN_URL", demo.gateway.url(""))
         .env("TONGBAN_CREDENTIALS", demo.data_dir().join("demo-credentials.json"))
-        .env("TONGBAN_SCREENSHOTS", &screenshots)
-        .env("TONGBAN_PERSON", &person)
+        .env("TONGBAN_SCREENSHOTS", screenshots)
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(300), run)
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
         .await
         .expect("the browser tests finish within five minutes")
         .expect("node runs");
@@ -74,10 +74,33 @@ async fn console_in_headless_chromium() {
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the browser tests failed; screenshots are in {}",
+        "the browser tests in {file} failed; screenshots are in {}",
         screenshots.display()
     );
+    true
+}
 
+/// Where screenshots of a browser run named `name` are kept: `$TONGBAN_SCREENSHOTS/name` or
+/// `tests/console/screenshots/name`, emptied first.
+pub(crate) fn screenshots(name: &str) -> PathBuf {
+    let dir = std::env::var_os("TONGBAN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| console_tests().join("screenshots"))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test]
+async fn console_in_headless_chromium() {
+    let demo = Demo::start().await.expect("demo starts");
+    let screenshots = screenshots("console");
+    // A person the Guangdong police's household grant covers, for the objection the browser
+    // test files against a real answer.
+    let (person, _) = demo.household_person("4115").expect("a person of Xinyang");
+    if !run_browser_tests("console.test.mjs", &demo, &screenshots, &[("TONGBAN_PERSON", &person)]).await {
+        return;
+    }
     let shots = std::fs::read_dir(&screenshots).expect("screenshots").count();
     assert!(shots >= 8, "only {shots} screenshots were kept");
     eprintln!("screenshots: {}", screenshots.display());

@@ -503,6 +503,9 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     })
     .await?;
     assert!(peer(&federation, "henan")?["outbox"]["oldest_pending_at"].is_string(), "{federation}");
+    // The console's federation page, in a real browser, at this moment.
+    let screenshots = crate::console::screenshots("federation");
+    crate::console::run_browser_tests("federation.test.mjs", &guangdong_demo, &screenshots, &[]).await;
     // 广东 is killed too, with the hand-offs still undelivered.
     guangdong_demo.gateway.signal("KILL")?;
     guangdong_demo.gateway.wait_exit(Duration::from_secs(10)).await?;

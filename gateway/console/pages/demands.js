@@ -93,14 +93,19 @@ function shareable(resource) {
 export function DemandForm({ me }) {
   const wanted = new URLSearchParams(window.location.hash.split('?')[1] ?? '').get('resource') ?? '';
   const result = useLoad(async () => {
-    const [resources, serviceItems, systems, grants] = await Promise.all([
+    const [resources, remote, serviceItems, systems, grants] = await Promise.all([
       all('/catalog/resources'),
+      all('/catalog/remote-resources').catch(() => []),
       all('/service-items'),
       all('/systems').catch(() => []),
       all('/grants').catch(() => []),
     ]);
+    // Other provinces' resources are filed under their remote ids, named with their province.
+    const peers = remote.map((r) => ({ ...r.resource, code: r.id, name: `${r.resource.name}（${r.region_name}）` }));
     return {
-      resources: resources.filter((r) => r.share_type !== 'not_shared' && r.supplier !== me.department.code),
+      resources: resources
+        .filter((r) => r.share_type !== 'not_shared' && r.supplier !== me.department.code)
+        .concat(peers),
       serviceItems,
       systems: systems.filter((s) => s.department_code === me.department.code),
       // The department's own grants that still stand: a new approval for one's purpose

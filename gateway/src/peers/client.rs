@@ -26,7 +26,7 @@ pub struct PeerAnswer {
 /// Why a call to a peer got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
-    #[error("peer {peer} is failing; calls to it resume in {retry_after:?}")]
+    #[error("peer {peer} is failing; calls to it resume in {} ms", retry_after.as_millis())]
     CircuitOpen { peer: String, retry_after: Duration },
     #[error("peer {peer} did not answer within {after:?}")]
     Timeout { peer: String, after: Duration },
