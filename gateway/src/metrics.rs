@@ -284,6 +284,23 @@ pub struct Standing {
     pub datasets_ready: bool,
     /// Rows of each open dataset, where known.
     pub dataset_rows: Vec<(String, u64)>,
+    /// Each peer gateway's health, on a gateway with peers.
+    pub peers: Vec<PeerStanding>,
+}
+
+/// How exchanges with one peer gateway stand at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct PeerStanding {
+    pub peer: String,
+    /// Whether the last call to it was answered.
+    pub reachable: bool,
+    /// Seconds since it last confirmed the copy of its catalog held here.
+    pub catalog_age_seconds: Option<i64>,
+    /// Messages for it written and not yet delivered, and the oldest one's age.
+    pub outbox_pending: i64,
+    pub outbox_oldest_pending_seconds: Option<i64>,
+    /// Messages it refused for good.
+    pub outbox_refused: i64,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -299,6 +316,11 @@ struct StateLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DatasetLabels {
     dataset: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
 }
 
 /// The series read at each scrape, in a registry of their own.
@@ -326,6 +348,44 @@ fn standing_registry(standing: &Standing) -> Registry {
                 .set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
         gateway.register("dataset_rows", "Rows of each open dataset", rows);
+        if !standing.peers.is_empty() {
+            let family = || Family::<PeerLabels, Gauge>::default();
+            let (reachable, age, pending, oldest, refused) =
+                (family(), family(), family(), family(), family());
+            for peer in &standing.peers {
+                let labels = PeerLabels { peer: peer.peer.clone() };
+                reachable.get_or_create(&labels).set(i64::from(peer.reachable));
+                if let Some(seconds) = peer.catalog_age_seconds {
+                    age.get_or_create(&labels).set(seconds);
+                }
+                pending.get_or_create(&labels).set(peer.outbox_pending);
+                oldest.get_or_create(&labels).set(peer.outbox_oldest_pending_seconds.unwrap_or(0));
+                refused.get_or_create(&labels).set(peer.outbox_refused);
+            }
+            gateway.register(
+                "peer_reachable",
+                "1 when the last call to the peer gateway was answered",
+                reachable,
+            );
+            gateway.register_with_unit(
+                "peer_catalog_age",
+                "Time since the peer last confirmed the copy of its catalog held here",
+                Unit::Seconds,
+                age,
+            );
+            gateway.register(
+                "peer_outbox_pending",
+                "Hand-offs to the peer written and not yet delivered",
+                pending,
+            );
+            gateway.register_with_unit(
+                "peer_outbox_oldest_pending_age",
+                "Age of the oldest hand-off to the peer not yet delivered (0 when none waits)",
+                Unit::Seconds,
+                oldest,
+            );
+            gateway.register("peer_outbox_refused", "Hand-offs the peer refused for good", refused);
+        }
     }
     if let Some(process) = ProcessFigures::read() {
         let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
@@ -422,7 +482,7 @@ fn open_metrics_to_text(open_metrics: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A call is counted once; the scrape and the figures OTLP reads show the same count.
@@ -462,5 +522,68 @@ mod tests {
         assert!(plain.contains("# HELP tongban_data_calls_total Data-plane calls"), "{plain}");
         assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"), "{plain}");
         assert!(plain.contains("tongban_data_calls_total{operation=\"verify\",status=\"200\"} 2"), "{plain}");
+    }
+
+    /// `promtool check metrics` on `text`: `None` when promtool is not installed and the run
+    /// does not require it (`tests/run.sh` installs it).
+    pub(crate) fn promtool_check(text: &str) -> Option<std::process::Output> {
+        let promtool = std::env::var_os("TONGBAN_PROMTOOL").unwrap_or_else(|| "/usr/bin/promtool".into());
+        if !std::path::Path::new(&promtool).exists() {
+            assert!(std::env::var_os("TONGBAN_REQUIRE_PG").is_none(), "tests/run.sh installs promtool");
+            eprintln!("promtool not installed: run through tests/run.sh");
+            return None;
+        }
+        let mut check = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool starts");
+        use std::io::Write as _;
+        check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("written");
+        Some(check.wait_with_output().expect("promtool ran"))
+    }
+
+    #[test]
+    fn peers_health_is_read_at_each_scrape() {
+        let metrics = Metrics::new(LogMetrics::new(), &SqlMetrics::default());
+        let standing = Standing {
+            peers: vec![
+                PeerStanding {
+                    peer: "henan".into(),
+                    reachable: false,
+                    catalog_age_seconds: Some(42),
+                    outbox_pending: 3,
+                    outbox_oldest_pending_seconds: Some(17),
+                    outbox_refused: 1,
+                },
+                PeerStanding { peer: "anhui".into(), reachable: true, ..PeerStanding::default() },
+            ],
+            ..Standing::default()
+        };
+        let text = metrics.encode_text(&standing).expect("encoded");
+        for line in [
+            "tongban_peer_reachable{peer=\"henan\"} 0",
+            "tongban_peer_reachable{peer=\"anhui\"} 1",
+            "tongban_peer_catalog_age_seconds{peer=\"henan\"} 42",
+            "tongban_peer_outbox_pending{peer=\"henan\"} 3",
+            "tongban_peer_outbox_oldest_pending_age_seconds{peer=\"henan\"} 17",
+            "tongban_peer_outbox_refused{peer=\"henan\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        // A peer never asked has no age rather than a made-up one.
+        assert!(!text.contains("tongban_peer_catalog_age_seconds{peer=\"anhui\"}"), "{text}");
+        // A gateway without peers has no peer series at all.
+        assert!(!metrics.encode_text(&Standing::default()).expect("encoded").contains("tongban_peer_"));
+        if let Some(output) = promtool_check(&text) {
+            assert!(
+                output.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }

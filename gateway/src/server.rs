@@ -131,7 +131,7 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
     let metrics = &state.data().metrics;
-    let standing = standing(&state);
+    let standing = standing(&state).await;
     let (content_type, text) = if open_metrics {
         ("application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode_with(&standing))
     } else {
@@ -142,7 +142,7 @@ async fn metrics(
 }
 
 /// How the gateway stands now, for the series `/metrics` reads at each scrape.
-fn standing(state: &AppState) -> crate::metrics::Standing {
+async fn standing(state: &AppState) -> crate::metrics::Standing {
     let (datasets_ready, dataset_rows) = match state.readiness() {
         Readiness::Ready(registry) => {
             (true, registry.datasets.values().filter_map(|d| Some((d.name.clone(), d.rows?))).collect())
@@ -154,7 +154,40 @@ fn standing(state: &AppState) -> crate::metrics::Standing {
         cache_entries: state.data().cache.entries(),
         datasets_ready,
         dataset_rows,
+        peers: peer_standing(state).await,
     }
+}
+
+/// Each peer's health for `/metrics`: as the federation page shows it.
+async fn peer_standing(state: &AppState) -> Vec<crate::metrics::PeerStanding> {
+    let Some(peers) = state.peers() else { return Vec::new() };
+    let now = state.platform().now();
+    let mut depths = match state.platform().store.outbox_depths().await {
+        Ok(depths) => depths,
+        Err(e) => {
+            tracing::warn!(error = %e, "the outbox cannot be read for the metrics");
+            Default::default()
+        }
+    };
+    let catalogs = peers.catalogs();
+    peers
+        .all()
+        .map(|client| {
+            let name = &client.config.name;
+            let catalog = catalogs.get(name);
+            let depth = depths.remove(name).unwrap_or_default();
+            crate::metrics::PeerStanding {
+                peer: name.clone(),
+                reachable: catalog.is_some_and(|c| c.failure.is_none() && c.checked_at.is_some()),
+                catalog_age_seconds: catalog.and_then(|c| c.age_seconds(now)),
+                outbox_pending: depth.pending,
+                outbox_oldest_pending_seconds: depth
+                    .oldest_pending_at
+                    .map(|at| (now - at).num_seconds().max(0)),
+                outbox_refused: depth.refused,
+            }
+        })
+        .collect()
 }
 
 /// Counts a management API request by method, route template and status.
@@ -742,22 +775,7 @@ mod tests {
         );
         assert!(!text.contains("some-grant"), "paths never become labels");
 
-        let promtool = std::env::var_os("TONGBAN_PROMTOOL").unwrap_or_else(|| "/usr/bin/promtool".into());
-        if !std::path::Path::new(&promtool).exists() {
-            assert!(std::env::var_os("TONGBAN_REQUIRE_PG").is_none(), "tests/run.sh installs promtool");
-            eprintln!("promtool not installed: run through tests/run.sh");
-            return;
-        }
-        let mut check = std::process::Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool starts");
-        use std::io::Write as _;
-        check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("written");
-        let output = check.wait_with_output().expect("promtool ran");
+        let Some(output) = crate::metrics::tests::promtool_check(&text) else { return };
         assert!(
             output.status.success(),
             "promtool: {}{}\n{text}",

@@ -497,12 +497,21 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     );
     let federation = eventually(Duration::from_secs(10), "the outbox at 广东", || async {
         let (_, federation) = gd_operator.get("/federation/peers").await?;
-        let outbox = &peer(&federation, "henan")?["outbox"];
-        Ok((outbox["pending"].as_i64() == Some(3) && outbox["last_error"].is_string())
+        let henan = peer(&federation, "henan")?;
+        let outbox = &henan["outbox"];
+        let down = henan["reachable"] == false;
+        Ok((outbox["pending"].as_i64() == Some(3) && outbox["last_error"].is_string() && down)
             .then(|| federation.clone()))
     })
     .await?;
     assert!(peer(&federation, "henan")?["outbox"]["oldest_pending_at"].is_string(), "{federation}");
+    // Operators' scrapers see the same.
+    let (_, metrics) = gd_operator.get_root("/metrics").await?;
+    let metrics = metrics.as_str().context("metrics text")?;
+    for line in ["tongban_peer_outbox_pending{peer=\"henan\"} 3", "tongban_peer_reachable{peer=\"henan\"} 0"]
+    {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     // The console's federation page, in a real browser, at this moment.
     let screenshots = crate::console::screenshots("federation");
     crate::console::run_browser_tests("federation.test.mjs", &guangdong_demo, &screenshots, &[]).await;
