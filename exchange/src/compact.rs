@@ -71,6 +71,8 @@ static RECORD_FIELDS: LazyLock<Vec<Field>> = LazyLock::new(|| {
         Field::new("upstream_status", DataType::UInt16, true),
         Field::new("upstream_attempts", DataType::UInt32, true),
         Field::new("upstream_us", DataType::UInt64, true),
+        Field::new("peer", DataType::Utf8, true),
+        Field::new("peer_exchange_id", DataType::Utf8, true),
     ]
 });
 

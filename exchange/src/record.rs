@@ -129,6 +129,13 @@ pub struct ExchangeRecord {
     /// the source address; `rows` then counts the calls it stands for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// For a call that crossed gateways: the peer gateway on the other side (the supplier's,
+    /// at the home gateway; the caller's home, at the supplier's), and the id of that
+    /// gateway's record of the same call, so the two records can be joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_exchange_id: Option<String>,
 }
 
 fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -174,6 +181,8 @@ impl ExchangeRecord {
             upstream_attempts: 0,
             upstream_us: None,
             source: None,
+            peer: None,
+            peer_exchange_id: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,

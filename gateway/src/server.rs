@@ -618,6 +618,8 @@ mod tests {
             // docs/federation.md; they are no part of the API department systems call.
             "/federation/v1/catalog",
             "/federation/v1/messages/{seq}",
+            "/federation/v1/data/verify",
+            "/federation/v1/data/{resource}/records/{key}",
             // The demo supplier's own API, a separate server.
             "/deposits/{id_number}",
             "/certificates/{id_number}",

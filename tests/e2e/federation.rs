@@ -320,6 +320,16 @@ fn kinds(demand: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The 广东 police's system at `demo`, naming `service_item` as its purpose.
+fn police_of(demo: &Demo, service_item: &str) -> anyhow::Result<Api> {
+    let (_, police) = demo.system("广东省公安厅跨省户籍业务系统")?;
+    Ok(police.with_headers(&[
+        ("x-tongban-service-item", service_item),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+    ]))
+}
+
 /// Signs in to both gateways anew (after a restart each listens on a new port).
 async fn sign_in_both(henan: &Demo, guangdong: &Demo) -> anyhow::Result<[Api; 5]> {
     Ok([
@@ -341,8 +351,7 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
         Demo::start_in(henan.data, "127.0.0.2:0", 1000),
         Demo::start_in(guangdong.data, "127.0.0.3:0", 1000),
     )?;
-    let [applicant, gd_office, supplier, hn_office, gd_operator] =
-        sign_in_both(&henan_demo, &guangdong_demo).await?;
+    let [applicant, gd_office, supplier, hn_office, _] = sign_in_both(&henan_demo, &guangdong_demo).await?;
     eventually(Duration::from_secs(20), "河南's catalog at 广东", || async {
         let (status, _) = applicant.get(&format!("/catalog/remote-resources/{HOUSEHOLD_AT_PEERS}")).await?;
         Ok((status == 200).then_some(Value::Null))
@@ -461,17 +470,126 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
         (Some("henan"), Some(HOUSEHOLD_AT_PEERS), Some("active"))
     );
     assert_eq!(mirrored["grant"]["division_prefix"], "4101");
+    // Data calls from a 广东 system to its own gateway, answered from 河南's data under 河南's
+    // grant, masked there; each side records the call and names the other's record.
+    let (person, name) = henan_demo.household_person("4101")?;
+    let police = police_of(&guangdong_demo, "KSTB-GA-003")?;
+    let verify = json!({"resource": HOUSEHOLD_AT_PEERS, "key": person, "claims": {"name": name}});
+    let (status, verified) = police.post("/data/verify", &verify).await?;
+    assert_eq!((status, verified["results"]["name"].as_str()), (200, Some("match")), "{verified}");
+    let (status, looked_up) = police.get(&format!("/data/{HOUSEHOLD_AT_PEERS}/records/{person}")).await?;
+    assert_eq!(status, 200, "{looked_up}");
+    let found = &looked_up["records"][0];
+    assert!(found["name"].as_str().is_some_and(|n| n != name && n.contains('*')), "masked at 河南: {found}");
+    assert!(found.get("address").is_none(), "only granted items: {found}");
+    let home_records = guangdong_demo.exchange_records()?;
+    let home = home_records
+        .iter()
+        .find(|r| r["operation"] == "verify" && r["peer"] == "henan" && r["status"] == 200)
+        .with_context(|| format!("广东's record of the verification: {home_records:?}"))?;
+    assert_eq!(home["resources"][0], HOUSEHOLD_AT_PEERS);
+    assert_eq!(
+        (home["region"].as_str(), home["supplier_regions"][0].as_str()),
+        (Some("440000"), Some("410000"))
+    );
+    let peer_id = home["peer_exchange_id"].as_str().context("河南's record id")?;
+    let supplier_records = henan_demo.exchange_records()?;
+    let there =
+        supplier_records.iter().find(|r| r["id"] == peer_id).context("河南's record of the verification")?;
+    assert_eq!(
+        (there["peer"].as_str(), there["peer_exchange_id"].as_str()),
+        (Some("guangdong"), home["id"].as_str())
+    );
+    assert_eq!(
+        (there["department"].as_str(), there["status"].as_u64()),
+        (filed["applicant_department"].as_str(), Some(200))
+    );
+    assert_eq!(there["grants"][0], grant_id.as_str());
+    // 河南 hangs: the call ends at the peers' deadline (2 s here) with 504. 河南 is down: 502 at
+    // once. Both are recorded at home.
+    henan_demo.gateway.signal("STOP")?;
+    let started = Instant::now();
+    let (status, late) = police.post("/data/verify", &verify).await?;
+    assert_eq!((status, late["code"].as_str()), (504, Some("peer_timeout")), "{late}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    henan_demo.gateway.signal("CONT")?;
+    henan_demo.gateway.signal("KILL")?;
+    henan_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    let started = Instant::now();
+    let (status, down) = police.post("/data/verify", &verify).await?;
+    assert_eq!((status, down["code"].as_str()), (502, Some("peer_unavailable")), "{down}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let failures: Vec<_> = guangdong_demo
+        .exchange_records()?
+        .into_iter()
+        .filter(|r| r["peer"] == "henan" && (r["status"] == 504 || r["status"] == 502))
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    henan_demo.restart().await?;
+    let supplier = henan_demo.sign_in("supplier.henan-police").await?;
+    eventually(Duration::from_secs(10), "河南 answering again", || async {
+        let (status, _) = police.post("/data/verify", &verify).await?;
+        Ok((status == 200).then_some(Value::Null))
+    })
+    .await?;
+
+    let from_guangdong = |records: &[Value]| records.iter().filter(|r| r["peer"] == "guangdong").count();
+    let before = from_guangdong(&henan_demo.exchange_records()?);
+
+    // A purpose the mirror holds no grant for is refused at home: 河南 never hears of it.
+    let other_purpose = police_of(&guangdong_demo, "KSTB-GA-001")?;
+    let (status, refused) = other_purpose.post("/data/verify", &verify).await?;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("access_denied")), "{refused}");
+    assert_eq!(from_guangdong(&henan_demo.exchange_records()?), before, "the refused call reached 河南");
+
+    // Revoked at 河南 while 广东 is down, and 广东 restarted on a peer port 河南 does not know,
+    // so the revocation cannot reach its mirror: the mirror still shows the grant, and 河南
+    // refuses the call under its own.
+    guangdong_demo.gateway.signal("KILL")?;
+    guangdong_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
     let revoke = json!({"action": "revoke", "version": grant["version"], "reason": "停止共享"});
     let (status, revoked) = supplier.post(&format!("/grants/{grant_id}/changes"), &revoke).await?;
     assert_eq!(status, 200, "{revoked}");
+    let config = guangdong_demo.data_dir().join("tongban.toml");
+    let known = std::fs::read_to_string(&config)?;
+    let listen = format!("listen = \"127.0.0.3:{}\"", guangdong.peer_port);
+    let elsewhere = std::net::TcpListener::bind(("127.0.0.3", 0))?.local_addr()?.port();
+    std::fs::write(&config, known.replace(&listen, &format!("listen = \"127.0.0.3:{elsewhere}\"")))?;
+    guangdong_demo.restart().await?;
+    let applicant = guangdong_demo.sign_in("demander.guangdong-police").await?;
+    let (_, mirrors) = applicant.get("/federation/grant-mirrors").await?;
+    assert!(
+        mirrors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["grant"]["id"] == grant_id.as_str() && m["grant"]["status"] == "active"),
+        "the mirror is stale: {mirrors}"
+    );
+    let police = police_of(&guangdong_demo, "KSTB-GA-003")?;
+    let (status, refused) = police.post("/data/verify", &verify).await?;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("access_denied")), "{refused}");
+    assert!(refused.to_string().contains("grant_revoked"), "refused by 河南 for the revocation: {refused}");
+    assert_eq!(from_guangdong(&henan_demo.exchange_records()?), before + 1, "河南 decided and recorded it");
+
+    // Back on its own port, 广东 receives the revocation, and the mirror refuses at home.
+    guangdong_demo.gateway.signal("KILL")?;
+    guangdong_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    std::fs::write(&config, known)?;
+    guangdong_demo.restart().await?;
+    let [applicant, gd_office, _, _, gd_operator] = sign_in_both(&henan_demo, &guangdong_demo).await?;
     let started = Instant::now();
-    eventually(Duration::from_secs(5), "the revocation at 广东", || async {
+    eventually(Duration::from_secs(10), "the revocation at 广东", || async {
         let (_, mirrors) = applicant.get("/federation/grant-mirrors").await?;
         let mirror = mirrors.as_array().into_iter().flatten().find(|m| m["grant"]["id"] == grant_id.as_str());
         Ok(mirror.filter(|m| m["grant"]["status"] == "revoked").cloned())
     })
     .await?;
-    eprintln!("the revocation reached the mirror in {:?}", started.elapsed());
+    eprintln!("the revocation reached the mirror {:?} after 广东 came back", started.elapsed());
+    let police = police_of(&guangdong_demo, "KSTB-GA-003")?;
+    let (status, _) = police.post("/data/verify", &verify).await?;
+    assert_eq!(status, 403);
+    assert_eq!(from_guangdong(&henan_demo.exchange_records()?), before + 1, "refused at home");
 
     // 河南 is killed. 广东 keeps taking steps; they wait in its outbox, in order.
     henan_demo.gateway.signal("KILL")?;

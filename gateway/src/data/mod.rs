@@ -36,6 +36,7 @@ use tongban_platform::{Caller, Platform, PolicySnapshot};
 mod cache;
 pub(crate) mod calls;
 mod config;
+pub(crate) mod forward;
 mod limits;
 pub(crate) mod proxy;
 pub(crate) mod records;
@@ -194,6 +195,27 @@ pub(crate) async fn serve<C: DataCall>(
     headers: HeaderMap,
     call: C,
 ) -> Response {
+    serve_with(state, caller, peer, headers, call, None).await
+}
+
+/// A call a peer gateway passed on for one of its systems: the peer, and the id of the
+/// peer's own record of the call.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerOrigin {
+    pub(crate) peer: String,
+    pub(crate) exchange_id: Option<String>,
+}
+
+/// The lifecycle of a data call, for a call from a local system (`origin` is `None`) or one a
+/// peer gateway passed on.
+pub(crate) async fn serve_with<C: DataCall>(
+    state: DataState,
+    caller: Result<Caller, ApiError>,
+    peer: Option<std::net::SocketAddr>,
+    headers: HeaderMap,
+    call: C,
+    origin: Option<PeerOrigin>,
+) -> Response {
     // A source sending calls without a valid credential gets a record for each only within
     // its allowance; past it, a summary stands for them (`record_suppressed`).
     if let Err(error) = &caller
@@ -203,7 +225,7 @@ pub(crate) async fn serve<C: DataCall>(
         return refusal.into_response();
     }
     if !crate::telemetry::enabled() {
-        return lifecycle(&state, caller, &headers, call, None).await;
+        return lifecycle(&state, caller, &headers, call, None, origin).await;
     }
     // With telemetry on, the call is one span continuing the caller's trace; its record
     // carries the same trace id.
@@ -218,7 +240,7 @@ pub(crate) async fn serve<C: DataCall>(
         tongban.code = Empty, tongban.cache = Empty);
     let _ = span.set_parent(crate::telemetry::parent_context(&headers));
     let trace_id = span.context().span().span_context().trace_id().to_string();
-    lifecycle(&state, caller, &headers, call, Some(trace_id)).instrument(span).await
+    lifecycle(&state, caller, &headers, call, Some(trace_id), origin).instrument(span).await
 }
 
 /// The record of a call until the log phase takes it. A caller that hangs up drops the call
@@ -255,11 +277,16 @@ async fn lifecycle<C: DataCall>(
     headers: &HeaderMap,
     call: C,
     trace_id: Option<String>,
+    origin: Option<PeerOrigin>,
 ) -> Response {
     let data = state.data();
     let mut unfinished =
         Unfinished { state: state.clone(), record: Some(ExchangeRecord::begin(C::OPERATION)) };
     let record = unfinished.record.as_mut().expect("just made");
+    if let Some(origin) = origin {
+        record.peer = Some(origin.peer);
+        record.peer_exchange_id = origin.exchange_id;
+    }
     if let Some(trace_id) = trace_id {
         record.trace_id = trace_id;
         tracing::Span::current().record("exchange.id", record.id.as_str());
@@ -278,6 +305,7 @@ async fn lifecycle<C: DataCall>(
         .unwrap_or(0);
     let snapshot = state.platform().grants.snapshot();
     let started = Instant::now();
+    let from_peer = record.peer.is_some();
     let mut phases = Phases { record: &mut *record, at: started };
 
     // A panic while the call is decided or executed (a bug in the gateway or a connector)
@@ -296,6 +324,19 @@ async fn lifecycle<C: DataCall>(
         // Resolve grant: the purpose is checked before the body, so that a call without one
         // learns nothing about what it asked for.
         let purpose = purpose(headers, data.log.key(), phases.record)?;
+        // A call on another province's resource is decided early here and answered there.
+        // One passed on by a peer never goes further: it names the peer's own resources.
+        if let Some(forwarded) = call.forwarded() {
+            if from_peer {
+                return Err(ApiError::not_found(format!(
+                    "{} is not a resource of this gateway; calls are not passed on twice",
+                    forwarded.resource_id
+                ))
+                .with_code("unknown_resource"));
+            }
+            return forward::forward(state, &system, &purpose, headers, C::OPERATION, forwarded, &mut phases)
+                .await;
+        }
         let registry = ready_datasets(state)?;
         let resolving = Resolving {
             snapshot: &snapshot,

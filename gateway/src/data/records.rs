@@ -21,7 +21,7 @@ use crate::error::ApiError;
 const MAX_CLAIMS: usize = 32;
 
 /// A verification: a key and the values a caller claims for it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The catalog resource code, such as `A01-410000-0001`.

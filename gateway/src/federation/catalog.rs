@@ -70,6 +70,7 @@ pub(super) async fn refresh_forever(state: AppState, peers: Arc<Peers>, interval
     loop {
         ticks.tick().await;
         refresh_all(&state, &peers).await;
+        super::reload_mirrors(&state, &peers).await;
     }
 }
 

@@ -26,6 +26,7 @@ use crate::peers::Peers;
 use crate::state::AppState;
 
 pub mod catalog;
+mod data;
 mod outbox;
 
 /// The peer a request on the peer listener comes from, identified by its certificate.
@@ -57,6 +58,8 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
     Router::new()
         .route("/federation/v1/catalog", get(catalog::publish))
         .route("/federation/v1/messages/{seq}", axum::routing::post(outbox::receive))
+        .route("/federation/v1/data/verify", axum::routing::post(data::verify))
+        .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
         .fallback(|| async { ApiError::not_found("no such federation route") })
         .layer(axum::middleware::from_fn(move |request, next| identify(Arc::clone(&peers), request, next)))
         .with_state(state)
@@ -96,6 +99,16 @@ async fn identify(peers: Arc<Peers>, mut request: Request, next: Next) -> Respon
     }
 }
 
+/// Reads the mirror of peers' grants from the store into memory, where the data plane
+/// decides with it: at start, after each grant a peer sends, and with each catalog refresh
+/// (for grants received by other instances of this gateway).
+pub(crate) async fn reload_mirrors(state: &AppState, peers: &Peers) {
+    match state.platform().store.grant_mirrors(None).await {
+        Ok(mirrors) => peers.set_mirrors(mirrors.into_iter().map(|m| m.grant)),
+        Err(e) => tracing::warn!(error = %e, "the mirror of peers' grants cannot be read; keeping the last"),
+    }
+}
+
 /// Serves the peer listener and keeps the peers' catalogs fresh, until `shutdown`.
 pub async fn serve(
     state: AppState,
@@ -117,6 +130,7 @@ pub async fn serve(
     }
     tracing::info!(%address, peers = config.peers.len(), "peer listener up");
     catalog::load(&state, &peers).await;
+    reload_mirrors(&state, &peers).await;
     tokio::spawn(catalog::refresh_forever(
         state.clone(),
         Arc::clone(&peers),

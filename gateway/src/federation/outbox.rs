@@ -36,11 +36,14 @@ pub(super) async fn receive(
         // An unreadable message still takes its place, or none behind it could be applied.
         Err(e) => return Err(platform.refuse_unreadable(&sender, seq, &e.to_string()).await.into()),
     };
+    let mirrored = matches!(message, PeerMessage::GrantChanged { .. });
     let delivery = platform.receive_from_peer(&sender, seq, message).await?;
-    if delivery.applied {
-        // A grant mirror or demand changed: the data plane's view of mirrors reloads with the
-        // policy snapshot.
-        platform.wake_outbox();
+    // A grant a peer changed takes effect in the mirror the data plane reads at once.
+    if delivery.applied
+        && mirrored
+        && let Some(peers) = state.peers()
+    {
+        super::reload_mirrors(&state, peers).await;
     }
     Ok(Json(delivery))
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use tongban_platform::federation::{RemoteCatalog, split_remote_id};
 use tongban_policy::catalog::Resource;
+use tongban_policy::grant::{Grant, GrantSet};
 
 pub mod client;
 pub mod config;
@@ -27,6 +28,9 @@ pub struct Peers {
     clients: BTreeMap<String, PeerClient>,
     by_certificate: HashMap<[u8; 32], String>,
     catalogs: RwLock<Arc<BTreeMap<String, RemoteCatalog>>>,
+    /// The grants peers compiled for this gateway's departments, as last received: a
+    /// read-only mirror the data plane decides early with, before a call leaves for a peer.
+    mirrors: RwLock<Arc<GrantSet>>,
 }
 
 impl Peers {
@@ -51,6 +55,7 @@ impl Peers {
             clients,
             by_certificate,
             catalogs: RwLock::new(Arc::new(catalogs)),
+            mirrors: RwLock::default(),
         })
     }
 
@@ -95,5 +100,16 @@ impl Peers {
         let catalog = catalogs.values().find(|c| c.region == region)?;
         let resource = catalog.document.as_ref()?.resources.iter().find(|r| r.code == code)?.clone();
         Some((catalog.clone(), resource))
+    }
+
+    /// The mirror of the grants peers compiled for this gateway's departments.
+    pub fn mirrors(&self) -> Arc<GrantSet> {
+        Arc::clone(&self.mirrors.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Replaces the mirror with `grants`, as the store holds them now.
+    pub fn set_mirrors(&self, grants: impl IntoIterator<Item = Grant>) {
+        *self.mirrors.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(GrantSet::new(grants));
     }
 }

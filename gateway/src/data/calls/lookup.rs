@@ -1,13 +1,15 @@
 //! Record look-up: the granted items of the records with a key, masked.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use tongban_exchange::{ExchangeRecord, Phase};
 use tongban_platform::Caller;
+use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::Forwarded;
 use crate::data::records::{self, LookupQuery};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath, ApiQuery};
@@ -38,6 +40,16 @@ pub(crate) async fn lookup(
     serve(state, caller, peer, headers, call).await
 }
 
+impl Lookup {
+    /// A look-up as a peer gateway passed it on.
+    pub(crate) fn new(
+        target: Result<(String, String), ApiError>,
+        query: Result<LookupQuery, ApiError>,
+    ) -> Self {
+        Lookup { target, query }
+    }
+}
+
 impl DataCall for Lookup {
     const OPERATION: Operation = Operation::Lookup;
 
@@ -55,6 +67,28 @@ impl DataCall for Lookup {
         record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, key));
         let query = self.query.as_ref().map_err(Clone::clone)?;
         Ok(vec![resolving.ask(resource, &query.items())?])
+    }
+
+    fn forwarded(&self) -> Option<Forwarded> {
+        let (resource, key) = self.target.as_ref().ok()?;
+        let query = self.query.as_ref().ok()?;
+        let (_, code) = split_remote_id(resource)?;
+        let segment = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut path_and_query = format!("/federation/v1/data/{}/records/{}", segment(code), segment(key));
+        if let Some(items) = &query.items {
+            path_and_query.push_str("?items=");
+            path_and_query.push_str(&segment(items));
+        }
+        Some(Forwarded {
+            resource_id: resource.clone(),
+            items: query.items(),
+            key: key.clone(),
+            method: Method::GET,
+            path_and_query,
+            body: bytes::Bytes::new(),
+        })
     }
 
     async fn answer(

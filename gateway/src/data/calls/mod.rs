@@ -43,6 +43,12 @@ pub(crate) trait DataCall: Send + Sync {
         record: &mut ExchangeRecord,
     ) -> Result<Vec<Granted<'s>>, ApiError>;
 
+    /// For a call naming another province's resource (a remote id): what the supplier's
+    /// gateway is to be asked. `None` for a call on this gateway's own resources.
+    fn forwarded(&self) -> Option<super::forward::Forwarded> {
+        None
+    }
+
     /// Cache, execute and mask: the answer under the permits, and whether it came from the
     /// cache. Each phase is ended on `phases` as it completes.
     fn answer(

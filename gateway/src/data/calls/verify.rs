@@ -2,13 +2,15 @@
 //! match per item, never the values themselves.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use tongban_exchange::{ExchangeRecord, Phase};
 use tongban_platform::Caller;
+use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::Forwarded;
 use crate::data::records::{self, VerifyAnswer, VerifyRequest};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiJson};
@@ -33,6 +35,13 @@ pub(crate) async fn verify(
     serve(state, caller, peer, headers, Verify(body.map(|ApiJson(b)| b))).await
 }
 
+impl Verify {
+    /// A verification as a peer gateway passed it on.
+    pub(crate) fn new(body: Result<VerifyRequest, ApiError>) -> Self {
+        Verify(body)
+    }
+}
+
 impl DataCall for Verify {
     const OPERATION: Operation = Operation::Verify;
 
@@ -51,6 +60,21 @@ impl DataCall for Verify {
         let resource = resolving.snapshot.resources.get(&request.resource);
         let items = records::verify_items(resolving.registry, resource, request)?;
         Ok(vec![resolving.ask(&request.resource, &items)?])
+    }
+
+    fn forwarded(&self) -> Option<Forwarded> {
+        let request = self.0.as_ref().ok()?;
+        let (_, code) = split_remote_id(&request.resource)?;
+        let body =
+            serde_json::to_vec(&VerifyRequest { resource: code.to_owned(), ..request.clone() }).ok()?;
+        Some(Forwarded {
+            resource_id: request.resource.clone(),
+            items: request.claims.keys().cloned().collect(),
+            key: request.key.clone(),
+            method: Method::POST,
+            path_and_query: "/federation/v1/data/verify".to_owned(),
+            body: body.into(),
+        })
     }
 
     async fn answer(

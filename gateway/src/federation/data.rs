@@ -1,0 +1,105 @@
+//! Data calls a peer gateway passes on for one of its systems, served on the peer listener.
+//! The peer asserts the calling department and system (`x-tongban-peer-department`,
+//! `x-tongban-peer-system`) with the purpose headers and names its own record of the call;
+//! this gateway, the supplier's, then runs the whole lifecycle as for a local system (decide
+//! under its own grant, limit, execute, mask, record), with the peer and its record named in
+//! this gateway's record. A peer speaks for its own province's departments only: an asserted
+//! department seated elsewhere is refused, and the refusal is recorded like any other.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use tongban_platform::store::SystemRecord;
+use tongban_platform::{Caller, SystemIdentity};
+use tongban_policy::org::{Department, DepartmentRole};
+
+use super::PeerIdentity;
+use crate::data::calls::lookup::Lookup;
+use crate::data::calls::verify::Verify;
+use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_EXCHANGE_HEADER, PEER_SYSTEM_HEADER};
+use crate::data::{LookupQuery, PeerOrigin, VerifyRequest, serve_with};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::listener::Peer;
+use crate::state::AppState;
+
+/// A verification for a peer's system.
+pub(super) async fn verify(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Result<ApiJson<VerifyRequest>, ApiError>,
+) -> Response {
+    let (caller, origin) = asserted(&state, &peer, &headers);
+    let call = Verify::new(body.map(|ApiJson(b)| b));
+    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+}
+
+/// A look-up for a peer's system.
+pub(super) async fn lookup(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    target: Result<ApiPath<(String, String)>, ApiError>,
+    query: Result<ApiQuery<LookupQuery>, ApiError>,
+) -> Response {
+    let (caller, origin) = asserted(&state, &peer, &headers);
+    let call = Lookup::new(target.map(|ApiPath(t)| t), query.map(|ApiQuery(q)| q));
+    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+}
+
+/// The caller a peer asserts, checked against what the peer may speak for, and the peer's
+/// record of the call.
+fn asserted(
+    state: &AppState,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+) -> (Result<Caller, ApiError>, PeerOrigin) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let exchange_id = header(PEER_EXCHANGE_HEADER)
+        .filter(|id| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        })
+        .map(str::to_owned);
+    let origin = PeerOrigin { peer: peer.name.clone(), exchange_id };
+    let refused = |detail: String| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail);
+    let caller = (|| {
+        let code = header(PEER_DEPARTMENT_HEADER)
+            .ok_or_else(|| refused("the calling department is not named".into()))?;
+        let system =
+            header(PEER_SYSTEM_HEADER).ok_or_else(|| refused("the calling system is not named".into()))?;
+        let region = code.get(2..8).unwrap_or_default();
+        let department = Department {
+            code: code.to_owned(),
+            name: code.to_owned(),
+            region: region.to_owned(),
+            roles: vec![DepartmentRole::Demander],
+        };
+        department.validate().map_err(|e| refused(format!("the calling department: {e}")))?;
+        if department.province() != peer.region.get(..2).unwrap_or_default() {
+            return Err(refused(format!(
+                "gateway {} speaks for the departments of {}, not for {code}",
+                peer.name, peer.region
+            )));
+        }
+        let valid_system = !system.is_empty()
+            && system.len() <= 64
+            && system.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid_system {
+            return Err(refused("the calling system is not a system id".into()));
+        }
+        let record = SystemRecord {
+            id: system.to_owned(),
+            department_code: code.to_owned(),
+            name: format!("{}/{system}", peer.name),
+            api_key_prefix: String::new(),
+            enabled: true,
+            created_at: state.platform().now(),
+        };
+        Ok(Caller::System(Arc::new(SystemIdentity { system: record, department })))
+    })();
+    (caller, origin)
+}
