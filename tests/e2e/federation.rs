@@ -482,7 +482,26 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     let found = &looked_up["records"][0];
     assert!(found["name"].as_str().is_some_and(|n| n != name && n.contains('*')), "masked at 河南: {found}");
     assert!(found.get("address").is_none(), "only granted items: {found}");
+    // A query naming the view 河南's grant gives runs at 河南, over that view: granted
+    // columns, masked, rows of the granted prefecture only.
+    let query = json!({"query": "SELECT id_number, name, status FROM household LIMIT 5"});
+    let (status, queried) = police.post("/data/sql", &query).await?;
+    assert_eq!(status, 200, "{queried}");
+    let rows = queried["rows"].as_array().context("rows")?;
+    assert!(!rows.is_empty() && rows.len() <= 5, "{queried}");
+    for row in rows {
+        // Identity numbers start with the division of registration; the grant gives 4101.
+        assert!(row["id_number"].as_str().is_some_and(|d| d.starts_with("4101")), "{row}");
+        assert!(row["name"].as_str().is_some_and(|n| n.contains('*')), "{row}");
+    }
+    let (status, ungranted) =
+        police.post("/data/sql", &json!({"query": "SELECT address FROM household"})).await?;
+    assert_eq!(status / 100, 4, "a column the grant does not give: {ungranted}");
     let home_records = guangdong_demo.exchange_records()?;
+    assert!(
+        home_records.iter().any(|r| r["operation"] == "sql" && r["peer"] == "henan" && r["status"] == 200),
+        "广东 records the query it passed on"
+    );
     let home = home_records
         .iter()
         .find(|r| r["operation"] == "verify" && r["peer"] == "henan" && r["status"] == 200)

@@ -31,14 +31,22 @@ pub(crate) const PEER_SYSTEM_HEADER: &str = "x-tongban-peer-system";
 /// Header naming the home gateway's record of the call.
 pub(crate) const PEER_EXCHANGE_HEADER: &str = "x-tongban-peer-exchange-id";
 
-/// What a call naming a remote resource sends to the supplier's gateway.
+/// What a call decides whether it goes to a peer with.
+pub(crate) struct ForwardContext<'a> {
+    pub(crate) snapshot: &'a tongban_platform::PolicySnapshot,
+    pub(crate) peers: Option<&'a crate::peers::Peers>,
+    pub(crate) department: &'a str,
+    pub(crate) service_item: &'a str,
+}
+
+/// What a call naming remote resources sends to the supplier's gateway.
 pub(crate) struct Forwarded {
-    /// The remote id the caller named.
-    pub(crate) resource_id: String,
+    /// The remote ids the call reads, all of one peer's.
+    pub(crate) resource_ids: Vec<String>,
     /// The items the call asks for, for the early decision against the mirror.
     pub(crate) items: Vec<String>,
-    /// The record key asked for, for the record's digest.
-    pub(crate) key: String,
+    /// The record key asked for, for the record's digest (none for a query).
+    pub(crate) key: Option<String>,
     pub(crate) method: Method,
     /// The route on the peer listener, with the supplier's own resource code.
     pub(crate) path_and_query: String,
@@ -56,36 +64,56 @@ pub(crate) async fn forward(
     phases: &mut Phases<'_>,
 ) -> Result<(Answer, CacheOutcome), ApiError> {
     let data = state.data();
-    phases.record.resources.push(call.resource_id.clone());
-    phases.record.key_digest = Some(tongban_exchange::key_digest(data.log.key(), &call.key));
-    let unknown = || {
-        ApiError::not_found(format!("there is no catalog resource {}", call.resource_id))
-            .with_code("unknown_resource")
+    phases.record.resources.extend(call.resource_ids.iter().cloned());
+    if let Some(key) = &call.key {
+        phases.record.key_digest = Some(tongban_exchange::key_digest(data.log.key(), key));
+    }
+    let unknown = |id: &str| {
+        ApiError::not_found(format!("there is no catalog resource {id}")).with_code("unknown_resource")
     };
-    let peers = state.peers().ok_or_else(unknown)?;
-    let (catalog, resource) = peers.remote_resource(&call.resource_id).ok_or_else(unknown)?;
-    let record = &mut *phases.record;
-    record.peer = Some(catalog.peer.clone());
-    record.resource_versions.push(resource.version);
-    record.suppliers.push(resource.supplier.clone());
-    record.supplier_regions.push(resource.supplier.get(2..8).unwrap_or_default().to_owned());
-
-    // Resolve grant, early, against the mirror. The policy is the same as the supplier's;
-    // only its grants are a copy.
+    let first = call.resource_ids.first().map(String::as_str).unwrap_or_default();
+    let peers = state.peers().ok_or_else(|| unknown(first))?;
     let mirrors = peers.mirrors();
-    let request = AccessRequest {
-        department: system.department(),
-        system: system.id(),
-        resource: &resource,
-        dataset_supplier: Some(resource.supplier.as_str()),
-        operation,
-        items: &call.items,
-        purpose,
-        today: state.platform().now().date(),
-    };
-    let permit = decide(&mirrors, &request).map_err(denied)?;
-    phases.record.grants.push(permit.grant.id.clone());
-    phases.record.items.extend(permit.items.iter().map(|i| i.name.clone()));
+    let today = state.platform().now().date();
+    let mut peer = None;
+    let mut reasons = Vec::new();
+    let mut permitted = Vec::new();
+    for id in &call.resource_ids {
+        let (catalog, resource) = peers.remote_resource(id).ok_or_else(|| unknown(id))?;
+        let record = &mut *phases.record;
+        record.resource_versions.push(resource.version);
+        record.suppliers.push(resource.supplier.clone());
+        record.supplier_regions.push(resource.supplier.get(2..8).unwrap_or_default().to_owned());
+        peer = Some(catalog.peer.clone());
+        // Resolve grant, early, against the mirror. The policy is the same as the
+        // supplier's; only its grants are a copy.
+        let request = AccessRequest {
+            department: system.department(),
+            system: system.id(),
+            resource: &resource,
+            dataset_supplier: Some(resource.supplier.as_str()),
+            operation,
+            items: &call.items,
+            purpose,
+            today,
+        };
+        match decide(&mirrors.grants, &request) {
+            Ok(permit) => permitted.push((
+                permit.grant.id.clone(),
+                permit.items.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
+            )),
+            Err(denial) => reasons.extend(denial.reasons),
+        }
+    }
+    let peer = peer.ok_or_else(|| unknown(first))?;
+    phases.record.peer = Some(peer.clone());
+    if permitted.is_empty() {
+        return Err(denied(tongban_policy::decision::Denial { reasons }));
+    }
+    for (grant, items) in permitted {
+        phases.record.grants.push(grant);
+        phases.record.items.extend(items);
+    }
     phases.end(Phase::ResolveGrant);
 
     // Rate limit: the calling system's own limit.
@@ -103,12 +131,18 @@ pub(crate) async fn forward(
     phases.end(Phase::RateLimit);
 
     // Execute at the supplier's gateway.
-    let client = peers.get(&catalog.peer).ok_or_else(unknown)?;
+    let client = peers.get(&peer).ok_or_else(|| unknown(first))?;
     let mut asserted = HeaderMap::new();
     asserted.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // The caller's choice of encoding (a query's CSV, Arrow or Parquet) goes with the call.
     asserted.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    for name in [super::SERVICE_ITEM_HEADER, super::CASE_NUMBER_HEADER, super::OPERATOR_HEADER, "traceparent"]
-    {
+    for name in [
+        super::SERVICE_ITEM_HEADER,
+        super::CASE_NUMBER_HEADER,
+        super::OPERATOR_HEADER,
+        "traceparent",
+        "accept",
+    ] {
         if let Some(value) = headers.get(name) {
             asserted.insert(HeaderName::from_static(name), value.clone());
         }
@@ -147,12 +181,78 @@ pub(crate) async fn forward(
         record.code = Some(if answer.status.is_server_error() { "peer_failed" } else { "peer_refused" });
     }
     let mut kept = HeaderMap::new();
-    if let Some(content_type) = answer.headers.get(header::CONTENT_TYPE) {
-        kept.insert(header::CONTENT_TYPE, content_type.clone());
+    for name in [header::CONTENT_TYPE, header::CONTENT_DISPOSITION] {
+        if let Some(value) = answer.headers.get(&name) {
+            kept.insert(name, value.clone());
+        }
     }
     let rows = u64::from(answer.status.is_success());
     Ok((
         Answer { status: answer.status, headers: kept, body: answer.body, rows, max_age: None },
         CacheOutcome::Bypass,
     ))
+}
+
+/// Where a query runs: `names` are the names it holds, `local` the views this gateway gives
+/// the caller for the call's purpose, `remote` those peers' grants give it, each with its peer
+/// and remote resource id. A query naming only views here runs here (`None`); one naming
+/// views of one peer only runs there; one naming both, or two peers', is refused, since a
+/// query runs at one gateway, where its grants are enforced.
+pub(crate) fn route_query(
+    names: &std::collections::BTreeSet<String>,
+    local: &std::collections::BTreeSet<String>,
+    remote: &std::collections::BTreeMap<String, (String, String)>,
+) -> Result<Option<(String, Vec<String>)>, ApiError> {
+    let remote_named: Vec<(&String, &(String, String))> =
+        remote.iter().filter(|(view, _)| names.contains(*view)).collect();
+    let Some((_, (peer, _))) = remote_named.first() else { return Ok(None) };
+    let local_named: Vec<&String> = local.iter().filter(|view| names.contains(*view)).collect();
+    let mixed = |detail: String| ApiError::unprocessable("mixed_gateways", "Query spans gateways", detail);
+    if !local_named.is_empty() {
+        return Err(mixed(format!(
+            "the query names views of this gateway ({}) and of peer gateway {peer} ({}); a query runs at one gateway",
+            local_named.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
+            remote_named.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if let Some((view, (other, _))) = remote_named.iter().find(|(_, (p, _))| p != peer) {
+        return Err(mixed(format!(
+            "the query names views of peer gateways {peer} and {other} ({view}); a query runs at one gateway"
+        )));
+    }
+    Ok(Some((peer.clone(), remote_named.iter().map(|(_, (_, id))| id.clone()).collect())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::route_query;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_query_runs_at_the_one_gateway_whose_views_it_names() {
+        let local = set(&["household"]);
+        let remote: BTreeMap<String, (String, String)> = [
+            ("social_insurance", "guangdong", "440000:B02-440000-0001"),
+            ("housing_fund", "anhui", "340000:C03-340000-0001"),
+        ]
+        .into_iter()
+        .map(|(view, peer, id)| (view.to_owned(), (peer.to_owned(), id.to_owned())))
+        .collect();
+        let route = |query: &[&str]| route_query(&set(query), &local, &remote);
+        assert_eq!(route(&["select", "name", "from", "household"]).expect("local"), None);
+        assert_eq!(route(&["select", "one"]).expect("nothing named"), None);
+        assert_eq!(
+            route(&["select", "from", "social_insurance"]).expect("remote"),
+            Some(("guangdong".to_owned(), vec!["440000:B02-440000-0001".to_owned()]))
+        );
+        for mixed in [&["household", "social_insurance"][..], &["social_insurance", "housing_fund"][..]] {
+            let refused = route(mixed).expect_err("mixed");
+            assert_eq!((refused.status.as_u16(), refused.code), (422, "mixed_gateways"), "{mixed:?}");
+        }
+    }
 }

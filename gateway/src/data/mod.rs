@@ -326,11 +326,17 @@ async fn lifecycle<C: DataCall>(
         let purpose = purpose(headers, data.log.key(), phases.record)?;
         // A call on another province's resource is decided early here and answered there.
         // One passed on by a peer never goes further: it names the peer's own resources.
-        if let Some(forwarded) = call.forwarded() {
+        let context = forward::ForwardContext {
+            snapshot: &snapshot,
+            peers: state.peers().map(|p| &**p),
+            department: system.department(),
+            service_item: &purpose.service_item,
+        };
+        if let Some(forwarded) = call.forwarded(&context)? {
             if from_peer {
                 return Err(ApiError::not_found(format!(
                     "{} is not a resource of this gateway; calls are not passed on twice",
-                    forwarded.resource_id
+                    forwarded.resource_ids.join(", ")
                 ))
                 .with_code("unknown_resource"));
             }

@@ -41,7 +41,7 @@ use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
 
 /// A SQL call.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     /// One `SELECT` (or `WITH … SELECT`) over the views the caller's grants give: each named
@@ -237,6 +237,20 @@ fn check_complexity(query: &str, views: &[&str]) -> Result<(), ApiError> {
 }
 
 /// A query's tokens, without the spaces and comments, which carry no structure.
+/// The names a query holds (identifiers and keywords alike, as DataFusion folds them: unquoted
+/// ones in lower case), to tell which views it could read before it is planned.
+pub(crate) fn names_in(query: &str) -> Result<std::collections::BTreeSet<String>, ApiError> {
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    Ok(tokens(query)?
+        .into_iter()
+        .filter_map(|token| match token {
+            Token::Word(word) if word.quote_style.is_none() => Some(word.value.to_lowercase()),
+            Token::Word(word) => Some(word.value),
+            _ => None,
+        })
+        .collect())
+}
+
 fn tokens(query: &str) -> Result<Vec<datafusion::sql::sqlparser::tokenizer::Token>, ApiError> {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};

@@ -17,9 +17,10 @@ use tongban_policy::org::{Department, DepartmentRole};
 
 use super::PeerIdentity;
 use crate::data::calls::lookup::Lookup;
+use crate::data::calls::sql::Sql;
 use crate::data::calls::verify::Verify;
 use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_EXCHANGE_HEADER, PEER_SYSTEM_HEADER};
-use crate::data::{LookupQuery, PeerOrigin, VerifyRequest, serve_with};
+use crate::data::{LookupQuery, PeerOrigin, SqlRequest, VerifyRequest, serve_with};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::listener::Peer;
 use crate::state::AppState;
@@ -48,6 +49,20 @@ pub(super) async fn lookup(
 ) -> Response {
     let (caller, origin) = asserted(&state, &peer, &headers);
     let call = Lookup::new(target.map(|ApiPath(t)| t), query.map(|ApiQuery(q)| q));
+    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+}
+
+/// A query for a peer's system.
+pub(super) async fn sql(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Result<ApiJson<SqlRequest>, ApiError>,
+) -> Response {
+    let (caller, origin) = asserted(&state, &peer, &headers);
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let call = Sql::new(body.map(|ApiJson(b)| b), accept);
     serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
 }
 

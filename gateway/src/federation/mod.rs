@@ -59,6 +59,7 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
         .route("/federation/v1/catalog", get(catalog::publish))
         .route("/federation/v1/messages/{seq}", axum::routing::post(outbox::receive))
         .route("/federation/v1/data/verify", axum::routing::post(data::verify))
+        .route("/federation/v1/data/sql", axum::routing::post(data::sql))
         .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
         .fallback(|| async { ApiError::not_found("no such federation route") })
         .layer(axum::middleware::from_fn(move |request, next| identify(Arc::clone(&peers), request, next)))
@@ -104,7 +105,7 @@ async fn identify(peers: Arc<Peers>, mut request: Request, next: Next) -> Respon
 /// (for grants received by other instances of this gateway).
 pub(crate) async fn reload_mirrors(state: &AppState, peers: &Peers) {
     match state.platform().store.grant_mirrors(None).await {
-        Ok(mirrors) => peers.set_mirrors(mirrors.into_iter().map(|m| m.grant)),
+        Ok(mirrors) => peers.set_mirrors(mirrors),
         Err(e) => tracing::warn!(error = %e, "the mirror of peers' grants cannot be read; keeping the last"),
     }
 }

@@ -9,9 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use tongban_platform::federation::{RemoteCatalog, split_remote_id};
+use tongban_platform::federation::{GrantMirror, RemoteCatalog, split_remote_id};
 use tongban_policy::catalog::Resource;
-use tongban_policy::grant::{Grant, GrantSet};
+use tongban_policy::grant::GrantSet;
+
+/// The grants peers compiled for this gateway's departments, with the remote id of each
+/// one's resource.
+#[derive(Debug, Default)]
+pub struct Mirrors {
+    pub grants: GrantSet,
+    /// The remote resource id (`region:code`) by grant id.
+    pub resource_ids: HashMap<String, String>,
+}
 
 pub mod client;
 pub mod config;
@@ -30,7 +39,7 @@ pub struct Peers {
     catalogs: RwLock<Arc<BTreeMap<String, RemoteCatalog>>>,
     /// The grants peers compiled for this gateway's departments, as last received: a
     /// read-only mirror the data plane decides early with, before a call leaves for a peer.
-    mirrors: RwLock<Arc<GrantSet>>,
+    mirrors: RwLock<Arc<Mirrors>>,
 }
 
 impl Peers {
@@ -103,13 +112,19 @@ impl Peers {
     }
 
     /// The mirror of the grants peers compiled for this gateway's departments.
-    pub fn mirrors(&self) -> Arc<GrantSet> {
+    pub fn mirrors(&self) -> Arc<Mirrors> {
         Arc::clone(&self.mirrors.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Replaces the mirror with `grants`, as the store holds them now.
-    pub fn set_mirrors(&self, grants: impl IntoIterator<Item = Grant>) {
-        *self.mirrors.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Arc::new(GrantSet::new(grants));
+    /// Replaces the mirror with `mirrors`, as the store holds them now.
+    pub fn set_mirrors(&self, mirrors: impl IntoIterator<Item = GrantMirror>) {
+        let mut resource_ids = HashMap::new();
+        let mut grants = Vec::new();
+        for mirror in mirrors {
+            resource_ids.insert(mirror.grant.id.clone(), mirror.resource_id);
+            grants.push(mirror.grant);
+        }
+        let next = Mirrors { grants: GrantSet::new(grants), resource_ids };
+        *self.mirrors.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
     }
 }

@@ -9,7 +9,7 @@ use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
-use crate::data::forward::Forwarded;
+use crate::data::forward::{ForwardContext, Forwarded};
 use crate::data::records::{self, LookupQuery};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath, ApiQuery};
@@ -69,26 +69,8 @@ impl DataCall for Lookup {
         Ok(vec![resolving.ask(resource, &query.items())?])
     }
 
-    fn forwarded(&self) -> Option<Forwarded> {
-        let (resource, key) = self.target.as_ref().ok()?;
-        let query = self.query.as_ref().ok()?;
-        let (_, code) = split_remote_id(resource)?;
-        let segment = |text: &str| {
-            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
-        let mut path_and_query = format!("/federation/v1/data/{}/records/{}", segment(code), segment(key));
-        if let Some(items) = &query.items {
-            path_and_query.push_str("?items=");
-            path_and_query.push_str(&segment(items));
-        }
-        Some(Forwarded {
-            resource_id: resource.clone(),
-            items: query.items(),
-            key: key.clone(),
-            method: Method::GET,
-            path_and_query,
-            body: bytes::Bytes::new(),
-        })
+    fn forwarded(&self, _context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        Ok(self.forward())
     }
 
     async fn answer(
@@ -111,5 +93,30 @@ impl DataCall for Lookup {
         });
         let cache = &answering.data.cache;
         cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+    }
+}
+
+impl Lookup {
+    /// What a call naming a remote resource asks the supplier's gateway.
+    fn forward(&self) -> Option<Forwarded> {
+        let (resource, key) = self.target.as_ref().ok()?;
+        let query = self.query.as_ref().ok()?;
+        let (_, code) = split_remote_id(resource)?;
+        let segment = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut path_and_query = format!("/federation/v1/data/{}/records/{}", segment(code), segment(key));
+        if let Some(items) = &query.items {
+            path_and_query.push_str("?items=");
+            path_and_query.push_str(&segment(items));
+        }
+        Some(Forwarded {
+            resource_ids: vec![resource.clone()],
+            items: query.items(),
+            key: Some(key.clone()),
+            method: Method::GET,
+            path_and_query,
+            body: bytes::Bytes::new(),
+        })
     }
 }

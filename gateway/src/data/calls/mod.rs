@@ -45,8 +45,11 @@ pub(crate) trait DataCall: Send + Sync {
 
     /// For a call naming another province's resource (a remote id): what the supplier's
     /// gateway is to be asked. `None` for a call on this gateway's own resources.
-    fn forwarded(&self) -> Option<super::forward::Forwarded> {
-        None
+    fn forwarded(
+        &self,
+        _context: &super::forward::ForwardContext<'_>,
+    ) -> Result<Option<super::forward::Forwarded>, ApiError> {
+        Ok(None)
     }
 
     /// Cache, execute and mask: the answer under the permits, and whether it came from the

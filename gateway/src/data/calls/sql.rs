@@ -2,7 +2,9 @@
 //! department holds a grant on for the call's service item.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use tongban_exchange::{ExchangeRecord, Phase};
 use tongban_platform::Caller;
@@ -10,6 +12,7 @@ use tongban_policy::decision::{Denial, Operation, Reason};
 use tongban_policy::grant::Grant;
 
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::{ForwardContext, Forwarded, route_query};
 use crate::data::sql::{self, SqlRequest};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, denied, serve};
 use crate::error::{ApiError, ApiJson};
@@ -37,6 +40,13 @@ pub(crate) async fn run_sql(
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     serve(state, caller, peer, headers, Sql { request: body.map(|ApiJson(b)| b), accept }).await
+}
+
+impl Sql {
+    /// A query as a peer gateway passed it on, with the encoding its caller accepts.
+    pub(crate) fn new(request: Result<SqlRequest, ApiError>, accept: Option<String>) -> Self {
+        Sql { request, accept }
+    }
 }
 
 impl DataCall for Sql {
@@ -83,6 +93,45 @@ impl DataCall for Sql {
         }
         record.resources = permits.iter().map(|(r, _)| r.code.clone()).collect();
         Ok(permits)
+    }
+
+    /// A query naming views that peers' grants give (and none of this gateway's) runs at
+    /// that peer; one naming both is refused ([`route_query`]).
+    fn forwarded(&self, context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        let (Ok(request), Some(peers)) = (self.request.as_ref(), context.peers) else { return Ok(None) };
+        let mirrors = peers.mirrors();
+        let mut remote = BTreeMap::new();
+        for grant in mirrors.grants.of_department(context.department) {
+            let Some(id) = mirrors.resource_ids.get(&grant.id) else { continue };
+            if grant.service_item != context.service_item {
+                continue;
+            }
+            if let Some((catalog, _)) = peers.remote_resource(id) {
+                remote.insert(grant.dataset.to_lowercase(), (catalog.peer, id.clone()));
+            }
+        }
+        if remote.is_empty() {
+            return Ok(None);
+        }
+        let local: BTreeSet<String> = context
+            .snapshot
+            .grants
+            .of_department(context.department)
+            .filter(|g| g.service_item == context.service_item)
+            .filter_map(|g| context.snapshot.resources.get(&g.resource_code))
+            .map(|r| r.dataset.to_lowercase())
+            .collect();
+        let names = sql::names_in(&request.query)?;
+        let Some((_, resource_ids)) = route_query(&names, &local, &remote)? else { return Ok(None) };
+        let body = serde_json::to_vec(request).map_err(|e| ApiError::internal(&e))?;
+        Ok(Some(Forwarded {
+            resource_ids,
+            items: Vec::new(),
+            key: None,
+            method: Method::POST,
+            path_and_query: "/federation/v1/data/sql".to_owned(),
+            body: body.into(),
+        }))
     }
 
     /// Masks are applied inside each per-grant view, below the caller's query, so execute and

@@ -10,7 +10,7 @@ use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
-use crate::data::forward::Forwarded;
+use crate::data::forward::{ForwardContext, Forwarded};
 use crate::data::records::{self, VerifyAnswer, VerifyRequest};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiJson};
@@ -62,19 +62,8 @@ impl DataCall for Verify {
         Ok(vec![resolving.ask(&request.resource, &items)?])
     }
 
-    fn forwarded(&self) -> Option<Forwarded> {
-        let request = self.0.as_ref().ok()?;
-        let (_, code) = split_remote_id(&request.resource)?;
-        let body =
-            serde_json::to_vec(&VerifyRequest { resource: code.to_owned(), ..request.clone() }).ok()?;
-        Some(Forwarded {
-            resource_id: request.resource.clone(),
-            items: request.claims.keys().cloned().collect(),
-            key: request.key.clone(),
-            method: Method::POST,
-            path_and_query: "/federation/v1/data/verify".to_owned(),
-            body: body.into(),
-        })
+    fn forwarded(&self, _context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        Ok(self.forward())
     }
 
     async fn answer(
@@ -94,5 +83,23 @@ impl DataCall for Verify {
         });
         let cache = &answering.data.cache;
         cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+    }
+}
+
+impl Verify {
+    /// What a call naming a remote resource asks the supplier's gateway.
+    fn forward(&self) -> Option<Forwarded> {
+        let request = self.0.as_ref().ok()?;
+        let (_, code) = split_remote_id(&request.resource)?;
+        let body =
+            serde_json::to_vec(&VerifyRequest { resource: code.to_owned(), ..request.clone() }).ok()?;
+        Some(Forwarded {
+            resource_ids: vec![request.resource.clone()],
+            items: request.claims.keys().cloned().collect(),
+            key: Some(request.key.clone()),
+            method: Method::POST,
+            path_and_query: "/federation/v1/data/verify".to_owned(),
+            body: body.into(),
+        })
     }
 }
