@@ -718,6 +718,7 @@ async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> 
     let henan = Province::new("henan", "410000", "127.0.0.2")?;
     let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
     henan.configure(&[(&guangdong, None)])?;
+    let henan_url = henan.peer_url();
     let (henan_dir, guangdong_dir, messages) = (
         henan.dir().to_owned(),
         guangdong.dir().to_owned(),
@@ -788,6 +789,36 @@ async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> 
     // Every refused message took its place: 6 is a repeat now.
     let again = send(6, mirror.to_string()).await?;
     assert_eq!((again.0, again.1["applied"].as_bool()), (200, Some(false)), "{}", again.1);
+
+    // Data calls: 广东 asserts only its own province's departments, and each refusal is
+    // recorded at 河南, naming the peer.
+    let verify =
+        json!({"resource": "A01-410000-0001", "key": "410101199001011234", "claims": {"name": "张三"}});
+    let data_call = |department: Option<&str>| {
+        let mut request = as_guangdong
+            .post(format!("{}/federation/v1/data/verify", henan_url))
+            .header("x-tongban-service-item", "KSTB-GA-001")
+            .header("x-tongban-case-number", "GD-2026-000731")
+            .header("x-tongban-operator", "警员0031")
+            .header("x-tongban-peer-system", "forged-system")
+            .header("x-tongban-peer-exchange-id", "01900000-0000-7000-8000-0000000000ff")
+            .json(&verify);
+        if let Some(department) = department {
+            request = request.header("x-tongban-peer-department", department);
+        }
+        async move {
+            let answer = request.send().await?;
+            anyhow::Ok((answer.status().as_u16(), answer.json::<Value>().await?))
+        }
+    };
+    for department in [Some("113400000034000187"), Some("not-a-credit-code"), None] {
+        let (status, refused) = data_call(department).await?;
+        assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")), "{department:?}: {refused}");
+    }
+    let records = henan_demo.exchange_records()?;
+    let forged: Vec<_> = records.iter().filter(|r| r["peer"] == "guangdong" && r["status"] == 403).collect();
+    assert_eq!(forged.len(), 3, "{records:?}");
+    assert!(forged.iter().all(|r| r["peer_exchange_id"] == "01900000-0000-7000-8000-0000000000ff"));
 
     // Not a peer: 广东's CA issued this certificate, but not as its gateway's.
     let unlisted = client(
