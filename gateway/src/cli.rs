@@ -74,6 +74,11 @@ enum Command {
         /// and register a client certificate for every demo system.
         #[arg(long)]
         tls: bool,
+        /// Run two provinces' gateways peered on loopback, 河南 on --listen and 广东 on the
+        /// next port (their peer listeners on the two after), each in its own directory under
+        /// DATA_DIR, with a demand approved through both.
+        #[arg(long, conflicts_with = "tls")]
+        federation: bool,
     },
     /// Serve the demo housing fund centre's own API (a supplier the gateway proxies to) from a
     /// generated housing fund Parquet file.
@@ -282,7 +287,10 @@ pub fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { listen, data_dir, rows, seed, tls } => runtime.block_on(async {
+        Command::Demo { listen, data_dir, rows, seed, federation: true, .. } => {
+            runtime.block_on(crate::demo::federation::run(listen, &data_dir, rows, seed))
+        }
+        Command::Demo { listen, data_dir, rows, seed, tls, federation: false } => runtime.block_on(async {
             // A taken address is told at once, not after the data is generated and seeded.
             drop(
                 std::net::TcpListener::bind(listen)

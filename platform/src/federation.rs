@@ -26,13 +26,20 @@ pub struct CatalogDocument {
 }
 
 impl CatalogDocument {
-    /// The document of a gateway named `gateway` in `region` whose catalog is `resources`.
+    /// The document of a gateway named `gateway` in `region` whose catalog is `resources`:
+    /// those of suppliers seated in its province, since a gateway speaks for its own
+    /// province's data only (and its peers accept nothing else from it).
     pub fn publish<'a>(
         gateway: &str,
         region: &str,
         resources: impl IntoIterator<Item = &'a Resource>,
     ) -> CatalogDocument {
-        let mut resources: Vec<Resource> = resources.into_iter().filter_map(publishable).collect();
+        let province = region.get(..2).unwrap_or(region);
+        let mut resources: Vec<Resource> = resources
+            .into_iter()
+            .filter(|r| r.supplier.get(2..4) == Some(province))
+            .filter_map(publishable)
+            .collect();
         resources.sort_by(|a, b| a.code.cmp(&b.code));
         CatalogDocument { gateway: gateway.to_owned(), region: region.to_owned(), resources }
     }
@@ -313,6 +320,10 @@ mod tests {
         ];
         let document = CatalogDocument::publish("henan", "410000", &resources);
         assert_eq!(document.resources.len(), 1, "{document:?}");
+        // Another province's resource held in this gateway's store is that province's to publish.
+        let guangdong =
+            resource("D", "11440000MB0000002Y", ShareType::Unconditional, &[("x", ShareType::Unconditional)]);
+        assert!(CatalogDocument::publish("henan", "410000", [&guangdong]).resources.is_empty());
         assert_eq!(document.resources[0].code, "B");
         let items: Vec<&str> = document.resources[0].items.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(items, ["name"]);

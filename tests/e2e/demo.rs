@@ -269,3 +269,89 @@ async fn generation_reports_progress_in_lines_when_not_at_a_terminal() {
         stderr.lines().filter(|l| l.starts_with("generated ") && l.contains("of 20000 people")).count();
     assert!(lines >= 5, "{stderr}");
 }
+
+/// Four consecutive free ports on `host`, the first returned.
+fn four_free_ports(host: &str) -> u16 {
+    for _ in 0..50 {
+        let first =
+            std::net::TcpListener::bind((host, 0)).expect("bind").local_addr().expect("address").port();
+        if first > u16::MAX - 4 {
+            continue;
+        }
+        if (1..4).all(|offset| std::net::TcpListener::bind((host, first + offset)).is_ok()) {
+            return first;
+        }
+    }
+    panic!("no four consecutive free ports on {host}")
+}
+
+/// `tongban demo --federation`: 河南 and 广东 peered on loopback, each in its own directory,
+/// with a demand approved through both, so that a 广东 system's query at 广东 is answered from
+/// 河南's data, as the README shows.
+#[tokio::test]
+async fn the_federation_demo_answers_a_guangdong_system_from_henan() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_str().expect("utf-8 path");
+    let port = four_free_ports("127.0.0.5");
+    let listen = format!("127.0.0.5:{port}");
+    let args = ["demo", "--federation", "--listen", &listen, "--data-dir", data_dir, "--rows", "1000"];
+    let gateway = Gateway::start(&args, Duration::from_secs(180)).await.expect("demo starts");
+    // The first gateway up announces itself; the other may still be seeding.
+    let credentials_file = data.path().join("guangdong/demo-credentials.json");
+    let started = std::time::Instant::now();
+    while !credentials_file.is_file() {
+        assert!(started.elapsed() < Duration::from_secs(120), "广东 never seeded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let credentials: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&credentials_file).expect("credentials")).expect("json");
+    let key = credentials["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .find(|s| s["name"] == "广东省公安厅跨省户籍业务系统")
+        .and_then(|s| s["api_key"].as_str())
+        .expect("the police system's key")
+        .to_owned();
+    let guangdong = format!("http://127.0.0.5:{}/api/v1/data/sql", port + 1);
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let answer = loop {
+        let response = client
+            .post(&guangdong)
+            .bearer_auth(&key)
+            .header("x-tongban-service-item", "KSTB-GA-003")
+            .header("x-tongban-case-number", "GD-2026-000731")
+            .header("x-tongban-operator", "0031")
+            .json(
+                &serde_json::json!({"query": "SELECT status, count(*) AS n FROM household GROUP BY status"}),
+            )
+            .send()
+            .await
+            .expect("request");
+        if response.status() == 200 {
+            break response.json::<serde_json::Value>().await.expect("json");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not answered: {}",
+            response.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let counted: u64 = answer["rows"].as_array().expect("rows").iter().filter_map(|r| r["n"].as_u64()).sum();
+    assert!(counted > 0, "{answer}");
+    // 河南 answered, and recorded it as a call from 广东.
+    let records = tongban_e2e::exchange_records(&data.path().join("henan/exchange")).expect("河南's log");
+    assert!(
+        records.iter().any(|r| r["operation"] == "sql" && r["peer"] == "guangdong" && r["status"] == 200)
+    );
+    for province in ["henan", "guangdong"] {
+        for file in
+            ["tongban.toml", "demo-credentials.json", "datasets/household.parquet", "federation/gateway.pem"]
+        {
+            assert!(data.path().join(province).join(file).is_file(), "{province}/{file}");
+        }
+    }
+    gateway.stop().await.expect("stop");
+}

@@ -1,5 +1,6 @@
 //! `tongban demo`: generate demo datasets on first run, write a default configuration, serve.
 
+pub mod federation;
 pub mod seed;
 pub mod supplier;
 

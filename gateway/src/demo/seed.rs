@@ -334,7 +334,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn caller(platform: &Platform, username: &str) -> anyhow::Result<Caller> {
+pub(crate) async fn caller(platform: &Platform, username: &str) -> anyhow::Result<Caller> {
     let (user, _) = platform.store.user_with_password(username).await?.context("seeded user")?;
     let department = platform.store.department(&user.department_code).await?;
     Ok(Caller::User { user, department })
