@@ -34,3 +34,6 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
 fi
 cargo build --release -p tongban-gateway --bin tongban
 TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" cargo bench -p tongban-benches --bench load
+# Verification across two peered gateways (河南 and 广东, one process) against the same
+# verification made locally at 河南, cached and uncached.
+TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" cargo bench -p tongban-benches --bench federation

@@ -1,7 +1,9 @@
 //! Shared pieces of Tongban's benchmarks: where benchmark data lives, generating it once, and
-//! summarising latencies.
+//! summarising latencies; and, in [`load`], what the benchmarks that run servers share.
 
 #![allow(clippy::print_stdout)]
+
+pub mod load;
 
 use std::path::PathBuf;
 use std::time::Duration;

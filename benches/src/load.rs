@@ -1,0 +1,229 @@
+//! Load over real sockets, shared by the benchmarks that run servers: processes that stop
+//! with the run, free ports, wrk as the load generator with its scripts, processor time per
+//! call from `/proc`, rounds and their medians, and signing in to a gateway.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// wrk's connections for a path, unless a benchmark says otherwise.
+pub const CONNECTIONS: u32 = 32;
+/// How long wrk loads each path.
+pub const SECONDS: &str = "10";
+
+/// Waits for SIGINT or SIGTERM and names it.
+pub async fn stopped() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+/// Worker threads (or nginx's worker processes) for every server under test:
+/// `TONGBAN_BENCH_WORKERS`, or one fewer than the processors, since wrk keeps one busy. Each
+/// server gets the same count, so none is favoured by it.
+pub fn server_workers() -> usize {
+    std::env::var("TONGBAN_BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
+}
+
+/// A process that is killed when dropped.
+#[derive(Debug)]
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub fn tongban_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TONGBAN_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release/tongban")
+}
+
+pub async fn wait_for(url: &str, client: &reqwest::Client) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if client.get(url).send().await.is_ok_and(|r| r.status().as_u16() < 500) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+/// One wrk run: requests per second and latency percentiles.
+#[derive(Debug)]
+pub struct Load {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: String,
+}
+
+pub fn wrk(url: &str, script: &Path, connections: u32) -> Load {
+    let output = Command::new("wrk")
+        .args(["-t1", "-c", &connections.to_string(), "-d", &format!("{SECONDS}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk (benches/run.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let field = |prefix: &str| -> Option<String> {
+        text.lines().find(|l| l.trim_start().starts_with(prefix)).map(|l| l.trim().to_owned())
+    };
+    let millis = |value: &str| -> f64 {
+        let value = value.trim();
+        if let Some(us) = value.strip_suffix("us") {
+            us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+        } else if let Some(ms) = value.strip_suffix("ms") {
+            ms.parse().unwrap_or(f64::NAN)
+        } else if let Some(s) = value.strip_suffix('s') {
+            s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+        } else {
+            f64::NAN
+        }
+    };
+    let percentile =
+        |p: &str| field(p).and_then(|l| l.split_whitespace().nth(1).map(millis)).unwrap_or(f64::NAN);
+    let rps = field("Requests/sec:")
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN);
+    let errors =
+        [field("Non-2xx"), field("Socket errors")].into_iter().flatten().collect::<Vec<_>>().join("; ");
+    Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%"), errors }
+}
+
+/// Loads each `(label, url, script)` in turn with wrk and prints what it measured.
+pub fn load_each(runs: &[(&str, String, &PathBuf)]) -> Vec<Load> {
+    load_each_with(runs, CONNECTIONS, None).into_iter().map(|(load, _)| load).collect()
+}
+
+/// [`load_each`] at `connections`, also returning the processor time per call of `server`
+/// (a process id) over each run, in microseconds, when given.
+pub fn load_each_with(
+    runs: &[(&str, String, &PathBuf)],
+    connections: u32,
+    server: Option<u32>,
+) -> Vec<(Load, Option<f64>)> {
+    let seconds: f64 = SECONDS.parse().expect("a number of seconds");
+    runs.iter()
+        .map(|(label, url, script)| {
+            let before = server.and_then(cpu_seconds);
+            let load = wrk(url, script, connections);
+            let cpu_us = server
+                .and_then(cpu_seconds)
+                .zip(before)
+                .map(|(after, before)| (after - before) * 1e6 / (load.rps * seconds));
+            let errors =
+                if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
+            let cpu = cpu_us.map(|us| format!(" cpu_us_per_call={us:.1}")).unwrap_or_default();
+            println!(
+                "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{cpu}{errors}",
+                load.rps, load.p50_ms, load.p99_ms
+            );
+            (load, cpu_us)
+        })
+        .collect()
+}
+
+/// The processor time process `pid` has used, in seconds, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    static TICKS_PER_SECOND: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks_per_second = *TICKS_PER_SECOND.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: user
+    // time is the 14th field of the line and system time the 15th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / ticks_per_second)
+}
+
+/// A wrk script sending `method` with `headers` and `body`.
+pub fn script(dir: &Path, name: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> PathBuf {
+    let lua_string = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut lua = format!("wrk.method = {}\n", lua_string(method));
+    for (name, value) in headers {
+        lua.push_str(&format!("wrk.headers[{}] = {}\n", lua_string(name), lua_string(value)));
+    }
+    if let Some(body) = body {
+        lua.push_str(&format!("wrk.body = {}\n", lua_string(body)));
+    }
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, lua).expect("write the wrk script");
+    path
+}
+
+/// Loads `runs` in turn, round after round (`TONGBAN_BENCH_ROUNDS`, 3 by default), and for
+/// each `(label, numerator, denominator)` prints the median of the rounds' throughput ratios
+/// with every round's value. A ratio within one round compares runs seconds apart: this
+/// machine's speed drifts by more than the differences measured between one pass and the next.
+pub fn load_rounds(runs: &[(&str, String, &PathBuf)], ratios: &[(&str, usize, usize)]) {
+    let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+    let mut values = vec![Vec::new(); ratios.len()];
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let loads = load_each(runs);
+        for ((_, numerator, denominator), values) in ratios.iter().zip(&mut values) {
+            values.push(loads[*numerator].rps / loads[*denominator].rps);
+        }
+    }
+    for ((label, _, _), values) in ratios.iter().zip(&values) {
+        println!("load ratio {label}: rps={:.2}, median of {rounds} rounds {values:.2?}", median(values));
+    }
+}
+
+/// How many rounds the variable `name` asks for, 3 by default.
+pub fn rounds_from_env(name: &str) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+/// The middle value (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    let answer: Value = client
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("sign in")
+        .json()
+        .await
+        .expect("session");
+    answer["token"].as_str().expect("token").to_owned()
+}
