@@ -416,6 +416,22 @@ impl Platform {
                 grant.id, grant.consumer_department
             )));
         }
+        // The grant must be on the resource the demand asked for, as the peer's catalog names
+        // it: a mirror naming another resource or dataset would steer this gateway's early
+        // decisions and the routing of queries to views the demand never covered.
+        let asked = split_remote_id(&record.filing.resource_code).map(|(_, code)| code);
+        let published = self.remote_resource(&record.filing.resource_code).await?;
+        let dataset_matches =
+            published.as_ref().is_none_or(|(_, resource)| resource.dataset == grant.dataset);
+        if asked != Some(grant.resource_code.as_str()) || !dataset_matches {
+            return Err(refused(
+                "grant_mismatch",
+                format!(
+                    "grant {} is on {} ({}), not on the demand's resource",
+                    grant.id, grant.resource_code, grant.dataset
+                ),
+            ));
+        }
         let mirror = GrantMirror {
             peer: peer.name.clone(),
             resource_id: record.filing.resource_code.clone(),
@@ -425,5 +441,88 @@ impl Platform {
         let received =
             self.store.receive_from_peer(&peer.name, seq, PeerChange::Mirror(&mirror), now).await?;
         Ok(received == Received::Applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use tongban_policy::catalog::ShareType;
+    use tongban_policy::grant::{Grant, GrantSource};
+    use tongban_policy::workflow::{Demand, Terms};
+
+    use super::*;
+    use crate::federation::CatalogDocument;
+
+    /// A supplier's gateway may send the home gateway grants only on the resource each demand
+    /// asked for: a grant naming another resource or dataset would steer the home gateway's
+    /// early decisions and the routing of its queries.
+    #[tokio::test]
+    async fn a_mirrored_grant_must_be_on_the_demands_resource() {
+        let platform = Platform::in_memory(Vec::new()).await.expect("platform");
+        let supplier = "11410000MB0000001X";
+        let household = crate::federation::tests::resource(
+            "A",
+            supplier,
+            ShareType::Unconditional,
+            &[("name", ShareType::Unconditional)],
+        );
+        let other = crate::federation::tests::resource(
+            "B",
+            supplier,
+            ShareType::Unconditional,
+            &[("name", ShareType::Unconditional)],
+        );
+        let document = CatalogDocument::publish("henan", "410000", [&household, &other]);
+        let now = platform.now();
+        platform.store.save_remote_catalog("henan", "410000", None, &document, now).await.expect("catalog");
+        let terms = Terms {
+            items: vec!["name".into()],
+            division_prefix: String::new(),
+            rate_per_second: 1,
+            daily_quota: 1,
+            valid_until: NaiveDate::from_ymd_opt(2099, 1, 1).expect("date"),
+        };
+        let filing = DemandFiling {
+            applicant_department: "11440000MB0000002Y".into(),
+            applicant_system: None,
+            resource_code: "410000:A".into(),
+            resource_version: 1,
+            supplier_department: supplier.into(),
+            service_item: "KSTB-GA-001".into(),
+            purpose: "核验".into(),
+            legal_basis: "依据".into(),
+            workflow: Demand::draft(terms.clone(), true),
+            crossing: Some(Crossing { peer: "henan".into(), side: Side::Home }),
+        };
+        let demand = platform.store.create_demand(filing, now).await.expect("demand");
+        let grant_on = |resource: &Resource| {
+            let source = GrantSource {
+                demand_id: &demand.id,
+                consumer_department: "11440000MB0000002Y",
+                consumer_system: None,
+                service_item: "KSTB-GA-001",
+                purpose: "核验",
+            };
+            Grant::compile(format!("g-{}", resource.code), source, &terms, resource, now.date())
+                .expect("grant")
+        };
+        let henan = PeerGateway { name: "henan".into(), region: "410000".into() };
+        let send = |seq: i64, grant: Grant| {
+            let (platform, henan) = (&platform, &henan);
+            async move {
+                platform
+                    .receive_from_peer(henan, seq, PeerMessage::GrantChanged { grant: Box::new(grant) })
+                    .await
+            }
+        };
+        let wrong = send(1, grant_on(&other)).await.expect_err("another resource");
+        assert_eq!(wrong.code, "grant_mismatch");
+        let mut elsewhere = grant_on(&household);
+        elsewhere.dataset = "social_insurance".into();
+        assert_eq!(send(2, elsewhere).await.expect_err("another dataset").code, "grant_mismatch");
+        assert!(send(3, grant_on(&household)).await.expect("the demand's resource").applied);
+        let mirrors = platform.store.grant_mirrors(None).await.expect("mirrors");
+        assert_eq!(mirrors.iter().map(|m| m.grant.id.as_str()).collect::<Vec<_>>(), ["g-A"]);
     }
 }

@@ -264,12 +264,17 @@ pub struct OutboxDepth {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tongban_policy::catalog::{InformationItem, MaskRule, Sensitivity};
 
     use super::*;
 
-    fn resource(code: &str, supplier: &str, share_type: ShareType, items: &[(&str, ShareType)]) -> Resource {
+    pub(crate) fn resource(
+        code: &str,
+        supplier: &str,
+        share_type: ShareType,
+        items: &[(&str, ShareType)],
+    ) -> Resource {
         Resource {
             code: code.into(),
             version: 1,
