@@ -620,6 +620,7 @@ mod tests {
             "/federation/v1/messages/{seq}",
             "/federation/v1/data/verify",
             "/federation/v1/data/sql",
+            "/federation/v1/proxy/{resource}/{*path}",
             "/federation/v1/data/{resource}/records/{key}",
             // The demo supplier's own API, a separate server.
             "/deposits/{id_number}",

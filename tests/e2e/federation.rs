@@ -51,6 +51,11 @@ impl Province {
     /// Writes the demo's configuration with a `[federation]` section naming `peers`, each
     /// with the certificates listed for it (its own unless `pins` says otherwise).
     fn configure(&self, peers: &[(&Province, Option<&str>)]) -> anyhow::Result<()> {
+        self.configure_with(peers, "")
+    }
+
+    /// [`Province::configure`], with `extra` TOML (tables of its own) at the end.
+    fn configure_with(&self, peers: &[(&Province, Option<&str>)], extra: &str) -> anyhow::Result<()> {
         let mut toml = String::from("[server]\nplaintext = true\n");
         for (name, file) in [
             ("household", "household.parquet"),
@@ -78,6 +83,7 @@ impl Province {
                 pin.unwrap_or(&peer.sha256)
             ));
         }
+        toml.push_str(extra);
         std::fs::write(self.dir().join("tongban.toml"), toml)?;
         Ok(())
     }
@@ -345,7 +351,24 @@ async fn sign_in_both(henan: &Demo, guangdong: &Demo) -> anyhow::Result<[Api; 5]
 async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> anyhow::Result<()> {
     let henan = Province::new("henan", "410000", "127.0.0.2")?;
     let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
-    henan.configure(&[(&guangdong, None)])?;
+    // 河南's police also answer through an API of their own, bound to the household resource:
+    // it answers with more than any grant gives.
+    let api = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let api_address = api.local_addr()?;
+    let people = axum::Router::new().route(
+        "/api/people/{key}",
+        axum::routing::get(|axum::extract::Path(key): axum::extract::Path<String>| async move {
+            axum::Json(json!({"code": 0, "message": "ok", "data": {
+                "id_number": key, "name": "张三丰", "division_code": "410102", "status": "正常", "ethnicity": "汉族",
+                "internal_note": "不应外传"}}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(api, people).await });
+    let binding = format!(
+        "\n[[data.upstreams]]\nresource = \"A01-410000-0001\"\nurl = \"http://{api_address}/api\"\n\
+         envelope = [\"code\", \"message\", \"data\"]\n"
+    );
+    henan.configure_with(&[(&guangdong, None)], &binding)?;
     guangdong.configure(&[(&henan, None)])?;
     let (mut henan_demo, mut guangdong_demo) = tokio::try_join!(
         Demo::start_in(henan.data, "127.0.0.2:0", 1000),
@@ -497,7 +520,18 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     let (status, ungranted) =
         police.post("/data/sql", &json!({"query": "SELECT address FROM household"})).await?;
     assert_eq!(status / 100, 4, "a column the grant does not give: {ungranted}");
+    // A call to 河南's police API, through both gateways: 河南 passes it on under its grant,
+    // and keeps only the granted items, masked.
+    let (status, proxied) = police.get(&format!("/proxy/{HOUSEHOLD_AT_PEERS}/people/{person}")).await?;
+    assert_eq!(status, 200, "{proxied}");
+    let data = &proxied["data"];
+    assert!(data["name"].as_str().is_some_and(|n| n.contains('*')), "masked at 河南: {proxied}");
+    assert!(data.get("ethnicity").is_none() && data.get("internal_note").is_none(), "{proxied}");
     let home_records = guangdong_demo.exchange_records()?;
+    assert!(
+        home_records.iter().any(|r| r["operation"] == "proxy" && r["peer"] == "henan" && r["status"] == 200),
+        "广东 records the proxied call"
+    );
     assert!(
         home_records.iter().any(|r| r["operation"] == "sql" && r["peer"] == "henan" && r["status"] == 200),
         "广东 records the query it passed on"

@@ -50,8 +50,14 @@ pub(crate) struct Forwarded {
     pub(crate) method: Method,
     /// The route on the peer listener, with the supplier's own resource code.
     pub(crate) path_and_query: String,
-    pub(crate) body: bytes::Bytes,
+    /// The body, streamed to the peer as the caller sends it.
+    pub(crate) body: axum::body::Body,
+    /// The caller's headers that go with the call (beyond the purpose and the assertions).
+    pub(crate) headers: &'static [&'static str],
 }
+
+/// The caller headers a verification, look-up or query passes on: the encoding it takes.
+pub(crate) const ACCEPT_ONLY: &[&str] = &["accept"];
 
 /// Resolves, limits and executes a call naming a remote resource, filling its record.
 pub(crate) async fn forward(
@@ -134,15 +140,12 @@ pub(crate) async fn forward(
     let client = peers.get(&peer).ok_or_else(|| unknown(first))?;
     let mut asserted = HeaderMap::new();
     asserted.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // The caller's choice of encoding (a query's CSV, Arrow or Parquet) goes with the call.
     asserted.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    for name in [
-        super::SERVICE_ITEM_HEADER,
-        super::CASE_NUMBER_HEADER,
-        super::OPERATOR_HEADER,
-        "traceparent",
-        "accept",
-    ] {
+    // The purpose and trace go with the call, and the caller headers the kind of call passes
+    // on (the encoding a query's answer is to come in; what a supplier's API reads).
+    let passed =
+        [super::SERVICE_ITEM_HEADER, super::CASE_NUMBER_HEADER, super::OPERATOR_HEADER, "traceparent"];
+    for name in passed.into_iter().chain(call.headers.iter().copied()) {
         if let Some(value) = headers.get(name) {
             asserted.insert(HeaderName::from_static(name), value.clone());
         }

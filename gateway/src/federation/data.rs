@@ -17,6 +17,7 @@ use tongban_policy::org::{Department, DepartmentRole};
 
 use super::PeerIdentity;
 use crate::data::calls::lookup::Lookup;
+use crate::data::calls::proxy::Proxy;
 use crate::data::calls::sql::Sql;
 use crate::data::calls::verify::Verify;
 use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_EXCHANGE_HEADER, PEER_SYSTEM_HEADER};
@@ -49,6 +50,19 @@ pub(super) async fn lookup(
 ) -> Response {
     let (caller, origin) = asserted(&state, &peer, &headers);
     let call = Lookup::new(target.map(|ApiPath(t)| t), query.map(|ApiQuery(q)| q));
+    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+}
+
+/// A call to a supplier's API for a peer's system.
+pub(super) async fn proxy(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    target: Result<ApiPath<(String, String)>, ApiError>,
+    request: axum::extract::Request,
+) -> Response {
+    let (headers, call) = Proxy::from_request(target, request);
+    let (caller, origin) = asserted(&state, &peer, &headers);
     serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
 }
 

@@ -60,6 +60,7 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
         .route("/federation/v1/messages/{seq}", axum::routing::post(outbox::receive))
         .route("/federation/v1/data/verify", axum::routing::post(data::verify))
         .route("/federation/v1/data/sql", axum::routing::post(data::sql))
+        .route("/federation/v1/proxy/{resource}/{*path}", axum::routing::any(data::proxy))
         .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
         .fallback(|| async { ApiError::not_found("no such federation route") })
         .layer(axum::middleware::from_fn(move |request, next| identify(Arc::clone(&peers), request, next)))

@@ -98,7 +98,7 @@ impl PeerClient {
         method: Method,
         path_and_query: &str,
         headers: HeaderMap,
-        body: Bytes,
+        body: impl Into<Body>,
     ) -> Result<PeerAnswer, PeerError> {
         let peer = &self.config.name;
         let trial = self
@@ -108,7 +108,7 @@ impl PeerClient {
         let uri: Uri = format!("{}{path_and_query}", self.base)
             .parse()
             .map_err(|e| PeerError::Unreachable { peer: peer.clone(), why: format!("bad path: {e}") })?;
-        let mut request = Request::new(Body::from(body));
+        let mut request = Request::new(body.into());
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;

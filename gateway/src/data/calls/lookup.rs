@@ -9,7 +9,7 @@ use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
-use crate::data::forward::{ForwardContext, Forwarded};
+use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded};
 use crate::data::records::{self, LookupQuery};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath, ApiQuery};
@@ -116,7 +116,8 @@ impl Lookup {
             key: Some(key.clone()),
             method: Method::GET,
             path_and_query,
-            body: bytes::Bytes::new(),
+            body: axum::body::Body::empty(),
+            headers: ACCEPT_ONLY,
         })
     }
 }

@@ -8,10 +8,12 @@ use tongban_platform::Caller;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::{ForwardContext, Forwarded};
 use crate::data::proxy::{self, ProxyCall};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath};
 use crate::listener::Peer;
+use tongban_platform::federation::split_remote_id;
 
 /// A proxied call as its handler received it.
 pub(crate) struct Proxy(Result<ProxyCall, ApiError>);
@@ -32,28 +34,40 @@ pub(crate) async fn proxy_call(
     target: Result<ApiPath<(String, String)>, ApiError>,
     request: axum::extract::Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let resource = match target {
-        Ok(ApiPath((resource, _))) => resource,
-        Err(error) => return serve(state, caller, peer, parts.headers, Proxy(Err(error))).await,
-    };
-    // The supplier gets the path exactly as the caller encoded it: decoding it here would turn
-    // an encoded `?` or `/` into structure.
-    let raw_path = parts.uri.path();
-    let path = raw_path
-        .find("/proxy/")
-        .map(|at| &raw_path[at + "/proxy/".len()..])
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, tail)| tail.to_owned())
-        .unwrap_or_default();
-    let call = ProxyCall {
-        resource,
-        path,
-        query: parts.uri.query().map(str::to_owned),
-        method: parts.method,
-        body: std::sync::Mutex::new(Some(body)),
-    };
-    serve(state, caller, peer, parts.headers, Proxy(Ok(call))).await
+    let (headers, call) = Proxy::from_request(target, request);
+    serve(state, caller, peer, headers, call).await
+}
+
+impl Proxy {
+    /// The call a request to `/proxy/{resource}/{path}` (or a peer's
+    /// `/federation/v1/proxy/…`) makes, with the request's headers.
+    pub(crate) fn from_request(
+        target: Result<ApiPath<(String, String)>, ApiError>,
+        request: axum::extract::Request,
+    ) -> (axum::http::HeaderMap, Proxy) {
+        let (parts, body) = request.into_parts();
+        let resource = match target {
+            Ok(ApiPath((resource, _))) => resource,
+            Err(error) => return (parts.headers, Proxy(Err(error))),
+        };
+        // The supplier gets the path exactly as the caller encoded it: decoding it here would
+        // turn an encoded `?` or `/` into structure.
+        let raw_path = parts.uri.path();
+        let path = raw_path
+            .find("/proxy/")
+            .map(|at| &raw_path[at + "/proxy/".len()..])
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, tail)| tail.to_owned())
+            .unwrap_or_default();
+        let call = ProxyCall {
+            resource,
+            path,
+            query: parts.uri.query().map(str::to_owned),
+            method: parts.method,
+            body: std::sync::Mutex::new(Some(body)),
+        };
+        (parts.headers, Proxy(Ok(call)))
+    }
 }
 
 impl DataCall for Proxy {
@@ -74,6 +88,30 @@ impl DataCall for Proxy {
         let (resource, permit) = resolving.ask(&call.resource, &[])?;
         resolving.upstreams.check_method(&resource.code, &call.method)?;
         Ok(vec![(resource, permit)])
+    }
+
+    /// A call naming another province's resource goes to the supplier's gateway, which
+    /// passes it on to the supplier's API under its own grant, filters and masks the answer.
+    fn forwarded(&self, _context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        let Ok(call) = &self.0 else { return Ok(None) };
+        let Some((_, code)) = split_remote_id(&call.resource) else { return Ok(None) };
+        call.check_path()?;
+        let body =
+            call.body.lock().ok().and_then(|mut body| body.take()).unwrap_or_else(axum::body::Body::empty);
+        let mut path_and_query = format!("/federation/v1/proxy/{code}/{}", call.path);
+        if let Some(query) = &call.query {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        Ok(Some(Forwarded {
+            resource_ids: vec![call.resource.clone()],
+            items: Vec::new(),
+            key: None,
+            method: call.method.clone(),
+            path_and_query,
+            body,
+            headers: crate::data::proxy::headers::PASSED_ON,
+        }))
     }
 
     async fn answer(

@@ -12,7 +12,7 @@ use tongban_policy::decision::{Denial, Operation, Reason};
 use tongban_policy::grant::Grant;
 
 use super::{Answering, DataCall, Granted, Resolving};
-use crate::data::forward::{ForwardContext, Forwarded, route_query};
+use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded, route_query};
 use crate::data::sql::{self, SqlRequest};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, denied, serve};
 use crate::error::{ApiError, ApiJson};
@@ -131,6 +131,7 @@ impl DataCall for Sql {
             method: Method::POST,
             path_and_query: "/federation/v1/data/sql".to_owned(),
             body: body.into(),
+            headers: ACCEPT_ONLY,
         }))
     }
 

@@ -10,7 +10,7 @@ use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 
 use super::{Answering, DataCall, Granted, Resolving};
-use crate::data::forward::{ForwardContext, Forwarded};
+use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded};
 use crate::data::records::{self, VerifyAnswer, VerifyRequest};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiJson};
@@ -100,6 +100,7 @@ impl Verify {
             method: Method::POST,
             path_and_query: "/federation/v1/data/verify".to_owned(),
             body: body.into(),
+            headers: ACCEPT_ONLY,
         })
     }
 }

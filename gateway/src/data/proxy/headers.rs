@@ -18,7 +18,7 @@ use crate::error::ApiError;
 /// `x-http-method-override`), `range` (a part of a JSON answer could not be filtered), the
 /// encodings a supplier might compress the answer in (the gateway must read it), and the
 /// caller's own trace state. The gateway sets the purpose, the caller and a trace context itself.
-pub(super) const PASSED_ON: &[&str] = &[
+pub(crate) const PASSED_ON: &[&str] = &[
     "accept",
     "accept-language",
     "content-type",

@@ -20,7 +20,7 @@
 //!   items the binding says it holds are all granted unmasked and unscoped.
 
 mod filter;
-mod headers;
+pub(crate) mod headers;
 mod problems;
 mod upstream;
 
