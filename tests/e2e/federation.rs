@@ -259,6 +259,14 @@ async fn peers_exchange_catalogs_keep_stale_copies_and_refuse_unknown_certificat
     assert_eq!(refused.status(), 403);
     let problem: Value = refused.json().await?;
     assert_eq!(problem["code"], "unknown_peer");
+    // A data call from it is refused too, and recorded as a refused exchange.
+    let data_url = henan_peer_url.replace("/catalog", "/data/verify");
+    let refused = unlisted.post(&data_url).json(&serde_json::json!({})).send().await?;
+    assert_eq!(refused.status(), 403);
+    let records = henan_demo.exchange_records()?;
+    let recorded = records.iter().find(|r| r["code"] == "unknown_peer").context("the refusal's record")?;
+    assert_eq!((recorded["operation"].as_str(), recorded["status"].as_u64()), (Some("verify"), Some(403)));
+    assert!(recorded["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.")), "{recorded}");
     // 广东's own gateway certificate is answered, with the catalog and its entity tag.
     let genuine = client(
         &henan_dir,

@@ -63,7 +63,10 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
         .route("/federation/v1/proxy/{resource}/{*path}", axum::routing::any(data::proxy))
         .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
         .fallback(|| async { ApiError::not_found("no such federation route") })
-        .layer(axum::middleware::from_fn(move |request, next| identify(Arc::clone(&peers), request, next)))
+        .layer(axum::middleware::from_fn({
+            let state = state.clone();
+            move |request, next| identify(state.clone(), Arc::clone(&peers), request, next)
+        }))
         .with_state(state)
 }
 
@@ -71,7 +74,7 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
 /// certificate from a peer's CA that is not listed for any peer (a replaced certificate, or
 /// one the CA issued to someone else) is refused here, and the refusal is counted and named
 /// for the operator.
-async fn identify(peers: Arc<Peers>, mut request: Request, next: Next) -> Response {
+async fn identify(state: AppState, peers: Arc<Peers>, mut request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ClientCertificate>()
@@ -96,6 +99,18 @@ async fn identify(peers: Arc<Peers>, mut request: Request, next: Next) -> Respon
                 path = request.uri().path(),
                 "refused a federation request: the certificate is not configured for any peer"
             );
+            // A data call from a certificate that is no peer's is an exchange refused, and is
+            // recorded as one, with the address it came from.
+            if let Some(operation) = data_operation(request.uri().path()) {
+                let mut record = tongban_exchange::ExchangeRecord::begin(operation);
+                record.status = StatusCode::FORBIDDEN.as_u16();
+                record.code = Some("unknown_peer");
+                record.source = source.map(|address| address.to_string());
+                record.finished_at = Some(chrono::Utc::now());
+                if let Err(e) = state.data().log.write(record).await {
+                    tracing::error!(error = %e, "the refusal of an unknown peer's data call could not be recorded");
+                }
+            }
             unknown_peer().into_response()
         }
     }
@@ -109,6 +124,21 @@ pub(crate) async fn reload_mirrors(state: &AppState, peers: &Peers) {
         Ok(mirrors) => peers.set_mirrors(mirrors),
         Err(e) => tracing::warn!(error = %e, "the mirror of peers' grants cannot be read; keeping the last"),
     }
+}
+
+/// The operation a data route of the peer listener serves, if `path` is one.
+fn data_operation(path: &str) -> Option<tongban_policy::decision::Operation> {
+    use tongban_policy::decision::Operation;
+    let data = path.strip_prefix("/federation/v1/")?;
+    if data.starts_with("proxy/") {
+        return Some(Operation::Proxy);
+    }
+    let call = data.strip_prefix("data/")?;
+    Some(match call {
+        "verify" => Operation::Verify,
+        "sql" => Operation::Sql,
+        _ => Operation::Lookup,
+    })
 }
 
 /// Serves the peer listener and keeps the peers' catalogs fresh, until `shutdown`.
