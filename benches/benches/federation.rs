@@ -156,8 +156,15 @@ fn person(dir: &Path) -> (String, String) {
         .expect("reader");
     for batch in reader {
         let batch = batch.expect("batch");
-        let ids = batch.column_by_name("id_number").expect("id_number").as_string_view();
-        let names = batch.column_by_name("name").expect("name").as_string_view();
+        let text = |name: &str| {
+            arrow::compute::cast(
+                batch.column_by_name(name).expect("column"),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .expect("text")
+        };
+        let (ids, names) = (text("id_number"), text("name"));
+        let (ids, names) = (ids.as_string::<i32>(), names.as_string::<i32>());
         for row in 0..batch.num_rows() {
             if !ids.is_null(row) && !names.is_null(row) && ids.value(row).starts_with("41") {
                 return (ids.value(row).to_owned(), names.value(row).to_owned());
