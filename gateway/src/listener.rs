@@ -145,6 +145,9 @@ pub async fn serve(
                         (Io::Tls(Box::new(stream)), certificate)
                     }
                     Ok(Err(e)) => {
+                        // Counted like a refused request (a client without an accepted
+                        // certificate never gets to make one).
+                        refused("tls_handshake");
                         tracing::debug!(%peer, error = %e, "TLS handshake refused");
                         return;
                     }

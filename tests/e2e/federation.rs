@@ -376,11 +376,15 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
         "\n[[data.upstreams]]\nresource = \"A01-410000-0001\"\nurl = \"http://{api_address}/api\"\n\
          envelope = [\"code\", \"message\", \"data\"]\n"
     );
-    henan.configure_with(&[(&guangdong, None)], &binding)?;
+    // 安徽 peers with 河南 only.
+    let anhui = Province::new("anhui", "340000", "127.0.0.4")?;
+    henan.configure_with(&[(&guangdong, None), (&anhui, None)], &binding)?;
     guangdong.configure(&[(&henan, None)])?;
-    let (mut henan_demo, mut guangdong_demo) = tokio::try_join!(
+    anhui.configure(&[(&henan, None)])?;
+    let (mut henan_demo, mut guangdong_demo, anhui_demo) = tokio::try_join!(
         Demo::start_in(henan.data, "127.0.0.2:0", 1000),
         Demo::start_in(guangdong.data, "127.0.0.3:0", 1000),
+        Demo::start_in(anhui.data, "127.0.0.4:0", 1000),
     )?;
     let [applicant, gd_office, supplier, hn_office, _] = sign_in_both(&henan_demo, &guangdong_demo).await?;
     eventually(Duration::from_secs(20), "河南's catalog at 广东", || async {
@@ -388,6 +392,27 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
         Ok((status == 200).then_some(Value::Null))
     })
     .await?;
+
+    // 安徽 reaches 河南's resources and not 广东's, with which it does not peer: a demand on one
+    // of 广东's is refused, and so is a call naming it.
+    let hefei = anhui_demo.sign_in("demander.hefei-fund").await?;
+    eventually(Duration::from_secs(20), "河南's catalog at 安徽", || async {
+        let (status, _) = hefei.get(&format!("/catalog/remote-resources/{HOUSEHOLD_AT_PEERS}")).await?;
+        Ok((status == 200).then_some(Value::Null))
+    })
+    .await?;
+    let mut unreachable = remote_demand("KSTB-GA-003", terms(&["insurance_type"], "", 1, 10));
+    unreachable["resource_code"] = json!("440000:B02-440000-0001");
+    let (status, refused) = hefei.post("/demands", &unreachable).await?;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("unknown_resource")), "{refused}");
+    let (_, fund) = anhui_demo.system("合肥公积金业务系统")?;
+    let fund = fund.with_headers(&[
+        ("x-tongban-service-item", "KSTB-JS-004"),
+        ("x-tongban-case-number", "HF-2026-000017"),
+        ("x-tongban-operator", "0017"),
+    ]);
+    let (status, refused) = fund.get("/data/440000:B02-440000-0001/records/440103199001011234").await?;
+    assert_eq!((status, refused["code"].as_str()), (404, Some("unknown_resource")), "{refused}");
 
     // Filed at home on the remote resource: the supplier's answer is always needed.
     let asked = terms(&["id_number", "name", "address", "status"], "41", 20, 10_000);

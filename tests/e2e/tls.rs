@@ -80,6 +80,16 @@ async fn systems_authenticate_by_client_certificate_or_key_over_tls() -> anyhow:
         impostor.get(format!("{base}/api/v1/grants/in-force")).send().await.is_err(),
         "a foreign certificate was accepted"
     );
+    // The refused handshake is counted for operators.
+    let (_, metrics) = demo.sign_in("operator").await?.get_root("/metrics").await?;
+    let metrics = metrics.as_str().context("metrics text")?.to_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tongban_http_refused_total{outcome=\"tls_handshake\"}")
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 
     // The proxy over mutual TLS: the housing fund system reaches its supplier's API.
     let fund = Api::with_client(&base, None, demo.tls_client(Some(FUND_SYSTEM))?).with_headers(&[

@@ -170,6 +170,14 @@ pub async fn serve(
     ));
     outbox::deliver_forever(&state, &peers);
     let app = router(state, peers);
-    let refused = |reason: &'static str| tracing::debug!(reason, "peer request refused before routing");
+    // A handshake refused here is a client without a certificate from a peer's CA: worth an
+    // operator's attention, unlike a malformed request from a peer.
+    let refused = |reason: &'static str| {
+        if reason == "tls_handshake" {
+            tracing::warn!(reason, "refused a client on the peer listener: no certificate from a peer's CA");
+        } else {
+            tracing::debug!(reason, "peer request refused before routing");
+        }
+    };
     Ok(tokio::spawn(crate::listener::serve(listener, Some(acceptor), app, limits, refused, shutdown)))
 }
