@@ -414,6 +414,30 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
     let (status, refused) = fund.get("/data/440000:B02-440000-0001/records/440103199001011234").await?;
     assert_eq!((status, refused["code"].as_str()), (404, Some("unknown_resource")), "{refused}");
 
+    // A call a peer passes on is never passed on a second time: 安徽, calling 河南 for one of
+    // its systems, cannot reach 广东's resources through 河南, although 河南 knows them.
+    let as_anhui = client(
+        henan_demo.data_dir(),
+        Some((
+            anhui_demo.data_dir().join("federation/gateway.pem"),
+            anhui_demo.data_dir().join("federation/gateway-key.pem"),
+        )),
+    )?;
+    let onward = json!({"resource": "440000:B02-440000-0001", "key": "440103199001011234", "claims": {}});
+    let answer = as_anhui
+        .post(format!("https://{}:{}/federation/v1/data/verify", henan.host, henan.peer_port))
+        .header("x-tongban-service-item", "KSTB-JS-004")
+        .header("x-tongban-case-number", "HF-2026-000017")
+        .header("x-tongban-operator", "0017")
+        .header("x-tongban-peer-department", "113400000034000187")
+        .header("x-tongban-peer-system", "hefei-fund-system")
+        .json(&onward)
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    let refused: Value = answer.json().await?;
+    assert_eq!((status, refused["code"].as_str()), (404, Some("unknown_resource")), "{refused}");
+
     // Filed at home on the remote resource: the supplier's answer is always needed.
     let asked = terms(&["id_number", "name", "address", "status"], "41", 20, 10_000);
     let (status, filed) = applicant.post("/demands", &remote_demand("KSTB-GA-003", asked.clone())).await?;

@@ -85,12 +85,12 @@ pub(crate) async fn forward(
     let mut reasons = Vec::new();
     let mut permitted = Vec::new();
     for id in &call.resource_ids {
-        let (catalog, resource) = peers.remote_resource(id).ok_or_else(|| unknown(id))?;
+        let (supplier, resource) = peers.supplied_by(id).ok_or_else(|| unknown(id))?;
         let record = &mut *phases.record;
         record.resource_versions.push(resource.version);
         record.suppliers.push(resource.supplier.clone());
         record.supplier_regions.push(resource.supplier.get(2..8).unwrap_or_default().to_owned());
-        peer = Some(catalog.peer.clone());
+        peer = Some(supplier);
         // Resolve grant, early, against the mirror. The policy is the same as the
         // supplier's; only its grants are a copy.
         let request = AccessRequest {

@@ -102,13 +102,21 @@ impl Peers {
         *current = Arc::new(next);
     }
 
-    /// A remote resource by its id (`410000:A01-410000-0001`), with the catalog it came from.
-    pub fn remote_resource(&self, id: &str) -> Option<(RemoteCatalog, Resource)> {
+    /// A remote resource by its id, with the name of the peer supplying it: what a data call
+    /// needs, without copying the rest of the peer's catalog.
+    pub fn supplied_by(&self, id: &str) -> Option<(String, Resource)> {
         let (region, code) = split_remote_id(id)?;
-        let catalogs = self.catalogs();
+        let catalogs = self.catalogs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let catalog = catalogs.values().find(|c| c.region == region)?;
         let resource = catalog.document.as_ref()?.resources.iter().find(|r| r.code == code)?.clone();
-        Some((catalog.clone(), resource))
+        Some((catalog.peer.clone(), resource))
+    }
+
+    /// A remote resource by its id (`410000:A01-410000-0001`), with the catalog it came from.
+    pub fn remote_resource(&self, id: &str) -> Option<(RemoteCatalog, Resource)> {
+        let (peer, resource) = self.supplied_by(id)?;
+        let catalog = self.catalogs().get(&peer)?.clone();
+        Some((catalog, resource))
     }
 
     /// The mirror of the grants peers compiled for this gateway's departments.

@@ -255,37 +255,13 @@ impl Store {
         to_peer: Option<(&str, &crate::federation::PeerMessage)>,
         now: NaiveDateTime,
     ) -> Result<DemandRecord> {
-        let body = serde_json::to_string(workflow)?;
         let mut tx = self.pool.begin().await?;
-        // The version-checked write comes first: it takes the write lock (SQLite) or the row
-        // lock (PostgreSQL) before anything is read, so a concurrent writer waits for it and
-        // then finds the version changed, rather than failing on a stale snapshot.
-        let updated = sqlx::query(
-            "UPDATE demands SET state = $1, deadline = $2, body = $3, version = version + 1, updated_at = $4 \
-             WHERE id = $5 AND version = $6",
-        )
-        .bind(state_name(workflow.state))
-        .bind(deadline_of(workflow))
-        .bind(&body)
-        .bind(time(now))
-        .bind(id)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        if !write_demand(&mut tx, id, expected_version, workflow, now).await? {
             tx.rollback().await?;
             // Tell a missing demand from a changed one.
             self.demand(id).await?;
             return Err(StoreError::Conflict(format!("demand {id}")));
         }
-        let stored: i64 = sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        let new = workflow.history.get(stored as usize..).unwrap_or_default();
-        insert_transitions(&mut tx, id, stored, new).await?;
         // A step on a demand that crosses gateways reaches the peer exactly when it is stored,
         // before the grant an approval compiles.
         if let Some((peer, message)) = to_peer {
@@ -376,6 +352,44 @@ fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Re
 fn deadline_of(workflow: &Demand) -> Option<String> {
     workflow.state.running_stage()?;
     workflow.clock.map(|c| c.deadline.format("%Y-%m-%d").to_string())
+}
+
+/// Writes a demand's new workflow in `tx` if the demand is still at `expected_version`, with
+/// the transitions it gained since then; `false` (nothing written) when it is not. The
+/// version-checked write comes first: it takes the write lock (SQLite) or the row lock
+/// (PostgreSQL) before anything is read, so a concurrent writer waits for it and then finds
+/// the version changed, rather than failing on a stale snapshot.
+async fn write_demand(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    expected_version: i64,
+    workflow: &Demand,
+    now: NaiveDateTime,
+) -> Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE demands SET state = $1, deadline = $2, body = $3, version = version + 1, updated_at = $4 \
+         WHERE id = $5 AND version = $6",
+    )
+    .bind(state_name(workflow.state))
+    .bind(deadline_of(workflow))
+    .bind(serde_json::to_string(workflow)?)
+    .bind(time(now))
+    .bind(id)
+    .bind(expected_version)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    let stored: i64 = sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    let new = workflow.history.get(stored as usize..).unwrap_or_default();
+    insert_transitions(tx, id, stored, new).await?;
+    Ok(true)
 }
 
 /// Writes a new demand and its history in `tx`.

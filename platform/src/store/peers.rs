@@ -10,8 +10,8 @@ use tongban_policy::grant::Grant;
 use tongban_policy::workflow::Demand;
 
 use super::{
-    DemandFiling, DemandRecord, Result, Store, StoreError, deadline_of, insert_demand, insert_transitions,
-    json_column, parse_time, serde_name, state_name, time,
+    DemandFiling, DemandRecord, Result, Store, StoreError, deadline_of, insert_demand, json_column,
+    parse_time, serde_name, time, write_demand,
 };
 use crate::federation::{
     CatalogDocument, GrantMirror, OutboxDepth, PeerMessage, RefreshFailure, RemoteCatalog, RemoteDepartment,
@@ -254,30 +254,9 @@ impl Store {
                 insert_demand(&mut tx, id, filing, now).await?;
             }
             PeerChange::Demand { id, expected_version, workflow } => {
-                let updated = sqlx::query(
-                    "UPDATE demands SET state = $1, deadline = $2, body = $3, version = version + 1, updated_at = $4 \
-                     WHERE id = $5 AND version = $6",
-                )
-                .bind(state_name(workflow.state))
-                .bind(deadline_of(workflow))
-                .bind(serde_json::to_string(workflow)?)
-                .bind(time(now))
-                .bind(id)
-                .bind(expected_version)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
+                if !write_demand(&mut tx, id, expected_version, workflow, now).await? {
                     return Err(StoreError::Conflict(format!("demand {id}")));
                 }
-                let stored: i64 =
-                    sqlx::query("SELECT count(*) AS n FROM demand_transitions WHERE demand_id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("n")?;
-                let new = workflow.history.get(stored as usize..).unwrap_or_default();
-                insert_transitions(&mut tx, id, stored, new).await?;
             }
             PeerChange::Mirror(mirror) => {
                 let grant = &mirror.grant;

@@ -106,8 +106,8 @@ impl DataCall for Sql {
             if grant.service_item != context.service_item {
                 continue;
             }
-            if let Some((catalog, _)) = peers.remote_resource(id) {
-                remote.insert(grant.dataset.to_lowercase(), (catalog.peer, id.clone()));
+            if let Some((peer, _)) = peers.supplied_by(id) {
+                remote.insert(grant.dataset.to_lowercase(), (peer, id.clone()));
             }
         }
         if remote.is_empty() {
