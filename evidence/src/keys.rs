@@ -161,7 +161,7 @@ impl PartialEq for VerifyingKey {
 impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
-    fn spki_der(&self) -> Vec<u8> {
+    pub(crate) fn spki_der(&self) -> Vec<u8> {
         match self {
             VerifyingKey::Sm2(key) => key.to_public_key_der(),
             VerifyingKey::P256(key) => key.to_public_key_der(),
@@ -178,6 +178,18 @@ impl VerifyingKey {
                 .map_err(|_| KeyError::UnreadablePublicKey);
         }
         p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+            .map(VerifyingKey::P256)
+            .map_err(|_| KeyError::UnreadablePublicKey)
+    }
+
+    /// Reads a SubjectPublicKeyInfo in DER, as certificates hold it.
+    pub fn from_public_key_der(der: &[u8]) -> Result<VerifyingKey, KeyError> {
+        if let Ok(public) = sm2::PublicKey::from_public_key_der(der) {
+            return sm2::dsa::VerifyingKey::new(SM2_DISTINGUISHING_ID, public)
+                .map(VerifyingKey::Sm2)
+                .map_err(|_| KeyError::UnreadablePublicKey);
+        }
+        p256::ecdsa::VerifyingKey::from_public_key_der(der)
             .map(VerifyingKey::P256)
             .map_err(|_| KeyError::UnreadablePublicKey)
     }

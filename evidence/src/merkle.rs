@@ -46,13 +46,29 @@ impl HashAlgorithm {
         }
     }
 
+    /// A hasher fed piece by piece, for bodies that arrive in parts.
+    pub fn hasher(self) -> Hasher {
+        match self {
+            HashAlgorithm::Sm3 => Hasher::Sm3(<sm3::Sm3 as sm3::Digest>::new()),
+            HashAlgorithm::Sha256 => Hasher::Sha256(<sha2::Sha256 as sha2::Digest>::new()),
+        }
+    }
+
+    /// The name evidence carries: `sm3` or `sha256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sm3 => "sm3",
+            HashAlgorithm::Sha256 => "sha256",
+        }
+    }
+
     /// A leaf's hash: the record's bytes under the prefix 0, so a leaf can never pass for a
     /// node.
     pub fn leaf(self, record: &[u8]) -> Digest {
         self.digest(&[&[0], record])
     }
 
-    fn node(self, left: &Digest, right: &Digest) -> Digest {
+    pub fn node(self, left: &Digest, right: &Digest) -> Digest {
         self.digest(&[&[1], left, right])
     }
 
@@ -128,6 +144,90 @@ impl HashAlgorithm {
             sn >>= 1;
         }
         sn == 0 && hash == *root
+    }
+}
+
+/// A digest being computed piece by piece.
+#[derive(Debug, Clone)]
+pub enum Hasher {
+    Sm3(sm3::Sm3),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sm3(h) => sm3::Digest::update(h, bytes),
+            Hasher::Sha256(h) => sha2::Digest::update(h, bytes),
+        }
+    }
+
+    pub fn finalize(self) -> Digest {
+        match self {
+            Hasher::Sm3(h) => sm3::Digest::finalize(h).into(),
+            Hasher::Sha256(h) => sha2::Digest::finalize(h).into(),
+        }
+    }
+}
+
+/// A whole tree kept level by level, so that every leaf's inclusion path is read off in
+/// logarithmic time: a group of a thousand records costs a thousand node hashes once, not a
+/// thousand per record. Pairing each level's nodes left to right and lifting an odd last node
+/// unchanged builds exactly the tree RFC 6962 defines by splitting at powers of two.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    hash: HashAlgorithm,
+    /// `levels[0]` holds the leaves and the last level the root alone.
+    levels: Vec<Vec<Digest>>,
+}
+
+impl Tree {
+    /// The tree over `leaves` (leaf hashes, in order). An empty tree has the digest of
+    /// nothing as its root and no paths.
+    pub fn new(hash: HashAlgorithm, leaves: Vec<Digest>) -> Tree {
+        let mut levels = vec![leaves];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let below = levels.last().expect("at least one level");
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [left, right] => hash.node(left, right),
+                    [single] => *single,
+                    _ => unreachable!("chunks of two"),
+                })
+                .collect();
+            levels.push(above);
+        }
+        Tree { hash, levels }
+    }
+
+    pub fn size(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn root(&self) -> Digest {
+        match self.levels.last().and_then(|level| level.first()) {
+            Some(root) => *root,
+            None => self.hash.digest(&[]),
+        }
+    }
+
+    /// The inclusion path of leaf `index`, from the leaf's sibling up; `None` when there is no
+    /// such leaf.
+    pub fn path(&self, index: usize) -> Option<Vec<Digest>> {
+        if index >= self.size() {
+            return None;
+        }
+        let mut path = Vec::with_capacity(self.levels.len());
+        let mut at = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            // An odd last node has no sibling on its level: it rises unchanged.
+            if let Some(sibling) = level.get(at ^ 1) {
+                path.push(*sibling);
+            }
+            at /= 2;
+        }
+        Some(path)
     }
 }
 

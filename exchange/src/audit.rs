@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use tongban_evidence::{Certificate, Countersignature, SignedHead, Tree};
+
 use super::wal::{self, GENESIS, Link};
 
 /// What the audit found.
@@ -25,8 +27,35 @@ pub struct Report {
     pub torn_tail_bytes: u64,
     /// The first segment kept, when retention has removed older ones.
     pub retained_from: Option<u64>,
+    /// Signed tree heads checked, the records they cover, and records no head covers (written
+    /// before the log signed, or whose head a crash cut off before their calls were answered).
+    pub heads: u64,
+    pub signed_records: u64,
+    pub unsigned_records: u64,
+    /// The last signed head: the point up to which the gateway's signature stands for the log.
+    pub last_signed: Option<SignedPoint>,
+    /// The last point a peer countersigned, when an anchor was given and holds.
+    pub anchored: Option<AnchoredPoint>,
     /// The first problem found; the audit stops there, since every later link depends on it.
     pub problem: Option<Problem>,
+}
+
+/// Where a signed head leaves the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedPoint {
+    pub seq: u64,
+    pub chain: String,
+    pub signed_at_ms: u64,
+    pub key: String,
+}
+
+/// The head a peer countersigned, which the log still leads through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchoredPoint {
+    pub seq: u64,
+    pub chain: String,
+    pub by: String,
+    pub countersigned_at_ms: u64,
 }
 
 impl Report {
@@ -74,6 +103,15 @@ pub enum ProblemKind {
     Truncated { expected_seq: u64, head_seq: Option<u64> },
     /// The record at the expected head's number is not the one an earlier audit saw.
     HeadRewritten { seq: u64 },
+    /// A signed head does not match the records before it: its range or its tree.
+    SignedHeadMismatch { first_seq: u64 },
+    /// A signed head's signature does not hold, or no certificate has its key.
+    SignedHeadUnverified { first_seq: u64, reason: String },
+    /// The peer's countersignature given as an anchor does not hold.
+    AnchorUnverified { reason: String },
+    /// The log no longer leads through the head a peer countersigned: history before it was
+    /// rewritten, or cut off.
+    AnchorContradicted { seq: u64, by: String },
 }
 
 impl fmt::Display for Problem {
@@ -115,6 +153,17 @@ impl fmt::Display for Problem {
             ProblemKind::HeadRewritten { seq } => {
                 write!(f, "record {seq} is not the record an earlier audit saw as the head")
             }
+            ProblemKind::SignedHeadMismatch { first_seq } => {
+                write!(f, "the signed head at {at} (from record {first_seq}) does not match its records")
+            }
+            ProblemKind::SignedHeadUnverified { first_seq, reason } => {
+                write!(f, "the signed head at {at} (from record {first_seq}) does not verify: {reason}")
+            }
+            ProblemKind::AnchorUnverified { reason } => write!(f, "the anchor does not verify: {reason}"),
+            ProblemKind::AnchorContradicted { seq, by } => write!(
+                f,
+                "the log does not lead through record {seq} as {by} countersigned it: history was rewritten"
+            ),
         }
     }
 }
@@ -147,21 +196,68 @@ pub struct Expectations {
     pub retention_days: Option<u32>,
     /// A head the log must still lead through.
     pub head: Option<ExpectedHead>,
+    /// The certificates signed heads are checked with; when absent, those kept beside the log.
+    pub certificates: Option<Vec<Certificate>>,
+    /// A peer's countersignature of one of the log's heads, and the peer's certificates: the log
+    /// must still lead through that head.
+    pub anchor: Option<(Countersignature, Vec<Certificate>)>,
 }
 
 /// Checks every segment of the log in `dir` on its own chain alone. Without the configured
 /// retention and an earlier head, removals at either end cannot be told from a shorter log:
 /// [`verify_against`] checks those too.
 pub fn verify(dir: &Path) -> std::io::Result<Report> {
-    Ok(verify_chain(dir, None)?.0)
+    let certificates = super::receipt::kept_certificates(dir)?;
+    Ok(verify_chain(dir, None, &certificates)?.0)
 }
 
 /// Checks the log in `dir` against its chain, the configured retention and an earlier head.
 pub fn verify_against(dir: &Path, expected: &Expectations) -> std::io::Result<Report> {
-    let (mut report, seen) = verify_chain(dir, expected.head.as_ref().map(|h| h.seq))?;
+    let certificates = match &expected.certificates {
+        Some(given) => given.clone(),
+        None => super::receipt::kept_certificates(dir)?,
+    };
+    // A countersigned head is checked first on its own: the peer's signature over it, and
+    // the log's signature within it. The log must then lead through it.
+    let mut anchored = None;
+    if let Some((countersignature, peer_certificates)) = &expected.anchor {
+        let holds = countersignature
+            .verify(peer_certificates)
+            .and_then(|()| countersignature.head.verify(&certificates))
+            .map_err(|e| e.to_string());
+        if let Err(reason) = holds {
+            let mut report = verify_chain(dir, None, &certificates)?.0;
+            report.problem =
+                Some(Problem { segment: 0, line: 0, kind: ProblemKind::AnchorUnverified { reason } });
+            return Ok(report);
+        }
+        anchored = Some(AnchoredPoint {
+            seq: countersignature.head.last_seq(),
+            chain: countersignature.head.chain.clone(),
+            by: countersignature.by.clone(),
+            countersigned_at_ms: countersignature.signed_at_ms,
+        });
+    }
+    let wanted = [expected.head.as_ref().map(|h| h.seq), anchored.as_ref().map(|a| a.seq)];
+    let (mut report, seen) = verify_chain_at(dir, &wanted, &certificates)?;
     if report.problem.is_some() {
         return Ok(report);
     }
+    if let Some(anchor) = anchored {
+        let kind = match seen.get(&anchor.seq).map(hex::encode) {
+            Some(hash) if hash == anchor.chain => None,
+            // Before the first record kept: retention removed it, which is checked below.
+            None if report.head_seq.is_some_and(|last| last >= anchor.seq) => None,
+            _ => Some(ProblemKind::AnchorContradicted { seq: anchor.seq, by: anchor.by.clone() }),
+        };
+        if let Some(kind) = kind {
+            let segment = wal::list_segments(dir)?.last().map_or(0, |(n, _)| *n);
+            report.problem = Some(Problem { segment, line: 0, kind });
+            return Ok(report);
+        }
+        report.anchored = Some(anchor);
+    }
+    let seen = expected.head.as_ref().and_then(|h| seen.get(&h.seq).copied());
     if let Some(retained) = super::wal::retained(dir)? {
         let allowed = match (expected.retention_days, retained.removed_sealed_at) {
             (None, _) | (Some(_), None) => false,
@@ -197,8 +293,30 @@ pub fn verify_against(dir: &Path, expected: &Expectations) -> std::io::Result<Re
 }
 
 /// Walks the chain, keeping the hash of record `want` when it passes it.
-fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Option<[u8; 32]>)> {
-    let mut seen = None;
+fn verify_chain(
+    dir: &Path,
+    want: Option<u64>,
+    certificates: &[Certificate],
+) -> std::io::Result<(Report, Option<[u8; 32]>)> {
+    let (report, seen) = verify_chain_at(dir, &[want], certificates)?;
+    let hash = want.and_then(|w| seen.get(&w).copied());
+    Ok((report, hash))
+}
+
+/// The largest group a head covers: the writer takes at most this many records at once.
+const MAX_GROUP: usize = 1024;
+
+/// Walks the chain and checks every signed head against the records before it, keeping the
+/// hashes of the records numbered in `want` as it passes them.
+fn verify_chain_at(
+    dir: &Path,
+    want: &[Option<u64>],
+    certificates: &[Certificate],
+) -> std::io::Result<(Report, std::collections::HashMap<u64, [u8; 32]>)> {
+    let mut seen = std::collections::HashMap::new();
+    // The claims of the records since the last signed head, and the first one's number.
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut pending_first = 0u64;
     let segments = wal::list_segments(dir)?;
     let mut report = Report {
         dir: dir.to_owned(),
@@ -209,6 +327,11 @@ fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Optio
         head_hash: hex::encode(GENESIS),
         torn_tail_bytes: 0,
         retained_from: None,
+        heads: 0,
+        signed_records: 0,
+        unsigned_records: 0,
+        last_signed: None,
+        anchored: None,
         problem: None,
     };
     // After retention removed the oldest segments, the chain starts where they ended.
@@ -274,6 +397,23 @@ fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Optio
                 report.sealed += 1;
                 continue;
             }
+            if let Some(head) = link.head {
+                digest.update(wal::line_hash(line));
+                if let Some(kind) = check_head(&head, &pending, pending_first, &chain, certificates) {
+                    report.problem = problem(line_number, kind);
+                    break 'segments;
+                }
+                report.heads += 1;
+                report.signed_records += head.size;
+                report.last_signed = Some(SignedPoint {
+                    seq: head.last_seq(),
+                    chain: head.chain.clone(),
+                    signed_at_ms: head.signed_at_ms,
+                    key: head.key.clone(),
+                });
+                pending.clear();
+                continue;
+            }
             let (Some(seq), Some(prev)) = (link.seq, link.prev) else {
                 report.problem = problem(line_number, ProblemKind::Unreadable);
                 break 'segments;
@@ -299,9 +439,18 @@ fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Optio
                 break 'segments;
             }
             chain = wal::line_hash(line);
-            if want == Some(seq) {
-                seen = Some(chain);
+            if want.contains(&Some(seq)) {
+                seen.insert(seq, chain);
             }
+            // Records beyond the largest group stand under no head: counted, not kept.
+            if pending.len() >= MAX_GROUP {
+                report.unsigned_records += pending.len() as u64;
+                pending.clear();
+            }
+            if pending.is_empty() {
+                pending_first = seq;
+            }
+            pending.push(super::receipt::claims_of_line(line).unwrap_or_default());
             digest.update(chain);
             expected_seq += 1;
             report.records += 1;
@@ -319,7 +468,41 @@ fn verify_chain(dir: &Path, want: Option<u64>) -> std::io::Result<(Report, Optio
         }
     }
     report.head_hash = hex::encode(chain);
+    report.unsigned_records += pending.len() as u64;
     Ok((report, seen))
+}
+
+/// What is wrong with a signed head over the records `pending` (from `pending_first`), after
+/// which the chain stands at `chain`; `None` when it holds.
+fn check_head(
+    head: &SignedHead,
+    pending: &[Vec<u8>],
+    pending_first: u64,
+    chain: &[u8; 32],
+    certificates: &[Certificate],
+) -> Option<ProblemKind> {
+    let first_seq = head.first_seq;
+    let Ok(hash) = head.hash() else {
+        return Some(ProblemKind::SignedHeadUnverified {
+            first_seq,
+            reason: format!("algorithm {}", head.alg),
+        });
+    };
+    let covers = !pending.is_empty() && head.size == pending.len() as u64 && head.first_seq == pending_first;
+    if !covers {
+        return Some(ProblemKind::SignedHeadMismatch { first_seq });
+    }
+    // The last record changed since it was signed: the chain after it is not the one signed.
+    if head.chain_digest().ok() != Some(*chain) {
+        return Some(ProblemKind::Modified { seq: head.last_seq() });
+    }
+    let leaves = pending.iter().map(|claims| hash.leaf(claims)).collect();
+    if head.root_digest().ok() != Some(Tree::new(hash, leaves).root()) {
+        return Some(ProblemKind::SignedHeadMismatch { first_seq });
+    }
+    head.verify(certificates)
+        .err()
+        .map(|e| ProblemKind::SignedHeadUnverified { first_seq, reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -517,7 +700,7 @@ mod tests {
     }
 
     fn expecting(retention_days: Option<u32>, head: Option<ExpectedHead>) -> Expectations {
-        Expectations { retention_days, head }
+        Expectations { retention_days, head, ..Expectations::default() }
     }
 
     #[test]

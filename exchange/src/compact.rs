@@ -99,7 +99,7 @@ pub enum CompactError {
 }
 
 /// Decodes the record lines `reader` yields, handing each batch of up to 8,192 records on as
-/// it fills, so a segment is never held whole. Seals are skipped, and so is a last line
+/// it fills, so a segment is never held whole. Seals and signed heads are skipped, and so is a last line
 /// without its newline (one being written).
 pub fn decode_stream(
     mut reader: impl std::io::BufRead,
@@ -114,7 +114,7 @@ pub fn decode_stream(
         if reader.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
             break;
         }
-        if line.len() <= 1 || line.starts_with(b"{\"seal\"") {
+        if line.len() <= 1 || line.starts_with(b"{\"seal\"") || line.starts_with(b"{\"head\"") {
             continue;
         }
         decoder.decode(&line)?;

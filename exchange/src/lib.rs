@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod compact;
 pub mod query;
+pub mod receipt;
 pub mod record;
 pub mod wal;
 
@@ -112,15 +113,19 @@ pub struct LogUnavailable(String);
 /// Tells a caller whether its record is durable, and hands its serialised record back so
 /// that the caller's thread frees what it allocated: a buffer freed on the writer's thread
 /// costs the allocator a cross-thread free, and the caller's next allocations its slow path.
-type Done = oneshot::Sender<(Result<(), String>, Vec<u8>)>;
+type Done = oneshot::Sender<(Result<Option<Signed>, String>, Vec<u8>)>;
+
+/// A record's place in its signed group: the group, shared, and the record's leaf index.
+type Signed = (Arc<receipt::SignedGroup>, usize);
 
 /// The bytes reserved for one serialised record, which most records fit (about 900 bytes for
 /// a verification), so that serialising does not grow the buffer step by step.
 const RECORD_CAPACITY: usize = 2048;
 
 enum Message {
-    /// A record serialised by its caller, so the one writer thread only links and writes.
-    Append(Vec<u8>, Done),
+    /// A record serialised by its caller, so the one writer thread only links and writes, with
+    /// the leaf hash of its claims when the log signs.
+    Append(Vec<u8>, Option<tongban_evidence::Digest>, Done),
     Seal {
         min_age: Duration,
         done: Option<oneshot::Sender<Result<Option<u64>, String>>>,
@@ -142,6 +147,8 @@ pub struct ExchangeLog {
     /// The retention the log is kept under, which its audit checks removals against.
     retention_days: Option<u32>,
     metrics: LogMetrics,
+    /// The signer of receipts and tree heads, when the log signs.
+    signer: Option<Arc<receipt::Signer>>,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: Arc<std::sync::atomic::AtomicU32>,
 }
@@ -159,6 +166,16 @@ impl ExchangeLog {
     /// Opens (creating if needed) the log in `config.dir`, recovering it after a crash, and
     /// starts its writer and the timer that seals old segments.
     pub async fn open(config: &ExchangeLogConfig, metrics: LogMetrics) -> Result<Self, wal::OpenError> {
+        ExchangeLog::open_signed(config, metrics, None).await
+    }
+
+    /// Opens the log as [`ExchangeLog::open`] does; with a `signer`, every group of records
+    /// written together gets a signed tree head and every caller its receipt.
+    pub async fn open_signed(
+        config: &ExchangeLogConfig,
+        metrics: LogMetrics,
+        signer: Option<Arc<receipt::Signer>>,
+    ) -> Result<Self, wal::OpenError> {
         let dir = config.dir.clone();
         let options = wal::WalOptions {
             durability: config.durability,
@@ -185,7 +202,10 @@ impl ExchangeLog {
         let (sender, receiver) = mpsc::channel::<Message>(8192);
         // The compaction thread stops once every handle of the log is gone.
         let sender_alive = Arc::new(());
-        std::thread::Builder::new().name("exchange-log".into()).spawn(move || run_writer(wal, receiver))?;
+        std::thread::Builder::new().name("exchange-log".into()).spawn({
+            let signer = signer.clone();
+            move || run_writer(wal, receiver, signer)
+        })?;
         let ticker = sender.downgrade();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(1).min(max_age));
@@ -232,6 +252,7 @@ impl ExchangeLog {
             write_timeout: Duration::from_millis(config.write_timeout_ms.max(1)),
             retention_days: config.retention_days,
             metrics,
+            signer,
             #[cfg(any(test, feature = "fault-injection"))]
             faults,
         })
@@ -261,21 +282,60 @@ impl ExchangeLog {
         &self.metrics
     }
 
+    /// The signer of receipts, when the log signs.
+    pub fn signer(&self) -> Option<&Arc<receipt::Signer>> {
+        self.signer.as_ref().filter(|_| self.durability != Durability::Off)
+    }
+
+    /// The salt of the request and answer digests of exchange `exchange_id`.
+    pub fn nonce(&self, exchange_id: &str) -> [u8; 16] {
+        receipt::nonce(&self.key[..], exchange_id)
+    }
+
     /// Writes `record` and waits until it is durable.
     pub async fn write(&self, record: ExchangeRecord) -> Result<(), LogUnavailable> {
+        self.write_signed(record, None).await.map(|_| ())
+    }
+
+    /// Writes `record`, waits until it is durable, and answers its receipt when the log signs:
+    /// the record's request and answer digests must be salted with `nonce`.
+    pub async fn write_receipted(
+        &self,
+        record: ExchangeRecord,
+        nonce: &[u8],
+    ) -> Result<Option<tongban_evidence::Receipt>, LogUnavailable> {
+        self.write_signed(record, Some(nonce)).await
+    }
+
+    async fn write_signed(
+        &self,
+        record: ExchangeRecord,
+        nonce: Option<&[u8]>,
+    ) -> Result<Option<tongban_evidence::Receipt>, LogUnavailable> {
         if self.durability == Durability::Off {
-            return Ok(());
+            return Ok(None);
         }
         let mut body = Vec::with_capacity(RECORD_CAPACITY);
         serde_json::to_writer(&mut body, &record).map_err(|e| LogUnavailable(e.to_string()))?;
+        // Every record of a signing log is a leaf, receipted or not, so that the audit can
+        // rebuild every group's tree from its lines.
+        let claims = self.signer.as_ref().map(|signer| {
+            let claims = receipt::claims_of(&record);
+            let leaf = signer.hash().leaf(&claims);
+            (claims, leaf)
+        });
         drop(record);
+        let (claims, leaf) = claims.map_or((None, None), |(c, l)| (Some(c), Some(l)));
         let (done, written) = oneshot::channel();
         self.metrics.pending.inc();
-        let sent = self.sender.send(Message::Append(body, done)).await;
+        let sent = self.sender.send(Message::Append(body, leaf, done)).await;
         let outcome = match sent {
             Err(_) => Err(LogUnavailable("the writer has stopped".into())),
             Ok(()) => match tokio::time::timeout(self.write_timeout, written).await {
-                Ok(Ok((Ok(()), _))) => Ok(()),
+                Ok(Ok((Ok(signed), _))) => Ok(match (signed, claims, nonce) {
+                    (Some((group, index)), Some(claims), Some(nonce)) => group.receipt(index, claims, nonce),
+                    _ => None,
+                }),
                 Ok(Ok((Err(e), _))) => Err(LogUnavailable(e)),
                 Ok(Err(_)) => Err(LogUnavailable("the writer has stopped".into())),
                 Err(_) => Err(LogUnavailable("the write timed out".into())),
@@ -324,14 +384,18 @@ fn purpose_key(dir: &Path) -> std::io::Result<[u8; 32]> {
     Ok(key)
 }
 
-fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
-    let mut batch: Vec<(Vec<u8>, Done)> = Vec::with_capacity(1024);
+fn run_writer(
+    mut wal: wal::Wal,
+    mut receiver: mpsc::Receiver<Message>,
+    signer: Option<Arc<receipt::Signer>>,
+) {
+    let mut batch: Vec<(Vec<u8>, Option<tongban_evidence::Digest>, Done)> = Vec::with_capacity(1024);
     let mut seals = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Append(record, done) => batch.push((record, done)),
+                Message::Append(record, leaf, done) => batch.push((record, leaf, done)),
                 Message::Seal { min_age, done } => seals.push((min_age, done)),
             }
             if batch.len() < 1024 {
@@ -339,13 +403,32 @@ fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
-            let outcome =
-                wal.append(batch.iter().map(|(body, _)| body.as_slice())).map_err(|e| e.to_string());
+            // One signature for the whole group: a head over the tree of its records' claims
+            // and the chain after them, written after the records in the same write.
+            let leaves: Option<Vec<_>> =
+                signer.as_ref().and_then(|_| batch.iter().map(|(_, leaf, _)| *leaf).collect());
+            let mut group = None;
+            let mut sign = |first_seq: u64, _count: u64, chain: &[u8; 32]| -> Vec<u8> {
+                let (Some(signer), Some(leaves)) = (signer.as_deref(), leaves.clone()) else {
+                    return Vec::new();
+                };
+                let signed = receipt::SignedGroup::sign(signer, leaves, first_seq, chain);
+                let mut line = b"{\"head\":".to_vec();
+                let _ = serde_json::to_writer(&mut line, &signed.head);
+                line.push(b'}');
+                group = Some(Arc::new(signed));
+                line
+            };
+            let head: Option<wal::HeadLine<'_>> = if leaves.is_some() { Some(&mut sign) } else { None };
+            let outcome = wal
+                .append_group(batch.iter().map(|(body, _, _)| body.as_slice()), head)
+                .map_err(|e| e.to_string());
             if let Err(e) = &outcome {
                 tracing::error!(error = %e, "exchange log write failed");
             }
-            for (body, done) in batch.drain(..) {
-                let _ = done.send((outcome.clone(), body));
+            for (index, (body, _, done)) in batch.drain(..).enumerate() {
+                let signed = outcome.clone().map(|()| group.clone().map(|g| (g, index)));
+                let _ = done.send((signed, body));
             }
         }
         for (min_age, done) in seals.drain(..) {
@@ -360,14 +443,14 @@ fn run_writer(mut wal: wal::Wal, mut receiver: mpsc::Receiver<Message>) {
     }
 }
 
-/// Every record in the log in `dir`, in order, as JSON objects (seals left out).
+/// Every record in the log in `dir`, in order, as JSON objects (seals and heads left out).
 pub fn read_records(dir: &Path) -> std::io::Result<Vec<serde_json::Value>> {
     let mut records = Vec::new();
     for (_, path) in wal::list_segments(dir)? {
         let bytes = std::fs::read(&path)?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-            if value.get("seal").is_none() {
+            if value.get("seal").is_none() && value.get("head").is_none() {
                 records.push(value);
             }
         }

@@ -86,6 +86,9 @@ pub struct ExchangeRecord {
     pub suppliers: Vec<String>,
     pub supplier_regions: Vec<String>,
     pub grants: Vec<String>,
+    /// The version of each of those grants the call was decided on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_versions: Vec<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_item: Option<String>,
     /// Salted SHA-256 of the case number (办件编号), so calls of one case can be found together
@@ -136,6 +139,16 @@ pub struct ExchangeRecord {
     pub peer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_exchange_id: Option<String>,
+    /// The salted digests of the request and of the answer body that the call's receipt binds
+    /// (`tongban_evidence::part_digest`), in hex; absent when the log signs no receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_digest: Option<String>,
+    /// For a call passed on by a peer: the peer's signature over the request it passed on.
+    /// At the home gateway: the supplier gateway's receipt for the call, as it was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_signature: Option<String>,
 }
 
 fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -167,6 +180,7 @@ impl ExchangeRecord {
             suppliers: Vec::new(),
             supplier_regions: Vec::new(),
             grants: Vec::new(),
+            grant_versions: Vec::new(),
             service_item: None,
             case_digest: None,
             operator_digest: None,
@@ -183,6 +197,9 @@ impl ExchangeRecord {
             source: None,
             peer: None,
             peer_exchange_id: None,
+            request_digest: None,
+            response_digest: None,
+            peer_signature: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,

@@ -79,7 +79,13 @@ pub struct Link {
     pub seq: Option<u64>,
     pub prev: Option<String>,
     pub seal: Option<Seal>,
+    /// A signed tree head over the records since the one before it.
+    pub head: Option<tongban_evidence::SignedHead>,
 }
+
+/// Makes a group's signed head line from its first record number, its size and the chain
+/// after its last record.
+pub type HeadLine<'h> = &'h mut dyn FnMut(u64, u64, &[u8; 32]) -> Vec<u8>;
 
 /// The hash of one line, without its newline.
 pub fn line_hash(line: &[u8]) -> [u8; 32] {
@@ -189,6 +195,9 @@ impl Wal {
                 .map_err(|_| OpenError::Unreadable { path: path.clone(), line: index + 1 })?;
             match (link.seal, link.seq) {
                 (Some(s), _) => seal = Some(s),
+                // A signed head counts in the segment's digest like a record, so that removing
+                // it breaks the seal.
+                (None, None) if link.head.is_some() => digest.update(line_hash(line)),
                 (None, Some(seq)) => {
                     first_seq.get_or_insert(seq);
                     let hash = line_hash(line);
@@ -259,6 +268,17 @@ impl Wal {
     /// Each line is the record's object with `seq` and `prev` put first. On error none of them
     /// is in the log.
     pub fn append<'r>(&mut self, bodies: impl Iterator<Item = &'r [u8]>) -> io::Result<()> {
+        self.append_group(bodies, None)
+    }
+
+    /// Appends a group as [`Wal::append`] does, followed, when `head` is given, by the line it
+    /// makes from the group's first record number, its size and the chain after its last
+    /// record (a signed tree head), in the same write.
+    pub fn append_group<'r>(
+        &mut self,
+        bodies: impl Iterator<Item = &'r [u8]>,
+        head: Option<HeadLine<'_>>,
+    ) -> io::Result<()> {
         if self.broken {
             self.repair()?;
         }
@@ -291,6 +311,12 @@ impl Wal {
         if count == 0 {
             self.buf = buf;
             return Ok(());
+        }
+        if let Some(head) = head {
+            let line = head(self.next_seq, count, &chain);
+            digest.update(line_hash(&line));
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
         }
         let written = self.write_durably(&buf);
         self.buf = buf;

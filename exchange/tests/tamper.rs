@@ -107,7 +107,10 @@ async fn records_cut_from_the_end_are_found_against_an_earlier_head() -> anyhow:
     std::fs::write(&path, kept[..kept.len() - 2].concat())?;
 
     assert!(audit::verify(dir.path())?.intact(), "alone, a shorter chain is whole");
-    let report = audit::verify_against(dir.path(), &Expectations { retention_days: None, head: Some(head) })?;
+    let report = audit::verify_against(
+        dir.path(),
+        &Expectations { retention_days: None, head: Some(head), ..Expectations::default() },
+    )?;
     let problem = report.problem.expect("the earlier head shows the cut");
     assert_eq!(problem.kind, ProblemKind::Truncated { expected_seq: 6, head_seq: Some(4) });
     Ok(())

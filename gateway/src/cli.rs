@@ -117,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check the signed receipt a data call was answered with.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// Write the monthly report (跨省通办数据共享月度汇总表) from the store and the exchange log
     /// a configuration names.
     Report {
@@ -192,6 +197,52 @@ enum AuditCommand {
         /// configuration to read it from. Without either, no segment may have been removed.
         #[arg(long)]
         retention_days: Option<u32>,
+        /// Certificates (PEM files or directories of them) to check the signed heads with,
+        /// instead of those the log keeps beside it: an auditor's own copies.
+        #[arg(long = "cert")]
+        certs: Vec<PathBuf>,
+        /// A peer's countersignature of one of the log's signed heads (JSON, as the peer
+        /// keeps it): the log must still lead through that head. Without it, the newest
+        /// countersignature kept beside the log is used.
+        #[arg(long, requires = "peer_cert")]
+        anchor: Option<PathBuf>,
+        /// The countersigning peer's certificate (PEM).
+        #[arg(long = "peer-cert")]
+        peer_cert: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Check a receipt offline: the gateway's signature by the certificate holding its key,
+    /// the receipt's place in the signed tree, and that the body (and, when given, the
+    /// request) is the one it was given with. Exits with status 1 naming what does not hold.
+    Verify {
+        /// The receipt, as the `Tongban-Receipt` header carried it (or its JSON); `-` reads
+        /// standard input.
+        #[arg(long)]
+        receipt: PathBuf,
+        /// The answer body the receipt came with.
+        #[arg(long)]
+        body: PathBuf,
+        /// The gateway's certificates (PEM files or directories of them); a retired
+        /// certificate checks the receipts its key signed.
+        #[arg(long = "cert", required = true)]
+        certs: Vec<PathBuf>,
+        /// Certificates of the authorities the gateway's certificate must be issued by (or
+        /// the pinned certificate itself). Without it, the certificates given are trusted.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// The request's method, path with query, and body file, to check the request too.
+        #[arg(long, requires_all = ["target", "request_body"])]
+        method: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        request_body: Option<PathBuf>,
+        /// Print what was verified as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -326,8 +377,22 @@ pub fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { data_dir, json, expect_head, retention_days } } => {
-            audit_verify(&data_dir, json, expect_head, retention_days)
+        Command::Audit {
+            command:
+                AuditCommand::Verify { data_dir, json, expect_head, retention_days, certs, anchor, peer_cert },
+        } => {
+            let evidence = crate::evidence::AuditEvidence::read(&certs, anchor.as_deref(), &peer_cert)?;
+            audit_verify(&data_dir, json, expect_head, retention_days, evidence)
+        }
+        Command::Receipt {
+            command:
+                ReceiptCommand::Verify { receipt, body, certs, trust, method, target, request_body, json },
+        } => {
+            let request = match (method, target, request_body) {
+                (Some(method), Some(target), Some(body)) => Some((method, target, body)),
+                _ => None,
+            };
+            crate::evidence::verify_receipt_files(&receipt, &body, &certs, &trust, request, json)
         }
         Command::Report { config, month, output, table, province } => {
             let loaded = Config::load(&config)?;
@@ -418,10 +483,19 @@ fn audit_verify(
     json: bool,
     head: Option<tongban_exchange::audit::ExpectedHead>,
     retention_days: Option<u32>,
+    evidence: crate::evidence::AuditEvidence,
 ) -> anyhow::Result<()> {
     let (dir, configured) = log_dir_of(data_dir)?;
-    let expected =
-        tongban_exchange::audit::Expectations { retention_days: retention_days.or(configured), head };
+    let anchor = match evidence.anchor {
+        Some(anchor) => Some(anchor),
+        None => crate::evidence::newest_kept_anchor(&dir)?,
+    };
+    let expected = tongban_exchange::audit::Expectations {
+        retention_days: retention_days.or(configured),
+        head,
+        certificates: evidence.certificates,
+        anchor,
+    };
     let report = tongban_exchange::audit::verify_against(&dir, &expected)
         .with_context(|| format!("reading {}", dir.display()))?;
     anyhow::ensure!(report.segments > 0, "{} holds no exchange log segments", dir.display());
@@ -439,6 +513,29 @@ fn audit_verify(
         );
         if let Some(first) = report.retained_from {
             println!("segments before {first} were removed by retention");
+        }
+        match &report.last_signed {
+            Some(signed) => println!(
+                "{} signed heads cover {} records ({} unsigned); last signed record {} at {} by key {}",
+                report.heads,
+                report.signed_records,
+                report.unsigned_records,
+                signed.seq,
+                crate::evidence::time_of_ms(signed.signed_at_ms),
+                signed.key
+            ),
+            None => println!("no signed heads: the log signed no receipts"),
+        }
+        match &report.anchored {
+            Some(anchored) => println!(
+                "anchored: record {} ({}), countersigned by {} at {}",
+                anchored.seq,
+                anchored.chain,
+                anchored.by,
+                crate::evidence::time_of_ms(anchored.countersigned_at_ms)
+            ),
+            None if report.problem.is_none() => println!("no peer's countersignature checked"),
+            None => {}
         }
         if report.torn_tail_bytes > 0 {
             println!(

@@ -27,6 +27,9 @@ pub struct Config {
     pub data: DataConfig,
     #[serde(default)]
     pub exchange_log: tongban_exchange::ExchangeLogConfig,
+    /// The signing identity receipts and the log's heads are signed with.
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceConfig,
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
     #[serde(default, skip_serializing_if = "ReferenceConfig::is_default")]

@@ -340,8 +340,10 @@ struct Problem<'a> {
     reasons: &'a [Reason],
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document the error is answered with, encoded: what a receipt's digest of a
+    /// refusal is taken over.
+    pub fn problem_body(&self) -> bytes::Bytes {
         let body = Problem {
             type_uri: format!("urn:tongban:problem:{}", self.code),
             title: self.title,
@@ -350,7 +352,12 @@ impl IntoResponse for ApiError {
             detail: &self.detail,
             reasons: &self.reasons,
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        serde_json::to_vec(&body).map(bytes::Bytes::from).unwrap_or_default()
+    }
+
+    /// The error's response with `body`, its problem document encoded before.
+    pub fn into_response_with(self, body: bytes::Bytes) -> Response {
+        let mut response = (self.status, body).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -361,6 +368,13 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::ALLOW, allow);
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.problem_body();
+        self.into_response_with(body)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod data;
 pub mod datasets;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod federation;
 pub mod listener;
 pub mod metrics;

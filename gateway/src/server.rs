@@ -242,9 +242,21 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     // half-written line, which is cut off here.
     let mut log_config = loaded.config.exchange_log.clone();
     log_config.dir = loaded.base_dir.join(&log_config.dir);
-    let log = ExchangeLog::open(&log_config, tongban_exchange::LogMetrics::new())
+    let evidence = &loaded.config.evidence;
+    let evidence_name = evidence
+        .name
+        .clone()
+        .or_else(|| loaded.config.federation.as_ref().map(|f| f.name.clone()))
+        .unwrap_or_else(|| "tongban".to_owned());
+    std::fs::create_dir_all(&log_config.dir)
+        .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_config.dir.display()))?;
+    let signer = crate::evidence::open_signer(evidence, &loaded.base_dir, &evidence_name, &log_config.dir)?;
+    let log = ExchangeLog::open_signed(&log_config, tongban_exchange::LogMetrics::new(), signer.clone())
         .await
         .map_err(|e| anyhow::anyhow!("exchange log {}: {e}", log_config.dir.display()))?;
+    if let Some(signer) = &signer {
+        crate::evidence::watch_rotation(Arc::clone(signer), evidence, &loaded.base_dir);
+    }
     let server_config = &loaded.config.server;
     let acceptor = match (&server_config.tls, server_config.plaintext) {
         (Some(tls), _) => Some(crate::tls::acceptor(tls, &loaded.base_dir)?),

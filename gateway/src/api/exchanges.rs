@@ -268,8 +268,11 @@ pub(super) async fn chain(
         .map(|h| h.parse::<tongban_exchange::audit::ExpectedHead>())
         .transpose()
         .map_err(|why| ApiError::invalid(format!("expect_head: {why}")))?;
-    let expected =
-        tongban_exchange::audit::Expectations { retention_days: state.data().log.retention_days(), head };
+    let expected = tongban_exchange::audit::Expectations {
+        retention_days: state.data().log.retention_days(),
+        head,
+        ..Default::default()
+    };
     let dir = state.data().log.dir().to_owned();
     let report =
         tokio::task::spawn_blocking(move || tongban_exchange::audit::verify_against(&dir, &expected))

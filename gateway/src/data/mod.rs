@@ -108,6 +108,105 @@ pub(crate) struct PurposeHeaders {
     operator: String,
 }
 
+/// What a call asked, as its receipt binds it: the method, the path and query as sent, and
+/// the body (or its digest, for a body streamed on to a supplier).
+pub(crate) struct Asked {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: AskedBody,
+}
+
+/// A call's body as its receipt knows it.
+pub(crate) enum AskedBody {
+    /// Read whole: a JSON call's body, or the empty body of a look-up.
+    Read(bytes::Bytes),
+    /// Streamed on to a supplier: its digest, once the stream has ended.
+    Streamed(Arc<std::sync::OnceLock<tongban_evidence::Digest>>),
+    /// Never read: the call was refused before its body was.
+    Unread,
+}
+
+impl Asked {
+    pub(crate) fn new(method: axum::http::Method, uri: axum::http::Uri, body: AskedBody) -> Asked {
+        Asked { method, uri, body }
+    }
+
+    /// The salted digest of the request, when its body was read or streamed to its end.
+    fn digest(&self, hash: tongban_evidence::HashAlgorithm, nonce: &[u8]) -> Option<String> {
+        let body = match &self.body {
+            AskedBody::Read(bytes) => hash.digest(&[bytes]),
+            AskedBody::Streamed(digest) => *digest.get()?,
+            AskedBody::Unread => return None,
+        };
+        let target = self.uri.path_and_query().map_or_else(|| self.uri.path(), |p| p.as_str());
+        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, self.method.as_str(), target, &body)))
+    }
+}
+
+/// The method and the path as the caller sent them, before routers nested it; the body is
+/// the empty one of a look-up until a call reads its own.
+impl<S: Send + Sync> FromRequestParts<S> for Asked {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let uri = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+        Ok(Asked { method: parts.method.clone(), uri, body: AskedBody::Read(bytes::Bytes::new()) })
+    }
+}
+
+/// A JSON call's body, parsed as [`ApiJson`] parses it, with the bytes it came as kept for
+/// the receipt.
+pub(crate) struct Received<T> {
+    pub(crate) body: Result<T, ApiError>,
+    pub(crate) asked: Asked,
+}
+
+impl<S, T> axum::extract::FromRequest<S> for Received<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(mut asked) = Asked::from_request_parts(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let bytes =
+            match bytes::Bytes::from_request(axum::extract::Request::from_parts(parts, body), state).await {
+                Ok(bytes) => bytes,
+                Err(rejection) => {
+                    asked.body = AskedBody::Unread;
+                    let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "Body too large",
+                            rejection.body_text(),
+                        )
+                    } else {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            "Bad request",
+                            rejection.body_text(),
+                        )
+                    };
+                    return Ok(Received { body: Err(error), asked });
+                }
+            };
+        let mut again = axum::extract::Request::new(axum::body::Body::from(bytes.clone()));
+        *again.headers_mut() = headers;
+        let body =
+            crate::error::ApiJson::<T>::from_request(again, state).await.map(|crate::error::ApiJson(b)| b);
+        asked.body = AskedBody::Read(bytes);
+        Ok(Received { body, asked })
+    }
+}
+
 /// A data route asked with a method it does not take: refused with 405 in the resolve phase,
 /// after the caller and purpose are checked, and recorded.
 async fn wrong_method(
@@ -116,8 +215,11 @@ async fn wrong_method(
     Peer(peer): Peer,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    asked: Asked,
     headers: HeaderMap,
 ) -> Response {
+    // The body of a call refused for its method is never read.
+    let asked = Asked { body: AskedBody::Unread, ..asked };
     let path = uri.path();
     let (allowed, operation) = if path.ends_with("/data/verify") {
         ("POST", Operation::Verify)
@@ -128,9 +230,9 @@ async fn wrong_method(
     };
     let error = ApiError::method_not_allowed(format!("{path} takes {allowed}, not {method}"), &[allowed]);
     match operation {
-        Operation::Verify => serve(state, caller, peer, headers, Verify::refused(error)).await,
-        Operation::Sql => serve(state, caller, peer, headers, Sql::refused(error)).await,
-        _ => serve(state, caller, peer, headers, Lookup::refused(error)).await,
+        Operation::Verify => serve(state, caller, peer, headers, asked, Verify::refused(error)).await,
+        Operation::Sql => serve(state, caller, peer, headers, asked, Sql::refused(error)).await,
+        _ => serve(state, caller, peer, headers, asked, Lookup::refused(error)).await,
     }
 }
 
@@ -193,9 +295,10 @@ pub(crate) async fn serve<C: DataCall>(
     caller: Result<Caller, ApiError>,
     peer: Option<std::net::SocketAddr>,
     headers: HeaderMap,
+    asked: Asked,
     call: C,
 ) -> Response {
-    serve_with(state, caller, peer, headers, call, None).await
+    serve_with(state, caller, peer, headers, asked, call, None).await
 }
 
 /// A call a peer gateway passed on for one of its systems: the peer, and the id of the
@@ -213,6 +316,7 @@ pub(crate) async fn serve_with<C: DataCall>(
     caller: Result<Caller, ApiError>,
     peer: Option<std::net::SocketAddr>,
     headers: HeaderMap,
+    asked: Asked,
     call: C,
     origin: Option<PeerOrigin>,
 ) -> Response {
@@ -225,7 +329,7 @@ pub(crate) async fn serve_with<C: DataCall>(
         return refusal.into_response();
     }
     if !crate::telemetry::enabled() {
-        return lifecycle(&state, caller, &headers, call, None, origin).await;
+        return lifecycle(&state, caller, &headers, asked, call, None, origin).await;
     }
     // With telemetry on, the call is one span continuing the caller's trace; its record
     // carries the same trace id.
@@ -240,7 +344,7 @@ pub(crate) async fn serve_with<C: DataCall>(
         tongban.code = Empty, tongban.cache = Empty);
     let _ = span.set_parent(crate::telemetry::parent_context(&headers));
     let trace_id = span.context().span().span_context().trace_id().to_string();
-    lifecycle(&state, caller, &headers, call, Some(trace_id), origin).instrument(span).await
+    lifecycle(&state, caller, &headers, asked, call, Some(trace_id), origin).instrument(span).await
 }
 
 /// The record of a call until the log phase takes it. A caller that hangs up drops the call
@@ -275,6 +379,7 @@ async fn lifecycle<C: DataCall>(
     state: &DataState,
     caller: Result<Caller, ApiError>,
     headers: &HeaderMap,
+    asked: Asked,
     call: C,
     trace_id: Option<String>,
     origin: Option<PeerOrigin>,
@@ -358,6 +463,7 @@ async fn lifecycle<C: DataCall>(
         let permits = call.resolve(&resolving, phases.record)?;
         for (_, permit) in &permits {
             phases.record.grants.push(permit.grant.id.clone());
+            phases.record.grant_versions.push(permit.grant.version);
             phases.record.items.extend(permit.items.iter().map(|i| i.name.clone()));
         }
         phases.end(Phase::ResolveGrant);
@@ -420,6 +526,19 @@ async fn lifecycle<C: DataCall>(
             phases.record.supplier_regions.push(resource.supplier.get(2..8).unwrap_or_default().to_owned());
         }
     }
+    // The receipt binds the request and the answer body by salted digests; a refusal's body
+    // is its problem document, encoded here once for both the digest and the response.
+    let signing = data.log.signer().map(|signer| (signer.hash(), data.log.nonce(&phases.record.id)));
+    let mut problem_body = None;
+    if let Some((hash, nonce)) = &signing {
+        phases.record.request_digest = asked.digest(*hash, nonce);
+        let body: &[u8] = match &outcome {
+            Ok((answer, _)) => &answer.body,
+            Err(error) => problem_body.insert(error.problem_body()),
+        };
+        phases.record.response_digest =
+            Some(hex::encode(tongban_evidence::response_digest(*hash, nonce, body)));
+    }
     phases.end(Phase::Log);
     record.finished_at = Some(chrono::Utc::now());
     let exchange_id = record.id.clone();
@@ -433,9 +552,13 @@ async fn lifecycle<C: DataCall>(
     }
     // From here the log phase owns the record.
     let record = unfinished.record.take().expect("taken once");
-    let logged = data.log.write(record).await;
+    let logged = match &signing {
+        Some((_, nonce)) => data.log.write_receipted(record, nonce).await,
+        None => data.log.write(record).await.map(|()| None),
+    };
     counted.count(&data.metrics, logged.as_ref().err().map(|_| "exchange_log_unavailable"), started);
-    let mut response = match logged {
+    let mut receipt = None;
+    let mut response = match logged.map(|r| receipt = r) {
         Ok(()) => match outcome {
             Ok((answer, cache)) => {
                 let body = axum::body::Body::from(answer.body);
@@ -447,7 +570,10 @@ async fn lifecycle<C: DataCall>(
                 response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache.as_str()));
                 response
             }
-            Err(error) => error.into_response(),
+            Err(error) => match problem_body {
+                Some(body) => error.into_response_with(body),
+                None => error.into_response(),
+            },
         },
         Err(e) => {
             // Fail closed: no data leaves without its record.
@@ -463,6 +589,9 @@ async fn lifecycle<C: DataCall>(
     };
     if let Ok(value) = HeaderValue::from_str(&exchange_id) {
         response.headers_mut().insert(EXCHANGE_ID_HEADER, value);
+    }
+    if let Some(value) = receipt.and_then(|r| HeaderValue::try_from(r.encode()).ok()) {
+        response.headers_mut().insert(crate::evidence::RECEIPT_HEADER, value);
     }
     response
 }
@@ -942,6 +1071,11 @@ mod future_size {
             Err(refused()),
             None,
             headers,
+            super::Asked::new(
+                axum::http::Method::POST,
+                axum::http::Uri::from_static("/"),
+                super::AskedBody::Unread,
+            ),
             <super::Verify as super::DataCall>::refused(refused()),
         );
         let size = std::mem::size_of_val(&call);

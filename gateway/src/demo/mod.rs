@@ -42,6 +42,7 @@ pub fn default_config(listen: SocketAddr) -> Config {
         workflow: WorkflowConfig::default(),
         data: DataConfig::default(),
         exchange_log: tongban_exchange::ExchangeLogConfig::default(),
+        evidence: crate::evidence::EvidenceConfig::default(),
         telemetry: crate::telemetry::TelemetryConfig::default(),
         reference: crate::config::ReferenceConfig::default(),
         federation: None,

@@ -21,8 +21,8 @@ use crate::data::calls::proxy::Proxy;
 use crate::data::calls::sql::Sql;
 use crate::data::calls::verify::Verify;
 use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_EXCHANGE_HEADER, PEER_SYSTEM_HEADER};
-use crate::data::{LookupQuery, PeerOrigin, SqlRequest, VerifyRequest, serve_with};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::data::{Asked, LookupQuery, PeerOrigin, Received, SqlRequest, VerifyRequest, serve_with};
+use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::listener::Peer;
 use crate::state::AppState;
 
@@ -32,11 +32,11 @@ pub(super) async fn verify(
     peer: PeerIdentity,
     Peer(address): Peer,
     headers: HeaderMap,
-    body: Result<ApiJson<VerifyRequest>, ApiError>,
+    body: Received<VerifyRequest>,
 ) -> Response {
     let (caller, origin) = asserted(&state, &peer, &headers);
-    let call = Verify::new(body.map(|ApiJson(b)| b));
-    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+    let call = Verify::new(body.body);
+    serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
 }
 
 /// A look-up for a peer's system.
@@ -45,12 +45,13 @@ pub(super) async fn lookup(
     peer: PeerIdentity,
     Peer(address): Peer,
     headers: HeaderMap,
+    asked: Asked,
     target: Result<ApiPath<(String, String)>, ApiError>,
     query: Result<ApiQuery<LookupQuery>, ApiError>,
 ) -> Response {
     let (caller, origin) = asserted(&state, &peer, &headers);
     let call = Lookup::new(target.map(|ApiPath(t)| t), query.map(|ApiQuery(q)| q));
-    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+    serve_with(state.data_state().clone(), caller, address, headers, asked, call, Some(origin)).await
 }
 
 /// A call to a supplier's API for a peer's system.
@@ -61,9 +62,10 @@ pub(super) async fn proxy(
     target: Result<ApiPath<(String, String)>, ApiError>,
     request: axum::extract::Request,
 ) -> Response {
-    let (headers, call) = Proxy::from_request(target, request);
+    let hash = state.data().log.signer().map(|s| s.hash());
+    let (headers, asked, call) = Proxy::from_request(target, request, hash);
     let (caller, origin) = asserted(&state, &peer, &headers);
-    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+    serve_with(state.data_state().clone(), caller, address, headers, asked, call, Some(origin)).await
 }
 
 /// A query for a peer's system.
@@ -72,12 +74,12 @@ pub(super) async fn sql(
     peer: PeerIdentity,
     Peer(address): Peer,
     headers: HeaderMap,
-    body: Result<ApiJson<SqlRequest>, ApiError>,
+    body: Received<SqlRequest>,
 ) -> Response {
     let (caller, origin) = asserted(&state, &peer, &headers);
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let call = Sql::new(body.map(|ApiJson(b)| b), accept);
-    serve_with(state.data_state().clone(), caller, address, headers, call, Some(origin)).await
+    let call = Sql::new(body.body, accept);
+    serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
 }
 
 /// The caller a peer asserts, checked against what the peer may speak for, and the peer's

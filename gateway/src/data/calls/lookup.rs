@@ -11,7 +11,7 @@ use tongban_policy::decision::Operation;
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded};
 use crate::data::records::{self, LookupQuery};
-use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
+use crate::data::{Answer, Asked, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::listener::Peer;
 
@@ -33,11 +33,12 @@ pub(crate) async fn lookup(
     caller: Result<Caller, ApiError>,
     Peer(peer): Peer,
     headers: HeaderMap,
+    asked: Asked,
     target: Result<ApiPath<(String, String)>, ApiError>,
     query: Result<ApiQuery<LookupQuery>, ApiError>,
 ) -> Response {
     let call = Lookup { target: target.map(|ApiPath(target)| target), query: query.map(|ApiQuery(q)| q) };
-    serve(state, caller, peer, headers, call).await
+    serve(state, caller, peer, headers, asked, call).await
 }
 
 impl Lookup {

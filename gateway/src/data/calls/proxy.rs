@@ -10,7 +10,7 @@ use tongban_policy::decision::Operation;
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::forward::{ForwardContext, Forwarded};
 use crate::data::proxy::{self, ProxyCall};
-use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
+use crate::data::{Answer, Asked, AskedBody, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
 use crate::error::{ApiError, ApiPath};
 use crate::listener::Peer;
 use tongban_platform::federation::split_remote_id;
@@ -34,22 +34,42 @@ pub(crate) async fn proxy_call(
     target: Result<ApiPath<(String, String)>, ApiError>,
     request: axum::extract::Request,
 ) -> Response {
-    let (headers, call) = Proxy::from_request(target, request);
-    serve(state, caller, peer, headers, call).await
+    let hash = state.data().log.signer().map(|s| s.hash());
+    let (headers, asked, call) = Proxy::from_request(target, request, hash);
+    serve(state, caller, peer, headers, asked, call).await
 }
 
 impl Proxy {
     /// The call a request to `/proxy/{resource}/{path}` (or a peer's
-    /// `/federation/v1/proxy/…`) makes, with the request's headers.
+    /// `/federation/v1/proxy/…`) makes, with the request's headers and what its receipt binds:
+    /// with a `hash`, the body is digested as it streams on to the supplier.
     pub(crate) fn from_request(
         target: Result<ApiPath<(String, String)>, ApiError>,
         request: axum::extract::Request,
-    ) -> (axum::http::HeaderMap, Proxy) {
-        let (parts, body) = request.into_parts();
+        hash: Option<tongban_evidence::HashAlgorithm>,
+    ) -> (axum::http::HeaderMap, Asked, Proxy) {
+        let (mut parts, body) = request.into_parts();
+        let uri = parts
+            .extensions
+            .remove::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.clone(), |original| original.0);
         let resource = match target {
             Ok(ApiPath((resource, _))) => resource,
-            Err(error) => return (parts.headers, Proxy(Err(error))),
+            Err(error) => {
+                let asked = Asked::new(parts.method, uri, AskedBody::Unread);
+                return (parts.headers, asked, Proxy(Err(error)));
+            }
         };
+        let (body, asked_body) = match hash {
+            Some(hash) => {
+                let digest = std::sync::Arc::new(std::sync::OnceLock::new());
+                let body =
+                    axum::body::Body::new(DigestingBody::new(body, hash, std::sync::Arc::clone(&digest)));
+                (body, AskedBody::Streamed(digest))
+            }
+            None => (body, AskedBody::Unread),
+        };
+        let asked = Asked::new(parts.method.clone(), uri, asked_body);
         // The supplier gets the path exactly as the caller encoded it: decoding it here would
         // turn an encoded `?` or `/` into structure.
         let raw_path = parts.uri.path();
@@ -66,7 +86,77 @@ impl Proxy {
             method: parts.method,
             body: std::sync::Mutex::new(Some(body)),
         };
-        (parts.headers, Proxy(Ok(call)))
+        (parts.headers, asked, Proxy(Ok(call)))
+    }
+}
+
+/// A request body passed on as it streams, digested on the way for the call's receipt.
+struct DigestingBody {
+    inner: axum::body::Body,
+    hasher: Option<tongban_evidence::Hasher>,
+    digest: std::sync::Arc<std::sync::OnceLock<tongban_evidence::Digest>>,
+}
+
+impl DigestingBody {
+    fn new(
+        inner: axum::body::Body,
+        hash: tongban_evidence::HashAlgorithm,
+        digest: std::sync::Arc<std::sync::OnceLock<tongban_evidence::Digest>>,
+    ) -> Self {
+        let mut body = DigestingBody { inner, hasher: Some(hash.hasher()), digest };
+        // An empty body may never be polled at all.
+        body.finish_if_ended();
+        body
+    }
+
+    fn finish_if_ended(&mut self) {
+        use hyper::body::Body as _;
+        if self.inner.is_end_stream()
+            && let Some(hasher) = self.hasher.take()
+        {
+            let _ = self.digest.set(hasher.finalize());
+        }
+    }
+}
+
+impl hyper::body::Body for DigestingBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(context);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(hasher)) = (frame.data_ref(), self.hasher.as_mut()) {
+                    hasher.update(data);
+                }
+                self.finish_if_ended();
+            }
+            std::task::Poll::Ready(None) => self.finish_if_ended_at_close(),
+            // A body that failed was not received whole: its digest stays unknown.
+            std::task::Poll::Ready(Some(Err(_))) => self.hasher = None,
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl DigestingBody {
+    fn finish_if_ended_at_close(&mut self) {
+        if let Some(hasher) = self.hasher.take() {
+            let _ = self.digest.set(hasher.finalize());
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use tongban_policy::grant::Grant;
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded, route_query};
 use crate::data::sql::{self, SqlRequest};
-use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, denied, serve};
-use crate::error::{ApiError, ApiJson};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, denied, serve};
+use crate::error::ApiError;
 use crate::listener::Peer;
 
 /// A query as its handler received it, with the encoding the caller accepts.
@@ -36,10 +36,10 @@ pub(crate) async fn run_sql(
     caller: Result<Caller, ApiError>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Result<ApiJson<SqlRequest>, ApiError>,
+    body: Received<SqlRequest>,
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    serve(state, caller, peer, headers, Sql { request: body.map(|ApiJson(b)| b), accept }).await
+    serve(state, caller, peer, headers, body.asked, Sql { request: body.body, accept }).await
 }
 
 impl Sql {

@@ -12,8 +12,8 @@ use tongban_policy::decision::Operation;
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded};
 use crate::data::records::{self, VerifyAnswer, VerifyRequest};
-use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, cached, serve};
-use crate::error::{ApiError, ApiJson};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, cached, serve};
+use crate::error::ApiError;
 use crate::listener::Peer;
 
 /// A verification as its handler received it.
@@ -30,9 +30,9 @@ pub(crate) async fn verify(
     caller: Result<Caller, ApiError>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Result<ApiJson<VerifyRequest>, ApiError>,
+    body: Received<VerifyRequest>,
 ) -> Response {
-    serve(state, caller, peer, headers, Verify(body.map(|ApiJson(b)| b))).await
+    serve(state, caller, peer, headers, body.asked, Verify(body.body)).await
 }
 
 impl Verify {
