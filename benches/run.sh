@@ -12,6 +12,9 @@ done
 # Key look-up over 10 million people (the dataset is generated once and kept).
 TONGBAN_BENCH_ROWS=10000000 cargo bench -p tongban-benches --bench lookup
 
+# Evidence: signatures per second for SM2 and ECDSA P-256, and a group's tree and receipts.
+cargo bench -p tongban-benches --bench evidence
+
 # Policy decisions (criterion).
 cargo bench -p tongban-benches --bench decision -- --noplot
 

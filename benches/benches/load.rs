@@ -350,7 +350,7 @@ async fn run() {
     // up.
     // `sql` only verification under SQL, below.
     let mode = std::env::var("TONGBAN_BENCH_LOAD").ok();
-    let everything = mode.as_deref().is_none_or(|v| !["logging", "hold", "sql"].contains(&v));
+    let everything = mode.as_deref().is_none_or(|v| !["logging", "hold", "sql", "receipts"].contains(&v));
     if everything {
         load_rounds(
             &runs,
@@ -423,6 +423,65 @@ async fn run() {
         load_rounds(&runs, &[("tongban proxy / nginx proxy_pass, fast upstream", 2, 1)]);
     }
     drop(fast_gateway);
+
+    // What receipts cost (`TONGBAN_BENCH_LOAD=receipts` runs only this): the same gateway,
+    // records durable (the default), with every answer receipted and every group commit
+    // signed (SM2 over SM3, the default), and with receipts off. Loaded in turn, round after
+    // round; each ratio is the median of its rounds.
+    if everything || mode.as_deref() == Some("receipts") {
+        let settings = [("on", "true"), ("off", "false")];
+        let mut gateways = Vec::new();
+        for (name, receipts) in settings {
+            let port = free_port();
+            let log_dir = work.path().join(format!("exchange-receipts-{name}"));
+            let log_dir = log_dir.to_str().expect("a UTF-8 temporary path");
+            let process = gateway_with(
+                &data_dir,
+                port,
+                rows,
+                fast,
+                &[("TONGBAN_EVIDENCE__RECEIPTS", receipts), ("TONGBAN_EXCHANGE_LOG__DIR", log_dir)],
+            );
+            let base = format!("http://127.0.0.1:{port}");
+            wait_for(&format!("{base}/readyz"), &client).await;
+            let mut request = client.post(format!("{base}/api/v1/data/verify")).body(verify_body.clone());
+            for (header, value) in &verify_headers {
+                request = request.header(*header, *value);
+            }
+            let answer = request.send().await.expect("call");
+            assert_eq!(answer.headers().contains_key("x-tongban-receipt"), receipts == "true", "receipts {name}");
+            gateways.push((process, base));
+        }
+        let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+        for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
+            let (mut throughput, mut cpu, mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                let mut loads = Vec::new();
+                for ((name, _), (process, base)) in settings.iter().zip(&gateways) {
+                    let label = format!("round {round}: tongban verification, cached, receipts {name}");
+                    let runs = [(label.as_str(), format!("{base}/api/v1/data/verify"), &verify_script)];
+                    loads.extend(load_each_with(&runs, connections, Some(process.0.id())));
+                }
+                throughput.push(loads[0].0.rps / loads[1].0.rps);
+                let (on, off) = (loads[0].1.unwrap_or(f64::NAN), loads[1].1.unwrap_or(f64::NAN));
+                cpu.push(off / on);
+                cpu_on.push(on);
+                cpu_off.push(off);
+            }
+            println!(
+                "load ratio receipts on / off, cached verification, c{connections}, median of {rounds} rounds: \
+                 throughput {:.3}, processor time per call off / on {:.3} ({:.1} us on, {:.1} us off; \
+                 rounds {throughput:.3?} {cpu:.3?})",
+                median(&throughput),
+                median(&cpu),
+                median(&cpu_on),
+                median(&cpu_off),
+            );
+        }
+        if mode.is_some() {
+            return;
+        }
+    }
 
     // What the exchange log costs: the same gateway with records made durable (fdatasync
     // before each answer, the default), only written, and not kept at all. The three run side

@@ -41,7 +41,8 @@ struct ClaimsRef<'r> {
     response_digest: Option<&'r str>,
     peer: Option<&'r str>,
     peer_exchange_id: Option<&'r str>,
-    peer_signature: Option<&'r str>,
+    request_signature: Option<&'r str>,
+    peer_receipt: Option<&'r str>,
 }
 
 /// The claims of a record as the audit reads them back from its line: the same members in
@@ -83,7 +84,9 @@ pub struct Claims {
     #[serde(default)]
     peer_exchange_id: Option<String>,
     #[serde(default)]
-    peer_signature: Option<String>,
+    request_signature: Option<String>,
+    #[serde(default)]
+    peer_receipt: Option<String>,
 }
 
 /// The claims of `record`, encoded as its leaf.
@@ -107,7 +110,8 @@ pub fn claims_of(record: &ExchangeRecord) -> Vec<u8> {
         response_digest: record.response_digest.as_deref(),
         peer: record.peer.as_deref(),
         peer_exchange_id: record.peer_exchange_id.as_deref(),
-        peer_signature: record.peer_signature.as_deref(),
+        request_signature: record.request_signature.as_deref(),
+        peer_receipt: record.peer_receipt.as_deref(),
     };
     let mut bytes = Vec::with_capacity(512);
     // Serialising borrowed strings and numbers into a vector cannot fail.
@@ -316,7 +320,8 @@ mod tests {
         full.response_digest = Some("02".repeat(32));
         full.peer = Some("guangdong".into());
         full.peer_exchange_id = Some("x-1".into());
-        full.peer_signature = Some("c2ln".into());
+        full.request_signature = Some("c2ln".into());
+        full.peer_receipt = Some("cmVj".into());
         let empty = ExchangeRecord::begin(Operation::Verify);
         for record in [full, empty] {
             let line = serde_json::to_vec(&record).expect("json");

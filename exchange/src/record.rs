@@ -145,10 +145,13 @@ pub struct ExchangeRecord {
     pub request_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_digest: Option<String>,
-    /// For a call passed on by a peer: the peer's signature over the request it passed on.
-    /// At the home gateway: the supplier gateway's receipt for the call, as it was received.
+    /// For a call that crossed gateways: the home gateway's signed request (`docs/evidence.md`),
+    /// as the home gateway made it and as the supplier's gateway received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_signature: Option<String>,
+    pub request_signature: Option<String>,
+    /// At the home gateway: the receipt the supplier's gateway answered the call with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_receipt: Option<String>,
 }
 
 fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -199,7 +202,8 @@ impl ExchangeRecord {
             peer_exchange_id: None,
             request_digest: None,
             response_digest: None,
-            peer_signature: None,
+            request_signature: None,
+            peer_receipt: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,

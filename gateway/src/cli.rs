@@ -233,11 +233,13 @@ enum ReceiptCommand {
         /// the pinned certificate itself). Without it, the certificates given are trusted.
         #[arg(long)]
         trust: Vec<PathBuf>,
-        /// The request's method, path with query, and body file, to check the request too.
+        /// The request's method, to check the request too (with --target and --request-body).
         #[arg(long, requires_all = ["target", "request_body"])]
         method: Option<String>,
+        /// The request's path and query, as sent (`/api/v1/data/verify`).
         #[arg(long)]
         target: Option<String>,
+        /// The request's body (an empty file for a look-up).
         #[arg(long)]
         request_body: Option<PathBuf>,
         /// Print what was verified as JSON.

@@ -78,9 +78,9 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
             "datafusion",
             "tongban-exchange",
             "tongban-platform",
-            "serde_json",
+            "chrono",
         ],
-        "evidence signs and hashes the bytes it is given: no I/O, no HTTP, no store, no log format",
+        "evidence signs, hashes and encodes its own evidence: no I/O, no HTTP, no store, no exchange log format",
     ),
 ];
 

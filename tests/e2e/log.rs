@@ -101,9 +101,10 @@ async fn audit_verify_names_a_modified_record() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&segment)?;
     // Someone turns the second record's refusal into a success.
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let second: serde_json::Value = serde_json::from_str(&lines[1])?;
+    let at = lines.iter().position(|l| l.starts_with("{\"seq\":2,")).context("record 2")?;
+    let second: serde_json::Value = serde_json::from_str(&lines[at])?;
     let status = second["status"].as_u64().context("status")?;
-    lines[1] = lines[1].replace(&format!("\"status\":{status}"), "\"status\":299");
+    lines[at] = lines[at].replace(&format!("\"status\":{status}"), "\"status\":299");
     std::fs::write(&segment, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
 
     let output = std::process::Command::new(tongban_bin())

@@ -128,7 +128,8 @@ pub fn exchange_records(dir: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
         for line in text.lines() {
             let value: serde_json::Value =
                 serde_json::from_str(line).with_context(|| format!("{}: {line}", segment.display()))?;
-            if value.get("seal").is_none() {
+            // Seals end segments and signed heads end groups; neither is a record.
+            if value.get("seal").is_none() && value.get("head").is_none() {
                 records.push(value);
             }
         }

@@ -109,8 +109,11 @@ pub(crate) struct PurposeHeaders {
 }
 
 /// What a call asked, as its receipt binds it: the method, the path and query as sent, and
-/// the body (or its digest, for a body streamed on to a supplier).
-pub(crate) struct Asked {
+/// the body (or its digest, for a body streamed on to a supplier). Boxed, because it travels
+/// through every phase of the call and a data call's future is kept small.
+pub(crate) struct Asked(Box<AskedParts>);
+
+struct AskedParts {
     method: axum::http::Method,
     uri: axum::http::Uri,
     body: AskedBody,
@@ -128,18 +131,25 @@ pub(crate) enum AskedBody {
 
 impl Asked {
     pub(crate) fn new(method: axum::http::Method, uri: axum::http::Uri, body: AskedBody) -> Asked {
-        Asked { method, uri, body }
+        Asked(Box::new(AskedParts { method, uri, body }))
+    }
+
+    /// The same request, with its body known as `body`.
+    pub(crate) fn with_body(mut self, body: AskedBody) -> Asked {
+        self.0.body = body;
+        self
     }
 
     /// The salted digest of the request, when its body was read or streamed to its end.
     fn digest(&self, hash: tongban_evidence::HashAlgorithm, nonce: &[u8]) -> Option<String> {
-        let body = match &self.body {
+        let parts = &self.0;
+        let body = match &parts.body {
             AskedBody::Read(bytes) => hash.digest(&[bytes]),
             AskedBody::Streamed(digest) => *digest.get()?,
             AskedBody::Unread => return None,
         };
-        let target = self.uri.path_and_query().map_or_else(|| self.uri.path(), |p| p.as_str());
-        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, self.method.as_str(), target, &body)))
+        let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
+        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, parts.method.as_str(), target, &body)))
     }
 }
 
@@ -153,7 +163,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Asked {
             .extensions
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
-        Ok(Asked { method: parts.method.clone(), uri, body: AskedBody::Read(bytes::Bytes::new()) })
+        Ok(Asked::new(parts.method.clone(), uri, AskedBody::Read(bytes::Bytes::new())))
     }
 }
 
@@ -173,13 +183,13 @@ where
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let Ok(mut asked) = Asked::from_request_parts(&mut parts, state).await;
+        let Ok(asked) = Asked::from_request_parts(&mut parts, state).await;
         let headers = parts.headers.clone();
         let bytes =
             match bytes::Bytes::from_request(axum::extract::Request::from_parts(parts, body), state).await {
                 Ok(bytes) => bytes,
                 Err(rejection) => {
-                    asked.body = AskedBody::Unread;
+                    let asked = asked.with_body(AskedBody::Unread);
                     let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         ApiError::new(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -202,8 +212,7 @@ where
         *again.headers_mut() = headers;
         let body =
             crate::error::ApiJson::<T>::from_request(again, state).await.map(|crate::error::ApiJson(b)| b);
-        asked.body = AskedBody::Read(bytes);
-        Ok(Received { body, asked })
+        Ok(Received { body, asked: asked.with_body(AskedBody::Read(bytes)) })
     }
 }
 
@@ -219,7 +228,7 @@ async fn wrong_method(
     headers: HeaderMap,
 ) -> Response {
     // The body of a call refused for its method is never read.
-    let asked = Asked { body: AskedBody::Unread, ..asked };
+    let asked = asked.with_body(AskedBody::Unread);
     let path = uri.path();
     let (allowed, operation) = if path.ends_with("/data/verify") {
         ("POST", Operation::Verify)
