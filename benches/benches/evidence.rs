@@ -27,12 +27,13 @@ fn main() {
     let budget = Duration::from_secs(2);
     for algorithm in [Algorithm::Sm2Sm3, Algorithm::EcdsaP256Sha256] {
         let key = SigningKey::generate(algorithm).expect("key");
-        let certificate =
-            Certificate::self_signed(&key, "CN=bench,O=Tongban", Duration::from_secs(3600)).expect("certificate");
+        let certificate = Certificate::self_signed(&key, "CN=bench,O=Tongban", Duration::from_secs(3600))
+            .expect("certificate");
         let hash = tongban_evidence::HashAlgorithm::for_signatures(algorithm);
         let leaves: Vec<_> = (0..64u32).map(|n| hash.leaf(&n.to_be_bytes())).collect();
         let tree = Tree::new(hash, leaves.clone());
-        let head = SignedHead::sign(&key, &certificate.fingerprint(), "bench", 1, 64, &tree.root(), &tree.root(), 1);
+        let head =
+            SignedHead::sign(&key, &certificate.fingerprint(), "bench", 1, 64, &tree.root(), &tree.root(), 1);
         let (signs, sign_us) = rate(budget, || {
             std::hint::black_box(SignedHead::sign(
                 &key,

@@ -449,12 +449,17 @@ async fn run() {
                 request = request.header(*header, *value);
             }
             let answer = request.send().await.expect("call");
-            assert_eq!(answer.headers().contains_key("x-tongban-receipt"), receipts == "true", "receipts {name}");
+            assert_eq!(
+                answer.headers().contains_key("x-tongban-receipt"),
+                receipts == "true",
+                "receipts {name}"
+            );
             gateways.push((process, base));
         }
         let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
         for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
-            let (mut throughput, mut cpu, mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut throughput, mut cpu, mut cpu_on, mut cpu_off) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 1..=rounds {
                 let mut loads = Vec::new();
                 for ((name, _), (process, base)) in settings.iter().zip(&gateways) {

@@ -111,6 +111,13 @@ enum Command {
         /// for the hosts, which its peers list by the SHA-256 printed.
         #[arg(long)]
         gateway: Option<String>,
+        /// Also make an evidence signing key and a self-signed certificate with this name
+        /// (`evidence-key.pem`, `evidence-cert.pem`), for `[evidence]`.
+        #[arg(long)]
+        evidence: Option<String>,
+        /// The evidence key's algorithm: sm2-sm3 (GM/T 0003 with SM3) or ecdsa-p256-sha256.
+        #[arg(long, default_value = "sm2-sm3")]
+        evidence_algorithm: String,
     },
     /// Check the exchange log.
     Audit {
@@ -371,11 +378,29 @@ pub fn main() -> anyhow::Result<()> {
             axum::serve(listener, app).await?;
             Ok(())
         }),
-        Command::Certs { out, hosts, clients, gateway } => {
+        Command::Certs { out, hosts, clients, gateway, evidence, evidence_algorithm } => {
+            let algorithm = tongban_evidence::Algorithm::parse(&evidence_algorithm).with_context(|| {
+                format!("--evidence-algorithm {evidence_algorithm:?}: use sm2-sm3 or ecdsa-p256-sha256")
+            })?;
             let issued = crate::certs::generate(&out, &hosts, &clients, gateway.as_deref())?;
             #[allow(clippy::print_stdout)]
             for client in &issued {
                 println!("{}  sha256={}  {}", client.cert.display(), client.sha256, client.name);
+            }
+            if let Some(name) = evidence {
+                let (key, certificate) = crate::evidence::development_identity(algorithm, &name)?;
+                let (key_path, certificate_path) =
+                    (out.join("evidence-key.pem"), out.join("evidence-cert.pem"));
+                crate::evidence::write_identity(&key, &certificate, &key_path, &certificate_path)?;
+                #[allow(clippy::print_stdout)]
+                {
+                    println!(
+                        "{}  key={}  {}",
+                        certificate_path.display(),
+                        certificate.fingerprint(),
+                        algorithm.as_str()
+                    );
+                }
             }
             Ok(())
         }
