@@ -20,6 +20,6 @@ pub use cert::{CertError, Certificate, SigningIdentity};
 pub use keys::{Algorithm, KeyError, SM2_DISTINGUISHING_ID, SigningKey, VerifyingKey};
 pub use merkle::{Digest, HashAlgorithm, Hasher, Tree};
 pub use receipt::{
-    Countersignature, EvidenceError, Part, Receipt, SignedHead, Verified, part_digest, request_digest,
-    response_digest,
+    Countersignature, EvidenceError, Part, Receipt, SignedHead, SignedRequest, Verified, part_digest,
+    request_digest, response_digest,
 };

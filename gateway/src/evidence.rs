@@ -269,8 +269,12 @@ pub struct KeptAnchor {
 
 /// Keeps a peer's countersignature of one of this gateway's heads beside its log.
 pub fn keep_anchor(log_dir: &Path, anchor: &KeptAnchor) -> std::io::Result<()> {
-    let dir = log_dir.join(ANCHORS_DIR);
-    std::fs::create_dir_all(&dir)?;
+    keep_anchor_in(&log_dir.join(ANCHORS_DIR), anchor)
+}
+
+/// Keeps a countersignature in `dir`, named by the head's last record and the countersigner.
+pub fn keep_anchor_in(dir: &Path, anchor: &KeptAnchor) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let name = format!("{:020}-{}.json", anchor.countersignature.head.last_seq(), anchor.countersignature.by);
     let temporary = dir.join(format!(".{name}.tmp"));
     std::fs::write(&temporary, serde_json::to_vec_pretty(anchor).map_err(std::io::Error::other)?)?;

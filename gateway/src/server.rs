@@ -297,6 +297,10 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         }
         None => None,
     };
+    // Peers countersign this gateway's newest signed head (or it is exported to a file).
+    if state.data().log.signer().is_some() {
+        crate::federation::evidence::spawn_anchoring(state.clone(), loaded.config.evidence.clone());
+    }
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));

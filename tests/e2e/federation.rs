@@ -23,6 +23,53 @@ struct Province {
     sha256: String,
 }
 
+/// A request signed as the gateway whose data directory is `data_dir` signs the calls it passes
+/// on (`docs/evidence.md`): what a peer, hostile or not, can make with its own key. `headers`
+/// are the call's purpose and assertion headers; `at_ms` its time.
+fn sign_as(
+    data_dir: &Path,
+    from: &str,
+    to: &str,
+    headers: &[(&str, &str)],
+    (method, target, body): (&str, &str, &[u8]),
+    at_ms: u64,
+) -> anyhow::Result<String> {
+    use tongban_evidence::{SignedRequest, SigningIdentity, request_digest};
+    let identity = SigningIdentity::from_pem(
+        &std::fs::read_to_string(data_dir.join("federation/evidence-key.pem"))?,
+        &std::fs::read_to_string(data_dir.join("federation/evidence-cert.pem"))?,
+    )?;
+    let hash = tongban_evidence::HashAlgorithm::for_signatures(identity.key.algorithm());
+    let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
+    let nonce: [u8; 16] =
+        std::array::from_fn(|i| (at_ms.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8);
+    let request = SignedRequest {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        department: header("x-tongban-peer-department").to_owned(),
+        system: header("x-tongban-peer-system").to_owned(),
+        service_item: header("x-tongban-service-item").to_owned(),
+        case_digest: SignedRequest::purpose_digest(hash, &nonce, header("x-tongban-case-number").as_bytes()),
+        operator_digest: SignedRequest::purpose_digest(hash, &nonce, header("x-tongban-operator").as_bytes()),
+        request_digest: hex_of(&request_digest(hash, &nonce, method, target, &hash.digest(&[body]))),
+        streamed: false,
+        at_ms,
+        nonce: hex_of(&nonce),
+        alg: String::new(),
+        key: String::new(),
+        signature: String::new(),
+    };
+    Ok(request.sign(&identity.key, &identity.fingerprint).encode())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
+}
+
 impl Province {
     fn new(name: &'static str, region: &'static str, host: &'static str) -> anyhow::Result<Province> {
         let peer_port = std::net::TcpListener::bind((host, 0))?.local_addr()?.port();
@@ -30,6 +77,7 @@ impl Province {
         let out = data.path().join("federation");
         let made = std::process::Command::new(tongban_e2e::tongban_bin())
             .args(["certs", "--out", out.to_str().context("utf-8")?, "--host", host, "--gateway", name])
+            .args(["--evidence", name])
             .args(["--client", "not-a-gateway"])
             .output()?;
         anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
@@ -56,7 +104,10 @@ impl Province {
 
     /// [`Province::configure`], with `extra` TOML (tables of its own) at the end.
     fn configure_with(&self, peers: &[(&Province, Option<&str>)], extra: &str) -> anyhow::Result<()> {
-        let mut toml = String::from("[server]\nplaintext = true\n");
+        let mut toml = String::from(
+            "[server]\nplaintext = true\n\n[evidence]\nkey = \"federation/evidence-key.pem\"\n\
+             certificate = \"federation/evidence-cert.pem\"\nanchor_secs = 1\n",
+        );
         for (name, file) in [
             ("household", "household.parquet"),
             ("social_insurance", "social_insurance.parquet"),
@@ -75,12 +126,14 @@ impl Province {
         for (peer, pin) in peers {
             let ca = peer.dir().join("federation/ca.pem");
             toml.push_str(&format!(
-                "\n[[federation.peers]]\nname = \"{}\"\nregion = \"{}\"\nurl = \"{}\"\nca = \"{}\"\ncertificates = [\"{}\"]\n",
+                "\n[[federation.peers]]\nname = \"{}\"\nregion = \"{}\"\nurl = \"{}\"\nca = \"{}\"\ncertificates = [\"{}\"]\n\
+                 evidence = [\"{}\"]\n",
                 peer.name,
                 peer.region,
                 peer.peer_url(),
                 ca.display(),
-                pin.unwrap_or(&peer.sha256)
+                pin.unwrap_or(&peer.sha256),
+                peer.dir().join("federation/evidence-cert.pem").display()
             ));
         }
         toml.push_str(extra);
@@ -424,16 +477,30 @@ async fn a_demand_crosses_gateways_both_ways_and_survives_killed_gateways() -> a
         )),
     )?;
     let onward = json!({"resource": "440000:B02-440000-0001", "key": "440103199001011234", "claims": {}});
-    let answer = as_anhui
+    let onward = serde_json::to_vec(&onward)?;
+    let onward_headers = [
+        ("x-tongban-service-item", "KSTB-JS-004"),
+        ("x-tongban-case-number", "HF-2026-000017"),
+        ("x-tongban-operator", "0017"),
+        ("x-tongban-peer-department", "113400000034000187"),
+        ("x-tongban-peer-system", "hefei-fund-system"),
+    ];
+    let signature = sign_as(
+        anhui_demo.data_dir(),
+        "anhui",
+        "henan",
+        &onward_headers,
+        ("POST", "/federation/v1/data/verify", &onward),
+        now_ms(),
+    )?;
+    let mut request = as_anhui
         .post(format!("https://{}:{}/federation/v1/data/verify", henan.host, henan.peer_port))
-        .header("x-tongban-service-item", "KSTB-JS-004")
-        .header("x-tongban-case-number", "HF-2026-000017")
-        .header("x-tongban-operator", "0017")
-        .header("x-tongban-peer-department", "113400000034000187")
-        .header("x-tongban-peer-system", "hefei-fund-system")
-        .json(&onward)
-        .send()
-        .await?;
+        .header("content-type", "application/json")
+        .header("x-tongban-request-signature", signature);
+    for (name, value) in onward_headers {
+        request = request.header(name, value);
+    }
+    let answer = request.body(onward).send().await?;
     let status = answer.status().as_u16();
     let refused: Value = answer.json().await?;
     assert_eq!((status, refused["code"].as_str()), (404, Some("unknown_resource")), "{refused}");
@@ -885,17 +952,34 @@ async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> 
     // recorded at 河南, naming the peer.
     let verify =
         json!({"resource": "A01-410000-0001", "key": "410101199001011234", "claims": {"name": "张三"}});
+    let verify = serde_json::to_vec(&verify)?;
     let data_call = |department: Option<&str>| {
+        let mut headers = vec![
+            ("x-tongban-service-item", "KSTB-GA-001"),
+            ("x-tongban-case-number", "GD-2026-000731"),
+            ("x-tongban-operator", "警员0031"),
+            ("x-tongban-peer-system", "forged-system"),
+        ];
+        if let Some(department) = department {
+            headers.push(("x-tongban-peer-department", department));
+        }
+        // 广东 signs what it asserts: its signature holds, the assertion does not.
+        let signature = sign_as(
+            &guangdong_dir,
+            "guangdong",
+            "henan",
+            &headers,
+            ("POST", "/federation/v1/data/verify", &verify),
+            now_ms(),
+        );
         let mut request = as_guangdong
             .post(format!("{}/federation/v1/data/verify", henan_url))
-            .header("x-tongban-service-item", "KSTB-GA-001")
-            .header("x-tongban-case-number", "GD-2026-000731")
-            .header("x-tongban-operator", "警员0031")
-            .header("x-tongban-peer-system", "forged-system")
+            .header("content-type", "application/json")
             .header("x-tongban-peer-exchange-id", "01900000-0000-7000-8000-0000000000ff")
-            .json(&verify);
-        if let Some(department) = department {
-            request = request.header("x-tongban-peer-department", department);
+            .header("x-tongban-request-signature", signature.expect("signed"))
+            .body(verify.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         async move {
             let answer = request.send().await?;
@@ -910,6 +994,68 @@ async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> 
     let forged: Vec<_> = records.iter().filter(|r| r["peer"] == "guangdong" && r["status"] == 403).collect();
     assert_eq!(forged.len(), 3, "{records:?}");
     assert!(forged.iter().all(|r| r["peer_exchange_id"] == "01900000-0000-7000-8000-0000000000ff"));
+    assert!(forged.iter().all(|r| r["request_signature"].is_string()), "the signatures are kept: {forged:?}");
+
+    // Signed requests: unsigned, changed after signing, stale and replayed calls are refused,
+    // and each refusal is recorded with what came.
+    let headers = [
+        ("x-tongban-service-item", "KSTB-GA-001"),
+        ("x-tongban-case-number", "GD-2026-000731"),
+        ("x-tongban-operator", "警员0031"),
+        ("x-tongban-peer-department", "114400000044000285"),
+        ("x-tongban-peer-system", "gd-police-system"),
+    ];
+    let target = ("POST", "/federation/v1/data/verify", verify.as_slice());
+    let signed_call = |signature: Option<String>, body: Vec<u8>| {
+        let mut request = as_guangdong
+            .post(format!("{}/federation/v1/data/verify", henan_url))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(signature) = signature {
+            request = request.header("x-tongban-request-signature", signature);
+        }
+        async move {
+            let answer = request.send().await?;
+            let id = answer
+                .headers()
+                .get("x-tongban-exchange-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            anyhow::Ok((answer.status().as_u16(), answer.json::<Value>().await?, id))
+        }
+    };
+    let fresh = sign_as(&guangdong_dir, "guangdong", "henan", &headers, target, now_ms())?;
+    let mut changed = verify.clone();
+    changed.extend_from_slice(b" ");
+    let stale = sign_as(&guangdong_dir, "guangdong", "henan", &headers, target, now_ms() - 10 * 60 * 1000)?;
+    let for_another = sign_as(&guangdong_dir, "guangdong", "anhui", &headers, target, now_ms())?;
+    let cases = [
+        (None, verify.clone(), 403, "request_signature_missing"),
+        (Some(fresh.clone()), changed, 403, "request_signature_invalid"),
+        (Some(stale), verify.clone(), 403, "request_stale"),
+        (Some(for_another), verify.clone(), 403, "request_signature_invalid"),
+        (Some(fresh.clone()), verify.clone(), 200, ""),
+        (Some(fresh), verify.clone(), 409, "request_replayed"),
+    ];
+    let mut refused_ids = Vec::new();
+    for (signature, body, status, code) in cases {
+        let (got, answer, id) = signed_call(signature, body).await?;
+        if status == 200 {
+            // The grant decides what a signed call may read; the signature only lets it be asked.
+            assert_ne!(answer["code"].as_str(), Some("request_signature_invalid"), "{answer}");
+            continue;
+        }
+        assert_eq!((got, answer["code"].as_str()), (status, Some(code)), "{answer}");
+        refused_ids.push((id.context("a record id")?, code));
+    }
+    let records = henan_demo.exchange_records()?;
+    for (id, code) in refused_ids {
+        let record = records.iter().find(|r| r["id"] == json!(id)).context("the refusal is recorded")?;
+        assert_eq!((record["code"].as_str(), record["peer"].as_str()), (Some(code), Some("guangdong")));
+    }
 
     // Not a peer: 广东's CA issued this certificate, but not as its gateway's.
     let unlisted = client(
@@ -928,5 +1074,89 @@ async fn a_peer_may_send_only_its_own_steps_in_sequence() -> anyhow::Result<()> 
         .send()
         .await?;
     assert_eq!(on_main.status(), 404);
+    Ok(())
+}
+
+/// Cross-anchoring: 广东 countersigns 河南's newest signed head and keeps a copy. 河南's
+/// operator then cuts the newest records off its log, the chain and seals still consistent:
+/// its own audit passes, but not against 广东's countersignature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_cut_short_after_a_peer_countersigned_it_is_caught() -> anyhow::Result<()> {
+    let henan = Province::new("henan", "410000", "127.0.0.2")?;
+    let guangdong = Province::new("guangdong", "440000", "127.0.0.3")?;
+    henan.configure(&[(&guangdong, None)])?;
+    guangdong.configure(&[(&henan, None)])?;
+    let guangdong_cert = guangdong.dir().join("federation/evidence-cert.pem");
+    let (mut henan_demo, guangdong_demo) = tokio::try_join!(
+        Demo::start_in(henan.data, "127.0.0.2:0", 1000),
+        Demo::start_in(guangdong.data, "127.0.0.3:0", 1000),
+    )?;
+    // Three calls at 河南 (refused: the purpose is missing), each with its record and head.
+    let (_, system) = henan_demo.system("广东省公安厅跨省户籍业务系统")?;
+    let body = json!({"resource": "A01-410000-0001", "key": "410101199001011234", "claims": {}});
+    for _ in 0..3 {
+        let answer = system.send(reqwest::Method::POST, "/data/verify", Some(&body), None).await?;
+        assert!(answer.header("x-tongban-receipt").is_some());
+    }
+    let copies = guangdong_demo.data_dir().join("exchange/peer-anchors/henan");
+    let anchor =
+        eventually(Duration::from_secs(20), "广东's countersignature of 河南's record 3", || {
+            let copies = copies.clone();
+            async move {
+                let Ok(entries) = std::fs::read_dir(&copies) else { return Ok(None) };
+                for entry in entries {
+                    let value: Value = serde_json::from_slice(&std::fs::read(entry?.path())?)?;
+                    let head = &value["countersignature"]["head"];
+                    if head["first_seq"].as_u64().zip(head["size"].as_u64()).is_some_and(|(f, n)| f + n > 3) {
+                        return Ok(Some(value));
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await?;
+    let kept = henan_demo.data_dir().join("exchange/anchors");
+    eventually(Duration::from_secs(10), "河南 keeps the countersignature", || {
+        let kept = kept.clone();
+        async move { Ok(std::fs::read_dir(&kept).is_ok_and(|mut e| e.next().is_some()).then_some(Value::Null)) }
+    })
+    .await?;
+    let henan_dir = henan_demo.data_dir().to_owned();
+    let audit = |extra: Vec<std::ffi::OsString>| {
+        let mut command = std::process::Command::new(tongban_e2e::tongban_bin());
+        command.args(["audit", "verify", "--json", "--data-dir"]).arg(&henan_dir).args(extra);
+        command.output()
+    };
+    let report: Value = serde_json::from_slice(&audit(Vec::new())?.stdout)?;
+    assert_eq!(report["anchored"]["by"], "guangdong", "the audit reports the last anchored point: {report}");
+
+    // 河南's operator cuts the last record and its head off the log, and its own anchors.
+    henan_demo.gateway.signal("KILL")?;
+    henan_demo.gateway.wait_exit(Duration::from_secs(10)).await?;
+    let log = henan_dir.join("exchange");
+    let segment = std::fs::read_dir(&log)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max()
+        .context("a segment")?;
+    let text = std::fs::read_to_string(&segment)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let last_record = lines.iter().rposition(|l| l.starts_with("{\"seq\":")).context("a record")?;
+    std::fs::write(&segment, lines[..last_record].iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    std::fs::remove_dir_all(&kept)?;
+    let alone = audit(Vec::new())?;
+    assert!(
+        alone.status.success(),
+        "the shortened log is consistent on its own: {}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+
+    // Against 广东's copy, the cut shows.
+    let copy = henan_dir.join("guangdong-copy.json");
+    std::fs::write(&copy, serde_json::to_vec(&anchor["countersignature"])?)?;
+    let checked = audit(vec!["--anchor".into(), copy.into(), "--peer-cert".into(), guangdong_cert.into()])?;
+    assert_eq!(checked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("as guangdong countersigned it"), "{stderr}");
     Ok(())
 }

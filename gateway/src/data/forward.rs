@@ -52,6 +52,9 @@ pub(crate) struct Forwarded {
     pub(crate) path_and_query: String,
     /// The body, streamed to the peer as the caller sends it.
     pub(crate) body: axum::body::Body,
+    /// The body's bytes when the gateway made it whole (a verification's or a query's JSON,
+    /// a look-up's empty body), which the signed request binds; `None` for a body streamed.
+    pub(crate) body_bytes: Option<bytes::Bytes>,
     /// The caller's headers that go with the call (beyond the purpose and the assertions).
     pub(crate) headers: &'static [&'static str],
 }
@@ -158,6 +161,24 @@ pub(crate) async fn forward(
         let value = HeaderValue::from_str(value).map_err(|e| ApiError::internal(&e))?;
         asserted.insert(HeaderName::from_static(name), value);
     }
+    // The call is signed as this gateway passes it on; the supplier's gateway refuses it
+    // unsigned, changed, stale or replayed, and keeps the signature in its record.
+    if let Some(signed) = crate::federation::evidence::sign_request(
+        state,
+        &peer,
+        system.department(),
+        system.id(),
+        headers,
+        &call.method,
+        &call.path_and_query,
+        call.body_bytes.as_deref(),
+    ) {
+        let encoded = signed.encode();
+        let value = HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(&e))?;
+        asserted
+            .insert(HeaderName::from_static(crate::federation::evidence::REQUEST_SIGNATURE_HEADER), value);
+        phases.record.request_signature = Some(encoded);
+    }
     let started = std::time::Instant::now();
     let answer = client.call(call.method, &call.path_and_query, asserted, call.body).await;
     phases.record.upstream_attempts = 1;
@@ -188,6 +209,12 @@ pub(crate) async fn forward(
         if let Some(value) = answer.headers.get(&name) {
             kept.insert(name, value.clone());
         }
+    }
+    // The supplier's receipt is kept in this record and handed to the caller beside this
+    // gateway's own: both gateways' signatures stand for the exchange.
+    if let Some(receipt) = answer.headers.get(crate::evidence::RECEIPT_HEADER) {
+        record.peer_receipt = receipt.to_str().ok().filter(|r| r.len() <= 64 * 1024).map(str::to_owned);
+        kept.insert(HeaderName::from_static(crate::evidence::PEER_RECEIPT_HEADER), receipt.clone());
     }
     let rows = u64::from(answer.status.is_success());
     Ok((

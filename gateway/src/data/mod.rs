@@ -140,6 +140,24 @@ impl Asked {
         self
     }
 
+    /// The salted digest of the request as a peer's signature binds it: with its body's
+    /// digest, or with an empty body's for a body `streamed` on to a supplier.
+    pub(crate) fn signed_digest(
+        &self,
+        hash: tongban_evidence::HashAlgorithm,
+        nonce: &[u8],
+        streamed: bool,
+    ) -> Option<String> {
+        let parts = &self.0;
+        let body = match (&parts.body, streamed) {
+            (_, true) => hash.digest(&[b""]),
+            (AskedBody::Read(bytes), false) => hash.digest(&[bytes]),
+            _ => return None,
+        };
+        let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
+        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, parts.method.as_str(), target, &body)))
+    }
+
     /// The salted digest of the request, when its body was read or streamed to its end.
     fn digest(&self, hash: tongban_evidence::HashAlgorithm, nonce: &[u8]) -> Option<String> {
         let parts = &self.0;
@@ -316,6 +334,8 @@ pub(crate) async fn serve<C: DataCall>(
 pub(crate) struct PeerOrigin {
     pub(crate) peer: String,
     pub(crate) exchange_id: Option<String>,
+    /// The peer's signed request, as it came.
+    pub(crate) signature: Option<String>,
 }
 
 /// The lifecycle of a data call, for a call from a local system (`origin` is `None`) or one a
@@ -400,6 +420,7 @@ async fn lifecycle<C: DataCall>(
     if let Some(origin) = origin {
         record.peer = Some(origin.peer);
         record.peer_exchange_id = origin.exchange_id;
+        record.request_signature = origin.signature;
     }
     if let Some(trace_id) = trace_id {
         record.trace_id = trace_id;

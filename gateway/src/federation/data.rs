@@ -34,7 +34,7 @@ pub(super) async fn verify(
     headers: HeaderMap,
     body: Received<VerifyRequest>,
 ) -> Response {
-    let (caller, origin) = asserted(&state, &peer, &headers);
+    let (caller, origin) = signed(&state, &peer, &headers, &body.asked).await;
     let call = Verify::new(body.body);
     serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
 }
@@ -49,7 +49,7 @@ pub(super) async fn lookup(
     target: Result<ApiPath<(String, String)>, ApiError>,
     query: Result<ApiQuery<LookupQuery>, ApiError>,
 ) -> Response {
-    let (caller, origin) = asserted(&state, &peer, &headers);
+    let (caller, origin) = signed(&state, &peer, &headers, &asked).await;
     let call = Lookup::new(target.map(|ApiPath(t)| t), query.map(|ApiQuery(q)| q));
     serve_with(state.data_state().clone(), caller, address, headers, asked, call, Some(origin)).await
 }
@@ -64,7 +64,7 @@ pub(super) async fn proxy(
 ) -> Response {
     let hash = state.data().log.signer().map(|s| s.hash());
     let (headers, asked, call) = Proxy::from_request(target, request, hash);
-    let (caller, origin) = asserted(&state, &peer, &headers);
+    let (caller, origin) = signed(&state, &peer, &headers, &asked).await;
     serve_with(state.data_state().clone(), caller, address, headers, asked, call, Some(origin)).await
 }
 
@@ -76,7 +76,7 @@ pub(super) async fn sql(
     headers: HeaderMap,
     body: Received<SqlRequest>,
 ) -> Response {
-    let (caller, origin) = asserted(&state, &peer, &headers);
+    let (caller, origin) = signed(&state, &peer, &headers, &body.asked).await;
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let call = Sql::new(body.body, accept);
     serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
@@ -84,6 +84,20 @@ pub(super) async fn sql(
 
 /// The caller a peer asserts, checked against what the peer may speak for, and the peer's
 /// record of the call.
+/// The caller a peer asserts, once the peer's signature over the call holds; the signature
+/// goes into the record whatever the outcome.
+async fn signed(
+    state: &AppState,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+    asked: &crate::data::Asked,
+) -> (Result<Caller, ApiError>, PeerOrigin) {
+    let (signature, checked) = super::evidence::check_signed_request(state, peer, headers, asked).await;
+    let (caller, mut origin) = asserted(state, peer, headers);
+    origin.signature = signature;
+    (checked.and(caller), origin)
+}
+
 fn asserted(
     state: &AppState,
     peer: &PeerIdentity,
@@ -95,7 +109,7 @@ fn asserted(
             !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
         })
         .map(str::to_owned);
-    let origin = PeerOrigin { peer: peer.name.clone(), exchange_id };
+    let origin = PeerOrigin { peer: peer.name.clone(), exchange_id, signature: None };
     let refused = |detail: String| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail);
     let caller = (|| {
         let code = header(PEER_DEPARTMENT_HEADER)

@@ -27,6 +27,7 @@ use crate::state::AppState;
 
 pub mod catalog;
 mod data;
+pub mod evidence;
 mod outbox;
 
 /// The peer a request on the peer listener comes from, identified by its certificate.
@@ -62,6 +63,8 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
         .route("/federation/v1/data/sql", axum::routing::post(data::sql))
         .route("/federation/v1/proxy/{resource}/{*path}", axum::routing::any(data::proxy))
         .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
+        .route("/federation/v1/evidence", get(evidence::certificates))
+        .route("/federation/v1/anchors", axum::routing::post(evidence::countersign))
         .fallback(|| async { ApiError::not_found("no such federation route") })
         .layer(axum::middleware::from_fn({
             let state = state.clone();

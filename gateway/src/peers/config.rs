@@ -39,6 +39,14 @@ pub struct FederationConfig {
     /// The largest answer taken from a peer.
     #[serde(default = "defaults::max_response_bytes")]
     pub max_response_bytes: usize,
+    /// Refuses data calls a peer passes on without its signature over them
+    /// (`docs/evidence.md`). Turned off only while a peer that cannot sign yet is brought up.
+    #[serde(default = "defaults::require_signed_requests")]
+    pub require_signed_requests: bool,
+    /// How far a signed request's time may be from this gateway's clock, in seconds; older
+    /// ones are refused as stale, and a nonce is remembered for twice as long.
+    #[serde(default = "defaults::max_skew_secs")]
+    pub max_skew_secs: u64,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
 }
@@ -61,9 +69,21 @@ pub struct PeerConfig {
     /// A certificate not listed is refused even when `ca` issued it, so a replaced certificate
     /// is accepted only once it is configured.
     pub certificates: Vec<String>,
+    /// The peer's evidence certificates (PEM files), pinned: its signed requests, heads and
+    /// countersignatures are checked with them. Certificates the peer lists for itself at
+    /// `/federation/v1/evidence`, over its pinned TLS identity, are taken besides, so that a
+    /// peer's rotated key is checked without a change here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<PathBuf>,
 }
 
 mod defaults {
+    pub(super) fn require_signed_requests() -> bool {
+        true
+    }
+    pub(super) fn max_skew_secs() -> u64 {
+        60
+    }
     pub(super) fn catalog_refresh_secs() -> u64 {
         30
     }

@@ -6,7 +6,7 @@
 //! without knowing the routes that serve them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use tongban_platform::federation::{GrantMirror, RemoteCatalog, split_remote_id};
@@ -40,6 +40,11 @@ pub struct Peers {
     /// The grants peers compiled for this gateway's departments, as last received: a
     /// read-only mirror the data plane decides early with, before a call leaves for a peer.
     mirrors: RwLock<Arc<Mirrors>>,
+    /// Each peer's evidence certificates, current and retired, as last fetched from it.
+    evidence: RwLock<HashMap<String, Arc<Vec<tongban_evidence::Certificate>>>>,
+    /// The nonces of signed requests seen within twice the allowed skew, by peer: a request
+    /// seen again is a replay.
+    nonces: moka::sync::Cache<String, ()>,
 }
 
 impl Peers {
@@ -59,13 +64,52 @@ impl Peers {
             }
             catalogs.insert(peer.name.clone(), RemoteCatalog::empty(&peer.name, &peer.region));
         }
+        let mut evidence = HashMap::new();
+        for peer in &config.peers {
+            let paths: Vec<PathBuf> = peer.evidence.iter().map(|p| base_dir.join(p)).collect();
+            let certificates = crate::evidence::read_certificates(&paths)
+                .map_err(|e| anyhow::anyhow!("federation.peers {}: evidence: {e}", peer.name))?;
+            evidence.insert(peer.name.clone(), Arc::new(certificates));
+        }
         Ok(Peers {
             config: config.clone(),
             clients,
             by_certificate,
             catalogs: RwLock::new(Arc::new(catalogs)),
             mirrors: RwLock::default(),
+            evidence: RwLock::new(evidence),
+            nonces: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(std::time::Duration::from_secs(2 * config.max_skew_secs.max(1)))
+                .build(),
         })
+    }
+
+    /// A peer's evidence certificates, as last fetched.
+    pub fn evidence_certificates(&self, peer: &str) -> Arc<Vec<tongban_evidence::Certificate>> {
+        self.evidence
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Adds the certificates a peer lists for itself to those held (pinned ones stay).
+    pub fn set_evidence_certificates(&self, peer: &str, certificates: Vec<tongban_evidence::Certificate>) {
+        let mut evidence = self.evidence.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = evidence.get(peer).map(|c| Vec::clone(c)).unwrap_or_default();
+        for certificate in certificates {
+            if !held.contains(&certificate) {
+                held.push(certificate);
+            }
+        }
+        evidence.insert(peer.to_owned(), Arc::new(held));
+    }
+
+    /// Whether `nonce` from `peer` is seen for the first time (and remembers it).
+    pub fn fresh_nonce(&self, peer: &str, nonce: &str) -> bool {
+        self.nonces.entry(format!("{peer}\n{nonce}")).or_insert(()).is_fresh()
     }
 
     /// The peer whose certificate has this SHA-256, if it is one of the configured ones.

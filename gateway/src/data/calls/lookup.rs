@@ -118,6 +118,7 @@ impl Lookup {
             method: Method::GET,
             path_and_query,
             body: axum::body::Body::empty(),
+            body_bytes: Some(bytes::Bytes::new()),
             headers: ACCEPT_ONLY,
         })
     }

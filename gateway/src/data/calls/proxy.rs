@@ -200,6 +200,7 @@ impl DataCall for Proxy {
             method: call.method.clone(),
             path_and_query,
             body,
+            body_bytes: None,
             headers: crate::data::proxy::headers::PASSED_ON,
         }))
     }

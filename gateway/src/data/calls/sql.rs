@@ -130,6 +130,7 @@ impl DataCall for Sql {
             key: None,
             method: Method::POST,
             path_and_query: "/federation/v1/data/sql".to_owned(),
+            body_bytes: Some(bytes::Bytes::from(body.clone())),
             body: body.into(),
             headers: ACCEPT_ONLY,
         }))

@@ -99,6 +99,7 @@ impl Verify {
             key: Some(request.key.clone()),
             method: Method::POST,
             path_and_query: "/federation/v1/data/verify".to_owned(),
+            body_bytes: Some(bytes::Bytes::from(body.clone())),
             body: body.into(),
             headers: ACCEPT_ONLY,
         })

@@ -1,0 +1,323 @@
+//! Evidence between gateways: each gateway's evidence certificates (current and retired) for
+//! its peers to check its signatures with; signed requests, checked on every data call a peer
+//! passes on; and anchoring, in which a peer countersigns this gateway's newest signed head
+//! and keeps a copy, so that this gateway's history before it cannot be rewritten unseen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use tongban_evidence::{Certificate, Countersignature, EvidenceError, SignedHead, SignedRequest};
+
+use super::PeerIdentity;
+use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_SYSTEM_HEADER};
+use crate::data::{Asked, CASE_NUMBER_HEADER, OPERATOR_HEADER, SERVICE_ITEM_HEADER};
+use crate::error::ApiError;
+use crate::evidence::KeptAnchor;
+use crate::peers::Peers;
+use crate::state::AppState;
+
+/// Header carrying the home gateway's signed request.
+pub const REQUEST_SIGNATURE_HEADER: &str = "x-tongban-request-signature";
+/// Where the countersignatures this gateway made of its peers' heads are kept, beside its log:
+/// the copy an auditor of a peer asks for.
+pub const PEER_ANCHORS_DIR: &str = "peer-anchors";
+/// The longest signed request header taken.
+const MAX_SIGNATURE_BYTES: usize = 4096;
+
+/// A gateway's evidence certificates, as its peers fetch them.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EvidenceCertificates {
+    pub(crate) name: String,
+    /// Every certificate that has signed this gateway's evidence, PEM.
+    pub(crate) certificates: Vec<String>,
+}
+
+/// `GET /federation/v1/evidence`.
+pub(super) async fn certificates(
+    State(state): State<AppState>,
+    _peer: PeerIdentity,
+) -> Result<Json<EvidenceCertificates>, ApiError> {
+    let log = &state.data().log;
+    let signer = log.signer().ok_or_else(|| ApiError::not_found("this gateway signs no evidence"))?;
+    let kept = tongban_exchange::receipt::kept_certificates(log.dir()).map_err(|e| ApiError::internal(&e))?;
+    let certificates = kept.iter().filter_map(|c| c.to_pem().ok()).collect();
+    Ok(Json(EvidenceCertificates { name: signer.log().to_owned(), certificates }))
+}
+
+/// Fetches a peer's evidence certificates and keeps them for checking its signatures.
+pub(crate) async fn refresh_certificates(peers: &Peers, peer: &str) -> Result<Arc<Vec<Certificate>>, String> {
+    let client = peers.get(peer).ok_or_else(|| format!("no peer {peer}"))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let answer = client
+        .call(Method::GET, "/federation/v1/evidence", headers, axum::body::Body::empty())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!("{peer} answered {} for its evidence certificates", answer.status));
+    }
+    let listed: EvidenceCertificates = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    if listed.name != peer {
+        return Err(format!("{peer} names its evidence {}", listed.name));
+    }
+    let certificates =
+        listed.certificates.iter().map(|pem| Certificate::from_pem(pem)).collect::<Result<Vec<_>, _>>();
+    let certificates = certificates.map_err(|e| e.to_string())?;
+    peers.set_evidence_certificates(peer, certificates);
+    Ok(peers.evidence_certificates(peer))
+}
+
+/// Checks `check` with the peer's certificates, fetching them again once when the key is not
+/// among those held (a peer that rotated its key).
+async fn with_peer_certificates(
+    peers: &Peers,
+    peer: &str,
+    check: impl Fn(&[Certificate]) -> Result<(), EvidenceError>,
+) -> Result<(), String> {
+    match check(&peers.evidence_certificates(peer)) {
+        Err(EvidenceError::UnknownKey(_)) => {
+            let fetched = refresh_certificates(peers, peer).await?;
+            check(&fetched).map_err(|e| e.to_string())
+        }
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
+/// The signed request a peer's data call carries, checked against what the call asks: by whom,
+/// for what, exactly what, when, and never before. Answers the header as it came (for the
+/// record, whatever the outcome) and the outcome.
+pub(crate) async fn check_signed_request(
+    state: &AppState,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+    asked: &Asked,
+) -> (Option<String>, Result<(), ApiError>) {
+    let Some(peers) = state.peers() else {
+        return (None, Err(ApiError::internal(&"a peer's call on a gateway without peers")));
+    };
+    let refused = |code: &'static str, detail: String| {
+        ApiError::new(StatusCode::FORBIDDEN, code, "Request signature refused", detail)
+    };
+    let Some(text) = headers.get(REQUEST_SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return if peers.config.require_signed_requests {
+            (
+                None,
+                Err(refused(
+                    "request_signature_missing",
+                    format!("a call passed on by a peer carries {REQUEST_SIGNATURE_HEADER}"),
+                )),
+            )
+        } else {
+            (None, Ok(()))
+        };
+    };
+    if text.len() > MAX_SIGNATURE_BYTES {
+        return (None, Err(refused("request_signature_invalid", "the signed request is too long".into())));
+    }
+    let kept = Some(text.to_owned());
+    let outcome = async {
+        let invalid = |detail: String| refused("request_signature_invalid", detail);
+        let signed = SignedRequest::decode(text).map_err(|e| invalid(e.to_string()))?;
+        if signed.from != peer.name || signed.to != peers.config.name {
+            return Err(invalid(format!(
+                "signed by {} for {}, but sent by {} to {}",
+                signed.from, signed.to, peer.name, peers.config.name
+            )));
+        }
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+        let skew = peers.config.max_skew_secs.saturating_mul(1000);
+        if signed.at_ms.abs_diff(now) > skew {
+            return Err(refused(
+                "request_stale",
+                format!(
+                    "signed {} ms from this gateway's clock; at most {skew} ms are allowed",
+                    signed.at_ms.abs_diff(now)
+                ),
+            ));
+        }
+        with_peer_certificates(peers, &peer.name, |certificates| signed.verify(certificates))
+            .await
+            .map_err(invalid)?;
+        // What is signed is what is asked.
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        // Purpose values are digested as the bytes they came as: an operator's name is not ASCII.
+        let raw = |name: &str| headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+        let hash = signed.hash().map_err(|e| invalid(e.to_string()))?;
+        let nonce = hex::decode(&signed.nonce).map_err(|_| invalid("the nonce is not hex".into()))?;
+        let matches = signed.department == header(PEER_DEPARTMENT_HEADER)
+            && signed.system == header(PEER_SYSTEM_HEADER)
+            && signed.service_item == header(SERVICE_ITEM_HEADER)
+            && signed.case_digest == SignedRequest::purpose_digest(hash, &nonce, raw(CASE_NUMBER_HEADER))
+            && signed.operator_digest == SignedRequest::purpose_digest(hash, &nonce, raw(OPERATOR_HEADER))
+            && Some(&signed.request_digest) == asked.signed_digest(hash, &nonce, signed.streamed).as_ref();
+        if !matches {
+            return Err(invalid(
+                "the call is not the one signed: its caller, purpose or request differs".into(),
+            ));
+        }
+        if !peers.fresh_nonce(&peer.name, &signed.nonce) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_replayed",
+                "Request replayed",
+                "this signed request was already received".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    (kept, outcome)
+}
+
+/// Signs a call this gateway passes on to `peer`, when it signs evidence.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_request(
+    state: &crate::data::DataState,
+    peer: &str,
+    department: &str,
+    system: &str,
+    headers: &HeaderMap,
+    method: &Method,
+    target: &str,
+    body: Option<&[u8]>,
+) -> Option<SignedRequest> {
+    let log = &state.data().log;
+    let signer = log.signer()?;
+    let peers = state.peers()?;
+    let identity = signer.identity();
+    let hash = signer.hash();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).ok()?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let raw = |name: &str| headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let body_digest = hash.digest(&[body.unwrap_or_default()]);
+    let request = SignedRequest {
+        from: peers.config.name.clone(),
+        to: peer.to_owned(),
+        department: department.to_owned(),
+        system: system.to_owned(),
+        service_item: header(SERVICE_ITEM_HEADER).to_owned(),
+        case_digest: SignedRequest::purpose_digest(hash, &nonce, raw(CASE_NUMBER_HEADER)),
+        operator_digest: SignedRequest::purpose_digest(hash, &nonce, raw(OPERATOR_HEADER)),
+        request_digest: hex::encode(tongban_evidence::request_digest(
+            hash,
+            &nonce,
+            method.as_str(),
+            target,
+            &body_digest,
+        )),
+        streamed: body.is_none(),
+        at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default(),
+        nonce: hex::encode(nonce),
+        alg: String::new(),
+        key: String::new(),
+        signature: String::new(),
+    };
+    Some(request.sign(&identity.key, &identity.fingerprint))
+}
+
+/// `POST /federation/v1/anchors`: a peer's newest signed head, countersigned here after its
+/// signature is checked with the peer's certificates, and kept here as the peer's auditors'
+/// copy. Answers the countersignature with this gateway's certificate.
+pub(super) async fn countersign(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    body: Result<crate::error::ApiJson<SignedHead>, ApiError>,
+) -> Result<Json<KeptAnchor>, ApiError> {
+    let crate::error::ApiJson(head) = body?;
+    let peers = state.peers().ok_or_else(|| ApiError::internal(&"anchoring without peers"))?;
+    let log = &state.data().log;
+    let signer = log.signer().ok_or_else(|| ApiError::not_found("this gateway signs no evidence"))?;
+    let refused =
+        |detail: String| ApiError::new(StatusCode::FORBIDDEN, "anchor_refused", "Anchor refused", detail);
+    if head.log != peer.name {
+        return Err(refused(format!("the head is of {}'s log, not of {}", head.log, peer.name)));
+    }
+    with_peer_certificates(peers, &peer.name, |certificates| head.verify(certificates))
+        .await
+        .map_err(refused)?;
+    let identity = signer.identity();
+    let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+    let countersignature =
+        Countersignature::sign(&identity.key, &identity.fingerprint, signer.log(), head, now);
+    let anchor = KeptAnchor {
+        countersignature,
+        certificate: identity.certificate.to_pem().map_err(|e| ApiError::internal(&e))?,
+    };
+    let dir = log.dir().join(PEER_ANCHORS_DIR).join(&peer.name);
+    crate::evidence::keep_anchor_in(&dir, &anchor).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(anchor))
+}
+
+/// Every `anchor_secs`, asks each peer to countersign this gateway's newest signed head (when
+/// it changed) and keeps what comes back beside the log; with `export`, also writes the head
+/// there, for a gateway with no peer to countersign it.
+pub fn spawn_anchoring(state: AppState, config: crate::evidence::EvidenceConfig) {
+    let every = Duration::from_secs(config.anchor_secs.max(1));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        let mut anchored: std::collections::HashMap<String, SignedHead> = Default::default();
+        loop {
+            ticks.tick().await;
+            let log = &state.data().log;
+            let Some(head) = log.signer().and_then(|s| s.latest_head()) else { continue };
+            if let Some(path) = &config.export
+                && let Err(e) = export_head(path, &head)
+            {
+                tracing::warn!(error = %e, path = %path.display(), "exporting the signed head failed; will retry");
+            }
+            let Some(peers) = state.peers() else { continue };
+            for client in peers.all() {
+                let name = client.config.name.clone();
+                if anchored.get(&name) == Some(&head) {
+                    continue;
+                }
+                match anchor_at(peers, &name, &head, log.dir()).await {
+                    Ok(()) => {
+                        anchored.insert(name, head.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %name, error = %e, "anchoring at the peer failed; will retry")
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn export_head(path: &std::path::Path, head: &SignedHead) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, serde_json::to_vec_pretty(head).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// Asks `peer` to countersign `head`, checks what it answers and keeps it.
+pub(crate) async fn anchor_at(
+    peers: &Peers,
+    peer: &str,
+    head: &SignedHead,
+    log_dir: &std::path::Path,
+) -> Result<(), String> {
+    let client = peers.get(peer).ok_or_else(|| format!("no peer {peer}"))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(head).map_err(|e| e.to_string())?;
+    let answer = client
+        .call(Method::POST, "/federation/v1/anchors", headers, body)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!("{peer} answered {}: {}", answer.status, String::from_utf8_lossy(&answer.body)));
+    }
+    let anchor: KeptAnchor = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    if anchor.countersignature.head != *head || anchor.countersignature.by != peer {
+        return Err(format!("{peer} countersigned something else"));
+    }
+    // The countersignature must be the peer's, by a certificate it lists for its evidence.
+    with_peer_certificates(peers, peer, |certificates| anchor.countersignature.verify(certificates)).await?;
+    crate::evidence::keep_anchor(log_dir, &anchor).map_err(|e| e.to_string())
+}
