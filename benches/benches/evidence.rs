@@ -2,6 +2,9 @@
 //! SHA-256), signing and verifying a signed tree head's text, and the cost of a group's tree
 //! and receipts: what one group commit adds beside its one signature.
 
+// A benchmark reports on standard output.
+#![allow(clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use tongban_evidence::{Algorithm, Certificate, SignedHead, SigningKey, Tree};

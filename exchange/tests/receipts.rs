@@ -115,7 +115,7 @@ async fn receipts_verify_with_their_body_for_both_algorithms_and_fail_on_any_cha
             match Certificate::from_der(&tampered) {
                 Err(_) => unparsed += 1,
                 Ok(tampered) => {
-                    let verdict = receipt.verify(body, None, &[tampered.clone()]);
+                    let verdict = receipt.verify(body, None, std::slice::from_ref(&tampered));
                     let self_signed = tampered.verify_issued_by(&tampered);
                     assert!(
                         verdict.is_err() || self_signed.is_err(),

@@ -26,7 +26,7 @@ pub(crate) struct Lookup {
 #[utoipa::path(get, path = "/data/{resource}/records/{key}", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders, ("resource" = String, Path), ("key" = String, Path),
         ("items" = Option<String>, Query, description = "comma-separated items; every granted item when absent")),
-    responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}"),
+    responses((status = 200, description = "{\"resource\", \"records\": [{item: value}]}", headers(("x-tongban-receipt" = String, description = "The signed receipt of the exchange (base64url JSON; docs/evidence.md), on every answer, refusals included"), ("x-tongban-exchange-id" = String, description = "The exchange record's id"))),
         (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema)))]
 pub(crate) async fn lookup(
     State(state): State<DataState>,

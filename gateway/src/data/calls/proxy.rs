@@ -22,7 +22,7 @@ pub(crate) struct Proxy(Result<ProxyCall, ApiError>);
 /// answer keeps only granted items, masked; documents pass only when granted whole.
 #[utoipa::path(method(get, post, put, patch, delete), path = "/proxy/{resource}/{path}", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders, ("resource" = String, Path), ("path" = String, Path, description = "the supplier API's path")),
-    responses((status = 200, description = "the supplier's answer, filtered and masked by the grant"),
+    responses((status = 200, description = "the supplier's answer, filtered and masked by the grant", headers(("x-tongban-receipt" = String, description = "The signed receipt of the exchange (base64url JSON; docs/evidence.md), on every answer, refusals included"), ("x-tongban-exchange-id" = String, description = "The exchange record's id"))),
         (status = 403, body = crate::error::ProblemSchema), (status = 404, body = crate::error::ProblemSchema),
         (status = 502, description = "upstream_unreachable, upstream_failed, upstream_response_too_large", body = crate::error::ProblemSchema),
         (status = 503, description = "upstream_circuit_open, with Retry-After", body = crate::error::ProblemSchema),

@@ -27,7 +27,7 @@ pub(crate) struct Sql {
 /// Runs one query over the caller's per-grant views.
 #[utoipa::path(post, path = "/data/sql", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders), request_body = SqlRequest,
-    responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept"),
+    responses((status = 200, description = "JSON, CSV, Arrow IPC stream or Parquet, by Accept", headers(("x-tongban-receipt" = String, description = "The signed receipt of the exchange (base64url JSON; docs/evidence.md), on every answer, refusals included"), ("x-tongban-exchange-id" = String, description = "The exchange record's id"))),
         (status = 403, body = crate::error::ProblemSchema), (status = 406, body = crate::error::ProblemSchema),
         (status = 422, body = crate::error::ProblemSchema),
         (status = 503, description = "sql_busy: every SQL slot taken, with Retry-After", body = crate::error::ProblemSchema)))]

@@ -22,7 +22,7 @@ pub(crate) struct Verify(Result<VerifyRequest, ApiError>);
 /// Verifies claimed values against the record with a key (核验): match or no match per item.
 #[utoipa::path(post, path = "/data/verify", tag = "data", security(("bearer" = [])),
     params(PurposeHeaders), request_body = VerifyRequest,
-    responses((status = 200, body = VerifyAnswer), (status = 400, body = crate::error::ProblemSchema),
+    responses((status = 200, body = VerifyAnswer, headers(("x-tongban-receipt" = String, description = "The signed receipt of the exchange (base64url JSON; docs/evidence.md), on every answer, refusals included"), ("x-tongban-exchange-id" = String, description = "The exchange record's id"))), (status = 400, body = crate::error::ProblemSchema),
         (status = 403, description = "access_denied, with reasons", body = crate::error::ProblemSchema),
         (status = 422, body = crate::error::ProblemSchema)))]
 pub(crate) async fn verify(
