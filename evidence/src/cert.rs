@@ -146,6 +146,14 @@ impl Certificate {
         issuer.key.verify(&tbs, signature).map_err(|_| CertError::BadIssuerSignature)
     }
 
+    /// The certificate's signed part (its TBSCertificate, DER) and its issuer's signature
+    /// (DER): what a tool of one's own checks the certificate's signature over.
+    pub fn signed_part(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+        let tbs = self.inner.tbs_certificate().to_der().map_err(|e| CertError::Unreadable(e.to_string()))?;
+        let signature = self.inner.signature().as_bytes().ok_or(CertError::BadIssuerSignature)?.to_vec();
+        Ok((tbs, signature))
+    }
+
     /// A self-signed certificate for `key`, named by `subject` (RFC 4514, for example
     /// `CN=tongban 410000,O=河南省大数据局`), valid from now for `valid_for`: for development,
     /// or for deployments whose peers pin each other's certificates.

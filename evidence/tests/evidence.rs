@@ -204,3 +204,80 @@ fn openssl_and_this_crate_check_each_others_signatures() {
         assert_eq!(theirs.verifying_key(), public);
     }
 }
+
+/// A signed head and the certificate it names, checked by OpenSSL 3: the certificate parses
+/// there as SM2-with-SM3 (or ECDSA-with-SHA256), its self-signature verifies over its signed
+/// part with GM/T 0009's identifier (OpenSSL 3.0's `verify` cannot be given an SM2 identifier
+/// for certificates, so the signature is checked with `dgst`; an ECDSA certificate also passes
+/// `openssl verify`), and its public key verifies the head's signature over the head's text,
+/// as a third party with its own tools would check a receipt's head.
+#[test]
+fn openssl_checks_a_signed_head_with_its_certificate() {
+    use base64::Engine as _;
+    use tongban_evidence::{Certificate, SignedHead, Tree};
+    let Some(_) = openssl() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let path = |name: &str| dir.path().join(name);
+    for (algorithm, digest) in [(Algorithm::EcdsaP256Sha256, "-sha256"), (Algorithm::Sm2Sm3, "-sm3")] {
+        let key = SigningKey::generate(algorithm).expect("key");
+        let certificate = Certificate::self_signed(
+            &key,
+            "CN=tongban evidence henan,O=Tongban",
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("certificate");
+        certificate.verify_issued_by(&certificate).expect("self-signed, checked here");
+        std::fs::write(path("cert.pem"), certificate.to_pem().expect("pem")).expect("write");
+        let text = run(&["x509", "-in", "cert.pem", "-noout", "-text"], dir.path());
+        let named = if algorithm == Algorithm::Sm2Sm3 { "SM2-with-SM3" } else { "ecdsa-with-SHA256" };
+        assert!(String::from_utf8_lossy(&text.stdout).contains(named), "{algorithm:?}");
+        run(&["x509", "-in", "cert.pem", "-pubkey", "-noout", "-out", "cert.pub"], dir.path());
+        let sigopt: &[&str] =
+            if algorithm == Algorithm::Sm2Sm3 { &["-sigopt", "distid:1234567812345678"] } else { &[] };
+        let (tbs, signature) = certificate.signed_part().expect("signed part");
+        std::fs::write(path("tbs.der"), tbs).expect("write");
+        std::fs::write(path("tbs.sig"), signature).expect("write");
+        let mut check = vec!["dgst", digest, "-verify", "cert.pub", "-signature", "tbs.sig"];
+        check.extend_from_slice(sigopt);
+        check.push("tbs.der");
+        let said = run(&check, dir.path());
+        assert!(
+            String::from_utf8_lossy(&said.stdout).contains("Verified OK"),
+            "{algorithm:?}: the certificate"
+        );
+        if algorithm == Algorithm::EcdsaP256Sha256 {
+            let said = run(&["verify", "-CAfile", "cert.pem", "-check_ss_sig", "cert.pem"], dir.path());
+            assert!(String::from_utf8_lossy(&said.stdout).contains("OK"), "{said:?}");
+        }
+
+        let hash = HashAlgorithm::for_signatures(algorithm);
+        let tree = Tree::new(hash, (0..5u8).map(|n| hash.leaf(&[n])).collect());
+        let now = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("milliseconds");
+        let head = SignedHead::sign(
+            &key,
+            &certificate.fingerprint(),
+            "henan",
+            1,
+            5,
+            &tree.root(),
+            &tree.root(),
+            now,
+        );
+        head.verify(std::slice::from_ref(&certificate)).expect("verifies here");
+        std::fs::write(path("head.txt"), head.signed_bytes()).expect("write");
+        let signature =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&head.signature).expect("base64");
+        std::fs::write(path("head.sig"), signature).expect("write");
+        let mut verify = vec!["dgst", digest, "-verify", "cert.pub", "-signature", "head.sig"];
+        verify.extend_from_slice(sigopt);
+        verify.push("head.txt");
+        let said = run(&verify, dir.path());
+        assert!(String::from_utf8_lossy(&said.stdout).contains("Verified OK"), "{algorithm:?}");
+    }
+}
