@@ -31,6 +31,9 @@ pub(crate) const PEER_SYSTEM_HEADER: &str = "x-tongban-peer-system";
 /// Header naming the home gateway's record of the call.
 pub(crate) const PEER_EXCHANGE_HEADER: &str = "x-tongban-peer-exchange-id";
 
+/// Header carrying the home gateway's signed request (`docs/evidence.md`).
+pub(crate) const REQUEST_SIGNATURE_HEADER: &str = "x-tongban-request-signature";
+
 /// What a call decides whether it goes to a peer with.
 pub(crate) struct ForwardContext<'a> {
     pub(crate) snapshot: &'a tongban_platform::PolicySnapshot,
@@ -163,7 +166,7 @@ pub(crate) async fn forward(
     }
     // The call is signed as this gateway passes it on; the supplier's gateway refuses it
     // unsigned, changed, stale or replayed, and keeps the signature in its record.
-    if let Some(signed) = crate::federation::evidence::sign_request(
+    if let Some(signed) = sign_request(
         state,
         &peer,
         system.department(),
@@ -176,7 +179,7 @@ pub(crate) async fn forward(
         let encoded = signed.encode();
         let value = HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(&e))?;
         asserted
-            .insert(HeaderName::from_static(crate::federation::evidence::REQUEST_SIGNATURE_HEADER), value);
+            .insert(HeaderName::from_static(REQUEST_SIGNATURE_HEADER), value);
         phases.record.request_signature = Some(encoded);
     }
     let started = std::time::Instant::now();
@@ -221,6 +224,53 @@ pub(crate) async fn forward(
         Answer { status: answer.status, headers: kept, body: answer.body, rows, max_age: None },
         CacheOutcome::Bypass,
     ))
+}
+
+/// Signs a call this gateway passes on to `peer`, when it signs evidence.
+#[allow(clippy::too_many_arguments)]
+fn sign_request(
+    state: &DataState,
+    peer: &str,
+    department: &str,
+    system: &str,
+    headers: &HeaderMap,
+    method: &Method,
+    target: &str,
+    body: Option<&[u8]>,
+) -> Option<tongban_evidence::SignedRequest> {
+    let log = &state.data().log;
+    let signer = log.signer()?;
+    let peers = state.peers()?;
+    let identity = signer.identity();
+    let hash = signer.hash();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).ok()?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let raw = |name: &str| headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let body_digest = hash.digest(&[body.unwrap_or_default()]);
+    let request = tongban_evidence::SignedRequest {
+        from: peers.config.name.clone(),
+        to: peer.to_owned(),
+        department: department.to_owned(),
+        system: system.to_owned(),
+        service_item: header(super::SERVICE_ITEM_HEADER).to_owned(),
+        case_digest: tongban_evidence::SignedRequest::purpose_digest(hash, &nonce, raw(super::CASE_NUMBER_HEADER)),
+        operator_digest: tongban_evidence::SignedRequest::purpose_digest(hash, &nonce, raw(super::OPERATOR_HEADER)),
+        request_digest: hex::encode(tongban_evidence::request_digest(
+            hash,
+            &nonce,
+            method.as_str(),
+            target,
+            &body_digest,
+        )),
+        streamed: body.is_none(),
+        at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default(),
+        nonce: hex::encode(nonce),
+        alg: String::new(),
+        key: String::new(),
+        signature: String::new(),
+    };
+    Some(request.sign(&identity.key, &identity.fingerprint))
 }
 
 /// Where a query runs: `names` are the names it holds, `local` the views this gateway gives

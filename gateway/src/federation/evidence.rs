@@ -13,15 +13,13 @@ use serde::{Deserialize, Serialize};
 use tongban_evidence::{Certificate, Countersignature, EvidenceError, SignedHead, SignedRequest};
 
 use super::PeerIdentity;
-use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_SYSTEM_HEADER};
+use crate::data::forward::{PEER_DEPARTMENT_HEADER, PEER_SYSTEM_HEADER, REQUEST_SIGNATURE_HEADER};
 use crate::data::{Asked, CASE_NUMBER_HEADER, OPERATOR_HEADER, SERVICE_ITEM_HEADER};
 use crate::error::ApiError;
 use crate::evidence::KeptAnchor;
 use crate::peers::Peers;
 use crate::state::AppState;
 
-/// Header carrying the home gateway's signed request.
-pub const REQUEST_SIGNATURE_HEADER: &str = "x-tongban-request-signature";
 /// Where the countersignatures this gateway made of its peers' heads are kept, beside its log:
 /// the copy an auditor of a peer asks for.
 pub const PEER_ANCHORS_DIR: &str = "peer-anchors";
@@ -171,53 +169,6 @@ pub(crate) async fn check_signed_request(
     }
     .await;
     (kept, outcome)
-}
-
-/// Signs a call this gateway passes on to `peer`, when it signs evidence.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sign_request(
-    state: &crate::data::DataState,
-    peer: &str,
-    department: &str,
-    system: &str,
-    headers: &HeaderMap,
-    method: &Method,
-    target: &str,
-    body: Option<&[u8]>,
-) -> Option<SignedRequest> {
-    let log = &state.data().log;
-    let signer = log.signer()?;
-    let peers = state.peers()?;
-    let identity = signer.identity();
-    let hash = signer.hash();
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).ok()?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let raw = |name: &str| headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let body_digest = hash.digest(&[body.unwrap_or_default()]);
-    let request = SignedRequest {
-        from: peers.config.name.clone(),
-        to: peer.to_owned(),
-        department: department.to_owned(),
-        system: system.to_owned(),
-        service_item: header(SERVICE_ITEM_HEADER).to_owned(),
-        case_digest: SignedRequest::purpose_digest(hash, &nonce, raw(CASE_NUMBER_HEADER)),
-        operator_digest: SignedRequest::purpose_digest(hash, &nonce, raw(OPERATOR_HEADER)),
-        request_digest: hex::encode(tongban_evidence::request_digest(
-            hash,
-            &nonce,
-            method.as_str(),
-            target,
-            &body_digest,
-        )),
-        streamed: body.is_none(),
-        at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default(),
-        nonce: hex::encode(nonce),
-        alg: String::new(),
-        key: String::new(),
-        signature: String::new(),
-    };
-    Some(request.sign(&identity.key, &identity.fingerprint))
 }
 
 /// `POST /federation/v1/anchors`: a peer's newest signed head, countersigned here after its
