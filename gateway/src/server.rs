@@ -638,6 +638,8 @@ mod tests {
             "/federation/v1/data/sql",
             "/federation/v1/proxy/{resource}/{*path}",
             "/federation/v1/data/{resource}/records/{key}",
+            "/federation/v1/evidence",
+            "/federation/v1/anchors",
             // The demo supplier's own API, a separate server.
             "/deposits/{id_number}",
             "/certificates/{id_number}",

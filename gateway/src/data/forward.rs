@@ -178,8 +178,7 @@ pub(crate) async fn forward(
     ) {
         let encoded = signed.encode();
         let value = HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(&e))?;
-        asserted
-            .insert(HeaderName::from_static(REQUEST_SIGNATURE_HEADER), value);
+        asserted.insert(HeaderName::from_static(REQUEST_SIGNATURE_HEADER), value);
         phases.record.request_signature = Some(encoded);
     }
     let started = std::time::Instant::now();
@@ -254,8 +253,16 @@ fn sign_request(
         department: department.to_owned(),
         system: system.to_owned(),
         service_item: header(super::SERVICE_ITEM_HEADER).to_owned(),
-        case_digest: tongban_evidence::SignedRequest::purpose_digest(hash, &nonce, raw(super::CASE_NUMBER_HEADER)),
-        operator_digest: tongban_evidence::SignedRequest::purpose_digest(hash, &nonce, raw(super::OPERATOR_HEADER)),
+        case_digest: tongban_evidence::SignedRequest::purpose_digest(
+            hash,
+            &nonce,
+            raw(super::CASE_NUMBER_HEADER),
+        ),
+        operator_digest: tongban_evidence::SignedRequest::purpose_digest(
+            hash,
+            &nonce,
+            raw(super::OPERATOR_HEADER),
+        ),
         request_digest: hex::encode(tongban_evidence::request_digest(
             hash,
             &nonce,
