@@ -48,7 +48,8 @@ pub struct EvidenceConfig {
     /// standalone gateway writes it to `export`.
     pub anchor_secs: u64,
     /// A file the newest signed head is written to every round (for example on storage
-    /// another party keeps), for a gateway with no peers to countersign it.
+    /// another party keeps), for a gateway with no peers to countersign it; relative to the
+    /// configuration file's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<PathBuf>,
 }

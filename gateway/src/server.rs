@@ -299,7 +299,9 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     };
     // Peers countersign this gateway's newest signed head (or it is exported to a file).
     if state.data().log.signer().is_some() {
-        crate::federation::evidence::spawn_anchoring(state.clone(), loaded.config.evidence.clone());
+        let mut evidence = loaded.config.evidence.clone();
+        evidence.export = evidence.export.map(|path| loaded.base_dir.join(path));
+        crate::federation::evidence::spawn_anchoring(state.clone(), evidence);
     }
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {

@@ -48,10 +48,20 @@ fn verify_receipt(
 #[tokio::test]
 async fn every_answer_carries_a_receipt_that_verifies_offline_and_survives_a_key_rotation()
 -> anyhow::Result<()> {
-    let demo = Demo::start_with(2000, &[("TONGBAN_EVIDENCE__RELOAD_SECS", "1")]).await?;
+    let work = tempfile::tempdir()?;
+    let exported = work.path().join("witness/head.json");
+    std::fs::create_dir_all(work.path().join("witness"))?;
+    let demo = Demo::start_with(
+        2000,
+        &[
+            ("TONGBAN_EVIDENCE__RELOAD_SECS", "1"),
+            ("TONGBAN_EVIDENCE__ANCHOR_SECS", "1"),
+            ("TONGBAN_EVIDENCE__EXPORT", exported.to_str().context("utf-8")?),
+        ],
+    )
+    .await?;
     let (_, system) = demo.system(POLICE_SYSTEM)?;
     let police = with_purpose(&system);
-    let work = tempfile::tempdir()?;
     let certificate = demo.data_dir().join("evidence/cert.pem");
 
     // An answered verification: its receipt verifies with its body, and with the request.
@@ -139,6 +149,19 @@ async fn every_answer_carries_a_receipt_that_verifies_offline_and_survives_a_key
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let output = verify_receipt(work.path(), &receipt, &answer.body, &[&retired], None)?;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // A gateway with no peer exports its newest signed head for another party to keep: a head
+    // of this log, signed by one of its keys.
+    let mut head = None;
+    for _ in 0..50 {
+        if let Ok(bytes) = std::fs::read(&exported) {
+            head = Some(serde_json::from_slice::<serde_json::Value>(&bytes)?);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let head = head.context("the newest head is exported")?;
+    assert!(head["size"].as_u64().is_some_and(|n| n >= 1) && head["signature"].is_string(), "{head}");
 
     // The audit checks every signed head, of both keys.
     let audit = std::process::Command::new(tongban_bin())
