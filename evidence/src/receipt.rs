@@ -132,23 +132,13 @@ impl SignedHead {
         if key.fingerprint() != self.key || key.algorithm() != self.algorithm()? {
             return Err(EvidenceError::UnknownKey(self.key.clone()));
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(&self.signature)
-            .map_err(|_| EvidenceError::Malformed("signature".into()))?;
-        key.verify(self.signed_bytes().as_bytes(), &signature).map_err(|_| EvidenceError::BadSignature)
+        check_signature(key, &self.alg, &self.signed_bytes(), &self.signature)
     }
 
     /// Checks the signature with whichever of `certificates` holds the head's key, and that
     /// the certificate was valid when the head was signed.
     pub fn verify(&self, certificates: &[Certificate]) -> Result<(), EvidenceError> {
-        let certificate = certificates
-            .iter()
-            .find(|c| c.fingerprint() == self.key)
-            .ok_or_else(|| EvidenceError::UnknownKey(self.key.clone()))?;
-        if !certificate.valid_at(self.signed_at_ms / 1000) {
-            return Err(EvidenceError::CertificateNotValid(self.key.clone()));
-        }
-        self.verify_with(certificate.key())
+        self.verify_with(certificate_for(certificates, &self.key, self.signed_at_ms)?.key())
     }
 }
 
@@ -341,22 +331,36 @@ impl Countersignature {
     /// Checks the countersignature with whichever of `certificates` holds its key. The head's
     /// own signature is checked separately, with the log's certificates.
     pub fn verify(&self, certificates: &[Certificate]) -> Result<(), EvidenceError> {
-        let certificate = certificates
-            .iter()
-            .find(|c| c.fingerprint() == self.key)
-            .ok_or_else(|| EvidenceError::UnknownKey(self.key.clone()))?;
-        if !certificate.valid_at(self.signed_at_ms / 1000) {
-            return Err(EvidenceError::CertificateNotValid(self.key.clone()));
-        }
-        let key = certificate.key();
-        if Algorithm::parse(&self.alg) != Some(key.algorithm()) {
-            return Err(EvidenceError::BadSignature);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(&self.signature)
-            .map_err(|_| EvidenceError::Malformed("signature".into()))?;
-        key.verify(self.signed_bytes().as_bytes(), &signature).map_err(|_| EvidenceError::BadSignature)
+        let certificate = certificate_for(certificates, &self.key, self.signed_at_ms)?;
+        check_signature(certificate.key(), &self.alg, &self.signed_bytes(), &self.signature)
     }
+}
+
+/// The certificate among `certificates` holding the key with fingerprint `key`, which must
+/// have been valid at `at_ms`.
+fn certificate_for<'c>(
+    certificates: &'c [Certificate],
+    key: &str,
+    at_ms: u64,
+) -> Result<&'c Certificate, EvidenceError> {
+    let certificate = certificates
+        .iter()
+        .find(|c| c.fingerprint() == key)
+        .ok_or_else(|| EvidenceError::UnknownKey(key.to_owned()))?;
+    if !certificate.valid_at(at_ms / 1000) {
+        return Err(EvidenceError::CertificateNotValid(key.to_owned()));
+    }
+    Ok(certificate)
+}
+
+/// Checks a base64url DER `signature` over `text` by `key`, which must be of algorithm `alg`.
+fn check_signature(key: &VerifyingKey, alg: &str, text: &str, signature: &str) -> Result<(), EvidenceError> {
+    if Algorithm::parse(alg) != Some(key.algorithm()) {
+        return Err(EvidenceError::BadSignature);
+    }
+    let signature =
+        URL_SAFE_NO_PAD.decode(signature).map_err(|_| EvidenceError::Malformed("signature".into()))?;
+    key.verify(text.as_bytes(), &signature).map_err(|_| EvidenceError::BadSignature)
 }
 
 pub fn decode_digest(text: &str) -> Result<Digest, EvidenceError> {
@@ -435,23 +439,8 @@ impl SignedRequest {
     /// Checks the signature with whichever of `certificates` holds its key (valid at the time
     /// it names).
     pub fn verify(&self, certificates: &[Certificate]) -> Result<(), EvidenceError> {
-        let certificate = certificates
-            .iter()
-            .find(|c| c.fingerprint() == self.key)
-            .ok_or_else(|| EvidenceError::UnknownKey(self.key.clone()))?;
-        if !certificate.valid_at(self.at_ms / 1000) {
-            return Err(EvidenceError::CertificateNotValid(self.key.clone()));
-        }
-        if Algorithm::parse(&self.alg) != Some(certificate.key().algorithm()) {
-            return Err(EvidenceError::BadSignature);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(&self.signature)
-            .map_err(|_| EvidenceError::Malformed("signature".into()))?;
-        certificate
-            .key()
-            .verify(self.signed_bytes().as_bytes(), &signature)
-            .map_err(|_| EvidenceError::BadSignature)
+        let certificate = certificate_for(certificates, &self.key, self.at_ms)?;
+        check_signature(certificate.key(), &self.alg, &self.signed_bytes(), &self.signature)
     }
 
     /// The request as its header carries it: base64url of its JSON.

@@ -241,18 +241,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiCsv {
                 "send the body as text/csv",
             ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "Body too large",
-                    rejection.body_text(),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", rejection.body_text())
-            }
-        })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(ApiError::unread_body)?;
         String::from_utf8(bytes.to_vec()).map(ApiCsv).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -341,6 +330,20 @@ struct Problem<'a> {
 }
 
 impl ApiError {
+    /// A body that could not be read: too large (413 `body_too_large`) or cut off (400).
+    pub fn unread_body(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Body too large",
+                rejection.body_text(),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "Bad request", rejection.body_text())
+        }
+    }
+
     /// The problem document the error is answered with, encoded: what a receipt's digest of a
     /// refusal is taken over.
     pub fn problem_body(&self) -> bytes::Bytes {

@@ -279,8 +279,22 @@ pub fn keep_anchor_in(dir: &Path, anchor: &KeptAnchor) -> std::io::Result<()> {
     let name = format!("{:020}-{}.json", anchor.countersignature.head.last_seq(), anchor.countersignature.by);
     let temporary = dir.join(format!(".{name}.tmp"));
     std::fs::write(&temporary, serde_json::to_vec_pretty(anchor).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&temporary, dir.join(name))
+    std::fs::rename(&temporary, dir.join(name))?;
+    // The newest countersignature stands for everything before it, so only the newest few are
+    // kept: a peer sending heads as fast as it can fills no disk.
+    let mut kept: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    kept.sort();
+    for old in kept.iter().rev().skip(KEPT_ANCHORS) {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
 }
+
+/// How many countersignatures are kept in each directory of them.
+const KEPT_ANCHORS: usize = 64;
 
 /// The newest countersignature kept beside the log in `log_dir`, with its peer's certificate.
 pub fn newest_kept_anchor(log_dir: &Path) -> anyhow::Result<Option<(Countersignature, Vec<Certificate>)>> {

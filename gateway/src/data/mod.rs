@@ -208,21 +208,7 @@ where
                 Ok(bytes) => bytes,
                 Err(rejection) => {
                     let asked = asked.with_body(AskedBody::Unread);
-                    let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "Body too large",
-                            rejection.body_text(),
-                        )
-                    } else {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "bad_request",
-                            "Bad request",
-                            rejection.body_text(),
-                        )
-                    };
+                    let error = ApiError::unread_body(rejection);
                     return Ok(Received { body: Err(error), asked });
                 }
             };

@@ -69,15 +69,15 @@ pub(crate) async fn refresh_certificates(peers: &Peers, peer: &str) -> Result<Ar
     Ok(peers.evidence_certificates(peer))
 }
 
-/// Checks `check` with the peer's certificates, fetching them again once when the key is not
-/// among those held (a peer that rotated its key).
+/// Checks `check` with the peer's certificates, fetching them again when the key is not among
+/// those held (a peer that rotated its key), at most once in ten seconds per peer.
 async fn with_peer_certificates(
     peers: &Peers,
     peer: &str,
     check: impl Fn(&[Certificate]) -> Result<(), EvidenceError>,
 ) -> Result<(), String> {
     match check(&peers.evidence_certificates(peer)) {
-        Err(EvidenceError::UnknownKey(_)) => {
+        Err(EvidenceError::UnknownKey(_)) if peers.may_fetch_evidence(peer) => {
             let fetched = refresh_certificates(peers, peer).await?;
             check(&fetched).map_err(|e| e.to_string())
         }

@@ -45,6 +45,9 @@ pub struct Peers {
     /// The nonces of signed requests seen within twice the allowed skew, by peer: a request
     /// seen again is a replay.
     nonces: moka::sync::Cache<String, ()>,
+    /// When each peer's evidence certificates were last fetched: a peer naming unknown keys
+    /// cannot make this gateway fetch on every call.
+    evidence_fetched: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Peers {
@@ -78,6 +81,7 @@ impl Peers {
             catalogs: RwLock::new(Arc::new(catalogs)),
             mirrors: RwLock::default(),
             evidence: RwLock::new(evidence),
+            evidence_fetched: std::sync::Mutex::default(),
             nonces: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(std::time::Duration::from_secs(2 * config.max_skew_secs.max(1)))
@@ -105,6 +109,19 @@ impl Peers {
             }
         }
         evidence.insert(peer.to_owned(), Arc::new(held));
+    }
+
+    /// Whether a peer's evidence certificates may be fetched now: at most once in ten seconds.
+    pub fn may_fetch_evidence(&self, peer: &str) -> bool {
+        let mut fetched = self.evidence_fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match fetched.get(peer) {
+            Some(at) if now.duration_since(*at) < std::time::Duration::from_secs(10) => false,
+            _ => {
+                fetched.insert(peer.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Whether `nonce` from `peer` is seen for the first time (and remembers it).
