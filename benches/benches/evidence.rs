@@ -35,8 +35,25 @@ fn main() {
         let hash = tongban_evidence::HashAlgorithm::for_signatures(algorithm);
         let leaves: Vec<_> = (0..64u32).map(|n| hash.leaf(&n.to_be_bytes())).collect();
         let tree = Tree::new(hash, leaves.clone());
-        let head =
-            SignedHead::sign(&key, &certificate.fingerprint(), "bench", 1, 64, &tree.root(), &tree.root(), 1);
+        // Signed now: the certificate is checked for validity at the signing time.
+        let now = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("milliseconds");
+        let head = SignedHead::sign(
+            &key,
+            &certificate.fingerprint(),
+            "bench",
+            1,
+            64,
+            Some(0),
+            &tree.root(),
+            &tree.root(),
+            now,
+        );
         let (signs, sign_us) = rate(budget, || {
             std::hint::black_box(SignedHead::sign(
                 &key,
@@ -44,6 +61,7 @@ fn main() {
                 "bench",
                 1,
                 64,
+                Some(0),
                 &tree.root(),
                 &tree.root(),
                 1,

@@ -58,6 +58,11 @@ pub struct SignedHead {
     /// The sequence number of the group's first record, and how many records it holds.
     pub first_seq: u64,
     pub size: u64,
+    /// The last record the log's previous head covered (0 before the first): heads form a
+    /// chain of their own, so that a head line removed from the log is missed by the next.
+    /// Absent from heads of format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
     /// The Merkle root over the group's receipt claims, in hex.
     pub root: String,
     /// The log's hash chain after the group's last record, in hex: a signature over it stands
@@ -78,6 +83,7 @@ impl SignedHead {
         log: &str,
         first_seq: u64,
         size: u64,
+        after: Option<u64>,
         root: &Digest,
         chain: &Digest,
         signed_at_ms: u64,
@@ -88,6 +94,7 @@ impl SignedHead {
             key: fingerprint.to_owned(),
             first_seq,
             size,
+            after,
             root: hex::encode(root),
             chain: hex::encode(chain),
             signed_at_ms,
@@ -99,9 +106,14 @@ impl SignedHead {
 
     /// The text the signature is made over: a line per field, so that anyone can rebuild it
     /// and check it with a tool of their own (`openssl pkeyutl -verify`).
+    /// Format 2 adds the previous head's last record after the size.
     pub fn signed_bytes(&self) -> String {
+        let (format, after) = match self.after {
+            Some(after) => (2, format!("after {after}\n")),
+            None => (1, String::new()),
+        };
         format!(
-            "tongban-signed-head/1\nlog {}\nalg {}\nkey {}\nfirst {}\nsize {}\nroot {}\nchain {}\nat {}\n",
+            "tongban-signed-head/{format}\nlog {}\nalg {}\nkey {}\nfirst {}\nsize {}\n{after}root {}\nchain {}\nat {}\n",
             self.log, self.alg, self.key, self.first_seq, self.size, self.root, self.chain, self.signed_at_ms
         )
     }

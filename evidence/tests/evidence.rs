@@ -265,6 +265,7 @@ fn openssl_checks_a_signed_head_with_its_certificate() {
             "henan",
             1,
             5,
+            Some(0),
             &tree.root(),
             &tree.root(),
             now,

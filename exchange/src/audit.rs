@@ -107,6 +107,9 @@ pub enum ProblemKind {
     SignedHeadMismatch { first_seq: u64 },
     /// A signed head's signature does not hold, or no certificate has its key.
     SignedHeadUnverified { first_seq: u64, reason: String },
+    /// A signed head follows a head over the records up to `after` that is not in the log: a
+    /// head line was removed.
+    SignedHeadRemoved { first_seq: u64, after: u64 },
     /// The peer's countersignature given as an anchor does not hold.
     AnchorUnverified { reason: String },
     /// The log no longer leads through the head a peer countersigned: history before it was
@@ -159,6 +162,11 @@ impl fmt::Display for Problem {
             ProblemKind::SignedHeadUnverified { first_seq, reason } => {
                 write!(f, "the signed head at {at} (from record {first_seq}) does not verify: {reason}")
             }
+            ProblemKind::SignedHeadRemoved { first_seq, after } => write!(
+                f,
+                "the signed head at {at} (from record {first_seq}) follows a head over the records up to \
+                 {after}, which is not in the log: a head was removed"
+            ),
             ProblemKind::AnchorUnverified { reason } => write!(f, "the anchor does not verify: {reason}"),
             ProblemKind::AnchorContradicted { seq, by } => write!(
                 f,
@@ -303,8 +311,8 @@ fn verify_chain(
     Ok((report, hash))
 }
 
-/// The largest group a head covers: the writer takes at most this many records at once.
-const MAX_GROUP: usize = 1024;
+/// The most records a head covers (the writer signs before a tree grows past it).
+const MAX_GROUP: usize = super::receipt::MAX_HEAD_RECORDS;
 
 /// Walks the chain and checks every signed head against the records before it, keeping the
 /// hashes of the records numbered in `want` as it passes them.
@@ -315,7 +323,7 @@ fn verify_chain_at(
 ) -> std::io::Result<(Report, std::collections::HashMap<u64, [u8; 32]>)> {
     let mut seen = std::collections::HashMap::new();
     // The claims of the records since the last signed head, and the first one's number.
-    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut pending: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let mut pending_first = 0u64;
     let segments = wal::list_segments(dir)?;
     let mut report = Report {
@@ -399,7 +407,32 @@ fn verify_chain_at(
             }
             if let Some(head) = link.head {
                 digest.update(wal::line_hash(line));
-                if let Some(kind) = check_head(&head, &pending, pending_first, &chain, certificates) {
+                // Records before the head's first stand under no head: written while the log
+                // did not sign, or before a write failed.
+                let unsigned = head.first_seq.saturating_sub(pending_first).min(pending.len() as u64);
+                pending.drain(..unsigned as usize);
+                report.unsigned_records += unsigned;
+                pending_first += unsigned;
+                if let Some(kind) =
+                    check_head(&head, pending.make_contiguous(), pending_first, &chain, certificates)
+                {
+                    report.problem = problem(line_number, kind);
+                    break 'segments;
+                }
+                // Heads chain: each names the last record of the one before it, which must be
+                // the one before it here (the first head after retention names one removed).
+                let follows = match (head.after, &report.last_signed) {
+                    (None, _) => true,
+                    (Some(after), Some(previous)) => after == previous.seq,
+                    (Some(after), None) => {
+                        after == 0 || report.retained_from.is_some() && after < head.first_seq
+                    }
+                };
+                if !follows {
+                    let kind = ProblemKind::SignedHeadRemoved {
+                        first_seq: head.first_seq,
+                        after: head.after.unwrap_or(0),
+                    };
                     report.problem = problem(line_number, kind);
                     break 'segments;
                 }
@@ -442,15 +475,16 @@ fn verify_chain_at(
             if want.contains(&Some(seq)) {
                 seen.insert(seq, chain);
             }
-            // Records beyond the largest group stand under no head: counted, not kept.
+            // Records beyond the largest tree stand under no head: counted, not kept.
             if pending.len() >= MAX_GROUP {
-                report.unsigned_records += pending.len() as u64;
-                pending.clear();
+                pending.pop_front();
+                pending_first += 1;
+                report.unsigned_records += 1;
             }
             if pending.is_empty() {
                 pending_first = seq;
             }
-            pending.push(super::receipt::claims_of_line(line).unwrap_or_default());
+            pending.push_back(super::receipt::claims_of_line(line).unwrap_or_default());
             digest.update(chain);
             expected_seq += 1;
             report.records += 1;

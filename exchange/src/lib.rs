@@ -17,7 +17,7 @@ pub use record::{CacheOutcome, ExchangeRecord, Limit, Phase, key_digest, purpose
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -125,7 +125,13 @@ const RECORD_CAPACITY: usize = 2048;
 enum Message {
     /// A record serialised by its caller, so the one writer thread only links and writes, with
     /// the leaf hash of its claims when the log signs.
-    Append(Vec<u8>, Option<tongban_evidence::Digest>, Done),
+    Append {
+        body: Vec<u8>,
+        leaf: Option<tongban_evidence::Digest>,
+        done: Done,
+        /// The caller waits for its receipt, not only for its record to be durable.
+        receipted: bool,
+    },
     Seal {
         min_age: Duration,
         done: Option<oneshot::Sender<Result<Option<u64>, String>>>,
@@ -156,7 +162,7 @@ pub struct ExchangeLog {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Message::Append(..) => "Append",
+            Message::Append { .. } => "Append",
             Message::Seal { .. } => "Seal",
         })
     }
@@ -182,13 +188,18 @@ impl ExchangeLog {
             segment_max_bytes: config.segment_max_bytes.max(4096),
             segment_max_age: Duration::from_secs(config.segment_max_seconds.max(1)),
         };
-        let (wal, key) = {
+        let (wal, key, tail) = {
             let dir = dir.clone();
             let metrics = metrics.clone();
+            let hash = signer.as_ref().map(|s| s.hash());
             tokio::task::spawn_blocking(move || {
                 let wal = wal::Wal::open(&dir, options, metrics)?;
                 let key = purpose_key(&dir)?;
-                Ok::<_, wal::OpenError>((wal, key))
+                let tail = match hash {
+                    Some(hash) => receipt::tail(&dir, hash)?,
+                    None => receipt::Tail::default(),
+                };
+                Ok::<_, wal::OpenError>((wal, key, tail))
             })
             .await
             .map_err(|e| wal::OpenError::Io(std::io::Error::other(e)))??
@@ -199,12 +210,16 @@ impl ExchangeLog {
         #[cfg(any(test, feature = "fault-injection"))]
         let faults = wal.faults.clone();
         let max_age = wal.max_age();
+        if let (Some(signer), Some(head)) = (&signer, tail.last_head) {
+            signer.resume_after(head);
+        }
+        let recovered = tail.unsigned;
         let (sender, receiver) = mpsc::channel::<Message>(8192);
         // The compaction thread stops once every handle of the log is gone.
         let sender_alive = Arc::new(());
         std::thread::Builder::new().name("exchange-log".into()).spawn({
             let signer = signer.clone();
-            move || run_writer(wal, receiver, signer)
+            move || run_writer(wal, receiver, signer, recovered)
         })?;
         let ticker = sender.downgrade();
         tokio::spawn(async move {
@@ -297,13 +312,14 @@ impl ExchangeLog {
         self.write_signed(record, None).await.map(|_| ())
     }
 
-    /// Writes `record`, waits until it is durable, and answers its receipt when the log signs:
-    /// the record's request and answer digests must be salted with `nonce`.
+    /// Writes `record`, waits until it is durable and under a signed head, and answers its
+    /// receipt, in its header form (see [`tongban_evidence::Receipt::decode`]), when the log
+    /// signs: the record's request and answer digests must be salted with `nonce`.
     pub async fn write_receipted(
         &self,
         record: ExchangeRecord,
         nonce: &[u8],
-    ) -> Result<Option<tongban_evidence::Receipt>, LogUnavailable> {
+    ) -> Result<Option<String>, LogUnavailable> {
         self.write_signed(record, Some(nonce)).await
     }
 
@@ -311,7 +327,7 @@ impl ExchangeLog {
         &self,
         record: ExchangeRecord,
         nonce: Option<&[u8]>,
-    ) -> Result<Option<tongban_evidence::Receipt>, LogUnavailable> {
+    ) -> Result<Option<String>, LogUnavailable> {
         if self.durability == Durability::Off {
             return Ok(None);
         }
@@ -328,12 +344,15 @@ impl ExchangeLog {
         let (claims, leaf) = claims.map_or((None, None), |(c, l)| (Some(c), Some(l)));
         let (done, written) = oneshot::channel();
         self.metrics.pending.inc();
-        let sent = self.sender.send(Message::Append(body, leaf, done)).await;
+        let receipted = nonce.is_some();
+        let sent = self.sender.send(Message::Append { body, leaf, done, receipted }).await;
         let outcome = match sent {
             Err(_) => Err(LogUnavailable("the writer has stopped".into())),
             Ok(()) => match tokio::time::timeout(self.write_timeout, written).await {
                 Ok(Ok((Ok(signed), _))) => Ok(match (signed, claims, nonce) {
-                    (Some((group, index)), Some(claims), Some(nonce)) => group.receipt(index, claims, nonce),
+                    (Some((group, index)), Some(claims), Some(nonce)) => {
+                        group.encoded_receipt(index, &claims, nonce)
+                    }
                     _ => None,
                 }),
                 Ok(Ok((Err(e), _))) => Err(LogUnavailable(e)),
@@ -384,52 +403,104 @@ fn purpose_key(dir: &Path) -> std::io::Result<[u8; 32]> {
     Ok(key)
 }
 
+/// Records written since the last signed head, which the next head covers.
+struct Unsigned {
+    /// The number of the first of them.
+    first_seq: u64,
+    /// Their leaves, in order.
+    leaves: Vec<tongban_evidence::Digest>,
+    /// The callers waiting for their receipts: the leaf's index, the reply and the record.
+    waiting: Vec<(usize, Done, Vec<u8>)>,
+}
+
+/// The most records the writer takes into one group.
+const MAX_BATCH: usize = 1024;
+
 fn run_writer(
     mut wal: wal::Wal,
     mut receiver: mpsc::Receiver<Message>,
     signer: Option<Arc<receipt::Signer>>,
+    recovered: Option<(u64, Vec<tongban_evidence::Digest>)>,
 ) {
-    let mut batch: Vec<(Vec<u8>, Option<tongban_evidence::Digest>, Done)> = Vec::with_capacity(1024);
+    // A clock for waiting on the channel until the next head is due; only a signing log
+    // with an interval waits so, and one that cannot have a clock signs every group.
+    let mut interval = signer.as_ref().map_or(Duration::ZERO, |s| s.head_interval());
+    let timer = match interval.is_zero() {
+        true => None,
+        false => match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => Some(runtime),
+            Err(e) => {
+                tracing::error!(error = %e, "the exchange log signs every group: no timer for its head interval");
+                interval = Duration::ZERO;
+                None
+            }
+        },
+    };
+    // Records a crash left without their head are signed with the first write.
+    let mut unsigned = Unsigned { first_seq: 0, leaves: Vec::new(), waiting: Vec::new() };
+    if let (Some(_), Some((first_seq, leaves))) = (&signer, recovered) {
+        unsigned.first_seq = first_seq;
+        unsigned.leaves = leaves;
+    }
+    let mut last_head: Option<Instant> = None;
+    let mut batch: Vec<(Vec<u8>, Option<tongban_evidence::Digest>, Done, bool)> =
+        Vec::with_capacity(MAX_BATCH);
     let mut seals = Vec::new();
-    while let Some(first) = receiver.blocking_recv() {
-        let mut next = Some(first);
+    let mut closed = false;
+    loop {
+        // The next message: waited for without end while no record waits for a head, and
+        // otherwise only until the head is due.
+        let due = last_head.map(|at| at + interval);
+        let first = if !unsigned.leaves.is_empty() {
+            match (due.map(|d| d.saturating_duration_since(Instant::now())), &timer) {
+                (Some(wait), Some(timer)) if !wait.is_zero() => {
+                    // The timeout is made inside the runtime, whose clock it needs.
+                    match timer.block_on(async { tokio::time::timeout(wait, receiver.recv()).await }) {
+                        Ok(Some(message)) => Some(message),
+                        Ok(None) => {
+                            closed = true;
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => match receiver.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                },
+            }
+        } else {
+            match receiver.blocking_recv() {
+                Some(message) => Some(message),
+                None => break,
+            }
+        };
+        let mut next = first;
         while let Some(message) = next.take() {
             match message {
-                Message::Append(record, leaf, done) => batch.push((record, leaf, done)),
+                Message::Append { body, leaf, done, receipted } => batch.push((body, leaf, done, receipted)),
                 Message::Seal { min_age, done } => seals.push((min_age, done)),
             }
-            if batch.len() < 1024 {
+            if batch.len() < MAX_BATCH {
                 next = receiver.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            // One signature for the whole group: a head over the tree of its records' claims
-            // and the chain after them, written after the records in the same write.
-            let leaves: Option<Vec<_>> =
-                signer.as_ref().and_then(|_| batch.iter().map(|(_, leaf, _)| *leaf).collect());
-            let mut group = None;
-            let mut sign = |first_seq: u64, _count: u64, chain: &[u8; 32]| -> Vec<u8> {
-                let (Some(signer), Some(leaves)) = (signer.as_deref(), leaves.clone()) else {
-                    return Vec::new();
-                };
-                let signed = receipt::SignedGroup::sign(signer, leaves, first_seq, chain);
-                let mut line = b"{\"head\":".to_vec();
-                let _ = serde_json::to_writer(&mut line, &signed.head);
-                line.push(b'}');
-                group = Some(Arc::new(signed));
-                line
-            };
-            let head: Option<wal::HeadLine<'_>> = if leaves.is_some() { Some(&mut sign) } else { None };
-            let outcome = wal
-                .append_group(batch.iter().map(|(body, _, _)| body.as_slice()), head)
-                .map_err(|e| e.to_string());
-            if let Err(e) = &outcome {
-                tracing::error!(error = %e, "exchange log write failed");
-            }
-            for (index, (body, _, done)) in batch.drain(..).enumerate() {
-                let signed = outcome.clone().map(|()| group.clone().map(|g| (g, index)));
-                let _ = done.send((signed, body));
-            }
+        // A head is signed when the interval since the last one has passed, and sooner before
+        // a seal (a head shares its records' segment), at the end, or when the tree grows large.
+        let sign = signer.as_deref().filter(|_| {
+            let waiting = unsigned.leaves.len() + batch.len();
+            waiting > 0
+                && (due.is_none_or(|d| Instant::now() >= d)
+                    || !seals.is_empty()
+                    || closed
+                    || waiting + MAX_BATCH >= receipt::MAX_HEAD_RECORDS)
+        });
+        if !batch.is_empty() || sign.is_some() {
+            write_group(&mut wal, &mut batch, &mut unsigned, sign, &mut last_head);
         }
         for (min_age, done) in seals.drain(..) {
             let outcome = wal.seal_if_older(min_age).map_err(|e| e.to_string());
@@ -439,6 +510,82 @@ fn run_writer(
             if let Some(done) = done {
                 let _ = done.send(outcome);
             }
+        }
+        if closed && unsigned.leaves.is_empty() {
+            break;
+        }
+    }
+}
+
+/// Writes `batch` as one group, followed by a head over every record since the last head when
+/// `sign` is given, and answers the callers whose records are durable and, when they asked for
+/// one, under a signed head.
+fn write_group(
+    wal: &mut wal::Wal,
+    batch: &mut Vec<(Vec<u8>, Option<tongban_evidence::Digest>, Done, bool)>,
+    unsigned: &mut Unsigned,
+    sign: Option<&receipt::Signer>,
+    last_head: &mut Option<Instant>,
+) {
+    let signing_log = batch.iter().any(|(_, leaf, _, _)| leaf.is_some()) || !unsigned.leaves.is_empty();
+    if unsigned.leaves.is_empty() {
+        unsigned.first_seq = wal.next_seq();
+    }
+    let base = unsigned.leaves.len();
+    let mut leaves = std::mem::take(&mut unsigned.leaves);
+    leaves.extend(batch.iter().filter_map(|(_, leaf, _, _)| *leaf));
+    let first_seq = unsigned.first_seq;
+    let mut group = None;
+    let mut head_line = |_: u64, _: u64, chain: &[u8; 32]| -> Vec<u8> {
+        let Some(signer) = sign else { return Vec::new() };
+        let signed = receipt::SignedGroup::sign(signer, std::mem::take(&mut leaves), first_seq, chain);
+        let line = signed.head_line();
+        group = Some(Arc::new(signed));
+        line
+    };
+    let started = Instant::now();
+    let head: Option<wal::HeadLine<'_>> = if sign.is_some() { Some(&mut head_line) } else { None };
+    let outcome = wal.append_group(batch.iter().map(|(body, _, _, _)| body.as_slice()), head);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "exchange log write failed");
+        // The records of this group are not in the log; those written before it wait for a
+        // head no longer, since the log cannot be written: their callers are refused.
+        let reason = e.to_string();
+        for (body, _, done, _) in batch.drain(..) {
+            let _ = done.send((Err(reason.clone()), body));
+        }
+        for (_, done, body) in unsigned.waiting.drain(..) {
+            let _ = done.send((Err(reason.clone()), body));
+        }
+        // The records written before this group stay without a head: the audit counts them
+        // as unsigned, and the next head starts after them.
+        unsigned.leaves.clear();
+        wal.set_awaiting_head(false);
+        return;
+    }
+    match group {
+        Some(group) => {
+            *last_head = Some(started);
+            for (index, done, body) in unsigned.waiting.drain(..) {
+                let _ = done.send((Ok(Some((group.clone(), index))), body));
+            }
+            for (offset, (body, _, done, _)) in batch.drain(..).enumerate() {
+                let _ = done.send((Ok(Some((group.clone(), base + offset))), body));
+            }
+            unsigned.leaves.clear();
+            wal.set_awaiting_head(false);
+        }
+        None => {
+            // Durable, and waiting for the next head: only those asking for a receipt wait.
+            for (offset, (body, _, done, receipted)) in batch.drain(..).enumerate() {
+                if receipted && signing_log {
+                    unsigned.waiting.push((base + offset, done, body));
+                } else {
+                    let _ = done.send((Ok(None), body));
+                }
+            }
+            unsigned.leaves = leaves;
+            wal.set_awaiting_head(signing_log && !unsigned.leaves.is_empty());
         }
     }
 }

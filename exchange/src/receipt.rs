@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -126,6 +127,67 @@ pub fn claims_of_line(line: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&claims).ok()
 }
 
+/// What a signing log finds at its end when it opens.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The newest head in the log, which the next head follows.
+    pub last_head: Option<SignedHead>,
+    /// The records after it that a signing log wrote but no head covers, because a crash
+    /// came between their write and their head's (their calls were never answered): the
+    /// first one's number and their leaves. The writer signs them with its first write. Only
+    /// records after a head in the same open segment are taken, so that records written while
+    /// the log did not sign are not signed after the fact.
+    pub unsigned: Option<(u64, Vec<Digest>)>,
+}
+
+/// Reads the end of the log in `dir`: the newest segments back to the one with the newest
+/// head (only a log that has never signed is read whole, once).
+pub fn tail(dir: &Path, hash: HashAlgorithm) -> std::io::Result<Tail> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        seq: Option<u64>,
+        head: Option<SignedHead>,
+        seal: Option<serde::de::IgnoredAny>,
+    }
+    let mut segments = crate::wal::list_segments(dir)?;
+    let mut found = Tail::default();
+    let mut newest = true;
+    while let Some((_, path)) = segments.pop() {
+        let bytes = std::fs::read(path)?;
+        let (mut sealed, mut first, mut leaves) = (false, 0u64, Vec::new());
+        let mut last_head = None;
+        for line in bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+            // Records are the most lines: only a line that may be a head or a seal is parsed
+            // whole, and records only in the newest segment.
+            let marker = line.starts_with(b"{\"head\"") || line.starts_with(b"{\"seal\"");
+            if !marker && !newest {
+                continue;
+            }
+            let Ok(parsed) = serde_json::from_slice::<Line>(line) else { continue };
+            if parsed.seal.is_some() {
+                sealed = true;
+            } else if let Some(head) = parsed.head {
+                last_head = Some(head);
+                leaves.clear();
+            } else if let (Some(seq), Some(claims)) = (parsed.seq, claims_of_line(line)) {
+                if leaves.is_empty() {
+                    first = seq;
+                }
+                leaves.push(hash.leaf(&claims));
+            }
+        }
+        if newest && last_head.is_some() && !sealed && !leaves.is_empty() && leaves.len() < MAX_HEAD_RECORDS {
+            found.unsigned = Some((first, leaves));
+        }
+        newest = false;
+        if last_head.is_some() {
+            found.last_head = last_head;
+            break;
+        }
+    }
+    Ok(found)
+}
+
 /// The salt of a record's request and answer digests: derived from the log's own key and the
 /// exchange id, so that it costs no randomness per call, differs for every exchange, and
 /// cannot be derived by anyone without the key.
@@ -148,7 +210,21 @@ pub struct Signer {
     certificates: std::path::PathBuf,
     /// The newest head signed, which peers countersign and a standalone gateway exports.
     latest: std::sync::Mutex<Option<SignedHead>>,
+    /// The least time between two heads: the records written meanwhile wait for the next
+    /// head, so that one signature covers every group of the interval.
+    head_interval: std::time::Duration,
 }
+
+/// The least time between two heads by default: none, one head per group commit. Groups grow
+/// with load, so a signature is shared by more calls the busier the gateway is, and no answer
+/// waits past its group's write. An interval bounds the signing rate (a key in a hardware module
+/// that signs a few hundred times a second), at the cost of up to the interval in latency,
+/// which lowers the throughput of callers that wait for each answer before the next call.
+pub const DEFAULT_HEAD_INTERVAL: std::time::Duration = std::time::Duration::ZERO;
+
+/// The most records one head covers: the writer signs sooner rather than let a tree grow past
+/// it, and the audit holds no more than this many records' claims at once.
+pub const MAX_HEAD_RECORDS: usize = 16_384;
 
 /// The directory beside the log's segments where every certificate that signed a head is
 /// kept, by fingerprint, so that heads signed by retired keys stay verifiable.
@@ -176,7 +252,18 @@ impl Signer {
             identity: RwLock::new(Arc::new(identity)),
             certificates,
             latest: std::sync::Mutex::new(None),
+            head_interval: DEFAULT_HEAD_INTERVAL,
         })
+    }
+
+    /// Sets the least time between two heads; zero signs every group commit.
+    pub fn with_head_interval(mut self, interval: std::time::Duration) -> Signer {
+        self.head_interval = interval;
+        self
+    }
+
+    pub fn head_interval(&self) -> std::time::Duration {
+        self.head_interval
     }
 
     pub fn log(&self) -> &str {
@@ -192,9 +279,17 @@ impl Signer {
         self.identity.read().map_or_else(|e| e.into_inner().clone(), |i| i.clone())
     }
 
-    /// The newest head signed since the log opened.
+    /// The newest head in the log: signed since it opened, or found in it when it opened.
     pub fn latest_head(&self) -> Option<SignedHead> {
         self.latest.lock().map_or_else(|e| e.into_inner().clone(), |h| h.clone())
+    }
+
+    /// Takes the newest head found in the log when it opens, which the next head follows.
+    pub fn resume_after(&self, head: SignedHead) {
+        let mut latest = self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if latest.as_ref().is_none_or(|current| current.last_seq() < head.last_seq()) {
+            *latest = Some(head);
+        }
     }
 
     /// Takes a new identity for the next groups: the retired certificate stays in the store.
@@ -256,6 +351,8 @@ pub fn kept_certificates(dir: &Path) -> std::io::Result<Vec<tongban_evidence::Ce
 pub struct SignedGroup {
     pub head: SignedHead,
     pub tree: Tree,
+    /// The head as JSON, made once for every receipt of the group.
+    head_json: Vec<u8>,
 }
 
 impl SignedGroup {
@@ -264,20 +361,60 @@ impl SignedGroup {
         let tree = Tree::new(signer.hash, leaves);
         let identity = signer.identity();
         let now = u64::try_from(Utc::now().timestamp_millis()).unwrap_or_default();
+        let mut latest = signer.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let after = latest.as_ref().map_or(0, SignedHead::last_seq);
         let head = SignedHead::sign(
             &identity.key,
             &identity.fingerprint,
             &signer.log,
             first_seq,
             tree.size() as u64,
+            Some(after),
             &tree.root(),
             chain,
             now,
         );
-        if let Ok(mut latest) = signer.latest.lock() {
-            *latest = Some(head.clone());
+        *latest = Some(head.clone());
+        drop(latest);
+        let head_json = serde_json::to_vec(&head).unwrap_or_default();
+        SignedGroup { head, tree, head_json }
+    }
+
+    /// The head line the log keeps after the group's records.
+    pub fn head_line(&self) -> Vec<u8> {
+        let mut line = Vec::with_capacity(self.head_json.len() + 10);
+        line.extend_from_slice(b"{\"head\":");
+        line.extend_from_slice(&self.head_json);
+        line.push(b'}');
+        line
+    }
+
+    /// The receipt of leaf `index` as [`SignedGroup::receipt`] makes it, already in its header
+    /// form (base64url of its JSON), written directly: the head's JSON is made once per group,
+    /// and the claims, already JSON, are not parsed again.
+    pub fn encoded_receipt(&self, index: usize, claims: &[u8], nonce: &[u8]) -> Option<String> {
+        use std::io::Write as _;
+        let path = self.tree.path(index)?;
+        let mut json = Vec::with_capacity(claims.len() + self.head_json.len() + 68 * path.len() + 96);
+        write!(json, "{{\"v\":{},\"claims\":", tongban_evidence::receipt::RECEIPT_VERSION).ok()?;
+        json.extend_from_slice(claims);
+        json.extend_from_slice(b",\"nonce\":\"");
+        json.extend_from_slice(hex::encode(nonce).as_bytes());
+        write!(json, "\",\"index\":{index},\"path\":[").ok()?;
+        let mut digest = [0u8; 64];
+        for (n, node) in path.iter().enumerate() {
+            if n > 0 {
+                json.push(b',');
+            }
+            hex::encode_to_slice(node, &mut digest).ok()?;
+            json.push(b'"');
+            json.extend_from_slice(&digest);
+            json.push(b'"');
         }
-        SignedGroup { head, tree }
+        json.extend_from_slice(b"],\"head\":");
+        json.extend_from_slice(&self.head_json);
+        json.push(b'}');
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
     }
 
     /// The receipt of leaf `index`, whose claims are `claims`.
@@ -298,6 +435,39 @@ impl SignedGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The receipt written directly in its header form is the receipt the struct encodes, for
+    /// every leaf of a group whose paths differ in length.
+    #[test]
+    fn a_receipt_written_directly_decodes_to_the_one_the_struct_makes() {
+        let key = tongban_evidence::SigningKey::generate(tongban_evidence::Algorithm::Sm2Sm3).expect("key");
+        let certificate =
+            tongban_evidence::Certificate::self_signed(&key, "CN=t", std::time::Duration::from_secs(60))
+                .expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        let signer =
+            Signer::new("henan", SigningIdentity::new(key, certificate).expect("identity"), dir.path())
+                .expect("signer");
+        let claims: Vec<Vec<u8>> = (0..5)
+            .map(|n| {
+                let mut record = ExchangeRecord::begin(Operation::Verify);
+                record.rows = n;
+                claims_of(&record)
+            })
+            .collect();
+        let leaves = claims.iter().map(|c| signer.hash().leaf(c)).collect();
+        let group = SignedGroup::sign(&signer, leaves, 7, &[3u8; 32]);
+        for (index, claims) in claims.iter().enumerate() {
+            let made = group.receipt(index, claims.clone(), b"nonce").expect("receipt");
+            let written = group.encoded_receipt(index, claims, b"nonce").expect("receipt");
+            assert_eq!(written, made.encode(), "the same bytes as serde writes");
+            assert_eq!(Receipt::decode(&written).expect("decodes").encode(), written);
+        }
+        assert_eq!(
+            group.head_line(),
+            [b"{\"head\":".as_slice(), &serde_json::to_vec(&group.head).expect("json"), b"}"].concat()
+        );
+    }
 
     /// What the writer encodes from a record and what the audit encodes from its line are the
     /// same bytes, with every member filled in and with every optional one absent.

@@ -83,8 +83,9 @@ pub struct Link {
     pub head: Option<tongban_evidence::SignedHead>,
 }
 
-/// Makes a group's signed head line from its first record number, its size and the chain
-/// after its last record.
+/// Makes the signed head line written after a group, from the group's first record number, its
+/// size (zero when the head is written alone) and the chain after its last record; an empty
+/// line writes none.
 pub type HeadLine<'h> = &'h mut dyn FnMut(u64, u64, &[u8; 32]) -> Vec<u8>;
 
 /// The hash of one line, without its newline.
@@ -130,6 +131,9 @@ pub struct Wal {
     broken: bool,
     /// The group being written, kept between groups.
     buf: Vec<u8>,
+    /// Records are written that a head to come will cover: the segment is not sealed by size
+    /// until it is written, so that a head and its records share a segment.
+    awaiting_head: bool,
     metrics: LogMetrics,
     #[cfg(any(test, feature = "fault-injection"))]
     pub(super) faults: std::sync::Arc<std::sync::atomic::AtomicU32>,
@@ -251,6 +255,7 @@ impl Wal {
             chain,
             broken: false,
             buf: Vec::with_capacity(256 * 1024),
+            awaiting_head: false,
             metrics,
             #[cfg(any(test, feature = "fault-injection"))]
             faults: Default::default(),
@@ -308,30 +313,46 @@ impl Wal {
             seq += 1;
         }
         let count = seq - self.next_seq;
-        if count == 0 {
-            self.buf = buf;
-            return Ok(());
-        }
+        // A head may also be written alone, over records an earlier write made durable.
         if let Some(head) = head {
             let line = head(self.next_seq, count, &chain);
-            digest.update(line_hash(&line));
-            buf.extend_from_slice(&line);
-            buf.push(b'\n');
+            if !line.is_empty() {
+                digest.update(line_hash(&line));
+                buf.extend_from_slice(&line);
+                buf.push(b'\n');
+            }
+        }
+        if buf.is_empty() {
+            self.buf = buf;
+            return Ok(());
         }
         let written = self.write_durably(&buf);
         self.buf = buf;
         written?;
         self.active.digest = digest;
-        self.active.first_seq.get_or_insert(self.next_seq);
-        self.active.records += count;
-        self.next_seq = seq;
-        self.chain = chain;
-        self.metrics.appended.inc_by(count);
-        self.metrics.batch_records.observe(count as f64);
-        if self.active.len >= self.options.segment_max_bytes {
+        if count > 0 {
+            self.active.first_seq.get_or_insert(self.next_seq);
+            self.active.records += count;
+            self.next_seq = seq;
+            self.chain = chain;
+            self.metrics.appended.inc_by(count);
+            self.metrics.batch_records.observe(count as f64);
+        }
+        if self.active.len >= self.options.segment_max_bytes && !self.awaiting_head {
             self.seal()?;
         }
         Ok(())
+    }
+
+    /// The number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Says whether written records wait for a head to come; while they do, the segment is not
+    /// sealed, whatever its size or age.
+    pub fn set_awaiting_head(&mut self, awaiting: bool) {
+        self.awaiting_head = awaiting;
     }
 
     /// Seals the active segment if it holds records and is at least `min_age` old, and starts
@@ -340,7 +361,7 @@ impl Wal {
         if self.broken {
             self.repair()?;
         }
-        if self.active.records == 0 || self.active.opened.elapsed() < min_age {
+        if self.active.records == 0 || self.awaiting_head || self.active.opened.elapsed() < min_age {
             return Ok(None);
         }
         self.seal().map(Some)

@@ -49,7 +49,9 @@ async fn answered(log: &ExchangeLog, body: &[u8], rows: u64) -> Receipt {
     record.request_digest =
         Some(hex::encode(request_digest(hash, &nonce, "POST", "/api/v1/data/verify", &body_digest)));
     record.response_digest = Some(hex::encode(response_digest(hash, &nonce, body)));
-    log.write_receipted(record, &nonce).await.expect("written").expect("a signing log gives a receipt")
+    let encoded =
+        log.write_receipted(record, &nonce).await.expect("written").expect("a signing log gives a receipt");
+    Receipt::decode(&encoded).expect("the header form decodes")
 }
 
 #[tokio::test]
@@ -236,4 +238,161 @@ async fn a_history_rewritten_after_a_peers_countersignature_is_caught() {
     let forged = Expectations { anchor: Some((forged, vec![peer.certificate])), ..Expectations::default() };
     let report = audit::verify_against(dir.path(), &forged).expect("audit");
     assert!(matches!(report.problem.map(|p| p.kind), Some(ProblemKind::AnchorUnverified { .. })));
+}
+
+async fn signed_log_every(dir: &Path, identity: SigningIdentity, interval: Duration) -> ExchangeLog {
+    let signer = Arc::new(Signer::new("henan", identity, dir).expect("signer").with_head_interval(interval));
+    let config = ExchangeLogConfig { dir: dir.to_owned(), ..ExchangeLogConfig::default() };
+    ExchangeLog::open_signed(&config, LogMetrics::new(), Some(signer)).await.expect("log")
+}
+
+/// The head lines of the log in `dir`, in order.
+fn heads(dir: &Path) -> Vec<tongban_evidence::SignedHead> {
+    let mut heads = Vec::new();
+    for (_, path) in list_segments(dir).expect("segments") {
+        for line in std::fs::read(path).expect("segment").split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let value: serde_json::Value = serde_json::from_slice(line).expect("json line");
+            if let Some(head) = value.get("head") {
+                heads.push(serde_json::from_value(head.clone()).expect("a head"));
+            }
+        }
+    }
+    heads
+}
+
+/// With a head interval, the groups committed within it wait for one head: every call still
+/// gets a receipt that verifies, each record is durable before it, and the audit holds.
+#[tokio::test]
+async fn one_head_covers_every_group_of_its_interval() {
+    let dir = tempfile::tempdir().expect("dir");
+    let identity = identity(Algorithm::Sm2Sm3, "tongban henan");
+    let certificate = identity.certificate.clone();
+    let log = signed_log_every(dir.path(), identity, Duration::from_millis(200)).await;
+    // The first call after a quiet time is signed at once: its head covers it alone.
+    let started = std::time::Instant::now();
+    let first = answered(&log, b"{\"match\":true}", 0).await;
+    assert!(started.elapsed() < Duration::from_millis(150), "the first head is not delayed");
+    assert_eq!(first.head.size, 1);
+    // Calls in waves inside the interval: several groups, one head.
+    let mut calls = Vec::new();
+    for wave in 0..4u64 {
+        let log = log.clone();
+        calls.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * wave)).await;
+            let body = format!("{{\"wave\":{wave}}}").into_bytes();
+            let receipt = answered(&log, &body, wave).await;
+            (receipt, body)
+        }));
+    }
+    let mut receipts = Vec::new();
+    for call in calls {
+        receipts.push(call.await.expect("call"));
+    }
+    for (receipt, body) in &receipts {
+        receipt.verify(body, None, std::slice::from_ref(&certificate)).expect("verifies");
+    }
+    let covering: std::collections::BTreeSet<_> = receipts.iter().map(|(r, _)| r.head.first_seq).collect();
+    assert_eq!(covering.len(), 1, "one head covers the four calls: {covering:?}");
+    assert_eq!(receipts[0].0.head.size, 4);
+    assert_eq!(heads(dir.path()).len(), 2);
+    let report = audit::verify(dir.path()).expect("audit");
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.heads, report.signed_records, report.unsigned_records), (2, 5, 0));
+}
+
+/// A crash after records were durable but before their head leaves them without one; the
+/// next start signs them with its first write, so the log holds no unsigned record.
+#[tokio::test]
+async fn records_a_crash_left_without_their_head_are_signed_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let identity = identity(Algorithm::EcdsaP256Sha256, "tongban henan");
+    let log = signed_log_every(dir.path(), identity.clone(), Duration::ZERO).await;
+    answered(&log, b"{}", 1).await;
+    drop(log);
+    // The crash: records written as the writer writes them, and no head after them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    {
+        let options = tongban_exchange::wal::WalOptions {
+            durability: tongban_exchange::Durability::Fsync,
+            segment_max_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(3600),
+        };
+        let mut wal = tongban_exchange::wal::Wal::open(dir.path(), options, LogMetrics::new()).expect("wal");
+        let records: Vec<_> = (0..3).map(|_| ExchangeRecord::begin(Operation::Verify)).collect();
+        wal.append_records(&records).expect("written");
+    }
+    let before = audit::verify(dir.path()).expect("audit");
+    assert!(before.intact(), "{before:?}");
+    assert_eq!(before.unsigned_records, 3);
+    let log = signed_log_every(dir.path(), identity, Duration::ZERO).await;
+    answered(&log, b"{}", 2).await;
+    let report = audit::verify(dir.path()).expect("audit");
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.signed_records, report.unsigned_records), (5, 0));
+    // The head after the restart starts at the first record the crash left unsigned, alone or
+    // with the call that came first.
+    let recovered = &heads(dir.path())[1];
+    assert_eq!(recovered.first_seq, 2);
+    assert!(recovered.size >= 3);
+}
+
+/// A log kept without receipts that starts signing later: the earlier records stand under no
+/// head and are counted as such, and the heads after them hold.
+#[tokio::test]
+async fn a_log_that_starts_signing_later_passes_its_audit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let unsigned = ExchangeLog::open_in(dir.path()).await.expect("log");
+    for _ in 0..4 {
+        unsigned.write(ExchangeRecord::begin(Operation::Lookup)).await.expect("written");
+    }
+    drop(unsigned);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let identity = identity(Algorithm::Sm2Sm3, "tongban henan");
+    let log = signed_log_every(dir.path(), identity, Duration::ZERO).await;
+    answered(&log, b"{}", 1).await;
+    answered(&log, b"{}", 2).await;
+    let report = audit::verify(dir.path()).expect("audit");
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.heads, report.signed_records, report.unsigned_records), (2, 2, 4));
+}
+
+/// Heads chain: a head line taken out of the open segment, where no seal counts its lines, is
+/// caught by the head after it; taking out the last one leaves its records unsigned, as a
+/// crash before the head would, and the caller's receipt still proves them.
+#[tokio::test]
+async fn a_head_line_removed_from_the_log_is_caught_by_the_next() {
+    let dir = tempfile::tempdir().expect("dir");
+    let identity = identity(Algorithm::Sm2Sm3, "tongban henan");
+    let log = signed_log_every(dir.path(), identity, Duration::ZERO).await;
+    for rows in 0..3 {
+        answered(&log, b"{}", rows).await;
+    }
+    let written = heads(dir.path());
+    assert_eq!(written.iter().map(|h| h.after).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
+    drop(log);
+    let (_, path) = list_segments(dir.path()).expect("segments").pop().expect("a segment");
+    let text = std::fs::read_to_string(&path).expect("segment");
+    let lines: Vec<&str> = text.lines().collect();
+    let head_lines: Vec<usize> =
+        lines.iter().enumerate().filter(|(_, l)| l.starts_with("{\"head\"")).map(|(i, _)| i).collect();
+    let without = |index: usize| {
+        let kept: Vec<&str> =
+            lines.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, l)| *l).collect();
+        std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    };
+    without(head_lines[1]);
+    let report = audit::verify(dir.path()).expect("audit");
+    assert!(
+        matches!(
+            report.problem.as_ref().map(|p| &p.kind),
+            Some(ProblemKind::SignedHeadRemoved { first_seq: 3, after: 2 })
+        ),
+        "{report:?}"
+    );
+    without(head_lines[2]);
+    let report = audit::verify(dir.path()).expect("audit");
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.heads, report.unsigned_records), (2, 1));
+    std::fs::write(&path, &text).expect("restore");
+    assert!(audit::verify(dir.path()).expect("audit").intact());
 }

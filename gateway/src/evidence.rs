@@ -42,6 +42,11 @@ pub struct EvidenceConfig {
     /// The name signed heads carry: the federation name when absent, else `tongban`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The least time between two signed heads, in milliseconds; zero (the default) signs
+    /// every group commit. With an interval, one head covers every group committed in it, which
+    /// bounds the signing rate (for a key in a hardware module), and a receipt waits up to this
+    /// long past its record's durability.
+    pub head_interval_ms: u64,
     /// Seconds between checks of the key files for a rotation.
     pub reload_secs: u64,
     /// Seconds between anchoring rounds: each peer countersigns the newest head, and a
@@ -63,6 +68,7 @@ impl Default for EvidenceConfig {
             generate: true,
             algorithm: Algorithm::Sm2Sm3.as_str().to_owned(),
             name: None,
+            head_interval_ms: tongban_exchange::receipt::DEFAULT_HEAD_INTERVAL.as_millis() as u64,
             reload_secs: 10,
             anchor_secs: 300,
             export: None,
@@ -163,7 +169,8 @@ pub fn open_signer(
         subject = %identity.certificate.subject(),
         "signing receipts"
     );
-    Ok(Some(Arc::new(Signer::new(name, identity, log_dir)?)))
+    let interval = std::time::Duration::from_millis(config.head_interval_ms);
+    Ok(Some(Arc::new(Signer::new(name, identity, log_dir)?.with_head_interval(interval))))
 }
 
 /// Checks the key files every `reload_secs` and takes a new key and certificate once both

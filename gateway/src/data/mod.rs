@@ -606,7 +606,7 @@ async fn lifecycle<C: DataCall>(
     if let Ok(value) = HeaderValue::from_str(&exchange_id) {
         response.headers_mut().insert(EXCHANGE_ID_HEADER, value);
     }
-    if let Some(value) = receipt.and_then(|r| HeaderValue::try_from(r.encode()).ok()) {
+    if let Some(value) = receipt.and_then(|r| HeaderValue::try_from(r).ok()) {
         response.headers_mut().insert(crate::evidence::RECEIPT_HEADER, value);
     }
     response
