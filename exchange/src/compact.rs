@@ -379,7 +379,8 @@ mod tests {
             let strings = array.as_any().downcast_ref::<StringArray>().expect("strings");
             assert_eq!(strings.value(0), value.expect("set"), "{column}");
         }
-        let versions = batch.column_by_name("grant_versions").expect("grant_versions").as_list::<i32>().value(0);
+        let versions =
+            batch.column_by_name("grant_versions").expect("grant_versions").as_list::<i32>().value(0);
         assert_eq!(versions.len(), 1);
     }
 }

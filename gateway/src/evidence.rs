@@ -57,6 +57,19 @@ pub struct EvidenceConfig {
     /// configuration file's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<PathBuf>,
+    /// A URL the newest signed head is sent to (`POST`, the head as JSON) every round in which
+    /// it changed: a witness another party runs. `http` or `https`; `https` checks the
+    /// witness's certificate against `export_ca`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_url: Option<String>,
+    /// The CA certificates (PEM) the witness's certificate must chain to, relative to the
+    /// configuration file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_ca: Option<PathBuf>,
+    /// The `Authorization` header sent to the witness, for example `Bearer …`; best given
+    /// through `TONGBAN_EVIDENCE__EXPORT_CREDENTIAL` rather than the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_credential: Option<String>,
 }
 
 impl Default for EvidenceConfig {
@@ -72,6 +85,9 @@ impl Default for EvidenceConfig {
             reload_secs: 10,
             anchor_secs: 300,
             export: None,
+            export_url: None,
+            export_ca: None,
+            export_credential: None,
         }
     }
 }

@@ -297,11 +297,13 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         }
         None => None,
     };
-    // Peers countersign this gateway's newest signed head (or it is exported to a file).
+    // Peers countersign this gateway's newest signed head (or it is exported to a file or a
+    // witness's URL).
     if state.data().log.signer().is_some() {
         let mut evidence = loaded.config.evidence.clone();
         evidence.export = evidence.export.map(|path| loaded.base_dir.join(path));
-        crate::federation::evidence::spawn_anchoring(state.clone(), evidence);
+        let witness = crate::federation::evidence::Witness::from_config(&evidence, &loaded.base_dir)?;
+        crate::federation::evidence::spawn_anchoring(state.clone(), evidence, witness);
     }
     // Grants changed by another instance on the same store reach this one within seconds.
     tokio::spawn(async move {

@@ -51,12 +51,16 @@ async fn every_answer_carries_a_receipt_that_verifies_offline_and_survives_a_key
     let work = tempfile::tempdir()?;
     let exported = work.path().join("witness/head.json");
     std::fs::create_dir_all(work.path().join("witness"))?;
+    // A witness another party runs, which keeps the heads sent to it with their credential.
+    let (witness_url, witnessed) = witness().await?;
     let demo = Demo::start_with(
         2000,
         &[
             ("TONGBAN_EVIDENCE__RELOAD_SECS", "1"),
             ("TONGBAN_EVIDENCE__ANCHOR_SECS", "1"),
             ("TONGBAN_EVIDENCE__EXPORT", exported.to_str().context("utf-8")?),
+            ("TONGBAN_EVIDENCE__EXPORT_URL", witness_url.as_str()),
+            ("TONGBAN_EVIDENCE__EXPORT_CREDENTIAL", "Bearer witness-token"),
         ],
     )
     .await?;
@@ -162,6 +166,24 @@ async fn every_answer_carries_a_receipt_that_verifies_offline_and_survives_a_key
     }
     let head = head.context("the newest head is exported")?;
     assert!(head["size"].as_u64().is_some_and(|n| n >= 1) && head["signature"].is_string(), "{head}");
+    // And to the witness's URL, with the credential configured: heads of this log that verify
+    // with its certificates.
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        sent = witnessed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (credential, body) = sent.first().context("the witness got the newest head")?;
+    assert_eq!(credential.as_deref(), Some("Bearer witness-token"));
+    let head: tongban_evidence::SignedHead = serde_json::from_slice(body)?;
+    let certificates = [
+        tongban_evidence::Certificate::from_pem(&std::fs::read_to_string(&retired)?)?,
+        tongban_evidence::Certificate::from_pem(&std::fs::read_to_string(&certificate)?)?,
+    ];
+    head.verify(&certificates).map_err(|e| anyhow::anyhow!("the witnessed head: {e}"))?;
 
     // The audit checks every signed head, of both keys.
     let audit = std::process::Command::new(tongban_bin())
@@ -173,6 +195,35 @@ async fn every_answer_carries_a_receipt_that_verifies_offline_and_survives_a_key
     assert!(report["heads"].as_u64().context("heads")? >= 3, "{report}");
     assert_eq!(report["unsigned_records"], json!(0), "{report}");
     Ok(())
+}
+
+/// The heads a witness was sent, each with the `Authorization` header it came with.
+type Witnessed = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+/// A witness on loopback that keeps every head posted to `/heads`; answers its URL.
+async fn witness() -> anyhow::Result<(String, Witnessed)> {
+    let kept = Witnessed::default();
+    let app = axum::Router::new().route(
+        "/heads",
+        axum::routing::post({
+            let kept = kept.clone();
+            move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let credential =
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    if let Ok(mut kept) = kept.lock() {
+                        kept.push((credential, body.to_vec()));
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((format!("http://{address}/heads"), kept))
 }
 
 /// A receipt header's JSON (base64url without padding).

@@ -207,11 +207,12 @@ pub(super) async fn countersign(
 /// Every `anchor_secs`, asks each peer to countersign this gateway's newest signed head (when
 /// it changed) and keeps what comes back beside the log; with `export`, also writes the head
 /// there, for a gateway with no peer to countersign it.
-pub fn spawn_anchoring(state: AppState, config: crate::evidence::EvidenceConfig) {
+pub fn spawn_anchoring(state: AppState, config: crate::evidence::EvidenceConfig, witness: Option<Witness>) {
     let every = Duration::from_secs(config.anchor_secs.max(1));
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         let mut anchored: std::collections::HashMap<String, SignedHead> = Default::default();
+        let mut witnessed: Option<SignedHead> = None;
         loop {
             ticks.tick().await;
             let log = &state.data().log;
@@ -220,6 +221,16 @@ pub fn spawn_anchoring(state: AppState, config: crate::evidence::EvidenceConfig)
                 && let Err(e) = export_head(path, &head)
             {
                 tracing::warn!(error = %e, path = %path.display(), "exporting the signed head failed; will retry");
+            }
+            if let Some(witness) = &witness
+                && witnessed.as_ref() != Some(&head)
+            {
+                match witness.send(&head).await {
+                    Ok(()) => witnessed = Some(head.clone()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, url = %witness.url, "sending the signed head to the witness failed; will retry")
+                    }
+                }
             }
             let Some(peers) = state.peers() else { continue };
             for client in peers.all() {
@@ -238,6 +249,104 @@ pub fn spawn_anchoring(state: AppState, config: crate::evidence::EvidenceConfig)
             }
         }
     });
+}
+
+/// A witness's URL that a standalone gateway sends its newest signed head to, and the client
+/// it is sent with.
+#[derive(Debug)]
+pub struct Witness {
+    url: hyper::Uri,
+    credential: Option<HeaderValue>,
+    client: hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Witness {
+    /// The witness `config` names, if any; `base_dir` is the configuration file's directory.
+    pub fn from_config(
+        config: &crate::evidence::EvidenceConfig,
+        base_dir: &std::path::Path,
+    ) -> anyhow::Result<Option<Witness>> {
+        use anyhow::Context as _;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let Some(url) = &config.export_url else { return Ok(None) };
+        let uri: hyper::Uri =
+            url.parse().with_context(|| format!("evidence.export_url {url:?} is not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => anyhow::bail!("evidence.export_url {url:?}: use an http or https URL"),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        match &config.export_ca {
+            Some(ca) => {
+                let path = base_dir.join(ca);
+                for cert in CertificateDer::pem_file_iter(&path)
+                    .with_context(|| format!("evidence.export_ca: reading {}", path.display()))?
+                {
+                    let cert =
+                        cert.with_context(|| format!("evidence.export_ca: reading {}", path.display()))?;
+                    roots
+                        .add(cert)
+                        .with_context(|| format!("{} is not a usable CA certificate", path.display()))?;
+                }
+            }
+            None if https => {
+                anyhow::bail!("evidence.export_url is https: give the witness's CA as evidence.export_ca")
+            }
+            None => {}
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+        let credential = config
+            .export_credential
+            .as_deref()
+            .map(|value| {
+                let mut value = HeaderValue::try_from(value)
+                    .context("evidence.export_credential is not a header value")?;
+                value.set_sensitive(true);
+                Ok::<_, anyhow::Error>(value)
+            })
+            .transpose()?;
+        Ok(Some(Witness { url: uri, credential, client }))
+    }
+
+    /// Sends `head`; a witness answering anything but success has not taken it.
+    async fn send(&self, head: &SignedHead) -> Result<(), String> {
+        let body = serde_json::to_vec(head).map_err(|e| e.to_string())?;
+        let mut request = hyper::Request::post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        if let Some(credential) = &self.credential {
+            request.headers_mut().insert(header::AUTHORIZATION, credential.clone());
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+            .await
+            .map_err(|_| "the witness did not answer within 10 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        match answer.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(format!("the witness answered {status}")),
+        }
+    }
 }
 
 fn export_head(path: &std::path::Path, head: &SignedHead) -> std::io::Result<()> {
@@ -271,4 +380,42 @@ pub(crate) async fn anchor_at(
     // The countersignature must be the peer's, by a certificate it lists for its evidence.
     with_peer_certificates(peers, peer, |certificates| anchor.countersignature.verify(certificates)).await?;
     crate::evidence::keep_anchor(log_dir, &anchor).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Witness;
+    use crate::evidence::EvidenceConfig;
+
+    fn witness(url: &str, ca: Option<&str>, credential: Option<&str>) -> anyhow::Result<Option<Witness>> {
+        let config = EvidenceConfig {
+            export_url: Some(url.to_owned()),
+            export_ca: ca.map(Into::into),
+            export_credential: credential.map(str::to_owned),
+            ..EvidenceConfig::default()
+        };
+        Witness::from_config(&config, std::path::Path::new("/nonexistent"))
+    }
+
+    /// A witness's URL is checked when the gateway starts, with a reason for each mistake.
+    #[test]
+    fn a_witness_is_refused_with_a_reason_when_its_settings_cannot_work() {
+        assert!(
+            Witness::from_config(&EvidenceConfig::default(), std::path::Path::new("."))
+                .expect("none")
+                .is_none()
+        );
+        assert!(witness("http://127.0.0.1:9/heads", None, Some("Bearer t")).expect("http").is_some());
+        let reason = |e: anyhow::Error| format!("{e:#}");
+        let refused = witness("ftp://witness/heads", None, None).map_err(reason).expect_err("ftp");
+        assert!(refused.contains("http or https"), "{refused}");
+        let refused = witness("https://witness/heads", None, None).map_err(reason).expect_err("no CA");
+        assert!(refused.contains("export_ca"), "{refused}");
+        let refused =
+            witness("https://witness/heads", Some("ca.pem"), None).map_err(reason).expect_err("no file");
+        assert!(refused.contains("ca.pem"), "{refused}");
+        let refused =
+            witness("http://witness/heads", None, Some("Bearer\nx")).map_err(reason).expect_err("header");
+        assert!(refused.contains("export_credential"), "{refused}");
+    }
 }
