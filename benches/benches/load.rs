@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tongban_benches::load::{
-    CONNECTIONS, Process, SECONDS, free_port, load_each, load_each_with, load_rounds, median,
-    rounds_from_env, script, server_workers, sign_in, stopped, tongban_bin, wait_for,
+    CONNECTIONS, Process, SECONDS, cpu_seconds_with_children, free_port, load_each, load_each_with,
+    load_measured, load_rounds, median, peak_rss_mib, rounds_from_env, script, server_workers, sign_in,
+    stopped, tongban_bin, wait_for,
 };
 
 /// Connections for the exchange log's cost at saturation: enough callers that waiting for
@@ -162,6 +163,61 @@ fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Nginx {
          http {{ access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
           fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{upstream}; }} }} }}\n",
+        dir = dir.display(),
+        workers = server_workers()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
+    let master = Process(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx (benches/run.sh installs it)"),
+    );
+    Nginx { dir: dir.to_path_buf(), master }
+}
+
+/// nginx doing the work the gateway's proxy does, as an operator would configure it: the
+/// caller's API key checked through a `map` (an unknown key is refused with 401), a request
+/// limit per caller with `limit_req` (set as high as the gateway's, so it refuses nothing but
+/// is counted), one JSON line per call in an access log (written, not synced), the supplier's
+/// credential put in place of the caller's, and pooled HTTP/1.1 connections to the supplier.
+/// It proxies the gateway's own paths (`/api/v1/proxy/RESOURCE/…`), so the same wrk script
+/// loads both.
+fn nginx_with_policy(dir: &Path, port: u16, upstream: SocketAddr, api_key: &str) -> Nginx {
+    std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+    let conf = format!(
+        r#"worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  map $http_authorization $caller {{ default ""; "Bearer {api_key}" "fund-system"; }}
+  limit_req_zone $caller zone=callers:10m rate=10000000r/s;
+  log_format exchange escape=json '{{"time":"$time_iso8601","id":"$request_id","caller":"$caller",'
+    '"method":"$request_method","uri":"$request_uri","service_item":"$http_x_tongban_service_item",'
+    '"status":$status,"bytes_in":$request_length,"bytes_out":$bytes_sent,"seconds":$request_time,'
+    '"upstream_status":"$upstream_status","upstream_seconds":"$upstream_response_time"}}';
+  access_log {dir}/logs/exchange.json exchange;
+  upstream supplier {{ server {upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /api/v1/proxy/{HOUSING_FUND}/ {{
+      if ($caller = "") {{ return 401; }}
+      limit_req zone=callers burst=1000000 nodelay;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer {SUPPLIER_TOKEN}";
+      proxy_pass http://supplier/;
+    }}
+  }}
+}}
+"#,
         dir = dir.display(),
         workers = server_workers()
     );
@@ -350,7 +406,8 @@ async fn run() {
     // up.
     // `sql` only verification under SQL, below.
     let mode = std::env::var("TONGBAN_BENCH_LOAD").ok();
-    let everything = mode.as_deref().is_none_or(|v| !["logging", "hold", "sql", "receipts"].contains(&v));
+    let everything =
+        mode.as_deref().is_none_or(|v| !["logging", "hold", "sql", "receipts", "proxy"].contains(&v));
     if everything {
         load_rounds(
             &runs,
@@ -421,6 +478,112 @@ async fn run() {
     ];
     if everything {
         load_rounds(&runs, &[("tongban proxy / nginx proxy_pass, fast upstream", 2, 1)]);
+    }
+
+    // The proxy against nginx doing comparable work (`TONGBAN_BENCH_LOAD=proxy` runs only
+    // this): the same wrk script through both, the gateway with its records made durable (the
+    // default) and only written (as nginx writes its access log), each server's processor
+    // time per call read from `/proc`, round after round.
+    if everything || mode.as_deref() == Some("proxy") {
+        let policy_port = free_port();
+        let nginx_policy = nginx_with_policy(&work.path().join("nginx-policy"), policy_port, fast, api_key);
+        let policy_base = format!("http://127.0.0.1:{policy_port}");
+        wait_for(&format!("{policy_base}/api/v1/proxy/{HOUSING_FUND}/deposits/x"), &client).await;
+        let write_port = free_port();
+        let write_log = work.path().join("exchange-write");
+        let write_gateway = gateway_with(
+            &data_dir,
+            write_port,
+            rows,
+            fast,
+            &[
+                ("TONGBAN_EXCHANGE_LOG__DURABILITY", "write"),
+                ("TONGBAN_EXCHANGE_LOG__DIR", write_log.to_str().expect("a UTF-8 temporary path")),
+            ],
+        );
+        let write_base = format!("http://127.0.0.1:{write_port}");
+        wait_for(&format!("{write_base}/readyz"), &client).await;
+        let proxy_path = format!("/api/v1/proxy/{HOUSING_FUND}{deposit_path}");
+        for target in [&policy_base, &write_base, &base] {
+            let mut request = client.get(format!("{target}{proxy_path}"));
+            for (name, value) in &purpose {
+                request = request.header(*name, *value);
+            }
+            check(request).await;
+        }
+        // A key nginx does not know is refused, as the gateway refuses it.
+        let refused = client
+            .get(format!("{policy_base}{proxy_path}"))
+            .header("authorization", "Bearer not-a-key")
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(refused.status(), 401);
+        let (gateway_pid, write_pid) = (fast_gateway.0.id(), write_gateway.0.id());
+        let (nginx_policy_pid, nginx_bare_pid) = (nginx_policy.master.0.id(), _nginx_fast.master.0.id());
+        let bare_script = &direct_script;
+        let measured: [(&str, String, &PathBuf, u32); 4] = [
+            (
+                "nginx, key map + limit_req + JSON access log",
+                format!("{policy_base}{proxy_path}"),
+                &proxy_script,
+                nginx_policy_pid,
+            ),
+            (
+                "nginx proxy_pass, bare",
+                format!("http://127.0.0.1:{nginx_port}{deposit_path}"),
+                bare_script,
+                nginx_bare_pid,
+            ),
+            (
+                "tongban proxy, records fsync (default)",
+                format!("{base}{proxy_path}"),
+                &proxy_script,
+                gateway_pid,
+            ),
+            ("tongban proxy, records written", format!("{write_base}{proxy_path}"), &proxy_script, write_pid),
+        ];
+        let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+        for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
+            let mut rps = vec![Vec::new(); measured.len()];
+            let mut cpu = vec![Vec::new(); measured.len()];
+            for round in 1..=rounds {
+                for (index, (label, url, script, pid)) in measured.iter().enumerate() {
+                    let label = format!("round {round}: {label}");
+                    let (load, us) =
+                        load_measured(&label, url, script, connections, &|| cpu_seconds_with_children(*pid));
+                    rps[index].push(load.rps);
+                    cpu[index].push(us.unwrap_or(f64::NAN));
+                }
+            }
+            let ratio = |a: usize, b: usize| -> (f64, Vec<f64>) {
+                let values: Vec<f64> = rps[a].iter().zip(&rps[b]).map(|(x, y)| x / y).collect();
+                (median(&values), values)
+            };
+            for (label, a, b) in [
+                ("tongban proxy (fsync) / nginx with policy", 2, 0),
+                ("tongban proxy (written) / nginx with policy", 3, 0),
+                ("tongban proxy (fsync) / nginx proxy_pass", 2, 1),
+                ("nginx with policy / nginx proxy_pass", 0, 1),
+            ] {
+                let (median_ratio, values) = ratio(a, b);
+                println!(
+                    "load ratio {label}, c{connections}, median of {rounds} rounds: {median_ratio:.3} {values:.3?}; \
+                     cpu us per call {:.1} / {:.1}",
+                    median(&cpu[a]),
+                    median(&cpu[b]),
+                );
+            }
+        }
+        for (label, pid) in [("fsync", gateway_pid), ("written", write_pid)] {
+            println!(
+                "gateway peak resident memory after the proxy runs ({label}, dataset rows={rows}): {:.0} MiB",
+                peak_rss_mib(pid).unwrap_or(f64::NAN)
+            );
+        }
+        if mode.is_some() {
+            return;
+        }
     }
     drop(fast_gateway);
 

@@ -128,25 +128,57 @@ pub fn load_each_with(
     connections: u32,
     server: Option<u32>,
 ) -> Vec<(Load, Option<f64>)> {
-    let seconds: f64 = SECONDS.parse().expect("a number of seconds");
     runs.iter()
         .map(|(label, url, script)| {
-            let before = server.and_then(cpu_seconds);
-            let load = wrk(url, script, connections);
-            let cpu_us = server
-                .and_then(cpu_seconds)
-                .zip(before)
-                .map(|(after, before)| (after - before) * 1e6 / (load.rps * seconds));
-            let errors =
-                if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
-            let cpu = cpu_us.map(|us| format!(" cpu_us_per_call={us:.1}")).unwrap_or_default();
-            println!(
-                "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{cpu}{errors}",
-                load.rps, load.p50_ms, load.p99_ms
-            );
-            (load, cpu_us)
+            load_measured(label, url, script, connections, &|| server.and_then(cpu_seconds))
         })
         .collect()
+}
+
+/// Loads `url` with wrk at `connections` and prints what it measured, with the processor time
+/// per call that `cpu` (seconds used so far by the server, read before and after) gives.
+pub fn load_measured(
+    label: &str,
+    url: &str,
+    script: &Path,
+    connections: u32,
+    cpu: &dyn Fn() -> Option<f64>,
+) -> (Load, Option<f64>) {
+    let seconds: f64 = SECONDS.parse().expect("a number of seconds");
+    let before = cpu();
+    let load = wrk(url, script, connections);
+    let cpu_us = cpu().zip(before).map(|(after, before)| (after - before) * 1e6 / (load.rps * seconds));
+    let errors = if load.errors.is_empty() { String::new() } else { format!(" errors: {}", load.errors) };
+    let shown = cpu_us.map(|us| format!(" cpu_us_per_call={us:.1}")).unwrap_or_default();
+    println!(
+        "load {label}, c{connections}: rps={:.0} p50_ms={:.2} p99_ms={:.2}{shown}{errors}",
+        load.rps, load.p50_ms, load.p99_ms
+    );
+    (load, cpu_us)
+}
+
+/// The processor time process `pid` and its children (nginx's workers) have used, in seconds.
+pub fn cpu_seconds_with_children(pid: u32) -> Option<f64> {
+    let mut total = cpu_seconds(pid)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // The parent's id is the second field after the command name.
+        let parent =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent == Some(pid) {
+            total += cpu_seconds(child).unwrap_or_default();
+        }
+    }
+    Some(total)
+}
+
+/// The most memory process `pid` has held resident, in MiB (`VmHWM`).
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The processor time process `pid` has used, in seconds, from `/proc/PID/stat`.
