@@ -197,6 +197,7 @@ events {{ worker_connections 1024; }}
 http {{
   client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
   fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  map_hash_bucket_size 256;
   map $http_authorization $caller {{ default ""; "Bearer {api_key}" "fund-system"; }}
   limit_req_zone $caller zone=callers:10m rate=10000000r/s;
   log_format exchange escape=json '{{"time":"$time_iso8601","id":"$request_id","caller":"$caller",'
