@@ -35,8 +35,14 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light
 fi
+# oha (crates.io) for constant-rate load with latency correction, beside the build cache.
+tools="$HOME/.cache/tongban/tools"
+if [ ! -x "$tools/bin/oha" ]; then
+  cargo install oha --locked --version 1.16.0 --root "$tools"
+fi
 cargo build --release -p tongban-gateway --bin tongban
-TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" cargo bench -p tongban-benches --bench load
+TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" TONGBAN_BENCH_OHA="$tools/bin/oha" \
+  cargo bench -p tongban-benches --bench load
 # Verification across two peered gateways (河南 and 广东, one process) against the same
 # verification made locally at 河南, cached and uncached.
 TONGBAN_BIN="$CARGO_TARGET_DIR/release/tongban" cargo bench -p tongban-benches --bench federation

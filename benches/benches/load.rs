@@ -236,6 +236,32 @@ http {{
     Nginx { dir: dir.to_path_buf(), master }
 }
 
+/// Loads `url` with POSTs of `body` at a constant `rate` for 10 s with oha (from crates.io,
+/// which `benches/run.sh` installs; `TONGBAN_BENCH_OHA` names it), correcting latency for
+/// coordinated omission, and answers its median and 99th percentile in milliseconds. Every
+/// answer must be a success.
+fn constant_rate(url: &str, rate: f64, headers: &[(&str, &str)], body: &str) -> (f64, f64) {
+    let oha = std::env::var("TONGBAN_BENCH_OHA").unwrap_or_else(|_| "oha".to_owned());
+    let mut command = Command::new(&oha);
+    command.args(["-z", "10s", "-c", "64", "-q", &format!("{rate:.0}"), "--latency-correction", "--no-tui"]);
+    command.args(["--output-format", "json", "-m", "POST", "-d", body]);
+    for (name, value) in headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    let output =
+        command.arg(url).output().unwrap_or_else(|e| panic!("run {oha} (benches/run.sh installs it): {e}"));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("oha's JSON report");
+    let success = report["summary"]["successRate"].as_f64().unwrap_or_default();
+    let codes = &report["statusCodeDistribution"];
+    assert!(
+        success > 0.999 && codes.as_object().is_some_and(|c| c.keys().all(|k| k == "200")),
+        "oha: every call must succeed: {codes} {}",
+        report["errorDistribution"]
+    );
+    let percentile = |p: &str| report["latencyPercentiles"][p].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    (percentile("p50"), percentile("p99"))
+}
+
 /// `tongban demo` on `port` over `data_dir`, its housing fund resource bound to `upstream`.
 fn gateway(data_dir: &Path, port: u16, rows: u64, upstream: SocketAddr) -> Process {
     gateway_with(data_dir, port, rows, upstream, &[])
@@ -407,8 +433,9 @@ async fn run() {
     // up.
     // `sql` only verification under SQL, below.
     let mode = std::env::var("TONGBAN_BENCH_LOAD").ok();
-    let everything =
-        mode.as_deref().is_none_or(|v| !["logging", "hold", "sql", "receipts", "proxy"].contains(&v));
+    let everything = mode
+        .as_deref()
+        .is_none_or(|v| !["logging", "hold", "sql", "receipts", "proxy", "latency"].contains(&v));
     if everything {
         load_rounds(
             &runs,
@@ -582,6 +609,42 @@ async fn run() {
                 peak_rss_mib(pid).unwrap_or(f64::NAN)
             );
         }
+        if mode.is_some() {
+            return;
+        }
+    }
+    // Latency at half the saturated throughput, under constant-rate load with the latency
+    // of calls that could not be sent on time counted from when they should have been
+    // (`TONGBAN_BENCH_LOAD=latency` runs only this): oha's `--latency-correction`.
+    if everything || mode.as_deref() == Some("latency") {
+        let url = format!("{base}/api/v1/data/verify");
+        let gateway_pid = fast_gateway.0.id();
+        let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+        let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let (saturated, _) = load_measured(
+                &format!("round {round}: tongban verification, cached, saturated"),
+                &url,
+                &verify_script,
+                SATURATING_CONNECTIONS,
+                &|| cpu_seconds_with_children(gateway_pid),
+            );
+            let rate = (saturated.rps / 2.0).floor().max(1.0);
+            let (p50, p99) = constant_rate(&url, rate, &verify_headers, &verify_body);
+            println!(
+                "latency round {round}: tongban verification, cached, at {rate:.0}/s (half of {:.0}/s): \
+                 p50_ms={p50:.2} p99_ms={p99:.2}",
+                saturated.rps
+            );
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        println!(
+            "latency cached verification at half its saturated throughput, median of {rounds} rounds: \
+             p50 {:.2} ms, p99 {:.2} ms (rounds {p99s:.2?})",
+            median(&p50s),
+            median(&p99s)
+        );
         if mode.is_some() {
             return;
         }
