@@ -645,6 +645,10 @@ async fn run() {
             median(&p50s),
             median(&p99s)
         );
+        println!(
+            "gateway peak resident memory after the verification runs (dataset rows={rows}): {:.0} MiB",
+            peak_rss_mib(gateway_pid).unwrap_or(f64::NAN)
+        );
         if mode.is_some() {
             return;
         }
