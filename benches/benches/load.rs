@@ -166,18 +166,7 @@ fn nginx(dir: &Path, port: u16, upstream: SocketAddr) -> Nginx {
         dir = dir.display(),
         workers = server_workers()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
-    let master = Process(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .expect("start nginx (benches/run.sh installs it)"),
-    );
-    Nginx { dir: dir.to_path_buf(), master }
+    start_nginx(dir, &conf)
 }
 
 /// nginx doing the work the gateway's proxy does, as an operator would configure it: the
@@ -222,18 +211,7 @@ http {{
         dir = dir.display(),
         workers = server_workers()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
-    let master = Process(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .expect("start nginx (benches/run.sh installs it)"),
-    );
-    Nginx { dir: dir.to_path_buf(), master }
+    start_nginx(dir, &conf)
 }
 
 /// Loads `url` with POSTs of `body` at a constant `rate` for 10 s with oha (from crates.io,
@@ -260,6 +238,22 @@ fn constant_rate(url: &str, rate: f64, headers: &[(&str, &str)], body: &str) -> 
     );
     let percentile = |p: &str| report["latencyPercentiles"][p].as_f64().unwrap_or(f64::NAN) * 1000.0;
     (percentile("p50"), percentile("p99"))
+}
+
+/// Starts nginx in `dir` with the configuration `conf`.
+fn start_nginx(dir: &Path, conf: &str) -> Nginx {
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
+    let master = Process(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx (benches/run.sh installs it)"),
+    );
+    Nginx { dir: dir.to_path_buf(), master }
 }
 
 /// `tongban demo` on `port` over `data_dir`, its housing fund resource bound to `upstream`.
@@ -549,7 +543,6 @@ async fn run() {
         assert_eq!(refused.status(), 401);
         let (gateway_pid, write_pid) = (fast_gateway.0.id(), write_gateway.0.id());
         let (nginx_policy_pid, nginx_bare_pid) = (nginx_policy.master.0.id(), _nginx_fast.master.0.id());
-        let bare_script = &direct_script;
         let measured: [(&str, String, &PathBuf, u32); 4] = [
             (
                 "nginx, key map + limit_req + JSON access log",
@@ -560,7 +553,7 @@ async fn run() {
             (
                 "nginx proxy_pass, bare",
                 format!("http://127.0.0.1:{nginx_port}{deposit_path}"),
-                bare_script,
+                &direct_script,
                 nginx_bare_pid,
             ),
             (

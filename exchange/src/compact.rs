@@ -301,53 +301,15 @@ pub fn tail(dir: &Path) -> Result<Vec<RecordBatch>, CompactError> {
 #[cfg(test)]
 mod tests {
     use arrow::array::{Array, StringArray};
-    use chrono::Utc;
-    use tongban_policy::decision::{Operation, Reason};
 
     use super::*;
-    use crate::{CacheOutcome, ExchangeRecord, Limit, Phase};
-
-    /// A record with every member that can be absent set.
-    fn full() -> ExchangeRecord {
-        let mut record = ExchangeRecord::begin(Operation::Lookup);
-        record.finished_at = Some(Utc::now());
-        record.system = Some("sys-1".into());
-        record.department = Some("11410000MB0000000X".into());
-        record.region = Some("410000".into());
-        record.resources = vec!["R-1".into()];
-        record.resource_versions = vec![2];
-        record.suppliers = vec!["11440000MB0000000Y".into()];
-        record.supplier_regions = vec!["440000".into()];
-        record.grants = vec!["g-1".into()];
-        record.grant_versions = vec![3];
-        record.service_item = Some("KSTB-001".into());
-        record.case_digest = Some("ab".repeat(16));
-        record.operator_digest = Some("cd".repeat(16));
-        record.key_digest = Some("ef".repeat(16));
-        record.items = vec!["name".into()];
-        record.status = 403;
-        record.code = Some("access_denied");
-        record.reasons = vec![Reason::NoGrant];
-        record.rate_limit = Some(Limit::Grant);
-        record.cache = Some(CacheOutcome::Miss);
-        record.phases = vec![(Phase::Authenticate, 3)];
-        record.upstream_status = Some(200);
-        record.upstream_us = Some(10);
-        record.source = Some("127.0.0.1".into());
-        record.peer = Some("guangdong".into());
-        record.peer_exchange_id = Some("x-1".into());
-        record.request_digest = Some("01".repeat(32));
-        record.response_digest = Some("02".repeat(32));
-        record.request_signature = Some("c2ln".into());
-        record.peer_receipt = Some("cmVj".into());
-        record
-    }
+    use crate::ExchangeRecord;
 
     /// Every member a record is written with is a column of its Parquet copy: operators'
     /// queries read the copies, and a member left out would be lost to them.
     #[test]
     fn every_member_of_a_record_is_a_column() {
-        let written = serde_json::to_value(full()).expect("json");
+        let written = serde_json::to_value(ExchangeRecord::with_every_member()).expect("json");
         let members = written.as_object().expect("an object");
         let columns: Vec<&str> = RECORD_FIELDS.iter().map(|f| f.name().as_str()).collect();
         let missing: Vec<&String> = members.keys().filter(|m| !columns.contains(&m.as_str())).collect();
@@ -357,7 +319,7 @@ mod tests {
     /// The evidence members come through decoding as written.
     #[test]
     fn the_evidence_members_are_decoded() {
-        let record = full();
+        let record = ExchangeRecord::with_every_member();
         let mut line = br#"{"seq":1,"prev":"00","#.to_vec();
         line.extend_from_slice(&serde_json::to_vec(&record).expect("json")[1..]);
         line.push(b'\n');

@@ -490,17 +490,18 @@ fn run_writer(
             }
         }
         // A head is signed when the interval since the last one has passed, and sooner before
-        // a seal (a head shares its records' segment), at the end, or when the tree grows large.
+        // a seal that is due (a head shares its records' segment), at the end, or when the tree
+        // grows large.
         let sign = signer.as_deref().filter(|_| {
             let waiting = unsigned.leaves.len() + batch.len();
             waiting > 0
                 && (due.is_none_or(|d| Instant::now() >= d)
-                    || !seals.is_empty()
+                    || seals.iter().any(|(min_age, _)| wal.seal_due(*min_age))
                     || closed
                     || waiting + MAX_BATCH >= receipt::MAX_HEAD_RECORDS)
         });
         if !batch.is_empty() || sign.is_some() {
-            write_group(&mut wal, &mut batch, &mut unsigned, sign, &mut last_head);
+            write_group(&mut wal, &mut batch, &mut unsigned, signer.is_some(), sign, &mut last_head);
         }
         for (min_age, done) in seals.drain(..) {
             let outcome = wal.seal_if_older(min_age).map_err(|e| e.to_string());
@@ -519,15 +520,15 @@ fn run_writer(
 
 /// Writes `batch` as one group, followed by a head over every record since the last head when
 /// `sign` is given, and answers the callers whose records are durable and, when they asked for
-/// one, under a signed head.
+/// one and the log is `signing`, under a signed head.
 fn write_group(
     wal: &mut wal::Wal,
     batch: &mut Vec<(Vec<u8>, Option<tongban_evidence::Digest>, Done, bool)>,
     unsigned: &mut Unsigned,
+    signing: bool,
     sign: Option<&receipt::Signer>,
     last_head: &mut Option<Instant>,
 ) {
-    let signing_log = batch.iter().any(|(_, leaf, _, _)| leaf.is_some()) || !unsigned.leaves.is_empty();
     if unsigned.leaves.is_empty() {
         unsigned.first_seq = wal.next_seq();
     }
@@ -578,14 +579,14 @@ fn write_group(
         None => {
             // Durable, and waiting for the next head: only those asking for a receipt wait.
             for (offset, (body, _, done, receipted)) in batch.drain(..).enumerate() {
-                if receipted && signing_log {
+                if receipted && signing {
                     unsigned.waiting.push((base + offset, done, body));
                 } else {
                     let _ = done.send((Ok(None), body));
                 }
             }
             unsigned.leaves = leaves;
-            wal.set_awaiting_head(signing_log && !unsigned.leaves.is_empty());
+            wal.set_awaiting_head(signing && !unsigned.leaves.is_empty());
         }
     }
 }

@@ -144,40 +144,36 @@ pub struct Tail {
 /// head (only a log that has never signed is read whole, once).
 pub fn tail(dir: &Path, hash: HashAlgorithm) -> std::io::Result<Tail> {
     #[derive(serde::Deserialize)]
-    struct Line {
-        seq: Option<u64>,
-        head: Option<SignedHead>,
-        seal: Option<serde::de::IgnoredAny>,
+    struct HeadLine {
+        head: SignedHead,
+    }
+    #[derive(serde::Deserialize)]
+    struct RecordLine {
+        seq: u64,
     }
     let mut segments = crate::wal::list_segments(dir)?;
     let mut found = Tail::default();
     let mut newest = true;
     while let Some((_, path)) = segments.pop() {
         let bytes = std::fs::read(path)?;
-        let (mut sealed, mut first, mut leaves) = (false, 0u64, Vec::new());
-        let mut last_head = None;
-        for line in bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-            // Records are the most lines: only a line that may be a head or a seal is parsed
-            // whole, and records only in the newest segment.
-            let marker = line.starts_with(b"{\"head\"") || line.starts_with(b"{\"seal\"");
-            if !marker && !newest {
-                continue;
-            }
-            let Ok(parsed) = serde_json::from_slice::<Line>(line) else { continue };
-            if parsed.seal.is_some() {
-                sealed = true;
-            } else if let Some(head) = parsed.head {
-                last_head = Some(head);
-                leaves.clear();
-            } else if let (Some(seq), Some(claims)) = (parsed.seq, claims_of_line(line)) {
-                if leaves.is_empty() {
-                    first = seq;
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()).collect();
+        // Only the newest head line is parsed, and records only after it in the newest
+        // segment: a seal, always a segment's last line, closes a segment no head follows.
+        let sealed = lines.last().is_some_and(|line| line.starts_with(b"{\"seal\""));
+        let at = lines.iter().rposition(|line| line.starts_with(b"{\"head\""));
+        let last_head = at.and_then(|at| serde_json::from_slice::<HeadLine>(lines[at]).ok()).map(|l| l.head);
+        if let (true, false, Some(at), Some(_)) = (newest, sealed, at, &last_head) {
+            let mut records = lines[at + 1..].iter().filter_map(|line| {
+                let seq = serde_json::from_slice::<RecordLine>(line).ok()?.seq;
+                Some((seq, hash.leaf(&claims_of_line(line)?)))
+            });
+            if let Some((first, leaf)) = records.next() {
+                let leaves: Vec<Digest> =
+                    std::iter::once(leaf).chain(records.map(|(_, leaf)| leaf)).collect();
+                if leaves.len() < MAX_HEAD_RECORDS {
+                    found.unsigned = Some((first, leaves));
                 }
-                leaves.push(hash.leaf(&claims));
             }
-        }
-        if newest && last_head.is_some() && !sealed && !leaves.is_empty() && leaves.len() < MAX_HEAD_RECORDS {
-            found.unsigned = Some((first, leaves));
         }
         newest = false;
         if last_head.is_some() {
@@ -473,25 +469,9 @@ mod tests {
     /// same bytes, with every member filled in and with every optional one absent.
     #[test]
     fn claims_from_a_record_and_from_its_line_are_the_same_bytes() {
-        let mut full = ExchangeRecord::begin(Operation::Lookup);
-        full.finished_at = Some(Utc::now());
-        full.department = Some("11410000MB0000000X".into());
-        full.system = Some("sys-1".into());
-        full.service_item = Some("KSTB-001".into());
-        full.case_digest = Some("ab".repeat(16));
-        full.operator_digest = Some("cd".repeat(16));
-        full.grants = vec!["g-1".into()];
-        full.grant_versions = vec![3];
-        full.resources = vec!["R-1".into()];
-        full.resource_versions = vec![2];
-        full.status = 200;
+        let mut full = ExchangeRecord::with_every_member();
+        // A code that needs escaping in JSON.
         full.code = Some("ok\"quoted\"");
-        full.request_digest = Some("01".repeat(32));
-        full.response_digest = Some("02".repeat(32));
-        full.peer = Some("guangdong".into());
-        full.peer_exchange_id = Some("x-1".into());
-        full.request_signature = Some("c2ln".into());
-        full.peer_receipt = Some("cmVj".into());
         let empty = ExchangeRecord::begin(Operation::Verify);
         for record in [full, empty] {
             let line = serde_json::to_vec(&record).expect("json");

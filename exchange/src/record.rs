@@ -230,3 +230,42 @@ pub fn purpose_digest(key: &[u8], value: &str) -> String {
     hex::encode_to_slice(&hasher.finalize()[..16], &mut text).expect("16 bytes are 32 hex digits");
     std::str::from_utf8(&text).expect("hex digits are ASCII").to_owned()
 }
+
+#[cfg(test)]
+impl ExchangeRecord {
+    /// A record with every member that can be absent set (tests).
+    pub(crate) fn with_every_member() -> ExchangeRecord {
+        let mut record = ExchangeRecord::begin(Operation::Lookup);
+        record.finished_at = Some(Utc::now());
+        record.system = Some("sys-1".into());
+        record.department = Some("11410000MB0000000X".into());
+        record.region = Some("410000".into());
+        record.resources = vec!["R-1".into()];
+        record.resource_versions = vec![2];
+        record.suppliers = vec!["11440000MB0000000Y".into()];
+        record.supplier_regions = vec!["440000".into()];
+        record.grants = vec!["g-1".into()];
+        record.grant_versions = vec![3];
+        record.service_item = Some("KSTB-001".into());
+        record.case_digest = Some("ab".repeat(16));
+        record.operator_digest = Some("cd".repeat(16));
+        record.key_digest = Some("ef".repeat(16));
+        record.items = vec!["name".into()];
+        record.status = 403;
+        record.code = Some("access_denied");
+        record.reasons = vec![Reason::NoGrant];
+        record.rate_limit = Some(Limit::Grant);
+        record.cache = Some(CacheOutcome::Miss);
+        record.phases = vec![(Phase::Authenticate, 3)];
+        record.upstream_status = Some(200);
+        record.upstream_us = Some(10);
+        record.source = Some("127.0.0.1".into());
+        record.peer = Some("guangdong".into());
+        record.peer_exchange_id = Some("x-1".into());
+        record.request_digest = Some("01".repeat(32));
+        record.response_digest = Some("02".repeat(32));
+        record.request_signature = Some("c2ln".into());
+        record.peer_receipt = Some("cmVj".into());
+        record
+    }
+}

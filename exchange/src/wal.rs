@@ -361,10 +361,16 @@ impl Wal {
         if self.broken {
             self.repair()?;
         }
-        if self.active.records == 0 || self.awaiting_head || self.active.opened.elapsed() < min_age {
+        if self.awaiting_head || !self.seal_due(min_age) {
             return Ok(None);
         }
         self.seal().map(Some)
+    }
+
+    /// Whether [`Wal::seal_if_older`] with `min_age` would seal the active segment once no
+    /// record waits for a head.
+    pub fn seal_due(&self, min_age: Duration) -> bool {
+        self.active.records > 0 && self.active.opened.elapsed() >= min_age
     }
 
     /// The age limit of a segment from the options.

@@ -396,3 +396,32 @@ async fn a_head_line_removed_from_the_log_is_caught_by_the_next() {
     std::fs::write(&path, &text).expect("restore");
     assert!(audit::verify(dir.path()).expect("audit").intact());
 }
+
+/// Records written without asking for a receipt are answered once durable, even while a head
+/// interval holds their head back; when the log's last handle goes, the writer signs them
+/// before it stops, so the log it leaves has no unsigned record.
+#[tokio::test]
+async fn records_waiting_for_their_head_are_signed_when_the_log_closes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let identity = identity(Algorithm::Sm2Sm3, "tongban henan");
+    let log = signed_log_every(dir.path(), identity, Duration::from_secs(60)).await;
+    answered(&log, b"{}", 1).await;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        log.write(ExchangeRecord::begin(Operation::Lookup)).await.expect("written");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "unreceipted writes do not wait for the head");
+    let before = audit::verify(dir.path()).expect("audit");
+    assert_eq!(before.unsigned_records, 3, "their head is not due yet: {before:?}");
+    drop(log);
+    let mut report = audit::verify(dir.path()).expect("audit");
+    for _ in 0..50 {
+        if report.unsigned_records == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        report = audit::verify(dir.path()).expect("audit");
+    }
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.heads, report.signed_records, report.unsigned_records), (2, 4, 0));
+}

@@ -148,26 +148,34 @@ impl Asked {
         nonce: &[u8],
         streamed: bool,
     ) -> Option<String> {
-        let parts = &self.0;
-        let body = match (&parts.body, streamed) {
+        let body = match (&self.0.body, streamed) {
             (_, true) => hash.digest(&[b""]),
             (AskedBody::Read(bytes), false) => hash.digest(&[bytes]),
             _ => return None,
         };
-        let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
-        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, parts.method.as_str(), target, &body)))
+        Some(self.digest_with(hash, nonce, &body))
     }
 
     /// The salted digest of the request, when its body was read or streamed to its end.
     fn digest(&self, hash: tongban_evidence::HashAlgorithm, nonce: &[u8]) -> Option<String> {
-        let parts = &self.0;
-        let body = match &parts.body {
+        let body = match &self.0.body {
             AskedBody::Read(bytes) => hash.digest(&[bytes]),
             AskedBody::Streamed(digest) => *digest.get()?,
             AskedBody::Unread => return None,
         };
+        Some(self.digest_with(hash, nonce, &body))
+    }
+
+    /// The salted digest of the method, the path and query as sent, and `body_digest`.
+    fn digest_with(
+        &self,
+        hash: tongban_evidence::HashAlgorithm,
+        nonce: &[u8],
+        body_digest: &tongban_evidence::Digest,
+    ) -> String {
+        let parts = &self.0;
         let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
-        Some(hex::encode(tongban_evidence::request_digest(hash, nonce, parts.method.as_str(), target, &body)))
+        hex::encode(tongban_evidence::request_digest(hash, nonce, parts.method.as_str(), target, body_digest))
     }
 }
 

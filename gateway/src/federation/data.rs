@@ -82,8 +82,6 @@ pub(super) async fn sql(
     serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
 }
 
-/// The caller a peer asserts, checked against what the peer may speak for, and the peer's
-/// record of the call.
 /// The caller a peer asserts, once the peer's signature over the call holds; the signature
 /// goes into the record whatever the outcome.
 async fn signed(
@@ -98,6 +96,8 @@ async fn signed(
     (checked.and(caller), origin)
 }
 
+/// The caller a peer asserts, checked against what the peer may speak for, and the peer's
+/// record of the call.
 fn asserted(
     state: &AppState,
     peer: &PeerIdentity,
