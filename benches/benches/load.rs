@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tongban_benches::load::{
-    CONNECTIONS, Process, SECONDS, cpu_seconds_with_children, free_port, load_each, load_each_with,
-    load_measured, load_rounds, median, peak_rss_mib, rounds_from_env, script, server_workers, sign_in,
-    stopped, tongban_bin, wait_for,
+    CONNECTIONS, Process, SECONDS, cpu_seconds, cpu_seconds_with_children, free_port, load_each,
+    load_each_with, load_measured, load_rounds, median, peak_rss_mib, rounds_from_env, script,
+    server_workers, sign_in, stopped, tongban_bin, wait_for,
 };
 
 /// Connections for the exchange log's cost at saturation: enough callers that waiting for
@@ -429,12 +429,59 @@ async fn run() {
     let mode = std::env::var("TONGBAN_BENCH_LOAD").ok();
     let everything = mode
         .as_deref()
-        .is_none_or(|v| !["logging", "hold", "sql", "receipts", "proxy", "latency"].contains(&v));
+        .is_none_or(|v| !["logging", "hold", "sql", "receipts", "proxy", "latency", "hyper"].contains(&v));
     if everything {
         load_rounds(
             &runs,
             &[("tongban proxy / nginx proxy_pass", 2, 1), ("tongban cached verification / bare hyper", 4, 3)],
         );
+    }
+    // Cached verification with the default durable log against the bare hyper server
+    // (`TONGBAN_BENCH_LOAD=hyper` runs only this), at both connection counts, with each
+    // server's processor time per call: the gateway's process, and for hyper this harness's,
+    // whose other threads wait while wrk runs.
+    if everything || mode.as_deref() == Some("hyper") {
+        let gateway_pid = gateway_process.0.id();
+        let harness_pid = std::process::id();
+        let measured = [
+            ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), harness_pid),
+            (
+                "tongban verification, cached, records fsync",
+                format!("{base}/api/v1/data/verify"),
+                gateway_pid,
+            ),
+        ];
+        let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
+        for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
+            let (mut ratios, mut hyper_us, mut gateway_us) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                let loads: Vec<_> = measured
+                    .iter()
+                    .map(|(label, url, pid)| {
+                        load_measured(
+                            &format!("round {round}: {label}"),
+                            url,
+                            &verify_script,
+                            connections,
+                            &|| cpu_seconds(*pid),
+                        )
+                    })
+                    .collect();
+                ratios.push(loads[1].0.rps / loads[0].0.rps);
+                hyper_us.push(loads[0].1.unwrap_or(f64::NAN));
+                gateway_us.push(loads[1].1.unwrap_or(f64::NAN));
+            }
+            println!(
+                "load ratio tongban cached verification (fsync) / bare hyper, c{connections}, median of {rounds} \
+                 rounds: {:.3} {ratios:.3?}; cpu us per call {:.1} / {:.1}",
+                median(&ratios),
+                median(&gateway_us),
+                median(&hyper_us),
+            );
+        }
+        if mode.is_some() {
+            return;
+        }
     }
     if everything || mode.as_deref() == Some("sql") {
         let police = credentials["systems"]
@@ -748,6 +795,8 @@ async fn run() {
     // the load saturates the processor, the throughput a setting leaves. It drifts less with
     // the machine's speed than throughput does.
     let mut cpu_ratios = vec![vec![vec![Vec::new(); 2]; 2]; 2];
+    // cpu_us[connections][path][durability]: the gateway's processor time per call.
+    let mut cpu_us = vec![vec![vec![Vec::new(); 3]; 2]; 2];
     for round in 1..=rounds {
         for (c, connections) in [CONNECTIONS, SATURATING_CONNECTIONS].into_iter().enumerate() {
             let mut rps = Vec::new();
@@ -768,6 +817,9 @@ async fn run() {
                 cpu.push(loads.iter().map(|(_, us)| us.unwrap_or(f64::NAN)).collect::<Vec<_>>());
             }
             for path in 0..2 {
+                for (durability, us) in cpu.iter().enumerate() {
+                    cpu_us[c][path][durability].push(us[path]);
+                }
                 for durability in 1..3 {
                     ratios[c][path][durability - 1].push(rps[durability][path] / rps[0][path]);
                     cpu_ratios[c][path][durability - 1].push(cpu[0][path] / cpu[durability][path]);
@@ -787,6 +839,16 @@ async fn run() {
             ["log off / log fsync", "log off / log write"],
             &cpu_ratios[c],
         );
+        // What a record costs on top of a call without one: the difference of the medians.
+        for (path, name) in ["cached verification", "proxy"].iter().enumerate() {
+            let [off, write, fsync] = [0, 1, 2].map(|d| median(&cpu_us[c][path][d]));
+            println!(
+                "load record cost {heading}, {name}: cpu us per call off {off:.1}, write {write:.1} \
+                 (+{:.1}), fsync {fsync:.1} (+{:.1})",
+                write - off,
+                fsync - off,
+            );
+        }
     }
 }
 
