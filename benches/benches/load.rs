@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tongban_benches::load::{
     CONNECTIONS, Process, SECONDS, cpu_seconds, cpu_seconds_with_children, free_port, load_each,
-    load_each_with, load_measured, load_rounds, median, peak_rss_mib, rounds_from_env, script,
-    server_workers, sign_in, stopped, tongban_bin, wait_for,
+    load_each_with, load_measured, load_rounds, measured_rounds, median, peak_rss_mib, rounds_from_env,
+    script, server_workers, sign_in, stopped, tongban_bin, wait_for,
 };
 
 /// Connections for the exchange log's cost at saturation: enough callers that waiting for
@@ -444,39 +444,30 @@ async fn run() {
         let gateway_pid = gateway_process.0.id();
         let harness_pid = std::process::id();
         let measured = [
-            ("bare hyper, fixed answer", format!("http://127.0.0.1:{hyper_port}/"), harness_pid),
+            (
+                "bare hyper, fixed answer",
+                format!("http://127.0.0.1:{hyper_port}/"),
+                &verify_script,
+                harness_pid,
+            ),
             (
                 "tongban verification, cached, records fsync",
                 format!("{base}/api/v1/data/verify"),
+                &verify_script,
                 gateway_pid,
             ),
         ];
         let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
         for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
-            let (mut ratios, mut hyper_us, mut gateway_us) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 1..=rounds {
-                let loads: Vec<_> = measured
-                    .iter()
-                    .map(|(label, url, pid)| {
-                        load_measured(
-                            &format!("round {round}: {label}"),
-                            url,
-                            &verify_script,
-                            connections,
-                            &|| cpu_seconds(*pid),
-                        )
-                    })
-                    .collect();
-                ratios.push(loads[1].0.rps / loads[0].0.rps);
-                hyper_us.push(loads[0].1.unwrap_or(f64::NAN));
-                gateway_us.push(loads[1].1.unwrap_or(f64::NAN));
-            }
+            let (rps, cpu) = measured_rounds(&measured, connections, rounds, cpu_seconds);
+            let ratios: Vec<f64> =
+                rps[1].iter().zip(&rps[0]).map(|(gateway, hyper)| gateway / hyper).collect();
             println!(
                 "load ratio tongban cached verification (fsync) / bare hyper, c{connections}, median of {rounds} \
                  rounds: {:.3} {ratios:.3?}; cpu us per call {:.1} / {:.1}",
                 median(&ratios),
-                median(&gateway_us),
-                median(&hyper_us),
+                median(&cpu[1]),
+                median(&cpu[0]),
             );
         }
         if mode.is_some() {
@@ -613,17 +604,7 @@ async fn run() {
         ];
         let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS");
         for connections in [CONNECTIONS, SATURATING_CONNECTIONS] {
-            let mut rps = vec![Vec::new(); measured.len()];
-            let mut cpu = vec![Vec::new(); measured.len()];
-            for round in 1..=rounds {
-                for (index, (label, url, script, pid)) in measured.iter().enumerate() {
-                    let label = format!("round {round}: {label}");
-                    let (load, us) =
-                        load_measured(&label, url, script, connections, &|| cpu_seconds_with_children(*pid));
-                    rps[index].push(load.rps);
-                    cpu[index].push(us.unwrap_or(f64::NAN));
-                }
-            }
+            let (rps, cpu) = measured_rounds(&measured, connections, rounds, cpu_seconds_with_children);
             let ratio = |a: usize, b: usize| -> (f64, Vec<f64>) {
                 let values: Vec<f64> = rps[a].iter().zip(&rps[b]).map(|(x, y)| x / y).collect();
                 (median(&values), values)

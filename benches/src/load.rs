@@ -235,6 +235,28 @@ pub fn load_rounds(runs: &[(&str, String, &PathBuf)], ratios: &[(&str, usize, us
     }
 }
 
+/// Loads each of `runs` (label, URL, script, the server's process) in turn at `connections`,
+/// round after round, answering each run's throughput and the processor time per call that
+/// `cpu` reads for its process, one value per round: `(rps[run][round], cpu_us[run][round])`.
+pub fn measured_rounds(
+    runs: &[(&str, String, &PathBuf, u32)],
+    connections: u32,
+    rounds: usize,
+    cpu: fn(u32) -> Option<f64>,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let mut rps = vec![Vec::new(); runs.len()];
+    let mut cpu_us = vec![Vec::new(); runs.len()];
+    for round in 1..=rounds {
+        for (index, (label, url, script, pid)) in runs.iter().enumerate() {
+            let label = format!("round {round}: {label}");
+            let (load, us) = load_measured(&label, url, script, connections, &|| cpu(*pid));
+            rps[index].push(load.rps);
+            cpu_us[index].push(us.unwrap_or(f64::NAN));
+        }
+    }
+    (rps, cpu_us)
+}
+
 /// How many rounds the variable `name` asks for, 3 by default.
 pub fn rounds_from_env(name: &str) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(3)
