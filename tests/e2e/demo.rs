@@ -327,8 +327,17 @@ async fn the_federation_demo_answers_a_guangdong_system_from_henan() {
                 &serde_json::json!({"query": "SELECT status, count(*) AS n FROM household GROUP BY status"}),
             )
             .send()
-            .await
-            .expect("request");
+            .await;
+        // The credentials are written while 广东 seeds, a moment before it listens, so a
+        // refused connection means "not yet" until the deadline.
+        let response = match response {
+            Ok(response) => response,
+            Err(error) if error.is_connect() && started.elapsed() < Duration::from_secs(90) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(error) => panic!("request: {error}"),
+        };
         if response.status() == 200 {
             break response.json::<serde_json::Value>().await.expect("json");
         }
