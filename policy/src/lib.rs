@@ -11,6 +11,7 @@ pub mod division;
 pub mod feedback;
 pub mod grant;
 pub mod id_number;
+pub mod licence;
 pub mod mask;
 pub mod org;
 pub mod time;
