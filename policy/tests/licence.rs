@@ -153,7 +153,7 @@ proptest! {
         document.valid_until = expires.then(|| day("2027-02-01"));
         let generic: serde_json::Value = serde_json::to_value(&document).expect("value");
         let expected = serde_json::to_vec(&generic).expect("json");
-        prop_assert_eq!(String::from_utf8(document.canonical_bytes()).unwrap(), String::from_utf8(expected).unwrap());
+        prop_assert_eq!(String::from_utf8(document.canonical_bytes()).expect("utf-8"), String::from_utf8(expected).expect("utf-8"));
         // And it reads back as the same document.
         let read: LicenceDocument = serde_json::from_slice(&document.canonical_bytes()).expect("reads back");
         prop_assert_eq!(read, document);
@@ -165,7 +165,7 @@ fn a_canonical_document_in_full() {
     let mut document = fund_certificate();
     document.surface = BTreeMap::from([("name".to_owned(), "张\"三\n".to_owned())]);
     assert_eq!(
-        String::from_utf8(document.canonical_bytes()).unwrap(),
+        String::from_utf8(document.canonical_bytes()).expect("utf-8"),
         format!(
             "{{\"holder\":\"{}\",\"holder_name\":\"张三\",\"issued_on\":\"2026-11-02\",\"issuer\":\"{}\",\
              \"issuer_name\":\"郑州住房公积金管理中心\",\"licence_type\":\"housing_fund_certificate\",\
