@@ -14,7 +14,7 @@ pub enum SynthError {
     Json(#[from] serde_json::Error),
     /// A Parquet writer thread stopped before its dataset was complete.
     #[error("the {0} writer stopped before its file was complete")]
-    WriterStopped(&'static str),
+    WriterStopped(String),
 }
 
 pub type Result<T, E = SynthError> = std::result::Result<T, E>;

@@ -1,7 +1,8 @@
 //! Synthetic shared datasets for the demo, the tests and the benchmarks.
 //!
 //! `generate` writes three Parquet files, household registration (户籍), social insurance
-//! (社保) and housing fund (公积金), plus a sidecar listing the rows that were made defective
+//! (社保) and housing fund (公积金), one register of issued licences per licence type (电子证照,
+//! see `licences`), plus a sidecar listing the rows that were made defective
 //! on purpose and a manifest. Output is a pure function of [`SynthConfig`]: every county draws
 //! from its own random stream seeded by the run's seed and the county code.
 //!
@@ -13,6 +14,7 @@
 
 pub mod error;
 pub mod inspect;
+pub mod licences;
 mod names;
 mod people;
 pub mod schema;
@@ -35,6 +37,11 @@ pub const SOCIAL_INSURANCE_FILE: &str = "social_insurance.parquet";
 pub const HOUSING_FUND_FILE: &str = "housing_fund.parquet";
 pub const DEFECTS_FILE: &str = "defects.csv";
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The file of a licence type's register: its dataset name as a Parquet file.
+pub fn licence_file(licence_type: &tongban_policy::licence::LicenceType) -> String {
+    format!("{}.parquet", licence_type.dataset())
+}
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +73,9 @@ pub struct SynthReport {
     pub household_rows: u64,
     pub social_insurance_rows: u64,
     pub housing_fund_rows: u64,
+    /// Licences issued, by licence type code.
+    #[serde(default)]
+    pub licence_rows: std::collections::BTreeMap<String, u64>,
     pub defects: u64,
     #[serde(with = "seconds")]
     pub elapsed: Duration,
@@ -102,6 +112,7 @@ pub fn generate(config: &SynthConfig, out: &Path, progress: &(dyn Fn(u64) + Sync
     let mut social_insurance_rows = 0u64;
     let mut housing_fund_rows = 0u64;
     let mut defect_count = 0u64;
+    let mut licence_rows = std::collections::BTreeMap::new();
     let mut employers = people::EmployerDirectory::new(config.seed);
 
     for (division, count) in people::allocate(config.rows, config.seed) {
@@ -120,7 +131,18 @@ pub fn generate(config: &SynthConfig, out: &Path, progress: &(dyn Fn(u64) + Sync
         household_rows += county.household.num_rows() as u64;
         social_insurance_rows += county.social_insurance.num_rows() as u64;
         housing_fund_rows += county.housing_fund.num_rows() as u64;
-        writers.send(county.household, county.social_insurance, county.housing_fund)?;
+        let licences = licences::county_licences(
+            config,
+            division,
+            &county.household,
+            &county.social_insurance,
+            &county.housing_fund,
+            &employers.of(division),
+        );
+        for (licence_type, batch) in tongban_policy::licence::LICENCE_TYPES.iter().zip(&licences) {
+            *licence_rows.entry(licence_type.code.to_owned()).or_default() += batch.num_rows() as u64;
+        }
+        writers.send(county.household, county.social_insurance, county.housing_fund, licences)?;
         progress(household_rows);
     }
 
@@ -134,6 +156,7 @@ pub fn generate(config: &SynthConfig, out: &Path, progress: &(dyn Fn(u64) + Sync
         household_rows,
         social_insurance_rows,
         housing_fund_rows,
+        licence_rows,
         defects: defect_count,
         elapsed: started.elapsed(),
     };

@@ -25,7 +25,7 @@ fn date32(d: NaiveDate) -> i32 {
 }
 
 /// A random stream for one purpose in one county, independent of every other stream.
-fn stream(seed: u64, code: &str, purpose: u64) -> ChaCha8Rng {
+pub(super) fn stream(seed: u64, code: &str, purpose: u64) -> ChaCha8Rng {
     let code: u64 = code.parse().unwrap_or(0);
     ChaCha8Rng::seed_from_u64(
         seed ^ code.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose.wrapping_mul(0xD1B5_4A32_D192_ED03),
@@ -88,8 +88,8 @@ pub(super) fn allocate(rows: u64, seed: u64) -> Vec<(&'static Division, u64)> {
 
 #[derive(Debug, Clone)]
 pub(super) struct Employer {
-    name: Arc<str>,
-    credit_code: Arc<str>,
+    pub(super) name: Arc<str>,
+    pub(super) credit_code: Arc<str>,
 }
 
 /// Employers of each county, generated on first use from the seed and the county code alone,
@@ -105,7 +105,7 @@ impl EmployerDirectory {
         EmployerDirectory { seed, by_county: HashMap::new() }
     }
 
-    fn of(&mut self, county: &'static Division) -> Arc<Vec<Employer>> {
+    pub(super) fn of(&mut self, county: &'static Division) -> Arc<Vec<Employer>> {
         let seed = self.seed;
         Arc::clone(self.by_county.entry(county.code).or_insert_with(|| {
             let mut rng = stream(seed, county.code, 2);

@@ -1,4 +1,4 @@
-//! Arrow schemas of the three shared datasets, with the catalog's Chinese item names kept as
+//! Arrow schemas of the shared datasets (the licence registers' are in `licences`), with the catalog's Chinese item names kept as
 //! field metadata so the files describe themselves.
 
 use std::collections::HashMap;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-fn field(name: &str, label: &str, data_type: DataType, nullable: bool) -> Field {
+pub(crate) fn field(name: &str, label: &str, data_type: DataType, nullable: bool) -> Field {
     Field::new(name, data_type, nullable)
         .with_metadata(HashMap::from([("label".to_owned(), label.to_owned())]))
 }

@@ -14,11 +14,17 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE, SynthConfig, schema};
+use tongban_policy::licence::LICENCE_TYPES;
+
+use super::{
+    HOUSEHOLD_FILE, HOUSING_FUND_FILE, SOCIAL_INSURANCE_FILE, SynthConfig, licence_file, licences, schema,
+};
 use crate::error::{Result, SynthError};
 
-/// The key every dataset is sorted and looked up by.
-const KEY: &str = "id_number";
+/// The key the people's datasets are sorted and looked up by.
+const PERSON_KEY: &str = "id_number";
+/// The key every licence register is sorted and looked up by.
+const LICENCE_KEY: &str = "licence_number";
 
 /// Low-cardinality code columns, the only ones dictionary-encoded. A dictionary page covers a
 /// whole column chunk, and reading any page of a column means decoding it: for names or
@@ -34,13 +40,17 @@ const DICTIONARY_COLUMNS: &[&str] = &[
     "insurance_type",
     "account_status",
     "loan_status",
+    "issuer_credit_code",
+    "issuer_name",
+    "registration_authority",
+    "entity_type",
 ];
 
 /// Writer settings: sorted by key, with page-level statistics (the page index), a bloom
 /// filter on the key, dictionaries only where they are small, and small pages, so that a key
 /// look-up decodes about one small page per column.
-fn properties(config: &SynthConfig) -> WriterProperties {
-    let key = ColumnPath::from(KEY);
+fn properties(config: &SynthConfig, key: &str) -> WriterProperties {
+    let key = ColumnPath::from(key);
     let mut builder = WriterProperties::builder().set_dictionary_enabled(false);
     for column in DICTIONARY_COLUMNS {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
@@ -67,14 +77,20 @@ struct DatasetWriter {
     sender: SyncSender<RecordBatch>,
     thread: JoinHandle<Result<()>>,
     partial: PathBuf,
-    final_name: &'static str,
+    final_name: String,
 }
 
 impl DatasetWriter {
-    fn start(out: &Path, final_name: &'static str, schema: SchemaRef, config: &SynthConfig) -> Result<Self> {
+    fn start(
+        out: &Path,
+        final_name: String,
+        key: &str,
+        schema: SchemaRef,
+        config: &SynthConfig,
+    ) -> Result<Self> {
         let partial = out.join(format!("{final_name}.partial"));
         let file = File::create(&partial)?;
-        let mut writer = ArrowWriter::try_new(file, schema, Some(properties(config)))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties(config, key)))?;
         // One batch in flight per dataset: enough to overlap generation and encoding on two
         // cores, and each queued batch is a whole county, so a deeper queue costs memory.
         let (sender, receiver) = sync_channel::<RecordBatch>(1);
@@ -88,10 +104,14 @@ impl DatasetWriter {
         Ok(DatasetWriter { sender, thread, partial, final_name })
     }
 
+    fn send(&self, batch: RecordBatch) -> Result<()> {
+        self.sender.send(batch).map_err(|_| SynthError::WriterStopped(self.final_name.clone()))
+    }
+
     fn finish(self, out: &Path) -> Result<()> {
         drop(self.sender);
-        self.thread.join().map_err(|_| SynthError::WriterStopped(self.final_name))??;
-        fs::rename(&self.partial, out.join(self.final_name))?;
+        self.thread.join().map_err(|_| SynthError::WriterStopped(self.final_name.clone()))??;
+        fs::rename(&self.partial, out.join(&self.final_name))?;
         Ok(())
     }
 }
@@ -100,29 +120,38 @@ pub(super) struct Writers {
     household: DatasetWriter,
     social_insurance: DatasetWriter,
     housing_fund: DatasetWriter,
+    /// One register per licence type, in `LICENCE_TYPES` order.
+    licences: Vec<DatasetWriter>,
 }
 
 impl Writers {
     pub(super) fn start(out: &Path, config: &SynthConfig) -> Result<Self> {
+        let person =
+            |name: &str, schema| DatasetWriter::start(out, name.to_owned(), PERSON_KEY, schema, config);
         Ok(Writers {
-            household: DatasetWriter::start(out, HOUSEHOLD_FILE, schema::household(), config)?,
-            social_insurance: DatasetWriter::start(
-                out,
-                SOCIAL_INSURANCE_FILE,
-                schema::social_insurance(),
-                config,
-            )?,
-            housing_fund: DatasetWriter::start(out, HOUSING_FUND_FILE, schema::housing_fund(), config)?,
+            household: person(HOUSEHOLD_FILE, schema::household())?,
+            social_insurance: person(SOCIAL_INSURANCE_FILE, schema::social_insurance())?,
+            housing_fund: person(HOUSING_FUND_FILE, schema::housing_fund())?,
+            licences: LICENCE_TYPES
+                .iter()
+                .map(|t| DatasetWriter::start(out, licence_file(t), LICENCE_KEY, licences::schema(t), config))
+                .collect::<Result<_>>()?,
         })
     }
 
-    pub(super) fn send(&self, household: RecordBatch, social: RecordBatch, fund: RecordBatch) -> Result<()> {
-        self.household.sender.send(household).map_err(|_| SynthError::WriterStopped(HOUSEHOLD_FILE))?;
-        self.social_insurance
-            .sender
-            .send(social)
-            .map_err(|_| SynthError::WriterStopped(SOCIAL_INSURANCE_FILE))?;
-        self.housing_fund.sender.send(fund).map_err(|_| SynthError::WriterStopped(HOUSING_FUND_FILE))?;
+    pub(super) fn send(
+        &self,
+        household: RecordBatch,
+        social: RecordBatch,
+        fund: RecordBatch,
+        licences: Vec<RecordBatch>,
+    ) -> Result<()> {
+        self.household.send(household)?;
+        self.social_insurance.send(social)?;
+        self.housing_fund.send(fund)?;
+        for (writer, batch) in self.licences.iter().zip(licences) {
+            writer.send(batch)?;
+        }
         Ok(())
     }
 
@@ -130,6 +159,9 @@ impl Writers {
         self.household.finish(out)?;
         self.social_insurance.finish(out)?;
         self.housing_fund.finish(out)?;
+        for writer in self.licences {
+            writer.finish(out)?;
+        }
         Ok(())
     }
 }
