@@ -73,13 +73,12 @@ fn every_licence_is_a_well_formed_document_of_a_known_holder() {
             licence_type.code
         );
         let statuses = strings(&batch, "status");
-        for row in 0..batch.num_rows() {
+        for (row, status) in statuses.iter().enumerate() {
             let document = document(&batch, licence_type.code, row);
             assert_eq!(document.check_form().map(|t| t.code), Ok(licence_type.code), "{document:?}");
             assert_eq!(type_of_number(&document.number).map(|t| t.code), Some(licence_type.code));
             assert!(document.issued_on <= as_of, "{document:?}");
-            let status = statuses[row].as_deref().expect("a status");
-            match RecordedStatus::parse(status).expect("a known status") {
+            match RecordedStatus::parse(status.as_deref().expect("a status")).expect("a known status") {
                 RecordedStatus::Revoked => revoked += 1,
                 RecordedStatus::Issued => {}
             }
