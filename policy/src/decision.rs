@@ -27,6 +27,9 @@ pub enum Operation {
     /// A call passed on to the supplier's own HTTP API (接口), its answer filtered to the
     /// granted items, masked.
     Proxy,
+    /// 证照核验: a licence's status (valid, revoked, expired) by its number and holder, with
+    /// the granted items of its face, masked.
+    LicenceCheck,
 }
 
 impl Operation {
@@ -37,13 +40,16 @@ impl Operation {
             Operation::Lookup => "lookup",
             Operation::Sql => "sql",
             Operation::Proxy => "proxy",
+            Operation::LicenceCheck => "licence_check",
         }
     }
 
     /// The catalog share method a resource must offer for this operation.
     pub fn share_method(self) -> ShareMethod {
         match self {
-            Operation::Verify | Operation::Lookup | Operation::Proxy => ShareMethod::Interface,
+            Operation::Verify | Operation::Lookup | Operation::Proxy | Operation::LicenceCheck => {
+                ShareMethod::Interface
+            }
             Operation::Sql => ShareMethod::Table,
         }
     }

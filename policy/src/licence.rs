@@ -143,8 +143,8 @@ pub static LICENCE_TYPES: &[LicenceType] = &[
         holder: HolderKind::Person,
         validity: Validity::Permanent,
         items: &[
-            item("holder_name", "持证人", MaskRule::Name),
-            item("holder_id_number", "持证人身份证件号", MaskRule::IdNumber),
+            item("name", "持证人", MaskRule::Name),
+            item("id_number", "持证人身份证件号", MaskRule::IdNumber),
             optional("spouse_name", "配偶姓名", MaskRule::Name),
             optional("spouse_id_number", "配偶身份证件号", MaskRule::IdNumber),
             item("registered_on", "登记日期", MaskRule::None),
@@ -163,7 +163,7 @@ pub static LICENCE_TYPES: &[LicenceType] = &[
             item("name", "姓名", MaskRule::Name),
             item("id_number", "公民身份号码", MaskRule::IdNumber),
             item("insurance_type", "险种", MaskRule::None),
-            item("status", "参保状态", MaskRule::None),
+            item("insured_status", "参保状态", MaskRule::None),
             optional("first_insured_on", "首次参保日期", MaskRule::None),
             optional("paid_months", "累计缴费月数", MaskRule::None),
             optional("employer_name", "参保单位", MaskRule::None),
@@ -204,6 +204,19 @@ pub static LICENCE_TYPES: &[LicenceType] = &[
             item("registration_authority", "登记机关", MaskRule::None),
         ],
     },
+];
+
+/// The columns every licence register has before its face's items: the licence's metadata,
+/// with their labels. No face item shares a name with one of them.
+pub const REGISTER_COLUMNS: &[(&str, &str)] = &[
+    ("licence_number", "证照编号"),
+    ("holder", "持证主体代码"),
+    ("holder_name", "持证主体名称"),
+    ("issuer_credit_code", "发证机关统一社会信用代码"),
+    ("issuer_name", "发证机关"),
+    ("issued_on", "发证日期"),
+    ("valid_until", "有效期至"),
+    ("status", "证照状态"),
 ];
 
 /// The licence type with `code`.

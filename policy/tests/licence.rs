@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use tongban_policy::IdNumber;
 use tongban_policy::credit_code::CreditCode;
 use tongban_policy::licence::{
-    DocumentError, LICENCE_TYPES, LicenceDocument, LicenceStatus, RecordedStatus, Validity, licence_type,
-    status, type_of_number,
+    DocumentError, LICENCE_TYPES, LicenceDocument, LicenceStatus, REGISTER_COLUMNS, RecordedStatus, Validity,
+    licence_type, status, type_of_number,
 };
 
 fn day(text: &str) -> NaiveDate {
@@ -54,6 +54,14 @@ fn every_type_has_a_distinct_code_digit_and_dataset_and_masks_its_identifiers() 
         for item in t.items.iter().filter(|i| i.name.ends_with("id_number")) {
             assert_eq!(item.mask, tongban_policy::catalog::MaskRule::IdNumber, "{}.{}", t.code, item.name);
         }
+    }
+    for t in LICENCE_TYPES {
+        let mut names: Vec<&str> = REGISTER_COLUMNS.iter().map(|(name, _)| *name).collect();
+        names.extend(t.items.iter().map(|i| i.name));
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "{}: a face item shares a name with another column", t.code);
     }
     assert_eq!(type_of_number("410105400000042").map(|t| t.code), Some("housing_fund_certificate"));
     assert_eq!(type_of_number("41010"), None);

@@ -92,9 +92,12 @@ mod seconds {
     }
 }
 
-/// Whether `dir` holds a complete generated dataset (the manifest is written last).
+/// Whether `dir` holds a complete generated dataset (the manifest is written last) with every
+/// file this release generates: a directory from a release before the licence registers is
+/// generated again.
 pub fn is_generated(dir: &Path) -> bool {
     dir.join(MANIFEST_FILE).is_file()
+        && tongban_policy::licence::LICENCE_TYPES.iter().all(|t| dir.join(licence_file(t)).is_file())
 }
 
 /// Generates the datasets into `out`, calling `progress` with the number of household rows

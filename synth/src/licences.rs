@@ -20,23 +20,11 @@ use rand_chacha::ChaCha8Rng;
 use tongban_policy::IdNumber;
 use tongban_policy::credit_code::{self, CreditCode};
 use tongban_policy::division::Division;
-use tongban_policy::licence::{LICENCE_TYPES, LicenceType, RecordedStatus};
+use tongban_policy::licence::{LICENCE_TYPES, LicenceType, REGISTER_COLUMNS, RecordedStatus};
 
 use crate::SynthConfig;
 use crate::people::{Employer, stream};
 use crate::schema::field;
-
-/// The columns every register has before the face's items.
-const COMMON_COLUMNS: &[(&str, &str)] = &[
-    ("licence_number", "证照编号"),
-    ("holder", "持证主体代码"),
-    ("holder_name", "持证主体名称"),
-    ("issuer_credit_code", "发证机关统一社会信用代码"),
-    ("issuer_name", "发证机关"),
-    ("issued_on", "发证日期"),
-    ("valid_until", "有效期至"),
-    ("status", "证照状态"),
-];
 
 /// Share of the insured and of fund accounts holding a certificate: certificates are issued
 /// on request, not to everyone.
@@ -46,8 +34,8 @@ const REVOKED_SHARE: f64 = 0.01;
 
 /// The Arrow schema of `licence_type`'s register.
 pub fn schema(licence_type: &LicenceType) -> SchemaRef {
-    let mut fields = Vec::with_capacity(COMMON_COLUMNS.len() + licence_type.items.len());
-    for (name, label) in COMMON_COLUMNS {
+    let mut fields = Vec::with_capacity(REGISTER_COLUMNS.len() + licence_type.items.len());
+    for (name, label) in REGISTER_COLUMNS {
         let data_type =
             if name.ends_with("_on") || *name == "valid_until" { DataType::Date32 } else { DataType::Utf8 };
         fields.push(field(name, label, data_type, *name == "valid_until"));

@@ -11,6 +11,7 @@ mod demo;
 mod evidence;
 mod federation;
 mod hostile;
+mod licences;
 mod log;
 mod offices;
 mod proxy;

@@ -48,6 +48,7 @@ pub use config::DataConfig;
 pub use limits::{Limit, Limited, Limiters, LimitsConfig, Refusal};
 pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
+pub use calls::licence::{LicenceCheckAnswer, LicenceCheckRequest};
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
 pub use sql_executor::{SqlExecutor, SqlExecutorError};
@@ -75,6 +76,7 @@ pub fn routes(max_body_bytes: usize) -> OpenApiRouter<DataState> {
         .routes(refusing_other_methods(routes!(calls::verify::verify)))
         .routes(refusing_other_methods(routes!(calls::lookup::lookup)))
         .routes(refusing_other_methods(routes!(calls::sql::run_sql)))
+        .routes(refusing_other_methods(routes!(calls::licence::check_licence)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Proxied bodies are streamed and limited per upstream, not by the JSON body limit. The
         // route takes every method and the rest of the path, which an OpenAPI path template
@@ -517,6 +519,7 @@ async fn lifecycle<C: DataCall>(
             system: &system,
             purpose: &purpose,
             headers,
+            today: state.platform().now().date(),
         };
         let answer = call.answer(&answering, &mut phases).await?;
         if answer.1 == CacheOutcome::Hit {

@@ -101,7 +101,7 @@ pub(super) fn verify_items(
 
 /// Checks a key's form before any data is read: identity numbers must carry a valid check
 /// digit, and every key must be short printable text.
-fn check_key(resource: &Resource, dataset: &Dataset, key: &str) -> Result<String, ApiError> {
+pub(super) fn check_key(resource: &Resource, dataset: &Dataset, key: &str) -> Result<String, ApiError> {
     let key = key.trim();
     if key.is_empty() || key.len() > 64 || key.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
@@ -132,7 +132,7 @@ pub(super) fn dataset<'r>(
 
 /// Reads the rows with `key`, with `items` (dataset column names), keeping only rows in
 /// `scope`. Returns the rows with the items' columns only.
-async fn read(
+pub(super) async fn read(
     dataset: &Dataset,
     key: &str,
     items: &[&str],

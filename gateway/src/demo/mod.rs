@@ -22,22 +22,28 @@ pub const CONFIG_FILE: &str = "tongban.toml";
 /// Where `--tls` keeps the demo's development certificates, under the data directory.
 pub const CERTS_DIR: &str = "certs";
 
-/// The configuration the demo serves: the three generated datasets, keyed by identity number.
+/// The configuration the demo serves: the three generated people's datasets, keyed by identity
+/// number, and the licence registers, keyed by licence number.
 pub fn default_config(listen: SocketAddr) -> Config {
-    let parquet = |name: &str, file: &str| DatasetConfig {
+    let parquet = |name: &str, file: &str, key: &str| DatasetConfig {
         name: name.to_owned(),
-        key: "id_number".to_owned(),
+        key: key.to_owned(),
         supplier: seed::dataset_supplier(name),
         source: SourceConfig::Parquet { location: format!("{DATASETS_DIR}/{file}") },
     };
+    let mut datasets = vec![
+        parquet("household", synth::HOUSEHOLD_FILE, "id_number"),
+        parquet("social_insurance", synth::SOCIAL_INSURANCE_FILE, "id_number"),
+        parquet("housing_fund", synth::HOUSING_FUND_FILE, "id_number"),
+    ];
+    // The licence registers, keyed by licence number.
+    datasets.extend(tongban_policy::licence::LICENCE_TYPES.iter().map(|licence_type| {
+        parquet(&licence_type.dataset(), &synth::licence_file(licence_type), "licence_number")
+    }));
     Config {
         // The demo listens on loopback; plain HTTP there is a deliberate choice.
         server: ServerConfig { listen, plaintext: true, ..ServerConfig::default() },
-        datasets: vec![
-            parquet("household", synth::HOUSEHOLD_FILE),
-            parquet("social_insurance", synth::SOCIAL_INSURANCE_FILE),
-            parquet("housing_fund", synth::HOUSING_FUND_FILE),
-        ],
+        datasets,
         store: StoreConfig::default(),
         workflow: WorkflowConfig::default(),
         data: DataConfig::default(),

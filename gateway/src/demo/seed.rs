@@ -56,6 +56,8 @@ const DEPARTMENTS: &[(&str, &str, &str, &str, &[D])] = &[
     ("henan-police", "00410001", "河南省公安厅", "410000", &[D::Supplier, D::Demander]),
     ("henan-hrss", "00410002", "河南省人力资源和社会保障厅", "410000", &[D::Demander]),
     ("henan-data", "00410003", "河南省数据局", "410000", &[D::DataOffice]),
+    ("henan-civil", "00410004", "河南省民政厅", "410000", &[D::Supplier]),
+    ("henan-market", "00410005", "河南省市场监督管理局", "410000", &[D::Supplier]),
     ("guangdong-hrss", "00440001", "广东省人力资源和社会保障厅", "440000", &[D::Supplier, D::Demander]),
     ("guangdong-police", "00440002", "广东省公安厅", "440000", &[D::Demander]),
     ("guangdong-data", "00440003", "广东省政务服务和数据管理局", "440000", &[D::DataOffice]),
@@ -75,6 +77,8 @@ const USERS: &[(&str, &str, &str, &[U])] = &[
     ("supplier.henan-police", "河南省公安厅数据管理员", "henan-police", &[U::SupplierAdmin]),
     ("supplier.guangdong-hrss", "广东省人社厅数据管理员", "guangdong-hrss", &[U::SupplierAdmin]),
     ("supplier.anhui-housing", "安徽省住建厅数据管理员", "anhui-housing", &[U::SupplierAdmin]),
+    ("supplier.henan-civil", "河南省民政厅数据管理员", "henan-civil", &[U::SupplierAdmin]),
+    ("supplier.henan-market", "河南省市场监管局数据管理员", "henan-market", &[U::SupplierAdmin]),
     ("demander.guangdong-police", "广东省公安厅户政业务员", "guangdong-police", &[U::Demander]),
     ("demander.henan-hrss", "河南省人社厅社保业务员", "henan-hrss", &[U::Demander]),
     ("demander.henan-police", "河南省公安厅户政业务员", "henan-police", &[U::Demander]),
@@ -101,7 +105,91 @@ const DATASET_SUPPLIERS: &[(&str, &str)] = &[
     ("household", "henan-police"),
     ("social_insurance", "guangdong-hrss"),
     ("housing_fund", "anhui-housing"),
+    ("licence_household_register", "henan-police"),
+    ("licence_marriage_certificate", "henan-civil"),
+    ("licence_social_insurance_certificate", "guangdong-hrss"),
+    ("licence_housing_fund_certificate", "anhui-housing"),
+    ("licence_business_licence", "henan-market"),
 ];
+
+/// The demo's licence registers: (licence type, supplying department, resource code, service
+/// items relying on it).
+const LICENCE_RESOURCES: &[(&str, &str, &str, &[&str])] = &[
+    ("household_register", "henan-police", "E01-410000-0001", &["KSTB-GA-003", "KSTB-GA-004", "KSTB-JS-002"]),
+    ("marriage_certificate", "henan-civil", "E02-410000-0001", &["KSTB-GA-003", "KSTB-JS-004"]),
+    ("social_insurance_certificate", "guangdong-hrss", "E03-440000-0001", &["KSTB-RS-002", "KSTB-JS-003"]),
+    ("housing_fund_certificate", "anhui-housing", "E04-340000-0001", &["KSTB-JS-002", "KSTB-JS-003"]),
+    ("business_licence", "henan-market", "E05-410000-0001", &["KSTB-RS-002", "KSTB-JS-001"]),
+];
+
+/// The catalog entry of a licence type's register: the licence's metadata and its face, each
+/// item masked as the licence type says, offered per call (the licence check).
+fn licence_resource(
+    licence_type: &'static tongban_policy::licence::LicenceType,
+    code: &str,
+    service_items: &[&str],
+) -> ResourceInput {
+    use MaskRule as M;
+    use Sensitivity::{General as G, Important as I};
+    use tongban_policy::licence::HolderKind;
+    let person = licence_type.holder == HolderKind::Person;
+    let share_type = if person { ShareType::Conditional } else { ShareType::Unconditional };
+    let (holder_mask, holder_name_mask) = if person { (M::IdNumber, M::Name) } else { (M::None, M::None) };
+    let common: [(&str, &str, &str, Sensitivity, bool, MaskRule); 8] = [
+        ("licence_number", "证照编号", "Utf8", G, false, M::None),
+        ("holder", "持证主体代码", "Utf8", I, person, holder_mask),
+        ("holder_name", "持证主体名称", "Utf8", I, person, holder_name_mask),
+        ("issuer_credit_code", "发证机关统一社会信用代码", "Utf8", G, false, M::None),
+        ("issuer_name", "发证机关", "Utf8", G, false, M::None),
+        ("issued_on", "发证日期", "Date32", G, false, M::None),
+        ("valid_until", "有效期至", "Date32", G, false, M::None),
+        ("status", "证照状态", "Utf8", G, false, M::None),
+    ];
+    let mut items: Vec<InformationItem> = common
+        .iter()
+        .map(|(name, label, data_type, sensitivity, personal, mask)| InformationItem {
+            name: (*name).into(),
+            label: (*label).into(),
+            data_type: (*data_type).into(),
+            sensitivity: *sensitivity,
+            personal: *personal,
+            default_mask: *mask,
+            share_type,
+            required: *name != "valid_until",
+        })
+        .collect();
+    items.extend(licence_type.items.iter().map(|item| InformationItem {
+        name: item.name.into(),
+        label: item.label.into(),
+        data_type: "Utf8".into(),
+        sensitivity: if item.mask == M::None { G } else { I },
+        personal: person && item.mask != M::None,
+        default_mask: item.mask,
+        share_type,
+        required: item.required,
+    }));
+    ResourceInput {
+        code: code.into(),
+        name: format!("{}电子证照", licence_type.name),
+        summary: format!(
+            "{}的签发记录与照面信息，按证照编号和持证主体核验状态（有效、撤销、过期）。",
+            licence_type.name
+        ),
+        share_type,
+        share_condition: person.then(|| "仅用于办理所列跨省通办事项时核验申请人提交的证照".into()),
+        share_methods: vec![ShareMethod::Interface],
+        update_cycle: UpdateCycle::Daily,
+        dataset: licence_type.dataset(),
+        items,
+        service_items: service_items.iter().map(|s| (*s).to_owned()).collect(),
+        division_item: None,
+        format: ResourceFormat::Database,
+        open_type: OpenType::NotOpen,
+        class: ResourceClass::Base,
+        related_resources: vec![],
+        legal_basis: "《国务院关于在线政务服务的若干规定》（国务院令第716号）；《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）".into(),
+    }
+}
 
 /// The credit code of the seeded department that supplies the demo dataset `dataset`: the
 /// owner the demo's configuration names for it.
@@ -142,7 +230,7 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
     use MaskRule as M;
     use Sensitivity::{General as G, Important as I};
     use ShareType::{Conditional as C, NotShared as N, Unconditional as O};
-    vec![
+    let mut resources = vec![
         (
             "henan-police",
             ResourceInput {
@@ -279,7 +367,12 @@ fn resources() -> Vec<(&'static str, ResourceInput)> {
                 legal_basis: "《住房公积金管理条例》；《国务院办公厅关于加快推进政务服务“跨省通办”的指导意见》（国办发〔2020〕35号）".into(),
             },
         ),
-    ]
+    ];
+    for (type_code, department, code, service_items) in LICENCE_RESOURCES {
+        let licence_type = tongban_policy::licence::licence_type(type_code).expect("a known licence type");
+        resources.push((*department, licence_resource(licence_type, code, service_items)));
+    }
+    resources
 }
 
 /// Seeds an empty store and prints how to sign in. A store that already has departments is

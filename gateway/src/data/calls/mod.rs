@@ -17,6 +17,7 @@ use super::{Answer, CacheOutcome, DataPlane, Phases, System, Upstreams, denied};
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
 
+pub(crate) mod licence;
 pub(crate) mod lookup;
 pub(crate) mod proxy;
 pub(crate) mod sql;
@@ -105,6 +106,8 @@ pub(crate) struct Answering<'a, 's> {
     pub(crate) system: &'a System,
     pub(crate) purpose: &'a Purpose,
     pub(crate) headers: &'a HeaderMap,
+    /// The day the call is answered on, by the platform's clock.
+    pub(crate) today: NaiveDate,
 }
 
 impl<'s> Answering<'_, 's> {

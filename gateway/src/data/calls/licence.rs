@@ -1,0 +1,263 @@
+//! Licence check (证照核验): whether a licence stands (valid, revoked, expired) by its number
+//! and holder, read from the issuer's register, with the granted items of its face, masked.
+//!
+//! The holder is part of the question, not of the answer: a number with another holder is
+//! answered exactly as a number that does not exist, so that the check cannot be used to find
+//! whose a licence is or which numbers exist.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Date32Type;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use tongban_connectors::mask_array;
+use tongban_exchange::{ExchangeRecord, Phase};
+use tongban_platform::Caller;
+use tongban_policy::IdNumber;
+use tongban_policy::decision::Operation;
+use tongban_policy::licence::{LicenceStatus, RecordedStatus, status};
+
+use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::records;
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, cached, serve};
+use crate::error::ApiError;
+use crate::listener::Peer;
+
+/// The register's columns every check reads, whatever else it asks: the grant must cover
+/// them, since they are what a check discloses.
+const CHECKED_ITEMS: [&str; 5] = ["licence_number", "holder", "status", "issued_on", "valid_until"];
+
+/// The most face items one check may ask for.
+const MAX_ITEMS: usize = 32;
+
+/// A licence check.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceCheckRequest {
+    /// The catalog resource of the licence type's register, such as `E04-340000-0001`.
+    pub resource: String,
+    /// 证照编号.
+    pub number: String,
+    /// The holder the caller was shown the licence by: an identity number or a credit code.
+    pub holder: String,
+    /// Items of the licence to return, masked by the grant; none when absent.
+    #[serde(default)]
+    pub items: Vec<String>,
+}
+
+/// A licence check's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LicenceCheckAnswer {
+    pub resource: String,
+    pub number: String,
+    /// Whether the register holds a licence with this number and holder, within the grant's rows.
+    pub found: bool,
+    /// The licence's status on the day of the check; absent when it was not found.
+    pub status: Option<LicenceStatus>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub issued_on: Option<chrono::NaiveDate>,
+    /// The last valid day; absent for a licence valid until revoked.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub valid_until: Option<chrono::NaiveDate>,
+    /// The items asked for, masked by the grant.
+    #[schema(value_type = Object)]
+    pub items: BTreeMap<String, serde_json::Value>,
+}
+
+/// A licence check as its handler received it.
+pub(crate) struct LicenceCheck(Result<LicenceCheckRequest, ApiError>);
+
+/// Checks a licence by number and holder: valid, revoked or expired, with the asked items of
+/// its face, masked.
+#[utoipa::path(post, path = "/data/licences/check", tag = "data", security(("bearer" = [])),
+    params(PurposeHeaders), request_body = LicenceCheckRequest,
+    responses((status = 200, body = LicenceCheckAnswer, headers(("x-tongban-receipt" = String, description = "The signed receipt of the exchange (base64url JSON; docs/evidence.md), on every answer, refusals included"), ("x-tongban-exchange-id" = String, description = "The exchange record's id"))), (status = 400, body = crate::error::ProblemSchema),
+        (status = 403, description = "access_denied, with reasons", body = crate::error::ProblemSchema),
+        (status = 422, body = crate::error::ProblemSchema)))]
+pub(crate) async fn check_licence(
+    State(state): State<DataState>,
+    caller: Result<Caller, ApiError>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Received<LicenceCheckRequest>,
+) -> Response {
+    serve(state, caller, peer, headers, body.asked, LicenceCheck(body.body)).await
+}
+
+impl LicenceCheck {
+    /// The items a check reads: the checked ones, then the face items asked for.
+    fn items(request: &LicenceCheckRequest) -> Result<Vec<String>, ApiError> {
+        if request.items.len() > MAX_ITEMS {
+            return Err(ApiError::unprocessable(
+                "too_many_items",
+                "Too many items",
+                format!("a licence check asks for at most {MAX_ITEMS} items"),
+            ));
+        }
+        let mut items: Vec<String> = CHECKED_ITEMS.iter().map(|i| (*i).to_owned()).collect();
+        for item in &request.items {
+            if !items.contains(item) {
+                items.push(item.clone());
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// The holder as the register spells it: an identity number in its canonical form, anything
+/// else trimmed.
+fn normalise_holder(holder: &str) -> String {
+    let holder = holder.trim();
+    IdNumber::parse(holder).map_or_else(|_| holder.to_owned(), |id| id.to_string())
+}
+
+impl DataCall for LicenceCheck {
+    const OPERATION: Operation = Operation::LicenceCheck;
+
+    fn refused(error: ApiError) -> Self {
+        LicenceCheck(Err(error))
+    }
+
+    fn resolve<'s>(
+        &self,
+        resolving: &Resolving<'s, '_>,
+        record: &mut ExchangeRecord,
+    ) -> Result<Vec<Granted<'s>>, ApiError> {
+        let request = self.0.as_ref().map_err(Clone::clone)?;
+        record.resources.push(request.resource.clone());
+        record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, &request.number));
+        let items = Self::items(request)?;
+        Ok(vec![resolving.ask(&request.resource, &items)?])
+    }
+
+    async fn answer(
+        &self,
+        answering: &Answering<'_, '_>,
+        phases: &mut Phases<'_>,
+    ) -> Result<(Answer, CacheOutcome), ApiError> {
+        let request = self.0.as_ref().map_err(Clone::clone)?;
+        let (resource, permit) = answering.only();
+        let holder = normalise_holder(&request.holder);
+        let today = answering.today;
+        // The day is part of the key: a licence valid today may have expired tomorrow.
+        let day = today.to_string();
+        let asked = request.items.join(",");
+        let key = answering.cache_key(
+            "licence_check",
+            &[request.number.as_bytes(), holder.as_bytes(), asked.as_bytes(), day.as_bytes()],
+        );
+        let registry = answering.registry;
+        let execute = Box::pin(async {
+            let dataset = records::dataset(registry, resource)?;
+            let number = records::check_key(resource, dataset, &request.number)?;
+            // The permit's items, in its order: the checked ones and those asked for.
+            let names: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
+            let batch = records::read(dataset, &number, &names, permit.scope.as_ref()).await?;
+            phases.end(Phase::Execute);
+            let position = |name: &str| names.iter().position(|n| *n == name);
+            let column = |name: &str| {
+                position(name)
+                    .map(|p| batch.column(p))
+                    .ok_or_else(|| ApiError::internal(&format!("the licence check's permit lacks {name}")))
+            };
+            let holders = column("holder")?.as_string_opt::<i32>().ok_or_else(|| {
+                ApiError::internal(&format!("the holder of {} is not text", resource.dataset))
+            })?;
+            let row =
+                (0..batch.num_rows()).find(|&row| holders.is_valid(row) && holders.value(row) == holder);
+            let mut answer = LicenceCheckAnswer {
+                resource: resource.code.clone(),
+                number: number.clone(),
+                found: false,
+                status: None,
+                issued_on: None,
+                valid_until: None,
+                items: BTreeMap::new(),
+            };
+            if let Some(row) = row {
+                let date = |name: &str| -> Result<Option<chrono::NaiveDate>, ApiError> {
+                    let dates = column(name)?.as_primitive_opt::<Date32Type>().ok_or_else(|| {
+                        ApiError::internal(&format!("{name} of {} is not a date", resource.dataset))
+                    })?;
+                    Ok(dates.is_valid(row).then(|| dates.value_as_date(row)).flatten())
+                };
+                let recorded = column("status")?
+                    .as_string_opt::<i32>()
+                    .filter(|c| c.is_valid(row))
+                    .and_then(|c| RecordedStatus::parse(c.value(row)))
+                    .ok_or_else(|| {
+                        ApiError::internal(&format!("a licence in {} has no known status", resource.dataset))
+                    })?;
+                let issued_on = date("issued_on")?.ok_or_else(|| {
+                    ApiError::internal(&format!("a licence in {} has no issue date", resource.dataset))
+                })?;
+                let valid_until = date("valid_until")?;
+                answer.found = true;
+                answer.status = Some(status(recorded, issued_on, valid_until, today));
+                answer.issued_on = Some(issued_on);
+                answer.valid_until = valid_until;
+                let one_row = batch.slice(row, 1);
+                for name in &request.items {
+                    let (Some(at), Some(item)) =
+                        (position(name), permit.items.iter().find(|i| &i.name == name))
+                    else {
+                        continue;
+                    };
+                    let masked =
+                        mask_array(one_row.column(at), item.mask).map_err(|e| ApiError::internal(&e))?;
+                    let formatter = arrow::util::display::ArrayFormatter::try_new(
+                        masked.as_ref(),
+                        &arrow::util::display::FormatOptions::default(),
+                    )
+                    .map_err(|e| ApiError::internal(&e))?;
+                    let value = if masked.is_valid(0) {
+                        serde_json::Value::String(formatter.value(0).to_string())
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    answer.items.insert(name.clone(), value);
+                }
+            }
+            phases.end(Phase::Mask);
+            let rows = u64::from(answer.found);
+            Ok(Answer::ok(
+                "application/json",
+                serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
+                rows,
+            ))
+        });
+        let cache = &answering.data.cache;
+        cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_items_come_first_and_are_asked_once() {
+        let request = LicenceCheckRequest {
+            resource: "E04-340000-0001".into(),
+            number: "340102400000001".into(),
+            holder: "x".into(),
+            items: vec!["name".into(), "status".into(), "name".into()],
+        };
+        assert_eq!(
+            LicenceCheck::items(&request).expect("items"),
+            vec!["licence_number", "holder", "status", "issued_on", "valid_until", "name"]
+        );
+        let too_many = LicenceCheckRequest { items: (0..40).map(|i| i.to_string()).collect(), ..request };
+        assert!(LicenceCheck::items(&too_many).is_err());
+    }
+
+    #[test]
+    fn holders_are_compared_in_the_register_s_spelling() {
+        assert_eq!(normalise_holder(" 91410100MA00000000 "), "91410100MA00000000");
+        let id = IdNumber::compose("410105", "1988-03-14".parse().expect("day"), 123);
+        assert_eq!(normalise_holder(&id.to_lowercase()), id);
+    }
+}
