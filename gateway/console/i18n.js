@@ -71,6 +71,7 @@ const zh = {
   'code.sql_busy': 'SQL 查询繁忙',
   'code.statement_not_allowed': '不允许的语句',
   'code.too_many_claims': '核验项过多',
+  'code.too_many_items': '请求的证照项过多',
   'code.unauthenticated': '未登录或凭证无效',
   'code.unknown_peer': '未登记的对端网关',
   'code.step_at_peer': '此步骤在对端网关办理',
@@ -474,6 +475,7 @@ const zh = {
   'operation.lookup': '查询',
   'operation.sql': 'SQL',
   'operation.proxy': '接口代理',
+  'operation.licence_check': '证照核验',
 };
 
 const en = {
@@ -545,6 +547,7 @@ const en = {
   'code.sql_busy': 'SQL busy',
   'code.statement_not_allowed': 'Statement not allowed',
   'code.too_many_claims': 'Too many claims',
+  'code.too_many_items': 'Too many licence items asked for',
   'code.unauthenticated': 'Unauthenticated',
   'code.unknown_peer': 'Unknown peer gateway',
   'code.step_at_peer': 'This step is taken at the peer gateway',
@@ -948,6 +951,7 @@ const en = {
   'operation.lookup': 'Look-up',
   'operation.sql': 'SQL',
   'operation.proxy': 'Proxy',
+  'operation.licence_check': 'Licence check',
 };
 
 export const dictionaries = { zh, en };

@@ -53,6 +53,44 @@ pub enum QualityError {
     Interrupted(String),
 }
 
+/// What a dataset's key is, and so what makes one valid.
+enum KeyKind {
+    /// An identity number, with its check digit.
+    Identity,
+    /// A licence number of the register's licence type.
+    Licence(&'static tongban_policy::licence::LicenceType),
+    /// Any key that is not empty.
+    Other,
+}
+
+impl KeyKind {
+    fn of(resource: &Resource, key_column: &str) -> KeyKind {
+        let key_item = resource.items.iter().find(|i| i.name == key_column);
+        if key_item.is_some_and(|i| i.default_mask == tongban_policy::catalog::MaskRule::IdNumber) {
+            return KeyKind::Identity;
+        }
+        let register =
+            tongban_policy::licence::LICENCE_TYPES.iter().find(|t| t.dataset() == resource.dataset);
+        match register {
+            Some(licence_type) if key_column == "licence_number" => KeyKind::Licence(licence_type),
+            _ => KeyKind::Other,
+        }
+    }
+
+    fn admits(&self, key: &str) -> bool {
+        match self {
+            KeyKind::Identity => IdNumber::parse(key).is_ok(),
+            KeyKind::Licence(licence_type) => {
+                key.len() == 15
+                    && key.bytes().all(|b| b.is_ascii_digit())
+                    && tongban_policy::licence::type_of_number(key)
+                        .is_some_and(|t| t.code == licence_type.code)
+            }
+            KeyKind::Other => !key.trim().is_empty(),
+        }
+    }
+}
+
 /// Measures `resource` over its dataset on `today`: one pass over the key, the required items
 /// and `updated_on`.
 pub async fn measure(
@@ -73,6 +111,7 @@ pub async fn measure(
         .filter(|i| i.required && i.name != dataset.key_column && has(&i.name))
         .map(|i| i.name.clone())
         .collect();
+    let key_kind = KeyKind::of(resource, &dataset.key_column);
     let mut columns = vec![dataset.key_column.clone()];
     columns.extend(required.iter().cloned());
     let updated = has(UPDATED_ITEM).then(|| UPDATED_ITEM.to_owned());
@@ -101,7 +140,7 @@ pub async fn measure(
             newest = newest.max(arrow::compute::max(dates));
         }
         for row in 0..batch.num_rows() {
-            let bad_key = keys.is_null(row) || IdNumber::parse(keys.value(row)).is_err();
+            let bad_key = keys.is_null(row) || !key_kind.admits(keys.value(row));
             let mut lacking = false;
             for (count, column) in missing.iter_mut().zip(required_columns) {
                 if column.is_null(row) {

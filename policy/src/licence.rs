@@ -217,6 +217,7 @@ pub const REGISTER_COLUMNS: &[(&str, &str)] = &[
     ("issued_on", "发证日期"),
     ("valid_until", "有效期至"),
     ("status", "证照状态"),
+    ("updated_on", "更新日期"),
 ];
 
 /// The licence type with `code`.

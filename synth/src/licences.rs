@@ -272,7 +272,7 @@ pub(crate) fn county_licences(
     LICENCE_TYPES
         .iter()
         .zip(registers)
-        .map(|(licence_type, issued)| register(licence_type, county, issued, &mut rng))
+        .map(|(licence_type, issued)| register(licence_type, county, issued, as_of, &mut rng))
         .collect()
 }
 
@@ -281,6 +281,7 @@ fn register(
     licence_type: &'static LicenceType,
     county: &Division,
     issued: Vec<Issued>,
+    as_of: NaiveDate,
     rng: &mut ChaCha8Rng,
 ) -> RecordBatch {
     // A register issues no licence whose face would lack a required item: the record behind
@@ -300,6 +301,7 @@ fn register(
     let mut issued_on = Date32Builder::with_capacity(n);
     let mut valid_until = Date32Builder::with_capacity(n);
     let mut status = StringBuilder::with_capacity(n, n * 6);
+    let mut updated_on = Date32Builder::with_capacity(n);
     let mut surface: Vec<StringBuilder> = licence_type.items.iter().map(|_| StringBuilder::new()).collect();
     for (sequence, licence) in issued.into_iter().enumerate() {
         number.append_value(format!("{}{}{:08}", county.code, licence_type.number_digit, sequence + 1));
@@ -312,6 +314,7 @@ fn register(
         let recorded =
             if rng.random_bool(REVOKED_SHARE) { RecordedStatus::Revoked } else { RecordedStatus::Issued };
         status.append_value(recorded.as_str());
+        updated_on.append_value(days_since_epoch(as_of));
         for (column, value) in surface.iter_mut().zip(licence.surface) {
             column.append_option(value);
         }
@@ -325,6 +328,7 @@ fn register(
         Arc::new(issued_on.finish()),
         Arc::new(valid_until.finish()),
         Arc::new(status.finish()),
+        Arc::new(updated_on.finish()),
     ];
     columns.extend(surface.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
     RecordBatch::try_new(schema(licence_type), columns).expect("columns match the register's schema")

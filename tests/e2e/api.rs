@@ -568,7 +568,11 @@ async fn the_catalog_is_versioned_and_the_seed_covers_every_state() {
     let (_, conditional) = operator.get("/catalog/resources?share_type=conditional").await.expect("get");
     let codes: Vec<&str> =
         conditional["items"].as_array().expect("items").iter().filter_map(|r| r["code"].as_str()).collect();
-    assert_eq!(codes, [HOUSEHOLD]);
+    // The household resource, and the registers of licences issued to people.
+    assert_eq!(
+        codes,
+        [HOUSEHOLD, "E01-410000-0001", "E02-410000-0001", "E03-440000-0001", "E04-340000-0001"]
+    );
     let mut seen = Vec::new();
     let mut path = "/demands?limit=4".to_owned();
     loop {

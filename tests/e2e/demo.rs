@@ -15,7 +15,19 @@ async fn demo_generates_data_once_and_serves_it() {
     assert_eq!(ready["status"], "ready");
     let datasets = ready["datasets"].as_array().expect("datasets");
     let names: Vec<&str> = datasets.iter().filter_map(|d| d["name"].as_str()).collect();
-    assert_eq!(names, ["household", "housing_fund", "social_insurance"]);
+    assert_eq!(
+        names,
+        [
+            "household",
+            "housing_fund",
+            "licence_business_licence",
+            "licence_household_register",
+            "licence_housing_fund_certificate",
+            "licence_marriage_certificate",
+            "licence_social_insurance_certificate",
+            "social_insurance"
+        ]
+    );
     assert_eq!(datasets[0]["rows"], 3000);
 
     let health: serde_json::Value =

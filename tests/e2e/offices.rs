@@ -611,7 +611,11 @@ async fn the_monthly_report_counts_what_the_log_and_the_store_hold() -> anyhow::
             .filter_map(|r| r["code"].as_str().map(str::to_owned))
             .collect()
     };
-    assert_eq!(codes("resources"), [HOUSEHOLD], "only Henan's resources");
+    assert_eq!(
+        codes("resources"),
+        [HOUSEHOLD, "E01-410000-0001", "E02-410000-0001", "E05-410000-0001"],
+        "only Henan's resources"
+    );
     assert!(codes("departments").iter().all(|code| &code[2..4] == "41"), "only Henan's departments: {own}");
     let item = own["service_items"]
         .as_array()

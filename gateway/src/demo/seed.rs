@@ -135,7 +135,7 @@ fn licence_resource(
     let person = licence_type.holder == HolderKind::Person;
     let share_type = if person { ShareType::Conditional } else { ShareType::Unconditional };
     let (holder_mask, holder_name_mask) = if person { (M::IdNumber, M::Name) } else { (M::None, M::None) };
-    let common: [(&str, &str, &str, Sensitivity, bool, MaskRule); 8] = [
+    let common: [(&str, &str, &str, Sensitivity, bool, MaskRule); 9] = [
         ("licence_number", "证照编号", "Utf8", G, false, M::None),
         ("holder", "持证主体代码", "Utf8", I, person, holder_mask),
         ("holder_name", "持证主体名称", "Utf8", I, person, holder_name_mask),
@@ -144,6 +144,7 @@ fn licence_resource(
         ("issued_on", "发证日期", "Date32", G, false, M::None),
         ("valid_until", "有效期至", "Date32", G, false, M::None),
         ("status", "证照状态", "Utf8", G, false, M::None),
+        ("updated_on", "更新日期", "Date32", G, false, M::None),
     ];
     let mut items: Vec<InformationItem> = common
         .iter()
@@ -155,7 +156,7 @@ fn licence_resource(
             personal: *personal,
             default_mask: *mask,
             share_type,
-            required: *name != "valid_until",
+            required: !matches!(*name, "valid_until" | "updated_on"),
         })
         .collect();
     items.extend(licence_type.items.iter().map(|item| InformationItem {
@@ -486,6 +487,11 @@ pub async fn seed(platform: &Platform) -> anyhow::Result<DemoCredentials> {
     let admin = caller(platform, "admin").await?;
     platform.import_service_items(&admin, SERVICE_ITEM_LIST).await?;
     for (supplier, resource) in resources() {
+        // A configuration of its own (a test's, an operator's trying the seed) may serve the
+        // people's datasets without the licence registers; their resources are left out.
+        if resource.code.starts_with('E') && !platform.datasets.contains_key(&resource.dataset) {
+            continue;
+        }
         let username = USERS
             .iter()
             .find(|u| u.0.starts_with("supplier.") && u.2 == supplier)
