@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod peers;
 pub mod quality;
 pub mod report;
+pub mod seals;
 pub mod server;
 pub mod sources;
 pub mod state;

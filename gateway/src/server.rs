@@ -275,7 +275,16 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
     println!("tongban listening on {scheme}://{address}");
     tracing::info!(%address, scheme, "listening");
 
-    let data = DataPlane::new(loaded.config.data.clone(), log, platform.store.clone())?;
+    let mut data = DataPlane::new(loaded.config.data.clone(), log, platform.store.clone())?;
+    // The departments that supply a licence register issue its licences under their seals.
+    let issuers: Vec<String> = loaded
+        .config
+        .datasets
+        .iter()
+        .filter(|d| tongban_policy::licence::LICENCE_TYPES.iter().any(|t| t.dataset() == d.name))
+        .filter_map(|d| d.supplier.clone())
+        .collect();
+    data.seals = Arc::new(crate::seals::Seals::load(&loaded.config.data.seals, &loaded.base_dir, &issuers)?);
     let mut state = AppState::new(platform.clone(), data)
         .with_metrics_token(loaded.config.server.metrics_token.clone())
         .with_source_limits(&loaded.config.server.sources);

@@ -16,6 +16,7 @@ mod exchanges;
 mod federation;
 mod feedback;
 mod grants;
+mod licences;
 mod org;
 mod quality;
 mod reports;
@@ -25,6 +26,7 @@ mod reports;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(org::sign_in))
+        .routes(routes!(licences::seal_licence))
         .routes(routes!(org::sign_out))
         .routes(routes!(org::me))
         .routes(routes!(org::change_password))

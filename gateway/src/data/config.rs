@@ -41,6 +41,8 @@ pub struct DataConfig {
     pub cache: super::CacheConfig,
     /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
     pub upstreams: Vec<super::UpstreamConfig>,
+    /// The issuing departments' seals (`[data.seals]`; `docs/licences.md`).
+    pub seals: crate::seals::SealsConfig,
 }
 
 impl Default for DataConfig {
@@ -59,6 +61,7 @@ impl Default for DataConfig {
             limits: super::LimitsConfig::default(),
             cache: super::CacheConfig::default(),
             upstreams: Vec::new(),
+            seals: crate::seals::SealsConfig::default(),
         }
     }
 }

@@ -48,6 +48,7 @@ pub use config::DataConfig;
 pub use limits::{Limit, Limited, Limiters, LimitsConfig, Refusal};
 pub use proxy::{UpstreamConfig, UpstreamError, Upstreams};
 
+pub use calls::document::{DocumentCheckAnswer, DocumentCheckRequest};
 pub use calls::licence::{LicenceCheckAnswer, LicenceCheckRequest};
 pub use records::{LookupQuery, Verdict, VerifyAnswer, VerifyRequest};
 pub use sql::SqlRequest;
@@ -77,6 +78,7 @@ pub fn routes(max_body_bytes: usize) -> OpenApiRouter<DataState> {
         .routes(refusing_other_methods(routes!(calls::lookup::lookup)))
         .routes(refusing_other_methods(routes!(calls::sql::run_sql)))
         .routes(refusing_other_methods(routes!(calls::licence::check_licence)))
+        .routes(refusing_other_methods(routes!(calls::document::check_document)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Proxied bodies are streamed and limited per upstream, not by the JSON body limit. The
         // route takes every method and the rest of the path, which an OpenAPI path template
@@ -811,6 +813,8 @@ pub struct DataPlane {
     pub cache: AnswerCache,
     pub upstreams: Upstreams,
     pub metrics: crate::metrics::Metrics,
+    /// The issuing departments' seals, for sealing and checking licence documents.
+    pub seals: Arc<crate::seals::Seals>,
 }
 
 /// Why the data plane could not start.
@@ -841,6 +845,7 @@ impl DataPlane {
             upstreams: Upstreams::new(&config.upstreams)?,
             sql: config,
             log,
+            seals: Arc::default(),
         })
     }
 }

@@ -46,7 +46,11 @@ pub fn default_config(listen: SocketAddr) -> Config {
         datasets,
         store: StoreConfig::default(),
         workflow: WorkflowConfig::default(),
-        data: DataConfig::default(),
+        // The demo's departments seal their licences with self-signed seals made on first run.
+        data: DataConfig {
+            seals: crate::seals::SealsConfig { generate: true, ..crate::seals::SealsConfig::default() },
+            ..DataConfig::default()
+        },
         exchange_log: tongban_exchange::ExchangeLogConfig::default(),
         evidence: crate::evidence::EvidenceConfig::default(),
         telemetry: crate::telemetry::TelemetryConfig::default(),

@@ -261,3 +261,59 @@ mod tests {
         assert_eq!(normalise_holder(&id.to_lowercase()), id);
     }
 }
+
+/// The register's record of licence `number` as a document's content, with its recorded
+/// status: every column, read on the gateway's side for comparison and sealing, never
+/// returned as such. `None` when the register has no such licence.
+pub(crate) async fn registered_document(
+    registry: &crate::datasets::DatasetRegistry,
+    resource: &tongban_policy::catalog::Resource,
+    number: &str,
+) -> Result<Option<(tongban_policy::licence::LicenceDocument, RecordedStatus)>, ApiError> {
+    use tongban_policy::licence::{LICENCE_TYPES, LicenceDocument};
+    let licence_type = LICENCE_TYPES.iter().find(|t| t.dataset() == resource.dataset).ok_or_else(|| {
+        ApiError::unprocessable(
+            "not_a_licence_register",
+            "Not a licence register",
+            format!("{} is not a licence register", resource.code),
+        )
+    })?;
+    let dataset = records::dataset(registry, resource)?;
+    let number = records::check_key(resource, dataset, number)?;
+    let mut names: Vec<&str> = tongban_policy::licence::REGISTER_COLUMNS.iter().map(|(n, _)| *n).collect();
+    names.extend(licence_type.items.iter().map(|i| i.name));
+    let batch = records::read(dataset, &number, &names, None).await?;
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    let broken = |what: &str| ApiError::internal(&format!("the register {} has {what}", resource.dataset));
+    let text = |position: usize| -> Result<Option<String>, ApiError> {
+        let column = batch.column(position).as_string_opt::<i32>().ok_or_else(|| broken("a column not of text"))?;
+        Ok(column.is_valid(0).then(|| column.value(0).to_owned()))
+    };
+    let date = |position: usize| -> Result<Option<chrono::NaiveDate>, ApiError> {
+        let column =
+            batch.column(position).as_primitive_opt::<Date32Type>().ok_or_else(|| broken("a date not of dates"))?;
+        Ok(column.is_valid(0).then(|| column.value_as_date(0)).flatten())
+    };
+    let required = |value: Option<String>| value.ok_or_else(|| broken("a licence lacking metadata"));
+    let recorded = text(7)?.as_deref().and_then(RecordedStatus::parse).ok_or_else(|| broken("an unknown status"))?;
+    let mut surface = BTreeMap::new();
+    for (offset, item) in licence_type.items.iter().enumerate() {
+        if let Some(value) = text(tongban_policy::licence::REGISTER_COLUMNS.len() + offset)? {
+            surface.insert(item.name.to_owned(), value);
+        }
+    }
+    let document = LicenceDocument {
+        licence_type: licence_type.code.to_owned(),
+        number: required(text(0)?)?,
+        holder: required(text(1)?)?,
+        holder_name: required(text(2)?)?,
+        issuer: required(text(3)?)?,
+        issuer_name: required(text(4)?)?,
+        issued_on: date(5)?.ok_or_else(|| broken("a licence without an issue date"))?,
+        valid_until: date(6)?,
+        surface,
+    };
+    Ok(Some((document, recorded)))
+}

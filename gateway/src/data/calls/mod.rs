@@ -17,6 +17,7 @@ use super::{Answer, CacheOutcome, DataPlane, Phases, System, Upstreams, denied};
 use crate::datasets::DatasetRegistry;
 use crate::error::ApiError;
 
+pub(crate) mod document;
 pub(crate) mod licence;
 pub(crate) mod lookup;
 pub(crate) mod proxy;

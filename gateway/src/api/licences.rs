@@ -1,0 +1,75 @@
+//! Issuing sealed licence documents: a system of the department that supplies a licence
+//! register asks for a licence of its register as a document under the department's seal.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use tongban_platform::Caller;
+
+use crate::datasets::Readiness;
+use crate::error::{ApiError, ApiJson};
+use crate::seals::SealedLicence;
+use crate::state::AppState;
+
+/// A licence to seal.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SealRequest {
+    /// The catalog resource of the register.
+    pub(crate) resource: String,
+    /// 证照编号.
+    pub(crate) number: String,
+}
+
+/// Seals a licence of the caller's own register as a document (签发电子证照): the register's
+/// contents in canonical form, signed with the department's seal. Only the supplying
+/// department's systems may ask, and only while the licence stands.
+#[utoipa::path(post, path = "/licences/seal", tag = "licences", security(("bearer" = [])),
+    request_body = SealRequest,
+    responses((status = 200, body = SealedLicence), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
+pub(crate) async fn seal_licence(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<SealRequest>,
+) -> Result<Json<SealedLicence>, ApiError> {
+    let Caller::System(system) = &caller else {
+        return Err(ApiError::forbidden("licences are sealed by the issuing department's systems"));
+    };
+    let snapshot = state.platform().grants.snapshot();
+    let resource = snapshot.resources.get(&request.resource).ok_or_else(|| {
+        ApiError::not_found(format!("there is no catalog resource {}", request.resource)).with_code("unknown_resource")
+    })?;
+    if resource.supplier != system.department.code {
+        return Err(ApiError::forbidden("only the department that supplies the register seals its licences")
+            .with_code("not_the_issuer"));
+    }
+    let registry = match state.readiness() {
+        Readiness::Ready(registry) => registry,
+        _ => return Err(ApiError::not_ready("datasets are not loaded")),
+    };
+    let (document, recorded) =
+        crate::data::calls::licence::registered_document(&registry, resource, &request.number).await?.ok_or_else(
+            || ApiError::not_found("the register holds no such licence").with_code("record_not_found"),
+        )?;
+    let today = state.platform().now().date();
+    let standing = tongban_policy::licence::status(recorded, document.issued_on, document.valid_until, today);
+    if standing != tongban_policy::licence::LicenceStatus::Valid {
+        return Err(ApiError::unprocessable(
+            "licence_not_valid",
+            "The licence does not stand",
+            format!("the licence is {standing:?} and is not sealed again").to_lowercase(),
+        ));
+    }
+    document.check_form().map_err(|e| {
+        ApiError::unprocessable("malformed_document", "The register's licence is not well formed", e.to_string())
+    })?;
+    let sealed = state.data().seals.seal(&resource.supplier, document).ok_or_else(|| {
+        ApiError::unprocessable(
+            "no_seal",
+            "No seal",
+            "this gateway holds no seal key for the department (data.seals.dir)",
+        )
+    })?;
+    Ok(Json(sealed))
+}
