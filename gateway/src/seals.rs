@@ -46,7 +46,7 @@ impl Default for SealsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Seal {
-    /// `SM2-SM3` (GM/T 0003 over SM3 with the default identifier) or `ECDSA-P256-SHA256`.
+    /// `sm2-sm3` (GM/T 0003 over SM3 with the default identifier) or `ecdsa-p256-sha256`.
     pub algorithm: String,
     /// The unified social credit code of the department whose seal it is.
     pub department: String,
@@ -112,13 +112,15 @@ impl Seals {
         let dir = base_dir.join(&config.dir);
         if config.generate {
             for department in issuers {
-                let (key_path, certificate_path) = (key_file(&dir, department), certificate_file(&dir, department));
+                let (key_path, certificate_path) =
+                    (key_file(&dir, department), certificate_file(&dir, department));
                 if key_path.exists() || certificate_path.exists() {
                     continue;
                 }
                 let key = SigningKey::generate(Algorithm::Sm2Sm3)?;
                 let subject = format!("CN=tongban seal {department},O=Tongban");
-                let certificate = Certificate::self_signed(&key, &subject, Duration::from_secs(5 * 365 * 86_400))?;
+                let certificate =
+                    Certificate::self_signed(&key, &subject, Duration::from_secs(5 * 365 * 86_400))?;
                 crate::evidence::write_identity(&key, &certificate, &key_path, &certificate_path)?;
                 tracing::warn!(department = %department, fingerprint = %certificate.fingerprint(),
                     "made a self-signed seal; a deployment registers the certificate its CA issued");
@@ -132,18 +134,23 @@ impl Seals {
         };
         for entry in entries {
             let path = entry?.path();
-            let Some(department) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".cert.pem"))
+            let Some(department) =
+                path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".cert.pem"))
             else {
                 continue;
             };
-            let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let pem =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let certificates =
                 Certificate::all_from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let key_path = key_file(&dir, department);
             if key_path.exists() {
-                let key = std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+                let key = std::fs::read_to_string(&key_path)
+                    .with_context(|| format!("reading {}", key_path.display()))?;
                 // The newest certificate, first in the file, is the one the key signs under.
-                let first = certificates.first().with_context(|| format!("{} holds no certificate", path.display()))?;
+                let first = certificates
+                    .first()
+                    .with_context(|| format!("{} holds no certificate", path.display()))?;
                 let identity = SigningIdentity::from_pem(&key, &first.to_pem()?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
                 seals.own.insert(department.to_owned(), identity);

@@ -10,6 +10,8 @@ use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use tongban_e2e::{Api, Demo, act, terms};
+use tongban_evidence::{Algorithm, Certificate, SigningKey};
+use tongban_policy::licence::LicenceDocument;
 
 const CERTIFICATES: &str = "E04-340000-0001";
 const SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
@@ -195,5 +197,242 @@ async fn a_licence_check_says_valid_revoked_or_expired_with_granted_items_masked
     assert!(checks.len() >= 9, "{} checks recorded", checks.len());
     assert!(checks.iter().any(|r| r["status"] == 403));
     assert!(checks.iter().all(|r| !r.to_string().contains(&valid.number)), "numbers are digested");
+    Ok(())
+}
+
+const ISSUER_SYSTEM: &str = "安徽省住房公积金电子证照系统";
+
+/// Every licence of the certificates' register as a document's content, with its recorded
+/// status, read from the file without the gateway.
+fn register_documents(demo: &Demo) -> anyhow::Result<Vec<(LicenceDocument, String)>> {
+    let path = demo.data_dir().join("datasets/licence_housing_fund_certificate.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?.build()?;
+    let licence_type = tongban_policy::licence::licence_type("housing_fund_certificate").context("type")?;
+    let mut documents = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        for row in 0..batch.num_rows() {
+            let text = |name: &str| -> Option<String> {
+                let column = batch.column_by_name(name)?.as_string::<i32>();
+                column.is_valid(row).then(|| column.value(row).to_owned())
+            };
+            let day = |name: &str| -> Option<NaiveDate> {
+                let column = batch.column_by_name(name)?.as_primitive::<Date32Type>();
+                column.is_valid(row).then(|| column.value_as_date(row)).flatten()
+            };
+            let document = LicenceDocument {
+                licence_type: licence_type.code.to_owned(),
+                number: text("licence_number").context("number")?,
+                holder: text("holder").context("holder")?,
+                holder_name: text("holder_name").context("holder name")?,
+                issuer: text("issuer_credit_code").context("issuer")?,
+                issuer_name: text("issuer_name").context("issuer name")?,
+                issued_on: day("issued_on").context("issued on")?,
+                valid_until: day("valid_until"),
+                surface: licence_type
+                    .items
+                    .iter()
+                    .filter_map(|i| text(i.name).map(|v| (i.name.to_owned(), v)))
+                    .collect(),
+            };
+            documents.push((document, text("status").context("status")?));
+        }
+    }
+    Ok(documents)
+}
+
+/// `document` sealed with `key` under `certificate`, as the issuer's gateway seals.
+fn sealed_with(
+    document: &LicenceDocument,
+    department: &str,
+    key: &SigningKey,
+    certificate: &Certificate,
+) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    json!({
+        "document": document,
+        "seal": {
+            "algorithm": key.algorithm().as_str(),
+            "department": department,
+            "certificate": b64.encode(certificate.der()),
+            "signature": b64.encode(key.sign(&document.canonical_bytes())),
+        },
+        "verification_code": document.verification_code(),
+    })
+}
+
+async fn check_document(system: &Api, sealed: &Value) -> anyhow::Result<Value> {
+    let (status, answer) = system
+        .post("/data/licences/documents/check", &json!({"resource": CERTIFICATES, "sealed": sealed}))
+        .await?;
+    anyhow::ensure!(status == 200, "{status} {answer}");
+    Ok(answer)
+}
+
+#[tokio::test]
+async fn sealed_documents_are_checked_offline_and_online_and_forgeries_are_named() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let today = chrono::Local::now().date_naive();
+    let documents = register_documents(&demo)?;
+    let valid = documents
+        .iter()
+        .find(|(d, s)| {
+            s == "issued" && d.valid_until.is_some_and(|last| last >= today + chrono::Days::new(2))
+        })
+        .map(|(d, _)| d.clone())
+        .context("a valid certificate")?;
+    let expired = documents
+        .iter()
+        .find(|(d, s)| s == "issued" && d.valid_until.is_some_and(|last| last < today))
+        .map(|(d, _)| d.clone())
+        .context("an expired certificate")?;
+    let revoked =
+        documents.iter().find(|(_, s)| s == "revoked").map(|(d, _)| d.clone()).context("a revoked one")?;
+
+    // The issuing department's system seals a licence of its register.
+    let (_, issuer) = demo.system(ISSUER_SYSTEM)?;
+    let (status, sealed) =
+        issuer.post("/licences/seal", &json!({"resource": CERTIFICATES, "number": valid.number})).await?;
+    assert_eq!(status, 200, "{sealed}");
+    assert_eq!(sealed["document"], serde_json::to_value(&valid)?, "the register's contents");
+    assert_eq!(sealed["seal"]["algorithm"], "sm2-sm3");
+    assert_eq!(sealed["verification_code"], valid.verification_code());
+    // No one else seals it, and an expired licence is not sealed again.
+    let (_, relying) = demo.system(SYSTEM)?;
+    let (status, problem) =
+        relying.post("/licences/seal", &json!({"resource": CERTIFICATES, "number": valid.number})).await?;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("not_the_issuer")), "{problem}");
+    let (status, problem) =
+        issuer.post("/licences/seal", &json!({"resource": CERTIFICATES, "number": expired.number})).await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("licence_not_valid")), "{problem}");
+
+    // An implementation that did not make the seal checks it: OpenSSL 3's SM2 over the
+    // canonical bytes, rebuilt here by a generic JSON writer with sorted keys.
+    if std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let dir = tempfile::tempdir()?;
+        let canonical = serde_json::to_vec(&serde_json::from_value::<Value>(sealed["document"].clone())?)?;
+        assert_eq!(canonical, valid.canonical_bytes(), "the canonical form is sorted compact JSON");
+        std::fs::write(dir.path().join("document.json"), &canonical)?;
+        std::fs::write(
+            dir.path().join("seal.der"),
+            b64.decode(sealed["seal"]["certificate"].as_str().context("cert")?)?,
+        )?;
+        std::fs::write(
+            dir.path().join("seal.sig"),
+            b64.decode(sealed["seal"]["signature"].as_str().context("sig")?)?,
+        )?;
+        let openssl = |args: &[&str]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs")
+        };
+        let key = openssl(&["x509", "-inform", "DER", "-in", "seal.der", "-pubkey", "-noout"]);
+        assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
+        std::fs::write(dir.path().join("seal.pub"), &key.stdout)?;
+        let verify = [
+            "dgst",
+            "-sm3",
+            "-verify",
+            "seal.pub",
+            "-signature",
+            "seal.sig",
+            "-sigopt",
+            "distid:1234567812345678",
+        ];
+        let said = openssl(&[&verify[..], &["document.json"]].concat());
+        assert!(
+            String::from_utf8_lossy(&said.stdout).contains("Verified OK"),
+            "{}",
+            String::from_utf8_lossy(&said.stderr)
+        );
+        let mut altered = canonical.clone();
+        let at = altered.len() - 5;
+        altered[at] ^= 1;
+        std::fs::write(dir.path().join("altered.json"), altered)?;
+        assert!(
+            !openssl(&[&verify[..], &["altered.json"]].concat()).status.success(),
+            "OpenSSL refuses an altered document"
+        );
+    } else {
+        assert!(std::env::var_os("TONGBAN_REQUIRE_OPENSSL").is_none(), "tests/run.sh installs openssl");
+    }
+
+    // A relying system with a grant checks documents under it.
+    approve(&demo, &["licence_number", "holder", "status", "issued_on", "valid_until"]).await?;
+    let system = with_purpose(&relying);
+    let answer = check_document(&system, &sealed).await?;
+    assert_eq!(
+        (answer["genuine"].as_bool(), answer["status"].as_str()),
+        (Some(true), Some("valid")),
+        "{answer}"
+    );
+
+    // An altered face is named item by item.
+    let mut altered = sealed.clone();
+    altered["document"]["surface"]["account_status"] = json!("正常缴存（已核）");
+    altered["document"]["holder_name"] = json!("李四");
+    let answer = check_document(&system, &altered).await?;
+    assert_eq!(answer["reason"], "surface_altered", "{answer}");
+    assert_eq!(answer["altered"], json!(["holder_name", "surface.account_status"]));
+
+    // A seal made with another key: under a certificate of its own it is not the department's;
+    // under the department's certificate it does not verify.
+    let department = sealed["seal"]["department"].as_str().context("department")?;
+    let forger = SigningKey::generate(Algorithm::Sm2Sm3)?;
+    let forged_certificate = Certificate::self_signed(
+        &forger,
+        "CN=tongban seal forged,O=Tongban",
+        std::time::Duration::from_secs(86_400),
+    )?;
+    let forged = sealed_with(&valid, department, &forger, &forged_certificate);
+    let answer = check_document(&system, &forged).await?;
+    assert_eq!(answer["reason"], "seal_not_registered", "{answer}");
+    let mut borrowed = forged.clone();
+    borrowed["seal"]["certificate"] = sealed["seal"]["certificate"].clone();
+    let answer = check_document(&system, &borrowed).await?;
+    assert_eq!(answer["reason"], "seal_invalid", "{answer}");
+
+    // Documents sealed by the issuer while they stood, presented after expiry and revocation
+    // (sealed here with the issuer's own key, as its gateway did then).
+    let seals = demo.data_dir().join("seals");
+    let key =
+        SigningKey::from_pkcs8_pem(&std::fs::read_to_string(seals.join(format!("{department}.key.pem")))?)?;
+    let certificate =
+        Certificate::all_from_pem(&std::fs::read_to_string(seals.join(format!("{department}.cert.pem")))?)?
+            .into_iter()
+            .next()
+            .context("the seal's certificate")?;
+    let answer = check_document(&system, &sealed_with(&expired, department, &key, &certificate)).await?;
+    assert_eq!(
+        (answer["reason"].as_str(), answer["status"].as_str()),
+        (Some("expired"), Some("expired")),
+        "{answer}"
+    );
+    let answer = check_document(&system, &sealed_with(&revoked, department, &key, &certificate)).await?;
+    assert_eq!(
+        (answer["reason"].as_str(), answer["status"].as_str()),
+        (Some("revoked"), Some("revoked")),
+        "{answer}"
+    );
+    // A well-sealed licence the register never held.
+    let mut invented = valid.clone();
+    invented.number = format!("{}99999999", &valid.number[..7]);
+    let answer = check_document(&system, &sealed_with(&invented, department, &key, &certificate)).await?;
+    assert_eq!(answer["reason"], "not_in_register", "{answer}");
+    // A malformed document is refused for its form.
+    let mut malformed = sealed.clone();
+    malformed["document"]["surface"]["balance"] = json!("100000.00");
+    let answer = check_document(&system, &malformed).await?;
+    assert_eq!(answer["reason"], "malformed_document", "{answer}");
+
+    // Every check is recorded.
+    let records = demo.exchange_records()?;
+    let checks = records.iter().filter(|r| r["operation"] == "licence_check").count();
+    assert!(checks >= 8, "{checks} checks recorded");
     Ok(())
 }

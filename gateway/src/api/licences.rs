@@ -38,7 +38,8 @@ pub(crate) async fn seal_licence(
     };
     let snapshot = state.platform().grants.snapshot();
     let resource = snapshot.resources.get(&request.resource).ok_or_else(|| {
-        ApiError::not_found(format!("there is no catalog resource {}", request.resource)).with_code("unknown_resource")
+        ApiError::not_found(format!("there is no catalog resource {}", request.resource))
+            .with_code("unknown_resource")
     })?;
     if resource.supplier != system.department.code {
         return Err(ApiError::forbidden("only the department that supplies the register seals its licences")
@@ -49,9 +50,11 @@ pub(crate) async fn seal_licence(
         _ => return Err(ApiError::not_ready("datasets are not loaded")),
     };
     let (document, recorded) =
-        crate::data::calls::licence::registered_document(&registry, resource, &request.number).await?.ok_or_else(
-            || ApiError::not_found("the register holds no such licence").with_code("record_not_found"),
-        )?;
+        crate::data::calls::licence::registered_document(&registry, resource, &request.number)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("the register holds no such licence").with_code("record_not_found")
+            })?;
     let today = state.platform().now().date();
     let standing = tongban_policy::licence::status(recorded, document.issued_on, document.valid_until, today);
     if standing != tongban_policy::licence::LicenceStatus::Valid {
@@ -62,7 +65,11 @@ pub(crate) async fn seal_licence(
         ));
     }
     document.check_form().map_err(|e| {
-        ApiError::unprocessable("malformed_document", "The register's licence is not well formed", e.to_string())
+        ApiError::unprocessable(
+            "malformed_document",
+            "The register's licence is not well formed",
+            e.to_string(),
+        )
     })?;
     let sealed = state.data().seals.seal(&resource.supplier, document).ok_or_else(|| {
         ApiError::unprocessable(

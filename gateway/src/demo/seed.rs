@@ -93,6 +93,7 @@ const SYSTEMS: &[(&str, &str)] = &[
     ("guangzhou-fund", "广州公积金业务系统"),
     ("hefei-fund", "合肥公积金业务系统"),
     ("henan-police", "河南省公安厅人口管理系统"),
+    ("anhui-housing", "安徽省住房公积金电子证照系统"),
 ];
 
 /// The demo's service items, as a list in the import format: the demo registers them through

@@ -90,7 +90,8 @@ impl DataCall for DocumentCheck {
     ) -> Result<Vec<Granted<'s>>, ApiError> {
         let request = self.0.as_ref().map_err(Clone::clone)?;
         record.resources.push(request.resource.clone());
-        record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, &request.sealed.document.number));
+        record.key_digest =
+            Some(tongban_exchange::key_digest(resolving.salt, &request.sealed.document.number));
         let items: Vec<String> = CHECKED_ITEMS.iter().map(|i| (*i).to_owned()).collect();
         Ok(vec![resolving.ask(&request.resource, &items)?])
     }
@@ -139,7 +140,8 @@ impl DataCall for DocumentCheck {
                         if seals.check(&resource.supplier, &request.sealed.seal, &register, now).is_ok() =>
                     {
                         let altered = document.differences(&register);
-                        let detail = format!("the document was altered after it was sealed: {}", altered.join(", "));
+                        let detail =
+                            format!("the document was altered after it was sealed: {}", altered.join(", "));
                         answer.altered = altered;
                         refuse(&mut answer, "surface_altered", detail);
                     }
@@ -148,7 +150,11 @@ impl DataCall for DocumentCheck {
                     }
                     (Err(e), _) => refuse(&mut answer, "seal_not_registered", e.to_string()),
                     (Ok(()), None) => {
-                        refuse(&mut answer, "not_in_register", "the register holds no such licence".to_owned());
+                        refuse(
+                            &mut answer,
+                            "not_in_register",
+                            "the register holds no such licence".to_owned(),
+                        );
                     }
                     (Ok(()), Some((register, recorded))) => {
                         let today = answering.today;
@@ -159,7 +165,8 @@ impl DataCall for DocumentCheck {
                             refuse(
                                 &mut answer,
                                 "superseded",
-                                "the register has corrected this licence since the document was sealed".to_owned(),
+                                "the register has corrected this licence since the document was sealed"
+                                    .to_owned(),
                             );
                         } else {
                             match standing {

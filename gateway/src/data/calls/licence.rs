@@ -234,34 +234,6 @@ impl DataCall for LicenceCheck {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_checked_items_come_first_and_are_asked_once() {
-        let request = LicenceCheckRequest {
-            resource: "E04-340000-0001".into(),
-            number: "340102400000001".into(),
-            holder: "x".into(),
-            items: vec!["name".into(), "status".into(), "name".into()],
-        };
-        assert_eq!(
-            LicenceCheck::items(&request).expect("items"),
-            vec!["licence_number", "holder", "status", "issued_on", "valid_until", "name"]
-        );
-        let too_many = LicenceCheckRequest { items: (0..40).map(|i| i.to_string()).collect(), ..request };
-        assert!(LicenceCheck::items(&too_many).is_err());
-    }
-
-    #[test]
-    fn holders_are_compared_in_the_register_s_spelling() {
-        assert_eq!(normalise_holder(" 91410100MA00000000 "), "91410100MA00000000");
-        let id = IdNumber::compose("410105", "1988-03-14".parse().expect("day"), 123);
-        assert_eq!(normalise_holder(&id.to_lowercase()), id);
-    }
-}
-
 /// The register's record of licence `number` as a document's content, with its recorded
 /// status: every column, read on the gateway's side for comparison and sealing, never
 /// returned as such. `None` when the register has no such licence.
@@ -288,16 +260,20 @@ pub(crate) async fn registered_document(
     }
     let broken = |what: &str| ApiError::internal(&format!("the register {} has {what}", resource.dataset));
     let text = |position: usize| -> Result<Option<String>, ApiError> {
-        let column = batch.column(position).as_string_opt::<i32>().ok_or_else(|| broken("a column not of text"))?;
+        let column =
+            batch.column(position).as_string_opt::<i32>().ok_or_else(|| broken("a column not of text"))?;
         Ok(column.is_valid(0).then(|| column.value(0).to_owned()))
     };
     let date = |position: usize| -> Result<Option<chrono::NaiveDate>, ApiError> {
-        let column =
-            batch.column(position).as_primitive_opt::<Date32Type>().ok_or_else(|| broken("a date not of dates"))?;
+        let column = batch
+            .column(position)
+            .as_primitive_opt::<Date32Type>()
+            .ok_or_else(|| broken("a date not of dates"))?;
         Ok(column.is_valid(0).then(|| column.value_as_date(0)).flatten())
     };
     let required = |value: Option<String>| value.ok_or_else(|| broken("a licence lacking metadata"));
-    let recorded = text(7)?.as_deref().and_then(RecordedStatus::parse).ok_or_else(|| broken("an unknown status"))?;
+    let recorded =
+        text(7)?.as_deref().and_then(RecordedStatus::parse).ok_or_else(|| broken("an unknown status"))?;
     let mut surface = BTreeMap::new();
     for (offset, item) in licence_type.items.iter().enumerate() {
         if let Some(value) = text(tongban_policy::licence::REGISTER_COLUMNS.len() + offset)? {
@@ -316,4 +292,32 @@ pub(crate) async fn registered_document(
         surface,
     };
     Ok(Some((document, recorded)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_items_come_first_and_are_asked_once() {
+        let request = LicenceCheckRequest {
+            resource: "E04-340000-0001".into(),
+            number: "340102400000001".into(),
+            holder: "x".into(),
+            items: vec!["name".into(), "status".into(), "name".into()],
+        };
+        assert_eq!(
+            LicenceCheck::items(&request).expect("items"),
+            vec!["licence_number", "holder", "status", "issued_on", "valid_until", "name"]
+        );
+        let too_many = LicenceCheckRequest { items: (0..40).map(|i| i.to_string()).collect(), ..request };
+        assert!(LicenceCheck::items(&too_many).is_err());
+    }
+
+    #[test]
+    fn holders_are_compared_in_the_register_s_spelling() {
+        assert_eq!(normalise_holder(" 91410100MA00000000 "), "91410100MA00000000");
+        let id = IdNumber::compose("410105", "1988-03-14".parse().expect("day"), 123);
+        assert_eq!(normalise_holder(&id.to_lowercase()), id);
+    }
 }
