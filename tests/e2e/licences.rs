@@ -430,9 +430,43 @@ async fn sealed_documents_are_checked_offline_and_online_and_forgeries_are_named
     let answer = check_document(&system, &malformed).await?;
     assert_eq!(answer["reason"], "malformed_document", "{answer}");
 
+    // The issuer revokes the licence; the same document is refused from then on, and the
+    // licence is not sealed again. No one else may revoke.
+    let revoke =
+        json!({"resource": CERTIFICATES, "number": valid.number, "reason": "缴存单位申请更正后重新出具"});
+    let (status, problem) = relying.post("/licences/revoke", &revoke).await?;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("not_the_issuer")), "{problem}");
+    let (status, problem) = issuer
+        .post("/licences/revoke", &json!({"resource": CERTIFICATES, "number": valid.number, "reason": " "}))
+        .await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_reason")), "{problem}");
+    let (status, revocation) = issuer.post("/licences/revoke", &revoke).await?;
+    assert_eq!(status, 200, "{revocation}");
+    assert_eq!(revocation["licence_number"], valid.number.as_str());
+    let (status, again) = issuer
+        .post(
+            "/licences/revoke",
+            &json!({"resource": CERTIFICATES, "number": valid.number, "reason": "再次撤销"}),
+        )
+        .await?;
+    assert_eq!(
+        (status, &again["revoked_at"], &again["reason"]),
+        (200, &revocation["revoked_at"], &revocation["reason"]),
+        "a revocation stands as first made"
+    );
+    let answer = check_document(&system, &sealed).await?;
+    assert_eq!(
+        (answer["genuine"].as_bool(), answer["reason"].as_str()),
+        (Some(false), Some("revoked")),
+        "{answer}"
+    );
+    let (status, problem) =
+        issuer.post("/licences/seal", &json!({"resource": CERTIFICATES, "number": valid.number})).await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("licence_not_valid")), "{problem}");
+
     // Every check is recorded.
     let records = demo.exchange_records()?;
     let checks = records.iter().filter(|r| r["operation"] == "licence_check").count();
-    assert!(checks >= 8, "{checks} checks recorded");
+    assert!(checks >= 9, "{checks} checks recorded");
     Ok(())
 }

@@ -49,12 +49,14 @@ pub(crate) async fn seal_licence(
         Readiness::Ready(registry) => registry,
         _ => return Err(ApiError::not_ready("datasets are not loaded")),
     };
-    let (document, recorded) =
-        crate::data::calls::licence::registered_document(&registry, resource, &request.number)
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found("the register holds no such licence").with_code("record_not_found")
-            })?;
+    let (document, recorded) = crate::data::calls::licence::registered_document(
+        &registry,
+        &state.data().store,
+        resource,
+        &request.number,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
     let today = state.platform().now().date();
     let standing = tongban_policy::licence::status(recorded, document.issued_on, document.valid_until, today);
     if standing != tongban_policy::licence::LicenceStatus::Valid {
@@ -79,4 +81,71 @@ pub(crate) async fn seal_licence(
         )
     })?;
     Ok(Json(sealed))
+}
+
+/// A licence to revoke.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeRequest {
+    /// The catalog resource of the register.
+    pub(crate) resource: String,
+    /// 证照编号.
+    pub(crate) number: String,
+    /// Why it is revoked, as the issuing department records it.
+    pub(crate) reason: String,
+}
+
+/// Revokes a licence of the caller's own register (撤销): every check says `revoked` from
+/// now on, on every gateway on the store, whatever the register still says. Only the
+/// supplying department's systems and data administrators may, and a revocation is never
+/// undone: revoking again answers the revocation in force.
+#[utoipa::path(post, path = "/licences/revoke", tag = "licences", security(("bearer" = [])),
+    request_body = RevokeRequest,
+    responses((status = 200, body = tongban_platform::store::Revocation), (status = 403, body = crate::error::ProblemSchema),
+        (status = 404, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
+pub(crate) async fn revoke_licence(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<RevokeRequest>,
+) -> Result<Json<tongban_platform::store::Revocation>, ApiError> {
+    if let Caller::User { .. } = &caller {
+        caller.require(&[tongban_policy::org::UserRole::SupplierAdmin])?;
+    }
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "A revocation needs its reason",
+            "the reason must be 1 to 200 printable characters",
+        ));
+    }
+    let snapshot = state.platform().grants.snapshot();
+    let resource = snapshot.resources.get(&request.resource).ok_or_else(|| {
+        ApiError::not_found(format!("there is no catalog resource {}", request.resource))
+            .with_code("unknown_resource")
+    })?;
+    if resource.supplier != caller.department().code {
+        return Err(ApiError::forbidden(
+            "only the department that supplies the register revokes its licences",
+        )
+        .with_code("not_the_issuer"));
+    }
+    let registry = match state.readiness() {
+        Readiness::Ready(registry) => registry,
+        _ => return Err(ApiError::not_ready("datasets are not loaded")),
+    };
+    let (document, _) = crate::data::calls::licence::registered_document(
+        &registry,
+        &state.data().store,
+        resource,
+        &request.number,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
+    let actor = caller.actor();
+    let acting = tongban_platform::store::Acting { by: &actor, at: state.platform().now() };
+    let revocation =
+        state.platform().store.revoke_licence(&resource.code, &document.number, reason, acting).await?;
+    tracing::info!(resource = %resource.code, "licence revoked");
+    Ok(Json(revocation))
 }

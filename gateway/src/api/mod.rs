@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(org::sign_in))
         .routes(routes!(licences::seal_licence))
+        .routes(routes!(licences::revoke_licence))
         .routes(routes!(org::sign_out))
         .routes(routes!(org::me))
         .routes(routes!(org::change_password))

@@ -815,6 +815,8 @@ pub struct DataPlane {
     pub metrics: crate::metrics::Metrics,
     /// The issuing departments' seals, for sealing and checking licence documents.
     pub seals: Arc<crate::seals::Seals>,
+    /// The platform's store, where licence checks read revocations.
+    pub store: tongban_platform::store::Store,
 }
 
 /// Why the data plane could not start.
@@ -840,7 +842,8 @@ impl DataPlane {
         Ok(DataPlane {
             metrics,
             sql_executor,
-            limits: Limiters::new(&config.limits, store),
+            limits: Limiters::new(&config.limits, store.clone()),
+            store,
             cache: AnswerCache::new(&config.cache),
             upstreams: Upstreams::new(&config.upstreams)?,
             sql: config,

@@ -1099,3 +1099,33 @@ async fn peer_messages_are_numbered_applied_once_and_mirrors_only_move_forward()
         assert!(store.grant_mirrors(Some("another")).await.expect("mirrors").is_empty(), "{backend}");
     }
 }
+
+/// A revocation is made once, with its action in the trail, and stands as first made on
+/// either database.
+#[tokio::test]
+async fn a_licence_is_revoked_once_and_the_first_revocation_stands() {
+    for (backend, store, _dir) in stores().await {
+        let first = Acting { by: "system:anhui", at: at(3, 10) };
+        assert_eq!(
+            store.licence_revocation("E04", "340102400000001").await.expect("read"),
+            None,
+            "{backend}"
+        );
+        let revoked =
+            store.revoke_licence("E04", "340102400000001", "更正后重新出具", first).await.expect("revoke");
+        assert_eq!((revoked.actor.as_str(), revoked.revoked_at), ("system:anhui", at(3, 10)), "{backend}");
+        let later = Acting { by: "user:other", at: at(4, 10) };
+        let again = store.revoke_licence("E04", "340102400000001", "again", later).await.expect("revoke");
+        assert_eq!(again, revoked, "{backend}: the first revocation stands");
+        assert_eq!(store.licence_revocation("E04", "340102400000001").await.expect("read"), Some(revoked));
+        assert_eq!(
+            store.licence_revocation("E05", "340102400000001").await.expect("read"),
+            None,
+            "{backend}"
+        );
+        let trail =
+            store.admin_actions(Some("340102400000001"), &PageRequest::default()).await.expect("trail");
+        let actions: Vec<&str> = trail.items.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(actions, ["licence.revoked"], "{backend}: one action, for the revocation made");
+    }
+}

@@ -133,7 +133,13 @@ impl DataCall for DocumentCheck {
             Ok(_) => {
                 let sealed = seals.check(&resource.supplier, &request.sealed.seal, document, now);
                 // Online: the register's contents, read for comparison only.
-                let registered = registered_document(answering.registry, resource, &document.number).await?;
+                let registered = registered_document(
+                    answering.registry,
+                    &answering.data.store,
+                    resource,
+                    &document.number,
+                )
+                .await?;
                 phases.end(Phase::Execute);
                 match (sealed, registered) {
                     (Err(SealError::Signature), Some((register, _)))

@@ -22,7 +22,7 @@ use tongban_policy::licence::{LicenceStatus, RecordedStatus, status};
 
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::records;
-use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, cached, serve};
+use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, serve};
 use crate::error::ApiError;
 use crate::listener::Peer;
 
@@ -142,13 +142,6 @@ impl DataCall for LicenceCheck {
         let (resource, permit) = answering.only();
         let holder = normalise_holder(&request.holder);
         let today = answering.today;
-        // The day is part of the key: a licence valid today may have expired tomorrow.
-        let day = today.to_string();
-        let asked = request.items.join(",");
-        let key = answering.cache_key(
-            "licence_check",
-            &[request.number.as_bytes(), holder.as_bytes(), asked.as_bytes(), day.as_bytes()],
-        );
         let registry = answering.registry;
         let execute = Box::pin(async {
             let dataset = records::dataset(registry, resource)?;
@@ -191,6 +184,7 @@ impl DataCall for LicenceCheck {
                     .ok_or_else(|| {
                         ApiError::internal(&format!("a licence in {} has no known status", resource.dataset))
                     })?;
+                let recorded = revoked_since(&answering.data.store, resource, &number, recorded).await?;
                 let issued_on = date("issued_on")?.ok_or_else(|| {
                     ApiError::internal(&format!("a licence in {} has no issue date", resource.dataset))
                 })?;
@@ -223,15 +217,34 @@ impl DataCall for LicenceCheck {
             }
             phases.end(Phase::Mask);
             let rows = u64::from(answer.found);
-            Ok(Answer::ok(
+            Ok::<Answer, ApiError>(Answer::ok(
                 "application/json",
                 serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
                 rows,
             ))
         });
-        let cache = &answering.data.cache;
-        cached(cache, cache.ttl(resource.update_cycle), key, execute).await
+        // Not cached: a revocation must be said from the moment it is made.
+        let answer: Answer = execute.await?;
+        Ok((answer, CacheOutcome::Bypass))
     }
+}
+
+/// A licence's recorded status with the revocations made through the gateway over it: the
+/// register's next update carries a revocation, but the check must say it at once.
+pub(crate) async fn revoked_since(
+    store: &tongban_platform::store::Store,
+    resource: &tongban_policy::catalog::Resource,
+    number: &str,
+    recorded: RecordedStatus,
+) -> Result<RecordedStatus, ApiError> {
+    if recorded == RecordedStatus::Revoked {
+        return Ok(recorded);
+    }
+    let revocation = store.licence_revocation(&resource.code, number).await.map_err(|e| {
+        tracing::error!(error = %e, "revocations cannot be read; refusing the licence check");
+        ApiError::not_ready("revocations cannot be read")
+    })?;
+    Ok(if revocation.is_some() { RecordedStatus::Revoked } else { recorded })
 }
 
 /// The register's record of licence `number` as a document's content, with its recorded
@@ -239,6 +252,7 @@ impl DataCall for LicenceCheck {
 /// returned as such. `None` when the register has no such licence.
 pub(crate) async fn registered_document(
     registry: &crate::datasets::DatasetRegistry,
+    store: &tongban_platform::store::Store,
     resource: &tongban_policy::catalog::Resource,
     number: &str,
 ) -> Result<Option<(tongban_policy::licence::LicenceDocument, RecordedStatus)>, ApiError> {
@@ -274,6 +288,7 @@ pub(crate) async fn registered_document(
     let required = |value: Option<String>| value.ok_or_else(|| broken("a licence lacking metadata"));
     let recorded =
         text(7)?.as_deref().and_then(RecordedStatus::parse).ok_or_else(|| broken("an unknown status"))?;
+    let recorded = revoked_since(store, resource, &number, recorded).await?;
     let mut surface = BTreeMap::new();
     for (offset, item) in licence_type.items.iter().enumerate() {
         if let Some(value) = text(tongban_policy::licence::REGISTER_COLUMNS.len() + offset)? {
