@@ -232,6 +232,8 @@ async fn a_data_route_asked_with_the_wrong_method_is_refused_and_recorded() {
         (reqwest::Method::GET, "/data/verify".to_owned(), "POST"),
         (reqwest::Method::PUT, "/data/sql".to_owned(), "POST"),
         (reqwest::Method::DELETE, format!("/data/{HOUSEHOLD}/records/411502199001011234"), "GET"),
+        (reqwest::Method::GET, "/data/licences/check".to_owned(), "POST"),
+        (reqwest::Method::PATCH, "/data/licences/documents/check".to_owned(), "POST"),
     ];
     let mut ids = Vec::new();
     for (method, path, allowed) in &cases {
@@ -242,12 +244,16 @@ async fn a_data_route_asked_with_the_wrong_method_is_refused_and_recorded() {
     }
     let records = demo.exchange_records().expect("records");
     assert_eq!(records.len(), before + cases.len());
-    for id in ids {
+    for (id, (_, path, _)) in ids.iter().zip(&cases) {
         let record = records.iter().find(|r| r["id"] == json!(id)).expect("recorded");
         assert_eq!(
             (record["status"].as_u64(), record["code"].as_str()),
             (Some(405), Some("method_not_allowed"))
         );
+        // Recorded as the kind of call its route serves.
+        if path.contains("licences") {
+            assert_eq!(record["operation"], "licence_check", "{path}");
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures::FutureExt;
-use tongban_policy::decision::{Denial, Operation, Permit, Purpose, Reason};
+use tongban_policy::decision::{Denial, Permit, Purpose, Reason};
 use tongban_policy::grant::Grant;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
@@ -246,18 +246,23 @@ async fn wrong_method(
     // The body of a call refused for its method is never read.
     let asked = asked.with_body(AskedBody::Unread);
     let path = uri.path();
-    let (allowed, operation) = if path.ends_with("/data/verify") {
-        ("POST", Operation::Verify)
-    } else if path.ends_with("/data/sql") {
-        ("POST", Operation::Sql)
-    } else {
-        ("GET", Operation::Lookup)
+    // Every data route but the look-up takes POST; each refusal is recorded as the kind of
+    // call its route serves.
+    let refused = |allowed: &'static str| {
+        ApiError::method_not_allowed(format!("{path} takes {allowed}, not {method}"), &[allowed])
     };
-    let error = ApiError::method_not_allowed(format!("{path} takes {allowed}, not {method}"), &[allowed]);
-    match operation {
-        Operation::Verify => serve(state, caller, peer, headers, asked, Verify::refused(error)).await,
-        Operation::Sql => serve(state, caller, peer, headers, asked, Sql::refused(error)).await,
-        _ => serve(state, caller, peer, headers, asked, Lookup::refused(error)).await,
+    if path.ends_with("/data/verify") {
+        serve(state, caller, peer, headers, asked, Verify::refused(refused("POST"))).await
+    } else if path.ends_with("/data/sql") {
+        serve(state, caller, peer, headers, asked, Sql::refused(refused("POST"))).await
+    } else if path.ends_with("/data/licences/check") {
+        serve(state, caller, peer, headers, asked, calls::licence::LicenceCheck::refused(refused("POST")))
+            .await
+    } else if path.ends_with("/data/licences/documents/check") {
+        serve(state, caller, peer, headers, asked, calls::document::DocumentCheck::refused(refused("POST")))
+            .await
+    } else {
+        serve(state, caller, peer, headers, asked, Lookup::refused(refused("GET"))).await
     }
 }
 
