@@ -54,6 +54,7 @@ pub(crate) async fn seal_licence(
         &state.data().store,
         resource,
         &request.number,
+        None,
     )
     .await?
     .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
@@ -139,6 +140,7 @@ pub(crate) async fn revoke_licence(
         &state.data().store,
         resource,
         &request.number,
+        None,
     )
     .await?
     .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;

@@ -102,7 +102,7 @@ impl DataCall for DocumentCheck {
         phases: &mut Phases<'_>,
     ) -> Result<(Answer, CacheOutcome), ApiError> {
         let request = self.0.as_ref().map_err(Clone::clone)?;
-        let (resource, _) = answering.only();
+        let (resource, permit) = answering.only();
         let document = &request.sealed.document;
         let mut answer = DocumentCheckAnswer {
             resource: resource.code.clone(),
@@ -138,6 +138,7 @@ impl DataCall for DocumentCheck {
                     &answering.data.store,
                     resource,
                     &document.number,
+                    permit.scope.as_ref(),
                 )
                 .await?;
                 phases.end(Phase::Execute);

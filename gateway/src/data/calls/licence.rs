@@ -249,12 +249,14 @@ pub(crate) async fn revoked_since(
 
 /// The register's record of licence `number` as a document's content, with its recorded
 /// status: every column, read on the gateway's side for comparison and sealing, never
-/// returned as such. `None` when the register has no such licence.
+/// returned as such. `None` when the register has no such licence within `scope` (a
+/// relying system's grant's rows; none for the issuer's own register).
 pub(crate) async fn registered_document(
     registry: &crate::datasets::DatasetRegistry,
     store: &tongban_platform::store::Store,
     resource: &tongban_policy::catalog::Resource,
     number: &str,
+    scope: Option<&tongban_policy::decision::RowScope>,
 ) -> Result<Option<(tongban_policy::licence::LicenceDocument, RecordedStatus)>, ApiError> {
     use tongban_policy::licence::{LICENCE_TYPES, LicenceDocument};
     let licence_type = LICENCE_TYPES.iter().find(|t| t.dataset() == resource.dataset).ok_or_else(|| {
@@ -268,7 +270,7 @@ pub(crate) async fn registered_document(
     let number = records::check_key(resource, dataset, number)?;
     let mut names: Vec<&str> = tongban_policy::licence::REGISTER_COLUMNS.iter().map(|(n, _)| *n).collect();
     names.extend(licence_type.items.iter().map(|i| i.name));
-    let batch = records::read(dataset, &number, &names, None).await?;
+    let batch = records::read(dataset, &number, &names, scope).await?;
     if batch.num_rows() == 0 {
         return Ok(None);
     }
