@@ -207,3 +207,123 @@ impl Seals {
         certificate.key().verify(&document.canonical_bytes(), &signature).map_err(|_| SealError::Signature)
     }
 }
+
+/// Escapes `text` for HTML text and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sealed licence as a page people read: the face with its labels, the issuer, the dates,
+/// the verification code and the seal's department and certificate fingerprint. The sealed
+/// document itself travels in the page as JSON (`<script type="application/json"
+/// id="sealed-licence">`), so a printed or saved copy can still be checked by machine.
+pub fn render_html(sealed: &SealedLicence) -> String {
+    use std::fmt::Write;
+    let document = &sealed.document;
+    let licence_type = tongban_policy::licence::licence_type(&document.licence_type);
+    let title = licence_type.map_or(document.licence_type.as_str(), |t| t.name);
+    let fingerprint = STANDARD
+        .decode(&sealed.seal.certificate)
+        .ok()
+        .and_then(|der| Certificate::from_der(&der).ok())
+        .map(|c| c.fingerprint())
+        .unwrap_or_default();
+    // Every `<` in the embedded JSON (it can only be inside a string) is written as an escape,
+    // so that no value can close the script element or open a comment.
+    let embedded = serde_json::to_string(sealed).unwrap_or_default().replace('<', "\\u003c");
+    let mut page = String::with_capacity(4096);
+    let _ = write!(
+        page,
+        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}th{{text-align:left;padding-right:1em}}\
+         .code{{font-family:monospace;font-size:1.4em;letter-spacing:.1em}}</style></head><body>\
+         <h1>{title}</h1><p>证照编号 <b>{number}</b></p><table>",
+        title = escape(title),
+        number = escape(&document.number),
+    );
+    let mut row = |label: &str, value: &str| {
+        let _ = write!(page, "<tr><th>{}</th><td>{}</td></tr>", escape(label), escape(value));
+    };
+    row("持证主体", &document.holder_name);
+    row("持证主体代码", &document.holder);
+    if let Some(licence_type) = licence_type {
+        for item in licence_type.items {
+            if let Some(value) = document.surface.get(item.name) {
+                row(item.label, value);
+            }
+        }
+    }
+    row("发证机关", &document.issuer_name);
+    row("发证日期", &document.issued_on.to_string());
+    row("有效期至", &document.valid_until.map_or_else(|| "长期".to_owned(), |d| d.to_string()));
+    let _ = writeln!(
+        page,
+        "</table><p>核验码 <span class=\"code\">{code}</span></p>\
+         <p>电子印章：{department}（证书指纹 {fingerprint}），{algorithm}</p>\
+         <p>本件可向用证部门出示，由其经共享交换平台在线核验。</p>\
+         <script type=\"application/json\" id=\"sealed-licence\">{embedded}</script></body></html>",
+        code = escape(&sealed.verification_code),
+        department = escape(&sealed.seal.department),
+        fingerprint = escape(&fingerprint),
+        algorithm = escape(&sealed.seal.algorithm),
+    );
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hostile value on a face can neither inject markup nor close the embedded document.
+    #[test]
+    fn the_rendering_escapes_every_value_and_keeps_the_document_whole() {
+        let holder = tongban_policy::IdNumber::compose("410105", "1988-03-14".parse().expect("day"), 123);
+        let hostile = "</script><script>alert(1)</script><!--";
+        let document = LicenceDocument {
+            licence_type: "housing_fund_certificate".into(),
+            number: "410105400000042".into(),
+            holder: holder.clone(),
+            holder_name: hostile.into(),
+            issuer: "11410100004101000X".into(),
+            issuer_name: "郑州住房公积金管理中心".into(),
+            issued_on: "2026-11-02".parse().expect("day"),
+            valid_until: Some("2027-02-01".parse().expect("day")),
+            surface: [("name", hostile), ("account_status", "正常")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        };
+        let sealed = SealedLicence {
+            verification_code: document.verification_code(),
+            seal: Seal {
+                algorithm: "sm2-sm3".into(),
+                department: "<i>".into(),
+                certificate: "not base64".into(),
+                signature: String::new(),
+            },
+            document,
+        };
+        let page = render_html(&sealed);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(!page.contains("<!--"), "{page}");
+        assert!(!page.contains("<i>"));
+        assert_eq!(page.matches("</script>").count(), 1, "only the embedded document's own end");
+        let start = page.find("id=\"sealed-licence\">").expect("embedded") + "id=\"sealed-licence\">".len();
+        let end = start + page[start..].find("</script>").expect("end");
+        let embedded: SealedLicence =
+            serde_json::from_str(&page[start..end]).expect("the document reads back");
+        assert_eq!(embedded, sealed);
+        assert!(page.contains("账户状态") && page.contains("2027-02-01"));
+    }
+}

@@ -298,6 +298,34 @@ async fn sealed_documents_are_checked_offline_and_online_and_forgeries_are_named
     assert_eq!(sealed["document"], serde_json::to_value(&valid)?, "the register's contents");
     assert_eq!(sealed["seal"]["algorithm"], "sm2-sm3");
     assert_eq!(sealed["verification_code"], valid.verification_code());
+    // The readable copy: the face with its labels and the verification code, carrying the
+    // sealed document for machines; an unknown format is refused.
+    let page = issuer
+        .send(
+            reqwest::Method::POST,
+            "/licences/seal?format=html",
+            Some(&json!({"resource": CERTIFICATES, "number": valid.number})),
+            None,
+        )
+        .await?;
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    let html = String::from_utf8(page.body)?;
+    for expected in ["住房公积金缴存证明", "账户状态", valid.number.as_str(), &valid.verification_code()]
+    {
+        assert!(html.contains(expected), "the page shows {expected}");
+    }
+    let start = html.find("id=\"sealed-licence\">").context("the embedded document")?
+        + "id=\"sealed-licence\">".len();
+    let end = start + html[start..].find("</script>").context("its end")?;
+    let embedded: Value = serde_json::from_str(&html[start..end])?;
+    assert_eq!(embedded["document"], sealed["document"]);
+    assert_eq!(embedded["seal"]["certificate"], sealed["seal"]["certificate"]);
+    let (status, problem) = issuer
+        .post("/licences/seal?format=pdf", &json!({"resource": CERTIFICATES, "number": valid.number}))
+        .await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid_format")), "{problem}");
+
     // No one else seals it, and an expired licence is not sealed again.
     let (_, relying) = demo.system(SYSTEM)?;
     let (status, problem) =

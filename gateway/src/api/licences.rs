@@ -7,9 +7,20 @@ use serde::Deserialize;
 use tongban_platform::Caller;
 
 use crate::datasets::Readiness;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::seals::SealedLicence;
 use crate::state::AppState;
+
+/// How a sealed licence is answered.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SealFormat {
+    /// `json` (the default): the sealed document; `html`: a page people read, carrying the
+    /// sealed document for machines.
+    #[serde(default)]
+    format: Option<String>,
+}
 
 /// A licence to seal.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -25,14 +36,27 @@ pub(crate) struct SealRequest {
 /// contents in canonical form, signed with the department's seal. Only the supplying
 /// department's systems may ask, and only while the licence stands.
 #[utoipa::path(post, path = "/licences/seal", tag = "licences", security(("bearer" = [])),
-    request_body = SealRequest,
-    responses((status = 200, body = SealedLicence), (status = 403, body = crate::error::ProblemSchema),
+    request_body = SealRequest, params(SealFormat),
+    responses((status = 200, body = SealedLicence, description = "the sealed document, or with format=html a page (text/html)"), (status = 403, body = crate::error::ProblemSchema),
         (status = 404, body = crate::error::ProblemSchema), (status = 422, body = crate::error::ProblemSchema)))]
 pub(crate) async fn seal_licence(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(format): ApiQuery<SealFormat>,
     ApiJson(request): ApiJson<SealRequest>,
-) -> Result<Json<SealedLicence>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let html = match format.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_format",
+                "Unknown format",
+                format!("format is json or html, not {other}"),
+            ));
+        }
+    };
     let Caller::System(system) = &caller else {
         return Err(ApiError::forbidden("licences are sealed by the issuing department's systems"));
     };
@@ -81,7 +105,11 @@ pub(crate) async fn seal_licence(
             "this gateway holds no seal key for the department (data.seals.dir)",
         )
     })?;
-    Ok(Json(sealed))
+    if html {
+        let page = crate::seals::render_html(&sealed);
+        return Ok(([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response());
+    }
+    Ok(Json(sealed).into_response())
 }
 
 /// A licence to revoke.
