@@ -131,6 +131,25 @@ async fn a_licence_check_says_valid_revoked_or_expired_with_granted_items_masked
         ],
     )
     .await?;
+
+    // The licence types, for any signed-in caller and no one else.
+    let (status, types) = demo.sign_in("demander.guangdong-police").await?.get("/licences/types").await?;
+    assert_eq!(status, 200, "{types}");
+    let codes: Vec<&str> =
+        types.as_array().context("types")?.iter().filter_map(|t| t["code"].as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "household_register",
+            "marriage_certificate",
+            "social_insurance_certificate",
+            "housing_fund_certificate",
+            "business_licence"
+        ]
+    );
+    assert_eq!(types[3]["items"][2]["mask"], "redact", "{}", types[3]);
+    let (status, _) = demo.anonymous().get("/licences/types").await?;
+    assert_eq!(status, 401);
     let (_, system) = demo.system(SYSTEM)?;
     let system = with_purpose(&system);
 

@@ -179,3 +179,11 @@ pub(crate) async fn revoke_licence(
     tracing::info!(resource = %resource.code, "licence revoked");
     Ok(Json(revocation))
 }
+
+/// The licence types the platform knows (证照类型): code, name, issuing authority type,
+/// holder kind, validity, and the face items with their default masks.
+#[utoipa::path(get, path = "/licences/types", tag = "licences", security(("bearer" = [])),
+    responses((status = 200, body = [tongban_policy::licence::LicenceType]), (status = 401, body = crate::error::ProblemSchema)))]
+pub(crate) async fn licence_types(_caller: Caller) -> Json<&'static [tongban_policy::licence::LicenceType]> {
+    Json(tongban_policy::licence::LICENCE_TYPES)
+}

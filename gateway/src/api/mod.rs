@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(org::sign_in))
         .routes(routes!(licences::seal_licence))
         .routes(routes!(licences::revoke_licence))
+        .routes(routes!(licences::licence_types))
         .routes(routes!(org::sign_out))
         .routes(routes!(org::me))
         .routes(routes!(org::change_password))
