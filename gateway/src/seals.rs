@@ -208,6 +208,16 @@ impl Seals {
     }
 }
 
+/// The fingerprint of a seal's certificate, or an empty string when it cannot be read.
+pub fn fingerprint(seal: &Seal) -> String {
+    STANDARD
+        .decode(&seal.certificate)
+        .ok()
+        .and_then(|der| Certificate::from_der(&der).ok())
+        .map(|c| c.fingerprint())
+        .unwrap_or_default()
+}
+
 /// Escapes `text` for HTML text and attribute values.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -233,12 +243,7 @@ pub fn render_html(sealed: &SealedLicence) -> String {
     let document = &sealed.document;
     let licence_type = tongban_policy::licence::licence_type(&document.licence_type);
     let title = licence_type.map_or(document.licence_type.as_str(), |t| t.name);
-    let fingerprint = STANDARD
-        .decode(&sealed.seal.certificate)
-        .ok()
-        .and_then(|der| Certificate::from_der(&der).ok())
-        .map(|c| c.fingerprint())
-        .unwrap_or_default();
+    let fingerprint = fingerprint(&sealed.seal);
     // Every `<` in the embedded JSON (it can only be inside a string) is written as an escape,
     // so that no value can close the script element or open a comment.
     let embedded = serde_json::to_string(sealed).unwrap_or_default().replace('<', "\\u003c");

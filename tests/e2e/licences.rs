@@ -477,6 +477,43 @@ async fn sealed_documents_are_checked_offline_and_online_and_forgeries_are_named
     let answer = check_document(&system, &malformed).await?;
     assert_eq!(answer["reason"], "malformed_document", "{answer}");
 
+    // Sealing is in the management trail, with the seal's fingerprint; people, even the
+    // issuer's own data administrators, do not seal.
+    let admin = demo.sign_in("admin").await?;
+    let (status, trail) = admin.get(&format!("/admin-actions?target={}", valid.number)).await?;
+    assert_eq!(status, 200, "{trail}");
+    let sealings: Vec<&Value> = trail["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter(|a| a["action"] == "licence.sealed")
+        .collect();
+    assert_eq!(sealings.len(), 2, "the JSON and the HTML issuance: {trail}");
+    assert!(
+        sealings.iter().all(|a| a["actor"].as_str().is_some_and(|s| s.starts_with("system:"))),
+        "{trail}"
+    );
+    assert!(sealings.iter().all(|a| a["detail"]["seal"].as_str().is_some_and(|f| f.len() == 64)), "{trail}");
+    let issuer_admin = demo.sign_in("supplier.anhui-housing").await?;
+    let (status, _) = issuer_admin
+        .post("/licences/seal", &json!({"resource": CERTIFICATES, "number": valid.number}))
+        .await?;
+    assert_eq!(status, 403);
+    // Another department's data administrator and a demander may not revoke; the issuer's may.
+    let expired_revocation =
+        json!({"resource": CERTIFICATES, "number": expired.number, "reason": "证明已过期作废"});
+    let (status, problem) =
+        demo.sign_in("supplier.henan-police").await?.post("/licences/revoke", &expired_revocation).await?;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("not_the_issuer")), "{problem}");
+    let (status, _) = demo
+        .sign_in("demander.guangdong-police")
+        .await?
+        .post("/licences/revoke", &expired_revocation)
+        .await?;
+    assert_eq!(status, 403);
+    let (status, revoked_by_person) = issuer_admin.post("/licences/revoke", &expired_revocation).await?;
+    assert_eq!((status, revoked_by_person["actor"].as_str()), (200, Some("user:supplier.anhui-housing")));
+
     // The issuer revokes the licence; the same document is refused from then on, and the
     // licence is not sealed again. No one else may revoke.
     let revoke =

@@ -6,10 +6,45 @@ use axum::extract::State;
 use serde::Deserialize;
 use tongban_platform::Caller;
 
+use tongban_policy::catalog::Resource;
+use tongban_policy::licence::{LicenceDocument, RecordedStatus};
+
 use crate::datasets::Readiness;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::seals::SealedLicence;
 use crate::state::AppState;
+
+/// A licence of the caller's own register: the resource (which the caller's department must
+/// supply), the register's record of `number` and its status with revocations.
+async fn own_licence(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    number: &str,
+) -> Result<(Resource, LicenceDocument, RecordedStatus), ApiError> {
+    let resource = state.platform().grants.snapshot().resources.get(code).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("there is no catalog resource {code}")).with_code("unknown_resource")
+    })?;
+    if resource.supplier != caller.department().code {
+        return Err(ApiError::forbidden(
+            "only the department that supplies the register issues or revokes its licences",
+        )
+        .with_code("not_the_issuer"));
+    }
+    let Readiness::Ready(registry) = state.readiness() else {
+        return Err(ApiError::not_ready("datasets are not loaded"));
+    };
+    let (document, recorded) = crate::data::calls::licence::registered_document(
+        &registry,
+        &state.data().store,
+        &resource,
+        number,
+        None,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
+    Ok((resource, document, recorded))
+}
 
 /// How a sealed licence is answered.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -57,31 +92,11 @@ pub(crate) async fn seal_licence(
             ));
         }
     };
-    let Caller::System(system) = &caller else {
+    if !matches!(caller, Caller::System(_)) {
         return Err(ApiError::forbidden("licences are sealed by the issuing department's systems"));
-    };
-    let snapshot = state.platform().grants.snapshot();
-    let resource = snapshot.resources.get(&request.resource).ok_or_else(|| {
-        ApiError::not_found(format!("there is no catalog resource {}", request.resource))
-            .with_code("unknown_resource")
-    })?;
-    if resource.supplier != system.department.code {
-        return Err(ApiError::forbidden("only the department that supplies the register seals its licences")
-            .with_code("not_the_issuer"));
     }
-    let registry = match state.readiness() {
-        Readiness::Ready(registry) => registry,
-        _ => return Err(ApiError::not_ready("datasets are not loaded")),
-    };
-    let (document, recorded) = crate::data::calls::licence::registered_document(
-        &registry,
-        &state.data().store,
-        resource,
-        &request.number,
-        None,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
+    let (resource, document, recorded) =
+        own_licence(&state, &caller, &request.resource, &request.number).await?;
     let today = state.platform().now().date();
     let standing = tongban_policy::licence::status(recorded, document.issued_on, document.valid_until, today);
     if standing != tongban_policy::licence::LicenceStatus::Valid {
@@ -105,6 +120,19 @@ pub(crate) async fn seal_licence(
             "this gateway holds no seal key for the department (data.seals.dir)",
         )
     })?;
+    // Every document issued is in the management trail, with the seal it was issued under.
+    let actor = caller.actor();
+    let acting = tongban_platform::store::Acting { by: &actor, at: state.platform().now() };
+    let detail = serde_json::json!({
+        "resource": resource.code,
+        "verification_code": sealed.verification_code,
+        "seal": crate::seals::fingerprint(&sealed.seal),
+    });
+    state
+        .platform()
+        .store
+        .record_licence_action(acting, "licence.sealed", &sealed.document.number, detail)
+        .await?;
     if html {
         let page = crate::seals::render_html(&sealed);
         return Ok(([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response());
@@ -148,30 +176,7 @@ pub(crate) async fn revoke_licence(
             "the reason must be 1 to 200 printable characters",
         ));
     }
-    let snapshot = state.platform().grants.snapshot();
-    let resource = snapshot.resources.get(&request.resource).ok_or_else(|| {
-        ApiError::not_found(format!("there is no catalog resource {}", request.resource))
-            .with_code("unknown_resource")
-    })?;
-    if resource.supplier != caller.department().code {
-        return Err(ApiError::forbidden(
-            "only the department that supplies the register revokes its licences",
-        )
-        .with_code("not_the_issuer"));
-    }
-    let registry = match state.readiness() {
-        Readiness::Ready(registry) => registry,
-        _ => return Err(ApiError::not_ready("datasets are not loaded")),
-    };
-    let (document, _) = crate::data::calls::licence::registered_document(
-        &registry,
-        &state.data().store,
-        resource,
-        &request.number,
-        None,
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("the register holds no such licence").with_code("record_not_found"))?;
+    let (resource, document, _) = own_licence(&state, &caller, &request.resource, &request.number).await?;
     let actor = caller.actor();
     let acting = tongban_platform::store::Acting { by: &actor, at: state.platform().now() };
     let revocation =

@@ -482,6 +482,8 @@ async fn lifecycle<C: DataCall>(
                 .await;
         }
         let registry = ready_datasets(state)?;
+        // One day for the whole call: the decision and the answer read the same clock reading.
+        let today = state.platform().now().date();
         let resolving = Resolving {
             snapshot: &snapshot,
             registry: &registry,
@@ -490,7 +492,7 @@ async fn lifecycle<C: DataCall>(
             purpose: &purpose,
             upstreams: &data.upstreams,
             operation: C::OPERATION,
-            today: state.platform().now().date(),
+            today,
             salt: data.log.key(),
         };
         let permits = call.resolve(&resolving, phases.record)?;
@@ -526,7 +528,7 @@ async fn lifecycle<C: DataCall>(
             system: &system,
             purpose: &purpose,
             headers,
-            today: state.platform().now().date(),
+            today,
         };
         let answer = call.answer(&answering, &mut phases).await?;
         if answer.1 == CacheOutcome::Hit {

@@ -136,39 +136,45 @@ fn licence_resource(
     let person = licence_type.holder == HolderKind::Person;
     let share_type = if person { ShareType::Conditional } else { ShareType::Unconditional };
     let (holder_mask, holder_name_mask) = if person { (M::IdNumber, M::Name) } else { (M::None, M::None) };
-    let common: [(&str, &str, &str, Sensitivity, bool, MaskRule); 9] = [
-        ("licence_number", "证照编号", "Utf8", G, false, M::None),
-        ("holder", "持证主体代码", "Utf8", I, person, holder_mask),
-        ("holder_name", "持证主体名称", "Utf8", I, person, holder_name_mask),
-        ("issuer_credit_code", "发证机关统一社会信用代码", "Utf8", G, false, M::None),
-        ("issuer_name", "发证机关", "Utf8", G, false, M::None),
-        ("issued_on", "发证日期", "Date32", G, false, M::None),
-        ("valid_until", "有效期至", "Date32", G, false, M::None),
-        ("status", "证照状态", "Utf8", G, false, M::None),
-        ("updated_on", "更新日期", "Date32", G, false, M::None),
-    ];
-    let mut items: Vec<InformationItem> = common
-        .iter()
-        .map(|(name, label, data_type, sensitivity, personal, mask)| InformationItem {
-            name: (*name).into(),
-            label: (*label).into(),
-            data_type: (*data_type).into(),
-            sensitivity: *sensitivity,
-            personal: *personal,
-            default_mask: *mask,
+    let item =
+        |name: &str, label: &str, data_type: &str, sensitivity, personal, mask, required| InformationItem {
+            name: name.into(),
+            label: label.into(),
+            data_type: data_type.into(),
+            sensitivity,
+            personal,
+            default_mask: mask,
             share_type,
-            required: !matches!(*name, "valid_until" | "updated_on"),
+            required,
+        };
+    // The register's metadata, labelled as the register's schema labels it: the holder's two
+    // items are the personal ones, and the dates are dates.
+    let mut items: Vec<InformationItem> = tongban_policy::licence::REGISTER_COLUMNS
+        .iter()
+        .map(|(name, label)| {
+            let required = !matches!(*name, "valid_until" | "updated_on");
+            match *name {
+                "holder" => item(name, label, "Utf8", I, person, holder_mask, required),
+                "holder_name" => item(name, label, "Utf8", I, person, holder_name_mask, required),
+                _ if name.ends_with("_on") || *name == "valid_until" => {
+                    item(name, label, "Date32", G, false, M::None, required)
+                }
+                _ => item(name, label, "Utf8", G, false, M::None, required),
+            }
         })
         .collect();
-    items.extend(licence_type.items.iter().map(|item| InformationItem {
-        name: item.name.into(),
-        label: item.label.into(),
-        data_type: "Utf8".into(),
-        sensitivity: if item.mask == M::None { G } else { I },
-        personal: person && item.mask != M::None,
-        default_mask: item.mask,
-        share_type,
-        required: item.required,
+    // The face, as text, each item masked as the licence type says.
+    items.extend(licence_type.items.iter().map(|face| {
+        let masked = face.mask != M::None;
+        item(
+            face.name,
+            face.label,
+            "Utf8",
+            if masked { I } else { G },
+            person && masked,
+            face.mask,
+            face.required,
+        )
     }));
     ResourceInput {
         code: code.into(),

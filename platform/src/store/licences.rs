@@ -51,6 +51,17 @@ impl Store {
             .ok_or_else(|| super::StoreError::NotFound(format!("revocation of {number}")))
     }
 
+    /// Writes one action on a licence to the management trail (a document sealed, for one).
+    pub async fn record_licence_action(
+        &self,
+        acting: Acting<'_>,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        actions::record(&self.pool, acting, action, target, detail).await
+    }
+
     /// The revocation of licence `number` of `resource`, if it was revoked.
     pub async fn licence_revocation(&self, resource: &str, number: &str) -> Result<Option<Revocation>> {
         let row = sqlx::query(

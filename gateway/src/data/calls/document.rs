@@ -18,15 +18,12 @@ use tongban_platform::Caller;
 use tongban_policy::decision::Operation;
 use tongban_policy::licence::{LicenceStatus, status};
 
-use super::licence::registered_document;
+use super::licence::{CHECKED_ITEMS, registered_document};
 use super::{Answering, DataCall, Granted, Resolving};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, serve};
 use crate::error::ApiError;
 use crate::listener::Peer;
 use crate::seals::{SealError, SealedLicence};
-
-/// What a document check reads of the register, and so what its grant must cover.
-const CHECKED_ITEMS: [&str; 5] = ["licence_number", "holder", "status", "issued_on", "valid_until"];
 
 /// A document check.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -132,15 +129,21 @@ impl DataCall for DocumentCheck {
             ),
             Ok(_) => {
                 let sealed = seals.check(&resource.supplier, &request.sealed.seal, document, now);
-                // Online: the register's contents, read for comparison only.
-                let registered = registered_document(
-                    answering.registry,
-                    &answering.data.store,
-                    resource,
-                    &document.number,
-                    permit.scope.as_ref(),
-                )
-                .await?;
+                // Online: the register's contents, read for comparison only, and only when the
+                // seal is the department's (a broken signature may still be over them).
+                let registered = match &sealed {
+                    Ok(()) | Err(SealError::Signature) => {
+                        registered_document(
+                            answering.registry,
+                            &answering.data.store,
+                            resource,
+                            &document.number,
+                            permit.scope.as_ref(),
+                        )
+                        .await?
+                    }
+                    Err(_) => None,
+                };
                 phases.end(Phase::Execute);
                 match (sealed, registered) {
                     (Err(SealError::Signature), Some((register, _)))

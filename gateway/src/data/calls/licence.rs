@@ -26,9 +26,10 @@ use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Recei
 use crate::error::ApiError;
 use crate::listener::Peer;
 
-/// The register's columns every check reads, whatever else it asks: the grant must cover
-/// them, since they are what a check discloses.
-const CHECKED_ITEMS: [&str; 5] = ["licence_number", "holder", "status", "issued_on", "valid_until"];
+/// The register's columns every licence or document check reads, whatever else it asks: the
+/// grant must cover them, since they are what a check discloses.
+pub(crate) const CHECKED_ITEMS: [&str; 5] =
+    ["licence_number", "holder", "status", "issued_on", "valid_until"];
 
 /// The most face items one check may ask for.
 const MAX_ITEMS: usize = 32;
@@ -142,90 +143,78 @@ impl DataCall for LicenceCheck {
         let (resource, permit) = answering.only();
         let holder = normalise_holder(&request.holder);
         let today = answering.today;
-        let registry = answering.registry;
-        let execute = Box::pin(async {
-            let dataset = records::dataset(registry, resource)?;
-            let number = records::check_key(resource, dataset, &request.number)?;
-            // The permit's items, in its order: the checked ones and those asked for.
-            let names: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
-            let batch = records::read(dataset, &number, &names, permit.scope.as_ref()).await?;
-            phases.end(Phase::Execute);
-            let position = |name: &str| names.iter().position(|n| *n == name);
-            let column = |name: &str| {
-                position(name)
-                    .map(|p| batch.column(p))
-                    .ok_or_else(|| ApiError::internal(&format!("the licence check's permit lacks {name}")))
-            };
-            let holders = column("holder")?.as_string_opt::<i32>().ok_or_else(|| {
-                ApiError::internal(&format!("the holder of {} is not text", resource.dataset))
-            })?;
-            let row =
-                (0..batch.num_rows()).find(|&row| holders.is_valid(row) && holders.value(row) == holder);
-            let mut answer = LicenceCheckAnswer {
-                resource: resource.code.clone(),
-                number: number.clone(),
-                found: false,
-                status: None,
-                issued_on: None,
-                valid_until: None,
-                items: BTreeMap::new(),
-            };
-            if let Some(row) = row {
-                let date = |name: &str| -> Result<Option<chrono::NaiveDate>, ApiError> {
-                    let dates = column(name)?.as_primitive_opt::<Date32Type>().ok_or_else(|| {
-                        ApiError::internal(&format!("{name} of {} is not a date", resource.dataset))
-                    })?;
-                    Ok(dates.is_valid(row).then(|| dates.value_as_date(row)).flatten())
-                };
-                let recorded = column("status")?
-                    .as_string_opt::<i32>()
-                    .filter(|c| c.is_valid(row))
-                    .and_then(|c| RecordedStatus::parse(c.value(row)))
-                    .ok_or_else(|| {
-                        ApiError::internal(&format!("a licence in {} has no known status", resource.dataset))
-                    })?;
-                let recorded = revoked_since(&answering.data.store, resource, &number, recorded).await?;
-                let issued_on = date("issued_on")?.ok_or_else(|| {
-                    ApiError::internal(&format!("a licence in {} has no issue date", resource.dataset))
+        let dataset = records::dataset(answering.registry, resource)?;
+        let number = records::check_key(resource, dataset, &request.number)?;
+        // The permit's items, in its order: the checked ones and those asked for.
+        let names: Vec<&str> = permit.items.iter().map(|i| i.name.as_str()).collect();
+        let batch = records::read(dataset, &number, &names, permit.scope.as_ref()).await?;
+        phases.end(Phase::Execute);
+        let position = |name: &str| names.iter().position(|n| *n == name);
+        let column = |name: &str| {
+            position(name)
+                .map(|p| batch.column(p))
+                .ok_or_else(|| ApiError::internal(&format!("the licence check's permit lacks {name}")))
+        };
+        let holders = column("holder")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| ApiError::internal(&format!("the holder of {} is not text", resource.dataset)))?;
+        let row = (0..batch.num_rows()).find(|&row| holders.is_valid(row) && holders.value(row) == holder);
+        let mut answer = LicenceCheckAnswer {
+            resource: resource.code.clone(),
+            number: number.clone(),
+            found: false,
+            status: None,
+            issued_on: None,
+            valid_until: None,
+            items: BTreeMap::new(),
+        };
+        if let Some(row) = row {
+            let date = |name: &str| -> Result<Option<chrono::NaiveDate>, ApiError> {
+                let dates = column(name)?.as_primitive_opt::<Date32Type>().ok_or_else(|| {
+                    ApiError::internal(&format!("{name} of {} is not a date", resource.dataset))
                 })?;
-                let valid_until = date("valid_until")?;
-                answer.found = true;
-                answer.status = Some(status(recorded, issued_on, valid_until, today));
-                answer.issued_on = Some(issued_on);
-                answer.valid_until = valid_until;
-                let one_row = batch.slice(row, 1);
-                for name in &request.items {
-                    let (Some(at), Some(item)) =
-                        (position(name), permit.items.iter().find(|i| &i.name == name))
-                    else {
-                        continue;
-                    };
-                    let masked =
-                        mask_array(one_row.column(at), item.mask).map_err(|e| ApiError::internal(&e))?;
-                    let formatter = arrow::util::display::ArrayFormatter::try_new(
-                        masked.as_ref(),
-                        &arrow::util::display::FormatOptions::default(),
-                    )
-                    .map_err(|e| ApiError::internal(&e))?;
-                    let value = if masked.is_valid(0) {
-                        serde_json::Value::String(formatter.value(0).to_string())
-                    } else {
-                        serde_json::Value::Null
-                    };
-                    answer.items.insert(name.clone(), value);
-                }
+                Ok(dates.is_valid(row).then(|| dates.value_as_date(row)).flatten())
+            };
+            let recorded = column("status")?
+                .as_string_opt::<i32>()
+                .filter(|c| c.is_valid(row))
+                .and_then(|c| RecordedStatus::parse(c.value(row)))
+                .ok_or_else(|| {
+                    ApiError::internal(&format!("a licence in {} has no known status", resource.dataset))
+                })?;
+            let recorded = revoked_since(&answering.data.store, resource, &number, recorded).await?;
+            let issued_on = date("issued_on")?.ok_or_else(|| {
+                ApiError::internal(&format!("a licence in {} has no issue date", resource.dataset))
+            })?;
+            let valid_until = date("valid_until")?;
+            answer.found = true;
+            answer.status = Some(status(recorded, issued_on, valid_until, today));
+            answer.issued_on = Some(issued_on);
+            answer.valid_until = valid_until;
+            let one_row = batch.slice(row, 1);
+            for name in &request.items {
+                let (Some(at), Some(item)) = (position(name), permit.items.iter().find(|i| &i.name == name))
+                else {
+                    continue;
+                };
+                let masked = mask_array(one_row.column(at), item.mask).map_err(|e| ApiError::internal(&e))?;
+                let formatter = arrow::util::display::ArrayFormatter::try_new(
+                    masked.as_ref(),
+                    &arrow::util::display::FormatOptions::default(),
+                )
+                .map_err(|e| ApiError::internal(&e))?;
+                let value = if masked.is_valid(0) {
+                    serde_json::Value::String(formatter.value(0).to_string())
+                } else {
+                    serde_json::Value::Null
+                };
+                answer.items.insert(name.clone(), value);
             }
-            phases.end(Phase::Mask);
-            let rows = u64::from(answer.found);
-            Ok::<Answer, ApiError>(Answer::ok(
-                "application/json",
-                serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?.into(),
-                rows,
-            ))
-        });
+        }
+        phases.end(Phase::Mask);
+        let body = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?;
         // Not cached: a revocation must be said from the moment it is made.
-        let answer: Answer = execute.await?;
-        Ok((answer, CacheOutcome::Bypass))
+        Ok((Answer::ok("application/json", body.into(), u64::from(answer.found)), CacheOutcome::Bypass))
     }
 }
 
@@ -275,37 +264,41 @@ pub(crate) async fn registered_document(
         return Ok(None);
     }
     let broken = |what: &str| ApiError::internal(&format!("the register {} has {what}", resource.dataset));
-    let text = |position: usize| -> Result<Option<String>, ApiError> {
-        let column =
-            batch.column(position).as_string_opt::<i32>().ok_or_else(|| broken("a column not of text"))?;
+    // Columns by name, so that the register's column order is the schema's business alone.
+    let column = |name: &str| names.iter().position(|n| *n == name).map(|p| batch.column(p));
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        let column = column(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| broken("a column not of text"))?;
         Ok(column.is_valid(0).then(|| column.value(0).to_owned()))
     };
-    let date = |position: usize| -> Result<Option<chrono::NaiveDate>, ApiError> {
-        let column = batch
-            .column(position)
-            .as_primitive_opt::<Date32Type>()
+    let date = |name: &str| -> Result<Option<chrono::NaiveDate>, ApiError> {
+        let column = column(name)
+            .and_then(|c| c.as_primitive_opt::<Date32Type>())
             .ok_or_else(|| broken("a date not of dates"))?;
         Ok(column.is_valid(0).then(|| column.value_as_date(0)).flatten())
     };
     let required = |value: Option<String>| value.ok_or_else(|| broken("a licence lacking metadata"));
-    let recorded =
-        text(7)?.as_deref().and_then(RecordedStatus::parse).ok_or_else(|| broken("an unknown status"))?;
+    let recorded = text("status")?
+        .as_deref()
+        .and_then(RecordedStatus::parse)
+        .ok_or_else(|| broken("an unknown status"))?;
     let recorded = revoked_since(store, resource, &number, recorded).await?;
     let mut surface = BTreeMap::new();
-    for (offset, item) in licence_type.items.iter().enumerate() {
-        if let Some(value) = text(tongban_policy::licence::REGISTER_COLUMNS.len() + offset)? {
+    for item in licence_type.items {
+        if let Some(value) = text(item.name)? {
             surface.insert(item.name.to_owned(), value);
         }
     }
     let document = LicenceDocument {
         licence_type: licence_type.code.to_owned(),
-        number: required(text(0)?)?,
-        holder: required(text(1)?)?,
-        holder_name: required(text(2)?)?,
-        issuer: required(text(3)?)?,
-        issuer_name: required(text(4)?)?,
-        issued_on: date(5)?.ok_or_else(|| broken("a licence without an issue date"))?,
-        valid_until: date(6)?,
+        number: required(text("licence_number")?)?,
+        holder: required(text("holder")?)?,
+        holder_name: required(text("holder_name")?)?,
+        issuer: required(text("issuer_credit_code")?)?,
+        issuer_name: required(text("issuer_name")?)?,
+        issued_on: date("issued_on")?.ok_or_else(|| broken("a licence without an issue date"))?,
+        valid_until: date("valid_until")?,
         surface,
     };
     Ok(Some((document, recorded)))
