@@ -23,7 +23,7 @@ fn with_purpose(system: &tongban_e2e::Api) -> tongban_e2e::Api {
 }
 
 /// Runs `tongban receipt verify` over a receipt and a body written to files in `dir`.
-fn verify_receipt(
+pub(crate) fn verify_receipt(
     dir: &Path,
     receipt: &str,
     body: &[u8],

@@ -1160,3 +1160,170 @@ async fn a_history_cut_short_after_a_peer_countersigned_it_is_caught() -> anyhow
     assert!(stderr.contains("as guangdong countersigned it"), "{stderr}");
     Ok(())
 }
+
+const HOUSEHOLD_REGISTERS_AT_PEERS: &str = "410000:E01-410000-0001";
+
+/// A standing household register (居民户口簿) of 河南's register, read from the file without the
+/// gateway: its number and holder.
+fn standing_register(demo: &Demo) -> anyhow::Result<(String, String)> {
+    use arrow::array::{Array, AsArray};
+    let path = demo.data_dir().join("datasets/licence_household_register.parquet");
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?
+            .build()?;
+    for batch in reader {
+        let batch = batch?;
+        let text = |name: &str| -> anyhow::Result<_> {
+            Ok(batch.column_by_name(name).context("column")?.as_string::<i32>().clone())
+        };
+        let (numbers, holders, statuses) = (text("licence_number")?, text("holder")?, text("status")?);
+        if let Some(row) =
+            (0..batch.num_rows()).find(|&r| statuses.is_valid(r) && statuses.value(r) == "issued")
+        {
+            return Ok((numbers.value(row).to_owned(), holders.value(row).to_owned()));
+        }
+    }
+    anyhow::bail!("河南's register holds no standing household register")
+}
+
+/// A licence 河南 issued, checked from 广东: 广东's police call their own gateway naming 河南's
+/// register, 广东 decides against the mirror of 河南's grant and 河南 answers from its register,
+/// its revocations and its departments' seals. The answer carries both gateways' receipts,
+/// each verifying with its own gateway's certificate, and each side records the call naming
+/// the other's record. A revocation at 河南 is said at 广东 on the next check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_licence_issued_in_one_province_is_checked_from_another_with_both_receipts() -> anyhow::Result<()> {
+    let henan = Province::new("henan", "410000", "127.0.0.6")?;
+    let guangdong = Province::new("guangdong", "440000", "127.0.0.7")?;
+    // 河南 serves its household registers' register, and seals with the demo's generated seals.
+    let register = "\n[[datasets]]\nname = \"licence_household_register\"\nkey = \"licence_number\"\n\
+                    [datasets.source]\nkind = \"parquet\"\nlocation = \"datasets/licence_household_register.parquet\"\n\
+                    \n[data.seals]\ngenerate = true\n";
+    henan.configure_with(&[(&guangdong, None)], register)?;
+    guangdong.configure(&[(&henan, None)])?;
+    let (henan_dir, guangdong_dir) = (henan.dir().to_owned(), guangdong.dir().to_owned());
+    let (henan_demo, guangdong_demo) = tokio::try_join!(
+        Demo::start_in(henan.data, "127.0.0.6:0", 1000),
+        Demo::start_in(guangdong.data, "127.0.0.7:0", 1000),
+    )?;
+    let applicant = guangdong_demo.sign_in("demander.guangdong-police").await?;
+    let office = guangdong_demo.sign_in("reviewer.guangdong").await?;
+    let supplier = henan_demo.sign_in("supplier.henan-police").await?;
+    eventually(Duration::from_secs(20), "河南's register at 广东", || async {
+        let (status, _) =
+            applicant.get(&format!("/catalog/remote-resources/{HOUSEHOLD_REGISTERS_AT_PEERS}")).await?;
+        Ok((status == 200).then_some(Value::Null))
+    })
+    .await?;
+
+    // The demand, filed and passed at 广东, approved by 河南's police at 河南.
+    let items = ["licence_number", "holder", "status", "issued_on", "valid_until", "head_name", "members"];
+    let asked = terms(&items, "", 20, 10_000);
+    let mut demand = remote_demand("KSTB-GA-003", asked.clone());
+    demand["resource_code"] = json!(HOUSEHOLD_REGISTERS_AT_PEERS);
+    demand["purpose"] = json!("办理跨省户口迁移时核验申请人出示的居民户口簿");
+    let (status, filed) = applicant.post("/demands", &demand).await?;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_str().context("id")?.to_owned();
+    assert_eq!(act(&applicant, &applicant, &id, json!({"action": "submit"})).await.0, 200);
+    let (status, passed) =
+        act(&office, &office, &id, json!({"action": "pass_conformity", "terms": asked.clone()})).await;
+    assert_eq!(status, 200, "{passed}");
+    demand_in(&supplier, &id, "supplier_review").await?;
+    let (status, approved) =
+        act(&supplier, &supplier, &id, json!({"action": "supplier_approve", "terms": asked})).await;
+    assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+
+    // 河南's population system seals one of its registers as a document for its holder.
+    let (number, holder) = standing_register(&henan_demo)?;
+    let (_, issuer) = henan_demo.system("河南省公安厅人口管理系统")?;
+    let (status, sealed) =
+        issuer.post("/licences/seal", &json!({"resource": "E01-410000-0001", "number": number})).await?;
+    assert_eq!(status, 200, "{sealed}");
+
+    // 广东's police check the licence and the document at 广东, once the mirror allows it.
+    let police = police_of(&guangdong_demo, "KSTB-GA-003")?;
+    let check = json!({"resource": HOUSEHOLD_REGISTERS_AT_PEERS, "number": number, "holder": holder,
+        "items": ["head_name", "members"]});
+    let answer = eventually(Duration::from_secs(20), "the licence check answered at 广东", || async {
+        let answer = police.send(reqwest::Method::POST, "/data/licences/check", Some(&check), None).await?;
+        Ok((answer.status == 200).then(|| json!({"body": String::from_utf8_lossy(&answer.body), "receipt": answer.header("x-tongban-receipt"), "peer_receipt": answer.header("x-tongban-peer-receipt")})))
+    })
+    .await?;
+    let body: Value = serde_json::from_str(answer["body"].as_str().context("body")?)?;
+    assert_eq!((body["found"].as_bool(), body["status"].as_str()), (Some(true), Some("valid")), "{body}");
+    assert_eq!(body["resource"], "E01-410000-0001", "河南 answers of its own register: {body}");
+    let head_name = body["items"]["head_name"].as_str().context("head_name")?;
+    assert!(head_name.contains('*'), "masked at 河南: {body}");
+    // Both receipts, each verified offline with its own gateway's evidence certificate over the
+    // answer's bytes; neither verifies with the other's.
+    let work = tempfile::tempdir()?;
+    let bytes = answer["body"].as_str().context("body")?.as_bytes().to_vec();
+    let home_cert = guangdong_dir.join("federation/evidence-cert.pem");
+    let supplier_cert = henan_dir.join("federation/evidence-cert.pem");
+    for (receipt, cert, other) in [
+        (&answer["receipt"], &home_cert, &supplier_cert),
+        (&answer["peer_receipt"], &supplier_cert, &home_cert),
+    ] {
+        let receipt = receipt.as_str().context("both receipts are on the answer")?;
+        let output = crate::evidence::verify_receipt(work.path(), receipt, &bytes, &[cert], None)?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        let output = crate::evidence::verify_receipt(work.path(), receipt, &bytes, &[other], None)?;
+        assert!(!output.status.success(), "a receipt verifies with the other gateway's certificate");
+    }
+
+    // The sealed document, checked at 广东 against 河南's seals and register: genuine; with an
+    // altered face, refused and the item named.
+    let document_check = |sealed: Value| {
+        let police = police.clone();
+        async move {
+            police
+                .post(
+                    "/data/licences/documents/check",
+                    &json!({"resource": HOUSEHOLD_REGISTERS_AT_PEERS, "sealed": sealed}),
+                )
+                .await
+        }
+    };
+    let (status, genuine) = document_check(sealed.clone()).await?;
+    assert_eq!((status, genuine["genuine"].as_bool()), (200, Some(true)), "{genuine}");
+    let mut altered = sealed.clone();
+    altered["document"]["surface"]["members"] = json!("9");
+    let (status, refused) = document_check(altered).await?;
+    assert_eq!((status, refused["reason"].as_str()), (200, Some("surface_altered")), "{refused}");
+    assert_eq!(refused["altered"], json!(["surface.members"]), "{refused}");
+
+    // 河南's police revoke it at 河南; 广东's next checks say so.
+    let revoke = json!({"resource": "E01-410000-0001", "number": number, "reason": "户口迁出，户口簿注销"});
+    let (status, revoked) = supplier.post("/licences/revoke", &revoke).await?;
+    assert_eq!(status, 200, "{revoked}");
+    let (status, after) = police.post("/data/licences/check", &check).await?;
+    assert_eq!((status, after["status"].as_str()), (200, Some("revoked")), "{after}");
+    let (status, after) = document_check(sealed).await?;
+    assert_eq!((status, after["reason"].as_str()), (200, Some("revoked")), "{after}");
+
+    // Each side recorded each check as a licence check, naming the other's record; neither
+    // record holds the licence's number.
+    let at_henan = henan_demo.exchange_records()?;
+    let at_guangdong = guangdong_demo.exchange_records()?;
+    let checks = |records: &[Value]| -> Vec<Value> {
+        records.iter().filter(|r| r["operation"] == "licence_check" && r["status"] == 200).cloned().collect()
+    };
+    let (henan_checks, guangdong_checks) = (checks(&at_henan), checks(&at_guangdong));
+    assert_eq!(guangdong_checks.len(), 5, "{guangdong_checks:?}");
+    for home in &guangdong_checks {
+        assert_eq!(home["peer"], "henan", "{home}");
+        let theirs = home["peer_exchange_id"].as_str().context("the supplier's record")?;
+        let supplied = henan_checks.iter().find(|r| r["id"] == theirs).context("河南's record of it")?;
+        assert_eq!(
+            (supplied["peer"].as_str(), supplied["peer_exchange_id"].as_str()),
+            (Some("guangdong"), home["id"].as_str())
+        );
+        assert!(supplied["request_signature"].is_string(), "{supplied}");
+    }
+    for record in at_henan.iter().chain(&at_guangdong) {
+        assert!(!record.to_string().contains(&number), "a number in a record: {record}");
+    }
+    drop((henan_demo, guangdong_demo));
+    Ok(())
+}

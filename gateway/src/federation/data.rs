@@ -16,6 +16,8 @@ use tongban_platform::{Caller, SystemIdentity};
 use tongban_policy::org::{Department, DepartmentRole};
 
 use super::PeerIdentity;
+use crate::data::calls::document::{DocumentCheck, DocumentCheckRequest};
+use crate::data::calls::licence::{LicenceCheck, LicenceCheckRequest};
 use crate::data::calls::lookup::Lookup;
 use crate::data::calls::proxy::Proxy;
 use crate::data::calls::sql::Sql;
@@ -79,6 +81,33 @@ pub(super) async fn sql(
     let (caller, origin) = signed(&state, &peer, &headers, &body.asked).await;
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let call = Sql::new(body.body, accept);
+    serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
+}
+
+/// A licence check for a peer's system, on a licence this gateway's departments issued.
+pub(super) async fn licence_check(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Received<LicenceCheckRequest>,
+) -> Response {
+    let (caller, origin) = signed(&state, &peer, &headers, &body.asked).await;
+    let call = LicenceCheck::new(body.body);
+    serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
+}
+
+/// A document check for a peer's system, on a document sealed by one of this gateway's
+/// departments.
+pub(super) async fn document_check(
+    State(state): State<AppState>,
+    peer: PeerIdentity,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Received<DocumentCheckRequest>,
+) -> Response {
+    let (caller, origin) = signed(&state, &peer, &headers, &body.asked).await;
+    let call = DocumentCheck::new(body.body);
     serve_with(state.data_state().clone(), caller, address, headers, body.asked, call, Some(origin)).await
 }
 

@@ -61,6 +61,8 @@ pub fn router(state: AppState, peers: Arc<Peers>) -> Router {
         .route("/federation/v1/messages/{seq}", axum::routing::post(outbox::receive))
         .route("/federation/v1/data/verify", axum::routing::post(data::verify))
         .route("/federation/v1/data/sql", axum::routing::post(data::sql))
+        .route("/federation/v1/data/licences/check", axum::routing::post(data::licence_check))
+        .route("/federation/v1/data/licences/documents/check", axum::routing::post(data::document_check))
         .route("/federation/v1/proxy/{resource}/{*path}", axum::routing::any(data::proxy))
         .route("/federation/v1/data/{resource}/records/{key}", get(data::lookup))
         .route("/federation/v1/evidence", get(evidence::certificates))
@@ -140,6 +142,7 @@ fn data_operation(path: &str) -> Option<tongban_policy::decision::Operation> {
     Some(match call {
         "verify" => Operation::Verify,
         "sql" => Operation::Sql,
+        "licences/check" | "licences/documents/check" => Operation::LicenceCheck,
         _ => Operation::Lookup,
     })
 }

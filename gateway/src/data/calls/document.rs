@@ -15,11 +15,13 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tongban_exchange::{ExchangeRecord, Phase};
 use tongban_platform::Caller;
+use tongban_platform::federation::split_remote_id;
 use tongban_policy::decision::Operation;
 use tongban_policy::licence::{LicenceStatus, status};
 
-use super::licence::{CHECKED_ITEMS, registered_document};
+use super::licence::{CHECKED_ITEMS, forwarded_json, registered_document};
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::{ForwardContext, Forwarded};
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, serve};
 use crate::error::ApiError;
 use crate::listener::Peer;
@@ -73,6 +75,13 @@ pub(crate) async fn check_document(
     serve(state, caller, peer, headers, body.asked, DocumentCheck(body.body)).await
 }
 
+impl DocumentCheck {
+    /// A document check as a peer gateway passed it on.
+    pub(crate) fn new(body: Result<DocumentCheckRequest, ApiError>) -> Self {
+        DocumentCheck(body)
+    }
+}
+
 impl DataCall for DocumentCheck {
     const OPERATION: Operation = Operation::LicenceCheck;
 
@@ -91,6 +100,22 @@ impl DataCall for DocumentCheck {
             Some(tongban_exchange::key_digest(resolving.salt, &request.sealed.document.number));
         let items: Vec<String> = CHECKED_ITEMS.iter().map(|i| (*i).to_owned()).collect();
         Ok(vec![resolving.ask(&request.resource, &items)?])
+    }
+
+    /// A document of another province's licence is checked by its issuer's gateway, which
+    /// holds the issuing department's registered seals and the register.
+    fn forwarded(&self, _context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        let Ok(request) = self.0.as_ref() else { return Ok(None) };
+        let Some((_, code)) = split_remote_id(&request.resource) else { return Ok(None) };
+        let items = CHECKED_ITEMS.iter().map(|i| (*i).to_owned()).collect();
+        let local = DocumentCheckRequest { resource: code.to_owned(), ..request.clone() };
+        Ok(Some(forwarded_json(
+            &request.resource,
+            items,
+            &request.sealed.document.number,
+            "/federation/v1/data/licences/documents/check",
+            &local,
+        )?))
     }
 
     async fn answer(

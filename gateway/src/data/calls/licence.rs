@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 use tongban_connectors::mask_array;
 use tongban_exchange::{ExchangeRecord, Phase};
 use tongban_platform::Caller;
+use tongban_platform::federation::split_remote_id;
 use tongban_policy::IdNumber;
 use tongban_policy::decision::Operation;
 use tongban_policy::licence::{LicenceStatus, RecordedStatus, status};
 
 use super::{Answering, DataCall, Granted, Resolving};
+use crate::data::forward::{ACCEPT_ONLY, ForwardContext, Forwarded};
 use crate::data::records;
 use crate::data::{Answer, CacheOutcome, DataState, Phases, PurposeHeaders, Received, serve};
 use crate::error::ApiError;
@@ -89,6 +91,11 @@ pub(crate) async fn check_licence(
 }
 
 impl LicenceCheck {
+    /// A licence check as a peer gateway passed it on.
+    pub(crate) fn new(body: Result<LicenceCheckRequest, ApiError>) -> Self {
+        LicenceCheck(body)
+    }
+
     /// The items a check reads: the checked ones, then the face items asked for.
     fn items(request: &LicenceCheckRequest) -> Result<Vec<String>, ApiError> {
         if request.items.len() > MAX_ITEMS {
@@ -132,6 +139,22 @@ impl DataCall for LicenceCheck {
         record.key_digest = Some(tongban_exchange::key_digest(resolving.salt, &request.number));
         let items = Self::items(request)?;
         Ok(vec![resolving.ask(&request.resource, &items)?])
+    }
+
+    /// A check of another province's licence is answered by its issuer's gateway, which
+    /// reads the register and its revocations; this gateway decides early and records.
+    fn forwarded(&self, _context: &ForwardContext<'_>) -> Result<Option<Forwarded>, ApiError> {
+        let Ok(request) = self.0.as_ref() else { return Ok(None) };
+        let Some((_, code)) = split_remote_id(&request.resource) else { return Ok(None) };
+        let items = Self::items(request)?;
+        let local = LicenceCheckRequest { resource: code.to_owned(), ..request.clone() };
+        Ok(Some(forwarded_json(
+            &request.resource,
+            items,
+            &request.number,
+            "/federation/v1/data/licences/check",
+            &local,
+        )?))
     }
 
     async fn answer(
@@ -216,6 +239,29 @@ impl DataCall for LicenceCheck {
         // Not cached: a revocation must be said from the moment it is made.
         Ok((Answer::ok("application/json", body.into(), u64::from(answer.found)), CacheOutcome::Bypass))
     }
+}
+
+/// What a licence or document check naming remote resource `remote_id` asks the issuer's
+/// gateway: `local`, the same call naming the issuer's own resource code, at `path`.
+pub(crate) fn forwarded_json(
+    remote_id: &str,
+    items: Vec<String>,
+    number: &str,
+    path: &str,
+    local: &impl Serialize,
+) -> Result<Forwarded, ApiError> {
+    let body = serde_json::to_vec(local).map_err(|e| ApiError::internal(&e))?;
+    let bytes = bytes::Bytes::from(body);
+    Ok(Forwarded {
+        resource_ids: vec![remote_id.to_owned()],
+        items,
+        key: Some(number.to_owned()),
+        method: axum::http::Method::POST,
+        path_and_query: path.to_owned(),
+        body: bytes.clone().into(),
+        body_bytes: Some(bytes),
+        headers: ACCEPT_ONLY,
+    })
 }
 
 /// A licence's recorded status with the revocations made through the gateway over it: the
