@@ -160,6 +160,13 @@ impl Seals {
         Ok(seals)
     }
 
+    /// The certificates of the seals directory, by department.
+    pub fn directory_certificates(&self) -> impl Iterator<Item = (&str, &Certificate)> {
+        self.registered.iter().flat_map(|(department, certificates)| {
+            certificates.iter().map(move |certificate| (department.as_str(), certificate))
+        })
+    }
+
     /// Whether this gateway holds `department`'s seal key.
     pub fn can_seal(&self, department: &str) -> bool {
         self.own.contains_key(department)
@@ -182,20 +189,23 @@ impl Seals {
     }
 
     /// Checks that `seal` is `department`'s registered seal, valid at `now` (Unix seconds),
-    /// and that it signs `document`'s canonical bytes.
+    /// and that it signs `document`'s canonical bytes. `registered` are the department's
+    /// certificates registered through the API and in force, beside those of the directory.
     pub fn check(
         &self,
         department: &str,
+        registered: &[Certificate],
         seal: &Seal,
         document: &LicenceDocument,
         now: u64,
     ) -> Result<(), SealError> {
         let der = STANDARD.decode(&seal.certificate).map_err(|_| SealError::Encoding("certificate"))?;
-        let certificate = self
-            .registered
-            .get(department)
+        let from_directory = self.registered.get(department).map(Vec::as_slice).unwrap_or_default();
+        let certificate = from_directory
+            .iter()
+            .chain(registered)
             .filter(|_| seal.department == department)
-            .and_then(|registered| registered.iter().find(|c| c.der() == der.as_slice()))
+            .find(|c| c.der() == der.as_slice())
             .ok_or_else(|| SealError::UnregisteredCertificate(department.to_owned()))?;
         if !certificate.valid_at(now) {
             return Err(SealError::CertificateExpired);

@@ -19,6 +19,7 @@ mod licences;
 mod org;
 mod paging;
 mod peers;
+mod seals;
 
 pub use actions::{Acting, AdminAction};
 pub use catalog::ResourceFilter;
@@ -29,6 +30,7 @@ pub use org::{DepartmentFilter, SignInAttempt, SystemRecord, UserRecord};
 pub(crate) use paging::{Keyset, like_escaped, starts_with_pattern};
 pub use paging::{Page, PageRequest};
 pub use peers::{PeerChange, Received};
+pub use seals::{MAX_SEAL_CERTIFICATES, NewSealCertificate, SealCertificate};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

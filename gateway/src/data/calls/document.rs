@@ -125,111 +125,142 @@ impl DataCall for DocumentCheck {
     ) -> Result<(Answer, CacheOutcome), ApiError> {
         let request = self.0.as_ref().map_err(Clone::clone)?;
         let (resource, permit) = answering.only();
-        let document = &request.sealed.document;
-        let mut answer = DocumentCheckAnswer {
-            resource: resource.code.clone(),
-            number: document.number.clone(),
-            genuine: false,
-            reason: None,
-            detail: None,
-            status: None,
-            altered: Vec::new(),
-        };
-        let refuse = |answer: &mut DocumentCheckAnswer, reason: &'static str, detail: String| {
-            answer.reason = Some(reason);
-            answer.detail = Some(detail);
-        };
-        let seals = &answering.data.seals;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        // Offline: the form, then the seal.
-        match document.check_form() {
-            Err(e) => refuse(&mut answer, "malformed_document", e.to_string()),
-            Ok(licence_type) if licence_type.dataset() != resource.dataset => refuse(
-                &mut answer,
-                "wrong_register",
-                format!("a {} is not checked in {}", licence_type.name, resource.code),
-            ),
-            Ok(_) => {
-                let sealed = seals.check(&resource.supplier, &request.sealed.seal, document, now);
-                // Online: the register's contents, read for comparison only, and only when the
-                // seal is the department's (a broken signature may still be over them).
-                let registered = match &sealed {
-                    Ok(()) | Err(SealError::Signature) => {
-                        registered_document(
-                            answering.registry,
-                            &answering.data.store,
-                            resource,
-                            &document.number,
-                            permit.scope.as_ref(),
-                        )
-                        .await?
-                    }
-                    Err(_) => None,
-                };
-                phases.end(Phase::Execute);
-                match (sealed, registered) {
-                    (Err(SealError::Signature), Some((register, _)))
-                        if seals.check(&resource.supplier, &request.sealed.seal, &register, now).is_ok() =>
-                    {
-                        let altered = document.differences(&register);
-                        let detail =
-                            format!("the document was altered after it was sealed: {}", altered.join(", "));
-                        answer.altered = altered;
-                        refuse(&mut answer, "surface_altered", detail);
-                    }
-                    (Err(SealError::Signature), _) => {
-                        refuse(&mut answer, "seal_invalid", SealError::Signature.to_string());
-                    }
-                    (Err(e), _) => refuse(&mut answer, "seal_not_registered", e.to_string()),
-                    (Ok(()), None) => {
-                        refuse(
-                            &mut answer,
-                            "not_in_register",
-                            "the register holds no such licence".to_owned(),
-                        );
-                    }
-                    (Ok(()), Some((register, recorded))) => {
-                        let today = answering.today;
-                        let standing = status(recorded, register.issued_on, register.valid_until, today);
-                        answer.status = Some(standing);
-                        answer.altered = document.differences(&register);
-                        if !answer.altered.is_empty() {
-                            refuse(
-                                &mut answer,
-                                "superseded",
-                                "the register has corrected this licence since the document was sealed"
-                                    .to_owned(),
-                            );
-                        } else {
-                            match standing {
-                                LicenceStatus::Valid => answer.genuine = true,
-                                LicenceStatus::Revoked => {
-                                    refuse(&mut answer, "revoked", "the licence was revoked".to_owned());
-                                }
-                                LicenceStatus::Expired => refuse(
-                                    &mut answer,
-                                    "expired",
-                                    format!(
-                                        "the licence was valid until {}",
-                                        register.valid_until.map(|d| d.to_string()).unwrap_or_default()
-                                    ),
-                                ),
-                                LicenceStatus::NotYetValid => refuse(
-                                    &mut answer,
-                                    "not_yet_valid",
-                                    format!("the licence is issued on {}", register.issued_on),
-                                ),
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let answer = examine(
+            answering.data,
+            answering.registry,
+            resource,
+            &request.sealed,
+            permit.scope.as_ref(),
+            answering.today,
+        )
+        .await?;
+        phases.end(Phase::Execute);
         phases.end(Phase::Mask);
         let body = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(&e))?;
         Ok((Answer::ok("application/json", body.into(), u64::from(answer.genuine)), CacheOutcome::Bypass))
     }
+}
+
+/// The certificates `department` registered through the API and has in force.
+pub(crate) async fn registered_certificates(
+    store: &tongban_platform::store::Store,
+    department: &str,
+) -> Result<Vec<tongban_evidence::Certificate>, ApiError> {
+    let registered = store.seal_certificates(Some(department), true).await.map_err(|e| {
+        tracing::error!(error = %e, "seal certificates cannot be read; refusing the document check");
+        ApiError::not_ready("seal certificates cannot be read")
+    })?;
+    // Each was read and checked when it was registered; one that no longer reads is skipped
+    // and named for the operator, so that it cannot stop every other seal from checking.
+    Ok(registered
+        .iter()
+        .filter_map(|registered| match tongban_evidence::Certificate::from_pem(&registered.certificate) {
+            Ok(certificate) => Some(certificate),
+            Err(e) => {
+                tracing::error!(fingerprint = %registered.fingerprint, error = %e, "a registered seal certificate is unreadable");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Checks sealed document `sealed` against the register of `resource`, read within `scope`,
+/// on day `today`: offline (the form, the seal against the issuing department's registered
+/// certificates), then online (the register's contents and the licence's status).
+pub(crate) async fn examine(
+    data: &crate::data::DataPlane,
+    registry: &crate::datasets::DatasetRegistry,
+    resource: &tongban_policy::catalog::Resource,
+    sealed: &SealedLicence,
+    scope: Option<&tongban_policy::decision::RowScope>,
+    today: chrono::NaiveDate,
+) -> Result<DocumentCheckAnswer, ApiError> {
+    let document = &sealed.document;
+    let mut answer = DocumentCheckAnswer {
+        resource: resource.code.clone(),
+        number: document.number.clone(),
+        genuine: false,
+        reason: None,
+        detail: None,
+        status: None,
+        altered: Vec::new(),
+    };
+    let refuse = |answer: &mut DocumentCheckAnswer, reason: &'static str, detail: String| {
+        answer.reason = Some(reason);
+        answer.detail = Some(detail);
+    };
+    let seals = &data.seals;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // Offline: the form, then the seal.
+    match document.check_form() {
+        Err(e) => {
+            refuse(&mut answer, "malformed_document", e.to_string());
+            return Ok(answer);
+        }
+        Ok(licence_type) if licence_type.dataset() != resource.dataset => {
+            let detail = format!("a {} is not checked in {}", licence_type.name, resource.code);
+            refuse(&mut answer, "wrong_register", detail);
+            return Ok(answer);
+        }
+        Ok(_) => {}
+    }
+    let department = resource.supplier.as_str();
+    let registered = registered_certificates(&data.store, department).await?;
+    let checked = seals.check(department, &registered, &sealed.seal, document, now);
+    // Online: the register's contents, read for comparison only, and only when the seal is
+    // the department's (a broken signature may still be over them).
+    let in_register = match &checked {
+        Ok(()) | Err(SealError::Signature) => {
+            registered_document(registry, &data.store, resource, &document.number, scope).await?
+        }
+        Err(_) => None,
+    };
+    match (checked, in_register) {
+        (Err(SealError::Signature), Some((register, _)))
+            if seals.check(department, &registered, &sealed.seal, &register, now).is_ok() =>
+        {
+            let altered = document.differences(&register);
+            let detail = format!("the document was altered after it was sealed: {}", altered.join(", "));
+            answer.altered = altered;
+            refuse(&mut answer, "surface_altered", detail);
+        }
+        (Err(SealError::Signature), _) => {
+            refuse(&mut answer, "seal_invalid", SealError::Signature.to_string())
+        }
+        (Err(e), _) => refuse(&mut answer, "seal_not_registered", e.to_string()),
+        (Ok(()), None) => {
+            refuse(&mut answer, "not_in_register", "the register holds no such licence".to_owned());
+        }
+        (Ok(()), Some((register, recorded))) => {
+            let standing = status(recorded, register.issued_on, register.valid_until, today);
+            answer.status = Some(standing);
+            answer.altered = document.differences(&register);
+            if !answer.altered.is_empty() {
+                let detail = "the register has corrected this licence since the document was sealed";
+                refuse(&mut answer, "superseded", detail.to_owned());
+            } else {
+                match standing {
+                    LicenceStatus::Valid => answer.genuine = true,
+                    LicenceStatus::Revoked => {
+                        refuse(&mut answer, "revoked", "the licence was revoked".to_owned())
+                    }
+                    LicenceStatus::Expired => refuse(
+                        &mut answer,
+                        "expired",
+                        format!(
+                            "the licence was valid until {}",
+                            register.valid_until.map(|d| d.to_string()).unwrap_or_default()
+                        ),
+                    ),
+                    LicenceStatus::NotYetValid => refuse(
+                        &mut answer,
+                        "not_yet_valid",
+                        format!("the licence is issued on {}", register.issued_on),
+                    ),
+                }
+            }
+        }
+    }
+    Ok(answer)
 }
