@@ -554,3 +554,163 @@ async fn sealed_documents_are_checked_offline_and_online_and_forgeries_are_named
     assert!(checks >= 9, "{checks} checks recorded");
     Ok(())
 }
+
+/// A department's own sealing system: its seal certificate registered through the API by the
+/// department's data administrator, documents sealed under it recognised at the counter and
+/// by systems, and no longer once it is retired. People at a counter verify what they are
+/// shown, each verification recorded; the issuer's administrators look licences up, masked.
+#[tokio::test]
+async fn seals_registered_through_the_api_are_recognised_until_retired() -> anyhow::Result<()> {
+    let demo = Demo::start().await?;
+    let today = chrono::Local::now().date_naive();
+    let documents = register_documents(&demo)?;
+    let (valid, _) = documents
+        .iter()
+        .find(|(d, s)| {
+            s == "issued" && d.valid_until.is_some_and(|last| last >= today + chrono::Days::new(2))
+        })
+        .context("a valid certificate")?;
+    let issuer_admin = demo.sign_in("supplier.anhui-housing").await?;
+    let department = demo.department_of("supplier.anhui-housing");
+    let key = SigningKey::generate(Algorithm::Sm2Sm3)?;
+    let certificate = Certificate::self_signed(
+        &key,
+        "CN=安徽省住建厅电子印章系统,O=Anhui",
+        std::time::Duration::from_secs(365 * 86_400),
+    )?;
+    let sealed = sealed_with(valid, &department, &key, &certificate);
+    let counter = demo.sign_in("demander.hefei-fund").await?;
+    let verify = |sealed: Value| {
+        let counter = counter.clone();
+        async move { counter.post("/licences/verify", &json!({"sealed": sealed})).await }
+    };
+
+    // Before it is registered the seal is no one's.
+    let (status, answer) = verify(sealed.clone()).await?;
+    assert_eq!((status, answer["reason"].as_str()), (200, Some("seal_not_registered")), "{answer}");
+
+    // Only the issuing department's data administrators register, one well-formed current
+    // certificate at a time.
+    let pem = certificate.to_pem()?;
+    let register = json!({"certificate": pem});
+    for (who, code) in [("demander.hefei-fund", "forbidden"), ("operator", "forbidden")] {
+        let (status, problem) = demo.sign_in(who).await?.post("/licences/seals", &register).await?;
+        assert_eq!((status, problem["code"].as_str()), (403, Some(code)), "{who}: {problem}");
+    }
+    let other = Certificate::self_signed(&key, "CN=other", std::time::Duration::from_secs(86_400))?;
+    for (bad, why) in [
+        (json!({"certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}), "garbage"),
+        (json!({"certificate": format!("{pem}{}", other.to_pem()?)}), "two certificates"),
+        (json!({"certificate": ""}), "nothing"),
+    ] {
+        let (status, problem) = issuer_admin.post("/licences/seals", &bad).await?;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("invalid_certificate")),
+            "{why}: {problem}"
+        );
+    }
+    let (status, registered) = issuer_admin.post("/licences/seals", &register).await?;
+    assert_eq!(status, 201, "{registered}");
+    let fingerprint = registered["fingerprint"].as_str().context("fingerprint")?.to_owned();
+    assert_eq!(fingerprint, certificate.fingerprint());
+    assert_eq!(registered["registered_by"], "user:supplier.anhui-housing");
+    let (status, problem) = issuer_admin.post("/licences/seals", &register).await?;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_exists")), "{problem}");
+    // Listed for signed-in callers beside the directory's seals.
+    let (status, seals) = counter.get("/licences/seals").await?;
+    assert_eq!(status, 200, "{seals}");
+    let listed = seals.as_array().context("seals")?;
+    let ours = listed.iter().find(|s| s["fingerprint"] == fingerprint.as_str()).context("listed")?;
+    assert_eq!((ours["source"].as_str(), ours["in_force"].as_bool()), (Some("registered"), Some(true)));
+    assert!(listed.iter().any(|s| s["source"] == "directory" && s["department_code"] == department.as_str()));
+    assert_eq!(demo.anonymous().get("/licences/seals").await?.0, 401);
+
+    // Recognised at the counter and by systems under a grant; an altered face is named.
+    let (status, answer) = verify(sealed.clone()).await?;
+    assert_eq!((status, answer["genuine"].as_bool()), (200, Some(true)), "{answer}");
+    let mut altered = sealed.clone();
+    altered["document"]["surface"]["account_status"] = json!("封存");
+    let (_, answer) = verify(altered).await?;
+    assert_eq!(answer["reason"], "surface_altered", "{answer}");
+    approve(&demo, &["licence_number", "holder", "status", "issued_on", "valid_until"]).await?;
+    let (_, relying) = demo.system(SYSTEM)?;
+    let system = with_purpose(&relying);
+    let answer = check_document(&system, &sealed).await?;
+    assert_eq!(answer["genuine"], true, "{answer}");
+
+    // Retired by another department's administrator: not theirs. By the issuer's: from the
+    // next check on, documents under it are not recognised, and it stays listed, retired.
+    let (status, _) = demo
+        .sign_in("supplier.henan-police")
+        .await?
+        .delete(&format!("/licences/seals/{fingerprint}"))
+        .await?;
+    assert_eq!(status, 404, "another department's certificate is not found among its own");
+    let (status, retired) = issuer_admin.delete(&format!("/licences/seals/{fingerprint}")).await?;
+    assert_eq!(
+        (status, retired["retired_by"].as_str()),
+        (200, Some("user:supplier.anhui-housing")),
+        "{retired}"
+    );
+    let (_, answer) = verify(sealed.clone()).await?;
+    assert_eq!(answer["reason"], "seal_not_registered", "{answer}");
+    let answer = check_document(&system, &sealed).await?;
+    assert_eq!(answer["reason"], "seal_not_registered", "{answer}");
+    let (_, seals) = counter.get("/licences/seals").await?;
+    let ours = seals.as_array().context("seals")?.iter().find(|s| s["fingerprint"] == fingerprint.as_str());
+    assert_eq!(ours.and_then(|s| s["in_force"].as_bool()), Some(false));
+    let (status, problem) = issuer_admin.post("/licences/seals", &register).await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("already_exists")),
+        "a retired seal stays retired"
+    );
+
+    // A document of a register this gateway does not hold is refused with its reason.
+    let mut elsewhere = sealed.clone();
+    elsewhere["seal"]["department"] = json!("11440000MB2C00000X");
+    let (status, problem) = verify(elsewhere).await?;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("unknown_register")), "{problem}");
+
+    // The issuer's administrators look a licence up: status and dates in full, the holder and
+    // the face masked; no one else may.
+    let lookup = json!({"resource": CERTIFICATES, "number": valid.number});
+    let (status, found) = issuer_admin.post("/licences/lookup", &lookup).await?;
+    assert_eq!((status, found["status"].as_str()), (200, Some("valid")), "{found}");
+    assert_eq!(found["verification_code"], valid.verification_code());
+    let holder = found["holder"].as_str().context("holder")?;
+    assert!(holder.contains('*') && holder != valid.holder, "{found}");
+    assert_eq!(found["surface"]["account_number"], "***", "{found}");
+    assert!(!found.to_string().contains(&valid.holder));
+    for who in ["supplier.henan-police", "demander.hefei-fund", "operator"] {
+        let (status, _) = demo.sign_in(who).await?.post("/licences/lookup", &lookup).await?;
+        assert_eq!(status, 403, "{who}");
+    }
+
+    // The trail holds the registration, the retirement and the look-up; the log holds each
+    // verification at the counter as an exchange of the person's department, without the
+    // number.
+    let admin = demo.sign_in("admin").await?;
+    let (_, trail) = admin.get(&format!("/admin-actions?target={fingerprint}")).await?;
+    let actions: Vec<&str> =
+        trail["items"].as_array().context("items")?.iter().filter_map(|a| a["action"].as_str()).collect();
+    assert!(actions.contains(&"seal.registered") && actions.contains(&"seal.retired"), "{trail}");
+    let (_, trail) = admin.get(&format!("/admin-actions?target={}", valid.number)).await?;
+    assert!(
+        trail["items"].as_array().context("items")?.iter().any(|a| a["action"] == "licence.viewed"),
+        "{trail}"
+    );
+    let hefei = demo.department_of("demander.hefei-fund");
+    let records = demo.exchange_records()?;
+    let at_counter: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["operation"] == "licence_check" && r["department"] == hefei.as_str() && r["system"].is_null()
+        })
+        .collect();
+    assert_eq!(at_counter.len(), 5, "{at_counter:?}");
+    assert!(at_counter.iter().any(|r| r["status"] == 422 && r["code"] == "unknown_register"));
+    assert!(at_counter.iter().all(|r| !r.to_string().contains(&valid.number)));
+    Ok(())
+}

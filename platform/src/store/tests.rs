@@ -1129,3 +1129,66 @@ async fn a_licence_is_revoked_once_and_the_first_revocation_stands() {
         assert_eq!(actions, ["licence.revoked"], "{backend}: one action, for the revocation made");
     }
 }
+
+/// A seal certificate is registered once per department, listed, retired for good, and a
+/// department holds at most its limit in force, on either database.
+#[tokio::test]
+async fn seal_certificates_are_registered_once_retired_for_good_and_bounded() {
+    use super::{MAX_SEAL_CERTIFICATES, NewSealCertificate};
+    fn new(fingerprint: &str) -> NewSealCertificate<'_> {
+        NewSealCertificate {
+            department_code: "11340000MB0000000A",
+            fingerprint,
+            certificate: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+            subject: "CN=seal",
+            not_before: at(1, 0),
+            not_after: at(20, 0),
+        }
+    }
+    for (backend, store, _dir) in stores().await {
+        let acting = Acting { by: "user:supplier", at: at(3, 10) };
+        let registered = store.register_seal_certificate(new("aa"), acting).await.expect("register");
+        assert_eq!(
+            (registered.registered_by.as_str(), registered.retired_at),
+            ("user:supplier", None),
+            "{backend}"
+        );
+        let again = store.register_seal_certificate(new("aa"), acting).await;
+        assert!(matches!(again, Err(StoreError::Duplicate(_))), "{backend}: {again:?}");
+        // Another department's certificate of the same fingerprint is its own.
+        let other = NewSealCertificate { department_code: "11410000MB0000000B", ..new("aa") };
+        store.register_seal_certificate(other, acting).await.expect("another department's");
+        let ours = store.seal_certificates(Some("11340000MB0000000A"), true).await.expect("list");
+        assert_eq!(ours.len(), 1, "{backend}");
+        assert_eq!(store.seal_certificates(None, true).await.expect("all").len(), 2, "{backend}");
+
+        let later = Acting { by: "user:supplier", at: at(4, 10) };
+        let retired = store.retire_seal_certificate("11340000MB0000000A", "aa", later).await.expect("retire");
+        assert_eq!(retired.retired_at, Some(at(4, 10)), "{backend}");
+        let again = store
+            .retire_seal_certificate("11340000MB0000000A", "aa", Acting { by: "user:x", at: at(5, 10) })
+            .await
+            .expect("retire again");
+        assert_eq!(again, retired, "{backend}: retired as first retired");
+        assert!(store.seal_certificates(Some("11340000MB0000000A"), true).await.expect("list").is_empty());
+        assert_eq!(store.seal_certificates(Some("11340000MB0000000A"), false).await.expect("list").len(), 1);
+        let missing = store.retire_seal_certificate("11340000MB0000000A", "bb", later).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{backend}: {missing:?}");
+        let reregistered = store.register_seal_certificate(new("aa"), acting).await;
+        assert!(
+            matches!(reregistered, Err(StoreError::Duplicate(_))),
+            "{backend}: a retired seal stays retired"
+        );
+
+        let fingerprints: Vec<String> = (0..MAX_SEAL_CERTIFICATES).map(|i| format!("f{i:02}")).collect();
+        for fingerprint in &fingerprints {
+            store.register_seal_certificate(new(fingerprint), acting).await.expect("within the limit");
+        }
+        let over = store.register_seal_certificate(new("over"), acting).await;
+        assert!(matches!(over, Err(StoreError::Conflict(_))), "{backend}: {over:?}");
+        let trail = store.admin_actions(Some("aa"), &PageRequest::default()).await.expect("trail");
+        let actions: Vec<&str> = trail.items.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(actions.iter().filter(|a| **a == "seal.registered").count(), 2, "{backend}: {actions:?}");
+        assert_eq!(actions.iter().filter(|a| **a == "seal.retired").count(), 1, "{backend}: {actions:?}");
+    }
+}
