@@ -18,6 +18,7 @@ import { Trail } from './pages/trail.js';
 import { Feedback } from './pages/feedback.js';
 import { Reports } from './pages/reports.js';
 import { Federation } from './pages/federation.js';
+import { Licences } from './pages/licences.js';
 
 // Who may open which page. The API enforces the same rules; this keeps the navigation honest.
 const PAGES = [
@@ -29,6 +30,7 @@ const PAGES = [
   { path: 'exchanges', nav: 'nav.exchanges', roles: null },
   { path: 'feedback', nav: 'nav.feedback', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'reports', nav: 'nav.reports', roles: ['data_office_reviewer', 'operator', 'platform_admin'] },
+  { path: 'licences', nav: 'nav.licences', roles: null },
   { path: 'federation', nav: 'nav.federation', roles: ['demander', 'supplier_admin', 'data_office_reviewer', 'operator', 'platform_admin'] },
   { path: 'systems', nav: 'nav.systems', roles: ['demander', 'supplier_admin', 'platform_admin'] },
   { path: 'trail', nav: 'nav.trail', roles: ['platform_admin'] },
@@ -131,6 +133,8 @@ function Page({ route, me }) {
       return html`<${Reports} />`;
     case 'federation':
       return html`<${Federation} me=${me} />`;
+    case 'licences':
+      return html`<${Licences} me=${me} />`;
     default:
       return null;
   }

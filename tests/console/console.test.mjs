@@ -463,7 +463,7 @@ test('pages fit an ordinary laptop width, and the console is light to load', asy
   console.log(`console assets transferred on a first visit: ${weight} bytes`);
   assert.ok(weight > 0 && weight < 150_000, `the console transfers ${weight} bytes on a first visit`);
   await page.setViewportSize({ width: 1280, height: 720 });
-  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges', 'feedback', 'reports', 'federation']) {
+  for (const hash of ['dashboard', 'catalog', 'demands', 'grants', 'exchanges', 'feedback', 'reports', 'federation', 'licences']) {
     await open(page, hash);
     await page.waitForSelector('main.content h1');
     await page.waitForLoadState('networkidle');

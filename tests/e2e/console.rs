@@ -105,3 +105,33 @@ async fn console_in_headless_chromium() {
     assert!(shots >= 8, "only {shots} screenshots were kept");
     eprintln!("screenshots: {}", screenshots.display());
 }
+
+/// The licence page in headless Chromium: verification at a counter from the holder's copy,
+/// the issuer's look-up and revocation, and seal certificates registered and retired.
+#[tokio::test]
+async fn licences_in_headless_chromium() {
+    let demo = Demo::start().await.expect("demo starts");
+    let screenshots = screenshots("licences");
+    let today = chrono::Local::now().date_naive();
+    let (licence, _) = crate::licences::register_documents(&demo)
+        .expect("the register")
+        .into_iter()
+        .find(|(d, s)| {
+            s == "issued" && d.valid_until.is_some_and(|last| last >= today + chrono::Days::new(2))
+        })
+        .expect("a standing certificate");
+    let key = tongban_evidence::SigningKey::generate(tongban_evidence::Algorithm::Sm2Sm3).expect("key");
+    let certificate = tongban_evidence::Certificate::self_signed(
+        &key,
+        "CN=安徽省住建厅电子印章系统,O=Anhui",
+        Duration::from_secs(365 * 86_400),
+    )
+    .expect("certificate");
+    let pem = certificate.to_pem().expect("pem");
+    let env = [("TONGBAN_LICENCE", licence.number.as_str()), ("TONGBAN_SEAL_PEM", pem.as_str())];
+    if !run_browser_tests("licences.test.mjs", &demo, &screenshots, &env).await {
+        return;
+    }
+    let shots = std::fs::read_dir(&screenshots).expect("screenshots").count();
+    assert!(shots >= 4, "only {shots} screenshots were kept");
+}

@@ -223,7 +223,7 @@ const ISSUER_SYSTEM: &str = "安徽省住房公积金电子证照系统";
 
 /// Every licence of the certificates' register as a document's content, with its recorded
 /// status, read from the file without the gateway.
-fn register_documents(demo: &Demo) -> anyhow::Result<Vec<(LicenceDocument, String)>> {
+pub(crate) fn register_documents(demo: &Demo) -> anyhow::Result<Vec<(LicenceDocument, String)>> {
     let path = demo.data_dir().join("datasets/licence_housing_fund_certificate.parquet");
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?.build()?;
     let licence_type = tongban_policy::licence::licence_type("housing_fund_certificate").context("type")?;
