@@ -12,6 +12,10 @@
 //! gateway that issues for the department) and `<code>.cert.pem`. A department's registered
 //! certificates are every certificate in its `.cert.pem`, so a rotated key's documents keep
 //! checking while its certificate stays in the file.
+//!
+//! Departments also register certificates through the API (`POST /api/v1/licences/seals`),
+//! kept in the store: a document check passes those in force to [`Seals::check`] beside the
+//! directory's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
