@@ -649,6 +649,8 @@ mod tests {
             "/federation/v1/messages/{seq}",
             "/federation/v1/data/verify",
             "/federation/v1/data/sql",
+            "/federation/v1/data/licences/check",
+            "/federation/v1/data/licences/documents/check",
             "/federation/v1/proxy/{resource}/{*path}",
             "/federation/v1/data/{resource}/records/{key}",
             "/federation/v1/evidence",
