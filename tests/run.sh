@@ -38,6 +38,8 @@ python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 command -v promtool >/dev/null || packages+=(prometheus)
 # OpenSSL 3 checks the evidence crate's SM2 and ECDSA signatures, and makes some for it.
 command -v openssl >/dev/null || packages+=(openssl)
+# HAProxy balances the replicas of the scale-out test, with health checks on /readyz.
+[ -x /usr/sbin/haproxy ] || packages+=(haproxy)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${packages[*]}" >&2
   as_root apt-get update -qq

@@ -314,7 +314,10 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         let witness = crate::federation::evidence::Witness::from_config(&evidence, &loaded.base_dir)?;
         crate::federation::evidence::spawn_anchoring(state.clone(), evidence, witness);
     }
-    // Grants changed by another instance on the same store reach this one within seconds.
+    // Grants and credentials changed by another instance on the same store reach this one
+    // at once when the store announces changes (PostgreSQL), and within seconds by polling
+    // otherwise or while the listener reconnects.
+    tokio::spawn(listen_for_changes(platform.clone()));
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -410,6 +413,51 @@ pub async fn serve(loaded: LoadedConfig, seed: Option<Seed>) -> anyhow::Result<(
         tracing::warn!(error = %e, "unused quota leases could not be given back; they lapse at midnight");
     }
     Ok(())
+}
+
+/// Reloads what other instances on the store announce they changed, until the process ends.
+/// A lost connection is opened again after a pause, and everything is reloaded then, since
+/// what was announced meanwhile was not heard.
+async fn listen_for_changes(platform: tongban_platform::Platform) {
+    use tongban_platform::store::Change;
+    if !platform.store.announces_changes() {
+        return;
+    }
+    let reload_all = |platform: &tongban_platform::Platform| {
+        let platform = platform.clone();
+        async move {
+            platform.identities.forget_all();
+            if let Err(e) = platform.grants.refresh_if_changed(&platform.store).await {
+                tracing::warn!(error = %e, "grant refresh failed; serving the last grants loaded");
+            }
+        }
+    };
+    loop {
+        match platform.store.listen().await {
+            Ok(Some(mut listener)) => {
+                tracing::debug!("listening for changes made by other instances");
+                reload_all(&platform).await;
+                loop {
+                    match listener.next().await {
+                        Ok(Some(Change::Policy)) => {
+                            if let Err(e) = platform.grants.refresh_if_changed(&platform.store).await {
+                                tracing::warn!(error = %e, "grant refresh failed; serving the last grants loaded");
+                            }
+                        }
+                        Ok(Some(Change::Identities)) => platform.identities.forget_all(),
+                        Ok(None) => reload_all(&platform).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the change listener failed; polling until it is back");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot listen for changes; polling until it can"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// On SIGHUP, reads the configuration file again, reopens the datasets it names and reloads

@@ -383,6 +383,14 @@ async fn settle_grants(store: &Store, now: NaiveDateTime) -> Result<(), OpenErro
 }
 
 impl Platform {
+    /// Reloads the policy after a change of grants or the catalog made through this instance,
+    /// and announces it to the other instances on the store, which reload at once.
+    async fn policy_changed(&self) -> Result<(), crate::store::StoreError> {
+        self.grants.reload(&self.store).await?;
+        self.store.announce(crate::store::Change::Policy).await;
+        Ok(())
+    }
+
     /// Connects the store and loads the calendar.
     pub async fn open(options: PlatformOptions) -> Result<Platform, OpenError> {
         let store = Store::connect(&options.store_url).await?;
@@ -536,7 +544,7 @@ impl Platform {
         }
         let resource = resource_from(input, 1, &supplier.code);
         self.store.put_resource_version(&resource, &caller.actor(), self.now()).await?;
-        self.grants.reload(&self.store).await?;
+        self.policy_changed().await?;
         Ok(resource)
     }
 
@@ -568,7 +576,7 @@ impl Platform {
         self.check_edit_keeps_grants(&current, &resource).await?;
         self.store.put_resource_version(&resource, &caller.actor(), self.now()).await?;
         // Items withdrawn from sharing stop flowing at once, under every grant.
-        self.grants.reload(&self.store).await?;
+        self.policy_changed().await?;
         Ok(resource)
     }
 
@@ -925,7 +933,7 @@ impl Platform {
             self.wake_outbox();
         }
         if grant.is_some() {
-            self.grants.reload(&self.store).await?;
+            self.policy_changed().await?;
         }
         Ok(updated)
     }
@@ -1014,7 +1022,7 @@ impl Platform {
             .store
             .update_grant(&next, expected_version, &caller.actor(), Some(reason), self.now())
             .await?;
-        self.grants.reload(&self.store).await?;
+        self.policy_changed().await?;
         // A grant compiled for another gateway's department goes to that gateway's mirror.
         self.wake_outbox();
         Ok(stored)

@@ -15,6 +15,7 @@ mod licences;
 mod log;
 mod offices;
 mod proxy;
+mod scale;
 mod slow;
 mod telemetry;
 mod tls;

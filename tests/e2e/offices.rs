@@ -152,24 +152,6 @@ fn person_in_scope(demo: &Demo) -> anyhow::Result<(String, String)> {
     demo.household_person("4115")
 }
 
-/// A fresh database on the PostgreSQL server the test script started, as a store URL; `None`
-/// when no server is configured (and the script does not require one).
-async fn postgres_store() -> anyhow::Result<Option<String>> {
-    let Ok(admin) = std::env::var("TONGBAN_TEST_PG_URL") else {
-        anyhow::ensure!(
-            std::env::var_os("TONGBAN_REQUIRE_PG").is_none(),
-            "TONGBAN_REQUIRE_PG without a server"
-        );
-        return Ok(None);
-    };
-    let name = format!("offices_{}", std::process::id());
-    let pool = sqlx::PgPool::connect(&admin).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&pool).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
-    let (base, _) = admin.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a database in {admin}"))?;
-    Ok(Some(format!("{base}/{name}")))
-}
-
 /// Objections and ratings taken through every step against the demo on `store` (SQLite when
 /// `None`): filed by the consumer, answered by the supplier within working-day deadlines,
 /// refused to every other role.
@@ -398,7 +380,7 @@ async fn objections_and_ratings_run_their_workflows_on_sqlite() -> anyhow::Resul
 
 #[tokio::test]
 async fn objections_and_ratings_run_their_workflows_on_postgres() -> anyhow::Result<()> {
-    match postgres_store().await? {
+    match tongban_e2e::postgres_store("offices").await? {
         Some(url) => feedback_workflows(Some(&url)).await,
         None => Ok(()),
     }

@@ -565,3 +565,21 @@ pub async fn act(api: &Api, reader: &Api, id: &str, action: serde_json::Value) -
     body["version"] = current["version"].clone();
     api.post(&format!("/demands/{id}/actions"), &body).await.expect("act")
 }
+
+/// A fresh database named after `purpose` on the PostgreSQL server the test script started, as
+/// a store URL; `None` when no server is configured (and the script does not require one).
+pub async fn postgres_store(purpose: &str) -> anyhow::Result<Option<String>> {
+    let Ok(admin) = std::env::var("TONGBAN_TEST_PG_URL") else {
+        anyhow::ensure!(
+            std::env::var_os("TONGBAN_REQUIRE_PG").is_none(),
+            "TONGBAN_REQUIRE_PG without a server"
+        );
+        return Ok(None);
+    };
+    let name = format!("{purpose}_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&pool).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
+    let (base, _) = admin.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a database in {admin}"))?;
+    Ok(Some(format!("{base}/{name}")))
+}

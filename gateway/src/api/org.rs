@@ -362,6 +362,7 @@ pub(super) async fn register_certificate(
         .await?;
     // The old certificate stops identifying the system at once on this instance.
     platform.identities.forget_all();
+    platform.store.announce(tongban_platform::store::Change::Identities).await;
     tracing::info!(system = %system.id, %sha256, "client certificate registered");
     Ok(Json(RegisteredCertificate { system_id: system.id, sha256 }))
 }
@@ -401,6 +402,7 @@ pub(super) async fn rotate_api_key(
         )
         .await?;
     platform.identities.forget_all();
+    platform.store.announce(tongban_platform::store::Change::Identities).await;
     tracing::info!(system = %system.id, prefix = %issued.prefix, "API key replaced");
     Ok(Json(RegisteredSystem { system, api_key: issued.key }))
 }
@@ -431,6 +433,7 @@ pub(super) async fn set_system_enabled(
         .set_system_enabled(&system.id, input.enabled, acting(state.platform(), &caller.actor()))
         .await?;
     platform.identities.forget_all();
+    platform.store.announce(tongban_platform::store::Change::Identities).await;
     tracing::info!(system = %system.id, enabled = input.enabled, "system enabled changed");
     Ok(Json(system))
 }

@@ -13,6 +13,7 @@ use tongban_policy::workflow::{Demand, DemandState, Side, Transition};
 
 mod actions;
 mod catalog;
+mod changes;
 mod feedback;
 pub mod grants;
 mod licences;
@@ -23,6 +24,7 @@ mod seals;
 
 pub use actions::{Acting, AdminAction};
 pub use catalog::ResourceFilter;
+pub use changes::{CHANNEL, Change, ChangeListener};
 pub use feedback::FeedbackFilter;
 pub use grants::{GrantFilter, GrantRecord, Superseded};
 pub use licences::Revocation;
@@ -59,6 +61,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The URL of a PostgreSQL store, for the connection that listens for other instances'
+    /// changes; `None` for SQLite.
+    postgres_url: Option<std::sync::Arc<str>>,
 }
 
 /// A demand as filed: who asks, for what, and why, with its workflow.
@@ -221,7 +226,8 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let postgres_url = (!sqlite).then(|| std::sync::Arc::from(url));
+        Ok(Store { pool, postgres_url })
     }
 
     /// Closes every connection: later calls fail as they would with the database gone.
