@@ -89,6 +89,8 @@ export TONGBAN_PYTHON_CLIENT_GENERATOR="$tools_venv/bin/openapi-python-client"
 export TONGBAN_PYTHON="$tools_venv/bin/python"
 export TONGBAN_SCHEMATHESIS="$tools_venv/bin/schemathesis"
 export TONGBAN_S3_SERVER="$tools_venv/bin/moto_server"
+export TONGBAN_KUBERNETES_VALIDATE="$tools_venv/bin/kubernetes-validate"
+export TONGBAN_CHECK_JSONSCHEMA="$tools_venv/bin/check-jsonschema"
 export TONGBAN_REQUIRE_CLIENTS=1 TONGBAN_REQUIRE_S3=1
 # openapi-typescript and the TypeScript compiler, pinned by tests/clients/package-lock.json.
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error

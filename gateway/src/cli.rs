@@ -181,6 +181,10 @@ enum ConfigCommand {
     Check {
         /// The configuration file (TOML); `TONGBAN_SECTION__FIELD` variables override it.
         file: PathBuf,
+        /// Check the configuration alone, not that the files it names exist here: for one
+        /// written for another machine (a container, a cluster).
+        #[arg(long)]
+        no_files: bool,
     },
 }
 
@@ -261,7 +265,8 @@ pub fn main() -> anyhow::Result<()> {
     // A configuration is checked whole before anything reads part of it, so that each problem
     // is told once, on a line of its own.
     let preloaded = match &cli.command {
-        Command::Serve { config } | Command::Config { command: ConfigCommand::Check { file: config } } => {
+        Command::Serve { config }
+        | Command::Config { command: ConfigCommand::Check { file: config, .. } } => {
             Some(Config::load(config)?)
         }
         _ => None,
@@ -269,9 +274,8 @@ pub fn main() -> anyhow::Result<()> {
     // Telemetry and the worker count are read before the rest of the configuration: diagnostics
     // are set up, and the runtime that loads the rest is built, first.
     let early_config = match &cli.command {
-        Command::Serve { config } | Command::Config { command: ConfigCommand::Check { file: config } } => {
-            Some(config.clone())
-        }
+        Command::Serve { config }
+        | Command::Config { command: ConfigCommand::Check { file: config, .. } } => Some(config.clone()),
         Command::Demo { data_dir, .. } => Some(data_dir.join(crate::demo::CONFIG_FILE)),
         _ => None,
     };
@@ -295,12 +299,12 @@ pub fn main() -> anyhow::Result<()> {
             loaded.install_divisions()?;
             runtime.block_on(crate::server::serve(loaded, None))
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config { command: ConfigCommand::Check { file, no_files } } => {
             let loaded = match preloaded {
                 Some(loaded) => loaded,
                 None => Config::load(&file)?,
             };
-            let mut problems = loaded.missing_files();
+            let mut problems = if no_files { Vec::new() } else { loaded.missing_files() };
             problems.extend(loaded.check_divisions());
             problems.extend(
                 loaded

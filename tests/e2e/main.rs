@@ -8,6 +8,7 @@ mod attacks;
 mod console;
 mod data;
 mod demo;
+mod deploy;
 mod evidence;
 mod federation;
 mod hostile;
