@@ -721,7 +721,7 @@ mod tests {
         write_log(dir.path(), 30);
         let before = list_segments(dir.path()).expect("segments").len();
         // Zero days: every sealed segment is past retention; the active one always stays.
-        let done = super::super::compact::compact(dir.path(), Some(0)).expect("compact");
+        let done = super::super::compact::compact(dir.path(), Some(0), false).expect("compact");
         assert_eq!(done.removed_segments.len(), before - 1);
         let report = verify(dir.path()).expect("audit");
         assert!(report.intact(), "{:?}", report.problem);
@@ -823,7 +823,7 @@ mod tests {
         // Real retention passes under the retention that made it.
         let dir = tempfile::tempdir().expect("dir");
         write_log(dir.path(), 30);
-        super::super::compact::compact(dir.path(), Some(0)).expect("compact");
+        super::super::compact::compact(dir.path(), Some(0), false).expect("compact");
         assert!(verify_against(dir.path(), &expecting(Some(0), None)).expect("audit").intact());
         not_allowed_from_any(dir.path());
     }

@@ -79,6 +79,7 @@ static RECORD_FIELDS: LazyLock<Vec<Field>> = LazyLock::new(|| {
         Field::new("response_digest", DataType::Utf8, true),
         Field::new("request_signature", DataType::Utf8, true),
         Field::new("peer_receipt", DataType::Utf8, true),
+        Field::new("replica", DataType::Utf8, true),
     ]
 });
 
@@ -214,8 +215,13 @@ pub struct Compacted {
 }
 
 /// Writes a Parquet copy of every sealed segment that lacks one, then removes segments (and
-/// their copies) sealed more than `retention_days` ago.
-pub fn compact(dir: &Path, retention_days: Option<u32>) -> Result<Compacted, CompactError> {
+/// their copies) sealed more than `retention_days` ago; when `shipped_only`, only those the
+/// shared store has confirmed (`crate::ship`), so that no record exists nowhere.
+pub fn compact(
+    dir: &Path,
+    retention_days: Option<u32>,
+    shipped_only: bool,
+) -> Result<Compacted, CompactError> {
     let parquet_dir = dir.join(PARQUET_DIR);
     std::fs::create_dir_all(&parquet_dir)?;
     let mut done = Compacted::default();
@@ -242,6 +248,9 @@ pub fn compact(dir: &Path, retention_days: Option<u32>) -> Result<Compacted, Com
         // Only a prefix of sealed segments can go: the chain must stay whole after it.
         let mut anchor = None;
         for (number, path) in segments.iter().take(segments.len().saturating_sub(1)) {
+            if shipped_only && !crate::ship::is_shipped(dir, *number) {
+                break;
+            }
             match seal_of(path)? {
                 Some(seal) if seal.sealed_at < cutoff => {
                     anchor = Some((*number, seal));

@@ -11,6 +11,7 @@ pub mod compact;
 pub mod query;
 pub mod receipt;
 pub mod record;
+pub mod ship;
 pub mod wal;
 
 pub use record::{CacheOutcome, ExchangeRecord, Limit, Phase, key_digest, purpose_digest};
@@ -55,6 +56,13 @@ pub struct ExchangeLogConfig {
     /// removed; kept for ever when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// This replica's name, written into each record, where several replicas share one store
+    /// and their logs are read as one (a StatefulSet pod's name, a host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Ships sealed segments to a store every replica's log is read from (`docs/scale-out.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<ship::ShippingConfig>,
 }
 
 impl Default for ExchangeLogConfig {
@@ -66,6 +74,8 @@ impl Default for ExchangeLogConfig {
             segment_max_seconds: 300,
             write_timeout_ms: 10_000,
             retention_days: None,
+            replica: None,
+            shipping: None,
         }
     }
 }
@@ -155,6 +165,10 @@ pub struct ExchangeLog {
     metrics: LogMetrics,
     /// The signer of receipts and tree heads, when the log signs.
     signer: Option<Arc<receipt::Signer>>,
+    /// This replica's name, written into each record.
+    replica: Option<Arc<str>>,
+    /// The store every replica's log is shipped to, when the log is shipped.
+    shared: Option<ship::SharedLog>,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: Arc<std::sync::atomic::AtomicU32>,
 }
@@ -234,6 +248,27 @@ impl ExchangeLog {
         // own scheduled only when the processor is otherwise idle (SCHED_IDLE): compaction
         // never takes time from calls, and catches up when load drops. Queries read a sealed
         // segment without its copy directly, so a backlog costs query time, not answers.
+        let shared = match &config.shipping {
+            Some(shipping) => {
+                let replica = config.replica.clone().ok_or_else(|| {
+                    wal::OpenError::Io(std::io::Error::other(
+                        "exchange_log.shipping needs exchange_log.replica, the name this replica's records are shipped under",
+                    ))
+                })?;
+                let shared = ship::SharedLog::open(&shipping.url)
+                    .map_err(|e| wal::OpenError::Io(std::io::Error::other(e.to_string())))?;
+                spawn_shipping(
+                    shared.clone(),
+                    dir.clone(),
+                    replica,
+                    shipping.interval_secs,
+                    Arc::downgrade(&sender_alive),
+                );
+                Some(shared)
+            }
+            None => None,
+        };
+        let shipped_only = shared.is_some();
         let compacting = dir.clone();
         let retention_days = config.retention_days;
         let alive = Arc::downgrade(&sender_alive);
@@ -248,7 +283,7 @@ impl ExchangeLog {
                 tracing::warn!(error = ?e, "compaction runs at normal priority");
             }
             while alive.upgrade().is_some() {
-                match compact::compact(&compacting, retention_days) {
+                match compact::compact(&compacting, retention_days, shipped_only) {
                     Ok(done) if !done.removed_segments.is_empty() => {
                         tracing::info!(segments = ?done.removed_segments, "retention removed exchange log segments");
                     }
@@ -268,6 +303,8 @@ impl ExchangeLog {
             retention_days: config.retention_days,
             metrics,
             signer,
+            replica: config.replica.as_deref().map(Arc::from),
+            shared,
             #[cfg(any(test, feature = "fault-injection"))]
             faults,
         })
@@ -302,6 +339,25 @@ impl ExchangeLog {
         self.signer.as_ref().filter(|_| self.durability != Durability::Off)
     }
 
+    /// The store every replica's log is shipped to, for queries over all of them.
+    pub fn shared(&self) -> Option<&ship::SharedLog> {
+        self.shared.as_ref()
+    }
+
+    /// The log as operators' questions read it: this replica's, and every replica's shipped.
+    pub fn view(&self) -> query::LogView {
+        query::LogView {
+            dir: self.dir.clone(),
+            replica: self.replica.as_deref().map(str::to_owned),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// This replica's name, as its records carry it.
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
+    }
+
     /// The salt of the request and answer digests of exchange `exchange_id`.
     pub fn nonce(&self, exchange_id: &str) -> [u8; 16] {
         receipt::nonce(&self.key[..], exchange_id)
@@ -325,11 +381,14 @@ impl ExchangeLog {
 
     async fn write_signed(
         &self,
-        record: ExchangeRecord,
+        mut record: ExchangeRecord,
         nonce: Option<&[u8]>,
     ) -> Result<Option<String>, LogUnavailable> {
         if self.durability == Durability::Off {
             return Ok(None);
+        }
+        if record.replica.is_none() {
+            record.replica = self.replica.as_deref().map(str::to_owned);
         }
         let mut body = Vec::with_capacity(RECORD_CAPACITY);
         serde_json::to_writer(&mut body, &record).map_err(|e| LogUnavailable(e.to_string()))?;
@@ -604,4 +663,31 @@ pub fn read_records(dir: &Path) -> std::io::Result<Vec<serde_json::Value>> {
         }
     }
     Ok(records)
+}
+
+/// Ships sealed segments every `interval_secs` until the log is closed. A failed pass is
+/// retried on the next; nothing is removed locally that the shared store has not confirmed.
+fn spawn_shipping(
+    shared: ship::SharedLog,
+    dir: PathBuf,
+    replica: String,
+    interval_secs: u64,
+    alive: std::sync::Weak<()>,
+) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(interval_secs.max(1)));
+        loop {
+            ticks.tick().await;
+            if alive.upgrade().is_none() {
+                return;
+            }
+            match shared.ship(&dir, &replica).await {
+                Ok(shipped) if !shipped.is_empty() => {
+                    tracing::debug!(segments = ?shipped, "exchange log segments shipped")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "shipping the exchange log failed; will retry"),
+            }
+        }
+    });
 }

@@ -32,6 +32,28 @@ pub enum QueryError {
     Encode(String),
 }
 
+/// Which log a question is asked of: this replica's directory and, when the log is shipped,
+/// the shared store of every replica's.
+#[derive(Debug, Clone)]
+pub struct LogView {
+    pub dir: std::path::PathBuf,
+    /// This replica's name, whose own shipped copies are read from `dir` while it holds them.
+    pub replica: Option<String>,
+    pub shared: Option<crate::ship::SharedLog>,
+}
+
+impl From<&Path> for LogView {
+    fn from(dir: &Path) -> Self {
+        LogView { dir: dir.to_owned(), replica: None, shared: None }
+    }
+}
+
+impl From<&LogView> for LogView {
+    fn from(view: &LogView) -> Self {
+        view.clone()
+    }
+}
+
 /// Which records a question is about.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Scope {
@@ -63,6 +85,8 @@ pub enum GroupBy {
     System,
     /// The service item (事项) the calls named as their purpose.
     ServiceItem,
+    /// The gateway replica that served the calls (`exchange_log.replica`).
+    Replica,
     /// The calling department's province and the supplying one's (`consumer_province`,
     /// `supplier_province`: two-digit GB/T 2260 codes), for exchanges across provinces.
     ProvincePair,
@@ -87,7 +111,8 @@ fn timestamp(at: DateTime<Utc>) -> Expr {
 }
 
 /// A session over the log in `dir`, with the table `exchanges`.
-async fn table(ctx: &SessionContext, dir: &Path) -> Result<DataFrame, QueryError> {
+async fn table(ctx: &SessionContext, log: &LogView) -> Result<DataFrame, QueryError> {
+    let dir = log.dir.as_path();
     let parquet_dir = dir.join(PARQUET_DIR);
     let has_parquet = std::fs::read_dir(&parquet_dir)
         .map(|entries| {
@@ -101,10 +126,37 @@ async fn table(ctx: &SessionContext, dir: &Path) -> Result<DataFrame, QueryError
     let tail: Vec<RecordBatch> = tail;
     let memory = MemTable::try_new(SCHEMA.clone(), vec![tail])?;
     let mut frame = ctx.read_table(Arc::new(memory))?;
+    let options = || ParquetReadOptions::default().schema(&SCHEMA).file_extension(".parquet");
     if has_parquet {
-        let options = ParquetReadOptions::default().schema(&SCHEMA).file_extension(".parquet");
-        let sealed = ctx.read_parquet(parquet_dir.to_string_lossy().as_ref(), options).await?;
+        let sealed = ctx.read_parquet(parquet_dir.to_string_lossy().as_ref(), options()).await?;
         frame = sealed.union(frame)?;
+    }
+    // Every replica's shipped copies, but this replica's own only where this replica no
+    // longer holds the segment (removed by retention after it was shipped): what it holds is
+    // read above, its newest records among it.
+    if let Some(shared) = &log.shared {
+        let copies = shared
+            .copies()
+            .await
+            .map_err(|e| QueryError::Read(compact::CompactError::Io(std::io::Error::other(e.to_string()))))?;
+        let own = log.replica.as_deref();
+        let held = |number: u64| {
+            compact::parquet_path(dir, number).exists() || dir.join(super::wal::segment_name(number)).exists()
+        };
+        let urls: Vec<String> = copies
+            .into_iter()
+            .filter(|copy| Some(copy.replica.as_str()) != own || !held(copy.number))
+            .map(|copy| copy.url)
+            .collect();
+        if !urls.is_empty() {
+            if !shared.base_url().starts_with("file:") {
+                let base = url::Url::parse(shared.base_url())
+                    .map_err(|e| QueryError::Encode(format!("the shared store's URL: {e}")))?;
+                ctx.register_object_store(&base, shared.store());
+            }
+            let others = ctx.read_parquet(urls, options()).await?;
+            frame = others.union(frame)?;
+        }
     }
     Ok(frame)
 }
@@ -115,8 +167,8 @@ fn session() -> SessionContext {
 
 /// The records in `scope`, each call once per resource it read (`resource` and `supplier`
 /// columns; a call refused before it named a resource has one row with neither).
-async fn scoped(ctx: &SessionContext, dir: &Path, scope: &Scope) -> Result<DataFrame, QueryError> {
-    let mut frame = table(ctx, dir).await?;
+async fn scoped(ctx: &SessionContext, log: &LogView, scope: &Scope) -> Result<DataFrame, QueryError> {
+    let mut frame = table(ctx, log).await?;
     if let Some(from) = scope.from {
         frame = frame.filter(col("started_at").gt_eq(timestamp(from)))?;
     }
@@ -189,13 +241,14 @@ fn share(of: Expr, name: &str) -> Expr {
 
 /// Calls per time bucket and group: volume, outcomes, cache hit rate and latency percentiles.
 pub async fn stats(
-    dir: &Path,
+    log: impl Into<LogView>,
     scope: &Scope,
     bucket: Bucket,
     by: GroupBy,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
+    let log: LogView = log.into();
     let ctx = session();
-    let frame = scoped(&ctx, dir, scope).await?;
+    let frame = scoped(&ctx, &log, scope).await?;
     let mut group = Vec::new();
     let beijing_midnight = DateTime::UNIX_EPOCH - chrono::Duration::hours(8);
     let bin = |width: IntervalMonthDayNano, origin: DateTime<Utc>| {
@@ -260,6 +313,7 @@ fn group_keys(by: GroupBy) -> Vec<(&'static str, Expr)> {
         GroupBy::Status => vec![("status", col("status"))],
         GroupBy::Operation => vec![("operation", col("operation"))],
         GroupBy::System => vec![("system", col("system"))],
+        GroupBy::Replica => vec![("replica", col("replica"))],
         GroupBy::ServiceItem => vec![("service_item", col("service_item"))],
         GroupBy::ProvincePair => vec![
             ("consumer_province", substring(col("region"), lit(1i64), lit(2i64))),
@@ -273,12 +327,13 @@ fn group_keys(by: GroupBy) -> Vec<(&'static str, Expr)> {
 /// problem code (`rate_limited`, `purpose_required`, …). Rows hold the group's columns,
 /// `reason` and `calls`.
 pub async fn refusal_reasons(
-    dir: &Path,
+    log: impl Into<LogView>,
     scope: &Scope,
     by: GroupBy,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
+    let log: LogView = log.into();
     let ctx = session();
-    let refused = scoped(&ctx, dir, scope)
+    let refused = scoped(&ctx, &log, scope)
         .await?
         .filter(col("status").gt_eq(lit(400u16)))?
         .unnest_columns_with_options(
@@ -298,9 +353,10 @@ pub async fn refusal_reasons(
 
 /// Refused and failed calls by refusal reason (a call refused for several reasons counts once
 /// under each) and by problem code.
-pub async fn refusals(dir: &Path, scope: &Scope) -> Result<serde_json::Value, QueryError> {
+pub async fn refusals(log: impl Into<LogView>, scope: &Scope) -> Result<serde_json::Value, QueryError> {
+    let log: LogView = log.into();
     let ctx = session();
-    let frame = scoped(&ctx, dir, scope).await?;
+    let frame = scoped(&ctx, &log, scope).await?;
     let refused = frame.filter(col("status").gt_eq(lit(400u16)))?;
     let by_reason = refused
         .clone()
@@ -319,26 +375,28 @@ pub async fn refusals(dir: &Path, scope: &Scope) -> Result<serde_json::Value, Qu
 
 /// The systems that called most, with how many of their calls were refused.
 pub async fn top_callers(
-    dir: &Path,
+    log: impl Into<LogView>,
     scope: &Scope,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
-    top(dir, scope, "system", Some("department"), limit).await
+    let log: LogView = log.into();
+    top(log, scope, "system", Some("department"), limit).await
 }
 
 /// The resources called most.
 pub async fn top_resources(
-    dir: &Path,
+    log: impl Into<LogView>,
     scope: &Scope,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
-    top(dir, scope, "resource", None, limit).await
+    let log: LogView = log.into();
+    top(log, scope, "resource", None, limit).await
 }
 
 /// The `limit` values of `key` with the most calls, with their refused or failed calls and
 /// 95th-percentile latency; `also` is a column shown beside `key`.
 async fn top(
-    dir: &Path,
+    log: LogView,
     scope: &Scope,
     key: &str,
     also: Option<&str>,
@@ -346,7 +404,7 @@ async fn top(
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let ctx = session();
     let group: Vec<Expr> = std::iter::once(key).chain(also).map(col).collect();
-    let frame = scoped(&ctx, dir, scope)
+    let frame = scoped(&ctx, &log, scope)
         .await?
         .filter(col(key).is_not_null())?
         .aggregate(
@@ -365,18 +423,19 @@ async fn top(
 /// Records in `scope`, newest first: the log search. Each call appears once, with all the
 /// resources it read.
 pub async fn records(
-    dir: &Path,
+    log: impl Into<LogView>,
     scope: &Scope,
     before_seq: Option<u64>,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
+    let log: LogView = log.into();
     let ctx = session();
-    let ids = scoped(&ctx, dir, scope)
+    let ids = scoped(&ctx, &log, scope)
         .await?
         .select_columns(&["id"])?
         .distinct()?
         .with_column_renamed("id", "matched_id")?;
-    let mut frame = table(&ctx, dir).await?;
+    let mut frame = table(&ctx, &log).await?;
     // Pages go back in time: each starts below the last sequence number the one before showed.
     if let Some(before) = before_seq {
         frame = frame.filter(col("seq").lt(lit(before)))?;
@@ -434,7 +493,7 @@ mod tests {
         }
         wal.append_records(&sealed).expect("append");
         assert_eq!(wal.seal_if_older(Duration::ZERO).expect("seal"), Some(1));
-        let written = compact::compact(dir, None).expect("compact").written;
+        let written = compact::compact(dir, None, false).expect("compact").written;
         assert_eq!(written.len(), 1);
 
         let mut unauthenticated = call(None, None, 401, 1);
@@ -517,7 +576,7 @@ mod tests {
         // Half sealed and compacted to Parquet, half in the active segment.
         wal.append_records(&records[..50]).expect("append");
         wal.seal_if_older(Duration::ZERO).expect("seal");
-        compact::compact(dir.path(), None).expect("compact");
+        compact::compact(dir.path(), None, false).expect("compact");
         wal.append_records(&records[50..]).expect("append");
 
         let rows =

@@ -152,6 +152,10 @@ pub struct ExchangeRecord {
     /// At the home gateway: the receipt the supplier's gateway answered the call with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_receipt: Option<String>,
+    /// The replica of the gateway that served the call (`exchange_log.replica`), where several
+    /// share one store and their logs are read as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 fn phases_as_object<S: serde::Serializer>(phases: &[(Phase, u64)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -204,6 +208,7 @@ impl ExchangeRecord {
             response_digest: None,
             request_signature: None,
             peer_receipt: None,
+            replica: None,
             reasons: Vec::new(),
             rate_limit: None,
             cache: None,
@@ -266,6 +271,7 @@ impl ExchangeRecord {
         record.response_digest = Some("02".repeat(32));
         record.request_signature = Some("c2ln".into());
         record.peer_receipt = Some("cmVj".into());
+        record.replica = Some("gateway-0".into());
         record
     }
 }

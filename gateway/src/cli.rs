@@ -436,10 +436,20 @@ pub fn main() -> anyhow::Result<()> {
                 );
             }
             let month = crate::report::Month::parse(&month)?;
-            let log_dir = loaded.base_dir.join(&loaded.config.exchange_log.dir);
+            // Every replica's records, when the log is shipped to a shared store.
+            let exchange_log = &loaded.config.exchange_log;
+            let view = tongban_exchange::query::LogView {
+                dir: loaded.base_dir.join(&exchange_log.dir),
+                replica: exchange_log.replica.clone(),
+                shared: exchange_log
+                    .shipping
+                    .as_ref()
+                    .map(|shipping| tongban_exchange::ship::SharedLog::open(&shipping.url))
+                    .transpose()?,
+            };
             let report = runtime.block_on(async {
                 let platform = tongban_platform::Platform::open(loaded.platform_options()).await?;
-                anyhow::Ok(crate::report::build(&platform, &log_dir, month, province.as_deref()).await?)
+                anyhow::Ok(crate::report::build(&platform, &view, month, province.as_deref()).await?)
             })?;
             write_report(&report, &output, table as usize)
         }

@@ -4,7 +4,6 @@
 //! `tongban report` all build it here and write it as JSON, CSV or XLSX.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
@@ -134,13 +133,13 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| (sum / f64::from(n) * 100.0).round() / 100.0)
 }
 
-/// Builds the report for `month` from the log in `log_dir` and the platform's store: of the
+/// Builds the report for `month` from the log `log_dir` (every replica's, when shipped) and the platform's store: of the
 /// whole platform, or, with `province` (a two-digit code), of what a data office of that
 /// province oversees: calls and feedback where either party is seated there, its
 /// departments, and the resources its suppliers share.
 pub async fn build(
     platform: &Platform,
-    log_dir: &Path,
+    log_dir: &query::LogView,
     month: Month,
     province: Option<&str>,
 ) -> Result<MonthlyReport, ReportError> {

@@ -1,6 +1,7 @@
 //! Gateway replicas behind a real load balancer: three `tongban` processes on one PostgreSQL
-//! store, each with its own exchange log, behind HAProxy (Debian's) checking `/readyz`. A
-//! replica killed under load is carried by the others, and a grant revoked through one replica
+//! store, each with its own exchange log shipped to a shared directory, behind HAProxy
+//! (Debian's) checking `/readyz`. The dashboard of any replica counts every replica's calls; a
+//! replica killed under load is carried by the others; and a grant revoked through one replica
 //! is refused on another within two seconds, by the store's change notifications rather than
 //! the five-second poll.
 
@@ -54,20 +55,32 @@ async fn haproxy(dir: &Path, port: u16, replicas: &[(&str, u16)]) -> anyhow::Res
         .spawn()?)
 }
 
-/// A replica on the demo's configuration and store, with its own exchange log.
-async fn replica(config: &Path, store: &str, name: &str) -> anyhow::Result<Gateway> {
+/// What every replica's configuration adds: its name, and its log shipped every second (of
+/// segments sealed every second) to the shared directory `shared`.
+fn shipping(name: &str, shared: &str) -> Vec<(String, String)> {
+    [
+        ("TONGBAN_EXCHANGE_LOG__REPLICA", name.to_owned()),
+        ("TONGBAN_EXCHANGE_LOG__SEGMENT_MAX_SECONDS", "1".to_owned()),
+        ("TONGBAN_EXCHANGE_LOG__SHIPPING__URL", format!("file://{shared}")),
+        ("TONGBAN_EXCHANGE_LOG__SHIPPING__INTERVAL_SECS", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A replica on the demo's configuration and store, with its own exchange log, shipped to
+/// `shared`.
+async fn replica(config: &Path, store: &str, name: &str, shared: &str) -> anyhow::Result<Gateway> {
     let log_dir = format!("exchange-{name}");
     let config = config.to_str().context("utf-8")?;
-    let gateway = Gateway::start_with_env(
-        &["serve", "--config", config],
-        &[
-            ("TONGBAN_STORE__URL", store),
-            ("TONGBAN_SERVER__LISTEN", "127.0.0.1:0"),
-            ("TONGBAN_EXCHANGE_LOG__DIR", &log_dir),
-        ],
-        Duration::from_secs(60),
-    )
-    .await?;
+    let mut env = shipping(name, shared);
+    env.push(("TONGBAN_STORE__URL".into(), store.to_owned()));
+    env.push(("TONGBAN_SERVER__LISTEN".into(), "127.0.0.1:0".into()));
+    env.push(("TONGBAN_EXCHANGE_LOG__DIR".into(), log_dir));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gateway =
+        Gateway::start_with_env(&["serve", "--config", config], &env, Duration::from_secs(60)).await?;
     gateway.wait_ready(Duration::from_secs(60)).await?;
     Ok(gateway)
 }
@@ -86,12 +99,17 @@ async fn replicas_behind_a_balancer_carry_a_killed_replica_and_hear_each_others_
     }
     // Replica A is the demo (it generates the datasets and seeds the store); B and C serve its
     // configuration on the same store.
-    let demo = Demo::start_with(2000, &[("TONGBAN_STORE__URL", &store)]).await?;
-    let config = demo.data_dir().join("tongban.toml");
-    let b = replica(&config, &store, "b").await?;
-    let c = replica(&config, &store, "c").await?;
-    let port = free_port()?;
     let work = tempfile::tempdir()?;
+    let shared = work.path().join("shared");
+    let shared = shared.to_str().context("utf-8")?;
+    let mut env = shipping("a", shared);
+    env.push(("TONGBAN_STORE__URL".into(), store.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let demo = Demo::start_with(2000, &env).await?;
+    let config = demo.data_dir().join("tongban.toml");
+    let b = replica(&config, &store, "b", shared).await?;
+    let c = replica(&config, &store, "c", shared).await?;
+    let port = free_port()?;
     let replicas =
         [("a", port_of(&demo.gateway.base_url)?), ("b", port_of(&b.base_url)?), ("c", port_of(&c.base_url)?)];
     let _balancer = haproxy(work.path(), port, &replicas).await?;
@@ -121,6 +139,43 @@ async fn replicas_behind_a_balancer_carry_a_killed_replica_and_hear_each_others_
             async move { request.send().await }
         }
     };
+
+    // One view of the log: calls made through the balancer land on all three replicas, and the
+    // operator's dashboard, asked of any one replica, counts every one of them, each record
+    // naming its replica, once the replicas' sealed segments are shipped.
+    let calls = 60;
+    for _ in 0..calls {
+        let status = verify(balanced.clone()).await?.status();
+        assert!(status == 200 || status == 429, "{status}");
+    }
+    let operator = demo.sign_in("operator").await?;
+    let system_id = demo.system(POLICE_SYSTEM)?.0;
+    let shipped = Instant::now();
+    let by_replica = loop {
+        let (status, stats) =
+            operator.get(&format!("/exchanges/stats?bucket=all&by=replica&system={system_id}")).await?;
+        assert_eq!(status, 200, "{stats}");
+        let rows = stats["rows"].as_array().context("rows")?.clone();
+        let total: u64 = rows.iter().filter_map(|r| r["calls"].as_u64()).sum();
+        if total == calls {
+            break rows;
+        }
+        assert!(total <= calls, "more records than calls: {stats}");
+        assert!(
+            shipped.elapsed() < Duration::from_secs(30),
+            "the dashboard counts {total} of {calls}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let replicas_named: Vec<&str> = by_replica.iter().filter_map(|r| r["replica"].as_str()).collect();
+    assert_eq!(replicas_named.len(), 3, "every replica served some: {by_replica:?}");
+    for name in ["a", "b", "c"] {
+        assert!(replicas_named.contains(&name), "{name}: {by_replica:?}");
+    }
+    // Asked of another replica, the same totals.
+    let operator_on_c = tongban_e2e::Api::sign_in(&c.base_url, "operator", &demo.password()).await?;
+    let (_, on_c) = operator_on_c.get(&format!("/exchanges/stats?bucket=all&system={system_id}")).await?;
+    assert_eq!(on_c["rows"][0]["calls"].as_u64(), Some(calls), "{on_c}");
 
     // Load through the balancer from four callers; replica B is killed in the middle of it.
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,7 +263,6 @@ async fn replicas_behind_a_balancer_carry_a_killed_replica_and_hear_each_others_
 
     // A system stopped through replica A is refused on replica C within two seconds, though C
     // had its identity cached from the calls just made.
-    let system_id = demo.system(POLICE_SYSTEM)?.0;
     let on_c = tongban_e2e::Api::new(&c.base_url, Some(key.clone()));
     assert_eq!(on_c.get("/grants/in-force").await?.0, 200);
     let admin = demo.sign_in("admin").await?;

@@ -4,7 +4,6 @@
 //! supplies. Systems use the data plane, not this.
 
 use std::future::Future;
-use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::State;
@@ -112,13 +111,16 @@ impl ExchangeFilter {
 
 /// Answers a question over the log in `AppState`'s log directory on the SQL runtime, off the
 /// threads that serve calls.
-pub(super) async fn ask<T, Q>(state: &AppState, question: impl FnOnce(PathBuf) -> Q) -> Result<T, ApiError>
+pub(super) async fn ask<T, Q>(
+    state: &AppState,
+    question: impl FnOnce(tongban_exchange::query::LogView) -> Q,
+) -> Result<T, ApiError>
 where
     Q: Future<Output = Result<T, QueryError>> + Send + 'static,
     T: Send + 'static,
 {
     let data = state.data();
-    data.sql_executor.offload(question(data.log.dir().to_owned())).await?.map_err(|e| ApiError::internal(&e))
+    data.sql_executor.offload(question(data.log.view())).await?.map_err(|e| ApiError::internal(&e))
 }
 
 /// Rows of an answer.
