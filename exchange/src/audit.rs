@@ -733,6 +733,47 @@ mod tests {
         assert_eq!(report.head_seq, Some(33));
     }
 
+    /// Shipping puts each sealed segment and its copy once, at names fixed by replica and
+    /// number, and marks it only once the store holds it whole; retention under shipping keeps
+    /// every segment not yet marked, and the log still verifies after it.
+    #[tokio::test]
+    async fn only_shipped_segments_are_removed_and_shipping_twice_ships_nothing_new() {
+        let dir = tempfile::tempdir().expect("dir");
+        let shared_dir = tempfile::tempdir().expect("shared");
+        write_log(dir.path(), 30);
+        let segments = list_segments(dir.path()).expect("segments").len();
+        // Copies first; retention under shipping removes nothing before anything is shipped.
+        let done = super::super::compact::compact(dir.path(), Some(0), true).expect("compact");
+        assert!(done.removed_segments.is_empty(), "{done:?}");
+        assert_eq!(done.written.len(), segments - 1);
+
+        let url = format!("file://{}", shared_dir.path().display());
+        let shared = crate::ship::SharedLog::open(&url).expect("shared store");
+        let shipped = shared.ship(dir.path(), "gateway-0").await.expect("ship");
+        assert_eq!(shipped.len(), segments - 1, "every sealed segment, not the active one");
+        assert!(shared.ship(dir.path(), "gateway-0").await.expect("ship again").is_empty());
+        let copies = shared.copies().await.expect("copies");
+        assert_eq!(copies.len(), segments - 1);
+        assert!(copies.iter().all(|c| c.replica == "gateway-0" && c.url.starts_with("file://")));
+        for (number, path) in list_segments(dir.path()).expect("segments").iter().take(segments - 1) {
+            let name = path.file_name().expect("name");
+            let there = shared_dir.path().join("gateway-0/segments").join(name);
+            assert_eq!(
+                std::fs::read(there).expect("shipped segment"),
+                std::fs::read(path).expect("local"),
+                "{number}"
+            );
+        }
+        // One mark taken away: that segment and every later one stay.
+        let (second, _) = list_segments(dir.path()).expect("segments")[1].clone();
+        std::fs::remove_file(dir.path().join("shipped").join(second.to_string())).expect("unmark");
+        let done = super::super::compact::compact(dir.path(), Some(0), true).expect("compact");
+        assert_eq!(done.removed_segments.len(), 1, "{done:?}");
+        assert!(list_segments(dir.path()).expect("segments").iter().any(|(n, _)| *n == second));
+        let report = verify(dir.path()).expect("audit");
+        assert!(report.intact(), "{:?}", report.problem);
+    }
+
     fn expecting(retention_days: Option<u32>, head: Option<ExpectedHead>) -> Expectations {
         Expectations { retention_days, head, ..Expectations::default() }
     }

@@ -895,15 +895,15 @@ async fn until_sql_running(demo: &Demo) -> anyhow::Result<()> {
 
 /// An S3-compatible server for the object-store test: moto's (`moto_server`, from PyPI),
 /// started on a free loopback port and stopped when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     _child: tokio::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl S3Server {
     /// Starts the server `TONGBAN_S3_SERVER` names; `None` when it names none and the run does
     /// not require it (`tests/run.sh` installs the server and requires it).
-    async fn start() -> anyhow::Result<Option<S3Server>> {
+    pub(crate) async fn start() -> anyhow::Result<Option<S3Server>> {
         let Some(program) = std::env::var_os("TONGBAN_S3_SERVER") else {
             anyhow::ensure!(
                 std::env::var_os("TONGBAN_REQUIRE_S3").is_none(),
