@@ -18,6 +18,15 @@ use parquet::file::properties::WriterProperties;
 
 use super::wal::{self, Link, RETAINED_FILE, Retained};
 
+/// The directory of the marks of segments a shared store has confirmed (`crate::ship`), one
+/// empty file per segment number: retention under shipping removes only marked segments.
+pub const SHIPPED_DIR: &str = "shipped";
+
+/// Whether segment `number` of the log in `dir` was confirmed by the shared store.
+pub fn is_shipped(dir: &Path, number: u64) -> bool {
+    dir.join(SHIPPED_DIR).join(number.to_string()).exists()
+}
+
 /// The directory of Parquet copies inside the log's directory.
 pub const PARQUET_DIR: &str = "parquet";
 
@@ -248,7 +257,7 @@ pub fn compact(
         // Only a prefix of sealed segments can go: the chain must stay whole after it.
         let mut anchor = None;
         for (number, path) in segments.iter().take(segments.len().saturating_sub(1)) {
-            if shipped_only && !crate::ship::is_shipped(dir, *number) {
+            if shipped_only && !is_shipped(dir, *number) {
                 break;
             }
             match seal_of(path)? {

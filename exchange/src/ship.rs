@@ -15,7 +15,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{self, parquet_path};
+use crate::compact::{self, SHIPPED_DIR, is_shipped, parquet_path};
 use crate::wal;
 
 /// `[exchange_log.shipping]`: where the log is shipped.
@@ -45,13 +45,6 @@ pub enum ShipError {
     Io(#[from] std::io::Error),
     #[error("{0} was not confirmed by the shared store: {1} bytes there, {2} here")]
     Unconfirmed(String, u64, u64),
-}
-
-const SHIPPED_DIR: &str = "shipped";
-
-/// Whether segment `number` of the log in `dir` was confirmed by the shared store.
-pub fn is_shipped(dir: &Path, number: u64) -> bool {
-    dir.join(SHIPPED_DIR).join(number.to_string()).exists()
 }
 
 /// The shared store of every replica's shipped log.
