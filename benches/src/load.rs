@@ -281,3 +281,91 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, username: &str, passw
         .expect("session");
     answer["token"].as_str().expect("token").to_owned()
 }
+
+/// Takes `steps` ((gateway base URL, user, action) in order) on demand `id`, filed at `filed_at`.
+pub async fn act(client: &reqwest::Client, id: &str, steps: &[(&str, &str, &str, Value)]) {
+    for (base, password, who, action) in steps {
+        let token = sign_in(client, base, who, password).await;
+        // The step may be waiting for the hand-off to arrive at this gateway.
+        let mut answer = Value::Null;
+        for _ in 0..100 {
+            let current: Value = client
+                .get(format!("{base}/api/v1/demands/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .expect("demand");
+            let mut body = action.clone();
+            body["version"] = current["version"].clone();
+            let response = client
+                .post(format!("{base}/api/v1/demands/{id}/actions"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("act");
+            let ok = response.status().is_success();
+            answer = response.json().await.expect("answer");
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(answer["state"].is_string(), "{who}: {answer}");
+    }
+}
+
+/// Files a demand of 广东's police for `resource` with `item` and `terms` at `base`; answers its id.
+pub async fn file(
+    client: &reqwest::Client,
+    base: &str,
+    password: &str,
+    resource: &str,
+    item: &str,
+    terms: &Value,
+) -> String {
+    let token = sign_in(client, base, "demander.guangdong-police", password).await;
+    let demand: Value = client
+        .post(format!("{base}/api/v1/demands"))
+        .bearer_auth(&token)
+        .json(&json!({"resource_code": resource, "service_item": item, "purpose": "负载基准", "legal_basis": "负载基准",
+            "terms": terms}))
+        .send()
+        .await
+        .expect("file")
+        .json()
+        .await
+        .expect("demand");
+    demand["id"].as_str().unwrap_or_else(|| panic!("filed: {demand}")).to_owned()
+}
+
+/// A person of 河南's household file whose identity number starts with 41, and the name.
+pub fn person(dir: &Path) -> (String, String) {
+    use arrow::array::{Array, AsArray};
+    let file = std::fs::File::open(dir.join("datasets/household.parquet")).expect("household file");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let text = |name: &str| {
+            arrow::compute::cast(
+                batch.column_by_name(name).expect("column"),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .expect("text")
+        };
+        let (ids, names) = (text("id_number"), text("name"));
+        let (ids, names) = (ids.as_string::<i32>(), names.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            if !ids.is_null(row) && !names.is_null(row) && ids.value(row).starts_with("41") {
+                return (ids.value(row).to_owned(), names.value(row).to_owned());
+            }
+        }
+    }
+    panic!("no person of 河南")
+}
