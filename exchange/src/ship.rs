@@ -187,4 +187,31 @@ impl SharedLog {
         copies.sort_by(|a, b| (&a.replica, a.number).cmp(&(&b.replica, b.number)));
         Ok(copies)
     }
+
+    /// The replicas whose logs the shared store holds.
+    pub async fn replicas(&self) -> Result<Vec<String>, ShipError> {
+        let listed = self.store.list_with_delimiter(Some(&self.prefix)).await?;
+        let mut replicas: Vec<String> =
+            listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect();
+        replicas.sort();
+        Ok(replicas)
+    }
+
+    /// Copies `replica`'s shipped segments into `out` (made if needed), so that the audit
+    /// walks them as it walks a log directory: the whole chain since the log began, segments
+    /// removed locally by retention included. Answers how many were copied.
+    pub async fn fetch(&self, replica: &str, out: &Path) -> Result<usize, ShipError> {
+        use futures::TryStreamExt;
+        std::fs::create_dir_all(out)?;
+        let prefix = self.prefix.clone().join(replica).join("segments");
+        let listed: Vec<object_store::ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await?;
+        for meta in &listed {
+            let Some(name) = meta.location.filename() else { continue };
+            let bytes = self.store.get(&meta.location).await?.bytes().await?;
+            let partial = out.join(format!("{name}.partial"));
+            std::fs::write(&partial, &bytes)?;
+            std::fs::rename(&partial, out.join(name))?;
+        }
+        Ok(listed.len())
+    }
 }

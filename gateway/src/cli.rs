@@ -221,6 +221,21 @@ enum AuditCommand {
         #[arg(long = "peer-cert")]
         peer_cert: Vec<PathBuf>,
     },
+    /// Copy the segments every replica shipped to a shared store (`exchange_log.shipping`)
+    /// into DIR/<replica>/, each then audited with `tongban audit verify --data-dir
+    /// DIR/<replica>`: the whole chain since the log began, segments removed locally by
+    /// retention included.
+    Fetch {
+        /// The shared store's URL (`file:///…` or `s3://bucket/prefix`), as configured.
+        #[arg(long)]
+        shared: String,
+        /// Only this replica's segments.
+        #[arg(long)]
+        replica: Option<String>,
+        /// Where the copies go.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +429,25 @@ pub fn main() -> anyhow::Result<()> {
         } => {
             let evidence = crate::evidence::AuditEvidence::read(&certs, anchor.as_deref(), &peer_cert)?;
             audit_verify(&data_dir, json, expect_head, retention_days, evidence)
+        }
+        Command::Audit { command: AuditCommand::Fetch { shared, replica, out } } => {
+            let shared = tongban_exchange::ship::SharedLog::open(&shared)?;
+            runtime.block_on(async {
+                let replicas = match replica {
+                    Some(replica) => vec![replica],
+                    None => shared.replicas().await?,
+                };
+                anyhow::ensure!(!replicas.is_empty(), "the shared store holds no replica's log");
+                for replica in replicas {
+                    let dir = out.join(&replica);
+                    let copied = shared.fetch(&replica, &dir).await?;
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("{replica}: {copied} segments in {}", dir.display());
+                    }
+                }
+                Ok(())
+            })
         }
         Command::Receipt {
             command:

@@ -353,6 +353,37 @@ async fn a_log_shipped_to_an_s3_compatible_store_is_read_back_after_retention() 
         listing.contains("province/gateway-0/segments/") && listing.contains("province/gateway-0/parquet/"),
         "{listing}"
     );
+    // The audit walks the whole chain from the bucket, the segments removed here included.
+    let fetched = tempfile::tempdir()?;
+    let fetch = std::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["audit", "fetch", "--shared", "s3://tongban-log/province", "--out"])
+        .arg(fetched.path())
+        .envs(env)
+        .output()?;
+    assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
+    // With the gateway's evidence certificate, as an auditor holds it: the copies carry the
+    // signed heads, not the certificates kept beside the log.
+    let audit = std::process::Command::new(tongban_e2e::tongban_bin())
+        .args(["audit", "verify", "--json", "--data-dir"])
+        .arg(fetched.path().join("gateway-0"))
+        .arg("--cert")
+        .arg(demo.data_dir().join("evidence/cert.pem"))
+        .output()?;
+    assert!(
+        audit.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)?;
+    assert!(report["records"].as_u64().is_some_and(|n| n >= calls), "{report}");
+    assert!(report["sealed"].as_u64().is_some_and(|n| n >= 2), "{report}");
+    assert_eq!(
+        report["retained_from"],
+        serde_json::Value::Null,
+        "the bucket holds the chain from its start: {report}"
+    );
+
     // And the records read back name the replica.
     let (_, found) = operator.get(&format!("/exchanges?system={system_id}&limit=5")).await?;
     let items = found["rows"].as_array().context("rows")?;
