@@ -27,6 +27,11 @@ pub fn is_shipped(dir: &Path, number: u64) -> bool {
     dir.join(SHIPPED_DIR).join(number.to_string()).exists()
 }
 
+/// Held (shared) by every operators' question while it reads the log's files, and taken
+/// (exclusively) by retention while it removes them, so that a question never lists a file
+/// that retention then removes under it.
+pub static READING: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+
 /// The directory of Parquet copies inside the log's directory.
 pub const PARQUET_DIR: &str = "parquet";
 
@@ -273,6 +278,13 @@ pub fn compact(
                 first_seq: seal.last_seq + 1,
                 prev: seal.last_hash.clone(),
                 removed_sealed_at: Some(seal.sealed_at),
+            };
+            // Questions being answered finish first; new ones wait the moment this takes.
+            let _removing = loop {
+                match READING.try_write() {
+                    Ok(guard) => break guard,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
             };
             // The anchor is written before anything is removed, so a crash between leaves
             // extra segments, never a chain without its start.

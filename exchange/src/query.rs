@@ -247,6 +247,8 @@ pub async fn stats(
     by: GroupBy,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     let ctx = session();
     let frame = scoped(&ctx, &log, scope).await?;
     let mut group = Vec::new();
@@ -332,6 +334,8 @@ pub async fn refusal_reasons(
     by: GroupBy,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     let ctx = session();
     let refused = scoped(&ctx, &log, scope)
         .await?
@@ -355,6 +359,8 @@ pub async fn refusal_reasons(
 /// under each) and by problem code.
 pub async fn refusals(log: impl Into<LogView>, scope: &Scope) -> Result<serde_json::Value, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     let ctx = session();
     let frame = scoped(&ctx, &log, scope).await?;
     let refused = frame.filter(col("status").gt_eq(lit(400u16)))?;
@@ -380,6 +386,8 @@ pub async fn top_callers(
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     top(log, scope, "system", Some("department"), limit).await
 }
 
@@ -390,6 +398,8 @@ pub async fn top_resources(
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     top(log, scope, "resource", None, limit).await
 }
 
@@ -429,6 +439,8 @@ pub async fn records(
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
     let log: LogView = log.into();
+    // Retention removes no file while this question reads the log.
+    let _reading = compact::READING.read().await;
     let ctx = session();
     let ids = scoped(&ctx, &log, scope)
         .await?

@@ -353,30 +353,41 @@ async fn a_log_shipped_to_an_s3_compatible_store_is_read_back_after_retention() 
         listing.contains("province/gateway-0/segments/") && listing.contains("province/gateway-0/parquet/"),
         "{listing}"
     );
-    // The audit walks the whole chain from the bucket, the segments removed here included.
-    let fetched = tempfile::tempdir()?;
-    let fetch = std::process::Command::new(tongban_e2e::tongban_bin())
-        .args(["audit", "fetch", "--shared", "s3://tongban-log/province", "--out"])
-        .arg(fetched.path())
-        .envs(env)
-        .output()?;
-    assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
-    // With the gateway's evidence certificate, as an auditor holds it: the copies carry the
-    // signed heads, not the certificates kept beside the log.
-    let audit = std::process::Command::new(tongban_e2e::tongban_bin())
-        .args(["audit", "verify", "--json", "--data-dir"])
-        .arg(fetched.path().join("gateway-0"))
-        .arg("--cert")
-        .arg(demo.data_dir().join("evidence/cert.pem"))
-        .output()?;
-    assert!(
-        audit.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&audit.stdout),
-        String::from_utf8_lossy(&audit.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)?;
-    assert!(report["records"].as_u64().is_some_and(|n| n >= calls), "{report}");
+    // The audit walks the whole chain from the bucket, the segments removed here included,
+    // once the last segments are sealed and shipped too.
+    let started = Instant::now();
+    let report = loop {
+        let fetched = tempfile::tempdir()?;
+        let fetch = std::process::Command::new(tongban_e2e::tongban_bin())
+            .args(["audit", "fetch", "--shared", "s3://tongban-log/province", "--out"])
+            .arg(fetched.path())
+            .envs(env)
+            .output()?;
+        assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
+        // With the gateway's evidence certificate, as an auditor holds it: the copies carry the
+        // signed heads, not the certificates kept beside the log.
+        let audit = std::process::Command::new(tongban_e2e::tongban_bin())
+            .args(["audit", "verify", "--json", "--data-dir"])
+            .arg(fetched.path().join("gateway-0"))
+            .arg("--cert")
+            .arg(demo.data_dir().join("evidence/cert.pem"))
+            .output()?;
+        assert!(
+            audit.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&audit.stdout),
+            String::from_utf8_lossy(&audit.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&audit.stdout)?;
+        if report["records"].as_u64().is_some_and(|n| n >= calls) {
+            break report;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bucket's chain holds too few records: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(report["sealed"].as_u64().is_some_and(|n| n >= 2), "{report}");
     assert_eq!(
         report["retained_from"],
@@ -385,7 +396,8 @@ async fn a_log_shipped_to_an_s3_compatible_store_is_read_back_after_retention() 
     );
 
     // And the records read back name the replica.
-    let (_, found) = operator.get(&format!("/exchanges?system={system_id}&limit=5")).await?;
+    let (status, found) = operator.get(&format!("/exchanges?system={system_id}&limit=5")).await?;
+    assert_eq!(status, 200, "{found}");
     let items = found["rows"].as_array().context("rows")?;
     assert!(!items.is_empty() && items.iter().all(|r| r["replica"] == "gateway-0"), "{found}");
     Ok(())

@@ -74,20 +74,10 @@ impl Store {
         new: NewSealCertificate<'_>,
         acting: Acting<'_>,
     ) -> Result<SealCertificate> {
+        // The write comes first, so that the transaction holds the write lock from its start
+        // (SQLite cannot always upgrade a read to a write); the limit is then counted with
+        // the new certificate, and a registration over it is rolled back.
         let mut tx = self.pool.begin().await?;
-        let in_force: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM seal_certificates WHERE department_code = $1 AND retired_at IS NULL",
-        )
-        .bind(new.department_code)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if usize::try_from(in_force).unwrap_or(usize::MAX) >= MAX_SEAL_CERTIFICATES {
-            return Err(StoreError::Conflict(format!(
-                "department {}'s seal certificates ({MAX_SEAL_CERTIFICATES} in force; retire one first)",
-                new.department_code
-            )));
-        }
         let inserted = sqlx::query(
             "INSERT INTO seal_certificates (department_code, fingerprint, certificate, subject, not_before, not_after,
                  registered_at, registered_by)
@@ -106,6 +96,19 @@ impl Store {
         .rows_affected();
         if inserted == 0 {
             return Err(StoreError::Duplicate(format!("seal certificate {}", new.fingerprint)));
+        }
+        let in_force: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM seal_certificates WHERE department_code = $1 AND retired_at IS NULL",
+        )
+        .bind(new.department_code)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if usize::try_from(in_force).unwrap_or(usize::MAX) > MAX_SEAL_CERTIFICATES {
+            return Err(StoreError::Conflict(format!(
+                "department {}'s seal certificates ({MAX_SEAL_CERTIFICATES} in force; retire one first)",
+                new.department_code
+            )));
         }
         let detail = serde_json::json!({"department": new.department_code, "subject": new.subject});
         actions::record(&mut *tx, acting, "seal.registered", new.fingerprint, detail).await?;
