@@ -929,6 +929,18 @@ impl S3Server {
         }
         Ok(Some(S3Server { _child: child, endpoint }))
     }
+
+    /// Every S3 client's settings for this server; the gateway reads `AWS_*` from its
+    /// environment.
+    pub(crate) fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "cn-north-1"),
+            ("AWS_ACCESS_KEY_ID", "tongban-test"),
+            ("AWS_SECRET_ACCESS_KEY", "tongban-test-secret"),
+        ]
+    }
 }
 
 /// A dataset in an S3-compatible object store serves look-ups, verification and SQL as the
@@ -937,14 +949,7 @@ impl S3Server {
 #[tokio::test]
 async fn a_dataset_in_an_s3_compatible_store_answers_as_the_file_did() -> anyhow::Result<()> {
     let Some(s3) = S3Server::start().await? else { return Ok(()) };
-    // Every S3 client's settings; the gateway reads `AWS_*` from its environment.
-    let env = [
-        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "cn-north-1"),
-        ("AWS_ACCESS_KEY_ID", "tongban-test"),
-        ("AWS_SECRET_ACCESS_KEY", "tongban-test-secret"),
-    ];
+    let env = s3.env();
     let mut demo = Demo::start_with(2_000, &env).await?;
     let truth = Truth::read(&demo)?;
     let person = truth.in_scope().find(|p| p.name.is_some()).context("person")?.clone();

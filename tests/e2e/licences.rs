@@ -701,6 +701,9 @@ async fn seals_registered_through_the_api_are_recognised_until_retired() -> anyh
         trail["items"].as_array().context("items")?.iter().any(|a| a["action"] == "licence.viewed"),
         "{trail}"
     );
+    // A body that is no document is refused, and recorded too.
+    let (status, problem) = counter.post("/licences/verify", &json!({"sealed": "x"})).await?;
+    assert!((400..500).contains(&status) && problem["code"].is_string(), "{status} {problem}");
     let hefei = demo.department_of("demander.hefei-fund");
     let records = demo.exchange_records()?;
     let at_counter: Vec<&Value> = records
@@ -709,7 +712,7 @@ async fn seals_registered_through_the_api_are_recognised_until_retired() -> anyh
             r["operation"] == "licence_check" && r["department"] == hefei.as_str() && r["system"].is_null()
         })
         .collect();
-    assert_eq!(at_counter.len(), 5, "{at_counter:?}");
+    assert_eq!(at_counter.len(), 6, "{at_counter:?}");
     assert!(at_counter.iter().any(|r| r["status"] == 422 && r["code"] == "unknown_register"));
     assert!(at_counter.iter().all(|r| !r.to_string().contains(&valid.number)));
     Ok(())

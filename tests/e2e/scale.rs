@@ -295,12 +295,13 @@ async fn a_log_shipped_to_an_s3_compatible_store_is_read_back_after_retention() 
     let client = reqwest::Client::new();
     let created = client.put(format!("{}/tongban-log", s3.endpoint)).send().await?;
     anyhow::ensure!(created.status().is_success(), "create bucket: {}", created.status());
+    let s3_env = s3.env();
     let env = [
-        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "cn-north-1"),
-        ("AWS_ACCESS_KEY_ID", "tongban-test"),
-        ("AWS_SECRET_ACCESS_KEY", "tongban-test-secret"),
+        s3_env[0],
+        s3_env[1],
+        s3_env[2],
+        s3_env[3],
+        s3_env[4],
         ("TONGBAN_EXCHANGE_LOG__REPLICA", "gateway-0"),
         ("TONGBAN_EXCHANGE_LOG__SEGMENT_MAX_SECONDS", "1"),
         ("TONGBAN_EXCHANGE_LOG__RETENTION_DAYS", "0"),

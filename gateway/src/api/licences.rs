@@ -462,7 +462,7 @@ pub(crate) struct VerifyDocumentRequest {
 pub(crate) async fn verify_document(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<VerifyDocumentRequest>,
+    request: Result<ApiJson<VerifyDocumentRequest>, ApiError>,
 ) -> Result<Json<crate::data::calls::document::DocumentCheckAnswer>, ApiError> {
     let data = state.data();
     let mut record =
@@ -471,8 +471,15 @@ pub(crate) async fn verify_document(
     record.region = department.get(2..8).map(str::to_owned);
     record.department = Some(department);
     record.operator_digest = Some(tongban_exchange::key_digest(data.log.key(), &caller.actor()));
-    record.key_digest = Some(tongban_exchange::key_digest(data.log.key(), &request.sealed.document.number));
-    let outcome = verify_recorded(&state, &caller, &request.sealed, &mut record).await;
+    // A body that does not read is refused and recorded like any other verification.
+    let outcome = match &request {
+        Ok(ApiJson(request)) => {
+            record.key_digest =
+                Some(tongban_exchange::key_digest(data.log.key(), &request.sealed.document.number));
+            verify_recorded(&state, &caller, &request.sealed, &mut record).await
+        }
+        Err(rejected) => Err(rejected.clone()),
+    };
     match &outcome {
         Ok(answer) => {
             record.status = 200;
