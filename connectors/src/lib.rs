@@ -10,6 +10,7 @@
 pub mod csv;
 pub mod dataset;
 pub mod error;
+pub mod functions;
 pub mod location;
 pub mod lookup;
 pub mod parquet;
@@ -19,4 +20,4 @@ pub mod view;
 pub use dataset::{Dataset, DatasetConfig, SourceConfig, open_dataset, session_config};
 pub use error::ConnectorError;
 pub use lookup::{KeyLookup, LookupOutcome, LookupStats};
-pub use view::{GrantedView, ViewColumn, ViewScope, mask_array};
+pub use view::{GrantedView, ViewBoundaryExec, ViewColumn, ViewScope, mask_array};

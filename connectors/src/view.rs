@@ -106,6 +106,23 @@ impl GrantedView {
         Ok(GrantedView { inner, columns: resolved, scope, schema: Arc::new(Schema::new(fields)) })
     }
 
+    /// The view's columns and masks, as it was built.
+    pub fn columns(&self) -> Vec<ViewColumn> {
+        let dataset = self.inner.schema();
+        self.columns
+            .iter()
+            .map(|(index, mask)| ViewColumn { name: dataset.field(*index).name().clone(), mask: *mask })
+            .collect()
+    }
+
+    /// The view's row scope, as it was built.
+    pub fn scope(&self) -> Option<ViewScope> {
+        let dataset = self.inner.schema();
+        self.scope
+            .as_ref()
+            .map(|(index, prefix)| ViewScope { column: dataset.field(*index).name().clone(), prefix: prefix.clone() })
+    }
+
     fn mask_of(&self, name: &str) -> Option<MaskRule> {
         let index = self.schema.index_of(name).ok()?;
         Some(self.columns[index].1)
@@ -304,13 +321,16 @@ impl TableProvider for GrantedView {
 /// evaluated on rows out of scope, and an expression that fails on such a row would tell the
 /// caller the row exists. Filters that are safe on any row reach the scan through
 /// [`TableProvider::supports_filters_pushdown`] instead.
+///
+/// A cluster's codec rebuilds it where a plan is decoded, so it is public; nothing else makes
+/// one but [`GrantedView::scan`].
 #[derive(Debug)]
-struct ViewBoundaryExec {
+pub struct ViewBoundaryExec {
     input: Arc<dyn ExecutionPlan>,
 }
 
 impl ViewBoundaryExec {
-    fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
         ViewBoundaryExec { input }
     }
 }
@@ -467,6 +487,27 @@ pub fn mask_udf(rule: MaskRule) -> ScalarUDF {
     ScalarUDF::new_from_impl(MaskFunction { rule, signature: Signature::any(1, Volatility::Immutable) })
 }
 
+/// Every mask rule, for finding one by its function's name.
+const MASK_RULES: [MaskRule; 6] =
+    [MaskRule::None, MaskRule::IdNumber, MaskRule::Phone, MaskRule::Name, MaskRule::Address, MaskRule::Redact];
+
+/// The name of the function that masks by `rule`.
+pub fn mask_function_name(rule: MaskRule) -> &'static str {
+    match rule {
+        MaskRule::None => "tongban_mask_none",
+        MaskRule::IdNumber => "tongban_mask_id_number",
+        MaskRule::Phone => "tongban_mask_phone",
+        MaskRule::Name => "tongban_mask_name",
+        MaskRule::Address => "tongban_mask_address",
+        MaskRule::Redact => "tongban_mask_redact",
+    }
+}
+
+/// The rule whose masking function is named `name`.
+pub fn mask_rule_named(name: &str) -> Option<MaskRule> {
+    MASK_RULES.into_iter().find(|rule| mask_function_name(*rule) == name)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 struct MaskFunction {
     rule: MaskRule,
@@ -481,14 +522,7 @@ impl Hash for MaskFunction {
 
 impl ScalarUDFImpl for MaskFunction {
     fn name(&self) -> &str {
-        match self.rule {
-            MaskRule::None => "tongban_mask_none",
-            MaskRule::IdNumber => "tongban_mask_id_number",
-            MaskRule::Phone => "tongban_mask_phone",
-            MaskRule::Name => "tongban_mask_name",
-            MaskRule::Address => "tongban_mask_address",
-            MaskRule::Redact => "tongban_mask_redact",
-        }
+        mask_function_name(self.rule)
     }
 
     fn signature(&self) -> &Signature {

@@ -29,6 +29,12 @@ enum Command {
         #[arg(long, env = "TONGBAN_CONFIG")]
         config: PathBuf,
     },
+    /// Run a scheduler or executor of a Ballista cluster for SQL (`data.sql.engine =
+    /// "ballista"`), over the Parquet datasets of a configuration.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Check a configuration without serving.
     Config {
         #[command(subcommand)]
@@ -174,6 +180,43 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The cluster's scheduler, which plans the gateway's queries over the same views.
+    Scheduler {
+        /// The configuration naming the datasets (the gateway's own file will do).
+        #[arg(long, env = "TONGBAN_CONFIG")]
+        config: PathBuf,
+        /// Where to serve the scheduler's gRPC, which the gateways and executors reach.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: SocketAddr,
+    },
+    /// One of the cluster's executors, which run the scheduler's tasks.
+    Executor {
+        /// The configuration naming the datasets and `data.sql_memory_mib`, each task's memory.
+        #[arg(long, env = "TONGBAN_CONFIG")]
+        config: PathBuf,
+        /// The scheduler's host:port.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// The host the executor binds and is reached at.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Its Arrow Flight port (shuffles and answers).
+        #[arg(long, default_value_t = 50051)]
+        flight_port: u16,
+        /// Its gRPC port (tasks).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks at once; 0 means one per processor.
+        #[arg(long, default_value_t = 0)]
+        slots: usize,
+        /// Where shuffle files are written.
+        #[arg(long)]
+        work_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Load a configuration as `serve` would, check that the files it names exist, and print
     /// each problem on a line of its own naming the file, the key and the value; exits with
@@ -314,6 +357,7 @@ pub fn main() -> anyhow::Result<()> {
             loaded.install_divisions()?;
             runtime.block_on(crate::server::serve(loaded, None))
         }
+        Command::Cluster { command } => runtime.block_on(crate::cluster::run(command.into())),
         Command::Config { command: ConfigCommand::Check { file, no_files } } => {
             let loaded = match preloaded {
                 Some(loaded) => loaded,
@@ -699,5 +743,16 @@ mod tests {
         walk(&Cli::command(), "tongban", &mut missing);
         assert!(missing.is_empty(), "options without help: {missing:?}");
         Cli::command().debug_assert();
+    }
+}
+
+impl From<ClusterCommand> for crate::cluster::Role {
+    fn from(command: ClusterCommand) -> Self {
+        match command {
+            ClusterCommand::Scheduler { config, listen } => crate::cluster::Role::Scheduler { config, listen },
+            ClusterCommand::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir } => {
+                crate::cluster::Role::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod breaker;
 pub mod caller;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod data;

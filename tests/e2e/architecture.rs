@@ -68,6 +68,11 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
     ),
     ("tongban-synth", &["datafusion", "sqlx", "axum", "hyper"], "the generator only writes files"),
     (
+        "tongban-cluster",
+        &["tongban-platform", "tongban-exchange", "tongban-synth", "tongban-evidence", "tongban-gateway"],
+        "the cluster runs the views it is sent: it holds no grants, keeps no log, signs nothing and generates nothing",
+    ),
+    (
         "tongban-evidence",
         &[
             "tokio",

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tongban_e2e::{Api, Demo};
 use tongban_policy::catalog::MaskRule;
 
-const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
-const HOUSEHOLD: &str = "A01-410000-0001";
+pub(crate) const POLICE_SYSTEM: &str = "广东省公安厅跨省户籍业务系统";
+pub(crate) const HOUSEHOLD: &str = "A01-410000-0001";
 const SCOPE: &str = "4115";
 /// People in the demo's household file: enough that the grant's county scope holds hundreds.
-const ROWS: u64 = 20_000;
+pub(crate) const ROWS: u64 = 20_000;
 
 fn purpose(service_item: &str) -> [(&'static str, String); 3] {
     [
@@ -26,7 +26,7 @@ fn purpose(service_item: &str) -> [(&'static str, String); 3] {
     ]
 }
 
-fn with_purpose(api: &Api, service_item: &str) -> Api {
+pub(crate) fn with_purpose(api: &Api, service_item: &str) -> Api {
     let headers = purpose(service_item);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     api.with_headers(&headers)
@@ -43,7 +43,7 @@ struct Person {
 }
 
 /// The household file as the test reads it, without the gateway.
-struct Truth {
+pub(crate) struct Truth {
     people: Vec<Person>,
     /// Approved rows: the granted columns, masked, of rows in scope.
     approved: Vec<HashMap<&'static str, String>>,
@@ -64,7 +64,7 @@ fn text(batch: &RecordBatch, name: &str, row: usize) -> Option<String> {
 }
 
 impl Truth {
-    fn read(demo: &Demo) -> anyhow::Result<Truth> {
+    pub(crate) fn read(demo: &Demo) -> anyhow::Result<Truth> {
         let file = File::open(demo.data_dir().join("datasets/household.parquet"))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
         let denied_columns = [
@@ -187,7 +187,7 @@ fn cell(value: &Value) -> Option<String> {
     }
 }
 
-fn fill(query: &str, truth: &Truth, dataset_path: &str) -> String {
+pub(crate) fn fill(query: &str, truth: &Truth, dataset_path: &str) -> String {
     let person =
         truth.in_scope().find(|p| p.name.as_deref().is_some_and(|n| n.chars().count() >= 2)).expect("person");
     let name = person.name.clone().expect("name");
@@ -204,6 +204,78 @@ fn fill(query: &str, truth: &Truth, dataset_path: &str) -> String {
         .replace("{dataset_path}", dataset_path)
 }
 
+/// The attack suite's cases: (expectation, query with placeholders).
+pub(crate) fn attack_cases() -> Vec<(&'static str, &'static str)> {
+    include_str!("../attacks/sql.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_once('\t').unwrap_or((l, "")))
+        .collect()
+}
+
+/// Asks `api` for `sql`, waiting whenever the grant's rate (10 calls a second) says so, as any
+/// client would.
+pub(crate) async fn sql_answer(api: &Api, sql: &str) -> anyhow::Result<(u16, Value)> {
+    loop {
+        let (status, body) = api.post("/data/sql", &json!({ "query": sql })).await?;
+        if status != 429 {
+            return Ok((status, body));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether an attack's answer meets its expectation (`tests/attacks/sql.tsv`): its outcome,
+/// `refused` or `answered`, or every way it fails. Every answer is checked for leaks,
+/// whatever the expectation.
+pub(crate) fn judge(expect: &str, status: u16, body: &Value, truth: &Truth) -> Result<&'static str, String> {
+    let mut failures = Vec::new();
+    if status >= 500 {
+        return Err(format!("server error {status}: {body}"));
+    }
+    if status != 200 {
+        if !(400..500).contains(&status) || body["code"].as_str().is_none() {
+            failures.push(format!("refusal without a problem code: {status} {body}"));
+        }
+        if matches!(expect, "rows" | "count") {
+            failures.push(format!("refused ({status} {}): {}", body["code"], body["detail"]));
+        }
+        return if failures.is_empty() { Ok("refused") } else { Err(failures.join("; ")) };
+    }
+    let Some(rows) = body["rows"].as_array() else { return Err(format!("no rows in {body}")) };
+    let leak = rows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|row| row.values())
+        .find_map(|value| cell(value).and_then(|c| truth.leaks_in(&c)));
+    if let Some(leak) = leak {
+        failures.push(leak);
+    }
+    match expect {
+        "refused" => failures.push(format!("answered with {} rows", rows.len())),
+        "none" if !rows.is_empty() => failures.push(format!("answered with {} rows", rows.len())),
+        "rows" => {
+            if rows.is_empty() {
+                failures.push("no rows".into());
+            }
+            if let Some(row) =
+                rows.iter().find(|row| row.as_object().is_none_or(|r| !truth.agrees_with_an_approved_row(r)))
+            {
+                failures.push(format!("row matches no approved row: {row}"));
+            }
+        }
+        "count" => {
+            let in_scope_count = truth.approved.len();
+            let value = rows.first().and_then(|r| r.as_object()).and_then(|r| r.values().next()).and_then(cell);
+            if value.as_deref() != Some(in_scope_count.to_string().as_str()) {
+                failures.push(format!("count {value:?}, expected {in_scope_count}"));
+            }
+        }
+        _ => {}
+    }
+    if failures.is_empty() { Ok("answered") } else { Err(failures.join("; ")) }
+}
+
 #[tokio::test]
 async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<()> {
     let demo = Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "3000")]).await?;
@@ -214,72 +286,16 @@ async fn sql_attacks_get_only_approved_masked_in_scope_data() -> anyhow::Result<
     let police = with_purpose(&police, "KSTB-GA-001");
     let dataset_path = demo.data_dir().join("datasets/household.parquet").display().to_string();
 
-    let cases: Vec<(&str, &str)> = include_str!("../attacks/sql.tsv")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.split_once('\t').unwrap_or((l, "")))
-        .collect();
+    let cases = attack_cases();
     assert!(cases.len() >= 150, "{} attack queries", cases.len());
     let mut failures = Vec::new();
     let mut outcomes: HashMap<&str, usize> = HashMap::new();
     for (expect, query) in &cases {
         let sql = fill(query, &truth, &dataset_path);
-        // The grant allows 10 calls a second; like any client, the suite waits when told to.
-        let (status, body) = loop {
-            let (status, body) = police.post("/data/sql", &json!({ "query": sql })).await?;
-            if status != 429 {
-                break (status, body);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        };
-        let mut fail = |why: String| failures.push(format!("[{expect}] {query}\n    {why}"));
-        if status >= 500 {
-            fail(format!("server error {status}: {body}"));
-            continue;
-        }
-        if status != 200 {
-            if !(400..500).contains(&status) || body["code"].as_str().is_none() {
-                fail(format!("refusal without a problem code: {status} {body}"));
-            }
-            *outcomes.entry("refused").or_default() += 1;
-            if matches!(*expect, "rows" | "count") {
-                fail(format!("refused ({status} {}): {}", body["code"], body["detail"]));
-            }
-            continue;
-        }
-        *outcomes.entry("answered").or_default() += 1;
-        let rows = body["rows"].as_array().context("rows")?;
-        // Every answer is checked for leaks, whatever the expectation.
-        let leak = rows
-            .iter()
-            .filter_map(Value::as_object)
-            .flat_map(|row| row.values())
-            .find_map(|value| cell(value).and_then(|c| truth.leaks_in(&c)));
-        if let Some(leak) = leak {
-            fail(leak);
-        }
-        match *expect {
-            "refused" => fail(format!("answered with {} rows", rows.len())),
-            "none" if !rows.is_empty() => fail(format!("answered with {} rows", rows.len())),
-            "rows" => {
-                if rows.is_empty() {
-                    fail("no rows".into());
-                }
-                if let Some(row) = rows
-                    .iter()
-                    .find(|row| row.as_object().is_none_or(|r| !truth.agrees_with_an_approved_row(r)))
-                {
-                    fail(format!("row matches no approved row: {row}"));
-                }
-            }
-            "count" => {
-                let value =
-                    rows.first().and_then(|r| r.as_object()).and_then(|r| r.values().next()).and_then(cell);
-                if value.as_deref() != Some(in_scope_count.to_string().as_str()) {
-                    fail(format!("count {value:?}, expected {in_scope_count}"));
-                }
-            }
-            _ => {}
+        let (status, body) = sql_answer(&police, &sql).await?;
+        match judge(expect, status, &body, &truth) {
+            Ok(outcome) => *outcomes.entry(outcome).or_default() += 1,
+            Err(why) => failures.push(format!("[{expect}] {query}\n    {why}")),
         }
     }
     assert!(

@@ -5,6 +5,7 @@
 mod api;
 mod architecture;
 mod attacks;
+mod cluster;
 mod console;
 mod data;
 mod demo;

@@ -37,6 +37,8 @@ pub struct DataConfig {
     /// processor. At 10, by the kernel's scheduling weights (110 against 1024 at nice 0), a
     /// query gets about a tenth of a processor that calls keep busy.
     pub sql_nice: u8,
+    /// Where queries run (`[data.sql]`): on the gateway (the default) or on a Ballista cluster.
+    pub sql: SqlEngineConfig,
     pub limits: super::LimitsConfig,
     pub cache: super::CacheConfig,
     /// Supplier APIs bound to catalog resources (`[[data.upstreams]]`).
@@ -58,10 +60,49 @@ impl Default for DataConfig {
             sql_slots_per_department: 0,
             sql_threads: 0,
             sql_nice: 10,
+            sql: SqlEngineConfig::default(),
             limits: super::LimitsConfig::default(),
             cache: super::CacheConfig::default(),
             upstreams: Vec::new(),
             seals: crate::seals::SealsConfig::default(),
+        }
+    }
+}
+
+/// The engine SQL queries run on (`[data.sql]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlEngineConfig {
+    pub engine: SqlEngine,
+    /// The Ballista scheduler's gRPC address, `host:port`, for `engine = "ballista"`.
+    pub scheduler: Option<String>,
+}
+
+/// Where a query's plan runs. Either way the gateway plans it over the caller's views, with the
+/// same sandbox and bounds (`docs/data-plane.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlEngine {
+    /// In the gateway's own process.
+    #[default]
+    Local,
+    /// On a Ballista cluster of `tongban cluster scheduler` and `tongban cluster executor`
+    /// processes (`docs/scale-out.md`).
+    Ballista,
+}
+
+impl SqlEngineConfig {
+    /// The scheduler's URL when queries run on a cluster; `None` on the local engine.
+    pub fn scheduler_url(&self) -> Result<Option<String>, String> {
+        match (self.engine, self.scheduler.as_deref()) {
+            (SqlEngine::Local, _) => Ok(None),
+            (SqlEngine::Ballista, Some(address)) if !address.trim().is_empty() => {
+                let address = address.trim();
+                Ok(Some(if address.contains("://") { address.to_owned() } else { format!("http://{address}") }))
+            }
+            (SqlEngine::Ballista, _) => {
+                Err("data.sql.engine = \"ballista\" needs data.sql.scheduler, the scheduler's host:port".into())
+            }
         }
     }
 }

@@ -18,7 +18,6 @@ use datafusion::catalog::{
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -30,7 +29,7 @@ use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::TryStreamExt;
 use serde::Deserialize;
-use tongban_connectors::{GrantedView, ViewColumn, ViewScope, session_config};
+use tongban_connectors::{GrantedView, ViewColumn, ViewScope, functions, session_config};
 use tongban_policy::catalog::Resource;
 use tongban_policy::decision::Permit;
 
@@ -110,14 +109,22 @@ pub(super) async fn run(
     }
     let views: Vec<&str> = permits.iter().map(|(resource, _)| resource.dataset.as_str()).collect();
     check_complexity(&request.query, &views)?;
-    let state = sandbox(registry, limits, permits)?;
+    let mut state = sandbox(registry, limits, permits)?;
+    let cluster = executor.cluster().map(str::to_owned);
+    if let Some(scheduler) = &cluster {
+        state = tongban_cluster::on_cluster(state, scheduler);
+    }
     let query = request.query.clone();
     let max_rows = limits.sql_max_rows;
-    executor.run(department, async move { plan_and_run(state, &query, max_rows, format).await }).await
+    executor
+        .run(department, async move { plan_and_run(state, cluster.as_deref(), &query, max_rows, format).await })
+        .await
 }
 
+/// Plans and runs `query` in `state`, on the cluster whose scheduler is `cluster` if any.
 async fn plan_and_run(
     state: SessionState,
+    cluster: Option<&str>,
     query: &str,
     limit: usize,
     format: Format,
@@ -149,10 +156,18 @@ async fn plan_and_run(
     let frame = DataFrame::new(state, plan).limit(0, Some(limit + 1)).map_err(invalid_sql)?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let task = Arc::new(frame.task_ctx());
-    let plan =
-        yielding(frame.create_physical_plan().await.map_err(execution_error)?).map_err(execution_error)?;
+    let plan = frame.create_physical_plan().await.map_err(execution_error)?;
+    // On a cluster the plan is one node that sends the query to the scheduler and fetches its
+    // answer; if this future is dropped (the time limit, or a caller that hung up), the guard
+    // cancels the job on the cluster too.
+    let job = cluster.map(|scheduler| tongban_cluster::JobGuard::new(scheduler, &plan));
+    let plan = yielding(plan).map_err(execution_error)?;
     let stream = datafusion::physical_plan::execute_stream(plan, task).map_err(execution_error)?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(execution_error)?;
+    let collected: Result<Vec<RecordBatch>, DataFusionError> = stream.try_collect().await;
+    if let Some(job) = job {
+        job.finished();
+    }
+    let batches = collected.map_err(execution_error)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows > limit {
         return Err(ApiError::unprocessable(
@@ -437,10 +452,6 @@ fn deepens(token: &datafusion::sql::sqlparser::tokenizer::Token) -> bool {
     }
 }
 
-/// Functions whose output size is set by an argument rather than by the data, so one call
-/// could allocate gigabytes outside the memory pool's accounting. They are not offered.
-const UNBOUNDED_FUNCTIONS: &[&str] = &["repeat", "lpad", "rpad"];
-
 /// A session whose catalog holds only the caller's views.
 fn sandbox(
     registry: &DatasetRegistry,
@@ -487,15 +498,10 @@ fn sandbox(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_catalog_list(catalogs)
-        .with_expr_planners(SessionStateDefaults::default_expr_planners())
-        .with_scalar_functions(
-            SessionStateDefaults::default_scalar_functions()
-                .into_iter()
-                .filter(|f| !UNBOUNDED_FUNCTIONS.contains(&f.name()))
-                .collect(),
-        )
-        .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
-        .with_window_functions(SessionStateDefaults::default_window_functions())
+        .with_expr_planners(functions::expr_planners())
+        .with_scalar_functions(functions::scalar_functions())
+        .with_aggregate_functions(functions::aggregate_functions())
+        .with_window_functions(functions::window_functions())
         .build())
 }
 
@@ -526,8 +532,31 @@ fn invalid_sql(e: DataFusionError) -> ApiError {
 fn execution_error(e: DataFusionError) -> ApiError {
     match e.find_root() {
         DataFusionError::ResourcesExhausted(_) => too_expensive(),
-        root => ApiError::unprocessable("query_failed", "Query failed", first_line(&root.to_string())),
+        root => {
+            let message = root.to_string();
+            // A cluster reports its executors' errors as text inside its own.
+            if message.contains("Resources exhausted") {
+                too_expensive()
+            } else if cluster_unreachable(&message) {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "sql_engine_unavailable",
+                    "SQL engine unavailable",
+                    "the cluster that runs queries cannot be reached; try again later",
+                )
+            } else {
+                ApiError::unprocessable("query_failed", "Query failed", first_line(&message))
+            }
+        }
     }
+}
+
+/// Whether a cluster's error says its scheduler or executors could not be reached, rather
+/// than that the query failed.
+fn cluster_unreachable(message: &str) -> bool {
+    ["transport error", "Connection refused", "tcp connect error", "GrpcConnectionError"]
+        .iter()
+        .any(|sign| message.contains(sign))
 }
 
 fn too_expensive() -> ApiError {

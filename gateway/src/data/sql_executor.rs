@@ -44,6 +44,8 @@ pub enum SqlExecutorError {
     Nice(u8),
     #[error("starting the SQL runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// The SQL runtime and its slots.
@@ -60,10 +62,13 @@ pub struct SqlExecutor {
     queue: Duration,
     time_limit: Duration,
     metrics: SqlMetrics,
+    /// The Ballista scheduler's URL when queries run on a cluster (`data.sql.engine`).
+    cluster: Option<String>,
 }
 
 impl SqlExecutor {
     pub fn new(config: &DataConfig) -> Result<Self, SqlExecutorError> {
+        let cluster = config.sql.scheduler_url().map_err(SqlExecutorError::Engine)?;
         let nice = config.sql_nice;
         let priority = priority_for_nice(nice).ok_or(SqlExecutorError::Nice(nice))?;
         let threads = match config.sql_threads {
@@ -90,7 +95,13 @@ impl SqlExecutor {
             queue: Duration::from_millis(config.sql_queue_ms),
             time_limit: Duration::from_millis(config.sql_timeout_ms),
             metrics: SqlMetrics::default(),
+            cluster,
         })
+    }
+
+    /// The Ballista scheduler's URL when queries run on a cluster; `None` on the local engine.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// Runs `query` on the SQL runtime once a slot is free, and waits for it for at most the
