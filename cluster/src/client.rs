@@ -23,6 +23,8 @@ pub fn on_cluster(sandbox: SessionState, scheduler_url: &str) -> SessionState {
         .config()
         .clone()
         .upgrade_for_ballista()
+        // The sandbox's catalog is kept as it is, not replaced by a new default one.
+        .with_create_default_catalog_and_schema(false)
         .with_ballista_logical_extension_codec(Arc::clone(&logical))
         .with_ballista_physical_extension_codec(Arc::new(ViewPhysicalCodec::default()));
     let planner = BallistaQueryPlanner::<LogicalPlanNode>::with_extension(
