@@ -26,7 +26,11 @@ pub fn on_cluster(sandbox: SessionState, scheduler_url: &str) -> SessionState {
         // The sandbox's catalog is kept as it is, not replaced by a new default one.
         .with_create_default_catalog_and_schema(false)
         .with_ballista_logical_extension_codec(Arc::clone(&logical))
-        .with_ballista_physical_extension_codec(Arc::new(ViewPhysicalCodec::default()));
+        .with_ballista_physical_extension_codec(Arc::new(ViewPhysicalCodec::default()))
+        // The client learns the job's id as soon as the scheduler accepts it (rather than with
+        // the job's first status change, which for a long job comes only when it ends), so a
+        // call that ends early can cancel it ([`JobGuard`]).
+        .set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true);
     let planner = BallistaQueryPlanner::<LogicalPlanNode>::with_extension(
         scheduler_url.to_owned(),
         config.ballista_config(),

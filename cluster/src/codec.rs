@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
@@ -22,6 +23,8 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use prost::Message;
 use tongban_connectors::view::{mask_function_name, mask_rule_named, mask_udf};
 use tongban_connectors::{GrantedView, ViewBoundaryExec, ViewColumn, ViewScope};
+
+use crate::deadline::DeadlineExec;
 
 /// The datasets a scheduler plans over, by name.
 pub type Datasets = Arc<BTreeMap<String, Arc<dyn TableProvider>>>;
@@ -59,7 +62,7 @@ struct ScopeMessage {
 /// (shuffles), encoded by Ballista's codec.
 #[derive(Clone, PartialEq, Message)]
 struct PhysicalMessage {
-    #[prost(oneof = "PhysicalKind", tags = "1, 2")]
+    #[prost(oneof = "PhysicalKind", tags = "1, 2, 3")]
     kind: Option<PhysicalKind>,
 }
 
@@ -70,6 +73,9 @@ enum PhysicalKind {
     ViewBoundary(ViewBoundaryMessage),
     #[prost(bytes, tag = "2")]
     Ballista(Vec<u8>),
+    /// A bound on its one input's work time, in milliseconds.
+    #[prost(uint64, tag = "3")]
+    Deadline(u64),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -184,6 +190,10 @@ impl PhysicalExtensionCodec for ViewPhysicalCodec {
                 [input] => Ok(Arc::new(ViewBoundaryExec::new(Arc::clone(input)))),
                 _ => Err(DataFusionError::Internal("a view boundary has one input".into())),
             },
+            Some(PhysicalKind::Deadline(millis)) => match inputs {
+                [input] => Ok(Arc::new(DeadlineExec::new(Arc::clone(input), Duration::from_millis(millis)))),
+                _ => Err(DataFusionError::Internal("a deadline has one input".into())),
+            },
             Some(PhysicalKind::Ballista(inner)) => self.ballista.try_decode(&inner, inputs, ctx, converter),
             None => Err(DataFusionError::Internal("an empty physical node".into())),
         }
@@ -197,6 +207,8 @@ impl PhysicalExtensionCodec for ViewPhysicalCodec {
     ) -> Result<()> {
         let kind = if node.downcast_ref::<ViewBoundaryExec>().is_some() {
             PhysicalKind::ViewBoundary(ViewBoundaryMessage {})
+        } else if let Some(deadline) = node.downcast_ref::<DeadlineExec>() {
+            PhysicalKind::Deadline(u64::try_from(deadline.limit().as_millis()).unwrap_or(u64::MAX))
         } else {
             let mut inner = Vec::new();
             self.ballista.try_encode(node, &mut inner, converter)?;

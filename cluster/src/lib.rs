@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod deadline;
 pub mod executor;
 mod rules;
 pub mod scheduler;

@@ -1,7 +1,8 @@
 //! The scheduler's last physical optimizer rules: views stay whole within one stage, and every
-//! operator yields.
+//! operator yields and stops at the query time limit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
@@ -16,6 +17,8 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use tongban_connectors::ViewBoundaryExec;
+
+use crate::deadline::DeadlineExec;
 
 /// Refuses a plan in which a view's scan, scope and masks would not run in one task.
 ///
@@ -35,6 +38,7 @@ impl ViewsStayWhole {
             || node.is::<FilterExec>()
             || node.is::<ProjectionExec>()
             || node.is::<CooperativeExec>()
+            || node.is::<DeadlineExec>()
             || node
                 .downcast_ref::<RepartitionExec>()
                 .is_some_and(|r| matches!(r.partitioning(), Partitioning::RoundRobinBatch(_)))
@@ -75,30 +79,34 @@ impl PhysicalOptimizerRule for ViewsStayWhole {
     }
 }
 
-/// Makes every operator spend the task's scheduling budget on each batch it emits, as the
-/// gateway's own engine does (`data/sql.rs`, `yielding`): a cancelled job's task is stopped
-/// at its next batch rather than when a long join finishes. Exchanges are left bare, because
-/// Ballista recognises them by type where it cuts stages and replaces them with shuffles.
-#[derive(Debug, Default)]
-pub(crate) struct Yielding;
+/// Puts a [`DeadlineExec`] above every operator but exchanges: each spends the task's
+/// scheduling budget on every batch it emits, as the gateway's own engine does (`data/sql.rs`,
+/// `yielding`), so an aborted task stops at its next batch, and each stops its input once it has
+/// worked past the query time limit, so that work Ballista runs apart from the task stops too.
+/// Exchanges are left bare, because Ballista recognises them by type where it cuts stages and
+/// replaces them with shuffles.
+#[derive(Debug)]
+pub(crate) struct Bounded {
+    pub(crate) limit: Duration,
+}
 
-impl PhysicalOptimizerRule for Yielding {
+impl PhysicalOptimizerRule for Bounded {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let exchange = node.is::<RepartitionExec>()
                 || node.is::<CoalescePartitionsExec>()
                 || node.is::<SortPreservingMergeExec>();
-            if node.children().is_empty() || exchange || node.is::<CooperativeExec>() {
+            if node.children().is_empty() || exchange || node.is::<DeadlineExec>() {
                 Ok(Transformed::no(node))
             } else {
-                Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>))
+                Ok(Transformed::yes(Arc::new(DeadlineExec::new(node, self.limit)) as Arc<dyn ExecutionPlan>))
             }
         })
         .map(|transformed| transformed.data)
     }
 
     fn name(&self) -> &str {
-        "tongban_yielding"
+        "tongban_bounded"
     }
 
     fn schema_check(&self) -> bool {

@@ -1,6 +1,7 @@
 //! A Ballista scheduler that plans only views.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::ConfigProducer;
 use ballista_core::config::TaskSchedulingPolicy;
@@ -20,17 +21,19 @@ use tongban_connectors::functions;
 
 use crate::ClusterError;
 use crate::codec::{Datasets, ViewLogicalCodec, ViewPhysicalCodec};
-use crate::rules::{ViewsStayWhole, Yielding};
+use crate::rules::{Bounded, ViewsStayWhole};
 
 /// Serves a scheduler on `listener` until the process ends.
 ///
 /// The scheduler decodes the plans it is sent with [`ViewLogicalCodec`] over `datasets`, so
 /// it reads only views; it plans them in a session with the gateway's function list and the
-/// rules of [`crate::rules`], reading files through `stores`.
+/// rules of [`crate::rules`], reading files through `stores`. No operator of a query works for
+/// longer than `time_limit`, the gateways' query time limit.
 pub async fn serve(
     listener: TcpListener,
     datasets: Datasets,
     stores: Arc<dyn ObjectStoreRegistry>,
+    time_limit: Duration,
 ) -> Result<(), ClusterError> {
     let address = listener.local_addr()?;
     let config_producer: ConfigProducer = Arc::new(default_config_producer);
@@ -41,7 +44,7 @@ pub async fn serve(
         scheduling_policy: TaskSchedulingPolicy::PushStaged,
         override_logical_codec: Some(Arc::new(ViewLogicalCodec::new(datasets))),
         override_physical_codec: Some(Arc::new(ViewPhysicalCodec::default())),
-        override_session_builder: Some(Arc::new(move |config| session(config, Arc::clone(&stores)))),
+        override_session_builder: Some(Arc::new(move |config| session(config, Arc::clone(&stores), time_limit))),
         override_config_producer: Some(config_producer),
         // Shuffle files of finished jobs are removed from the executors promptly: they hold
         // masked, in-scope values, but nothing needs them once the answer is fetched.
@@ -62,12 +65,17 @@ pub async fn serve(
 fn session(
     config: SessionConfig,
     stores: Arc<dyn ObjectStoreRegistry>,
+    time_limit: Duration,
 ) -> datafusion::common::Result<datafusion::execution::SessionState> {
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(stores)
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build()?;
-    let mut config = config.upgrade_for_ballista();
+    // Ballista's adaptive planner plans with a physical optimizer of its own, which would leave
+    // out this crate's rules; the static planner uses the session's.
+    let mut config = config
+        .upgrade_for_ballista()
+        .set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false);
     config.options_mut().execution.enable_recursive_ctes = false;
     config.options_mut().catalog.information_schema = false;
     Ok(SessionStateBuilder::new()
@@ -75,7 +83,7 @@ fn session(
         .with_runtime_env(Arc::new(runtime))
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
         .with_physical_optimizer_rule(Arc::new(ViewsStayWhole))
-        .with_physical_optimizer_rule(Arc::new(Yielding))
+        .with_physical_optimizer_rule(Arc::new(Bounded { limit: time_limit }))
         .with_expr_planners(functions::expr_planners())
         .with_scalar_functions(functions::scalar_functions())
         .with_aggregate_functions(functions::aggregate_functions())

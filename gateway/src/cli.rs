@@ -365,6 +365,7 @@ pub fn main() -> anyhow::Result<()> {
             };
             let mut problems = if no_files { Vec::new() } else { loaded.missing_files() };
             problems.extend(loaded.check_divisions());
+            problems.extend(loaded.config.data.sql.scheduler_url().err().map(|e| format!("{}: {e}", file.display())));
             problems.extend(
                 loaded
                     .config

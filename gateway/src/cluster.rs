@@ -36,10 +36,11 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     match role {
         Role::Scheduler { config, listen } => {
             let (datasets, stores, _) = open(&config).await?;
+            let time_limit = std::time::Duration::from_millis(Config::load(&config)?.config.data.sql_timeout_ms);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
-            tongban_cluster::scheduler::serve(listener, datasets, stores).await?;
+            tongban_cluster::scheduler::serve(listener, datasets, stores, time_limit).await?;
         }
         Role::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir } => {
             let (_, stores, task_memory_mib) = open(&config).await?;

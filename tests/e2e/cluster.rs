@@ -14,6 +14,9 @@ use tongban_e2e::{Demo, tongban_bin};
 
 use crate::data::{POLICE_SYSTEM, ROWS, Truth, attack_cases, fill, judge, sql_answer, with_purpose};
 
+/// The query time limit of both gateways and of the cluster.
+const SQL_TIMEOUT_MS: &str = "30000";
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -34,6 +37,8 @@ impl Cluster {
             Command::new(tongban_bin())
                 .args(&args)
                 .env("TONGBAN_LOG", "warn")
+                // The same time limit as the gateway's (`demo_on_cluster`).
+                .env("TONGBAN_DATA__SQL_TIMEOUT_MS", SQL_TIMEOUT_MS)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
@@ -78,6 +83,21 @@ impl Cluster {
         Ok(Cluster { processes, _work: work })
     }
 
+    /// Processor time the executors have used, in seconds.
+    fn executors_processor_seconds(&self) -> anyhow::Result<f64> {
+        let mut seconds = 0.0;
+        for executor in &self.processes[1..] {
+            let pid = executor.id().context("a running executor")?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+            // utime and stime, in clock ticks (100 a second), are the 12th and 13th fields after
+            // the command's closing bracket.
+            let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+            let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+            seconds += ticks / 100.0;
+        }
+        Ok(seconds)
+    }
+
     /// Whether every process is still running.
     fn running(&mut self) -> bool {
         self.processes.iter_mut().all(|p| matches!(p.try_wait(), Ok(None)))
@@ -90,7 +110,7 @@ async fn demo_on_cluster(scheduler_port: u16) -> anyhow::Result<Demo> {
     Demo::start_with(
         ROWS,
         &[
-            ("TONGBAN_DATA__SQL_TIMEOUT_MS", "30000"),
+            ("TONGBAN_DATA__SQL_TIMEOUT_MS", SQL_TIMEOUT_MS),
             ("TONGBAN_DATA__SQL__ENGINE", "ballista"),
             ("TONGBAN_DATA__SQL__SCHEDULER", scheduler.as_str()),
         ],
@@ -110,7 +130,7 @@ fn sorted_rows(body: &Value) -> Vec<String> {
 async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::Result<()> {
     let scheduler_port = free_port()?;
     let (local, on_cluster) = tokio::try_join!(
-        Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", "30000")]),
+        Demo::start_with(ROWS, &[("TONGBAN_DATA__SQL_TIMEOUT_MS", SQL_TIMEOUT_MS)]),
         demo_on_cluster(scheduler_port),
     )?;
     let (_, police) = local.system(POLICE_SYSTEM)?;
@@ -210,6 +230,22 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
         failures.join("\n")
     );
     eprintln!("{} attacks on the cluster: {outcomes:?}", cases.len());
+
+    // A query past its time limit is stopped on the cluster too: the gateway answers
+    // `query_timeout` and has the scheduler cancel the job, and the work Ballista runs apart
+    // from the job's tasks stops at the same limit, so the executors are idle again rather
+    // than working on for nobody (this join runs for minutes).
+    let bomb = "SELECT count(*) FROM household a JOIN household b ON a.status = b.status \
+                JOIN household c ON b.status = c.status JOIN household d ON c.status = d.status";
+    let (status, body) = sql_answer(&cluster_police, bomb).await?;
+    assert_eq!((status, body["code"].as_str()), (422, Some("query_timeout")), "{body}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = cluster.executors_processor_seconds()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cluster.executors_processor_seconds()? - before;
+    assert!(used < 0.3, "the executors used {used:.2} s of processor in the 3 s after the query was cancelled");
+    let (status, body) = sql_answer(&cluster_police, "SELECT count(*) AS n FROM household").await?;
+    assert_eq!(status, 200, "{body}");
     assert!(cluster.running(), "the cluster's processes are all still running");
     Ok(())
 }
