@@ -71,7 +71,8 @@ async fn run(rows: u64, dir: &Path) {
         )
     };
     let config_arg = config.display().to_string();
-    let mut processes = vec![spawn(&["cluster", "scheduler", "--config", &config_arg, "--listen", &scheduler])];
+    let mut processes =
+        vec![spawn(&["cluster", "scheduler", "--config", &config_arg, "--listen", &scheduler])];
     while tokio::net::TcpStream::connect(&scheduler).await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -117,8 +118,10 @@ async fn run(rows: u64, dir: &Path) {
     .expect("view");
     let local = SessionContext::new_with_config(session_config());
     local.register_table("household", Arc::new(view)).expect("register");
-    let cluster =
-        SessionContext::new_with_state(tongban_cluster::on_cluster(local.state(), &format!("http://{scheduler}")));
+    let cluster = SessionContext::new_with_state(tongban_cluster::on_cluster(
+        local.state(),
+        &format!("http://{scheduler}"),
+    ));
 
     let answer = |ctx: &SessionContext, query: &'static str| {
         let ctx = ctx.clone();
@@ -147,7 +150,8 @@ async fn run(rows: u64, dir: &Path) {
         assert_eq!(on_one.expect("local"), on_cluster.expect("cluster"), "{label}: the same answer");
     }
 
-    let pids: Vec<u32> = std::iter::once(std::process::id()).chain(processes.iter().map(|p| p.0.id())).collect();
+    let pids: Vec<u32> =
+        std::iter::once(std::process::id()).chain(processes.iter().map(|p| p.0.id())).collect();
     let cpu = || pids.iter().filter_map(|pid| cpu_seconds(*pid)).sum::<f64>();
     let rounds = rounds_from_env("TONGBAN_BENCH_ROUNDS").max(5);
     println!("cluster: {rows} people, {rounds} rounds, the engines in turn");

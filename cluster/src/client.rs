@@ -57,9 +57,8 @@ impl JobGuard {
     /// A guard over `plan`, the physical plan of a query on the cluster; a plan that is not a
     /// cluster's (one the planner ran locally) needs none.
     pub fn new(scheduler_url: &str, plan: &Arc<dyn ExecutionPlan>) -> JobGuard {
-        let plan = plan
-            .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
-            .map(|exec| Arc::new(exec.clone()));
+        let plan =
+            plan.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>().map(|exec| Arc::new(exec.clone()));
         JobGuard { scheduler_url: scheduler_url.to_owned(), plan }
     }
 
@@ -78,11 +77,14 @@ impl Drop for JobGuard {
             let job_id = job_id.to_string();
             match SchedulerGrpcClient::connect(url).await {
                 Ok(mut scheduler) => {
-                    if let Err(error) = scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await {
+                    if let Err(error) = scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await
+                    {
                         tracing::warn!(%job_id, %error, "the cluster did not cancel an abandoned query");
                     }
                 }
-                Err(error) => tracing::warn!(%job_id, %error, "the scheduler could not be reached to cancel a query"),
+                Err(error) => {
+                    tracing::warn!(%job_id, %error, "the scheduler could not be reached to cancel a query")
+                }
             }
         });
     }

@@ -121,8 +121,8 @@ impl LogicalExtensionCodec for ViewLogicalCodec {
         schema: SchemaRef,
         _ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        let message = ViewMessage::decode(buf)
-            .map_err(|e| refused(format!("table {table_ref} is not a view: {e}")))?;
+        let message =
+            ViewMessage::decode(buf).map_err(|e| refused(format!("table {table_ref} is not a view: {e}")))?;
         let dataset = self
             .datasets
             .get(&message.dataset)
@@ -153,9 +153,9 @@ impl LogicalExtensionCodec for ViewLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let view = node
-            .downcast_ref::<GrantedView>()
-            .ok_or_else(|| refused(format!("table {table_ref} is not a view; only views run on the cluster")))?;
+        let view = node.downcast_ref::<GrantedView>().ok_or_else(|| {
+            refused(format!("table {table_ref} is not a view; only views run on the cluster"))
+        })?;
         let message = ViewMessage {
             dataset: table_ref.table().to_owned(),
             columns: view
@@ -183,8 +183,8 @@ impl PhysicalExtensionCodec for ViewPhysicalCodec {
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let message =
-            PhysicalMessage::decode(buf).map_err(|e| DataFusionError::Internal(format!("physical node: {e}")))?;
+        let message = PhysicalMessage::decode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("physical node: {e}")))?;
         match message.kind {
             Some(PhysicalKind::ViewBoundary(_)) => match inputs {
                 [input] => Ok(Arc::new(ViewBoundaryExec::new(Arc::clone(input)))),
@@ -260,7 +260,11 @@ mod tests {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(StringArray::from(vec!["41150219420221001X", "411502199001011234", "440106198505050011"])),
+                Arc::new(StringArray::from(vec![
+                    "41150219420221001X",
+                    "411502199001011234",
+                    "440106198505050011",
+                ])),
                 Arc::new(StringArray::from(vec![Some("张晨泽"), Some("李四"), Some("王五")])),
                 Arc::new(StringArray::from(vec![Some("411502"), Some("411502"), Some("440106")])),
                 Arc::new(StringArray::from(vec![Some("汉"), Some("回"), Some("汉")])),
@@ -306,7 +310,8 @@ mod tests {
         assert!(local.contains("411502********001X") && local.contains("张**"), "{local}");
 
         let logical = frame.into_optimized_plan().expect("optimized");
-        let sent = logical_plan_to_bytes_with_extension_codec(&logical, &ViewLogicalCodec::default()).expect("encode");
+        let sent = logical_plan_to_bytes_with_extension_codec(&logical, &ViewLogicalCodec::default())
+            .expect("encode");
         let scheduler = SessionContext::new();
         let received = logical_plan_from_bytes_with_extension_codec(
             &sent,
@@ -316,14 +321,21 @@ mod tests {
         .expect("decode");
         let planned = scheduler.state().create_physical_plan(&received).await.expect("physical");
         assert!(
-            datafusion::physical_plan::displayable(planned.as_ref()).indent(true).to_string().contains("ViewBoundaryExec"),
+            datafusion::physical_plan::displayable(planned.as_ref())
+                .indent(true)
+                .to_string()
+                .contains("ViewBoundaryExec"),
             "the scheduler's plan keeps the view's boundary"
         );
-        let task = physical_plan_to_bytes_with_extension_codec(planned, &ViewPhysicalCodec::default()).expect("encode");
+        let task = physical_plan_to_bytes_with_extension_codec(planned, &ViewPhysicalCodec::default())
+            .expect("encode");
         let executor = SessionContext::new();
-        let running =
-            physical_plan_from_bytes_with_extension_codec(&task, &executor.task_ctx(), &ViewPhysicalCodec::default())
-                .expect("decode");
+        let running = physical_plan_from_bytes_with_extension_codec(
+            &task,
+            &executor.task_ctx(),
+            &ViewPhysicalCodec::default(),
+        )
+        .expect("decode");
         assert_eq!(answer(&executor, running).await, local);
     }
 
@@ -342,12 +354,15 @@ mod tests {
         assert_eq!((decoded.columns(), decoded.scope()), (view().columns(), view().scope()));
 
         let elsewhere = ViewLogicalCodec::new(Arc::new(BTreeMap::new()));
-        let refused = elsewhere.try_decode_table_provider(&buf, &table, view().schema(), &ctx).expect_err("no dataset");
+        let refused =
+            elsewhere.try_decode_table_provider(&buf, &table, view().schema(), &ctx).expect_err("no dataset");
         assert!(refused.to_string().contains("no dataset household"), "{refused}");
         let other_schema = Arc::new(Schema::new(vec![Field::new("id_number", DataType::Utf8, false)]));
-        let refused = codec.try_decode_table_provider(&buf, &table, other_schema, &ctx).expect_err("other columns");
+        let refused =
+            codec.try_decode_table_provider(&buf, &table, other_schema, &ctx).expect_err("other columns");
         assert!(refused.to_string().contains("does not have the columns"), "{refused}");
-        let refused = codec.try_decode_table_provider(b"\xff\xff", &table, view().schema(), &ctx).expect_err("junk");
+        let refused =
+            codec.try_decode_table_provider(b"\xff\xff", &table, view().schema(), &ctx).expect_err("junk");
         assert!(refused.to_string().contains("not a view"), "{refused}");
     }
 

@@ -68,7 +68,10 @@ impl ExecutionPlan for DeadlineExec {
         vec![true]
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
             (Some(input), true) => Ok(Arc::new(DeadlineExec::new(input, self.limit))),
             _ => Err(DataFusionError::Internal("a deadline has one input".into())),

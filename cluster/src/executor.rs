@@ -38,7 +38,10 @@ pub struct ExecutorOptions {
 }
 
 /// Runs an executor until the process is told to stop.
-pub async fn serve(options: ExecutorOptions, stores: Arc<dyn ObjectStoreRegistry>) -> Result<(), ClusterError> {
+pub async fn serve(
+    options: ExecutorOptions,
+    stores: Arc<dyn ObjectStoreRegistry>,
+) -> Result<(), ClusterError> {
     let task_slots = options.task_slots.max(1);
     // Each task gets a runtime with its own memory pool (Ballista divides `memory_pool_size`
     // among the task slots) and no disk to spill to: a task over its share fails, as a query
@@ -52,12 +55,18 @@ pub async fn serve(options: ExecutorOptions, stores: Arc<dyn ObjectStoreRegistry
         ))
     });
     let registry = BallistaFunctionRegistry {
-        scalar_functions: functions::scalar_functions().into_iter().map(|f| (f.name().to_owned(), f)).collect(),
+        scalar_functions: functions::scalar_functions()
+            .into_iter()
+            .map(|f| (f.name().to_owned(), f))
+            .collect(),
         aggregate_functions: functions::aggregate_functions()
             .into_iter()
             .map(|f| (f.name().to_owned(), f))
             .collect(),
-        window_functions: functions::window_functions().into_iter().map(|f| (f.name().to_owned(), f)).collect(),
+        window_functions: functions::window_functions()
+            .into_iter()
+            .map(|f| (f.name().to_owned(), f))
+            .collect(),
         higher_order_functions: HashMap::new(),
     };
     let config = ExecutorProcessConfig {

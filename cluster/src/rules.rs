@@ -46,7 +46,11 @@ impl ViewsStayWhole {
 }
 
 impl PhysicalOptimizerRule for ViewsStayWhole {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut refused = None;
         plan.apply(|node| {
             if node.is::<ViewBoundaryExec>() {
@@ -91,7 +95,11 @@ pub(crate) struct Bounded {
 }
 
 impl PhysicalOptimizerRule for Bounded {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let exchange = node.is::<RepartitionExec>()
                 || node.is::<CoalescePartitionsExec>()

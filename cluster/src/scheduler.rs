@@ -44,7 +44,9 @@ pub async fn serve(
         scheduling_policy: TaskSchedulingPolicy::PushStaged,
         override_logical_codec: Some(Arc::new(ViewLogicalCodec::new(datasets))),
         override_physical_codec: Some(Arc::new(ViewPhysicalCodec::default())),
-        override_session_builder: Some(Arc::new(move |config| session(config, Arc::clone(&stores), time_limit))),
+        override_session_builder: Some(Arc::new(move |config| {
+            session(config, Arc::clone(&stores), time_limit)
+        })),
         override_config_producer: Some(config_producer),
         // Shuffle files of finished jobs are removed from the executors promptly: they hold
         // masked, in-scope values, but nothing needs them once the answer is fetched.

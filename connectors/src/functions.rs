@@ -62,7 +62,8 @@ mod tests {
         for offered in ["upper", "substr", "regexp_like", "date_trunc", "abs", "coalesce", "strpos"] {
             assert!(names.iter().any(|n| n == offered), "{offered} is offered");
         }
-        for denied in ["md5", "sha256", "digest", "encode", "decode", "make_array", "array_repeat", "repeat", "lpad"]
+        for denied in
+            ["md5", "sha256", "digest", "encode", "decode", "make_array", "array_repeat", "repeat", "lpad"]
         {
             assert!(!names.iter().any(|n| n == denied), "{denied} is not offered");
         }

@@ -118,9 +118,10 @@ impl GrantedView {
     /// The view's row scope, as it was built.
     pub fn scope(&self) -> Option<ViewScope> {
         let dataset = self.inner.schema();
-        self.scope
-            .as_ref()
-            .map(|(index, prefix)| ViewScope { column: dataset.field(*index).name().clone(), prefix: prefix.clone() })
+        self.scope.as_ref().map(|(index, prefix)| ViewScope {
+            column: dataset.field(*index).name().clone(),
+            prefix: prefix.clone(),
+        })
     }
 
     fn mask_of(&self, name: &str) -> Option<MaskRule> {
@@ -488,8 +489,14 @@ pub fn mask_udf(rule: MaskRule) -> ScalarUDF {
 }
 
 /// Every mask rule, for finding one by its function's name.
-const MASK_RULES: [MaskRule; 6] =
-    [MaskRule::None, MaskRule::IdNumber, MaskRule::Phone, MaskRule::Name, MaskRule::Address, MaskRule::Redact];
+const MASK_RULES: [MaskRule; 6] = [
+    MaskRule::None,
+    MaskRule::IdNumber,
+    MaskRule::Phone,
+    MaskRule::Name,
+    MaskRule::Address,
+    MaskRule::Redact,
+];
 
 /// The name of the function that masks by `rule`.
 pub fn mask_function_name(rule: MaskRule) -> &'static str {

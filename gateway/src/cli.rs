@@ -365,7 +365,9 @@ pub fn main() -> anyhow::Result<()> {
             };
             let mut problems = if no_files { Vec::new() } else { loaded.missing_files() };
             problems.extend(loaded.check_divisions());
-            problems.extend(loaded.config.data.sql.scheduler_url().err().map(|e| format!("{}: {e}", file.display())));
+            problems.extend(
+                loaded.config.data.sql.scheduler_url().err().map(|e| format!("{}: {e}", file.display())),
+            );
             problems.extend(
                 loaded
                     .config
@@ -718,6 +720,27 @@ fn init_tracing(
     Ok(guard)
 }
 
+impl From<ClusterCommand> for crate::cluster::Role {
+    fn from(command: ClusterCommand) -> Self {
+        match command {
+            ClusterCommand::Scheduler { config, listen } => {
+                crate::cluster::Role::Scheduler { config, listen }
+            }
+            ClusterCommand::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir } => {
+                crate::cluster::Role::Executor {
+                    config,
+                    scheduler,
+                    host,
+                    flight_port,
+                    grpc_port,
+                    slots,
+                    work_dir,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,16 +767,5 @@ mod tests {
         walk(&Cli::command(), "tongban", &mut missing);
         assert!(missing.is_empty(), "options without help: {missing:?}");
         Cli::command().debug_assert();
-    }
-}
-
-impl From<ClusterCommand> for crate::cluster::Role {
-    fn from(command: ClusterCommand) -> Self {
-        match command {
-            ClusterCommand::Scheduler { config, listen } => crate::cluster::Role::Scheduler { config, listen },
-            ClusterCommand::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir } => {
-                crate::cluster::Role::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir }
-            }
-        }
     }
 }

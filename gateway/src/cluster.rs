@@ -36,7 +36,8 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     match role {
         Role::Scheduler { config, listen } => {
             let (datasets, stores, _) = open(&config).await?;
-            let time_limit = std::time::Duration::from_millis(Config::load(&config)?.config.data.sql_timeout_ms);
+            let time_limit =
+                std::time::Duration::from_millis(Config::load(&config)?.config.data.sql_timeout_ms);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
@@ -76,8 +77,12 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
 /// fails on the cluster with a message naming it.
 async fn open(path: &Path) -> anyhow::Result<(Datasets, Arc<dyn ObjectStoreRegistry>, u64)> {
     let loaded = Config::load(path)?;
-    let (parquet, other): (Vec<_>, Vec<_>) =
-        loaded.config.datasets.iter().cloned().partition(|d| matches!(d.source, SourceConfig::Parquet { .. }));
+    let (parquet, other): (Vec<_>, Vec<_>) = loaded
+        .config
+        .datasets
+        .iter()
+        .cloned()
+        .partition(|d| matches!(d.source, SourceConfig::Parquet { .. }));
     for dataset in &other {
         tracing::warn!(dataset = %dataset.name, "not a Parquet dataset: queries over it do not run on the cluster");
     }

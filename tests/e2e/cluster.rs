@@ -140,7 +140,8 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
 
     // Before the cluster runs, a query is refused as the engine being unavailable, and
     // recorded like any refusal.
-    let (status, body) = cluster_police.post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM household"})).await?;
+    let (status, body) =
+        cluster_police.post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM household"})).await?;
     assert_eq!((status, body["code"].as_str()), (503, Some("sql_engine_unavailable")), "{body}");
     assert!(
         on_cluster.exchange_records()?.iter().any(|r| r["code"] == "sql_engine_unavailable"),
@@ -150,8 +151,9 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
     let mut cluster = Cluster::start(&on_cluster.data_dir().join("tongban.toml"), scheduler_port, 2).await?;
     let started = Instant::now();
     loop {
-        let (status, body) =
-            cluster_police.post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM household"})).await?;
+        let (status, body) = cluster_police
+            .post("/data/sql", &json!({"query": "SELECT count(*) AS n FROM household"}))
+            .await?;
         if status == 200 {
             break;
         }
@@ -193,7 +195,8 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
     for (expect, query) in &cases {
         let (local_status, local_body) =
             sql_answer(&local_police, &fill(query, &local_truth, &dataset_path(&local))).await?;
-        let (status, body) = sql_answer(&cluster_police, &fill(query, &truth, &dataset_path(&on_cluster))).await?;
+        let (status, body) =
+            sql_answer(&cluster_police, &fill(query, &truth, &dataset_path(&on_cluster))).await?;
         // The verdict is the suite's: refused or answered, and whether the answer meets the
         // expectation. Refusals may name different limits (the cluster writes shuffles to
         // disk, so a query over its memory on one machine can run out of time there instead).
@@ -204,12 +207,19 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
             failures.push(format!(
                 "[{expect}] {query}\n    cluster {status} {}, local {local_status} {}",
                 if status == 200 { body["rows"].to_string() } else { body["code"].to_string() },
-                if local_status == 200 { local_body["rows"].to_string() } else { local_body["code"].to_string() },
+                if local_status == 200 {
+                    local_body["rows"].to_string()
+                } else {
+                    local_body["code"].to_string()
+                },
             ));
             continue;
         }
         if body["code"] != local_body["code"] {
-            eprintln!("{query}: refused as {} on the cluster, as {} locally", body["code"], local_body["code"]);
+            eprintln!(
+                "{query}: refused as {} on the cluster, as {} locally",
+                body["code"], local_body["code"]
+            );
         }
         match judge(expect, status, &body, &truth) {
             Ok(outcome) => *outcomes.entry(outcome).or_default() += 1,
@@ -243,7 +253,10 @@ async fn the_cluster_gives_the_local_engines_verdicts_and_answers() -> anyhow::R
     let before = cluster.executors_processor_seconds()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let used = cluster.executors_processor_seconds()? - before;
-    assert!(used < 0.3, "the executors used {used:.2} s of processor in the 3 s after the query was cancelled");
+    assert!(
+        used < 0.3,
+        "the executors used {used:.2} s of processor in the 3 s after the query was cancelled"
+    );
     let (status, body) = sql_answer(&cluster_police, "SELECT count(*) AS n FROM household").await?;
     assert_eq!(status, 200, "{body}");
     assert!(cluster.running(), "the cluster's processes are all still running");

@@ -266,7 +266,8 @@ pub(crate) fn judge(expect: &str, status: u16, body: &Value, truth: &Truth) -> R
         }
         "count" => {
             let in_scope_count = truth.approved.len();
-            let value = rows.first().and_then(|r| r.as_object()).and_then(|r| r.values().next()).and_then(cell);
+            let value =
+                rows.first().and_then(|r| r.as_object()).and_then(|r| r.values().next()).and_then(cell);
             if value.as_deref() != Some(in_scope_count.to_string().as_str()) {
                 failures.push(format!("count {value:?}, expected {in_scope_count}"));
             }

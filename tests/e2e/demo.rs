@@ -247,8 +247,11 @@ async fn config_check_names_each_problem_once_with_its_key_and_value() {
     let (ok, said) = check(vec![("TONGBAN_DATA__SQL__ENGINE", "ballista")]).await;
     assert!(!ok, "{said}");
     assert!(said.contains("needs data.sql.scheduler"), "{said}");
-    let (ok, said) =
-        check(vec![("TONGBAN_DATA__SQL__ENGINE", "ballista"), ("TONGBAN_DATA__SQL__SCHEDULER", "10.0.0.5:50050")]).await;
+    let (ok, said) = check(vec![
+        ("TONGBAN_DATA__SQL__ENGINE", "ballista"),
+        ("TONGBAN_DATA__SQL__SCHEDULER", "10.0.0.5:50050"),
+    ])
+    .await;
     assert!(ok, "{said}");
 }
 

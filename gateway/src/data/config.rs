@@ -98,10 +98,15 @@ impl SqlEngineConfig {
             (SqlEngine::Local, _) => Ok(None),
             (SqlEngine::Ballista, Some(address)) if !address.trim().is_empty() => {
                 let address = address.trim();
-                Ok(Some(if address.contains("://") { address.to_owned() } else { format!("http://{address}") }))
+                Ok(Some(if address.contains("://") {
+                    address.to_owned()
+                } else {
+                    format!("http://{address}")
+                }))
             }
             (SqlEngine::Ballista, _) => {
-                Err("data.sql.engine = \"ballista\" needs data.sql.scheduler, the scheduler's host:port".into())
+                Err("data.sql.engine = \"ballista\" needs data.sql.scheduler, the scheduler's host:port"
+                    .into())
             }
         }
     }

@@ -117,7 +117,10 @@ pub(super) async fn run(
     let query = request.query.clone();
     let max_rows = limits.sql_max_rows;
     executor
-        .run(department, async move { plan_and_run(state, cluster.as_deref(), &query, max_rows, format).await })
+        .run(
+            department,
+            async move { plan_and_run(state, cluster.as_deref(), &query, max_rows, format).await },
+        )
         .await
 }
 
