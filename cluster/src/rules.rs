@@ -83,6 +83,14 @@ impl PhysicalOptimizerRule for ViewsStayWhole {
     }
 }
 
+/// Whether Ballista may cut a stage at `node`: it finds exchanges by type and replaces them
+/// with shuffles (a round-robin repartition it removes instead).
+fn is_exchange(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.is::<RepartitionExec>()
+        || node.is::<CoalescePartitionsExec>()
+        || node.is::<SortPreservingMergeExec>()
+}
+
 /// Puts a [`DeadlineExec`] above every operator but exchanges: each spends the task's
 /// scheduling budget on every batch it emits, as the gateway's own engine does (`data/sql.rs`,
 /// `yielding`), so an aborted task stops at its next batch, and each stops its input once it has
@@ -101,10 +109,7 @@ impl PhysicalOptimizerRule for Bounded {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let exchange = node.is::<RepartitionExec>()
-                || node.is::<CoalescePartitionsExec>()
-                || node.is::<SortPreservingMergeExec>();
-            if node.children().is_empty() || exchange || node.is::<DeadlineExec>() {
+            if node.children().is_empty() || is_exchange(&node) || node.is::<DeadlineExec>() {
                 Ok(Transformed::no(node))
             } else {
                 Ok(Transformed::yes(Arc::new(DeadlineExec::new(node, self.limit)) as Arc<dyn ExecutionPlan>))
@@ -119,5 +124,51 @@ impl PhysicalOptimizerRule for Bounded {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::datasource::memory::MemorySourceConfig;
+
+    /// A data source of two empty partitions.
+    fn scan() -> Arc<dyn ExecutionPlan> {
+        MemorySourceConfig::try_new_exec(&[vec![], vec![]], Arc::new(Schema::empty()), None).expect("source")
+    }
+
+    #[test]
+    fn a_view_with_an_exchange_below_its_boundary_is_refused_and_one_without_is_kept() {
+        let config = ConfigOptions::default();
+        let whole: Arc<dyn ExecutionPlan> = Arc::new(ViewBoundaryExec::new(Arc::new(
+            RepartitionExec::try_new(scan(), Partitioning::RoundRobinBatch(4)).expect("repartition"),
+        )));
+        assert!(ViewsStayWhole.optimize(Arc::clone(&whole), &config).is_ok());
+        // A view over a data source whose rows are gathered from several partitions: the
+        // gathering is a stage boundary, below the masks.
+        let cut: Arc<dyn ExecutionPlan> =
+            Arc::new(ViewBoundaryExec::new(Arc::new(CoalescePartitionsExec::new(scan()))));
+        let refused = ViewsStayWhole.optimize(cut, &config).expect_err("a cut view");
+        assert!(refused.to_string().contains("CoalescePartitionsExec"), "{refused}");
+        // Above the boundary, exchanges are the query's own.
+        let above: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(whole));
+        assert!(ViewsStayWhole.optimize(above, &config).is_ok());
+    }
+
+    #[test]
+    fn every_operator_but_exchanges_and_leaves_gets_a_deadline() {
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(ViewBoundaryExec::new(Arc::new(CoalescePartitionsExec::new(scan()))));
+        let bounded = Bounded { limit: Duration::from_secs(3) }
+            .optimize(plan, &ConfigOptions::default())
+            .expect("rule");
+        let shown = datafusion::physical_plan::displayable(bounded.as_ref()).indent(true).to_string();
+        let names: Vec<&str> = shown.lines().map(|l| l.trim().split(':').next().unwrap_or("")).collect();
+        assert_eq!(
+            names,
+            ["DeadlineExec", "ViewBoundaryExec", "CoalescePartitionsExec", "DataSourceExec"],
+            "{shown}"
+        );
     }
 }

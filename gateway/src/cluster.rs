@@ -11,6 +11,7 @@ use tongban_cluster::{Datasets, ExecutorOptions};
 use tongban_connectors::SourceConfig;
 
 use crate::config::Config;
+use crate::data::DataConfig;
 use crate::datasets::DatasetRegistry;
 
 /// Which process of the cluster to run.
@@ -35,16 +36,15 @@ pub enum Role {
 pub async fn run(role: Role) -> anyhow::Result<()> {
     match role {
         Role::Scheduler { config, listen } => {
-            let (datasets, stores, _) = open(&config).await?;
-            let time_limit =
-                std::time::Duration::from_millis(Config::load(&config)?.config.data.sql_timeout_ms);
+            let (datasets, stores, limits) = open(&config).await?;
+            let time_limit = std::time::Duration::from_millis(limits.sql_timeout_ms);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
             tongban_cluster::scheduler::serve(listener, datasets, stores, time_limit).await?;
         }
         Role::Executor { config, scheduler, host, flight_port, grpc_port, slots, work_dir } => {
-            let (_, stores, task_memory_mib) = open(&config).await?;
+            let (_, stores, limits) = open(&config).await?;
             let (scheduler_host, scheduler_port) = scheduler
                 .rsplit_once(':')
                 .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
@@ -62,7 +62,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
                 flight_port,
                 grpc_port,
                 task_slots,
-                task_memory_bytes: task_memory_mib.saturating_mul(1024 * 1024),
+                task_memory_bytes: (limits.sql_memory_mib as u64).saturating_mul(1024 * 1024),
                 work_dir,
             };
             tongban_cluster::executor::serve(options, stores).await?;
@@ -72,10 +72,10 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
 }
 
 /// The configuration's Parquet datasets, opened, with the object stores they are read from,
-/// and the memory one query may hold (`data.sql_memory_mib`). Other datasets (CSV held in a
+/// and the data plane's limits (each task's memory, the query time limit). Other datasets (CSV held in a
 /// gateway's memory, PostgreSQL tables) are not read by the cluster: a query over one of them
 /// fails on the cluster with a message naming it.
-async fn open(path: &Path) -> anyhow::Result<(Datasets, Arc<dyn ObjectStoreRegistry>, u64)> {
+async fn open(path: &Path) -> anyhow::Result<(Datasets, Arc<dyn ObjectStoreRegistry>, DataConfig)> {
     let loaded = Config::load(path)?;
     let (parquet, other): (Vec<_>, Vec<_>) = loaded
         .config
@@ -91,5 +91,5 @@ async fn open(path: &Path) -> anyhow::Result<(Datasets, Arc<dyn ObjectStoreRegis
         registry.datasets.iter().map(|(name, dataset)| (name.clone(), Arc::clone(&dataset.table))).collect(),
     );
     let stores = Arc::clone(&registry.ctx.runtime_env().object_store_registry);
-    Ok((datasets, stores, loaded.config.data.sql_memory_mib as u64))
+    Ok((datasets, stores, loaded.config.data))
 }
